@@ -1,0 +1,111 @@
+package natrule
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+)
+
+func TestParseMode(t *testing.T) {
+	a := netip.MustParseAddr
+	tests := []struct {
+		in    string
+		want  Mode
+		canon string // "" means same as in
+		flags uint32
+	}{
+		{in: "none", want: Mode{}},
+		{in: "masquerade", want: Mode{Action: Masquerade}},
+		{in: "masquerade random", want: Mode{Action: Masquerade, Random: true}, flags: FlagProtoRandom},
+		{in: "masquerade fully-random", want: Mode{Action: Masquerade, FullyRandom: true}, flags: FlagProtoRandomFully},
+		{in: "masquerade persistent", want: Mode{Action: Masquerade, Persistent: true}, flags: FlagPersistent},
+		{in: "masquerade to :1024-1100", want: Mode{Action: Masquerade, PortMin: 1024, PortMax: 1100}, flags: FlagProtoSpecified},
+		{in: "masquerade to :5000", want: Mode{Action: Masquerade, PortMin: 5000, PortMax: 5000}, flags: FlagProtoSpecified},
+		{in: "masquerade to :1024-1100 random,fully-random", want: Mode{Action: Masquerade, PortMin: 1024, PortMax: 1100, Random: true, FullyRandom: true},
+			flags: FlagProtoSpecified | FlagProtoRandom | FlagProtoRandomFully},
+		{in: "masquerade fully-random persistent", canon: "masquerade fully-random,persistent",
+			want: Mode{Action: Masquerade, FullyRandom: true, Persistent: true}, flags: FlagProtoRandomFully | FlagPersistent},
+		{in: "snat to 192.0.2.1", want: Mode{Action: SNAT, AddrMin: a("192.0.2.1"), AddrMax: a("192.0.2.1")}, flags: FlagMapIPs},
+		{in: "snat ip to 192.0.2.1", canon: "snat to 192.0.2.1", want: Mode{Action: SNAT, AddrMin: a("192.0.2.1"), AddrMax: a("192.0.2.1")}, flags: FlagMapIPs},
+		{in: "snat to 192.0.2.1:2000-2100 fully-random,persistent",
+			want:  Mode{Action: SNAT, AddrMin: a("192.0.2.1"), AddrMax: a("192.0.2.1"), PortMin: 2000, PortMax: 2100, FullyRandom: true, Persistent: true},
+			flags: FlagMapIPs | FlagProtoSpecified | FlagProtoRandomFully | FlagPersistent},
+		{in: "snat to 192.0.2.1-192.0.2.4:1024-2047 random",
+			want:  Mode{Action: SNAT, AddrMin: a("192.0.2.1"), AddrMax: a("192.0.2.4"), PortMin: 1024, PortMax: 2047, Random: true},
+			flags: FlagMapIPs | FlagProtoSpecified | FlagProtoRandom},
+		{in: "snat to 2001:db8::1", want: Mode{Action: SNAT, AddrMin: a("2001:db8::1"), AddrMax: a("2001:db8::1")}, flags: FlagMapIPs},
+		{in: "snat to [2001:db8::1]:80", want: Mode{Action: SNAT, AddrMin: a("2001:db8::1"), AddrMax: a("2001:db8::1"), PortMin: 80, PortMax: 80},
+			flags: FlagMapIPs | FlagProtoSpecified},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseMode(tt.in)
+			if err != nil {
+				t.Fatalf("ParseMode(%q): %v", tt.in, err)
+			}
+			if got != tt.want {
+				t.Fatalf("ParseMode(%q) = %+v, want %+v", tt.in, got, tt.want)
+			}
+			canon := tt.canon
+			if canon == "" {
+				canon = tt.in
+			}
+			if s := got.String(); s != canon {
+				t.Errorf("String() = %q, want %q", s, canon)
+			}
+			if f := got.Flags(); f != tt.flags {
+				t.Errorf("Flags() = %#x, want %#x", f, tt.flags)
+			}
+		})
+	}
+}
+
+func TestParseModeErrors(t *testing.T) {
+	tests := []struct{ in, msg string }{
+		{"", "empty"},
+		{"   ", "empty"},
+		{"dnat to 1.2.3.4", `unknown action "dnat": want none, masquerade or snat`},
+		{"masquerade to", `missing port range after "to"`},
+		{"masquerade to 1.2.3.4", `masquerade takes only ports: want "to :PORT[-PORT]", got "1.2.3.4"`},
+		{"masquerade to :2000-1000", "port range 2000-1000: first port is above the last"},
+		{"masquerade to :0", `bad port "0": want 1-65535`},
+		{"masquerade to :70000", `bad port "70000": want 1-65535`},
+		{"masquerade fully_random", `unknown flag "fully_random": want random, fully-random or persistent`},
+		{"masquerade random,", `empty flag in "random,"`},
+		{"snat 1.2.3.4", `want "snat to ADDR[-ADDR][:PORT[-PORT]]"`},
+		{"snat to 1.2.3.4-1.2.3.1", "address range 1.2.3.4-1.2.3.1: first address is above the last"},
+		{"none random", `unexpected "random" after none`},
+		{"snat to [2001:db8::1", "unclosed '[' in address"},
+	}
+	for _, tt := range tests {
+		_, err := ParseMode(tt.in)
+		var pe *ParseError
+		if !errors.As(err, &pe) {
+			t.Errorf("ParseMode(%q) error = %v, want *ParseError", tt.in, err)
+			continue
+		}
+		if pe.Msg != tt.msg {
+			t.Errorf("ParseMode(%q) msg = %q, want %q", tt.in, pe.Msg, tt.msg)
+		}
+	}
+}
+
+func FuzzParseMode(f *testing.F) {
+	for _, s := range []string{"none", "masquerade", "masquerade to :1024-1100 random", "snat to 192.0.2.1-192.0.2.9:1-2 fully-random,persistent", "snat to [::1]:5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := ParseMode(s)
+		if err != nil {
+			return
+		}
+		// What parses must print to a statement that parses back to the same mode.
+		m2, err := ParseMode(m.String())
+		if err != nil {
+			t.Fatalf("ParseMode(%q).String() = %q does not parse: %v", s, m.String(), err)
+		}
+		if m2 != m {
+			t.Fatalf("round trip of %q: %+v != %+v", s, m2, m)
+		}
+	})
+}
