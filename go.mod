@@ -2,9 +2,17 @@ module github.com/snatrace/snatrace
 
 go 1.26.8
 
-require github.com/spf13/cobra v1.10.2
+require (
+	github.com/mdlayher/netlink v1.7.3-0.20250113171957-fbb4dce95f42
+	github.com/spf13/cobra v1.10.2
+	golang.org/x/sys v0.43.0
+)
 
 require (
+	github.com/google/go-cmp v0.7.0 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/mdlayher/socket v0.5.1 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect
+	golang.org/x/net v0.48.0 // indirect
+	golang.org/x/sync v0.20.0 // indirect
 )
