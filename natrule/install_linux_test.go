@@ -1,0 +1,126 @@
+//go:build linux
+
+package natrule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/snatrace/snatrace/netns"
+)
+
+func testNS(t *testing.T) *netns.NS {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to create a namespace and install rules")
+	}
+	ns, err := netns.Create(fmt.Sprintf("snt-nr%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Delete() })
+	return ns
+}
+
+func needBinary(t *testing.T, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		t.Skipf("needs %s (.ci/run installs it)", name)
+	}
+}
+
+// TestInstallDump installs each mode through each backend in a fresh
+// namespace and reads it back with the backend's own userspace tool.
+func TestInstallDump(t *testing.T) {
+	src := netip.MustParsePrefix("10.98.0.0/16")
+	tests := []struct {
+		mode     string
+		nft      string // the rule as `nft list table ip snatrace` prints it
+		iptables string // the rule as iptables-save prints it ("" = not expressible)
+	}{
+		{"masquerade", `masquerade`, `-j MASQUERADE`},
+		{"masquerade random", `masquerade random`, `-j MASQUERADE --random`},
+		{"masquerade fully-random", `masquerade fully-random`, `-j MASQUERADE --random-fully`},
+		{"masquerade random,fully-random", `masquerade random,fully-random`, `-j MASQUERADE --random --random-fully`},
+		{"masquerade to :1024-1100", `masquerade to :1024-1100`, `-j MASQUERADE --to-ports 1024-1100`},
+		{"snat to 198.51.100.1", `snat to 198.51.100.1`, `-j SNAT --to-source 198.51.100.1`},
+		{"snat to 198.51.100.1-198.51.100.4:2000-2100 fully-random,persistent",
+			`snat to 198.51.100.1-198.51.100.4:2000-2100 fully-random,persistent`,
+			`-j SNAT --to-source 198.51.100.1-198.51.100.4:2000-2100 --random-fully --persistent`},
+	}
+	for _, backend := range Backends {
+		t.Run(string(backend), func(t *testing.T) {
+			switch backend {
+			case NFT:
+				needBinary(t, "nft")
+			case IptablesNFT:
+				needBinary(t, "iptables-nft-restore")
+			case IptablesLegacy:
+				needBinary(t, "iptables-legacy-restore")
+			}
+			ns := testNS(t)
+			ctx := context.Background()
+			for _, tt := range tests {
+				m, err := ParseMode(tt.mode)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := Install(ctx, ns, backend, []Rule{{Src: src, OutIface: "up0", Proto: "tcp", Mode: m}}); err != nil {
+					t.Fatalf("Install(%q): %v", tt.mode, err)
+				}
+				got, err := Dump(ctx, ns, backend)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := `-A POSTROUTING -s 10.98.0.0/16 -o up0 -p tcp ` + tt.iptables
+				if backend == NFT {
+					want = `ip saddr 10.98.0.0/16 oifname "up0" meta l4proto tcp ` + tt.nft
+				}
+				if n := strings.Count(got, want); n != 1 {
+					t.Errorf("%s: %q: dump has %d copies of %q:\n%s", backend, tt.mode, n, want, got)
+				}
+			}
+			if err := Remove(ctx, ns, backend); err != nil {
+				t.Fatal(err)
+			}
+			got, err := Dump(ctx, ns, backend)
+			if backend == NFT {
+				if err == nil {
+					t.Errorf("table still there after Remove:\n%s", got)
+				}
+			} else if strings.Contains(got, "-A POSTROUTING") {
+				t.Errorf("rules left after Remove:\n%s", got)
+			}
+		})
+	}
+}
+
+func TestUnsupported(t *testing.T) {
+	m, _ := ParseMode("masquerade persistent")
+	if _, err := (Rule{Mode: m}).IptablesArgs(); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("iptables masquerade persistent: %v, want ErrUnsupported", err)
+	}
+	m, _ = ParseMode("masquerade to :1024-1100 fully-random")
+	if _, err := nftExprs(Rule{Mode: m}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("nft masquerade ports+flags: %v, want ErrUnsupported", err)
+	}
+}
+
+func TestIptablesRestore(t *testing.T) {
+	m, _ := ParseMode("snat to 192.0.2.1:1024-2047 random,fully-random")
+	doc, err := IptablesRestore([]Rule{{Src: netip.MustParsePrefix("10.0.0.0/8"), OutIface: "eth0", Mode: m}, {Mode: Mode{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n" +
+		"-A POSTROUTING -s 10.0.0.0/8 -o eth0 -j SNAT --to-source 192.0.2.1:1024-2047 --random --random-fully\nCOMMIT\n"
+	if doc != want {
+		t.Errorf("IptablesRestore =\n%s\nwant\n%s", doc, want)
+	}
+}

@@ -1,0 +1,129 @@
+package natrule
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// Backend is the interface through which rules reach the kernel.
+type Backend string
+
+const (
+	// NFT programs nftables directly over netlink (google/nftables).
+	NFT Backend = "nft"
+	// IptablesNFT runs iptables-nft-restore: xt targets inside nftables.
+	IptablesNFT Backend = "iptables-nft"
+	// IptablesLegacy runs iptables-legacy-restore: the x_tables kernel API.
+	IptablesLegacy Backend = "iptables-legacy"
+)
+
+// Backends lists every backend, default first.
+var Backends = []Backend{NFT, IptablesNFT, IptablesLegacy}
+
+// ParseBackend checks that s names a backend.
+func ParseBackend(s string) (Backend, error) {
+	for _, b := range Backends {
+		if string(b) == s {
+			return b, nil
+		}
+	}
+	return "", fmt.Errorf("unknown backend %q: want nft, iptables-nft or iptables-legacy", s)
+}
+
+// Rule is one source-NAT rule: connections from Src leaving through OutIface
+// get Mode. The lab's node installs one per uplink.
+type Rule struct {
+	Src      netip.Prefix // match on source address; invalid = any
+	OutIface string       // match on output interface; "" = any
+	Proto    string       // "tcp", "udp" or "" for any; a port range needs one
+	Mode     Mode
+}
+
+// Table and chain snatrace owns in a namespace. Nothing else is touched.
+const (
+	TableName = "snatrace"
+	ChainName = "postrouting"
+)
+
+// ErrUnsupported is returned for a mode a backend cannot express.
+var ErrUnsupported = errors.New("not supported by this backend")
+
+// IptablesArgs renders r as iptables rule-spec arguments for the nat table's
+// POSTROUTING chain, without the leading "-A POSTROUTING".
+func (r Rule) IptablesArgs() ([]string, error) {
+	var a []string
+	if r.Src.IsValid() {
+		a = append(a, "-s", r.Src.String())
+	}
+	if r.OutIface != "" {
+		a = append(a, "-o", r.OutIface)
+	}
+	if r.Proto != "" {
+		a = append(a, "-p", r.Proto)
+	}
+	m := r.Mode
+	switch m.Action {
+	case None:
+		return nil, nil
+	case Masquerade:
+		a = append(a, "-j", "MASQUERADE")
+		if m.HasPorts() {
+			a = append(a, "--to-ports", iptPorts(m.PortMin, m.PortMax))
+		}
+		if m.Persistent {
+			return nil, fmt.Errorf("%q: iptables MASQUERADE has no --persistent: %w", m, ErrUnsupported)
+		}
+	case SNAT:
+		to := m.AddrMin.String()
+		if m.AddrMax != m.AddrMin {
+			to += "-" + m.AddrMax.String()
+		}
+		if m.AddrMin.Is6() {
+			return nil, fmt.Errorf("%q: the iptables backends here program IPv4 only: %w", m, ErrUnsupported)
+		}
+		if m.HasPorts() {
+			to += ":" + iptPorts(m.PortMin, m.PortMax)
+		}
+		a = append(a, "-j", "SNAT", "--to-source", to)
+	default:
+		return nil, fmt.Errorf("unknown action %v", m.Action)
+	}
+	if m.Random {
+		a = append(a, "--random")
+	}
+	if m.FullyRandom {
+		a = append(a, "--random-fully")
+	}
+	if m.Persistent { // SNAT only: MASQUERADE refused it above
+		a = append(a, "--persistent")
+	}
+	return a, nil
+}
+
+func iptPorts(lo, hi uint16) string {
+	if lo == hi {
+		return fmt.Sprint(lo)
+	}
+	return fmt.Sprintf("%d-%d", lo, hi)
+}
+
+// IptablesRestore renders rules as an iptables-restore document that replaces
+// the whole nat table: the lab's node namespace holds nothing else.
+func IptablesRestore(rules []Rule) (string, error) {
+	var b strings.Builder
+	b.WriteString("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n")
+	for _, r := range rules {
+		args, err := r.IptablesArgs()
+		if err != nil {
+			return "", err
+		}
+		if args == nil {
+			continue
+		}
+		b.WriteString("-A POSTROUTING " + strings.Join(args, " ") + "\n")
+	}
+	b.WriteString("COMMIT\n")
+	return b.String(), nil
+}
