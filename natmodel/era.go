@@ -1,0 +1,101 @@
+package natmodel
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Era is the kernel version whose NAT and conntrack behaviour is modelled.
+// Only the major and minor numbers matter; behaviour changes at the versions
+// named by the methods below.
+type Era struct {
+	Major, Minor int
+}
+
+// Named eras, by the first upstream release that behaves that way.
+var (
+	// Legacy is the behaviour before 5.0 (4.19.0 upstream): the global port
+	// rover, `random` as a keyed hash, full-range scans.
+	Legacy = Era{4, 19}
+	// Era50 is 5.0: random start offset in every mode, 128 attempts halved.
+	Era50 = Era{5, 0}
+	// Era65 is 6.5: TIME_WAIT eviction in the last 32 tries of each round.
+	Era65 = Era{6, 5}
+)
+
+// ParseEra parses "legacy", or a kernel version such as "4.19", "5.0",
+// "6.5", "6.18.44" or "6.1.0-13-amd64". Versions before 3.13 (no
+// fully-random) and implausible ones are rejected.
+func ParseEra(s string) (Era, error) {
+	in := s
+	s = strings.TrimSpace(strings.ToLower(s))
+	if s == "legacy" {
+		return Legacy, nil
+	}
+	s = strings.TrimPrefix(s, "v")
+	if i := strings.IndexAny(s, "-+ "); i >= 0 {
+		s = s[:i]
+	}
+	parts := strings.Split(s, ".")
+	if len(parts) < 2 || len(parts) > 3 {
+		return Era{}, fmt.Errorf("parsing era %q: want legacy or a kernel version like 5.0 or 6.5", in)
+	}
+	var n [2]int
+	for i := 0; i < 2; i++ {
+		v, err := strconv.Atoi(parts[i])
+		if err != nil || v < 0 || v > 99 {
+			return Era{}, fmt.Errorf("parsing era %q: bad version number %q", in, parts[i])
+		}
+		n[i] = v
+	}
+	if len(parts) == 3 {
+		if _, err := strconv.Atoi(parts[2]); err != nil {
+			return Era{}, fmt.Errorf("parsing era %q: bad version number %q", in, parts[2])
+		}
+	}
+	e := Era{n[0], n[1]}
+	if e.Before(Era{3, 13}) || n[0] > 9 {
+		return Era{}, fmt.Errorf("parsing era %q: kernels before 3.13 (or after 9.x) are not modelled", in)
+	}
+	return e, nil
+}
+
+// String returns "legacy" for Legacy and "major.minor" otherwise.
+func (e Era) String() string {
+	if e == Legacy {
+		return "legacy"
+	}
+	return fmt.Sprintf("%d.%d", e.Major, e.Minor)
+}
+
+// Before reports whether e is older than o.
+func (e Era) Before(o Era) bool {
+	return e.Major < o.Major || (e.Major == o.Major && e.Minor < o.Minor)
+}
+
+// Rover reports whether the port search uses the global per-protocol rover,
+// the keyed hash for `random` and a full-range scan ("netfilter: nat: remove
+// l4 protocol port rovers" and "limit port clash resolution attempts", 5.0).
+func (e Era) Rover() bool { return e.Before(Era50) }
+
+// SameFlowNotTaken reports whether nf_conntrack_tuple_taken ignores an entry
+// whose original tuple equals the new one's (same flow on two CPUs), and
+// clash resolution accepts entries that match in both directions (5.0).
+func (e Era) SameFlowNotTaken() bool { return !e.Before(Era50) }
+
+// ResolveHarder reports whether a UDP clash in the original direction only is
+// resolved by inserting the loser with a 1 s timeout (5.6).
+func (e Era) ResolveHarder() bool { return !e.Before(Era{5, 6}) }
+
+// ClashResolveCounter reports whether resolved clashes count in clash_resolve
+// instead of insert_failed (5.10).
+func (e Era) ClashResolveCounter() bool { return !e.Before(Era{5, 10}) }
+
+// EvictTimeWait reports whether the last tries of a port search may evict a
+// colliding TCP entry in TIME_WAIT (nf_nat_used_tuple_harder, 6.5).
+func (e Era) EvictTimeWait() bool { return !e.Before(Era65) }
+
+// CountsInsert reports whether the `insert` counter is incremented on confirm.
+// Modern kernels read 0 there (KERNEL.md §4); the model counts it before 5.0.
+func (e Era) CountsInsert() bool { return e.Before(Era50) }

@@ -1,0 +1,322 @@
+package natmodel
+
+import "net/netip"
+
+// Step names the branch of get_unique_tuple that produced a Choice.
+type Step uint8
+
+// Steps of get_unique_tuple, in the kernel's order.
+const (
+	// StepOriginal: the original tuple was already in range and unused.
+	StepOriginal Step = iota + 1
+	// StepBySource: an existing mapping of the same source (bysource hash,
+	// unconfirmed entries included) was reused.
+	StepBySource
+	// StepPreserve: the original port was kept on the chosen address (port
+	// preservation), or a single-port range was returned regardless.
+	StepPreserve
+	// StepSearch: nf_nat_l4proto_unique_tuple found an unused port.
+	StepSearch
+	// StepExhausted: the search found no unused port; the last tried port is
+	// kept and will clash at confirm.
+	StepExhausted
+)
+
+func (s Step) String() string {
+	switch s {
+	case StepOriginal:
+		return "original"
+	case StepBySource:
+		return "bysource"
+	case StepPreserve:
+		return "preserve"
+	case StepSearch:
+		return "search"
+	case StepExhausted:
+		return "exhausted"
+	}
+	return "step?"
+}
+
+// Choice is the outcome of SNAT: the new source and how it was found.
+type Choice struct {
+	Source netip.AddrPort
+	Step   Step
+	// Tries counts the ports the search tested (0 when no search ran).
+	Tries int
+	// Rounds counts the search rounds (5.0+: 1 to 5).
+	Rounds int
+	// Evicted counts TIME_WAIT entries the search killed (6.5+).
+	Evicted int
+	// Taken is true when the chosen tuple was already in use when chosen
+	// (exhausted search, single-port range): a certain clash at confirm.
+	Taken bool
+}
+
+// SNAT is nf_nat_setup_info(ct, r, NF_NAT_MANIP_SRC) for an unconfirmed
+// entry: it picks the new source with get_unique_tuple, rewrites the reply
+// tuple and adds the entry to the bysource hash. r must pass Validate.
+func (t *Table) SNAT(id ConnID, r *Range) (Choice, error) {
+	idx, ok := t.get(id)
+	if !ok || t.conns[idx].confirmed || t.conns[idx].natDone {
+		return Choice{}, ErrUnknownConn
+	}
+	x := r.internal()
+	nt, ch := t.uniqueTuple(idx, &x)
+	c := &t.conns[idx]
+	if nt != c.orig {
+		c.reply = nt.invert()
+		c.srcNAT = true
+	}
+	t.bysrcAdd(idx)
+	ch.Source = netip.AddrPortFrom(addr4(nt.src), nt.sport)
+	return ch, nil
+}
+
+// used is nf_nat_used_tuple: is the reply of tuple tp in the confirmed hash
+// (as either direction of another entry)?
+func (t *Table) used(tp key, self int32) bool {
+	v, ok := t.hash[tp.invert()]
+	if !ok {
+		return false
+	}
+	other := v >> 1
+	if other == self {
+		return false
+	}
+	// 5.0+: an entry of the same flow (same original tuple) is not "taken";
+	// nf_ct_resolve_clash sorts it out at confirm.
+	if t.era.SameFlowNotTaken() && t.conns[other].orig == t.conns[self].orig {
+		return false
+	}
+	t.stats.Found++
+	return true
+}
+
+// peekUsed reports whether tp is taken without counting (for Choice.Taken).
+func (t *Table) peekUsed(tp key, self int32) bool {
+	v, ok := t.hash[tp.invert()]
+	return ok && v>>1 != self
+}
+
+// usedHarder is nf_nat_used_tuple_harder (6.5+): in the last 32 tries of a
+// round, a colliding TCP entry that is closing (TIME_WAIT or later), was
+// SNATed and whose sequence numbers the new SYN has passed is killed.
+func (t *Table) usedHarder(tp key, self int32, attemptsLeft uint32, ch *Choice) bool {
+	const harderThresh = 128 / 4
+	if !t.era.EvictTimeWait() || attemptsLeft > harderThresh || tp.proto != TCP || t.conns[self].state != SynSent {
+		return t.used(tp, self)
+	}
+	v, ok := t.hash[tp.invert()]
+	if !ok {
+		return false
+	}
+	other := v >> 1
+	if v&1 == dirOriginal || other == self {
+		return true
+	}
+	o := &t.conns[other]
+	if o.state < TimeWait || !o.srcNAT {
+		return true
+	}
+	if int32(t.conns[self].tdEnd-o.tdEnd) <= 0 { // nf_seq_has_advanced
+		return true
+	}
+	t.destroy(other)
+	t.stats.Evicted++
+	ch.Evicted++
+	return false
+}
+
+func inRange(tp key, r *rng) bool {
+	if r.flags&MapIPs != 0 && (tp.src < r.minIP || tp.src > r.maxIP) {
+		return false
+	}
+	if r.flags&ProtoSpecified == 0 {
+		return true
+	}
+	return tp.sport >= r.minPort && tp.sport <= r.maxPort
+}
+
+// uniqueTuple is get_unique_tuple for NF_NAT_MANIP_SRC.
+func (t *Table) uniqueTuple(self int32, r *rng) (key, Choice) {
+	orig := t.conns[self].orig
+	var ch Choice
+	// 1) the original tuple, or an existing mapping of this source.
+	if r.flags&RandomAll == 0 {
+		if inRange(orig, r) {
+			if !t.used(orig, self) {
+				ch.Step = StepOriginal
+				return orig, ch
+			}
+		} else if res, ok := t.findAppropriateSrc(orig, r); ok {
+			if !t.used(res, self) {
+				ch.Step = StepBySource
+				return res, ch
+			}
+		}
+	}
+	// 2) the address.
+	tp := orig
+	findBestIPs(&tp, r)
+	// 3) keep the port if it is in range and unused.
+	if r.flags&RandomAll == 0 {
+		if r.flags&ProtoSpecified != 0 {
+			if tp.sport >= r.minPort && tp.sport <= r.maxPort &&
+				(r.minPort == r.maxPort || !t.used(tp, self)) {
+				ch.Step = StepPreserve
+				ch.Taken = r.minPort == r.maxPort && t.peekUsed(tp, self)
+				return tp, ch
+			}
+		} else if !t.used(tp, self) {
+			ch.Step = StepPreserve
+			return tp, ch
+		}
+	}
+	// 4) search.
+	if t.era.Rover() {
+		t.searchLegacy(&tp, self, r, &ch)
+	} else {
+		t.search(&tp, self, r, &ch)
+	}
+	return tp, ch
+}
+
+// findAppropriateSrc walks the bysource list of orig's source, newest first,
+// and returns the first existing mapping that is in range for r.
+func (t *Table) findAppropriateSrc(orig key, r *rng) (key, bool) {
+	head, ok := t.bysrc[srcKey{orig.src, orig.sport, orig.proto}]
+	if !ok {
+		return key{}, false
+	}
+	for i := head; i >= 0; i = t.conns[i].next {
+		res := t.conns[i].reply.invert()
+		res.dst, res.dport = orig.dst, orig.dport
+		if inRange(res, r) {
+			return res, true
+		}
+	}
+	return key{}, false
+}
+
+// findBestIPs is find_best_ips_proto for IPv4 source NAT.
+func findBestIPs(tp *key, r *rng) {
+	if r.flags&MapIPs == 0 {
+		return
+	}
+	if r.minIP == r.maxIP {
+		tp.src = r.minIP
+		return
+	}
+	var initval uint32 // zone id 0
+	if r.flags&Persistent == 0 {
+		initval = raw32(tp.dst)
+	}
+	j := jhash1(raw32(tp.src), initval)
+	dist := r.maxIP - r.minIP + 1
+	tp.src = r.minIP + reciprocalScale(j, dist)
+}
+
+// portRange returns the search range: the port class of the original port
+// when the rule gives no ports, else the rule's range.
+func portRange(sport uint16, r *rng) (min, size uint32) {
+	if r.flags&ProtoSpecified == 0 {
+		switch {
+		case sport < 512:
+			return 1, 511
+		case sport < 1024:
+			return 600, 1023 - 600 + 1
+		default:
+			return 1024, 65535 - 1024 + 1
+		}
+	}
+	lo, hi := uint32(r.minPort), uint32(r.maxPort)
+	if hi < lo {
+		lo, hi = hi, lo
+	}
+	return lo, hi - lo + 1
+}
+
+// search is nf_nat_l4proto_unique_tuple since 5.0: a random u16 offset
+// (wrapping at 65536), min(range, 128) consecutive tries, then rounds of half
+// as many from a new random offset while attempts >= 16; the last tried port
+// is kept when all fail.
+func (t *Table) search(tp *key, self int32, r *rng, ch *Choice) {
+	const maxAttempts = 128
+	min, size := portRange(tp.sport, r)
+	off := uint16(t.rnd.Uint32())
+	attempts := size
+	if attempts > maxAttempts {
+		attempts = maxAttempts
+	}
+	ch.Rounds = 1
+	for {
+		for i := uint32(0); i < attempts; i, off = i+1, off+1 {
+			tp.sport = uint16(min + uint32(off)%size)
+			ch.Tries++
+			taken := t.usedHarder(*tp, self, attempts-i, ch)
+			if t.onTry != nil {
+				t.onTry(tp.sport, taken)
+			}
+			if !taken {
+				ch.Step = StepSearch
+				return
+			}
+		}
+		if attempts >= size || attempts < 16 {
+			ch.Step = StepExhausted
+			ch.Taken = true
+			return
+		}
+		attempts /= 2
+		off = uint16(t.rnd.Uint32())
+		ch.Rounds++
+	}
+}
+
+// searchLegacy is nf_nat_l4proto_unique_tuple before 5.0: start at the keyed
+// hash of (nat ip, dst ip, dst port) for random, a fresh random u16 for
+// fully-random, else the global per-protocol rover; scan the whole range and
+// return the last candidate even if taken; plain mode stores the rover.
+func (t *Table) searchLegacy(tp *key, self int32, r *rng, ch *Choice) {
+	min, size := portRange(tp.sport, r)
+	rover := &t.rover[0]
+	if tp.proto == UDP {
+		rover = &t.rover[1]
+	}
+	var off uint16
+	switch {
+	case r.flags&ProtoRandom != 0:
+		off = uint16(mix64(t.secret ^ uint64(tp.src)<<32 ^ uint64(tp.dst) ^ uint64(tp.dport)<<17))
+	case r.flags&ProtoRandomFully != 0:
+		off = uint16(t.rnd.Uint32())
+	default:
+		off = *rover
+	}
+	ch.Rounds = 1
+	for i := uint32(0); ; off++ {
+		tp.sport = uint16(min + uint32(off)%size)
+		i++
+		ch.Tries++
+		last := i == size
+		taken := false
+		if !last {
+			taken = t.used(*tp, self)
+		}
+		if t.onTry != nil {
+			t.onTry(tp.sport, taken || (last && t.peekUsed(*tp, self)))
+		}
+		if taken {
+			continue
+		}
+		if r.flags&RandomAll == 0 {
+			*rover = off
+		}
+		ch.Step = StepSearch
+		if last && t.peekUsed(*tp, self) {
+			ch.Step = StepExhausted
+			ch.Taken = true
+		}
+		return
+	}
+}

@@ -1,0 +1,435 @@
+package natmodel
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"time"
+)
+
+// State is the conntrack TCP state of an entry, in the kernel's enum order
+// (enum tcp_conntrack): only the order matters to the model.
+type State uint8
+
+// Conntrack states the model distinguishes. UDP entries stay in StateNone.
+const (
+	StateNone State = iota
+	SynSent
+	Established
+	TimeWait
+	Close
+)
+
+func (s State) String() string {
+	switch s {
+	case StateNone:
+		return "none"
+	case SynSent:
+		return "SYN_SENT"
+	case Established:
+		return "ESTABLISHED"
+	case TimeWait:
+		return "TIME_WAIT"
+	case Close:
+		return "CLOSE"
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// Verdict is the outcome of Confirm for the packet being confirmed.
+type Verdict uint8
+
+// Confirm verdicts.
+const (
+	// Accepted: the entry is now in the table.
+	Accepted Verdict = iota + 1
+	// Dropped: the entry clashed with a confirmed one and the packet is
+	// dropped (insert_failed, drop). The entry is destroyed.
+	Dropped
+	// Merged: a UDP clash resolved by attaching the packet to the winning
+	// entry; the loser entry is destroyed.
+	Merged
+	// ClashInserted: a UDP clash in the original direction only, resolved by
+	// inserting the loser's reply direction with a 1 s timeout (5.6+). The
+	// entry stays; the caller should destroy it after 1 s.
+	ClashInserted
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Accepted:
+		return "accepted"
+	case Dropped:
+		return "dropped"
+	case Merged:
+		return "merged"
+	case ClashInserted:
+		return "clash-inserted"
+	}
+	return fmt.Sprintf("verdict(%d)", uint8(v))
+}
+
+// Stats are the conntrack statistics counters the model keeps, summed over
+// CPUs, with the meaning of the Table's era (KERNEL.md §4): before 5.10
+// InsertFailed also counts resolved UDP clashes and ClashResolve stays 0.
+type Stats struct {
+	Found        uint64 `json:"found"`
+	Insert       uint64 `json:"insert"`
+	InsertFailed uint64 `json:"insert_failed"`
+	Drop         uint64 `json:"drop"`
+	ClashResolve uint64 `json:"clash_resolve"`
+	// Evicted counts TIME_WAIT entries killed by nf_nat_used_tuple_harder
+	// (6.5+); the kernel has no counter for it.
+	Evicted uint64 `json:"evicted"`
+}
+
+// ConnID names an entry of a Table. IDs are not reused: an ID of a destroyed
+// entry is stale and every method treats it as unknown.
+type ConnID uint64
+
+// ErrUnknownConn reports a stale or foreign ConnID.
+var ErrUnknownConn = errors.New("unknown conntrack entry")
+
+// ErrExists reports a new connection whose original tuple belongs to a live
+// confirmed entry (the packet would not create a new entry in the kernel).
+var ErrExists = errors.New("tuple belongs to a live conntrack entry")
+
+// Config configures a Table.
+type Config struct {
+	// Era selects the kernel behaviour. The zero Era is rejected.
+	Era Era
+	// Rand is the source of every random draw (get_random_u16, prandom_u32,
+	// the boot-time hash secrets). Required.
+	Rand *rand.Rand
+	// OnTry, if set, is called for every port the port search tests, with
+	// whether it was taken: a trace for tests and teaching.
+	OnTry func(port uint16, taken bool)
+}
+
+// Table is one network namespace's conntrack hash plus the NAT bysource hash.
+// It is not safe for concurrent use.
+type Table struct {
+	era    Era
+	rnd    *rand.Rand
+	onTry  func(uint16, bool)
+	secret uint64
+	now    time.Duration
+
+	conns []conn
+	free  []int32
+	hash  map[key]int32    // confirmed tuples, both directions: idx<<1 | dir
+	bysrc map[srcKey]int32 // head of the bysource list of each original source
+	rover [2]uint16        // legacy per-protocol port rovers: tcp, udp
+	stats Stats
+	live  int
+}
+
+type srcKey struct {
+	ip    uint32
+	port  uint16
+	proto Proto
+}
+
+type conn struct {
+	orig, reply key
+	gen         uint32
+	state       State
+	inUse       bool
+	confirmed   bool
+	natDone     bool // IPS_SRC_NAT_DONE: in the bysource hash
+	srcNAT      bool // IPS_SRC_NAT: the tuple was changed
+	fakeOrig    bool // inserted by clash resolution with the reply direction only
+	isn, tdEnd  uint32
+	prev, next  int32 // bysource list links, -1 at the ends
+}
+
+const (
+	dirOriginal = 0
+	dirReply    = 1
+)
+
+// NewTable returns an empty table for cfg.
+func NewTable(cfg Config) (*Table, error) {
+	if cfg.Rand == nil {
+		return nil, errors.New("creating conntrack table: Config.Rand is required")
+	}
+	if cfg.Era == (Era{}) {
+		return nil, errors.New("creating conntrack table: Config.Era is required")
+	}
+	t := &Table{
+		era:   cfg.Era,
+		rnd:   cfg.Rand,
+		onTry: cfg.OnTry,
+		hash:  make(map[key]int32),
+		bysrc: make(map[srcKey]int32),
+	}
+	t.secret = t.rnd.Uint64()
+	if t.era.Rover() {
+		// The rovers start at 0 at boot; after a while they are anywhere.
+		t.rover = [2]uint16{uint16(t.rnd.Uint32()), uint16(t.rnd.Uint32())}
+	}
+	return t, nil
+}
+
+// Era returns the table's kernel era.
+func (t *Table) Era() Era { return t.era }
+
+// SetTime sets the virtual clock (used for TCP initial sequence numbers, as
+// the kernel's secure_tcp_seq mixes in the time).
+func (t *Table) SetTime(now time.Duration) { t.now = now }
+
+// Stats returns the counters so far.
+func (t *Table) Stats() Stats { return t.stats }
+
+// Len returns the number of confirmed entries.
+func (t *Table) Len() int { return t.live }
+
+func (t *Table) get(id ConnID) (int32, bool) {
+	idx := int64(uint32(id)) - 1
+	if idx < 0 || idx >= int64(len(t.conns)) {
+		return 0, false
+	}
+	c := &t.conns[idx]
+	if !c.inUse || c.gen != uint32(id>>32) {
+		return 0, false
+	}
+	return int32(idx), true
+}
+
+func (t *Table) id(idx int32) ConnID {
+	return ConnID(uint64(t.conns[idx].gen)<<32 | uint64(idx+1))
+}
+
+// NewConn creates the unconfirmed entry for the first packet of a flow with
+// original tuple orig (resolve_normal_ct). A TCP SYN whose tuple belongs to a
+// confirmed entry in TIME_WAIT or CLOSE reopens it: the old entry is killed
+// first, as nf_conntrack_proto_tcp does.
+func (t *Table) NewConn(orig Tuple) (ConnID, error) {
+	k, err := orig.key()
+	if err != nil {
+		return 0, fmt.Errorf("creating conntrack entry: %w", err)
+	}
+	if v, ok := t.hash[k]; ok {
+		old := v >> 1
+		if v&1 == dirOriginal && k.proto == TCP && t.conns[old].state >= TimeWait {
+			t.destroy(old)
+		} else {
+			return 0, fmt.Errorf("creating conntrack entry for %v: %w", orig, ErrExists)
+		}
+	}
+	var idx int32
+	if n := len(t.free); n > 0 {
+		idx = t.free[n-1]
+		t.free = t.free[:n-1]
+	} else {
+		t.conns = append(t.conns, conn{})
+		idx = int32(len(t.conns) - 1)
+	}
+	c := &t.conns[idx]
+	gen := c.gen + 1
+	*c = conn{orig: k, reply: k.invert(), gen: gen, inUse: true, prev: -1, next: -1}
+	if k.proto == TCP {
+		c.state = SynSent
+		c.isn = t.isn(k)
+		c.tdEnd = c.isn + 1 // the SYN takes one sequence number
+	}
+	return t.id(idx), nil
+}
+
+// isn models secure_tcp_seq: a keyed hash of the 4-tuple plus the clock in
+// 64 ns units, so one 4-tuple's ISNs grow with time.
+func (t *Table) isn(k key) uint32 {
+	h := mix64(t.secret ^ uint64(k.src)<<32 ^ uint64(k.dst) ^ uint64(k.sport)<<48 ^ uint64(k.dport)<<16)
+	return uint32(h) + uint32(t.now.Nanoseconds()>>6)
+}
+
+// SetState moves a TCP entry to state s. TIME_WAIT and CLOSE record the FIN
+// in the entry's sequence space, which nf_nat_used_tuple_harder compares.
+func (t *Table) SetState(id ConnID, s State) error {
+	idx, ok := t.get(id)
+	if !ok {
+		return ErrUnknownConn
+	}
+	c := &t.conns[idx]
+	c.state = s
+	if s >= TimeWait && c.orig.proto == TCP {
+		c.tdEnd = c.isn + 2
+	}
+	return nil
+}
+
+// Destroy removes an entry (timeout, kill): from the conntrack hash if it was
+// confirmed and from the bysource hash. It reports false for a stale id.
+func (t *Table) Destroy(id ConnID) bool {
+	idx, ok := t.get(id)
+	if !ok {
+		return false
+	}
+	t.destroy(idx)
+	return true
+}
+
+func (t *Table) destroy(idx int32) {
+	c := &t.conns[idx]
+	if c.confirmed {
+		if !c.fakeOrig {
+			delete(t.hash, c.orig)
+		}
+		delete(t.hash, c.reply)
+		t.live--
+	}
+	if c.natDone {
+		t.bysrcRemove(idx)
+	}
+	c.inUse = false
+	c.confirmed = false
+	t.free = append(t.free, idx)
+}
+
+func (t *Table) bysrcAdd(idx int32) {
+	c := &t.conns[idx]
+	sk := srcKey{c.orig.src, c.orig.sport, c.orig.proto}
+	c.prev = -1
+	if head, ok := t.bysrc[sk]; ok {
+		c.next = head
+		t.conns[head].prev = idx
+	} else {
+		c.next = -1
+	}
+	t.bysrc[sk] = idx
+	c.natDone = true
+}
+
+func (t *Table) bysrcRemove(idx int32) {
+	c := &t.conns[idx]
+	if c.prev >= 0 {
+		t.conns[c.prev].next = c.next
+	} else {
+		sk := srcKey{c.orig.src, c.orig.sport, c.orig.proto}
+		if c.next >= 0 {
+			t.bysrc[sk] = c.next
+		} else {
+			delete(t.bysrc, sk)
+		}
+	}
+	if c.next >= 0 {
+		t.conns[c.next].prev = c.prev
+	}
+	c.prev, c.next = -1, -1
+	c.natDone = false
+}
+
+// ConnInfo describes an entry.
+type ConnInfo struct {
+	Orig, Reply Tuple
+	State       State
+	Confirmed   bool
+	SrcNAT      bool
+}
+
+// Conn returns what the table holds for id.
+func (t *Table) Conn(id ConnID) (ConnInfo, bool) {
+	idx, ok := t.get(id)
+	if !ok {
+		return ConnInfo{}, false
+	}
+	c := &t.conns[idx]
+	return ConnInfo{Orig: c.orig.tuple(), Reply: c.reply.tuple(), State: c.state, Confirmed: c.confirmed, SrcNAT: c.srcNAT}, true
+}
+
+// Lookup returns the confirmed entry that has tuple tp in either direction,
+// and whether tp is its reply direction.
+func (t *Table) Lookup(tp Tuple) (id ConnID, reply bool, ok bool) {
+	k, err := tp.key()
+	if err != nil {
+		return 0, false, false
+	}
+	v, ok := t.hash[k]
+	if !ok {
+		return 0, false, false
+	}
+	return t.id(v >> 1), v&1 == dirReply, true
+}
+
+// Confirm is __nf_conntrack_confirm for the entry's first packet: it inserts
+// both directions unless one clashes with a confirmed entry, and then applies
+// the era's clash resolution (TCP: never) and counters.
+func (t *Table) Confirm(id ConnID) (Verdict, error) {
+	idx, ok := t.get(id)
+	if !ok {
+		return 0, ErrUnknownConn
+	}
+	c := &t.conns[idx]
+	if c.confirmed {
+		return Accepted, nil
+	}
+	v, clash := t.hash[c.orig]
+	if !clash {
+		v, clash = t.hash[c.reply]
+	}
+	if !clash {
+		t.hash[c.orig] = idx << 1
+		t.hash[c.reply] = idx<<1 | dirReply
+		c.confirmed = true
+		t.live++
+		if t.era.CountsInsert() {
+			t.stats.Insert++
+		}
+		return Accepted, nil
+	}
+	verdict := t.resolveClash(idx, v>>1)
+	switch verdict {
+	case Dropped:
+		t.stats.InsertFailed++
+		t.stats.Drop++
+	default:
+		if t.era.ClashResolveCounter() {
+			t.stats.ClashResolve++
+		} else {
+			t.stats.InsertFailed++
+		}
+	}
+	if verdict != ClashInserted {
+		t.destroy(idx)
+	}
+	return verdict, nil
+}
+
+// resolveClash is nf_ct_resolve_clash for loser against the confirmed winner.
+func (t *Table) resolveClash(loser, winner int32) Verdict {
+	l, w := &t.conns[loser], &t.conns[winner]
+	if l.orig.proto != UDP { // allow_clash is unset for TCP in every kernel
+		return Dropped
+	}
+	if t.era.Rover() {
+		if !w.natDone {
+			return Merged
+		}
+		return Dropped
+	}
+	if !w.natDone || (w.orig == l.orig && w.reply == l.reply) {
+		return Merged
+	}
+	if t.era.ResolveHarder() {
+		if _, taken := t.hash[l.reply]; !taken {
+			t.hash[l.reply] = loser<<1 | dirReply
+			l.confirmed = true
+			l.fakeOrig = true
+			t.live++
+			return ClashInserted
+		}
+	}
+	return Dropped
+}
+
+// SourceOf returns the source address and port an entry was given by SNAT
+// (the inverse of its reply tuple).
+func (t *Table) SourceOf(id ConnID) (netip.AddrPort, bool) {
+	idx, ok := t.get(id)
+	if !ok {
+		return netip.AddrPort{}, false
+	}
+	r := t.conns[idx].reply
+	return netip.AddrPortFrom(addr4(r.dst), r.dport), true
+}
