@@ -1,0 +1,496 @@
+package ruleset
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/snatrace/snatrace/natrule"
+)
+
+// jsonChain and jsonRule are the parts of libnftables' JSON schema we read.
+type jsonChain struct {
+	Family string `json:"family"`
+	Table  string `json:"table"`
+	Name   string `json:"name"`
+	Handle uint64 `json:"handle"`
+	Type   string `json:"type"`
+	Hook   string `json:"hook"`
+	Prio   int    `json:"prio"`
+	Policy string `json:"policy"`
+}
+
+type jsonRule struct {
+	Family  string                       `json:"family"`
+	Table   string                       `json:"table"`
+	Chain   string                       `json:"chain"`
+	Handle  uint64                       `json:"handle"`
+	Comment string                       `json:"comment"`
+	Expr    []map[string]json.RawMessage `json:"expr"`
+}
+
+// lineCounter turns byte offsets into 1-based line numbers, moving forward.
+type lineCounter struct {
+	data string
+	off  int
+	line int
+}
+
+func (lc *lineCounter) at(off int) int {
+	if off > len(lc.data) {
+		off = len(lc.data)
+	}
+	if off < lc.off {
+		lc.off, lc.line = 0, 1
+	}
+	lc.line += strings.Count(lc.data[lc.off:off], "\n")
+	lc.off = off
+	// The element starts after separators that follow the offset.
+	rest := lc.data[off:]
+	trimmed := strings.TrimLeft(rest, " \t\r\n,")
+	return lc.line + strings.Count(rest[:len(rest)-len(trimmed)], "\n")
+}
+
+// ParseNftJSON reads the output of `nft -j list ruleset`. name labels errors
+// and the Source. Errors carry the line of the offending element.
+//
+// nft -j shows iptables-nft targets only as {"xt": {"type": "target",
+// "name": "MASQUERADE"}}, without their flags: such rules have FlagsKnown
+// false (audit them live, or from nft text or iptables-save, to see flags).
+func ParseNftJSON(data, name string) (*Ruleset, error) {
+	lc := &lineCounter{data: data, line: 1}
+	fail := func(off int, format string, a ...any) error {
+		return &ParseError{File: name, Line: lc.at(off), Msg: fmt.Sprintf(format, a...)}
+	}
+	jsonErr := func(err error, off int) error {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			off = int(se.Offset)
+		case errors.As(err, &te):
+			off = int(te.Offset)
+		}
+		return &ParseError{File: name, Line: lc.at(off), Msg: "bad JSON", Err: err}
+	}
+	dec := json.NewDecoder(strings.NewReader(data))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, jsonErr(err, 0)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, fail(0, "want a JSON object {\"nftables\": [...]}")
+	}
+	rs := &Ruleset{}
+	src := Source{Backend: Nftables, Where: name, Format: "nft-json"}
+	seen := false
+	tables := map[string]Backend{} // "family name" -> backend, decided at the end
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, jsonErr(err, int(dec.InputOffset()))
+		}
+		if key, _ := tok.(string); key != "nftables" {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return nil, jsonErr(err, int(dec.InputOffset()))
+			}
+			continue
+		}
+		seen = true
+		if tok, err = dec.Token(); err != nil {
+			return nil, jsonErr(err, int(dec.InputOffset()))
+		}
+		if d, ok := tok.(json.Delim); !ok || d != '[' {
+			return nil, fail(int(dec.InputOffset()), "\"nftables\" must be an array")
+		}
+		for dec.More() {
+			off := int(dec.InputOffset())
+			var el map[string]json.RawMessage
+			if err := dec.Decode(&el); err != nil {
+				return nil, jsonErr(err, off)
+			}
+			if raw, ok := el["chain"]; ok {
+				var c jsonChain
+				if err := json.Unmarshal(raw, &c); err != nil {
+					return nil, fail(off, "bad chain: %v", err)
+				}
+				if c.Name == "" || c.Table == "" {
+					return nil, fail(off, "chain without a name or table")
+				}
+				rs.Chains = append(rs.Chains, Chain{Backend: Nftables, Family: Family(c.Family), Table: c.Table, Name: c.Name,
+					Hook: c.Hook, Type: c.Type, Priority: c.Prio, Policy: c.Policy, Handle: c.Handle})
+				tables[c.Family+" "+c.Table] = Nftables
+			}
+			if raw, ok := el["rule"]; ok {
+				var r jsonRule
+				if err := json.Unmarshal(raw, &r); err != nil {
+					return nil, fail(off, "bad rule: %v", err)
+				}
+				if err := jsonRuleInto(rs, &r, lc.at(off)); err != nil {
+					return nil, fail(off, "%v", err)
+				}
+			}
+		}
+		if _, err := dec.Token(); err != nil {
+			return nil, jsonErr(err, int(dec.InputOffset()))
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, jsonErr(err, int(dec.InputOffset()))
+	}
+	if !seen {
+		return nil, fail(0, "no \"nftables\" array")
+	}
+	// iptables-nft tables: the upper-case built-in chains of nat/filter/...,
+	// or any xt expression.
+	for _, c := range rs.Chains {
+		if _, ok := builtinHooks[c.Name]; ok && c.Hook != "" && iptablesNftTables[c.Table] && (c.Family == "ip" || c.Family == "ip6") {
+			tables[string(c.Family)+" "+c.Table] = IptablesNft
+		}
+	}
+	for _, r := range rs.Rules {
+		if r.XT {
+			tables[string(r.Family)+" "+r.Table] = IptablesNft
+		}
+	}
+	setBackends(rs, func(f Family, table string) Backend {
+		if b, ok := tables[string(f)+" "+table]; ok {
+			return b
+		}
+		return Nftables
+	})
+	for _, r := range rs.Rules {
+		if !r.FlagsKnown {
+			rs.Warnings = append(rs.Warnings, fmt.Sprintf("%s: nft -j does not show the flags of iptables-nft targets; read it live or from iptables-save", r.Key()))
+		}
+	}
+	src.Rules = len(rs.Rules)
+	if len(rs.Rules) > 0 {
+		src.Backend = rs.Rules[0].Backend
+	}
+	rs.Sources = append(rs.Sources, src)
+	rs.resolveHooks()
+	return rs, nil
+}
+
+// setBackends sets the backend of every chain, jump and rule from its table.
+func setBackends(rs *Ruleset, of func(Family, string) Backend) {
+	for i := range rs.Chains {
+		rs.Chains[i].Backend = of(rs.Chains[i].Family, rs.Chains[i].Table)
+	}
+	for i := range rs.Jumps {
+		rs.Jumps[i].Backend = of(rs.Jumps[i].Family, rs.Jumps[i].Table)
+	}
+	for i := range rs.Rules {
+		rs.Rules[i].Backend = of(rs.Rules[i].Family, rs.Rules[i].Table)
+	}
+}
+
+// jsonRuleInto records the jumps of r and, if it has a NAT statement, the Rule.
+func jsonRuleInto(rs *Ruleset, r *jsonRule, line int) error {
+	pos := 0
+	for i := range rs.Chains {
+		c := &rs.Chains[i]
+		if c.Table == r.Table && c.Name == r.Chain && string(c.Family) == r.Family {
+			c.Rules++
+			pos = c.Rules
+			break
+		}
+	}
+	var (
+		match []string
+		rule  *Rule
+	)
+	for _, e := range r.Expr {
+		if len(e) != 1 {
+			return errors.New("an expression must have exactly one key")
+		}
+		for k, v := range e {
+			switch k {
+			case "counter":
+			case "jump", "goto":
+				var t struct {
+					Target string `json:"target"`
+				}
+				if err := json.Unmarshal(v, &t); err != nil {
+					return fmt.Errorf("bad %s: %w", k, err)
+				}
+				rs.Jumps = append(rs.Jumps, Jump{Family: Family(r.Family), Table: r.Table, From: r.Chain, To: t.Target, Comment: r.Comment})
+			case "masquerade", "snat":
+				m, err := jsonNAT(k, v)
+				if err != nil {
+					return err
+				}
+				rule = &Rule{NAT: m, FlagsKnown: true}
+			case "xt":
+				var x struct {
+					Type string `json:"type"`
+					Name string `json:"name"`
+				}
+				if err := json.Unmarshal(v, &x); err != nil {
+					return fmt.Errorf("bad xt: %w", err)
+				}
+				if x.Type == "target" && (x.Name == "MASQUERADE" || x.Name == "SNAT") {
+					a := natrule.Masquerade
+					if x.Name == "SNAT" {
+						a = natrule.SNAT
+					}
+					rule = &Rule{NAT: natrule.Mode{Action: a}, XT: true}
+				} else {
+					match = append(match, "xt "+x.Type+" "+x.Name)
+				}
+			case "match":
+				s, err := jsonMatch(v)
+				if err != nil {
+					return err
+				}
+				match = append(match, s)
+			default:
+				match = append(match, k+" "+jsonTerm(v))
+			}
+		}
+	}
+	if rule == nil {
+		return nil
+	}
+	rule.Family, rule.Table, rule.Chain = Family(r.Family), r.Table, r.Chain
+	rule.Handle, rule.Comment, rule.Line, rule.Position = r.Handle, r.Comment, line, pos
+	rule.Match = strings.Join(match, " ")
+	for _, c := range rs.Chains {
+		if c.Table == r.Table && c.Name == r.Chain && string(c.Family) == r.Family {
+			rule.Hook = c.Hook
+		}
+	}
+	stmt := rule.NAT.String()
+	if rule.XT {
+		stmt = "xt target " + map[natrule.Action]string{natrule.Masquerade: "MASQUERADE", natrule.SNAT: "SNAT"}[rule.NAT.Action]
+	}
+	rule.Text = strings.TrimSpace(rule.Match + " " + stmt)
+	if rule.Comment != "" {
+		rule.Text += " comment " + strconv.Quote(rule.Comment)
+	}
+	rs.Rules = append(rs.Rules, *rule)
+	return nil
+}
+
+// jsonNAT reads {"masquerade": {"port": .., "flags": ..}} or
+// {"snat": {"addr": .., "port": .., "flags": ..}}.
+func jsonNAT(kind string, v json.RawMessage) (natrule.Mode, error) {
+	m := natrule.Mode{Action: natrule.Masquerade}
+	if kind == "snat" {
+		m.Action = natrule.SNAT
+	}
+	if string(v) == "null" {
+		if kind == "snat" {
+			return m, errors.New("snat without an address")
+		}
+		return m, nil
+	}
+	var s struct {
+		Addr  json.RawMessage `json:"addr"`
+		Port  json.RawMessage `json:"port"`
+		Flags json.RawMessage `json:"flags"`
+	}
+	if err := json.Unmarshal(v, &s); err != nil {
+		return m, fmt.Errorf("bad %s: %w", kind, err)
+	}
+	if len(s.Addr) > 0 {
+		if kind != "snat" {
+			return m, errors.New("masquerade with an address")
+		}
+		lo, hi, err := jsonRange(s.Addr)
+		if err != nil {
+			return m, fmt.Errorf("snat addr: %w", err)
+		}
+		if m.AddrMin, err = netip.ParseAddr(lo); err != nil {
+			// snat to ip saddr map {...}: an expression, not an address.
+			m.AddrMin = netip.Addr{}
+		} else if m.AddrMax, err = netip.ParseAddr(hi); err != nil || m.AddrMax.Less(m.AddrMin) || m.AddrMin.Is4() != m.AddrMax.Is4() {
+			return m, fmt.Errorf("snat addr: bad range %s-%s", lo, hi)
+		}
+	} else if kind == "snat" {
+		return m, errors.New("snat without an address")
+	}
+	if len(s.Port) > 0 {
+		lo, hi, err := jsonRange(s.Port)
+		if err != nil {
+			return m, fmt.Errorf("%s port: %w", kind, err)
+		}
+		if m.PortMin, err = parsePort(lo); err != nil {
+			return m, fmt.Errorf("%s port: %w", kind, err)
+		}
+		if m.PortMax, err = parsePort(hi); err != nil {
+			return m, fmt.Errorf("%s port: %w", kind, err)
+		}
+		if m.PortMin > m.PortMax {
+			return m, fmt.Errorf("%s port: range %d-%d is reversed", kind, m.PortMin, m.PortMax)
+		}
+	}
+	if len(s.Flags) > 0 {
+		var flags []string
+		if err := json.Unmarshal(s.Flags, &flags); err != nil {
+			var one string
+			if err := json.Unmarshal(s.Flags, &one); err != nil {
+				return m, fmt.Errorf("%s flags: want a string or a list", kind)
+			}
+			flags = []string{one}
+		}
+		for _, f := range flags {
+			switch f {
+			case "random":
+				m.Random = true
+			case "fully-random":
+				m.FullyRandom = true
+			case "persistent":
+				m.Persistent = true
+			default:
+				return m, fmt.Errorf("%s: unknown flag %q", kind, f)
+			}
+		}
+	}
+	return m, nil
+}
+
+// jsonRange reads a scalar (string or number) or {"range": [lo, hi]}.
+func jsonRange(v json.RawMessage) (string, string, error) {
+	var r struct {
+		Range []json.RawMessage `json:"range"`
+	}
+	if len(v) > 0 && v[0] == '{' {
+		if err := json.Unmarshal(v, &r); err == nil && len(r.Range) == 2 {
+			return scalar(r.Range[0]), scalar(r.Range[1]), nil
+		}
+		// An expression (map lookup): not a literal range.
+		return jsonTerm(v), jsonTerm(v), nil
+	}
+	s := scalar(v)
+	if s == "" {
+		return "", "", fmt.Errorf("want a value, got %s", clip(string(v)))
+	}
+	return s, s, nil
+}
+
+// scalar returns a JSON string or number as text, "" otherwise.
+func scalar(v json.RawMessage) string {
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		return s
+	}
+	var n json.Number
+	if json.Unmarshal(v, &n) == nil {
+		return n.String()
+	}
+	return ""
+}
+
+// jsonMatch renders {"op": .., "left": .., "right": ..} in nft syntax.
+func jsonMatch(v json.RawMessage) (string, error) {
+	var m struct {
+		Op    string          `json:"op"`
+		Left  json.RawMessage `json:"left"`
+		Right json.RawMessage `json:"right"`
+	}
+	if err := json.Unmarshal(v, &m); err != nil {
+		return "", fmt.Errorf("bad match: %w", err)
+	}
+	left := jsonTerm(m.Left)
+	right := jsonTerm(m.Right)
+	if strings.HasSuffix(left, "ifname") {
+		if s := scalar(m.Right); s != "" {
+			right = strconv.Quote(s)
+		}
+	}
+	switch m.Op {
+	case "==", "in", "":
+		return left + " " + right, nil
+	}
+	return left + " " + m.Op + " " + right, nil
+}
+
+// jsonTerm renders an nft JSON expression compactly in nft syntax where it
+// knows how, and as its JSON otherwise.
+func jsonTerm(v json.RawMessage) string {
+	if s := scalar(v); s != "" || string(v) == `""` {
+		return s
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(v, &obj) == nil && len(obj) == 1 {
+		for k, x := range obj {
+			switch k {
+			case "payload":
+				var p struct{ Protocol, Field string }
+				if json.Unmarshal(x, &p) == nil && p.Protocol != "" {
+					return p.Protocol + " " + p.Field
+				}
+			case "meta":
+				var p struct{ Key string }
+				if json.Unmarshal(x, &p) == nil {
+					switch p.Key {
+					case "iifname", "oifname", "iif", "oif", "mark", "l4proto", "nfproto":
+						if p.Key == "mark" || p.Key == "l4proto" || p.Key == "nfproto" {
+							return "meta " + p.Key
+						}
+						return p.Key
+					}
+					return "meta " + p.Key
+				}
+			case "ct":
+				var p struct{ Key string }
+				if json.Unmarshal(x, &p) == nil {
+					return "ct " + p.Key
+				}
+			case "prefix":
+				var p struct {
+					Addr string
+					Len  int
+				}
+				if json.Unmarshal(x, &p) == nil {
+					return p.Addr + "/" + strconv.Itoa(p.Len)
+				}
+			case "range":
+				var p []json.RawMessage
+				if json.Unmarshal(x, &p) == nil && len(p) == 2 {
+					return jsonTerm(p[0]) + "-" + jsonTerm(p[1])
+				}
+			case "set":
+				var p []json.RawMessage
+				if json.Unmarshal(x, &p) == nil {
+					parts := make([]string, len(p))
+					for i := range p {
+						parts[i] = jsonTerm(p[i])
+					}
+					return "{ " + strings.Join(parts, ", ") + " }"
+				}
+				return "{ " + jsonTerm(x) + " }"
+			case "&", "|", "^":
+				var p []json.RawMessage
+				if json.Unmarshal(x, &p) == nil && len(p) == 2 {
+					return jsonTerm(p[0]) + " " + k + " " + jsonTerm(p[1])
+				}
+			case "concat":
+				var p []json.RawMessage
+				if json.Unmarshal(x, &p) == nil {
+					parts := make([]string, len(p))
+					for i := range p {
+						parts[i] = jsonTerm(p[i])
+					}
+					return strings.Join(parts, " . ")
+				}
+			}
+		}
+	}
+	var list []json.RawMessage
+	if json.Unmarshal(v, &list) == nil {
+		parts := make([]string, len(list))
+		for i := range list {
+			parts[i] = jsonTerm(list[i])
+		}
+		return strings.Join(parts, ",")
+	}
+	return string(v)
+}

@@ -1,0 +1,248 @@
+package ruleset
+
+import (
+	"fmt"
+
+	"github.com/snatrace/snatrace/natrule"
+)
+
+// Backend names the userspace that wrote a rule and the way it reaches the
+// kernel; a fix goes back through the same one.
+type Backend string
+
+const (
+	// Nftables is a native nftables rule (nft, knftables, netlink).
+	Nftables Backend = "nftables"
+	// IptablesNft is an iptables rule stored in nftables by iptables-nft.
+	IptablesNft Backend = "iptables-nft"
+	// IptablesLegacy is a rule in the legacy x_tables kernel tables.
+	IptablesLegacy Backend = "iptables-legacy"
+	// Iptables is an iptables rule from a dump that does not say its flavour
+	// (iptables -S output).
+	Iptables Backend = "iptables"
+)
+
+// IsIptables reports whether rules of b are written in iptables syntax.
+func (b Backend) IsIptables() bool {
+	return b == IptablesNft || b == IptablesLegacy || b == Iptables
+}
+
+// Family is the nftables address family of a table: "ip", "ip6", "inet",
+// "bridge", "arp" or "netdev". iptables rules are "ip" and ip6tables rules "ip6".
+type Family string
+
+// Chain is one chain of a table that holds NAT rules, kept as context for
+// owner attribution and for changes at a position.
+type Chain struct {
+	Backend Backend `json:"backend"`
+	Family  Family  `json:"family"`
+	Table   string  `json:"table"`
+	Name    string  `json:"name"`
+	// Hook is the netfilter hook of a base chain ("postrouting"), empty for a
+	// regular chain.
+	Hook string `json:"hook,omitempty"`
+	// Type is the base chain type ("nat", "filter"), empty for a regular chain.
+	Type     string `json:"type,omitempty"`
+	Priority int    `json:"priority,omitempty"`
+	Policy   string `json:"policy,omitempty"`
+	// Handle is the nftables chain handle, 0 when unknown.
+	Handle uint64 `json:"handle,omitempty"`
+	// Rules is the number of rules in the chain, NAT or not.
+	Rules int `json:"rules"`
+}
+
+// Jump is an edge from a rule in one chain to another chain of the same table
+// (jump, goto or an iptables -j to a user chain).
+type Jump struct {
+	Backend Backend
+	Family  Family
+	Table   string
+	From    string
+	To      string
+	// Comment is the comment of the jumping rule, if any: owners often label
+	// the jump into their chain rather than the rules inside it.
+	Comment string
+}
+
+// Rule is one source-NAT rule (MASQUERADE or SNAT).
+type Rule struct {
+	Backend Backend `json:"backend"`
+	Family  Family  `json:"family"`
+	Table   string  `json:"table"`
+	Chain   string  `json:"chain"`
+	// Hook is the hook of the rule's chain when it is a base chain, otherwise
+	// the hook of the base chain that reaches it through jumps, if that is
+	// unique; empty when unknown.
+	Hook string `json:"hook,omitempty"`
+	// Position is the 1-based index of the rule among all rules of its chain,
+	// as iptables -R CHAIN N and nft positions count them.
+	Position int `json:"position"`
+	// Handle is the nftables rule handle; 0 for iptables-legacy rules and for
+	// dumps printed without handles.
+	Handle uint64 `json:"handle,omitempty"`
+	// Match is a readable summary of the rule's match part, in the syntax of
+	// its backend ("-s 10.244.0.0/16 ! -d 224.0.0.0/4", "oifname != \"docker0\"").
+	Match string `json:"match,omitempty"`
+	// NAT is the rule's action: masquerade or snat, addresses, ports, flags.
+	NAT natrule.Mode `json:"-"`
+	// FlagsKnown is false when the source does not show the NAT flags, as
+	// nft -j does for iptables-nft xt targets.
+	FlagsKnown bool   `json:"flags_known"`
+	Comment    string `json:"comment,omitempty"`
+	// Text is the rule exactly as its source shows it: the iptables-save line
+	// ("-A POSTROUTING -s ... -j MASQUERADE"), or the nft rule statement
+	// list. For live iptables-nft rules it is the iptables-nft-save line.
+	Text string `json:"rule"`
+	// Line is the 1-based line of the rule in its dump, 0 for live rules.
+	Line int `json:"line,omitempty"`
+	// XT is true when the action is an xtables target inside nftables.
+	XT bool `json:"xt,omitempty"`
+	// Owner is the software that installed the rule, set by Attribute.
+	Owner Owner `json:"owner"`
+	// OwnerEvidence says which signature matched.
+	OwnerEvidence string `json:"owner_evidence,omitempty"`
+	// Raw holds the kernel objects of a rule read live over netlink (nil
+	// otherwise): what a fix needs to replace it by handle.
+	Raw *NftRaw `json:"-"`
+}
+
+// Key names the rule uniquely within a Ruleset: backend, family, table,
+// chain and position (or handle).
+func (r *Rule) Key() string {
+	if r.Handle != 0 {
+		return fmt.Sprintf("%s %s %s %s handle %d", r.Backend, r.Family, r.Table, r.Chain, r.Handle)
+	}
+	return fmt.Sprintf("%s %s %s %s #%d", r.Backend, r.Family, r.Table, r.Chain, r.Position)
+}
+
+// Ports returns the rule's source port range as "a-b" or "a", or "" when the
+// rule gives none.
+func (r *Rule) Ports() string {
+	m := r.NAT
+	switch {
+	case !m.HasPorts():
+		return ""
+	case m.PortMin == m.PortMax:
+		return fmt.Sprint(m.PortMin)
+	}
+	return fmt.Sprintf("%d-%d", m.PortMin, m.PortMax)
+}
+
+// Source says where rules were read from and how many.
+type Source struct {
+	Backend Backend `json:"backend"`
+	// Where is a file name, "netlink" or the command that was run.
+	Where string `json:"where"`
+	// Format is the dump format ("iptables-save", "iptables-S", "nft", "nft-json")
+	// or "netlink".
+	Format string `json:"format"`
+	Rules  int    `json:"nat_rules"`
+	// Version is the userspace version the dump header or binary reports
+	// ("1.8.9"), empty when unknown.
+	Version string `json:"version,omitempty"`
+}
+
+// Ruleset is every source-NAT rule read from one host, namespace or dump.
+type Ruleset struct {
+	Rules   []Rule   `json:"rules"`
+	Chains  []Chain  `json:"chains"`
+	Jumps   []Jump   `json:"-"`
+	Sources []Source `json:"sources"`
+	// Generation is the nftables ruleset generation the live rules were read
+	// at (0 for dumps): a fix refuses to apply when it has moved on.
+	Generation uint32 `json:"generation,omitempty"`
+	// Warnings are things the reader noticed that the user should know
+	// (unknown statements it skipped, flags it could not see).
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Backends returns the distinct backends of the rules, in first-seen order.
+func (rs *Ruleset) Backends() []Backend {
+	var out []Backend
+	seen := map[Backend]bool{}
+	for _, r := range rs.Rules {
+		if !seen[r.Backend] {
+			seen[r.Backend] = true
+			out = append(out, r.Backend)
+		}
+	}
+	return out
+}
+
+// MixedBackends reports whether NAT rules live both in iptables-legacy and in
+// nftables (native or iptables-nft): two rule sets the kernel runs one after
+// the other, which `iptables -L` and `nft list ruleset` each show only half of.
+func (rs *Ruleset) MixedBackends() bool {
+	var legacy, nft bool
+	for _, r := range rs.Rules {
+		switch r.Backend {
+		case IptablesLegacy:
+			legacy = true
+		case Nftables, IptablesNft:
+			nft = true
+		}
+	}
+	return legacy && nft
+}
+
+// merge appends o to rs.
+func (rs *Ruleset) merge(o *Ruleset) {
+	rs.Rules = append(rs.Rules, o.Rules...)
+	rs.Chains = append(rs.Chains, o.Chains...)
+	rs.Jumps = append(rs.Jumps, o.Jumps...)
+	rs.Sources = append(rs.Sources, o.Sources...)
+	rs.Warnings = append(rs.Warnings, o.Warnings...)
+	if o.Generation != 0 {
+		rs.Generation = o.Generation
+	}
+}
+
+// resolveHooks fills Rule.Hook for rules in regular chains from the base
+// chains that reach them, when exactly one hook does.
+func (rs *Ruleset) resolveHooks() {
+	type tkey struct {
+		b          Backend
+		f          Family
+		table, chn string
+	}
+	hooks := map[tkey]string{}
+	for _, c := range rs.Chains {
+		if c.Hook != "" {
+			hooks[tkey{c.Backend, c.Family, c.Table, c.Name}] = c.Hook
+		}
+	}
+	parents := map[tkey][]string{}
+	for _, j := range rs.Jumps {
+		k := tkey{j.Backend, j.Family, j.Table, j.To}
+		parents[k] = append(parents[k], j.From)
+	}
+	// find collects the hooks of the base chains that reach k; seen bounds
+	// the walk on cyclic or heavily shared jump graphs.
+	var find func(k tkey, seen, acc map[string]bool)
+	find = func(k tkey, seen, acc map[string]bool) {
+		if seen[k.chn] {
+			return
+		}
+		seen[k.chn] = true
+		if h, ok := hooks[k]; ok {
+			acc[h] = true
+			return
+		}
+		for _, p := range parents[k] {
+			find(tkey{k.b, k.f, k.table, p}, seen, acc)
+		}
+	}
+	for i := range rs.Rules {
+		r := &rs.Rules[i]
+		if r.Hook != "" {
+			continue
+		}
+		got := map[string]bool{}
+		find(tkey{r.Backend, r.Family, r.Table, r.Chain}, map[string]bool{}, got)
+		if len(got) == 1 {
+			for h := range got {
+				r.Hook = h
+			}
+		}
+	}
+}
