@@ -244,4 +244,3 @@ func Variant(r *Rule) string {
 	}
 	return ""
 }
-
