@@ -118,8 +118,8 @@ type Table struct {
 
 	conns []conn
 	free  []int32
-	hash  map[key]int32    // confirmed tuples, both directions: idx<<1 | dir
-	bysrc map[srcKey]int32 // head of the bysource list of each original source
+	hash  hmap // confirmed tuples, both directions: idx<<1 | dir
+	bysrc hmap // head of the bysource list of each original source (srcKey)
 	rover [2]uint16        // legacy per-protocol port rovers: tcp, udp
 	stats Stats
 	live  int
@@ -161,8 +161,8 @@ func NewTable(cfg Config) (*Table, error) {
 		era:   cfg.Era,
 		rnd:   cfg.Rand,
 		onTry: cfg.OnTry,
-		hash:  make(map[key]int32),
-		bysrc: make(map[srcKey]int32),
+		hash:  newHmap(),
+		bysrc: newHmap(),
 	}
 	t.secret = t.rnd.Uint64()
 	if t.era.Rover() {
@@ -210,7 +210,7 @@ func (t *Table) NewConn(orig Tuple) (ConnID, error) {
 	if err != nil {
 		return 0, fmt.Errorf("creating conntrack entry: %w", err)
 	}
-	if v, ok := t.hash[k]; ok {
+	if v, ok := t.hash.get(k.pack()); ok {
 		old := v >> 1
 		if v&1 == dirOriginal && k.proto == TCP && t.conns[old].state >= TimeWait {
 			t.destroy(old)
@@ -274,9 +274,9 @@ func (t *Table) destroy(idx int32) {
 	c := &t.conns[idx]
 	if c.confirmed {
 		if !c.fakeOrig {
-			delete(t.hash, c.orig)
+			t.hash.del(c.orig.pack())
 		}
-		delete(t.hash, c.reply)
+		t.hash.del(c.reply.pack())
 		t.live--
 	}
 	if c.natDone {
@@ -291,13 +291,14 @@ func (t *Table) bysrcAdd(idx int32) {
 	c := &t.conns[idx]
 	sk := srcKey{c.orig.src, c.orig.sport, c.orig.proto}
 	c.prev = -1
-	if head, ok := t.bysrc[sk]; ok {
+	a, b := sk.pack()
+	if head, ok := t.bysrc.get(a, b); ok {
 		c.next = head
 		t.conns[head].prev = idx
 	} else {
 		c.next = -1
 	}
-	t.bysrc[sk] = idx
+	t.bysrc.put(a, b, idx)
 	c.natDone = true
 }
 
@@ -307,10 +308,11 @@ func (t *Table) bysrcRemove(idx int32) {
 		t.conns[c.prev].next = c.next
 	} else {
 		sk := srcKey{c.orig.src, c.orig.sport, c.orig.proto}
+		a, b := sk.pack()
 		if c.next >= 0 {
-			t.bysrc[sk] = c.next
+			t.bysrc.put(a, b, c.next)
 		} else {
-			delete(t.bysrc, sk)
+			t.bysrc.del(a, b)
 		}
 	}
 	if c.next >= 0 {
@@ -345,7 +347,7 @@ func (t *Table) Lookup(tp Tuple) (id ConnID, reply bool, ok bool) {
 	if err != nil {
 		return 0, false, false
 	}
-	v, ok := t.hash[k]
+	v, ok := t.hash.get(k.pack())
 	if !ok {
 		return 0, false, false
 	}
@@ -364,13 +366,20 @@ func (t *Table) Confirm(id ConnID) (Verdict, error) {
 	if c.confirmed {
 		return Accepted, nil
 	}
-	v, clash := t.hash[c.orig]
-	if !clash {
-		v, clash = t.hash[c.reply]
-	}
-	if !clash {
-		t.hash[c.orig] = idx << 1
-		t.hash[c.reply] = idx<<1 | dirReply
+	oa, ob := c.orig.pack()
+	ra, rb := c.reply.pack()
+	t.hash.reserve(2)
+	var v int32
+	oi, clash := t.hash.find(oa, ob)
+	if clash {
+		v = t.hash.slots[oi].v
+	} else if ri, found := t.hash.find(ra, rb); found {
+		v, clash = t.hash.slots[ri].v, true
+	} else {
+		t.hash.putAt(oi, oa, ob, idx<<1)
+		// the reply's empty slot may have been the one just filled.
+		ri, _ = t.hash.find(ra, rb)
+		t.hash.putAt(ri, ra, rb, idx<<1|dirReply)
 		c.confirmed = true
 		t.live++
 		if t.era.CountsInsert() {
@@ -412,8 +421,9 @@ func (t *Table) resolveClash(loser, winner int32) Verdict {
 		return Merged
 	}
 	if t.era.ResolveHarder() {
-		if _, taken := t.hash[l.reply]; !taken {
-			t.hash[l.reply] = loser<<1 | dirReply
+		ra, rb := l.reply.pack()
+		if _, taken := t.hash.get(ra, rb); !taken {
+			t.hash.put(ra, rb, loser<<1|dirReply)
 			l.confirmed = true
 			l.fakeOrig = true
 			t.live++
