@@ -1,0 +1,161 @@
+//go:build linux
+
+package ruleset
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/snatrace/snatrace/netns"
+)
+
+// labNS creates a throwaway namespace snt-rs-<pid>-<n> deleted on cleanup.
+func labNS(t *testing.T) *netns.NS {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace and installs netfilter rules in it")
+	}
+	name := fmt.Sprintf("snt-rs-%d-%s", os.Getpid(), strings.NewReplacer("/", "-", " ", "-").Replace(t.Name()))
+	if len(name) > 60 {
+		name = name[:60]
+	}
+	ns, err := netns.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := ns.Delete(); err != nil {
+			t.Errorf("deleting %s: %v", name, err)
+		}
+	})
+	return ns
+}
+
+// inNS runs a command inside ns with stdin, failing the test on error.
+func inNS(t *testing.T, ns *netns.NS, stdin string, args ...string) {
+	t.Helper()
+	if _, err := exec.LookPath(args[0]); err != nil {
+		t.Skipf("%s not installed", args[0])
+	}
+	cmd := exec.Command("nsenter", append([]string{"--net=" + ns.Path(), "--"}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// TestReadLive installs rules with the real iptables-legacy, iptables-nft and
+// nft in a fresh namespace and checks every rule, flag and owner Read finds.
+func TestReadLive(t *testing.T) {
+	ns := labNS(t)
+	inNS(t, ns, `table inet lab {
+	chain post {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "eth0" meta l4proto tcp ip saddr 10.0.0.0/8 snat ip to 192.0.2.1-192.0.2.4:2000-2100 random,persistent
+		oifname "eth0" meta l4proto tcp ip6 saddr fd00::/64 snat ip6 to [2001:db8::1]:1024-1100 fully-random
+		oifname "eth1" meta l4proto udp masquerade to :40000 comment "single port"
+		ip saddr 10.7.0.0/16 masquerade
+	}
+}
+`, "nft", "-f", "-")
+	inNS(t, ns, `*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+:KUBE-POSTROUTING - [0:0]
+-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+-A POSTROUTING -s 10.1.0.0/16 -p udp -j SNAT --to-source 192.0.2.9-192.0.2.10:3000-3100 --random-fully --persistent
+-A POSTROUTING -s 10.2.0.0/16 -p tcp -j MASQUERADE --to-ports 1024-1100 --random
+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0
+-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully
+COMMIT
+`, "iptables-nft-restore")
+	inNS(t, ns, `*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:FLANNEL-POSTRTG - [0:0]
+-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG
+-A FLANNEL-POSTRTG -s 10.244.0.0/24 -d 10.244.0.0/16 -m comment --comment "flanneld masq" -j RETURN
+-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully
+-A FLANNEL-POSTRTG ! -s 10.244.0.0/16 -d 10.244.0.0/16 -m comment --comment "flanneld masq" -j MASQUERADE
+COMMIT
+`, "iptables-legacy-restore")
+	inNS(t, ns, `*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -s fd00:1::/64 -o eth0 -j MASQUERADE --random-fully
+-A POSTROUTING -s fd00:2::/64 -p tcp -j SNAT --to-source [2001:db8::7]:5000-5100 --random
+COMMIT
+`, "ip6tables-nft-restore")
+
+	rs, err := Read(context.Background(), ReadOptions{NetNSFd: ns.Fd(), Runner: ExecRunner{NetNSPath: ns.Path()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("read:\n%s", summary(rs))
+	type want struct {
+		backend  Backend
+		family   Family
+		chain    string
+		pos      int
+		nat      string
+		owner    Owner
+		textPart string
+	}
+	wants := []want{
+		{Nftables, "inet", "post", 1, "snat to 192.0.2.1-192.0.2.4:2000-2100 random,persistent", Unknown, `oifname "eth0"`},
+		{Nftables, "inet", "post", 2, "snat to [2001:db8::1]:1024-1100 fully-random", Unknown, "ip6 saddr fd00::/64"},
+		{Nftables, "inet", "post", 3, "masquerade to :40000", Unknown, `comment "single port"`},
+		{Nftables, "inet", "post", 4, "masquerade", Unknown, "ip saddr 10.7.0.0/16"},
+		{IptablesNft, "ip", "POSTROUTING", 2, "masquerade", Docker, "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE"},
+		{IptablesNft, "ip", "POSTROUTING", 3, "snat to 192.0.2.9-192.0.2.10:3000-3100 fully-random,persistent", Unknown, "--random-fully --persistent"},
+		{IptablesNft, "ip", "POSTROUTING", 4, "masquerade to :1024-1100 random", Unknown, "--to-ports 1024-1100 --random"},
+		{IptablesNft, "ip", "KUBE-POSTROUTING", 3, "masquerade fully-random", KubeProxy, "kubernetes service traffic requiring SNAT"},
+		{IptablesNft, "ip6", "POSTROUTING", 1, "masquerade fully-random", Unknown, "-s fd00:1::/64"},
+		{IptablesNft, "ip6", "POSTROUTING", 2, "snat to [2001:db8::7]:5000-5100 random", Unknown, "[2001:db8::7]:5000-5100"},
+		{IptablesLegacy, "ip", "FLANNEL-POSTRTG", 2, "masquerade fully-random", Flannel, "! -d 224.0.0.0/4"},
+		{IptablesLegacy, "ip", "FLANNEL-POSTRTG", 3, "masquerade", Flannel, "! -s 10.244.0.0/16 -d 10.244.0.0/16"},
+	}
+	got := map[string]Rule{}
+	for _, r := range rs.Rules {
+		got[fmt.Sprintf("%s %s %s %d", r.Backend, r.Family, r.Chain, r.Position)] = r
+	}
+	if len(rs.Rules) != len(wants) {
+		t.Errorf("got %d rules, want %d:\n%s", len(rs.Rules), len(wants), summary(rs))
+	}
+	for _, w := range wants {
+		k := fmt.Sprintf("%s %s %s %d", w.backend, w.family, w.chain, w.pos)
+		r, ok := got[k]
+		if !ok {
+			t.Errorf("missing rule %s", k)
+			continue
+		}
+		if r.NAT.String() != w.nat || r.Owner != w.owner || !strings.Contains(r.Text, w.textPart) || !r.FlagsKnown {
+			t.Errorf("%s: got nat %q owner %s text %q flags_known %v; want %q %s containing %q", k, r.NAT, r.Owner, r.Text, r.FlagsKnown, w.nat, w.owner, w.textPart)
+		}
+		if r.Hook != "postrouting" {
+			t.Errorf("%s: hook %q, want postrouting", k, r.Hook)
+		}
+		if r.Backend != IptablesLegacy && (r.Handle == 0 || r.Raw == nil || !r.Raw.Complete) {
+			t.Errorf("%s: handle %d raw %+v: want the netlink rule", k, r.Handle, r.Raw)
+		}
+	}
+	if !rs.MixedBackends() {
+		t.Errorf("MixedBackends() = false with legacy and nft rules")
+	}
+	if rs.Generation == 0 {
+		t.Errorf("Generation = 0")
+	}
+}

@@ -1,0 +1,427 @@
+//go:build linux
+
+package ruleset
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"github.com/google/nftables/xt"
+	"github.com/snatrace/snatrace/natrule"
+	"golang.org/x/sys/unix"
+)
+
+// described is what a rule's expressions say, in nft syntax.
+type described struct {
+	match   []string // match part, one item per condition
+	stmts   []string // statements after the match (verdicts, sets)
+	nat     *natrule.Mode
+	natText string
+	xt      bool // the NAT action is an xtables target
+	comment string
+	jumps   []string
+	warn    string
+}
+
+// regVal is what the rule has loaded into a register so far.
+type regVal struct {
+	desc  string // "ip saddr", "oifname", "meta mark"
+	kind  string // "addr", "ifname", "proto", "port", "hex", "imm", ""
+	bits  int    // prefix length once masked, -1 when not a prefix
+	data  []byte // immediate data
+	proto string // l4 protocol known when the load happened (for ports)
+}
+
+// describeExprs renders exprs of a rule in family fam.
+func describeExprs(fam Family, exprs []expr.Any, udata []byte) described {
+	var d described
+	regs := map[uint32]regVal{}
+	l4 := ""
+	l3 := fam // the network protocol, known in inet tables after meta nfproto
+	if c, ok := userdata.GetString(udata, userdata.TypeComment); ok {
+		d.comment = c
+	}
+	for _, e := range exprs {
+		switch e := e.(type) {
+		case *expr.Meta:
+			if e.SourceRegister {
+				d.stmts = append(d.stmts, metaName(e.Key)+" set "+regs[e.Register].desc)
+				continue
+			}
+			v := regVal{desc: metaName(e.Key), bits: -1}
+			switch e.Key {
+			case expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME:
+				v.kind = "ifname"
+			case expr.MetaKeyL4PROTO:
+				v.kind = "proto"
+			case expr.MetaKeyNFPROTO:
+				v.kind = "nfproto"
+			case expr.MetaKeyMARK:
+				v.kind = "hex"
+			}
+			regs[e.Register] = v
+		case *expr.Payload:
+			if e.OperationType != expr.PayloadLoad {
+				d.stmts = append(d.stmts, "payload write")
+				continue
+			}
+			regs[e.DestRegister] = payloadVal(l3, e, l4)
+		case *expr.Bitwise:
+			v := regs[e.SourceRegister]
+			if v.kind == "addr" {
+				v.bits = maskBits(e.Mask)
+			} else {
+				v.desc = fmt.Sprintf("%s & 0x%x", v.desc, e.Mask)
+			}
+			regs[e.DestRegister] = v
+		case *expr.Cmp:
+			v := regs[e.Register]
+			val := formatData(v, e.Data)
+			if v.kind == "proto" && v.desc == "meta l4proto" && e.Op == expr.CmpOpEq {
+				l4 = val
+			}
+			if v.kind == "nfproto" && e.Op == expr.CmpOpEq && len(e.Data) == 1 {
+				// nft hides this dependency of "ip saddr" in inet tables.
+				l3 = map[byte]Family{unix.NFPROTO_IPV4: "ip", unix.NFPROTO_IPV6: "ip6"}[e.Data[0]]
+				continue
+			}
+			d.match = append(d.match, joinNonEmpty(v.desc, cmpOp(e.Op), val))
+		case *expr.Range:
+			v := regs[e.Register]
+			d.match = append(d.match, fmt.Sprintf("%s %s%s-%s", v.desc, neq(e.Op == expr.CmpOpNeq), formatData(v, e.FromData), formatData(v, e.ToData)))
+		case *expr.Lookup:
+			v := regs[e.SourceRegister]
+			d.match = append(d.match, fmt.Sprintf("%s %s@%s", v.desc, neq(e.Invert), e.SetName))
+		case *expr.Ct:
+			regs[e.Register] = regVal{desc: fmt.Sprintf("ct key%d", e.Key), kind: "hex", bits: -1}
+		case *expr.Immediate:
+			regs[e.Register] = regVal{kind: "imm", data: e.Data, bits: -1}
+		case *expr.Counter:
+		case *expr.Verdict:
+			switch e.Kind {
+			case expr.VerdictJump:
+				d.jumps = append(d.jumps, e.Chain)
+				d.stmts = append(d.stmts, "jump "+e.Chain)
+			case expr.VerdictGoto:
+				d.jumps = append(d.jumps, e.Chain)
+				d.stmts = append(d.stmts, "goto "+e.Chain)
+			case expr.VerdictAccept:
+				d.stmts = append(d.stmts, "accept")
+			case expr.VerdictDrop:
+				d.stmts = append(d.stmts, "drop")
+			case expr.VerdictReturn:
+				d.stmts = append(d.stmts, "return")
+			}
+		case *expr.Masq:
+			m := natrule.Mode{Action: natrule.Masquerade, Random: e.Random, FullyRandom: e.FullyRandom, Persistent: e.Persistent}
+			if e.ToPorts {
+				m.PortMin, m.PortMax = regPorts(regs, e.RegProtoMin, e.RegProtoMax)
+			}
+			d.nat, d.natText = &m, m.String()
+		case *expr.NAT:
+			if e.Type != expr.NATTypeSourceNAT {
+				d.stmts = append(d.stmts, "dnat")
+				continue
+			}
+			m := natrule.Mode{Action: natrule.SNAT, Random: e.Random, FullyRandom: e.FullyRandom, Persistent: e.Persistent}
+			if e.RegAddrMin != 0 {
+				lo, okLo := regAddr(regs[e.RegAddrMin])
+				hi, okHi := lo, okLo
+				if e.RegAddrMax != 0 {
+					hi, okHi = regAddr(regs[e.RegAddrMax])
+				}
+				if okLo && okHi {
+					m.AddrMin, m.AddrMax = lo, hi
+				} else {
+					d.warn = "snat addresses come from a map or expression"
+				}
+			}
+			if e.RegProtoMin != 0 {
+				m.PortMin, m.PortMax = regPorts(regs, e.RegProtoMin, e.RegProtoMax)
+			}
+			d.nat, d.natText = &m, m.String()
+		case *expr.Target:
+			switch e.Name {
+			case "MASQUERADE", "SNAT":
+				m, err := xtNAT(e, fam)
+				if err != nil {
+					d.warn = err.Error()
+				}
+				d.nat, d.xt = &m, true
+				d.natText = "xt target " + e.Name + " (" + m.String() + ")"
+			default:
+				d.stmts = append(d.stmts, "xt target "+e.Name)
+			}
+		case *expr.Match:
+			if c, ok := e.Info.(*xt.Comment); ok {
+				d.comment = string(*c)
+				continue
+			}
+			d.match = append(d.match, "xt match "+e.Name)
+		default:
+			d.match = append(d.match, strings.TrimPrefix(fmt.Sprintf("%T", e), "*expr."))
+		}
+	}
+	return d
+}
+
+func joinNonEmpty(parts ...string) string {
+	out := parts[:0:0]
+	for _, p := range parts {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+func neq(b bool) string {
+	if b {
+		return "!= "
+	}
+	return ""
+}
+
+func cmpOp(op expr.CmpOp) string {
+	switch op {
+	case expr.CmpOpEq:
+		return ""
+	case expr.CmpOpNeq:
+		return "!="
+	case expr.CmpOpLt:
+		return "<"
+	case expr.CmpOpLte:
+		return "<="
+	case expr.CmpOpGt:
+		return ">"
+	case expr.CmpOpGte:
+		return ">="
+	}
+	return "?"
+}
+
+func metaName(k expr.MetaKey) string {
+	switch k {
+	case expr.MetaKeyIIFNAME:
+		return "iifname"
+	case expr.MetaKeyOIFNAME:
+		return "oifname"
+	case expr.MetaKeyIIF:
+		return "iif"
+	case expr.MetaKeyOIF:
+		return "oif"
+	case expr.MetaKeyL4PROTO:
+		return "meta l4proto"
+	case expr.MetaKeyNFPROTO:
+		return "meta nfproto"
+	case expr.MetaKeyMARK:
+		return "meta mark"
+	case expr.MetaKeySKUID:
+		return "meta skuid"
+	}
+	return fmt.Sprintf("meta key%d", k)
+}
+
+// payloadVal names a payload load: ip saddr/daddr, ip6 saddr/daddr, ports.
+func payloadVal(fam Family, p *expr.Payload, l4 string) regVal {
+	v := regVal{bits: -1, desc: fmt.Sprintf("@%d,%d,%d", p.Base, p.Offset*8, p.Len*8)}
+	switch p.Base {
+	case expr.PayloadBaseNetworkHeader:
+		v4 := fam != "ip6"
+		switch {
+		case v4 && p.Offset == 12 && p.Len <= 4:
+			v.desc, v.kind = "ip saddr", "addr"
+		case v4 && p.Offset == 16 && p.Len <= 4:
+			v.desc, v.kind = "ip daddr", "addr"
+		case v4 && p.Offset == 9 && p.Len == 1:
+			v.desc, v.kind = "ip protocol", "proto"
+		case !v4 && p.Offset == 8 && p.Len <= 16:
+			v.desc, v.kind = "ip6 saddr", "addr"
+		case !v4 && p.Offset == 24 && p.Len <= 16:
+			v.desc, v.kind = "ip6 daddr", "addr"
+		}
+		if v.kind == "addr" {
+			v.bits = int(p.Len) * 8
+		}
+	case expr.PayloadBaseTransportHeader:
+		proto := l4
+		if proto == "" {
+			proto = "th"
+		}
+		switch {
+		case p.Offset == 0 && p.Len == 2:
+			v.desc, v.kind = proto+" sport", "port"
+		case p.Offset == 2 && p.Len == 2:
+			v.desc, v.kind = proto+" dport", "port"
+		}
+	}
+	return v
+}
+
+func maskBits(mask []byte) int {
+	n := 0
+	for _, b := range mask {
+		for i := 7; i >= 0; i-- {
+			if b&(1<<i) == 0 {
+				return n
+			}
+			n++
+		}
+	}
+	return n
+}
+
+var protoNames = map[byte]string{unix.IPPROTO_TCP: "tcp", unix.IPPROTO_UDP: "udp", unix.IPPROTO_SCTP: "sctp", unix.IPPROTO_ICMP: "icmp", unix.IPPROTO_ICMPV6: "ipv6-icmp", unix.IPPROTO_DCCP: "dccp"}
+
+// formatData prints cmp data the way nft does for the register's kind.
+func formatData(v regVal, b []byte) string {
+	switch v.kind {
+	case "ifname":
+		return fmt.Sprintf("%q", strings.TrimRight(string(b), "\x00"))
+	case "proto":
+		if len(b) == 1 {
+			if n, ok := protoNames[b[0]]; ok {
+				return n
+			}
+		}
+	case "port":
+		if len(b) == 2 {
+			return fmt.Sprint(binary.BigEndian.Uint16(b))
+		}
+	case "addr":
+		full := b
+		size := 4
+		if len(b) > 4 || strings.HasPrefix(v.desc, "ip6") {
+			size = 16
+		}
+		if len(full) < size {
+			full = append(append([]byte(nil), b...), make([]byte, size-len(b))...)
+		}
+		a, ok := netip.AddrFromSlice(full[:size])
+		if !ok {
+			break
+		}
+		if v.bits >= 0 && v.bits < size*8 {
+			return fmt.Sprintf("%s/%d", a, v.bits)
+		}
+		return a.String()
+	}
+	return fmt.Sprintf("0x%x", b)
+}
+
+// regAddr reads an address loaded by an immediate.
+func regAddr(v regVal) (netip.Addr, bool) {
+	if v.kind != "imm" {
+		return netip.Addr{}, false
+	}
+	switch len(v.data) {
+	case 4, 16:
+		a, ok := netip.AddrFromSlice(v.data)
+		return a, ok
+	}
+	return netip.Addr{}, false
+}
+
+// regPorts reads a port range loaded by immediates (network byte order).
+func regPorts(regs map[uint32]regVal, lo, hi uint32) (uint16, uint16) {
+	port := func(r uint32) uint16 {
+		v := regs[r]
+		if v.kind == "imm" && len(v.data) >= 2 {
+			return binary.BigEndian.Uint16(v.data[:2])
+		}
+		return 0
+	}
+	a := port(lo)
+	b := a
+	if hi != 0 {
+		b = port(hi)
+	}
+	return a, b
+}
+
+// xtNAT decodes the range inside an iptables-nft MASQUERADE or SNAT target:
+// nf_nat_ipv4_multi_range_compat (IPv4 revision 0) or nf_nat_range /
+// nf_nat_range2 (revisions 1, 2 and IPv6), whose flags carry random,
+// fully-random and persistent.
+func xtNAT(t *expr.Target, fam Family) (natrule.Mode, error) {
+	m := natrule.Mode{Action: natrule.Masquerade}
+	if t.Name == "SNAT" {
+		m.Action = natrule.SNAT
+	}
+	var (
+		flags            uint32
+		minIP, maxIP     net.IP
+		minPort, maxPort uint16
+	)
+	switch info := t.Info.(type) {
+	case *xt.NatIPv4MultiRangeCompat:
+		if len(*info) == 0 {
+			return m, fmt.Errorf("xt %s: empty range", t.Name)
+		}
+		r := (*info)[0]
+		flags, minIP, maxIP, minPort, maxPort = uint32(r.Flags), r.MinIP, r.MaxIP, r.MinPort, r.MaxPort
+	case *xt.NatRange:
+		flags, minIP, maxIP, minPort, maxPort = uint32(info.Flags), info.MinIP, info.MaxIP, info.MinPort, info.MaxPort
+	case *xt.NatRange2:
+		flags, minIP, maxIP, minPort, maxPort = uint32(info.Flags), info.MinIP, info.MaxIP, info.MinPort, info.MaxPort
+	case *xt.Unknown:
+		var err error
+		flags, minIP, maxIP, minPort, maxPort, err = decodeNatRange(*info, t.Rev, fam, t.Name)
+		if err != nil {
+			return m, err
+		}
+	default:
+		return m, fmt.Errorf("xt %s: unexpected info %T", t.Name, t.Info)
+	}
+	m.Random = flags&natrule.FlagProtoRandom != 0
+	m.FullyRandom = flags&natrule.FlagProtoRandomFully != 0
+	m.Persistent = flags&natrule.FlagPersistent != 0
+	if flags&natrule.FlagProtoSpecified != 0 {
+		m.PortMin, m.PortMax = minPort, maxPort
+	}
+	if m.Action == natrule.SNAT && flags&natrule.FlagMapIPs != 0 {
+		v4 := fam == "ip"
+		lo, okLo := ipAddr(minIP, v4)
+		hi, okHi := ipAddr(maxIP, v4)
+		if okLo && okHi {
+			m.AddrMin, m.AddrMax = lo, hi
+		}
+	}
+	return m, nil
+}
+
+func ipAddr(ip net.IP, v4 bool) (netip.Addr, bool) {
+	if v4 {
+		if ip4 := ip.To4(); ip4 != nil {
+			return netip.AddrFrom4([4]byte(ip4)), true
+		}
+		if len(ip) >= 4 {
+			return netip.AddrFrom4([4]byte(ip[:4])), true
+		}
+		return netip.Addr{}, false
+	}
+	a, ok := netip.AddrFromSlice(ip)
+	return a, ok
+}
+
+// decodeNatRange decodes raw target info the library left undecoded.
+func decodeNatRange(b []byte, rev uint32, fam Family, name string) (flags uint32, minIP, maxIP net.IP, minPort, maxPort uint16, err error) {
+	ne := binary.NativeEndian
+	if fam == "ip" && rev == 0 {
+		// nf_nat_ipv4_multi_range_compat: rangesize, flags, min_ip, max_ip, min, max.
+		if len(b) < 20 {
+			return 0, nil, nil, 0, 0, fmt.Errorf("xt %s: info of %d bytes is too short", name, len(b))
+		}
+		return ne.Uint32(b[4:8]), net.IP(b[8:12]), net.IP(b[12:16]), binary.BigEndian.Uint16(b[16:18]), binary.BigEndian.Uint16(b[18:20]), nil
+	}
+	// nf_nat_range{,2}: flags, min_addr[16], max_addr[16], min_proto, max_proto.
+	if len(b) < 40 {
+		return 0, nil, nil, 0, 0, fmt.Errorf("xt %s: info of %d bytes is too short", name, len(b))
+	}
+	return ne.Uint32(b[0:4]), net.IP(b[4:20]), net.IP(b[20:36]), binary.BigEndian.Uint16(b[36:38]), binary.BigEndian.Uint16(b[38:40]), nil
+}
