@@ -1,0 +1,396 @@
+//go:build linux
+
+package trace
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// fixture is a NAT node with racing pods, built for the privileged tests
+// until package lab provides one:
+//
+//	pod0..podN (10.77.0.10+i/24) -- br0 (10.77.0.1) [node: masquerade on up0]
+//	  up0 (198.18.<x>.1/24) -- eth0 (198.18.<x>.2/24) [server: listens on :80,7,9]
+//
+// The node also drops TCP SYNs to port 9 in forward and to port 7 in
+// postrouting after source NAT: firewall drops that are not SNAT clashes.
+type fixture struct {
+	prefix string
+	node   string
+	server string
+	pods   []string
+	podIPs []netip.Addr
+	nodeIP netip.Addr // address of up0: the masquerade source
+	srvIP  netip.Addr
+	nodeNS uint32 // inode of the node namespace
+}
+
+var fixtureSeq atomic.Uint32
+
+func run(t testing.TB, name string, args ...string) {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+func runStdin(t testing.TB, stdin string, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s\ninput:\n%s", name, strings.Join(args, " "), err, out, stdin)
+	}
+}
+
+func needRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces and loads eBPF programs")
+	}
+	for _, bin := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("needs %s: %v", bin, err)
+		}
+	}
+}
+
+// newFixture builds the topology; t.Cleanup deletes every namespace.
+func newFixture(t testing.TB, pods int) *fixture {
+	t.Helper()
+	id := fmt.Sprintf("%d%d", os.Getpid()%10000, fixtureSeq.Add(1))
+	x := int(fixtureSeq.Load()+uint32(os.Getpid()))%200 + 20
+	f := &fixture{
+		prefix: "snt-tr" + id,
+		nodeIP: netip.AddrFrom4([4]byte{198, 18, byte(x), 1}),
+		srvIP:  netip.AddrFrom4([4]byte{198, 18, byte(x), 2}),
+	}
+	f.node = f.prefix + "-node"
+	f.server = f.prefix + "-srv"
+	all := []string{f.node, f.server}
+	for i := range pods {
+		f.pods = append(f.pods, fmt.Sprintf("%s-p%d", f.prefix, i))
+		f.podIPs = append(f.podIPs, netip.AddrFrom4([4]byte{10, 77, 0, byte(10 + i)}))
+	}
+	all = append(all, f.pods...)
+	t.Cleanup(func() {
+		for _, ns := range all {
+			exec.Command("ip", "netns", "del", ns).Run()
+		}
+	})
+	for _, ns := range all {
+		run(t, "ip", "netns", "add", ns)
+		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	n := f.node
+	run(t, "ip", "-n", n, "link", "add", "br0", "type", "bridge")
+	run(t, "ip", "-n", n, "addr", "add", "10.77.0.1/24", "dev", "br0")
+	run(t, "ip", "-n", n, "link", "set", "br0", "up")
+	for i, p := range f.pods {
+		hv := fmt.Sprintf("vp%d", i)
+		run(t, "ip", "-n", n, "link", "add", hv, "type", "veth", "peer", "name", "eth0", "netns", p)
+		run(t, "ip", "-n", n, "link", "set", hv, "master", "br0", "up")
+		run(t, "ip", "-n", p, "addr", "add", f.podIPs[i].String()+"/24", "dev", "eth0")
+		run(t, "ip", "-n", p, "link", "set", "eth0", "up")
+		run(t, "ip", "-n", p, "route", "add", "default", "via", "10.77.0.1")
+	}
+	run(t, "ip", "-n", n, "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", f.server)
+	run(t, "ip", "-n", n, "addr", "add", f.nodeIP.String()+"/24", "dev", "up0")
+	run(t, "ip", "-n", n, "link", "set", "up0", "up")
+	run(t, "ip", "-n", f.server, "addr", "add", f.srvIP.String()+"/24", "dev", "eth0")
+	run(t, "ip", "-n", f.server, "link", "set", "eth0", "up")
+	run(t, "ip", "netns", "exec", n, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	runStdin(t, `
+table ip snt_nat {
+	chain post {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "up0" masquerade
+	}
+}
+table ip snt_filter {
+	chain fw_forward {
+		type filter hook forward priority filter; policy accept;
+		tcp dport 9 drop
+	}
+	chain fw_late {
+		type filter hook postrouting priority 300; policy accept;
+		tcp dport 7 drop
+	}
+}
+`, "ip", "netns", "exec", n, "nft", "-f", "-")
+	var st unix.Stat_t
+	if err := unix.Stat("/run/netns/"+n, &st); err != nil {
+		t.Fatalf("stat node namespace: %v", err)
+	}
+	f.nodeNS = uint32(st.Ino)
+	return f
+}
+
+// inNS runs fn on a fresh OS thread that has entered namespace ns. The
+// thread is discarded afterwards (never unlocked).
+func inNS(ns string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := enterNS(ns); err != nil {
+			errc <- err
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+func enterNS(ns string) error {
+	fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening namespace %s: %w", ns, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("entering namespace %s: %w", ns, err)
+	}
+	return nil
+}
+
+// insertFailed sums insert_failed over CPUs in namespace ns, reading the
+// column by its header name.
+func insertFailed(ns string) (uint64, error) {
+	var total uint64
+	err := inNS(ns, func() error {
+		fh, err := os.Open("/proc/thread-self/net/stat/nf_conntrack")
+		if err != nil {
+			return err
+		}
+		defer fh.Close()
+		sc := bufio.NewScanner(fh)
+		if !sc.Scan() {
+			return errors.New("nf_conntrack stat: no header")
+		}
+		col := -1
+		for i, name := range strings.Fields(sc.Text()) {
+			if name == "insert_failed" {
+				col = i
+			}
+		}
+		if col < 0 {
+			return errors.New("nf_conntrack stat: no insert_failed column")
+		}
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if col >= len(fields) {
+				return fmt.Errorf("nf_conntrack stat: short line %q", sc.Text())
+			}
+			v, err := strconv.ParseUint(fields[col], 16, 64)
+			if err != nil {
+				return fmt.Errorf("nf_conntrack stat: %w", err)
+			}
+			total += v
+		}
+		return sc.Err()
+	})
+	return total, err
+}
+
+// server accepts and closes connections on ports in the server namespace
+// until the test ends.
+func (f *fixture) serve(t testing.TB, ports ...int) {
+	t.Helper()
+	var fds []int
+	err := inNS(f.server, func() error {
+		for _, port := range ports {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+			if err := unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: f.srvIP.As4()}); err != nil {
+				return fmt.Errorf("binding :%d: %w", port, err)
+			}
+			if err := unix.Listen(fd, 4096); err != nil {
+				return err
+			}
+			fds = append(fds, fd)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("server: %v", err)
+	}
+	var wg sync.WaitGroup
+	for _, fd := range fds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				nfd, _, err := unix.Accept4(fd, unix.SOCK_CLOEXEC)
+				if err != nil {
+					if errors.Is(err, unix.EINTR) || errors.Is(err, unix.ECONNABORTED) {
+						continue
+					}
+					return // listener shut down
+				}
+				unix.Close(nfd)
+			}
+		}()
+	}
+	t.Cleanup(func() {
+		for _, fd := range fds {
+			unix.Shutdown(fd, unix.SHUT_RDWR)
+			unix.Close(fd)
+		}
+		wg.Wait()
+	})
+}
+
+// conn is the outcome of one connect from a pod.
+type conn struct {
+	Orig    Tuple
+	Delayed bool // not established within the deadline: its SYN was lost
+	Start   time.Time
+}
+
+// burstOptions describe a same-port burst workload.
+type burstOptions struct {
+	Bursts   int
+	BasePort int // burst i uses source port BasePort+i in every pod
+	DstPort  int
+	Deadline time.Duration // a connect not done by then is delayed
+	// Keep is how many delayed connections are left to complete through a
+	// SYN retransmission (in the background, up to 3 s) instead of closed.
+	Keep int
+}
+
+// burst has every pod connect from the same source port to the server at
+// the same moment, Bursts times. Client threads are locked inside the pods.
+func (f *fixture) burst(t testing.TB, o burstOptions) []conn {
+	t.Helper()
+	dst := netip.AddrPortFrom(f.srvIP, uint16(o.DstPort))
+	var (
+		gen     atomic.Int64 // burst the pods may start: spin barrier
+		ready   atomic.Int64 // pods ready for the current burst
+		mu      sync.Mutex
+		conns   []conn
+		kept    atomic.Int64
+		bg      sync.WaitGroup
+		errs    = make(chan error, len(f.pods))
+		podDone sync.WaitGroup
+	)
+	gen.Store(-1)
+	for i, pod := range f.pods {
+		podDone.Add(1)
+		go func() {
+			defer podDone.Done()
+			runtime.LockOSThread() // never unlocked: the thread leaves with the pod ns
+			if err := enterNS(pod); err != nil {
+				errs <- err
+				return
+			}
+			for b := range o.Bursts {
+				ready.Add(1)
+				for gen.Load() < int64(b) {
+				}
+				c, fd, err := connectOnce(netip.AddrPortFrom(f.podIPs[i], uint16(o.BasePort+b)), dst, o.Deadline)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if c.Delayed && kept.Add(1) <= int64(o.Keep) {
+					bg.Add(1)
+					go func() { defer bg.Done(); waitConnected(fd, 3*time.Second); closeRST(fd) }()
+				} else {
+					closeRST(fd)
+				}
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+			}
+		}()
+	}
+	for b := range o.Bursts {
+		deadline := time.Now().Add(10 * time.Second)
+		for ready.Load() < int64(len(f.pods)*(b+1)) {
+			if time.Now().After(deadline) {
+				t.Fatalf("burst %d: pods not ready", b)
+			}
+			select {
+			case err := <-errs:
+				t.Fatalf("burst %d: %v", b, err)
+			default:
+			}
+			runtime.Gosched()
+		}
+		gen.Store(int64(b))
+	}
+	podDone.Wait()
+	bg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatalf("burst: %v", err)
+	default:
+	}
+	return conns
+}
+
+// connectOnce connects from src to dst without blocking past deadline.
+func connectOnce(src, dst netip.AddrPort, deadline time.Duration) (conn, int, error) {
+	c := conn{Orig: Tuple{Src: src, Dst: dst}, Start: time.Now()}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return c, -1, fmt.Errorf("socket: %w", err)
+	}
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(src.Port()), Addr: src.Addr().As4()}); err != nil {
+		unix.Close(fd)
+		return c, -1, fmt.Errorf("binding %v: %w", src, err)
+	}
+	err = unix.Connect(fd, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()})
+	if err != nil && !errors.Is(err, unix.EINPROGRESS) {
+		unix.Close(fd)
+		return c, -1, fmt.Errorf("connecting %v -> %v: %w", src, dst, err)
+	}
+	c.Delayed = !waitConnected(fd, deadline)
+	return c, fd, nil
+}
+
+// waitConnected polls fd for the end of a non-blocking connect.
+func waitConnected(fd int, d time.Duration) bool {
+	end := time.Now().Add(d)
+	for {
+		left := time.Until(end)
+		if left <= 0 {
+			return false
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		n, err := unix.Poll(pfd, int(left/time.Millisecond)+1)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return false
+		}
+		if n > 0 {
+			soErr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			return err == nil && soErr == 0
+		}
+	}
+}
+
+// closeRST closes fd with a reset so no TIME_WAIT holds the port.
+func closeRST(fd int) {
+	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	unix.Close(fd)
+}

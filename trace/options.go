@@ -1,0 +1,55 @@
+package trace
+
+import (
+	"fmt"
+	"time"
+)
+
+// Mode selects how SNAT clashes are recognised.
+type Mode string
+
+const (
+	// ModeAuto uses the fexit program on __nf_conntrack_confirm when the
+	// kernel allows it, and ModeTracepoint otherwise.
+	ModeAuto Mode = "auto"
+	// ModeFexit requires the fexit program: Start fails if it cannot attach.
+	// A SYN is an SNAT clash when __nf_conntrack_confirm returned NF_DROP for
+	// it and its conntrack is source NATed: exact.
+	ModeFexit Mode = "fexit"
+	// ModeTracepoint uses skb:kfree_skb alone: a netfilter drop of a TCP SYN
+	// whose source-NATed conntrack was never inserted is a candidate, and it
+	// is an SNAT clash when another conntrack holds its REPLY tuple (the
+	// winner), looked up over ctnetlink in the drop's namespace. A firewall
+	// rule that drops a SYN after source NAT leaves no winner: an other drop.
+	ModeTracepoint Mode = "tracepoint"
+)
+
+// ParseMode parses "auto", "fexit" or "tracepoint".
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case ModeAuto, ModeFexit, ModeTracepoint:
+		return m, nil
+	}
+	return "", fmt.Errorf("unknown mode %q (want auto, fexit or tracepoint)", s)
+}
+
+// Options configure a Tracer. The zero value is ready to use.
+type Options struct {
+	// Mode selects the attach points; "" means ModeAuto.
+	Mode Mode
+	// NetNS keeps only drops in the network namespace with this inode;
+	// 0 keeps all. SYN retransmissions are counted in every namespace.
+	NetNS uint32
+	// Buffer is the capacity of the Events channel; 0 means 1024.
+	Buffer int
+	// Now is the wall clock used to date events; nil means time.Now.
+	Now func() time.Time
+}
+
+// Stats are the tracer's counters since Start.
+type Stats struct {
+	SNATClashes    uint64 `json:"snat_clashes"`    // SNAT clash drops seen (all namespaces)
+	OtherDrops     uint64 `json:"other_drops"`     // other netfilter SYN drops seen (all namespaces)
+	SYNRetransmits uint64 `json:"syn_retransmits"` // SYN retransmissions seen
+	Lost           uint64 `json:"lost"`            // events lost: the ring buffer was full
+}

@@ -1,0 +1,115 @@
+//go:build linux
+
+package trace
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/conntrack"
+	"golang.org/x/sys/unix"
+)
+
+// replyChecker answers, over ctnetlink in the namespace of a drop, whether
+// another conntrack holds the dropped SYN's REPLY tuple. That is the
+// definition of the SNAT race's drop, and it is what tells it apart, without
+// the fexit program, from a firewall rule that dropped a source-NATed SYN
+// before confirm: the loser was never inserted, so a conntrack found by its
+// REPLY tuple is the winner.
+type replyChecker struct {
+	conns map[uint32]*conntrack.Conn // by namespace inode; nil: unreachable
+}
+
+func newReplyChecker() *replyChecker {
+	return &replyChecker{conns: make(map[uint32]*conntrack.Conn)}
+}
+
+// taken reports whether a conntrack other than the dropped one holds the
+// REPLY tuple of ev (the inverse of ev.NAT) in namespace ev.NetNS. ok is
+// false when the namespace cannot be reached.
+func (c *replyChecker) taken(ev Event) (taken, ok bool) {
+	conn := c.conn(ev.NetNS)
+	if conn == nil {
+		return false, false
+	}
+	reply := conntrack.Tuple{
+		IP: conntrack.IPTuple{
+			SourceAddress:      ev.NAT.Dst.Addr(),
+			DestinationAddress: ev.NAT.Src.Addr(),
+		},
+		Proto: conntrack.ProtoTuple{
+			Protocol:        unix.IPPROTO_TCP,
+			SourcePort:      ev.NAT.Dst.Port(),
+			DestinationPort: ev.NAT.Src.Port(),
+		},
+	}
+	f, err := conn.Get(conntrack.Flow{TupleReply: reply})
+	if err != nil {
+		// ENOENT: nobody holds it. Any other error: cannot tell.
+		return false, errors.Is(err, unix.ENOENT)
+	}
+	o := f.TupleOrig
+	same := o.IP.SourceAddress == ev.Orig.Src.Addr() && o.Proto.SourcePort == ev.Orig.Src.Port() &&
+		o.IP.DestinationAddress == ev.Orig.Dst.Addr() && o.Proto.DestinationPort == ev.Orig.Dst.Port()
+	return !same, true
+}
+
+func (c *replyChecker) conn(inode uint32) *conntrack.Conn {
+	if conn, seen := c.conns[inode]; seen {
+		return conn
+	}
+	c.conns[inode] = nil
+	path, err := findNetNS(inode)
+	if err != nil {
+		return nil
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fd) // the netlink socket keeps the namespace
+	conn, err := conntrack.Dial(&netlink.Config{NetNS: fd})
+	if err != nil {
+		return nil
+	}
+	c.conns[inode] = conn
+	return conn
+}
+
+func (c *replyChecker) Close() error {
+	var errs []error
+	for _, conn := range c.conns {
+		if conn != nil {
+			errs = append(errs, conn.Close())
+		}
+	}
+	clear(c.conns)
+	return errors.Join(errs...)
+}
+
+// findNetNS returns a path that opens the network namespace with inode:
+// this process's own, its threads' (a lab thread inside a node namespace),
+// the named namespaces of ip-netns, then every process's.
+func findNetNS(inode uint32) (string, error) {
+	var candidates []string
+	candidates = append(candidates, "/proc/self/ns/net")
+	if m, err := filepath.Glob("/proc/self/task/*/ns/net"); err == nil {
+		candidates = append(candidates, m...)
+	}
+	if m, err := filepath.Glob("/run/netns/*"); err == nil {
+		candidates = append(candidates, m...)
+	}
+	if m, err := filepath.Glob("/proc/[0-9]*/ns/net"); err == nil {
+		candidates = append(candidates, m...)
+	}
+	for _, p := range candidates {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err == nil && uint32(st.Ino) == inode {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("finding network namespace %d: %w", inode, os.ErrNotExist)
+}
