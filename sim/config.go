@@ -1,0 +1,224 @@
+// Package sim is a discrete-event simulation of a NAT node on top of
+// natmodel: CPUs that each run one packet's NAT-to-confirm window at a time,
+// pods that choose their own source ports, bursts or steady arrivals, SYN
+// retransmission timers and TIME_WAIT occupancy. It answers what the lab
+// cannot: another kernel era, a bigger node, another load. Everything is
+// virtual time and a seeded generator: one Config and seed give one Result.
+//
+// The traffic shapes follow the lab (package lab) so that the two can be
+// compared: in a burst every pod connects once, pods spread round-robin over
+// per-CPU client threads that start together and connect one after another;
+// same-port bursts bind one fixed source port per burst; steady traffic
+// arrives evenly (or Poisson) at a rate, connection i on CPU i mod C.
+package sim
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/snatrace/snatrace/natmodel"
+	"github.com/snatrace/snatrace/natrule"
+)
+
+// Workload names, the same as the lab's.
+const (
+	SamePort  = "same-port"
+	Ephemeral = "ephemeral"
+	Steady    = "steady"
+)
+
+// Workloads lists the workload names.
+var Workloads = []string{SamePort, Ephemeral, Steady}
+
+// Chooser is how a pod's kernel picks an ephemeral source port.
+type Chooser string
+
+// Ephemeral port choosers.
+const (
+	// Hashed is Linux's __inet_hash_connect: a keyed hash of (saddr, daddr,
+	// dport) plus a per-destination perturbation that grows by 2..16 per
+	// connection, even ports first (RFC 6056 algorithm 4 style).
+	Hashed Chooser = "hashed"
+	// UniformPorts picks uniformly in ip_local_port_range.
+	UniformPorts Chooser = "uniform"
+	// Sequential counts up from a random start, per pod.
+	Sequential Chooser = "sequential"
+)
+
+// Config is one simulated scenario. Zero fields take the defaults below.
+type Config struct {
+	Era      natmodel.Era
+	NAT      natrule.Mode
+	Workload string
+	Pods     int
+	CPUs     int
+	Servers  int
+	// Connections is the number of connect() calls; bursts round it up to
+	// whole bursts. For steady traffic, 0 means Rate × Duration.
+	Connections int
+	Rate        float64 // steady: connections per second, all pods
+	Poisson     bool    // steady: Poisson arrivals instead of evenly spaced
+	Duration    time.Duration
+
+	PortRange [2]uint16 // pods' ip_local_port_range
+	Chooser   Chooser
+	BasePort  uint16 // same-port: burst k binds BasePort + k mod PortSpan
+	PortSpan  int
+	Dport     uint16
+
+	// Window is the time between a packet's NAT choice and its confirm: the
+	// race window during which the chosen tuple is invisible to other CPUs.
+	Window Dist
+	// Gap is the time one CPU's client thread takes per connect() in a burst.
+	Gap Dist
+	// Skew is each CPU's start offset when a burst is released.
+	Skew Dist
+	// Lifetime is how long an accepted connection stays open.
+	Lifetime Dist
+
+	CTTimeWait     time.Duration // conntrack TIME_WAIT timeout
+	ClientTimeWait time.Duration // pod socket TIME_WAIT (the client closes first)
+	SynRetries     int           // net.ipv4.tcp_syn_retries
+	RTO            time.Duration // initial SYN retransmission timeout
+
+	Seed uint64
+}
+
+// Defaults.
+const (
+	DefaultPods        = 8
+	DefaultCPUs        = 2
+	DefaultConnections = 20000
+	// MaxSYNs bounds a scenario so that a run finishes in reasonable time
+	// (about 10 s at the model's speed).
+	MaxSYNs = 50_000_000
+	// MaxPods bounds the per-pod state.
+	MaxPods = 1 << 20
+	// MaxCPUs bounds the CPU count.
+	MaxCPUs = 4096
+)
+
+// DefaultWindow is the race window before calibration: a few microseconds of
+// POSTROUTING work between nf_nat_setup_info and __nf_conntrack_confirm.
+var DefaultWindow = Dist{Kind: Exp, A: 4 * time.Microsecond}
+
+func (c *Config) defaults() {
+	if c.Era == (natmodel.Era{}) {
+		c.Era = natmodel.Era{Major: 6, Minor: 5}
+	}
+	if c.Workload == "" {
+		c.Workload = SamePort
+	}
+	if c.Pods == 0 {
+		c.Pods = DefaultPods
+	}
+	if c.CPUs == 0 {
+		c.CPUs = DefaultCPUs
+	}
+	if c.Servers == 0 {
+		c.Servers = 1
+	}
+	if c.Connections == 0 {
+		if c.Workload == Steady && c.Duration > 0 && c.Rate > 0 {
+			c.Connections = int(math.Ceil(c.Rate * c.Duration.Seconds()))
+		} else {
+			c.Connections = DefaultConnections
+		}
+	}
+	if c.PortRange == [2]uint16{} {
+		c.PortRange = [2]uint16{32768, 60999}
+	}
+	if c.Chooser == "" {
+		c.Chooser = Hashed
+	}
+	if c.BasePort == 0 {
+		c.BasePort = 10000
+	}
+	if c.PortSpan == 0 {
+		c.PortSpan = 40000
+	}
+	if c.Dport == 0 {
+		c.Dport = 80
+	}
+	if c.Window == (Dist{}) {
+		c.Window = DefaultWindow
+	}
+	if c.Gap == (Dist{}) {
+		c.Gap = Dist{Kind: Const, A: 25 * time.Microsecond}
+	}
+	if c.Skew == (Dist{}) {
+		c.Skew = Dist{Kind: Uniform, A: 0, B: 2 * time.Microsecond}
+	}
+	if c.Lifetime == (Dist{}) {
+		c.Lifetime = Dist{Kind: Const, A: time.Millisecond}
+	}
+	if c.CTTimeWait == 0 {
+		c.CTTimeWait = 120 * time.Second
+	}
+	if c.ClientTimeWait == 0 {
+		c.ClientTimeWait = 60 * time.Second
+	}
+	if c.SynRetries == 0 {
+		c.SynRetries = 6
+	}
+	if c.RTO == 0 {
+		c.RTO = time.Second
+	}
+}
+
+// Validate applies the defaults and checks c, naming the offending setting
+// as the CLI flag of the same name.
+func (c *Config) Validate() error {
+	c.defaults()
+	switch c.Workload {
+	case SamePort, Ephemeral:
+	case Steady:
+		if !(c.Rate > 0) || c.Rate > 1e8 || math.IsInf(c.Rate, 0) {
+			return fmt.Errorf("rate: %v connections/s is out of range (0, 1e8] (steady needs a rate)", c.Rate)
+		}
+	default:
+		return fmt.Errorf("workload: unknown workload %q: want %s", c.Workload, strings.Join(Workloads, ", "))
+	}
+	if c.Pods < 1 || c.Pods > MaxPods {
+		return fmt.Errorf("pods: %d is out of range 1..%d", c.Pods, MaxPods)
+	}
+	if c.CPUs < 1 || c.CPUs > MaxCPUs {
+		return fmt.Errorf("cpus: %d is out of range 1..%d", c.CPUs, MaxCPUs)
+	}
+	if c.Servers < 1 || c.Servers > 250 {
+		return fmt.Errorf("servers: %d is out of range 1..250", c.Servers)
+	}
+	if c.Connections < 1 || c.Connections > MaxSYNs {
+		return fmt.Errorf("connections: %d is out of range 1..%d", c.Connections, MaxSYNs)
+	}
+	if c.Pods*c.Servers > 1<<24 {
+		return fmt.Errorf("pods: %d pods × %d servers is too much per-destination state", c.Pods, c.Servers)
+	}
+	if c.PortRange[0] < 1 || c.PortRange[1] < c.PortRange[0] {
+		return fmt.Errorf("port-range: %d-%d is empty or includes 0", c.PortRange[0], c.PortRange[1])
+	}
+	switch c.Chooser {
+	case Hashed, UniformPorts, Sequential:
+	default:
+		return fmt.Errorf("chooser: unknown %q: want hashed, uniform or sequential", c.Chooser)
+	}
+	if c.PortSpan < 1 || int(c.BasePort)+c.PortSpan-1 > 65535 {
+		return fmt.Errorf("base-port: %d + span %d goes past 65535", c.BasePort, c.PortSpan)
+	}
+	if c.SynRetries < 0 || c.SynRetries > 20 {
+		return fmt.Errorf("syn-retries: %d is out of range 0..20", c.SynRetries)
+	}
+	if c.NAT.Action == natrule.SNAT && (!c.NAT.AddrMin.Is4() || !c.NAT.AddrMax.Is4()) {
+		return fmt.Errorf("nat: %q: the simulator models IPv4 SNAT only", c.NAT)
+	}
+	if _, err := rangeOf(c.NAT); err != nil {
+		return fmt.Errorf("nat: %q: %w", c.NAT, err)
+	}
+	// The whole scenario must finish: SYNs at most (retries+1) per connection.
+	if uint64(c.Connections)*uint64(1+min(c.SynRetries, 2)) > MaxSYNs {
+		return fmt.Errorf("connections: %d connections would take too long (limit about %d SYNs)", c.Connections, MaxSYNs)
+	}
+	return nil
+}

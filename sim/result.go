@@ -1,0 +1,70 @@
+package sim
+
+import (
+	"math"
+	"strconv"
+
+	"github.com/snatrace/snatrace/natmodel"
+)
+
+// Result is what one scenario did.
+type Result struct {
+	Era      string `json:"era"`
+	NAT      string `json:"nat"`
+	Workload string `json:"workload"`
+	Pods     int    `json:"pods"`
+	CPUs     int    `json:"cpus"`
+	Seed     uint64 `json:"seed"`
+	Window   string `json:"window"`
+
+	Connections int    `json:"connections"` // connect() calls
+	SYNs        uint64 `json:"syns"`        // SYNs sent, retransmissions included
+	// Clashes counts SYNs dropped at confirm because their tuple clashed.
+	Clashes       uint64     `json:"clashes"`
+	ClashRate     float64    `json:"clash_rate"`      // Clashes / SYNs
+	ClashRateCI95 [2]float64 `json:"clash_rate_ci95"` // 95% Wilson interval
+	// Delayed counts connections by the SYN retransmissions they needed
+	// ("0", "1", ...); a failed connection counts under syn_retries+1.
+	Delayed map[string]int `json:"delayed"`
+	Failed  int            `json:"failed"` // gave up after tcp_syn_retries
+	// NoPort counts connect()s that found no free local port.
+	NoPort int `json:"no_port,omitempty"`
+	// Steps counts the NAT choices by get_unique_tuple branch.
+	Steps     map[string]uint64 `json:"steps"`
+	Conntrack natmodel.Stats    `json:"conntrack"`
+	LatencyMS Latency           `json:"latency_ms"`
+	// SimSeconds is the virtual time the scenario spanned.
+	SimSeconds float64 `json:"sim_seconds"`
+}
+
+// Latency summarizes connection setup delays in milliseconds.
+type Latency struct {
+	P50  float64 `json:"p50"`
+	P99  float64 `json:"p99"`
+	Max  float64 `json:"max"`
+	Mean float64 `json:"mean"`
+}
+
+// Wilson returns the 95% Wilson score interval of k successes in n trials.
+func Wilson(k, n uint64) (lo, hi float64) {
+	if n == 0 {
+		return 0, 1
+	}
+	const z = 1.959963984540054
+	p := float64(k) / float64(n)
+	nf := float64(n)
+	den := 1 + z*z/nf
+	centre := (p + z*z/(2*nf)) / den
+	half := z * math.Sqrt(p*(1-p)/nf+z*z/(4*nf*nf)) / den
+	return math.Max(0, centre-half), math.Min(1, centre+half)
+}
+
+func delayedMap(h []int) map[string]int {
+	m := make(map[string]int, len(h))
+	for i, n := range h {
+		if n > 0 {
+			m[strconv.Itoa(i)] = n
+		}
+	}
+	return m
+}

@@ -1,0 +1,551 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+
+	"github.com/snatrace/snatrace/natmodel"
+	"github.com/snatrace/snatrace/natrule"
+)
+
+// Addresses of the simulated network (documentation ranges).
+var (
+	// MasqueradeAddr is the node's uplink address that masquerade uses.
+	MasqueradeAddr = netip.MustParseAddr("192.0.2.1")
+	serverBase     = [4]byte{198, 51, 100, 1}
+)
+
+func podAddr(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+}
+
+func serverAddr(k int) netip.Addr {
+	b := serverBase
+	b[3] += byte(k)
+	return netip.AddrFrom4(b)
+}
+
+// rangeOf returns the nf_nat_range2 the kernel builds for m, or nil for none.
+func rangeOf(m natrule.Mode) (*natmodel.Range, error) {
+	var flags natmodel.Flags
+	if m.Random {
+		flags |= natmodel.ProtoRandom
+	}
+	if m.FullyRandom {
+		flags |= natmodel.ProtoRandomFully
+	}
+	if m.Persistent {
+		flags |= natmodel.Persistent
+	}
+	var r natmodel.Range
+	switch m.Action {
+	case natrule.None:
+		return nil, nil
+	case natrule.Masquerade:
+		r = natmodel.Masquerade(MasqueradeAddr, flags, m.PortMin, m.PortMax)
+	case natrule.SNAT:
+		r = natmodel.Range{Flags: flags | natmodel.MapIPs, MinAddr: m.AddrMin, MaxAddr: m.AddrMax}
+		if m.HasPorts() {
+			r.Flags |= natmodel.ProtoSpecified
+			r.MinPort, r.MaxPort = m.PortMin, m.PortMax
+		}
+	default:
+		return nil, fmt.Errorf("unknown NAT action %v", m.Action)
+	}
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Event kinds, in the order events of one instant run: a confirm at t
+// comes before a NAT step at t, so that a CPU finishes one packet before it
+// starts the next.
+const (
+	evConfirm = iota // the SYN's conntrack entry is confirmed
+	evClose          // the connection closes
+	evNAT            // a queued SYN reaches its CPU's NAT step
+	evSYN            // a SYN leaves the pod
+	evBurst          // release the next burst
+	evArrival        // steady: the next connection starts
+)
+
+type event struct {
+	at   int64 // ns
+	seq  uint64
+	kind uint8
+	conn int32
+}
+
+// eventHeap is a binary min-heap on (at, kind, seq); seq makes ties
+// deterministic.
+type eventHeap []event
+
+func (h eventHeap) less(i, j int) bool {
+	a, b := &h[i], &h[j]
+	if a.at != b.at {
+		return a.at < b.at
+	}
+	if a.kind != b.kind {
+		return a.kind < b.kind
+	}
+	return a.seq < b.seq
+}
+
+func (h *eventHeap) push(e event) {
+	*h = append(*h, e)
+	s := *h
+	i := len(s) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if !s.less(i, p) {
+			break
+		}
+		s[i], s[p] = s[p], s[i]
+		i = p
+	}
+}
+
+func (h *eventHeap) pop() event {
+	s := *h
+	top := s[0]
+	n := len(s) - 1
+	s[0] = s[n]
+	s = s[:n]
+	i := 0
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		m := l
+		if r := l + 1; r < n && s.less(r, l) {
+			m = r
+		}
+		if !s.less(m, i) {
+			break
+		}
+		s[i], s[m] = s[m], s[i]
+		i = m
+	}
+	*h = s
+	return top
+}
+
+// fifo is a queue of timed items whose times only grow.
+type fifo[T any] struct {
+	items []T
+	head  int
+}
+
+func (f *fifo[T]) push(x T) { f.items = append(f.items, x) }
+func (f *fifo[T]) peek() (*T, bool) {
+	if f.head >= len(f.items) {
+		return nil, false
+	}
+	return &f.items[f.head], true
+}
+func (f *fifo[T]) pop() {
+	f.head++
+	if f.head > 1024 && f.head*2 > len(f.items) {
+		n := copy(f.items, f.items[f.head:])
+		f.items = f.items[:n]
+		f.head = 0
+	}
+}
+
+type expiry struct {
+	at int64
+	id natmodel.ConnID
+}
+
+type release struct {
+	at  int64
+	key uint64
+}
+
+// connState is one connect() call.
+type connState struct {
+	pod, server, cpu int32
+	sport            uint16
+	retrans          int8
+	first            int64 // first SYN, ns
+	window           int64 // window of the SYN in flight
+	ct               natmodel.ConnID
+}
+
+type destState struct {
+	base, perturb uint32
+}
+
+type runner struct {
+	cfg   Config
+	rnd   *rand.Rand
+	tb    *natmodel.Table
+	nat   *natmodel.Range
+	ev    eventHeap
+	seq   uint64
+	busy  []int64 // per CPU: end of the window in progress
+	conns []connState
+	dests []destState // per pod × server (hashed chooser)
+	seqP  []uint16    // per pod (sequential chooser)
+	used  map[uint64]int64
+	exp   fifo[expiry]
+	rel   fifo[release]
+	res   Result
+	hist  []int
+	lat   []float32
+	steps [6]uint64
+
+	started int // connections started
+	burst   int
+	now     int64
+}
+
+// ErrCanceled is returned when the context ends a run early.
+var ErrCanceled = errors.New("simulation canceled")
+
+// Run simulates cfg. It is deterministic: the same Config gives the same
+// Result. ctx is checked every few thousand events.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return Result{}, err
+	}
+	r := &runner{cfg: cfg, rnd: rand.New(rand.NewPCG(cfg.Seed, 0x5eed5eed))}
+	nat, _ := rangeOf(cfg.NAT)
+	r.nat = nat
+	tb, err := natmodel.NewTable(natmodel.Config{Era: cfg.Era, Rand: rand.New(rand.NewPCG(cfg.Seed, 0x7ab1e))})
+	if err != nil {
+		return Result{}, err
+	}
+	r.tb = tb
+	r.busy = make([]int64, cfg.CPUs)
+	r.conns = make([]connState, 0, cfg.Connections+cfg.Pods)
+	r.used = make(map[uint64]int64)
+	r.hist = make([]int, cfg.SynRetries+2)
+	r.lat = make([]float32, 0, cfg.Connections+cfg.Pods)
+	switch cfg.Chooser {
+	case Hashed:
+		r.dests = make([]destState, cfg.Pods*cfg.Servers)
+		for i := range r.dests {
+			r.dests[i] = destState{base: r.rnd.Uint32(), perturb: r.rnd.Uint32()}
+		}
+	case Sequential:
+		r.seqP = make([]uint16, cfg.Pods)
+		for i := range r.seqP {
+			r.seqP[i] = uint16(r.rnd.Uint32())
+		}
+	}
+	if cfg.Workload == Steady {
+		r.push(0, evArrival, -1)
+	} else {
+		r.push(0, evBurst, -1)
+	}
+	if err := r.loop(ctx); err != nil {
+		return Result{}, err
+	}
+	return r.result(), nil
+}
+
+func (r *runner) push(at int64, kind uint8, conn int32) {
+	r.seq++
+	r.ev.push(event{at: at, seq: r.seq, kind: kind, conn: conn})
+}
+
+func (r *runner) loop(ctx context.Context) error {
+	for n := 0; ; n++ {
+		if n&0xfff == 0 && ctx.Err() != nil {
+			return fmt.Errorf("%w: %w", ErrCanceled, ctx.Err())
+		}
+		if len(r.ev) == 0 {
+			return nil // traffic is over; entries left in TIME_WAIT do not matter
+		}
+		// Timers that only grow (expiries, port releases) run first when due.
+		next := r.ev[0].at
+		if x, ok := r.exp.peek(); ok && x.at <= next {
+			r.now = x.at
+			r.tb.Destroy(x.id)
+			r.exp.pop()
+			continue
+		}
+		if x, ok := r.rel.peek(); ok && x.at <= next {
+			if r.used[x.key] == x.at {
+				delete(r.used, x.key)
+			}
+			r.rel.pop()
+			continue
+		}
+		e := r.ev.pop()
+		r.now = e.at
+		switch e.kind {
+		case evBurst:
+			r.startBurst()
+		case evArrival:
+			r.arrival()
+		case evSYN:
+			r.syn(e.conn)
+		case evNAT:
+			r.natStep(e.conn)
+		case evConfirm:
+			r.confirm(e.conn)
+		case evClose:
+			r.close(e.conn)
+		}
+	}
+}
+
+// startBurst plans one burst: pod i on CPU i mod C, each CPU's client
+// thread connects for its pods one after another from its skewed start.
+// The next burst starts when every thread is done (the lab's barrier).
+func (r *runner) startBurst() {
+	c := &r.cfg
+	if r.started >= c.Connections {
+		return
+	}
+	k := r.burst
+	r.burst++
+	server := int32(k % c.Servers)
+	var port uint16
+	if c.Workload == SamePort {
+		port = c.BasePort + uint16(k%c.PortSpan)
+	}
+	end := r.now
+	for cpu := 0; cpu < c.CPUs; cpu++ {
+		t := r.now + c.Skew.sample(r.rnd)
+		for pod := cpu; pod < c.Pods; pod += c.CPUs {
+			if r.started >= c.Connections {
+				break
+			}
+			r.newConn(int32(pod), server, int32(cpu), port, t)
+			t += c.Gap.sample(r.rnd)
+		}
+		end = max(end, t)
+	}
+	if r.started < c.Connections {
+		r.push(end, evBurst, -1)
+	}
+}
+
+// arrival starts one steady connection and schedules the next.
+func (r *runner) arrival() {
+	c := &r.cfg
+	i := r.started
+	pod := int32(r.rnd.IntN(c.Pods))
+	r.newConn(pod, int32(i%c.Servers), int32(i%c.CPUs), 0, r.now)
+	if r.started < c.Connections {
+		gap := 1e9 / c.Rate
+		if c.Poisson {
+			gap *= r.rnd.ExpFloat64()
+		}
+		r.push(r.now+int64(gap), evArrival, -1)
+	}
+}
+
+func usedKey(pod, server int32, port uint16) uint64 {
+	return uint64(pod)<<32 | uint64(server)<<16 | uint64(port)
+}
+
+// newConn records a connect() and schedules its first SYN at t.
+func (r *runner) newConn(pod, server, cpu int32, port uint16, t int64) {
+	r.started++
+	if port == 0 {
+		port = r.choosePort(pod, server, t)
+	} else if r.used[usedKey(pod, server, port)] > t {
+		port = 0
+	}
+	if port == 0 {
+		r.res.NoPort++
+		r.hist[len(r.hist)-1]++
+		r.res.Failed++
+		return
+	}
+	r.used[usedKey(pod, server, port)] = math.MaxInt64
+	r.conns = append(r.conns, connState{pod: pod, server: server, cpu: cpu, sport: port, first: t})
+	r.push(t, evSYN, int32(len(r.conns)-1))
+}
+
+// choosePort picks the pod's source port towards server, or 0 if none is free.
+func (r *runner) choosePort(pod, server int32, t int64) uint16 {
+	c := &r.cfg
+	low, high := uint32(c.PortRange[0]), uint32(c.PortRange[1])+1
+	free := func(p uint32) bool { return r.used[usedKey(pod, server, uint16(p))] <= t }
+	switch c.Chooser {
+	case UniformPorts:
+		for try := 0; try < 64; try++ {
+			p := low + uint32(r.rnd.IntN(int(high-low)))
+			if free(p) {
+				return uint16(p)
+			}
+		}
+		return 0
+	case Sequential:
+		n := high - low
+		for i := uint32(0); i < n; i++ {
+			p := low + (uint32(r.seqP[pod])+i)%n
+			if free(p) {
+				r.seqP[pod] = uint16(p - low + 1)
+				return uint16(p)
+			}
+		}
+		return 0
+	}
+	// __inet_hash_connect (5.18+): offset from the per-destination hash and
+	// perturbation, even ports first, then odd; the perturbation grows by
+	// max(i, random even below 16) + 2.
+	remaining := high - low
+	if remaining > 1 {
+		remaining &^= 1
+	}
+	d := &r.dests[int(pod)*c.Servers+int(server)]
+	offset := (d.perturb + d.base) % remaining
+	offset &^= 1
+	for pass := 0; pass < 2 && remaining > 0; pass++ {
+		port := low + offset
+		for i := uint32(0); i < remaining; i, port = i+2, port+2 {
+			if port >= high {
+				port -= remaining
+			}
+			if free(port) {
+				inc := max(i, uint32(r.rnd.IntN(8))*2)
+				d.perturb += inc + 2
+				return uint16(port)
+			}
+		}
+		offset++
+	}
+	return 0
+}
+
+// syn sends a SYN: it queues for its CPU, whose NAT-to-confirm windows run
+// one at a time.
+func (r *runner) syn(ci int32) {
+	cs := &r.conns[ci]
+	r.res.SYNs++
+	cs.window = r.cfg.Window.sample(r.rnd)
+	start := max(r.now, r.busy[cs.cpu])
+	r.busy[cs.cpu] = start + cs.window
+	if start > r.now {
+		r.push(start, evNAT, ci)
+		return
+	}
+	r.natStep(ci)
+}
+
+func (r *runner) natStep(ci int32) {
+	cs := &r.conns[ci]
+	r.tb.SetTime(durationNS(r.now))
+	id, err := r.tb.NewConn(natmodel.Tuple{
+		Proto: natmodel.TCP,
+		Src:   netip.AddrPortFrom(podAddr(int(cs.pod)), cs.sport),
+		Dst:   netip.AddrPortFrom(serverAddr(int(cs.server)), r.cfg.Dport),
+	})
+	if err != nil {
+		// The tuple belongs to a live entry: the pod's kernel would not have
+		// given this port. Count the attempt as failed.
+		r.fail(ci)
+		return
+	}
+	cs.ct = id
+	if r.nat != nil {
+		ch, err := r.tb.SNAT(id, r.nat)
+		if err == nil {
+			r.steps[ch.Step]++
+		}
+	}
+	r.push(r.now+cs.window, evConfirm, ci)
+}
+
+func (r *runner) confirm(ci int32) {
+	cs := &r.conns[ci]
+	v, err := r.tb.Confirm(cs.ct)
+	if err != nil {
+		// The entry was evicted or reopened under us: treat as a drop.
+		v = natmodel.Dropped
+	}
+	switch v {
+	case natmodel.Accepted, natmodel.Merged, natmodel.ClashInserted:
+		r.hist[cs.retrans]++
+		r.lat = append(r.lat, float32(float64(r.now-cs.first)/1e6))
+		r.push(r.now+r.cfg.Lifetime.sample(r.rnd), evClose, ci)
+	default:
+		r.res.Clashes++
+		if int(cs.retrans) >= r.cfg.SynRetries {
+			r.fail(ci)
+			return
+		}
+		cs.retrans++
+		// Retransmission k leaves (2^k - 1) RTOs after the first SYN.
+		at := cs.first + ((int64(1)<<cs.retrans)-1)*int64(r.cfg.RTO)
+		r.push(at, evSYN, ci)
+	}
+}
+
+func (r *runner) fail(ci int32) {
+	cs := &r.conns[ci]
+	r.res.Failed++
+	r.hist[len(r.hist)-1]++
+	r.lat = append(r.lat, float32(float64(r.now-cs.first)/1e6))
+	delete(r.used, usedKey(cs.pod, cs.server, cs.sport))
+}
+
+// close ends a connection: the conntrack entry waits in TIME_WAIT, the pod's
+// socket too (the client closes first).
+func (r *runner) close(ci int32) {
+	cs := &r.conns[ci]
+	r.tb.SetState(cs.ct, natmodel.TimeWait)
+	r.exp.push(expiry{r.now + int64(r.cfg.CTTimeWait), cs.ct})
+	k := usedKey(cs.pod, cs.server, cs.sport)
+	at := r.now + int64(r.cfg.ClientTimeWait)
+	r.used[k] = at
+	r.rel.push(release{at, k})
+}
+
+func (r *runner) result() Result {
+	c := &r.cfg
+	res := r.res
+	res.Era = c.Era.String()
+	res.NAT = c.NAT.String()
+	res.Workload = c.Workload
+	res.Pods, res.CPUs, res.Seed = c.Pods, c.CPUs, c.Seed
+	res.Window = c.Window.String()
+	res.Connections = r.started
+	if res.SYNs > 0 {
+		res.ClashRate = float64(res.Clashes) / float64(res.SYNs)
+	}
+	lo, hi := Wilson(res.Clashes, res.SYNs)
+	res.ClashRateCI95 = [2]float64{lo, hi}
+	res.Delayed = delayedMap(r.hist)
+	res.Steps = map[string]uint64{}
+	for s, n := range r.steps {
+		if n > 0 {
+			res.Steps[natmodel.Step(s).String()] = n
+		}
+	}
+	res.Conntrack = r.tb.Stats()
+	res.LatencyMS = summarize(r.lat)
+	res.SimSeconds = float64(r.now) / 1e9
+	return res
+}
+
+func summarize(ls []float32) Latency {
+	if len(ls) == 0 {
+		return Latency{}
+	}
+	slices.Sort(ls)
+	var sum float64
+	for _, l := range ls {
+		sum += float64(l)
+	}
+	q := func(p float64) float64 {
+		i := int(math.Ceil(p*float64(len(ls)))) - 1
+		return round3(float64(ls[max(0, min(i, len(ls)-1))]))
+	}
+	return Latency{P50: q(0.5), P99: q(0.99), Max: round3(float64(ls[len(ls)-1])), Mean: round3(sum / float64(len(ls)))}
+}
+
+func round3(x float64) float64 { return math.Round(x*1e3) / 1e3 }

@@ -1,0 +1,225 @@
+package sim
+
+import (
+	"context"
+	"math"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/snatrace/snatrace/natmodel"
+	"github.com/snatrace/snatrace/natrule"
+)
+
+func mode(t testing.TB, s string) natrule.Mode {
+	t.Helper()
+	m, err := natrule.ParseMode(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func run(t testing.TB, c Config) Result {
+	t.Helper()
+	r, err := Run(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// allRacing is a burst where k pods on k CPUs NAT at the same instant and
+// every window overlaps every other; entries vanish before the next burst.
+func allRacing(k, bursts int, nat natrule.Mode, w string) Config {
+	return Config{
+		Era: natmodel.Era50, NAT: nat, Workload: w, Pods: k, CPUs: k,
+		Connections: k * bursts,
+		Window:      Dist{Kind: Const, A: time.Millisecond},
+		Skew:        Dist{Kind: Uniform}, // all 0 (the zero Dist means "default")
+		Gap:         Dist{Kind: Const, A: 10 * time.Millisecond},
+		Lifetime:    Dist{Kind: Const, A: 1},
+		CTTimeWait:  5 * time.Millisecond, // gone before the next burst
+		RTO:         time.Hour, // retransmissions after all bursts
+		Seed:        42,
+	}
+}
+
+// Plain masquerade, same-port burst: every pair of concurrent flows keeps the
+// same port, so exactly one flow per burst confirms.
+func TestSamePortEveryConcurrentPairClashes(t *testing.T) {
+	for _, k := range []int{2, 5, 16} {
+		const bursts = 500
+		r := run(t, allRacing(k, bursts, mode(t, "masquerade"), SamePort))
+		if got := r.Delayed["0"]; got != bursts {
+			t.Errorf("k=%d: %d first-try successes, want %d (one per burst)", k, got, bursts)
+		}
+		if r.Steps["preserve"] < uint64(k*bursts) {
+			t.Errorf("k=%d: steps %v, want every first SYN preserved", k, r.Steps)
+		}
+	}
+}
+
+// fully-random, k flows racing to one destination over a 100-port range:
+// the expected number of distinct ports (first-try successes) per burst is
+// the birthday figure sum_i 1-(1-p_i)^k, with p_i the kernel's u16-offset
+// probabilities (ports 0..35 of the range get 656/65536, the rest 655/65536).
+func TestFullyRandomBirthdayBound(t *testing.T) {
+	for _, k := range []int{2, 8, 24} {
+		const bursts = 20000
+		r := run(t, allRacing(k, bursts, mode(t, "masquerade to :1024-1123 fully-random"), Ephemeral))
+		var want float64
+		for i := 0; i < 100; i++ {
+			p := 655.0 / 65536
+			if i < 36 {
+				p = 656.0 / 65536
+			}
+			want += 1 - math.Pow(1-p, float64(k))
+		}
+		got := float64(r.Delayed["0"]) / bursts
+		// per-burst drops have variance below their mean (k - want).
+		se := math.Sqrt((float64(k)-want)/bursts) + 1e-9
+		if math.Abs(got-want) > 4*se {
+			t.Errorf("k=%d: %.4f distinct ports per burst, birthday bound %.4f (±%.4f)", k, got, want, 4*se)
+		}
+	}
+}
+
+// One CPU never races: NAT and confirm of one packet finish before the next.
+func TestOneCPUNoClash(t *testing.T) {
+	c := allRacing(1, 1000, mode(t, "masquerade"), SamePort)
+	c.Pods = 16
+	c.Connections = 16000
+	c.Gap = Dist{Kind: Const, A: time.Microsecond} // shorter than the window: SYNs queue
+	r := run(t, c)
+	if r.Clashes != 0 {
+		t.Errorf("one CPU: %d clashes", r.Clashes)
+	}
+}
+
+// Dropped SYNs come back after 1, 3, 7 ... s and the delays say so.
+func TestRetransmissionDelays(t *testing.T) {
+	c := allRacing(2, 50, mode(t, "masquerade"), SamePort)
+	c.RTO = time.Second
+	r := run(t, c)
+	if r.Delayed["0"] != 50 || r.Delayed["1"] != 50 || r.Clashes != 50 || r.SYNs != 150 {
+		t.Errorf("delayed %v clashes %d syns %d", r.Delayed, r.Clashes, r.SYNs)
+	}
+	if r.LatencyMS.Max < 1000 || r.LatencyMS.Max > 1002 {
+		t.Errorf("max latency %v ms, want about 1001", r.LatencyMS.Max)
+	}
+}
+
+// A SYN that clashes every time gives up after tcp_syn_retries.
+func TestFailedAfterRetries(t *testing.T) {
+	c := allRacing(2, 1, mode(t, "masquerade to :5000-5000"), Ephemeral)
+	c.SynRetries = 2
+	c.RTO = time.Second
+	c.CTTimeWait = time.Hour // the winner keeps the only port
+	c.Lifetime = Dist{Kind: Const, A: time.Hour}
+	r := run(t, c)
+	if r.Failed != 1 || r.Clashes != 3 || r.Delayed["3"] != 1 {
+		t.Errorf("failed %d clashes %d delayed %v", r.Failed, r.Clashes, r.Delayed)
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	c := Config{Era: natmodel.Era50, NAT: mode(t, "masquerade"), Workload: Ephemeral, Pods: 64, CPUs: 4, Connections: 20000, Seed: 9,
+		Window: Dist{Kind: Exp, A: 20 * time.Microsecond}, Gap: Dist{Kind: Exp, A: 5 * time.Microsecond}}
+	a, b := run(t, c), run(t, c)
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("same seed, different results:\n%+v\n%+v", a, b)
+	}
+	c.Seed = 10
+	if d := run(t, c); reflect.DeepEqual(a.Steps, d.Steps) && a.Clashes == d.Clashes && a.Conntrack == d.Conntrack {
+		t.Errorf("different seeds gave identical results")
+	}
+}
+
+// Counters follow the era: every drop is insert_failed and drop.
+func TestCountersMatchClashes(t *testing.T) {
+	for _, era := range []natmodel.Era{natmodel.Legacy, natmodel.Era50, natmodel.Era65} {
+		c := allRacing(4, 200, mode(t, "masquerade"), SamePort)
+		c.Era = era
+		r := run(t, c)
+		if r.Conntrack.InsertFailed != r.Clashes || r.Conntrack.Drop != r.Clashes || r.Clashes == 0 {
+			t.Errorf("%v: clashes %d counters %+v", era, r.Clashes, r.Conntrack)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ok := Config{NAT: mode(t, "masquerade")}
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"workload", func(c *Config) { c.Workload = "burst" }, "workload:"},
+		{"steady needs rate", func(c *Config) { c.Workload = Steady }, "rate:"},
+		{"pods", func(c *Config) { c.Pods = -1 }, "pods:"},
+		{"cpus", func(c *Config) { c.CPUs = MaxCPUs + 1 }, "cpus:"},
+		{"connections", func(c *Config) { c.Connections = MaxSYNs + 1 }, "connections:"},
+		{"port range", func(c *Config) { c.PortRange = [2]uint16{5000, 4000} }, "port-range:"},
+		{"chooser", func(c *Config) { c.Chooser = "magic" }, "chooser:"},
+		{"ipv6 snat", func(c *Config) { c.NAT = mode(t, "snat to 2001:db8::1") }, "nat:"},
+	} {
+		c := ok
+		tc.mod(&c)
+		err := c.Validate()
+		if err == nil || len(err.Error()) < len(tc.want) || err.Error()[:len(tc.want)] != tc.want {
+			t.Errorf("%s: error %v, want prefix %q", tc.name, err, tc.want)
+		}
+	}
+	c := ok
+	if err := c.Validate(); err != nil {
+		t.Errorf("defaults: %v", err)
+	}
+}
+
+func TestParseDist(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Dist
+		ok   bool
+	}{
+		{"5us", Dist{Kind: Const, A: 5 * time.Microsecond}, true},
+		{"const:2ms", Dist{Kind: Const, A: 2 * time.Millisecond}, true},
+		{"exp:20µs", Dist{Kind: Exp, A: 20 * time.Microsecond}, true},
+		{"uniform:0-50us", Dist{Kind: Uniform, A: 0, B: 50 * time.Microsecond}, true},
+		{"uniform:1us-2ms", Dist{Kind: Uniform, A: time.Microsecond, B: 2 * time.Millisecond}, true},
+		{"lognormal:10us,0.8", Dist{Kind: LogNormal, A: 10 * time.Microsecond, Sigma: 0.8}, true},
+		{"uniform:50-10us", Dist{}, false},
+		{"exp:-1us", Dist{}, false},
+		{"gamma:1us", Dist{}, false},
+		{"lognormal:1us", Dist{}, false},
+		{"lognormal:1us,x", Dist{}, false},
+		{"48h", Dist{}, false},
+		{"", Dist{}, false},
+	} {
+		got, err := ParseDist(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseDist(%q) = %+v, %v", tc.in, got, err)
+		}
+		if err == nil {
+			if back, err := ParseDist(got.String()); err != nil || back != got {
+				t.Errorf("round trip %q -> %q: %+v %v", tc.in, got.String(), back, err)
+			}
+		}
+	}
+}
+
+func FuzzParseDist(f *testing.F) {
+	for _, s := range []string{"5us", "exp:20us", "uniform:0-50us", "lognormal:10us,0.8", "uniform:-", "lognormal:,", "exp:1e400s"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ParseDist(s)
+		if err != nil {
+			return
+		}
+		if d.A < 0 || d.B < 0 || d.A > maxDist || d.B > maxDist {
+			t.Errorf("ParseDist(%q) = %+v out of range", s, d)
+		}
+	})
+}
