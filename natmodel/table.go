@@ -118,9 +118,9 @@ type Table struct {
 
 	conns []conn
 	free  []int32
-	hash  hmap // confirmed tuples, both directions: idx<<1 | dir
-	bysrc hmap // head of the bysource list of each original source (srcKey)
-	rover [2]uint16        // legacy per-protocol port rovers: tcp, udp
+	hash  hmap      // confirmed tuples, both directions: idx<<1 | dir
+	bysrc hmap      // head of the bysource list of each original source (srcKey)
+	rover [2]uint16 // legacy per-protocol port rovers: tcp, udp
 	stats Stats
 	live  int
 }

@@ -40,7 +40,7 @@ func allRacing(k, bursts int, nat natrule.Mode, w string) Config {
 		Gap:         Dist{Kind: Const, A: 10 * time.Millisecond},
 		Lifetime:    Dist{Kind: Const, A: 1},
 		CTTimeWait:  5 * time.Millisecond, // gone before the next burst
-		RTO:         time.Hour, // retransmissions after all bursts
+		RTO:         time.Hour,            // retransmissions after all bursts
 		Seed:        42,
 	}
 }
