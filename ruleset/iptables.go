@@ -192,6 +192,9 @@ func (p *iptParser) rule(orig, line string, n int) error {
 		return p.fail(n, "%v", err)
 	}
 	w := p.words
+	if len(w) == 0 {
+		return p.fail(n, "counters without a rule")
+	}
 	if len(w) < 2 {
 		return p.fail(n, "want \"%s CHAIN ...\"", w[0])
 	}

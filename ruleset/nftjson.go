@@ -202,6 +202,9 @@ func jsonRuleInto(rs *Ruleset, r *jsonRule, line int) error {
 			break
 		}
 	}
+	if pos == 0 {
+		return fmt.Errorf("rule in chain %q of table %s %q, which the dump does not list", r.Chain, r.Family, r.Table)
+	}
 	var (
 		match []string
 		rule  *Rule
