@@ -26,6 +26,9 @@ const (
 	NeedCapPerfmon Requirement = "CAP_PERFMON"
 	// NeedTracepoint is a BTF-enabled tracepoint (tp_btf) the tracer attaches to.
 	NeedTracepoint Requirement = "tracepoint"
+	// NeedFexit is a BPF trampoline (fexit) on __nf_conntrack_confirm,
+	// required by ModeFexit only.
+	NeedFexit Requirement = "fexit (BPF trampoline) on __nf_conntrack_confirm"
 	// NeedDropReason is a value of the kernel's enum skb_drop_reason.
 	NeedDropReason Requirement = "skb drop reason"
 )

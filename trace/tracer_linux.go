@@ -96,7 +96,7 @@ func Start(ctx context.Context, opts Options) (*Tracer, error) {
 	case ModeFexit:
 		err = t.load(kspec, nfDrop, true)
 		if err != nil {
-			err = &MissingError{Need: NeedTracepoint, Detail: "fexit on " + confirmFunc, Err: err}
+			err = &MissingError{Need: NeedFexit, Err: err}
 		}
 	default:
 		if err = t.load(kspec, nfDrop, true); err != nil {
