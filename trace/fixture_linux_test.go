@@ -283,31 +283,44 @@ func (f *fixture) burst(t testing.TB, o burstOptions) []conn {
 	t.Helper()
 	dst := netip.AddrPortFrom(f.srvIP, uint16(o.DstPort))
 	var (
-		gen     atomic.Int64 // burst the pods may start: spin barrier
-		ready   atomic.Int64 // pods ready for the current burst
+		arrived atomic.Int64 // spin barrier: pods that reached each burst
 		mu      sync.Mutex
 		conns   []conn
 		kept    atomic.Int64
 		bg      sync.WaitGroup
 		errs    = make(chan error, len(f.pods))
 		podDone sync.WaitGroup
+		abort   atomic.Bool
 	)
-	gen.Store(-1)
+	n := int64(len(f.pods))
 	for i, pod := range f.pods {
 		podDone.Add(1)
 		go func() {
 			defer podDone.Done()
 			runtime.LockOSThread() // never unlocked: the thread leaves with the pod ns
 			if err := enterNS(pod); err != nil {
+				abort.Store(true)
 				errs <- err
 				return
 			}
 			for b := range o.Bursts {
-				ready.Add(1)
-				for gen.Load() < int64(b) {
+				// The pods release each other, no coordinator: the last to
+				// arrive starts them all at once. Bounded by a deadline.
+				arrived.Add(1)
+				until := time.Now().Add(10 * time.Second)
+				for spins := 0; arrived.Load() < n*int64(b+1); spins++ {
+					if abort.Load() {
+						return
+					}
+					if spins%4096 == 0 && time.Now().After(until) {
+						abort.Store(true)
+						errs <- fmt.Errorf("burst %d: pods not ready", b)
+						return
+					}
 				}
 				c, fd, err := connectOnce(netip.AddrPortFrom(f.podIPs[i], uint16(o.BasePort+b)), dst, o.Deadline)
 				if err != nil {
+					abort.Store(true)
 					errs <- err
 					return
 				}
@@ -322,21 +335,6 @@ func (f *fixture) burst(t testing.TB, o burstOptions) []conn {
 				mu.Unlock()
 			}
 		}()
-	}
-	for b := range o.Bursts {
-		deadline := time.Now().Add(10 * time.Second)
-		for ready.Load() < int64(len(f.pods)*(b+1)) {
-			if time.Now().After(deadline) {
-				t.Fatalf("burst %d: pods not ready", b)
-			}
-			select {
-			case err := <-errs:
-				t.Fatalf("burst %d: %v", b, err)
-			default:
-			}
-			runtime.Gosched()
-		}
-		gen.Store(int64(b))
 	}
 	podDone.Wait()
 	bg.Wait()

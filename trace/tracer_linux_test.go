@@ -44,7 +44,7 @@ func collect(tr *Tracer, keep func(Event) bool, want int, wait time.Duration) []
 // connection, while firewall drops in the same run are not.
 func TestSamePortBurst(t *testing.T) {
 	needRoot(t)
-	f := newFixture(t, 2)
+	f := newFixture(t, max(2, runtime.NumCPU()))
 	f.serve(t, 80, 7, 9)
 	tr, err := Start(context.Background(), Options{NetNS: f.nodeNS})
 	if err != nil {
@@ -57,13 +57,15 @@ func TestSamePortBurst(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reading insert_failed: %v", err)
 	}
+	// Rounds until the kernel counted a few clashes: how often the pods'
+	// SYNs meet depends on what else the CPUs are doing. Bounded in rounds.
 	var conns []conn
-	for round := 0; round < 4; round++ {
+	for round := 0; round < 8; round++ {
 		conns = append(conns, f.burst(t, burstOptions{
 			Bursts: 250, BasePort: 20000 + 250*round, DstPort: 80,
-			Deadline: 250 * time.Millisecond, Keep: 2,
+			Deadline: 150 * time.Millisecond, Keep: 2,
 		})...)
-		if n, err := insertFailed(f.node); err == nil && n > before {
+		if n, err := insertFailed(f.node); err == nil && n >= before+3 {
 			break
 		}
 	}
@@ -100,7 +102,17 @@ func TestSamePortBurst(t *testing.T) {
 	if len(clashes) != delta {
 		t.Errorf("attributed %d SNAT clashes, kernel insert_failed delta is %d", len(clashes), delta)
 	}
-	matched := map[Tuple]bool{}
+	var late []Delayed
+	for _, c := range delayed {
+		late = append(late, Delayed{Orig: c.Orig, Start: c.Start})
+	}
+	m := Match(late, clashes, 2*time.Second, 50*time.Millisecond)
+	if m.Attributed != len(clashes) || len(m.Extra) != 0 {
+		t.Errorf("%d of %d clashes match a delayed connection; unmatched drops: %v", m.Attributed, len(clashes), m.Extra)
+	}
+	for _, d := range m.Unmatched {
+		t.Errorf("delayed connection %v has no attributed drop", d.Orig)
+	}
 	for _, ev := range clashes {
 		if ev.NetNS != f.nodeNS {
 			t.Errorf("clash %v in netns %d, want node %d", ev.Orig, ev.NetNS, f.nodeNS)
@@ -110,20 +122,6 @@ func TestSamePortBurst(t *testing.T) {
 		}
 		if ev.NAT.Src.Addr() != f.nodeIP || ev.NAT.Dst != ev.Orig.Dst {
 			t.Errorf("clash %v: NAT tuple %v, want from %v to %v", ev.Orig, ev.NAT, f.nodeIP, ev.Orig.Dst)
-		}
-		c, ok := delayed[ev.Orig]
-		if !ok {
-			t.Errorf("clash %v matches no delayed connection", ev.Orig)
-			continue
-		}
-		if d := ev.Time.Sub(c.Start); d < -time.Second || d > time.Second {
-			t.Errorf("clash %v at %v, its connection started at %v", ev.Orig, ev.Time, c.Start)
-		}
-		matched[ev.Orig] = true
-	}
-	for tup := range delayed {
-		if !matched[tup] {
-			t.Errorf("delayed connection %v has no attributed drop", tup)
 		}
 	}
 	fwDropped := 0
