@@ -71,6 +71,9 @@ type Snapshot struct {
 	// From /proc it is the entries column of the first CPU line; from
 	// ctnetlink it is CTA_STATS_GLOBAL_ENTRIES.
 	Entries uint64
+	// Max is the table size (nf_conntrack_max) from ctnetlink
+	// CTA_STATS_GLOBAL_MAX_ENTRIES (4.18+); 0 from /proc, use ReadMax.
+	Max uint64
 	// CPUs holds one element per possible CPU, in the kernel's order.
 	CPUs []CPU
 	// Columns are the header names of the /proc file; nil from ctnetlink.
@@ -94,8 +97,8 @@ func (s Snapshot) Total() Counters {
 
 // Delta returns after-before per CPU, matching CPUs by number; a CPU absent
 // from before counts from zero, one absent from after is left out. Each field
-// saturates at 0 (see Counters.Sub). Source, Entries and Columns are those of
-// after: Entries is a gauge, not a counter.
+// saturates at 0 (see Counters.Sub). Source, Entries, Max and Columns are those
+// of after: Entries and Max are gauges, not counters.
 func Delta(before, after Snapshot) Snapshot {
 	prev := make(map[int]Counters, len(before.CPUs))
 	for _, c := range before.CPUs {
@@ -104,6 +107,7 @@ func Delta(before, after Snapshot) Snapshot {
 	d := Snapshot{
 		Source:  after.Source,
 		Entries: after.Entries,
+		Max:     after.Max,
 		Columns: after.Columns,
 		CPUs:    make([]CPU, 0, len(after.CPUs)),
 	}

@@ -9,8 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ReadNetlink reads the per-CPU counters and the entry count of a network
-// namespace through ctnetlink. nsFD is a file descriptor of the namespace, or 0
+// ReadNetlink reads the per-CPU counters, the entry count and the table size
+// of a network namespace through ctnetlink. nsFD is a file descriptor of the namespace, or 0
 // for the calling thread's namespace. It needs CAP_NET_ADMIN in the owning user
 // namespace of the network namespace; without it the error wraps unix.EPERM.
 func ReadNetlink(nsFD int) (Snapshot, error) {
@@ -34,7 +34,7 @@ func ReadNetlink(nsFD int) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, err
 	}
-	return Snapshot{Source: SourceNetlink, Entries: g.Entries, CPUs: cpus}, nil
+	return Snapshot{Source: SourceNetlink, Entries: g.Entries, Max: g.Max, CPUs: cpus}, nil
 }
 
 // ReadNetlinkGlobal reads the entry count and the table size (nf_conntrack_max)

@@ -135,8 +135,8 @@ func TestFreshNamespaceProcAndNetlinkAgree(t *testing.T) {
 	}
 	// No traffic between the reads: every counter of every CPU agrees.
 	for _, n := range []Snapshot{nl, nlfd} {
-		if n.Entries != proc.Entries {
-			t.Errorf("entries: netlink %d, proc %d", n.Entries, proc.Entries)
+		if n.Entries != proc.Entries || n.Max == 0 {
+			t.Errorf("entries: netlink %d (max %d), proc %d", n.Entries, n.Max, proc.Entries)
 		}
 		if fmt.Sprint(n.CPUs) != fmt.Sprint(proc.CPUs) {
 			t.Errorf("per-CPU counters differ:\nnetlink %+v\nproc    %+v", n.CPUs, proc.CPUs)
@@ -154,7 +154,7 @@ func TestFreshNamespaceProcAndNetlinkAgree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.Max != maxProc || g.Entries != proc.Entries {
+	if g.Max != maxProc || g.Entries != proc.Entries || nl.Max != maxProc {
 		t.Errorf("netlink global %+v; proc max %d entries %d", g, maxProc, proc.Entries)
 	}
 
