@@ -1,0 +1,116 @@
+//go:build linux
+
+package lab
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/procfs"
+	"golang.org/x/sys/unix"
+
+	"github.com/snatrace/snatrace/ctstat"
+	"github.com/snatrace/snatrace/netns"
+)
+
+// counters is what the kernel counted at one instant, in the lab's namespaces.
+type counters struct {
+	proc, netlink   ctstat.Snapshot // the node's conntrack statistics, both sources
+	synRetrans      uint64          // Σ pods' TcpExt TCPSynRetrans
+	listenOverflows uint64          // Σ servers' TcpExt ListenOverflows
+	listenDrops     uint64          // Σ servers' TcpExt ListenDrops
+}
+
+// roundDelta is the difference of two counters readings.
+type roundDelta struct {
+	proc, netlink   ctstat.Counters
+	synRetrans      uint64
+	listenOverflows uint64
+	listenDrops     uint64
+}
+
+func (a counters) delta(b counters) roundDelta {
+	return roundDelta{
+		proc:            ctstat.Delta(a.proc, b.proc).Total(),
+		netlink:         ctstat.Delta(a.netlink, b.netlink).Total(),
+		synRetrans:      b.synRetrans - a.synRetrans,
+		listenOverflows: b.listenOverflows - a.listenOverflows,
+		listenDrops:     b.listenDrops - a.listenDrops,
+	}
+}
+
+// readNodeProc reads the node's conntrack statistics from /proc, by column
+// name, from a thread inside the node namespace.
+func readNodeProc(node *netns.NS) (ctstat.Snapshot, error) {
+	var s ctstat.Snapshot
+	err := node.Do(func() (err error) {
+		s, err = ctstat.ReadProc(ctstat.ProcPath)
+		return err
+	})
+	return s, err
+}
+
+// read takes every counter the lab accounts with.
+func (t *Topology) read() (counters, error) {
+	var c counters
+	var err error
+	if c.proc, err = readNodeProc(t.Node); err != nil {
+		return c, fmt.Errorf("reading conntrack statistics of %s: %w", t.Node, err)
+	}
+	if c.netlink, err = ctstat.ReadNetlink(t.Node.Fd()); err != nil {
+		return c, fmt.Errorf("reading conntrack statistics of %s over ctnetlink: %w", t.Node, err)
+	}
+	for _, p := range t.Pods {
+		ext, err := tcpExt(p.NS)
+		if err != nil {
+			return c, err
+		}
+		c.synRetrans += val(ext.TCPSynRetrans)
+	}
+	for _, s := range t.Servers {
+		ext, err := tcpExt(s.NS)
+		if err != nil {
+			return c, err
+		}
+		c.listenOverflows += val(ext.ListenOverflows)
+		c.listenDrops += val(ext.ListenDrops)
+	}
+	return c, nil
+}
+
+func val(p *float64) uint64 {
+	if p == nil {
+		return 0
+	}
+	return uint64(*p)
+}
+
+// tcpExt reads the TcpExt counters of ns through /proc/<tid>/net/netstat of a
+// thread inside it (/proc/self/net would be the main thread's namespace).
+func tcpExt(ns *netns.NS) (procfs.TcpExt, error) {
+	var ext procfs.TcpExt
+	err := ns.Do(func() error {
+		fs, err := procfs.NewFS("/proc")
+		if err != nil {
+			return err
+		}
+		p, err := fs.Proc(unix.Gettid())
+		if err != nil {
+			return err
+		}
+		st, err := p.Netstat()
+		if err != nil {
+			return err
+		}
+		ext = st.TcpExt
+		return nil
+	})
+	if err != nil {
+		return ext, fmt.Errorf("reading TcpExt of %s: %w", ns, err)
+	}
+	return ext, nil
+}
+
+// ErrNoConntrack means the kernel has no conntrack statistics to read: it was
+// built without nf_conntrack, or the module is not loaded.
+var ErrNoConntrack = errors.New("this kernel has no connection tracking (nf_conntrack): /proc/net/stat/nf_conntrack is missing; load the nf_conntrack and nf_nat modules")

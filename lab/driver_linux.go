@@ -1,0 +1,370 @@
+//go:build linux
+
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// attempt is the outcome of one connect().
+type attempt struct {
+	pod, server int
+	localPort   uint16        // the pod-side source port, after connect
+	start       time.Time     // just before connect()
+	latency     time.Duration // until the handshake completed, or failed
+	retrans     int           // SYN retransmissions (TCP_INFO total_retrans)
+	err         error         // nil when connected
+}
+
+// driver sends the planned connection attempts of a topology from client
+// threads pinned one per CPU, so SYNs really are processed in parallel: on a
+// veth path the whole SYN, NAT and confirm run in the softirq of the CPU that
+// called connect().
+type driver struct {
+	topo    *Topology
+	dport   uint16
+	cpus    []int
+	timeout time.Duration // how long a round waits for late handshakes
+}
+
+// listen starts an accept-and-close server on every server namespace. The
+// listeners live until ctx ends.
+func (d *driver) listen(ctx context.Context) (stop func(), err error) {
+	var lns []net.Listener
+	var wg sync.WaitGroup
+	stop = func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		wg.Wait()
+	}
+	for _, s := range d.topo.Servers {
+		var ln net.Listener
+		err := s.NS.Do(func() (err error) {
+			ln, err = listenBacklog(s.Addr.String(), d.dport, 4096)
+			return err
+		})
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("listening in %s: %w", s.NS, err)
+		}
+		lns = append(lns, ln)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+	return stop, nil
+}
+
+// listenBacklog listens with an explicit backlog: net.Listen takes the host
+// namespace's somaxconn, and the lab must not depend on the host.
+func listenBacklog(addr string, port uint16, backlog int) (net.Listener, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	ip := net.ParseIP(addr).To4()
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(port), Addr: [4]byte(ip)}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("bind %s:%d: %w", addr, port, err)
+	}
+	if err := unix.Listen(fd, backlog); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "listener")
+	defer f.Close()
+	return net.FileListener(f)
+}
+
+// openSockets creates, inside each pod's namespace, the non-blocking client
+// sockets of ts (bound to their source port when one is given). A socket
+// keeps the namespace it was created in, so any thread may connect it.
+func (d *driver) openSockets(ts []target) ([]int, error) {
+	fds := make([]int, len(ts))
+	for i := range fds {
+		fds[i] = -1
+	}
+	byPod := make(map[int][]int)
+	for i, t := range ts {
+		byPod[t.pod] = append(byPod[t.pod], i)
+	}
+	closeAll := func() {
+		for _, fd := range fds {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+		}
+	}
+	for pod, idx := range byPod {
+		p := d.topo.Pods[pod]
+		err := p.NS.Do(func() error {
+			for _, i := range idx {
+				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					return fmt.Errorf("socket: %w", err)
+				}
+				fds[i] = fd
+				// Reset on close: no TIME_WAIT, so narrowed port ranges and
+				// repeated source ports stay usable.
+				unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+				if port := ts[i].port; port != 0 {
+					unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+					if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(port), Addr: p.Addr.As4()}); err != nil {
+						return fmt.Errorf("binding %s:%d: %w", p.Addr, port, err)
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("opening sockets in %s: %w", p.NS, err)
+		}
+	}
+	return fds, nil
+}
+
+// spinBarrier lines up the client threads so that each burst's connect()s
+// start within a microsecond or so on every CPU. The last thread to arrive
+// asks stop() whether to go on, and every thread gets the same answer.
+type spinBarrier struct {
+	n     int32
+	count atomic.Int32
+	gen   atomic.Uint32
+	halt  atomic.Bool
+	stop  func() bool
+}
+
+func (b *spinBarrier) wait() (halt bool) {
+	g := b.gen.Load()
+	if b.count.Add(1) == b.n {
+		b.count.Store(0)
+		if b.stop != nil && b.stop() {
+			b.halt.Store(true)
+		}
+		b.gen.Add(1)
+		return b.halt.Load()
+	}
+	for i := 0; b.gen.Load() == g; i++ {
+		if i > 1<<14 {
+			runtime.Gosched()
+		}
+	}
+	return b.halt.Load()
+}
+
+// round runs bursts (see planner.next) and waits for every handshake to end
+// or time out. stop, polled between bursts, ends the round early; attempts of
+// bursts never sent are not returned.
+func (d *driver) round(ctx context.Context, bursts [][]target, stop func() bool) ([]attempt, error) {
+	var flat []target
+	for _, b := range bursts {
+		flat = append(flat, b...)
+	}
+	fds, err := d.openSockets(flat)
+	if err != nil {
+		return nil, err
+	}
+	atts := make([]attempt, len(flat))
+	sent := make([]bool, len(flat))
+	for i, t := range flat {
+		atts[i] = attempt{pod: t.pod, server: t.server}
+	}
+	dsts := make([]unix.SockaddrInet4, len(d.topo.Servers))
+	for k, s := range d.topo.Servers {
+		dsts[k] = unix.SockaddrInet4{Port: int(d.dport), Addr: s.Addr.As4()}
+	}
+
+	// Split every burst across the client threads, round-robin.
+	nw := len(d.cpus)
+	shares := make([][][]int, nw) // worker -> burst -> indexes into flat
+	base := 0
+	for _, b := range bursts {
+		for w := range nw {
+			var mine []int
+			for j := w; j < len(b); j += nw {
+				mine = append(mine, base+j)
+			}
+			shares[w] = append(shares[w], mine)
+		}
+		base += len(b)
+	}
+	steady := len(bursts) == 1 && len(flat) > 0 && flat[len(flat)-1].at > 0
+
+	var pending sync.WaitGroup
+	barrier := &spinBarrier{n: int32(nw), stop: func() bool { return ctx.Err() != nil || (stop != nil && stop()) }}
+	var workers sync.WaitGroup
+	start := time.Now().Add(time.Millisecond) // Steady's clock; bursts ignore it
+	errc := make(chan error, nw)
+	for w := range nw {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			// The thread is pinned to one CPU and never returned to the
+			// runtime's pool: the goroutine ends still locked.
+			runtime.LockOSThread()
+			var set unix.CPUSet
+			set.Set(d.cpus[w])
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				errc <- fmt.Errorf("pinning client thread to CPU %d: %w", d.cpus[w], err)
+			}
+			for _, idx := range shares[w] {
+				if !steady && barrier.wait() {
+					return
+				}
+				for _, i := range idx {
+					if steady && !waitUntil(ctx, start, flat[i].at) {
+						return
+					}
+					sent[i] = true
+					d.connect(fds[i], &dsts[flat[i].server], &atts[i], &pending)
+					fds[i] = -1
+				}
+			}
+		}()
+	}
+	workers.Wait()
+	close(errc)
+	pending.Wait()
+	for _, fd := range fds {
+		if fd >= 0 {
+			unix.Close(fd) // never sent: the round stopped early
+		}
+	}
+	if err := <-errc; err != nil {
+		return nil, err
+	}
+	out := atts[:0]
+	for i := range atts {
+		if sent[i] {
+			out = append(out, atts[i])
+		}
+	}
+	return out, nil
+}
+
+// waitUntil sleeps until start+at; false if ctx ended first.
+func waitUntil(ctx context.Context, start time.Time, at time.Duration) bool {
+	for {
+		if ctx.Err() != nil {
+			return false
+		}
+		d := time.Until(start.Add(at))
+		if d <= 0 {
+			return true
+		}
+		if d > 200*time.Microsecond {
+			time.Sleep(d - 100*time.Microsecond)
+		}
+	}
+}
+
+// connect starts a handshake on fd towards dst and records it in a. On a veth
+// path the handshake often completes inside connect() itself; otherwise a
+// goroutine waits for it (a SYN dropped by the race comes back after 1 s).
+func (d *driver) connect(fd int, dst *unix.SockaddrInet4, a *attempt, pending *sync.WaitGroup) {
+	a.start = time.Now()
+	err := unix.Connect(fd, dst)
+	if err != nil && !errors.Is(err, unix.EINPROGRESS) {
+		a.latency = time.Since(a.start)
+		a.err = err
+		unix.Close(fd)
+		return
+	}
+	if sa, err := unix.Getsockname(fd); err == nil {
+		if in4, ok := sa.(*unix.SockaddrInet4); ok {
+			a.localPort = uint16(in4.Port)
+		}
+	}
+	if done, err := connected(fd); done {
+		a.latency = time.Since(a.start)
+		a.err = err
+		finish(fd, a)
+		return
+	}
+	pending.Add(1)
+	go func() {
+		defer pending.Done()
+		f := os.NewFile(uintptr(fd), "client")
+		defer f.Close()
+		rc, err := f.SyscallConn()
+		if err != nil {
+			a.err = err
+			return
+		}
+		f.SetWriteDeadline(a.start.Add(d.timeout))
+		var cerr error
+		werr := rc.Write(func(fd uintptr) bool {
+			var done bool
+			done, cerr = connected(int(fd))
+			return done
+		})
+		a.latency = time.Since(a.start)
+		switch {
+		case errors.Is(werr, os.ErrDeadlineExceeded):
+			a.err = unix.ETIMEDOUT
+		case werr != nil:
+			a.err = werr
+		default:
+			a.err = cerr
+		}
+		rc.Control(func(fd uintptr) { a.retrans = retransmissions(int(fd)) })
+	}()
+}
+
+// connected reports whether the handshake on fd is over, and how it ended.
+func connected(fd int) (bool, error) {
+	soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return true, err
+	}
+	if soerr != 0 {
+		e := unix.Errno(soerr)
+		if e == unix.EINPROGRESS || e == unix.EALREADY || e == unix.EINTR {
+			return false, nil
+		}
+		return true, e
+	}
+	if _, err := unix.Getpeername(fd); err != nil {
+		if errors.Is(err, unix.ENOTCONN) {
+			return false, nil
+		}
+		return true, err
+	}
+	return true, nil
+}
+
+func finish(fd int, a *attempt) {
+	a.retrans = retransmissions(fd)
+	unix.Close(fd)
+}
+
+// retransmissions returns the socket's retransmitted segments; before any
+// data is sent they are all SYNs.
+func retransmissions(fd int) int {
+	ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		return 0
+	}
+	return int(ti.Total_retrans)
+}

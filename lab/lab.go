@@ -1,0 +1,152 @@
+// Package lab reproduces the SNAT source-port race on the running kernel.
+//
+// It builds a node namespace that routes and NATs a set of pod namespaces
+// towards one or more server namespaces (all through netlink; the host
+// namespace is never touched), installs each NAT mode under test on the node,
+// sends bounded workloads from client threads pinned one per CPU, and accounts
+// for every delayed connection with the kernel's own counters: the node's
+// conntrack statistics (from /proc by column name and from ctnetlink), the
+// pods' TcpExt TCPSynRetrans and the servers' ListenDrops. Modes are compared
+// in alternating rounds on one topology, so machine noise hits them alike.
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/snatrace/snatrace/natrule"
+)
+
+// Config is one lab run.
+type Config struct {
+	// Modes are the NAT modes compared, the first being the baseline of the
+	// verdict. Each runs through every backend in Backends.
+	Modes    []natrule.Mode
+	Backends []natrule.Backend
+
+	Workload WorkloadConfig
+	Pods     int
+	Servers  int
+	// PortRange, if set, narrows the pods' ip_local_port_range.
+	PortRange [2]uint16
+
+	// Connections is the number of connect()s per mode and backend.
+	Connections int
+	// Duration bounds the traffic's wall time (0 = no bound but Connections).
+	Duration time.Duration
+	// Until, if > 0, stops the run as soon as one mode has this many SNAT
+	// clashes confirmed by the node's conntrack counters (insert_failed); the
+	// other modes then get as many connections, so the comparison stays fair.
+	Until int
+	// RoundSize is the number of connections in one round; modes alternate
+	// every round.
+	RoundSize int
+	// Timeout is how long a connection may take before it counts as failed.
+	Timeout time.Duration
+	// Seed makes the workload's choices repeatable.
+	Seed uint64
+	// Prefix names the run's namespaces; "" makes a fresh one.
+	Prefix string
+	// Progress, if set, is called after every round.
+	Progress func(Progress)
+}
+
+// Progress reports a run's advance after each round.
+type Progress struct {
+	Done, Total int // connections so far and planned (all modes)
+	Clashes     uint64
+	Mode        string
+}
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultPods        = 8
+	DefaultConnections = 20000
+	DefaultRoundSize   = 2000
+	DefaultTimeout     = 8 * time.Second
+	DefaultDport       = 80
+	// MaxConnections bounds one run: at ~20k connects/s this is minutes.
+	MaxConnections = 2_000_000
+)
+
+// ErrInterrupted is returned with the partial report of a cancelled run.
+var ErrInterrupted = errors.New("lab run interrupted")
+
+func (c *Config) defaults() {
+	if len(c.Modes) == 0 {
+		m1, _ := natrule.ParseMode("masquerade")
+		m2, _ := natrule.ParseMode("masquerade fully-random")
+		c.Modes = []natrule.Mode{m1, m2}
+	}
+	if len(c.Backends) == 0 {
+		c.Backends = []natrule.Backend{natrule.NFT}
+	}
+	if c.Workload.Name == "" {
+		c.Workload.Name = SamePort
+	}
+	if c.Workload.Dport == 0 {
+		c.Workload.Dport = DefaultDport
+	}
+	if c.Pods == 0 {
+		c.Pods = DefaultPods
+	}
+	if c.Servers == 0 {
+		c.Servers = 1
+	}
+	if c.Connections == 0 {
+		c.Connections = DefaultConnections
+	}
+	if c.RoundSize == 0 {
+		c.RoundSize = DefaultRoundSize
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Prefix == "" {
+		c.Prefix = NewPrefix()
+	}
+}
+
+// Validate checks c after defaults, naming the offending setting.
+func (c *Config) Validate() error {
+	c.defaults()
+	if err := c.Workload.validate(); err != nil {
+		return err
+	}
+	if c.Connections < 1 || c.Connections > MaxConnections {
+		return fmt.Errorf("connections: %d is out of range 1..%d", c.Connections, MaxConnections)
+	}
+	if c.Until < 0 {
+		return fmt.Errorf("until: %d must not be negative", c.Until)
+	}
+	if c.Duration < 0 {
+		return fmt.Errorf("duration: %v must not be negative", c.Duration)
+	}
+	if c.RoundSize < 1 {
+		return fmt.Errorf("round size: %d must be positive", c.RoundSize)
+	}
+	for _, m := range c.Modes {
+		if m.Action == natrule.SNAT {
+			if c.Servers != 1 {
+				return fmt.Errorf("nat %q: snat modes need exactly one server (the address must be on its uplink)", m)
+			}
+			subnet, _, srv := UplinkNet(0)
+			bcast := subnet.Addr().As4()
+			bcast[3] = 255
+			n := 0
+			for a := m.AddrMin; ; a = a.Next() {
+				if !subnet.Contains(a) || a == srv || a == subnet.Addr() || a.As4() == bcast {
+					return fmt.Errorf("nat %q: snat addresses must be hosts of the lab uplink %s other than %s (the server)", m, subnet, srv)
+				}
+				if n++; n > 64 {
+					return fmt.Errorf("nat %q: at most 64 snat addresses in the lab", m)
+				}
+				if a == m.AddrMax {
+					break
+				}
+			}
+		}
+	}
+	return (TopologyConfig{Prefix: c.Prefix, Pods: c.Pods, Servers: c.Servers, PortRange: c.PortRange}).validate()
+}

@@ -1,0 +1,278 @@
+package lab
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/snatrace/snatrace/ctstat"
+)
+
+// Report is the outcome of one lab run: one Result per NAT mode and backend.
+// Its JSON form is the `snatrace lab --json` document.
+type Report struct {
+	Kernel   string         `json:"kernel"`
+	CPUs     int            `json:"cpus"`
+	Prefix   string         `json:"prefix"`
+	Workload WorkloadReport `json:"workload"`
+	Results  []*Result      `json:"results"`
+	Verdict  string         `json:"verdict"`
+	Seconds  float64        `json:"seconds"` // wall time, setup and teardown included
+	Stopped  string         `json:"stopped"` // why the run ended: "connections", "until", "duration", "interrupted"
+}
+
+// WorkloadReport describes the traffic that was sent.
+type WorkloadReport struct {
+	Name        string    `json:"name"`
+	Pods        int       `json:"pods"`
+	Servers     int       `json:"servers"`
+	Bursts      int       `json:"bursts,omitempty"` // same-port and ephemeral: bursts sent, all modes
+	Connections int       `json:"connections"`      // all modes
+	PortRange   [2]uint16 `json:"port_range,omitzero"`
+	Rate        float64   `json:"rate,omitempty"` // steady: connections/s asked for
+	Poisson     bool      `json:"poisson,omitempty"`
+}
+
+// Conntrack is a delta of the node's conntrack counters over a mode's rounds.
+type Conntrack struct {
+	InsertFailed  uint64 `json:"insert_failed"`
+	Drop          uint64 `json:"drop"`
+	ClashResolve  uint64 `json:"clash_resolve"`
+	ChainTooLong  uint64 `json:"chaintoolong"`
+	EarlyDrop     uint64 `json:"early_drop"`
+	Invalid       uint64 `json:"invalid"`
+	SearchRestart uint64 `json:"search_restart"`
+}
+
+func conntrackOf(c ctstat.Counters) Conntrack {
+	return Conntrack{
+		InsertFailed: c.InsertFailed, Drop: c.Drop, ClashResolve: c.ClashResolve,
+		ChainTooLong: c.ChainTooLong, EarlyDrop: c.EarlyDrop, Invalid: c.Invalid,
+		SearchRestart: c.SearchRestart,
+	}
+}
+
+// Latency summarizes connect() latencies in milliseconds.
+type Latency struct {
+	P50  float64 `json:"p50"`
+	P99  float64 `json:"p99"`
+	Max  float64 `json:"max"`
+	Mean float64 `json:"mean"`
+}
+
+// Causes accounts for every SYN a mode's clients had to retransmit.
+type Causes struct {
+	SNATClash      uint64 `json:"snat_clash"`      // node conntrack insert_failed
+	ListenOverflow uint64 `json:"listen_overflow"` // server TcpExt ListenDrops
+	TableFull      uint64 `json:"table_full"`      // node conntrack drops that were not insert failures
+	Unexplained    uint64 `json:"unexplained"`     // retransmitted SYNs none of the above explains
+}
+
+// Result is what one NAT mode, through one backend, did to the workload.
+type Result struct {
+	NAT     string `json:"nat"`
+	Backend string `json:"backend"`
+	Rounds  int    `json:"rounds"`
+
+	Connections   int `json:"connections"`   // connect() calls
+	Failed        int `json:"failed"`        // never connected (timed out or refused)
+	Retransmitted int `json:"retransmitted"` // connections that needed >= 1 SYN retransmission
+	// RetransHistogram counts connections by SYN retransmissions needed ("0", "1", ...).
+	RetransHistogram map[string]int `json:"retrans_histogram"`
+	// Delayed counts connections by latency class: "1s" is 0.9-2.9 s (one
+	// retransmission), "3s" 2.9-6.9 s, "7s+" longer.
+	Delayed map[string]int `json:"delayed"`
+	// SynRetrans is the SYN retransmissions of the clients' sockets (TCP_INFO);
+	// SynRetransKernel the pods' TcpExt TCPSynRetrans delta. They agree unless
+	// something outside the lab sent from the pods.
+	SynRetrans       uint64 `json:"syn_retrans"`
+	SynRetransKernel uint64 `json:"syn_retrans_kernel"`
+
+	Conntrack        Conntrack `json:"conntrack"`         // from /proc, by column name
+	ConntrackNetlink Conntrack `json:"conntrack_netlink"` // from ctnetlink, by attribute
+	CountersAgree    bool      `json:"counters_agree"`    // the two sources gave the same deltas
+
+	ListenOverflows uint64 `json:"listen_overflows"`
+	ListenDrops     uint64 `json:"listen_drops"`
+
+	LatencyMS Latency `json:"latency_ms"`
+	// ClashRate is insert_failed over SYNs sent (connections + retransmissions),
+	// with a 95% Wilson interval.
+	ClashRate     float64    `json:"clash_rate"`
+	ClashRateCI95 [2]float64 `json:"clash_rate_ci95"`
+	Causes        Causes     `json:"causes"`
+	Accounted     bool       `json:"accounted"` // every retransmitted SYN has a cause and no cause is left over
+	Note          string     `json:"note,omitempty"`
+
+	latencies []time.Duration // for plots
+	synsSent  uint64
+}
+
+// Latencies returns every connect() latency of the result, in the order sent.
+func (r *Result) Latencies() []time.Duration { return r.latencies }
+
+// add folds one round's attempts and counter deltas into r.
+func (r *Result) add(atts []attempt, d roundDelta) {
+	r.Rounds++
+	if r.RetransHistogram == nil {
+		r.RetransHistogram = map[string]int{}
+		r.Delayed = map[string]int{}
+	}
+	for _, a := range atts {
+		r.Connections++
+		r.latencies = append(r.latencies, a.latency)
+		if a.err != nil {
+			r.Failed++
+		}
+		r.RetransHistogram[strconv.Itoa(a.retrans)]++
+		if a.retrans > 0 {
+			r.Retransmitted++
+		}
+		r.SynRetrans += uint64(a.retrans)
+		if c := latencyClass(a.latency); c != "" {
+			r.Delayed[c]++
+		}
+	}
+	r.SynRetransKernel += d.synRetrans
+	r.ListenOverflows += d.listenOverflows
+	r.ListenDrops += d.listenDrops
+	add := func(c *Conntrack, x ctstat.Counters) {
+		c.InsertFailed += x.InsertFailed
+		c.Drop += x.Drop
+		c.ClashResolve += x.ClashResolve
+		c.ChainTooLong += x.ChainTooLong
+		c.EarlyDrop += x.EarlyDrop
+		c.Invalid += x.Invalid
+		c.SearchRestart += x.SearchRestart
+	}
+	add(&r.Conntrack, d.proc)
+	add(&r.ConntrackNetlink, d.netlink)
+}
+
+// latencyClass names the retransmission class of a connect latency, or "".
+func latencyClass(l time.Duration) string {
+	switch {
+	case l < 900*time.Millisecond:
+		return ""
+	case l < 2900*time.Millisecond:
+		return "1s"
+	case l < 6900*time.Millisecond:
+		return "3s"
+	}
+	return "7s+"
+}
+
+// finish computes the derived figures once all rounds are in.
+func (r *Result) finish() {
+	r.LatencyMS = summarize(r.latencies)
+	r.synsSent = uint64(r.Connections) + r.SynRetrans
+	r.ClashRate = 0
+	if r.synsSent > 0 {
+		r.ClashRate = float64(r.Conntrack.InsertFailed) / float64(r.synsSent)
+	}
+	lo, hi := Wilson(r.Conntrack.InsertFailed, r.synsSent)
+	r.ClashRateCI95 = [2]float64{lo, hi}
+	r.CountersAgree = r.Conntrack == r.ConntrackNetlink
+	r.Causes, r.Accounted, r.Note = account(r)
+}
+
+// account explains the retransmitted SYNs by the drops the kernel counted.
+func account(r *Result) (Causes, bool, string) {
+	c := Causes{SNATClash: r.Conntrack.InsertFailed, ListenOverflow: r.ListenDrops}
+	if r.Conntrack.Drop > r.Conntrack.InsertFailed {
+		c.TableFull = r.Conntrack.Drop - r.Conntrack.InsertFailed
+	}
+	explained := c.SNATClash + c.ListenOverflow + c.TableFull
+	var notes []string
+	if r.SynRetrans > explained {
+		c.Unexplained = r.SynRetrans - explained
+		notes = append(notes, fmt.Sprintf("%d retransmitted SYNs have no kernel drop to explain them", c.Unexplained))
+	}
+	if explained > r.SynRetrans {
+		notes = append(notes, fmt.Sprintf("the kernel counted %d drops but clients retransmitted only %d SYNs (drops of non-SYN packets, or of connections that failed)", explained, r.SynRetrans))
+	}
+	if r.SynRetransKernel != r.SynRetrans {
+		notes = append(notes, fmt.Sprintf("pods' TcpExt TCPSynRetrans (%d) differs from the sockets' count (%d)", r.SynRetransKernel, r.SynRetrans))
+	}
+	if !r.CountersAgree {
+		notes = append(notes, "/proc and ctnetlink counters disagree")
+	}
+	return c, len(notes) == 0, strings.Join(notes, "; ")
+}
+
+func summarize(ls []time.Duration) Latency {
+	if len(ls) == 0 {
+		return Latency{}
+	}
+	s := slices.Clone(ls)
+	slices.Sort(s)
+	var sum time.Duration
+	for _, l := range s {
+		sum += l
+	}
+	ms := func(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
+	return Latency{
+		P50:  ms(quantile(s, 0.50)),
+		P99:  ms(quantile(s, 0.99)),
+		Max:  ms(s[len(s)-1]),
+		Mean: ms(sum / time.Duration(len(s))),
+	}
+}
+
+// quantile returns the q-quantile of sorted s (nearest rank).
+func quantile(s []time.Duration, q float64) time.Duration {
+	i := int(math.Ceil(q*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+// Wilson returns the 95% Wilson score interval of k successes in n trials.
+// It is sound at k = 0 (unlike the normal approximation): the upper bound is
+// then about 3.8/n.
+func Wilson(k, n uint64) (lo, hi float64) {
+	if n == 0 {
+		return 0, 1
+	}
+	const z = 1.959963984540054
+	p := float64(k) / float64(n)
+	nf := float64(n)
+	den := 1 + z*z/nf
+	centre := (p + z*z/(2*nf)) / den
+	half := z * math.Sqrt(p*(1-p)/nf+z*z/(4*nf*nf)) / den
+	return math.Max(0, centre-half), math.Min(1, centre+half)
+}
+
+// verdict compares every result against the first (the baseline, normally
+// plain masquerade) in one sentence.
+func verdict(rs []*Result) string {
+	if len(rs) == 0 {
+		return "no results"
+	}
+	b := rs[0]
+	var s strings.Builder
+	if b.Conntrack.InsertFailed == 0 {
+		fmt.Fprintf(&s, "no SNAT clash under %s in %d SYNs (95%% upper bound %.3g%%)", b.NAT, b.synsSent, 100*b.ClashRateCI95[1])
+	} else {
+		fmt.Fprintf(&s, "this kernel drops %.2g%% of SYNs through the SNAT race under %s (%d of %d)", 100*b.ClashRate, b.NAT, b.Conntrack.InsertFailed, b.synsSent)
+	}
+	for _, r := range rs[1:] {
+		name := r.NAT
+		if r.Backend != b.Backend {
+			name += " (" + r.Backend + ")"
+		}
+		if r.Conntrack.InsertFailed == 0 {
+			fmt.Fprintf(&s, "; %s: 0 in %d", name, r.synsSent)
+			if b.ClashRate > 0 && r.ClashRateCI95[1] > 0 {
+				fmt.Fprintf(&s, " — ≥ %.0f× fewer", math.Floor(b.ClashRateCI95[0]/r.ClashRateCI95[1]*10)/10)
+			}
+		} else {
+			fmt.Fprintf(&s, "; %s: %.2g%% (%d of %d)", name, 100*r.ClashRate, r.Conntrack.InsertFailed, r.synsSent)
+			if b.ClashRate > 0 {
+				fmt.Fprintf(&s, " — %.1f× fewer", b.ClashRate/r.ClashRate)
+			}
+		}
+	}
+	return s.String()
+}
