@@ -1,0 +1,403 @@
+package exporter
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/snatrace/snatrace/ctstat"
+)
+
+// SnapshotFunc reads the conntrack counters of the watched namespace.
+type SnapshotFunc func() (ctstat.Snapshot, error)
+
+// MaxFunc reads nf_conntrack_max of the watched namespace.
+type MaxFunc func() (uint64, error)
+
+// AuditFunc runs the rule audit of the watched host. It is called from the
+// refresh loop only, never at scrape time.
+type AuditFunc func(ctx context.Context) (AuditResult, error)
+
+// AuditResult is what the exporter needs from an audit: the SNAT rules and the
+// findings, reduced to the labels it exports.
+type AuditResult struct {
+	Rules    []AuditRule
+	Findings []AuditFinding
+}
+
+// AuditRule is one SNAT/MASQUERADE rule.
+type AuditRule struct {
+	Owner      string // who manages the rule: "docker", "kube-proxy", "calico", "unknown"...
+	Backend    string // "nftables", "iptables-nft", "iptables-legacy"
+	Randomness string // RandomnessNone, RandomnessRandom or RandomnessFullyRandom
+}
+
+// Randomness values of snatrace_snat_rules{randomness}.
+const (
+	RandomnessNone        = "none"
+	RandomnessRandom      = "random"
+	RandomnessFullyRandom = "fully-random"
+)
+
+// AuditFinding is one finding of the audit.
+type AuditFinding struct {
+	Severity string // e.g. "high", "medium", "low", "info"
+	Kind     string // a stable identifier of the finding kind
+}
+
+// BuildInfo labels snatrace_build_info.
+type BuildInfo struct {
+	Version, Revision, GoVersion string
+}
+
+// Sources of snatrace_scrape_error{source}.
+const (
+	SourceNetlink = ctstat.SourceNetlink // ctnetlink per-CPU statistics
+	SourceProc    = ctstat.SourceProc    // /proc/.../stat/nf_conntrack
+	SourceMax     = "max"                // nf_conntrack_max, when ctnetlink did not give it
+	SourceAudit   = "audit"              // the last audit refresh
+)
+
+var sources = []string{SourceNetlink, SourceProc, SourceMax, SourceAudit}
+
+// Option configures an Exporter.
+type Option func(*Exporter)
+
+// WithConntrack sets the readers of the conntrack statistics: netlink first,
+// proc when netlink fails, max when the snapshot carries no table size. A nil
+// reader is skipped. The default reads the process's own namespace through
+// ctstat.ReadNetlink(0), ctstat.ReadProc(ctstat.ProcPath) and
+// ctstat.ReadMax("").
+func WithConntrack(netlink, proc SnapshotFunc, max MaxFunc) Option {
+	return func(e *Exporter) { e.netlink, e.proc, e.max = netlink, proc, max }
+}
+
+// WithoutConntrack drops the conntrack metrics (audit only).
+func WithoutConntrack() Option {
+	return func(e *Exporter) { e.netlink, e.proc, e.max, e.noConntrack = nil, nil, nil, true }
+}
+
+// WithAudit sets the audit and how often Run refreshes it (60 s if interval
+// is not positive). Without it no rule or finding metric is exported.
+func WithAudit(f AuditFunc, interval time.Duration) Option {
+	return func(e *Exporter) {
+		e.audit = f
+		if interval > 0 {
+			e.auditInterval = interval
+		}
+	}
+}
+
+// WithKernelRelease sets the release in snatrace_kernel_info (default: uname).
+func WithKernelRelease(release string) Option {
+	return func(e *Exporter) { e.release = release }
+}
+
+// WithBuildInfo sets the labels of snatrace_build_info.
+func WithBuildInfo(b BuildInfo) Option { return func(e *Exporter) { e.build = b } }
+
+// WithLogger sets where source failures and recoveries are logged.
+func WithLogger(l *slog.Logger) Option { return func(e *Exporter) { e.log = l } }
+
+// WithClock sets the clock of the audit timestamps.
+func WithClock(now func() time.Time) Option { return func(e *Exporter) { e.now = now } }
+
+// Exporter is a prometheus.Collector. Conntrack statistics are read in
+// Collect, one scrape at a time; the audit result is the last one Run or
+// RefreshAudit obtained.
+type Exporter struct {
+	netlink, proc SnapshotFunc
+	max           MaxFunc
+	noConntrack   bool
+	audit         AuditFunc
+	auditInterval time.Duration
+	release       string
+	build         BuildInfo
+	log           *slog.Logger
+	now           func() time.Time
+
+	scrapeMu sync.Mutex // one kernel read at a time
+
+	mu          sync.Mutex // guards the fields below
+	errTotal    map[string]uint64
+	failing     map[string]bool
+	auditRes    *AuditResult
+	auditOK     time.Time
+	auditErr    bool
+	auditEver   bool
+	auditRunDur time.Duration
+}
+
+// New returns an Exporter.
+func New(opts ...Option) *Exporter {
+	e := &Exporter{
+		netlink:       func() (ctstat.Snapshot, error) { return ctstat.ReadNetlink(0) },
+		proc:          func() (ctstat.Snapshot, error) { return ctstat.ReadProc(ctstat.ProcPath) },
+		max:           func() (uint64, error) { return ctstat.ReadMax("") },
+		auditInterval: 60 * time.Second,
+		build:         BuildInfo{Version: "dev", GoVersion: runtime.Version()},
+		log:           slog.New(slog.DiscardHandler),
+		now:           time.Now,
+		errTotal:      make(map[string]uint64),
+		failing:       make(map[string]bool),
+	}
+	for _, o := range opts {
+		o(e)
+	}
+	if e.release == "" {
+		if r, err := KernelRelease(); err == nil {
+			e.release = r
+		}
+	}
+	for _, s := range sources {
+		e.errTotal[s] = 0
+	}
+	return e
+}
+
+// AuditInterval is the refresh period Run uses.
+func (e *Exporter) AuditInterval() time.Duration { return e.auditInterval }
+
+// Run refreshes the audit now and then every audit interval until ctx is done.
+// Each refresh gets at most one interval. Without an audit it just waits.
+func (e *Exporter) Run(ctx context.Context) {
+	if e.audit == nil {
+		<-ctx.Done()
+		return
+	}
+	t := time.NewTicker(e.auditInterval)
+	defer t.Stop()
+	for {
+		e.RefreshAudit(ctx) // failures are recorded in the metrics and the log
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// RefreshAudit runs the audit once and keeps its result for the following
+// scrapes. On failure the previous result stays exported, marked by
+// snatrace_scrape_error{source="audit"} 1.
+func (e *Exporter) RefreshAudit(ctx context.Context) error {
+	if e.audit == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.auditInterval)
+	defer cancel()
+	start := e.now()
+	res, err := e.audit(ctx)
+	end := e.now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.auditEver = true
+	e.auditRunDur = end.Sub(start)
+	e.noteLocked(SourceAudit, err)
+	if err != nil {
+		e.auditErr = true
+		return fmt.Errorf("refreshing audit: %w", err)
+	}
+	e.auditErr = false
+	e.auditRes = &res
+	e.auditOK = end
+	return nil
+}
+
+// noteLocked counts a failure of source and logs changes of state.
+func (e *Exporter) noteLocked(source string, err error) {
+	if err != nil {
+		e.errTotal[source]++
+		if !e.failing[source] {
+			e.log.Warn("source failing", "source", source, "err", err)
+		}
+		e.failing[source] = true
+		return
+	}
+	if e.failing[source] {
+		e.log.Info("source recovered", "source", source)
+	}
+	e.failing[source] = false
+}
+
+func (e *Exporter) note(source string, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.noteLocked(source, err)
+}
+
+// Metric descriptors.
+var (
+	cpuCounters = []struct {
+		name, help string
+		get        func(ctstat.Counters) uint64
+	}{
+		{"found", "Conntrack lookups that found an entry (found).", func(c ctstat.Counters) uint64 { return c.Found }},
+		{"invalid", "Packets conntrack could not track (invalid).", func(c ctstat.Counters) uint64 { return c.Invalid }},
+		{"insert_failed", "Entries that could not be inserted at confirm: on TCP, SYNs lost to the SNAT source-port race (insert_failed).", func(c ctstat.Counters) uint64 { return c.InsertFailed }},
+		{"drop", "Packets dropped by conntrack (drop).", func(c ctstat.Counters) uint64 { return c.Drop }},
+		{"early_drop", "Entries evicted because the table was full (early_drop).", func(c ctstat.Counters) uint64 { return c.EarlyDrop }},
+		{"search_restart", "Hash table lookups restarted after a resize (search_restart).", func(c ctstat.Counters) uint64 { return c.SearchRestart }},
+		{"clash_resolve", "Clashes resolved at confirm, Linux 5.10+ (clash_resolve, /proc clashres).", func(c ctstat.Counters) uint64 { return c.ClashResolve }},
+		{"chaintoolong", "Hash chains found too long, Linux 5.15+ (chaintoolong, /proc chainlength).", func(c ctstat.Counters) uint64 { return c.ChainTooLong }},
+	}
+	cpuDescs = func() []*prometheus.Desc {
+		d := make([]*prometheus.Desc, len(cpuCounters))
+		for i, c := range cpuCounters {
+			d[i] = prometheus.NewDesc("snatrace_conntrack_"+c.name+"_total", c.help, []string{"cpu"}, nil)
+		}
+		return d
+	}()
+	entriesDesc = prometheus.NewDesc("snatrace_conntrack_entries",
+		"Conntrack entries in the watched network namespace.", nil, nil)
+	maxDesc = prometheus.NewDesc("snatrace_conntrack_max",
+		"Conntrack table size (nf_conntrack_max) of the watched network namespace.", nil, nil)
+	statsSourceDesc = prometheus.NewDesc("snatrace_conntrack_stats_source",
+		"1 for the source the conntrack statistics of this scrape came from.", []string{"source"}, nil)
+	rulesDesc = prometheus.NewDesc("snatrace_snat_rules",
+		"SNAT/MASQUERADE rules found by the last successful audit.", []string{"owner", "backend", "randomness"}, nil)
+	findingsDesc = prometheus.NewDesc("snatrace_audit_findings",
+		"Findings of the last successful audit.", []string{"severity", "kind"}, nil)
+	auditTimeDesc = prometheus.NewDesc("snatrace_audit_last_success_timestamp_seconds",
+		"When the last successful audit finished, in seconds since the epoch.", nil, nil)
+	auditDurDesc = prometheus.NewDesc("snatrace_audit_duration_seconds",
+		"How long the last audit took.", nil, nil)
+	buildDesc = prometheus.NewDesc("snatrace_build_info",
+		"Build of the running snatrace.", []string{"version", "revision", "goversion"}, nil)
+	kernelDesc = prometheus.NewDesc("snatrace_kernel_info",
+		"Running kernel and its SNAT era: legacy (<5.0, shared rover), 5.0 (random offset), 6.5 (TIME_WAIT eviction).", []string{"release", "era"}, nil)
+	errDesc = prometheus.NewDesc("snatrace_scrape_error",
+		"1 if the last read of the source failed (for audit: the last refresh).", []string{"source"}, nil)
+	errTotalDesc = prometheus.NewDesc("snatrace_scrape_errors_total",
+		"Failed reads of the source.", []string{"source"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range cpuDescs {
+		ch <- d
+	}
+	for _, d := range []*prometheus.Desc{entriesDesc, maxDesc, statsSourceDesc, rulesDesc, findingsDesc,
+		auditTimeDesc, auditDurDesc, buildDesc, kernelDesc, errDesc, errTotalDesc} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector: it reads the conntrack statistics
+// now and sends them with the last audit result.
+func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
+	e.scrapeMu.Lock()
+	defer e.scrapeMu.Unlock()
+
+	scrapeErr := map[string]bool{}
+	if !e.noConntrack {
+		e.collectConntrack(ch, scrapeErr)
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.auditRes != nil {
+		collectAudit(ch, *e.auditRes)
+		ch <- prometheus.MustNewConstMetric(auditTimeDesc, prometheus.GaugeValue, float64(e.auditOK.UnixNano())/1e9)
+	}
+	if e.auditEver {
+		ch <- prometheus.MustNewConstMetric(auditDurDesc, prometheus.GaugeValue, e.auditRunDur.Seconds())
+	}
+	scrapeErr[SourceAudit] = e.auditErr
+	ch <- prometheus.MustNewConstMetric(buildDesc, prometheus.GaugeValue, 1, e.build.Version, e.build.Revision, e.build.GoVersion)
+	era, _ := KernelEra(e.release)
+	ch <- prometheus.MustNewConstMetric(kernelDesc, prometheus.GaugeValue, 1, e.release, era)
+	for _, s := range e.sourceList() {
+		ch <- prometheus.MustNewConstMetric(errDesc, prometheus.GaugeValue, b2f(scrapeErr[s]), s)
+		ch <- prometheus.MustNewConstMetric(errTotalDesc, prometheus.CounterValue, float64(e.errTotal[s]), s)
+	}
+}
+
+// sourceList is the sources this exporter reads.
+func (e *Exporter) sourceList() []string {
+	var l []string
+	if !e.noConntrack {
+		l = append(l, SourceNetlink, SourceProc, SourceMax)
+	}
+	if e.audit != nil {
+		l = append(l, SourceAudit)
+	}
+	return l
+}
+
+func (e *Exporter) collectConntrack(ch chan<- prometheus.Metric, scrapeErr map[string]bool) {
+	var (
+		snap ctstat.Snapshot
+		ok   bool
+	)
+	for _, r := range []struct {
+		source string
+		read   SnapshotFunc
+	}{{SourceNetlink, e.netlink}, {SourceProc, e.proc}} {
+		if r.read == nil {
+			continue
+		}
+		s, err := r.read()
+		e.note(r.source, err)
+		if err != nil {
+			scrapeErr[r.source] = true
+			continue
+		}
+		snap, ok = s, true
+		ch <- prometheus.MustNewConstMetric(statsSourceDesc, prometheus.GaugeValue, 1, r.source)
+		break
+	}
+	if ok {
+		cpus := append([]ctstat.CPU(nil), snap.CPUs...)
+		sort.Slice(cpus, func(i, j int) bool { return cpus[i].CPU < cpus[j].CPU })
+		for _, c := range cpus {
+			cpu := strconv.Itoa(c.CPU)
+			for i, cc := range cpuCounters {
+				ch <- prometheus.MustNewConstMetric(cpuDescs[i], prometheus.CounterValue, float64(cc.get(c.Counters)), cpu)
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(entriesDesc, prometheus.GaugeValue, float64(snap.Entries))
+	}
+	max := snap.Max
+	if max == 0 && e.max != nil {
+		m, err := e.max()
+		e.note(SourceMax, err)
+		scrapeErr[SourceMax] = err != nil
+		max = m
+	}
+	if max > 0 {
+		ch <- prometheus.MustNewConstMetric(maxDesc, prometheus.GaugeValue, float64(max))
+	}
+}
+
+func collectAudit(ch chan<- prometheus.Metric, r AuditResult) {
+	type ruleKey struct{ owner, backend, randomness string }
+	rules := map[ruleKey]int{}
+	for _, x := range r.Rules {
+		rules[ruleKey{x.Owner, x.Backend, x.Randomness}]++
+	}
+	for k, n := range rules {
+		ch <- prometheus.MustNewConstMetric(rulesDesc, prometheus.GaugeValue, float64(n), k.owner, k.backend, k.randomness)
+	}
+	type findingKey struct{ severity, kind string }
+	findings := map[findingKey]int{}
+	for _, x := range r.Findings {
+		findings[findingKey{x.Severity, x.Kind}]++
+	}
+	for k, n := range findings {
+		ch <- prometheus.MustNewConstMetric(findingsDesc, prometheus.GaugeValue, float64(n), k.severity, k.kind)
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

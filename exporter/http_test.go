@@ -1,0 +1,188 @@
+package exporter
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/snatrace/snatrace/ctstat"
+)
+
+// serve starts e on a random 127.0.0.1 port and returns the metrics URL.
+func serve(t *testing.T, e *Exporter, o HandlerOpts, webConfig string) string {
+	t.Helper()
+	h, err := NewHandler(e, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, l, h, webConfig, nil) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return "http://" + l.Addr().String() + MetricsPath
+}
+
+func get(t *testing.T, c *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// TestHTTPUnreadableSources: /proc unreadable and ctnetlink EPERM, over HTTP:
+// the response is 200 with the other metrics and the errors set.
+func TestHTTPUnreadableSources(t *testing.T) {
+	e := New(WithConntrack(failing(errEPERM), failing(errProc), maxOf(0, errProc)),
+		WithAudit(testAudit(), time.Minute), WithKernelRelease("6.18.44-fc-v769"), build)
+	if err := e.RefreshAudit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	url := serve(t, e, HandlerOpts{}, "")
+	code, body := get(t, http.DefaultClient, url)
+	if code != http.StatusOK {
+		t.Fatalf("status %d\n%s", code, body)
+	}
+	fams := parseExposition(t, []byte(body))
+	for _, src := range []string{"netlink", "proc", "max"} {
+		if v := gauge(t, fams, "snatrace_scrape_error", map[string]string{"source": src}); v != 1 {
+			t.Errorf("scrape_error{%s} = %v, want 1", src, v)
+		}
+	}
+	if v := gauge(t, fams, "snatrace_snat_rules", map[string]string{"owner": "docker"}); v != 2 {
+		t.Errorf("rules still exported: %v, want 2", v)
+	}
+	for _, name := range []string{"snatrace_build_info", "snatrace_kernel_info", "process_resident_memory_bytes", "go_goroutines"} {
+		if _, ok := fams[name]; !ok {
+			t.Errorf("%s missing", name)
+		}
+	}
+	if _, ok := fams["snatrace_conntrack_drop_total"]; ok {
+		t.Errorf("conntrack counters exported without a source")
+	}
+}
+
+// TestHTTPConcurrentScrapesBounded: 200 concurrent scrapes all get an answer
+// (200, or 503 beyond the in-flight limit) and leave no goroutines or heap
+// behind.
+func TestHTTPConcurrentScrapesBounded(t *testing.T) {
+	slow := func() (ctstat.Snapshot, error) { // every scrape holds the kernel read a little
+		time.Sleep(time.Millisecond)
+		return procSnap(t, "proc-4.19.txt"), nil
+	}
+	e := New(WithConntrack(slow, nil, maxOf(65536, nil)), WithKernelRelease("6.18.0"))
+	url := serve(t, e, HandlerOpts{MaxRequestsInFlight: 10}, "")
+	tr := &http.Transport{MaxIdleConnsPerHost: 200}
+	c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	get(t, c, url) // warm up
+
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	goroutines := runtime.NumGoroutine()
+
+	const n = 200
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		codes = map[int]int{}
+	)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := c.Get(url)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && !strings.Contains(string(b), `snatrace_conntrack_insert_failed_total{cpu="3"} 49`) {
+				t.Errorf("incomplete scrape:\n%s", b)
+			}
+			mu.Lock()
+			codes[resp.StatusCode]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	tr.CloseIdleConnections()
+	if codes[http.StatusOK]+codes[http.StatusServiceUnavailable] != n || codes[http.StatusOK] == 0 {
+		t.Errorf("status codes %v, want only 200 and 503", codes)
+	}
+	// Let the server's connection goroutines finish.
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > goroutines+5 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if g := runtime.NumGoroutine(); g > goroutines+5 {
+		t.Errorf("%d goroutines after the scrapes, %d before", g, goroutines)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grow := int64(after.HeapAlloc) - int64(before.HeapAlloc); grow > 8<<20 {
+		t.Errorf("heap grew by %d bytes over %d scrapes", grow, n)
+	}
+	t.Logf("status codes %v; heap %d -> %d bytes", codes, before.HeapAlloc, after.HeapAlloc)
+}
+
+// TestHTTPBasicAuth serves with an exporter-toolkit web config requiring basic
+// auth (user snatrace, password "secret", bcrypt cost 4).
+func TestHTTPBasicAuth(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "web.yml")
+	const hash = "$2a$04$d6PuL169l/xq9zsbYc//rudm4wexYSHAypnnuUh0fIoC1eWFoa/2a"
+	if err := os.WriteFile(cfg, []byte("basic_auth_users:\n  snatrace: "+hash+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := ValidateWebConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	e := New(WithoutConntrack(), WithKernelRelease("6.18.0"))
+	url := serve(t, e, HandlerOpts{}, cfg)
+	if code, _ := get(t, http.DefaultClient, url); code != http.StatusUnauthorized {
+		t.Errorf("without credentials: status %d, want 401", code)
+	}
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.SetBasicAuth("snatrace", "secret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("with credentials: status %d, want 200", resp.StatusCode)
+	}
+}
+
+func TestValidateWebConfigBad(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "web.yml")
+	os.WriteFile(cfg, []byte("tls_server_config:\n  cert_file: /nonexistent.crt\n"), 0o600)
+	err := ValidateWebConfig(cfg)
+	if err == nil || !strings.HasPrefix(err.Error(), "checking web config "+cfg+": ") {
+		t.Errorf("error %v", err)
+	}
+}

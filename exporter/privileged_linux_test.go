@@ -1,0 +1,217 @@
+//go:build linux
+
+package exporter
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/snatrace/snatrace/ctstat"
+	"golang.org/x/sys/unix"
+)
+
+// freshNS creates the network namespace snt-exporter-PID with lo up and a
+// rule that makes conntrack track it, and deletes it when the test ends.
+func freshNS(t *testing.T) *NetNS {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace (CAP_SYS_ADMIN) and reads ctnetlink (CAP_NET_ADMIN)")
+	}
+	for _, bin := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("needs %s: %v", bin, err)
+		}
+	}
+	name := fmt.Sprintf("snt-exporter-%d", os.Getpid())
+	sh(t, "", "ip", "netns", "add", name)
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("deleting namespace %s: %v %s", name, err, out)
+		}
+	})
+	sh(t, "", "ip", "-n", name, "link", "set", "lo", "up")
+	sh(t, "table inet snt {\n chain out {\n  type filter hook output priority 0; ct state new counter\n }\n}\n",
+		"ip", "netns", "exec", name, "nft", "-f", "-")
+	n, err := OpenNetNS(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+func sh(t *testing.T, stdin, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// traffic opens conns TCP connections on lo inside n and closes them (each
+// leaves one entry in TIME_WAIT), then sends conns raw TCP segments with
+// SYN+FIN set, which conntrack counts as invalid.
+func traffic(t *testing.T, n *NetNS, conns int) {
+	t.Helper()
+	err := n.do(func() error {
+		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, c)
+				c.Close()
+			}
+		}()
+		d := net.Dialer{Timeout: 2 * time.Second}
+		for range conns {
+			c, err := d.Dial("tcp4", l.Addr().String())
+			if err != nil {
+				return err
+			}
+			_, err = c.Write([]byte("snatrace"))
+			c.Close()
+			if err != nil {
+				return err
+			}
+		}
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_TCP)
+		if err != nil {
+			return fmt.Errorf("opening raw socket: %w", err)
+		}
+		defer unix.Close(fd)
+		to := &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}
+		for i := range conns {
+			seg := make([]byte, 20)
+			binary.BigEndian.PutUint16(seg[0:], uint16(40000+i)) // source port
+			binary.BigEndian.PutUint16(seg[2:], 9)               // destination port
+			seg[12] = 5 << 4                                     // data offset: 5 words
+			seg[13] = 0x03                                       // SYN|FIN: invalid
+			binary.BigEndian.PutUint16(seg[14:], 1024)           // window
+			binary.BigEndian.PutUint16(seg[16:], tcpChecksum([4]byte{127, 0, 0, 1}, to.Addr, seg))
+			if err := unix.Sendto(fd, seg, 0, to); err != nil {
+				return fmt.Errorf("sending invalid segment: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("making traffic in %s: %v", n.Path, err)
+	}
+}
+
+func tcpChecksum(src, dst [4]byte, seg []byte) uint16 {
+	var sum uint32
+	add := func(b []byte) {
+		for i := 0; i+1 < len(b); i += 2 {
+			sum += uint32(b[i])<<8 | uint32(b[i+1])
+		}
+	}
+	add(src[:])
+	add(dst[:])
+	sum += unix.IPPROTO_TCP + uint32(len(seg))
+	add(seg)
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	code, body := get(t, http.DefaultClient, url)
+	if code != http.StatusOK {
+		t.Fatalf("scrape: status %d\n%s", code, body)
+	}
+	return body
+}
+
+// TestExporterFreshNamespace scrapes the exporter of a fresh namespace over
+// HTTP before and after traffic in it: every exported counter equals ctstat's
+// reading of the kernel right after the scrape, so the exported delta is the
+// kernel's delta exactly. The /proc fallback gives the same numbers.
+func TestExporterFreshNamespace(t *testing.T) {
+	n := freshNS(t)
+	e := New(n.Option(), WithKernelRelease("test"))
+	url := serve(t, e, HandlerOpts{}, "")
+	fallback := New(n.Option(), WithKernelRelease("test"))
+	fallback.netlink = failing(errEPERM)
+
+	read := func() ctstat.Snapshot {
+		t.Helper()
+		s, err := ctstat.ReadNetlink(n.FD())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	body1 := scrape(t, url)
+	snap1 := read()
+	fams1 := parseExposition(t, []byte(body1))
+	checkAgainst(t, fams1, snap1)
+
+	traffic(t, n, 5)
+	// Connections close asynchronously: wait (bounded) for the entries.
+	for i := 0; i < 100 && read().Entries < snap1.Entries+5; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	body2 := scrape(t, url)
+	snap2 := read()
+	fams2 := parseExposition(t, []byte(body2))
+	checkAgainst(t, fams2, snap2)
+	if snap2.Entries < snap1.Entries+5 {
+		t.Errorf("entries %d -> %d after 5 connections", snap1.Entries, snap2.Entries)
+	}
+	d := ctstat.Delta(snap1, snap2).Total()
+	if d.Invalid < 5 {
+		t.Errorf("invalid rose by %d after 5 SYN+FIN segments: delta %+v", d.Invalid, d)
+	}
+	t.Logf("kernel delta over the traffic: %+v, entries %d -> %d", d, snap1.Entries, snap2.Entries)
+	var exported float64
+	for _, m := range fams2["snatrace_conntrack_invalid_total"].GetMetric() {
+		exported += m.GetCounter().GetValue()
+	}
+	for _, m := range fams1["snatrace_conntrack_invalid_total"].GetMetric() {
+		exported -= m.GetCounter().GetValue()
+	}
+	if exported != float64(d.Invalid) {
+		t.Errorf("exported invalid delta %v, kernel delta %d", exported, d.Invalid)
+	}
+	if v := gauge(t, fams2, "snatrace_conntrack_stats_source", map[string]string{"source": "netlink"}); v != 1 {
+		t.Errorf("stats_source{netlink} = %v", v)
+	}
+	maxNS, err := ctstat.ReadNetlinkGlobal(n.FD())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := gauge(t, fams2, "snatrace_conntrack_max", nil); v != float64(maxNS.Max) {
+		t.Errorf("max %v, kernel %d", v, maxNS.Max)
+	}
+
+	// ctnetlink refused: /proc read inside the namespace gives the same numbers.
+	fams3 := scrapeFamilies(t, fallback)
+	snap3 := read()
+	checkAgainst(t, fams3, snap3)
+	if v := gauge(t, fams3, "snatrace_conntrack_stats_source", map[string]string{"source": "proc"}); v != 1 {
+		t.Errorf("fallback stats_source{proc} = %v", v)
+	}
+	if v := gauge(t, fams3, "snatrace_conntrack_max", nil); v != float64(maxNS.Max) {
+		t.Errorf("fallback max %v, kernel %d", v, maxNS.Max)
+	}
+}
