@@ -211,15 +211,21 @@ func (d *driver) round(ctx context.Context, bursts [][]target, stop func() bool)
 	}
 	steady := len(bursts) == 1 && len(flat) > 0 && flat[len(flat)-1].at > 0
 
-	var pending sync.WaitGroup
+	pending := &waiters{files: map[*os.File]bool{}}
+	defer context.AfterFunc(ctx, pending.cancel)()
 	barrier := &spinBarrier{n: int32(nw), stop: func() bool { return ctx.Err() != nil || (stop != nil && stop()) }}
 	var workers sync.WaitGroup
 	start := time.Now().Add(time.Millisecond) // Steady's clock; bursts ignore it
-	errc := make(chan error, nw)
+	errc := make(chan error, 2*nw)
 	for w := range nw {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
+			defer func() {
+				if r := recover(); r != nil {
+					errc <- fmt.Errorf("client thread on CPU %d: panic: %v", d.cpus[w], r)
+				}
+			}()
 			// The thread is pinned to one CPU and never returned to the
 			// runtime's pool: the goroutine ends still locked.
 			runtime.LockOSThread()
@@ -232,12 +238,18 @@ func (d *driver) round(ctx context.Context, bursts [][]target, stop func() bool)
 				if !steady && barrier.wait() {
 					return
 				}
-				for _, i := range idx {
+				for n, i := range idx {
 					if steady && !waitUntil(ctx, start, flat[i].at) {
 						return
 					}
+					if steady && n%64 == 63 && w == 0 && barrier.stop() {
+						barrier.halt.Store(true)
+					}
+					if barrier.halt.Load() {
+						return
+					}
 					sent[i] = true
-					d.connect(fds[i], &dsts[flat[i].server], &atts[i], &pending)
+					d.connect(fds[i], &dsts[flat[i].server], &atts[i], pending)
 					fds[i] = -1
 				}
 			}
@@ -245,7 +257,7 @@ func (d *driver) round(ctx context.Context, bursts [][]target, stop func() bool)
 	}
 	workers.Wait()
 	close(errc)
-	pending.Wait()
+	pending.wg.Wait()
 	for _, fd := range fds {
 		if fd >= 0 {
 			unix.Close(fd) // never sent: the round stopped early
@@ -282,7 +294,41 @@ func waitUntil(ctx context.Context, start time.Time, at time.Duration) bool {
 // connect starts a handshake on fd towards dst and records it in a. On a veth
 // path the handshake often completes inside connect() itself; otherwise a
 // goroutine waits for it (a SYN dropped by the race comes back after 1 s).
-func (d *driver) connect(fd int, dst *unix.SockaddrInet4, a *attempt, pending *sync.WaitGroup) {
+// waiters tracks the handshakes still pending, so that a cancelled run can
+// cut their wait short instead of sitting out the timeout.
+type waiters struct {
+	wg        sync.WaitGroup
+	mu        sync.Mutex
+	files     map[*os.File]bool
+	cancelled bool
+}
+
+func (w *waiters) add(f *os.File, deadline time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cancelled {
+		deadline = time.Now()
+	}
+	f.SetWriteDeadline(deadline)
+	w.files[f] = true
+}
+
+func (w *waiters) remove(f *os.File) {
+	w.mu.Lock()
+	delete(w.files, f)
+	w.mu.Unlock()
+}
+
+func (w *waiters) cancel() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.cancelled = true
+	for f := range w.files {
+		f.SetWriteDeadline(time.Now())
+	}
+}
+
+func (d *driver) connect(fd int, dst *unix.SockaddrInet4, a *attempt, pending *waiters) {
 	a.start = time.Now()
 	err := unix.Connect(fd, dst)
 	if err != nil && !errors.Is(err, unix.EINPROGRESS) {
@@ -302,9 +348,9 @@ func (d *driver) connect(fd int, dst *unix.SockaddrInet4, a *attempt, pending *s
 		finish(fd, a)
 		return
 	}
-	pending.Add(1)
+	pending.wg.Add(1)
 	go func() {
-		defer pending.Done()
+		defer pending.wg.Done()
 		f := os.NewFile(uintptr(fd), "client")
 		defer f.Close()
 		rc, err := f.SyscallConn()
@@ -312,7 +358,8 @@ func (d *driver) connect(fd int, dst *unix.SockaddrInet4, a *attempt, pending *s
 			a.err = err
 			return
 		}
-		f.SetWriteDeadline(a.start.Add(d.timeout))
+		pending.add(f, a.start.Add(d.timeout))
+		defer pending.remove(f)
 		var cerr error
 		werr := rc.Write(func(fd uintptr) bool {
 			var done bool

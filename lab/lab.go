@@ -13,6 +13,7 @@ package lab
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/snatrace/snatrace/natrule"
@@ -61,7 +62,7 @@ type Progress struct {
 
 // Defaults for the zero fields of Config.
 const (
-	DefaultPods        = 8
+	DefaultPods        = 16 // ephemeral and steady; same-port uses one per CPU
 	DefaultConnections = 20000
 	DefaultRoundSize   = 2000
 	DefaultTimeout     = 8 * time.Second
@@ -89,7 +90,12 @@ func (c *Config) defaults() {
 		c.Workload.Dport = DefaultDport
 	}
 	if c.Pods == 0 {
+		// One same-port client per CPU is the sharpest trigger: the race is
+		// between the first SYN on each CPU of a burst.
 		c.Pods = DefaultPods
+		if c.Workload.Name == SamePort {
+			c.Pods = max(2, runtime.NumCPU())
+		}
 	}
 	if c.Servers == 0 {
 		c.Servers = 1

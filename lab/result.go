@@ -21,6 +21,10 @@ type Report struct {
 	Results  []*Result      `json:"results"`
 	Verdict  string         `json:"verdict"`
 	Seconds  float64        `json:"seconds"` // wall time, setup and teardown included
+	// TrafficSeconds is the time spent sending and settling rounds, and
+	// ConnectRate the connections per second over it (all modes).
+	TrafficSeconds float64 `json:"traffic_seconds"`
+	ConnectRate    float64 `json:"connect_rate"`
 	Stopped  string         `json:"stopped"` // why the run ended: "connections", "until", "duration", "interrupted"
 }
 

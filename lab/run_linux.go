@@ -252,6 +252,10 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 			break
 		}
 	}
+	rep.TrafficSeconds = time.Since(trafficStart).Seconds()
+	if rep.TrafficSeconds > 0 {
+		rep.ConnectRate = float64(rep.Workload.Connections) / rep.TrafficSeconds
+	}
 	for _, r := range rep.Results {
 		r.finish()
 	}

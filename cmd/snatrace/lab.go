@@ -159,7 +159,7 @@ Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN). Without it, use snatrace sim.`,
 	f.StringArrayVar(&nats, "nat", nil, "NAT mode to test, nft syntax; repeat to compare (default: masquerade, masquerade fully-random)")
 	f.StringArrayVar(&backends, "backend", nil, "rule backend: nft, iptables-nft, iptables-legacy; repeat to compare (default nft)")
 	f.StringVar(&workload, "workload", lab.SamePort, "traffic: same-port, ephemeral or steady")
-	f.IntVar(&cfg.Pods, "pods", lab.DefaultPods, "client pod namespaces")
+	f.IntVar(&cfg.Pods, "pods", 0, "client pod namespaces (default: one per CPU for same-port, 16 otherwise)")
 	f.IntVar(&cfg.Servers, "servers", 1, "server namespaces, each behind its own uplink")
 	f.IntVar(&cfg.Connections, "connections", lab.DefaultConnections, "connect()s per NAT mode and backend")
 	f.DurationVar(&cfg.Duration, "duration", 0, "bound the traffic's wall time (steady: connections = rate x duration)")

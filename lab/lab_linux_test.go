@@ -1,0 +1,216 @@
+//go:build linux
+
+package lab
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/snatrace/snatrace/natrule"
+	"github.com/snatrace/snatrace/netns"
+)
+
+func modes(t *testing.T, ss ...string) []natrule.Mode {
+	t.Helper()
+	var ms []natrule.Mode
+	for _, s := range ss {
+		m, err := natrule.ParseMode(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms = append(ms, m)
+	}
+	return ms
+}
+
+func assertNoNamespaces(t *testing.T, prefix string) {
+	t.Helper()
+	if left, _ := netns.List(prefix); len(left) != 0 {
+		t.Errorf("namespaces left behind: %v", left)
+		Cleanup(prefix)
+	}
+}
+
+// hostState is what the lab must never change in the host namespace.
+func hostState(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, f := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv4/ip_local_port_range", "/proc/sys/net/ipv4/tcp_syn_retries", "/proc/sys/net/netfilter/nf_conntrack_max"} {
+		v, _ := os.ReadFile(f)
+		b.WriteString(f + "=" + string(v))
+	}
+	for _, c := range [][]string{{"nft", "list", "ruleset"}, {"iptables-legacy-save"}, {"ip", "-o", "link"}} {
+		out, err := exec.Command(c[0], c[1:]...).Output()
+		if err == nil {
+			// iptables-save stamps the time; drop comment lines.
+			for _, l := range strings.Split(string(out), "\n") {
+				if !strings.HasPrefix(l, "#") {
+					b.WriteString(l + "\n")
+				}
+			}
+		}
+	}
+	return b.String()
+}
+
+// TestSamePortRaceAndFix is the lab's promise: plain masquerade drops SYNs
+// through the race, every drop is a kernel-counted insert failure that cost
+// exactly one retransmitted SYN, and fully-random shows at least 10x fewer
+// clashes on the same topology in the same run.
+func TestSamePortRaceAndFix(t *testing.T) {
+	needRoot(t)
+	host := hostState(t)
+	cfg := Config{
+		Modes:       modes(t, "masquerade", "masquerade fully-random"),
+		Pods:        2,
+		Connections: 400000, // an upper bound: Until ends the run
+		Until:       30,
+	}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertNoNamespaces(t, rep.Prefix)
+	if got := hostState(t); got != host {
+		t.Errorf("host namespace changed:\nbefore:\n%s\nafter:\n%s", host, got)
+	}
+	plain, full := rep.Results[0], rep.Results[1]
+	t.Logf("verdict: %s", rep.Verdict)
+	if rep.Stopped != "until" {
+		t.Fatalf("stopped by %q, want until (no race in %d connections?)", rep.Stopped, plain.Connections)
+	}
+	if plain.Conntrack.InsertFailed < 30 {
+		t.Fatalf("masquerade: insert_failed = %d, want >= 30", plain.Conntrack.InsertFailed)
+	}
+	// Every clash drops exactly one SYN, which the client retransmits.
+	if plain.SynRetrans != plain.Conntrack.InsertFailed {
+		t.Errorf("masquerade: %d SYN retransmissions, kernel insert_failed %d", plain.SynRetrans, plain.Conntrack.InsertFailed)
+	}
+	doubles := plain.SynRetrans - uint64(plain.RetransHistogram["1"])
+	if uint64(plain.Retransmitted)+doubles/2 < plain.Conntrack.InsertFailed-doubles {
+		t.Errorf("masquerade: retransmitted = %d, insert_failed = %d", plain.Retransmitted, plain.Conntrack.InsertFailed)
+	}
+	if plain.Conntrack.Drop != plain.Conntrack.InsertFailed {
+		t.Errorf("masquerade: drop = %d, insert_failed = %d", plain.Conntrack.Drop, plain.Conntrack.InsertFailed)
+	}
+	if plain.SynRetransKernel != plain.SynRetrans {
+		t.Errorf("pods' TcpExt TCPSynRetrans = %d, sockets say %d", plain.SynRetransKernel, plain.SynRetrans)
+	}
+	if !plain.CountersAgree || !plain.Accounted {
+		t.Errorf("masquerade: counters agree %v, accounted %v: %s", plain.CountersAgree, plain.Accounted, plain.Note)
+	}
+	if plain.Delayed["1s"] == 0 || plain.LatencyMS.Max < 900 {
+		t.Errorf("masquerade: no 1 s delay (max %.1f ms, classes %v)", plain.LatencyMS.Max, plain.Delayed)
+	}
+	if full.Connections != plain.Connections {
+		t.Errorf("fully-random ran %d connections, masquerade %d", full.Connections, plain.Connections)
+	}
+	if 10*full.Conntrack.InsertFailed > plain.Conntrack.InsertFailed {
+		t.Errorf("fully-random: %d clashes vs masquerade %d: not 10x fewer", full.Conntrack.InsertFailed, plain.Conntrack.InsertFailed)
+	}
+}
+
+// TestBackendsBehaveAlike runs one mode pair through all three backends in one
+// run: plain masquerade races on each, fully-random fixes it on each.
+func TestBackendsBehaveAlike(t *testing.T) {
+	needRoot(t)
+	for _, b := range []string{"nft", "iptables-nft-restore", "iptables-legacy-restore"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("needs %s", b)
+		}
+	}
+	rep, err := Run(context.Background(), Config{
+		Modes:       modes(t, "masquerade", "masquerade fully-random"),
+		Backends:    natrule.Backends,
+		Pods:        2,
+		Connections: 400000,
+		Until:       30,
+		RoundSize:   1000,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertNoNamespaces(t, rep.Prefix)
+	if len(rep.Results) != 6 {
+		t.Fatalf("%d results, want 6", len(rep.Results))
+	}
+	var most uint64
+	for _, r := range rep.Results[:3] {
+		most = max(most, r.Conntrack.InsertFailed)
+	}
+	for i, r := range rep.Results {
+		t.Logf("%s (%s): %d connections, %d clashes", r.NAT, r.Backend, r.Connections, r.Conntrack.InsertFailed)
+		if i < 3 && r.Conntrack.InsertFailed == 0 {
+			t.Errorf("%s through %s: no clash in %d connections", r.NAT, r.Backend, r.Connections)
+		}
+		if i >= 3 && 10*r.Conntrack.InsertFailed > most {
+			t.Errorf("%s through %s: %d clashes, not 10x fewer than %d", r.NAT, r.Backend, r.Conntrack.InsertFailed, most)
+		}
+		if !r.Accounted {
+			t.Errorf("%s through %s: %s", r.NAT, r.Backend, r.Note)
+		}
+	}
+}
+
+// TestCleanupOnError fails after the topology is built (iptables MASQUERADE
+// has no --persistent) and checks nothing is left.
+func TestCleanupOnError(t *testing.T) {
+	needRoot(t)
+	if _, err := exec.LookPath("iptables-legacy-restore"); err != nil {
+		t.Skip("needs iptables-legacy-restore")
+	}
+	prefix := NewPrefix()
+	_, err := Run(context.Background(), Config{
+		Modes:    modes(t, "masquerade persistent"),
+		Backends: []natrule.Backend{natrule.IptablesLegacy},
+		Prefix:   prefix, Pods: 2, Connections: 100,
+	})
+	if !errors.Is(err, natrule.ErrUnsupported) {
+		t.Fatalf("Run = %v, want ErrUnsupported", err)
+	}
+	assertNoNamespaces(t, prefix)
+}
+
+// TestInterrupted cancels a long run and checks it stops promptly, returns
+// its partial report and leaves nothing behind.
+func TestInterrupted(t *testing.T) {
+	needRoot(t)
+	prefix := NewPrefix()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(700*time.Millisecond, cancel)
+	rep, err := Run(ctx, Config{Prefix: prefix, Pods: 2, Connections: MaxConnections})
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("Run = %v, want ErrInterrupted", err)
+	}
+	if rep == nil || rep.Stopped != "interrupted" || rep.Workload.Connections == 0 {
+		t.Fatalf("partial report = %+v", rep)
+	}
+	assertNoNamespaces(t, prefix)
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Pods: MaxPods + 1}, "pods: 1001 is out of range 1..1000"},
+		{Config{Connections: -1}, "connections: -1 is out of range 1..2000000"},
+		{Config{Workload: WorkloadConfig{Name: "burst"}}, `unknown workload "burst": want same-port, ephemeral, steady`},
+		{Config{Workload: WorkloadConfig{Name: Steady, Rate: -5}}, "rate: -5 connections/s is out of range (0, 1000000]"},
+		{Config{PortRange: [2]uint16{2000, 1000}}, "port range 2000-1000: want 1024 <= first <= last"},
+		{Config{Modes: modes(t, "snat to 192.0.2.1")}, `nat "snat to 192.0.2.1": snat addresses must be hosts of the lab uplink 198.51.100.0/24 other than 198.51.100.2 (the server)`},
+		{Config{Servers: 2, Modes: modes(t, "snat to 198.51.100.1")}, `nat "snat to 198.51.100.1": snat modes need exactly one server (the address must be on its uplink)`},
+		{Config{Until: -1}, "until: -1 must not be negative"},
+	}
+	for _, tt := range tests {
+		err := tt.cfg.Validate()
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("Validate(%+v) = %v, want %q", tt.cfg, err, tt.want)
+		}
+	}
+}
