@@ -238,19 +238,19 @@ type dashboard struct {
 	} `json:"time"`
 	Templating struct {
 		List []struct {
-			Name        string          `json:"name"`
-			Label       string          `json:"label"`
-			Type        string          `json:"type"`
-			Query       string          `json:"query"`
-			Definition  string          `json:"definition"`
-			Datasource  *datasource     `json:"datasource"`
-			Refresh     int             `json:"refresh"`
-			Multi       bool            `json:"multi"`
-			IncludeAll  bool            `json:"includeAll"`
-			AllValue    string          `json:"allValue"`
-			Current     json.RawMessage `json:"current"`
-			Hide        int             `json:"hide"`
-			Sort        int             `json:"sort"`
+			Name       string          `json:"name"`
+			Label      string          `json:"label"`
+			Type       string          `json:"type"`
+			Query      string          `json:"query"`
+			Definition string          `json:"definition"`
+			Datasource *datasource     `json:"datasource"`
+			Refresh    int             `json:"refresh"`
+			Multi      bool            `json:"multi"`
+			IncludeAll bool            `json:"includeAll"`
+			AllValue   string          `json:"allValue"`
+			Current    json.RawMessage `json:"current"`
+			Hide       int             `json:"hide"`
+			Sort       int             `json:"sort"`
 		} `json:"list"`
 	} `json:"templating"`
 	Panels []struct {
