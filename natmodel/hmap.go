@@ -1,10 +1,12 @@
 package natmodel
 
-// hmap is an open-addressing hash map from a 128-bit key to an int32, with
+// hmap is an open-addressing hash map from a 96-bit key to an int32, with
 // linear probing and backward-shift deletion (no tombstones, so probe chains
 // stay short however many entries come and go). It is the model's conntrack
 // and bysource hash; Go maps spent most of the model's time in probing.
-// A key with b == 0 is reserved as "empty": packed keys never have it.
+// A key with b == 0 is reserved as "empty": packed keys never have it. A
+// slot is 16 bytes and the load stays at most 1/2, so the table of a busy
+// node stays small enough for the CPU caches as long as it can.
 type hmap struct {
 	slots []slot
 	mask  uint64
@@ -12,8 +14,9 @@ type hmap struct {
 }
 
 type slot struct {
-	a, b uint64
-	v    int32
+	a uint64
+	b uint32
+	v int32
 }
 
 func newHmap() hmap {
@@ -21,14 +24,14 @@ func newHmap() hmap {
 	return hmap{slots: make([]slot, initial), mask: initial - 1}
 }
 
-func hash128(a, b uint64) uint64 {
-	h := a*0x9e3779b97f4a7c15 ^ b*0xc2b2ae3d27d4eb4f
+func hash128(a uint64, b uint32) uint64 {
+	h := a*0x9e3779b97f4a7c15 ^ uint64(b)*0xc2b2ae3d27d4eb4f
 	h ^= h >> 29
 	h *= 0xbf58476d1ce4e5b9
 	return h ^ h>>32
 }
 
-func (m *hmap) get(a, b uint64) (int32, bool) {
+func (m *hmap) get(a uint64, b uint32) (int32, bool) {
 	for i := hash128(a, b) & m.mask; ; i = (i + 1) & m.mask {
 		s := &m.slots[i]
 		if s.b == 0 {
@@ -41,7 +44,7 @@ func (m *hmap) get(a, b uint64) (int32, bool) {
 }
 
 // find returns the slot of a key, or the empty slot where it would go.
-func (m *hmap) find(a, b uint64) (i uint64, found bool) {
+func (m *hmap) find(a uint64, b uint32) (i uint64, found bool) {
 	for i = hash128(a, b) & m.mask; ; i = (i + 1) & m.mask {
 		s := &m.slots[i]
 		if s.b == 0 {
@@ -55,20 +58,20 @@ func (m *hmap) find(a, b uint64) (i uint64, found bool) {
 
 // putAt stores a key known to be absent into the empty slot i that find
 // returned, with no growth in between.
-func (m *hmap) putAt(i uint64, a, b uint64, v int32) {
+func (m *hmap) putAt(i uint64, a uint64, b uint32, v int32) {
 	m.slots[i] = slot{a, b, v}
 	m.n++
 }
 
 // reserve grows the table so that k more keys fit without growing.
 func (m *hmap) reserve(k int) {
-	for 4*(m.n+k) > len(m.slots) {
+	for 2*(m.n+k) > len(m.slots) {
 		m.grow()
 	}
 }
 
-func (m *hmap) put(a, b uint64, v int32) {
-	if 4*(m.n+1) > len(m.slots) {
+func (m *hmap) put(a uint64, b uint32, v int32) {
+	if 2*(m.n+1) > len(m.slots) {
 		m.grow()
 	}
 	for i := hash128(a, b) & m.mask; ; i = (i + 1) & m.mask {
@@ -85,7 +88,7 @@ func (m *hmap) put(a, b uint64, v int32) {
 	}
 }
 
-func (m *hmap) del(a, b uint64) {
+func (m *hmap) del(a uint64, b uint32) {
 	i := hash128(a, b) & m.mask
 	for {
 		s := &m.slots[i]
@@ -127,12 +130,19 @@ func (m *hmap) grow() {
 	}
 }
 
-// pack returns a key as the two words hmap uses; b is never 0 because the
-// protocol number is never 0.
-func (k key) pack() (a, b uint64) {
-	return uint64(k.src)<<32 | uint64(k.dst), uint64(k.sport)<<24 | uint64(k.dport)<<8 | uint64(k.proto)
+// pack returns a key as the words hmap uses. The protocol is not part of
+// it: each protocol has its own table. b is never 0 because ports are not.
+func (k key) pack() (a uint64, b uint32) {
+	return uint64(k.src)<<32 | uint64(k.dst), uint32(k.sport)<<16 | uint32(k.dport)
 }
 
-func (k srcKey) pack() (a, b uint64) {
-	return uint64(k.ip), uint64(k.port)<<8 | uint64(k.proto)
+func (k srcKey) pack() (a uint64, b uint32) {
+	return uint64(k.ip)<<24 | uint64(k.port)<<8 | uint64(k.proto), 1
+}
+
+// presize grows m to hold n keys without growing again.
+func (m *hmap) presize(n int) {
+	for 2*n > len(m.slots) {
+		m.grow()
+	}
 }

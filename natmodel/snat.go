@@ -76,7 +76,7 @@ func (t *Table) SNAT(id ConnID, r *Range) (Choice, error) {
 // used is nf_nat_used_tuple: is the reply of tuple tp in the confirmed hash
 // (as either direction of another entry)?
 func (t *Table) used(tp key, self int32) bool {
-	v, ok := t.hash.get(tp.invert().pack())
+	v, ok := t.hash(tp.proto).get(tp.invert().pack())
 	if !ok {
 		return false
 	}
@@ -95,7 +95,7 @@ func (t *Table) used(tp key, self int32) bool {
 
 // peekUsed reports whether tp is taken without counting (for Choice.Taken).
 func (t *Table) peekUsed(tp key, self int32) bool {
-	v, ok := t.hash.get(tp.invert().pack())
+	v, ok := t.hash(tp.proto).get(tp.invert().pack())
 	return ok && v>>1 != self
 }
 
@@ -107,7 +107,7 @@ func (t *Table) usedHarder(tp key, self int32, attemptsLeft uint32, ch *Choice) 
 	if !t.era.EvictTimeWait() || attemptsLeft > harderThresh || tp.proto != TCP || t.conns[self].state != SynSent {
 		return t.used(tp, self)
 	}
-	v, ok := t.hash.get(tp.invert().pack())
+	v, ok := t.hash(tp.proto).get(tp.invert().pack())
 	if !ok {
 		return false
 	}

@@ -105,6 +105,9 @@ type Config struct {
 	// OnTry, if set, is called for every port the port search tests, with
 	// whether it was taken: a trace for tests and teaching.
 	OnTry func(port uint16, taken bool)
+	// SizeHint, if > 0, is the number of entries expected at once: the
+	// tables are allocated for it up front.
+	SizeHint int
 }
 
 // Table is one network namespace's conntrack hash plus the NAT bysource hash.
@@ -116,13 +119,13 @@ type Table struct {
 	secret uint64
 	now    time.Duration
 
-	conns []conn
-	free  []int32
-	hash  hmap      // confirmed tuples, both directions: idx<<1 | dir
-	bysrc hmap      // head of the bysource list of each original source (srcKey)
-	rover [2]uint16 // legacy per-protocol port rovers: tcp, udp
-	stats Stats
-	live  int
+	conns  []conn
+	free   []int32
+	hashes [2]hmap   // confirmed tuples, both directions: idx<<1 | dir; tcp, udp
+	bysrc  hmap      // head of the bysource list of each original source (srcKey)
+	rover  [2]uint16 // legacy per-protocol port rovers: tcp, udp
+	stats  Stats
+	live   int
 }
 
 type srcKey struct {
@@ -158,11 +161,17 @@ func NewTable(cfg Config) (*Table, error) {
 		return nil, errors.New("creating conntrack table: Config.Era is required")
 	}
 	t := &Table{
-		era:   cfg.Era,
-		rnd:   cfg.Rand,
-		onTry: cfg.OnTry,
-		hash:  newHmap(),
-		bysrc: newHmap(),
+		era:    cfg.Era,
+		rnd:    cfg.Rand,
+		onTry:  cfg.OnTry,
+		hashes: [2]hmap{newHmap(), newHmap()},
+		bysrc:  newHmap(),
+	}
+	if n := cfg.SizeHint; n > 0 {
+		n = min(n, 1<<24)
+		t.conns = make([]conn, 0, n)
+		t.hashes[0].presize(2 * n)
+		t.bysrc.presize(n)
 	}
 	t.secret = t.rnd.Uint64()
 	if t.era.Rover() {
@@ -170,6 +179,13 @@ func NewTable(cfg Config) (*Table, error) {
 		t.rover = [2]uint16{uint16(t.rnd.Uint32()), uint16(t.rnd.Uint32())}
 	}
 	return t, nil
+}
+
+func (t *Table) hash(p Proto) *hmap {
+	if p == UDP {
+		return &t.hashes[1]
+	}
+	return &t.hashes[0]
 }
 
 // Era returns the table's kernel era.
@@ -210,7 +226,10 @@ func (t *Table) NewConn(orig Tuple) (ConnID, error) {
 	if err != nil {
 		return 0, fmt.Errorf("creating conntrack entry: %w", err)
 	}
-	if v, ok := t.hash.get(k.pack()); ok {
+	if k.sport == 0 || k.dport == 0 {
+		return 0, fmt.Errorf("creating conntrack entry for %v: port 0", orig)
+	}
+	if v, ok := t.hash(k.proto).get(k.pack()); ok {
 		old := v >> 1
 		if v&1 == dirOriginal && k.proto == TCP && t.conns[old].state >= TimeWait {
 			t.destroy(old)
@@ -273,10 +292,11 @@ func (t *Table) Destroy(id ConnID) bool {
 func (t *Table) destroy(idx int32) {
 	c := &t.conns[idx]
 	if c.confirmed {
+		h := t.hash(c.orig.proto)
 		if !c.fakeOrig {
-			t.hash.del(c.orig.pack())
+			h.del(c.orig.pack())
 		}
-		t.hash.del(c.reply.pack())
+		h.del(c.reply.pack())
 		t.live--
 	}
 	if c.natDone {
@@ -347,7 +367,7 @@ func (t *Table) Lookup(tp Tuple) (id ConnID, reply bool, ok bool) {
 	if err != nil {
 		return 0, false, false
 	}
-	v, ok := t.hash.get(k.pack())
+	v, ok := t.hash(k.proto).get(k.pack())
 	if !ok {
 		return 0, false, false
 	}
@@ -368,18 +388,19 @@ func (t *Table) Confirm(id ConnID) (Verdict, error) {
 	}
 	oa, ob := c.orig.pack()
 	ra, rb := c.reply.pack()
-	t.hash.reserve(2)
+	h := t.hash(c.orig.proto)
+	h.reserve(2)
 	var v int32
-	oi, clash := t.hash.find(oa, ob)
+	oi, clash := h.find(oa, ob)
 	if clash {
-		v = t.hash.slots[oi].v
-	} else if ri, found := t.hash.find(ra, rb); found {
-		v, clash = t.hash.slots[ri].v, true
+		v = h.slots[oi].v
+	} else if ri, found := h.find(ra, rb); found {
+		v, clash = h.slots[ri].v, true
 	} else {
-		t.hash.putAt(oi, oa, ob, idx<<1)
+		h.putAt(oi, oa, ob, idx<<1)
 		// the reply's empty slot may have been the one just filled.
-		ri, _ = t.hash.find(ra, rb)
-		t.hash.putAt(ri, ra, rb, idx<<1|dirReply)
+		ri, _ = h.find(ra, rb)
+		h.putAt(ri, ra, rb, idx<<1|dirReply)
 		c.confirmed = true
 		t.live++
 		if t.era.CountsInsert() {
@@ -422,8 +443,8 @@ func (t *Table) resolveClash(loser, winner int32) Verdict {
 	}
 	if t.era.ResolveHarder() {
 		ra, rb := l.reply.pack()
-		if _, taken := t.hash.get(ra, rb); !taken {
-			t.hash.put(ra, rb, loser<<1|dirReply)
+		if _, taken := t.hash(UDP).get(ra, rb); !taken {
+			t.hash(UDP).put(ra, rb, loser<<1|dirReply)
 			l.confirmed = true
 			l.fakeOrig = true
 			t.live++
