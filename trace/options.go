@@ -37,8 +37,9 @@ func ParseMode(s string) (Mode, error) {
 type Options struct {
 	// Mode selects the attach points; "" means ModeAuto.
 	Mode Mode
-	// NetNS keeps only drops in the network namespace with this inode;
-	// 0 keeps all. SYN retransmissions are counted in every namespace.
+	// NetNS keeps only drops in the network namespace with this inode (the
+	// programs filter, so other namespaces cost no events); 0 keeps all.
+	// SYN retransmissions are counted in every namespace.
 	NetNS uint32
 	// Buffer is the capacity of the Events channel; 0 means 1024.
 	Buffer int
@@ -48,8 +49,8 @@ type Options struct {
 
 // Stats are the tracer's counters since Start.
 type Stats struct {
-	SNATClashes    uint64 `json:"snat_clashes"`    // SNAT clash drops seen (all namespaces)
-	OtherDrops     uint64 `json:"other_drops"`     // other netfilter SYN drops seen (all namespaces)
+	SNATClashes    uint64 `json:"snat_clashes"`    // SNAT clash drops reported (Options.NetNS)
+	OtherDrops     uint64 `json:"other_drops"`     // other netfilter SYN drops reported (Options.NetNS)
 	SYNRetransmits uint64 `json:"syn_retransmits"` // SYN retransmissions seen
 	Lost           uint64 `json:"lost"`            // events lost: the ring buffer was full
 }

@@ -45,6 +45,7 @@ type traceBPFEvent struct {
 type traceBPFTracerConfig struct {
 	_                   structs.HostLayout
 	ReasonNetfilterDrop uint32
+	Netns               uint32
 	ClassifyInTp        uint8
 	Pad                 [3]uint8
 }

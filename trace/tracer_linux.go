@@ -92,15 +92,15 @@ func Start(ctx context.Context, opts Options) (*Tracer, error) {
 	t := &Tracer{events: make(chan Event, opts.Buffer), done: make(chan struct{})}
 	switch opts.Mode {
 	case ModeTracepoint:
-		err = t.load(kspec, nfDrop, false)
+		err = t.load(kspec, nfDrop, opts.NetNS, false)
 	case ModeFexit:
-		err = t.load(kspec, nfDrop, true)
+		err = t.load(kspec, nfDrop, opts.NetNS, true)
 		if err != nil {
 			err = &MissingError{Need: NeedFexit, Err: err}
 		}
 	default:
-		if err = t.load(kspec, nfDrop, true); err != nil {
-			err = t.load(kspec, nfDrop, false)
+		if err = t.load(kspec, nfDrop, opts.NetNS, true); err != nil {
+			err = t.load(kspec, nfDrop, opts.NetNS, false)
 		}
 	}
 	if err != nil {
@@ -109,7 +109,7 @@ func Start(ctx context.Context, opts Options) (*Tracer, error) {
 
 	dec := decoder{clock: clk, reasons: reasons}
 	t.reader.Add(1)
-	go t.read(dec, opts.NetNS)
+	go t.read(dec)
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -129,12 +129,12 @@ func tracepointName(tp string) string {
 
 // load loads the collection and attaches its programs; on error it leaves
 // nothing loaded.
-func (t *Tracer) load(kspec *btf.Spec, nfDrop uint32, withFexit bool) (err error) {
+func (t *Tracer) load(kspec *btf.Spec, nfDrop, netns uint32, withFexit bool) (err error) {
 	spec, err := loadTraceBPF()
 	if err != nil {
 		return fmt.Errorf("loading eBPF object: %w", err)
 	}
-	cfg := traceBPFTracerConfig{ReasonNetfilterDrop: nfDrop, ClassifyInTp: 1}
+	cfg := traceBPFTracerConfig{ReasonNetfilterDrop: nfDrop, Netns: netns, ClassifyInTp: 1}
 	t.mode = ModeTracepoint
 	if withFexit {
 		cfg.ClassifyInTp = 0
@@ -195,7 +195,7 @@ func (t *Tracer) release() error {
 	return errors.Join(errs...)
 }
 
-func (t *Tracer) read(dec decoder, netns uint32) {
+func (t *Tracer) read(dec decoder) {
 	defer t.reader.Done()
 	defer close(t.events)
 	checker := newReplyChecker()
@@ -224,9 +224,6 @@ func (t *Tracer) read(dec decoder, netns uint32) {
 			t.snatClashes.Add(1)
 		} else {
 			t.otherDrops.Add(1)
-		}
-		if netns != 0 && ev.NetNS != netns {
-			continue
 		}
 		select {
 		case t.events <- ev:

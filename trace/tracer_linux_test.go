@@ -52,6 +52,16 @@ func TestSamePortBurst(t *testing.T) {
 	}
 	defer tr.Close()
 	t.Logf("mode %s", tr.Mode())
+	// A second tracer watching the server's namespace, where nothing drops.
+	var st unix.Stat_t
+	if err := unix.Stat("/run/netns/"+f.server, &st); err != nil {
+		t.Fatalf("stat server namespace: %v", err)
+	}
+	elsewhere, err := Start(context.Background(), Options{NetNS: uint32(st.Ino)})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	defer elsewhere.Close()
 
 	before, err := insertFailed(f.node)
 	if err != nil {
@@ -145,12 +155,15 @@ func TestSamePortBurst(t *testing.T) {
 	if rt[dst80] < uint64(wantRT) {
 		t.Errorf("SYN retransmissions to %v: %d, want at least %d (kept delayed connections)", dst80, rt[dst80], wantRT)
 	}
-	st, err := tr.Stats()
+	stats, err := tr.Stats()
 	if err != nil {
 		t.Fatalf("Stats: %v", err)
 	}
+	if es, err := elsewhere.Stats(); err != nil || es.SNATClashes+es.OtherDrops != 0 {
+		t.Errorf("tracer of the server namespace reported %+v (%v), want no drops", es, err)
+	}
 	t.Logf("%d connections, %d delayed, insert_failed +%d, %d firewall drops, retransmits %v, stats %+v",
-		len(conns), len(delayed), delta, fwDropped, rt, st)
+		len(conns), len(delayed), delta, fwDropped, rt, stats)
 }
 
 // TestCloseLeavesNothing checks that closing detaches and frees every program

@@ -71,6 +71,7 @@ struct event {
 // the tracer is closed.
 struct tracer_config {
 	__u32 reason_netfilter_drop; // SKB_DROP_REASON_NETFILTER_DROP in this kernel
+	__u32 netns;                 // report drops in this namespace only; 0: all
 	__u8 classify_in_tp;         // 1 when confirm_exit is not attached
 	__u8 pad[3];
 };
@@ -225,19 +226,27 @@ static __always_inline __u32 skb_netns(struct sk_buff *skb, struct nf_conn *ct)
 	return inum;
 }
 
-static __always_inline void emit(struct sk_buff *skb, struct nf_conn *ct,
+// emit reports a drop unless it happened outside the namespace asked for; it
+// returns whether it did.
+static __always_inline bool emit(const struct tracer_config *cfg,
+				 struct sk_buff *skb, struct nf_conn *ct,
 				 const struct l4 *l4, __u8 kind, __u8 source,
 				 __u32 reason, __u64 status)
 {
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	__u32 netns = skb_netns(skb, ct);
+	struct event *e;
+
+	if (cfg->netns && netns != cfg->netns)
+		return false;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		stat_inc(STAT_LOST);
-		return;
+		return false;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
 	e->ts_ns = bpf_ktime_get_ns();
 	e->cpu = bpf_get_smp_processor_id();
-	e->netns = skb_netns(skb, ct);
+	e->netns = netns;
 	e->reason = reason;
 	e->kind = kind;
 	e->source = source;
@@ -260,6 +269,7 @@ static __always_inline void emit(struct sk_buff *skb, struct nf_conn *ct,
 		e->orig_dport = l4->dport;
 	}
 	bpf_ringbuf_submit(e, 0);
+	return true;
 }
 
 SEC("fexit/__nf_conntrack_confirm")
@@ -270,8 +280,12 @@ int BPF_PROG(confirm_exit, struct sk_buff *skb, int ret)
 	__u64 status;
 	__u32 zero = 0;
 	__u64 *last;
+	struct tracer_config *cfg;
 
 	if (ret != NF_DROP)
+		return 0;
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg)
 		return 0;
 	ct = skb_ct(skb);
 	if (!ct)
@@ -279,7 +293,8 @@ int BPF_PROG(confirm_exit, struct sk_buff *skb, int ret)
 	if (parse_tcp(skb, &l4) || !is_syn(&l4))
 		return 0;
 	status = BPF_CORE_READ(ct, status);
-	emit(skb, ct, &l4, (status & IPS_SRC_NAT) ? KIND_SNAT_CLASH : KIND_OTHER_DROP,
+	// Claimed even when filtered out, so kfree_skb does not report it.
+	emit(cfg, skb, ct, &l4, (status & IPS_SRC_NAT) ? KIND_SNAT_CLASH : KIND_OTHER_DROP,
 	     SOURCE_CONFIRM, 0, status);
 	last = bpf_map_lookup_elem(&claimed, &zero);
 	if (last)
@@ -315,7 +330,7 @@ int BPF_PROG(kfree_skb, struct sk_buff *skb, void *location, __u32 reason)
 	// tuple, which the winner of the race holds.
 	if (cfg->classify_in_tp && ct && (status & IPS_SRC_NAT) && never_inserted(ct))
 		kind = KIND_SNAT_CLASH;
-	emit(skb, ct, &l4, kind, SOURCE_KFREE_SKB, reason, status);
+	emit(cfg, skb, ct, &l4, kind, SOURCE_KFREE_SKB, reason, status);
 	return 0;
 }
 
