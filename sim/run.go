@@ -72,6 +72,7 @@ const (
 	evNAT            // a queued SYN reaches its CPU's NAT step
 	evSYN            // a SYN leaves the pod
 	evBurst          // release the next burst
+	evNext           // a CPU's client thread starts its next connect()
 	evArrival        // steady: the next connection starts
 )
 
@@ -174,6 +175,7 @@ type connState struct {
 	pod, server, cpu int32
 	sport            uint16
 	retrans          int8
+	inBurst          bool  // first SYN of a burst connection in flight
 	first            int64 // first SYN, ns
 	window           int64 // window of the SYN in flight
 	ct               natmodel.ConnID
@@ -203,8 +205,14 @@ type runner struct {
 	steps [6]uint64
 
 	started int // connections started
-	burst   int
 	now     int64
+
+	// bursts
+	burst       int
+	burstServer int32
+	burstPort   uint16
+	queue       [][]int32 // per CPU: pods still to connect in this burst
+	cpusLeft    int
 }
 
 // ErrCanceled is returned when the context ends a run early.
@@ -285,6 +293,8 @@ func (r *runner) loop(ctx context.Context) error {
 		switch e.kind {
 		case evBurst:
 			r.startBurst()
+		case evNext:
+			r.nextInBurst(e.conn)
 		case evArrival:
 			r.arrival()
 		case evSYN:
@@ -299,9 +309,11 @@ func (r *runner) loop(ctx context.Context) error {
 	}
 }
 
-// startBurst plans one burst: pod i on CPU i mod C, each CPU's client
-// thread connects for its pods one after another from its skewed start.
-// The next burst starts when every thread is done (the lab's barrier).
+// startBurst releases one burst: pod i goes to CPU i mod C, and each CPU's
+// client thread, after its skew, connects for its pods one after another.
+// connect() runs the SYN through the node inline (veth), so a thread's next
+// connect starts Gap after its previous SYN was confirmed or dropped. The
+// next burst starts when every thread is done (the lab's barrier).
 func (r *runner) startBurst() {
 	c := &r.cfg
 	if r.started >= c.Connections {
@@ -309,26 +321,60 @@ func (r *runner) startBurst() {
 	}
 	k := r.burst
 	r.burst++
-	server := int32(k % c.Servers)
-	var port uint16
+	r.burstServer = int32(k % c.Servers)
+	r.burstPort = 0
 	if c.Workload == SamePort {
-		port = c.BasePort + uint16(k%c.PortSpan)
+		r.burstPort = c.BasePort + uint16(k%c.PortSpan)
 	}
-	end := r.now
+	if r.queue == nil {
+		r.queue = make([][]int32, c.CPUs)
+	}
+	r.cpusLeft = 0
+	left := c.Connections - r.started
 	for cpu := 0; cpu < c.CPUs; cpu++ {
-		t := r.now + c.Skew.sample(r.rnd)
+		q := r.queue[cpu][:0]
 		for pod := cpu; pod < c.Pods; pod += c.CPUs {
-			if r.started >= c.Connections {
-				break
+			// pods are taken in order across CPUs: pod p is the p-th of the burst.
+			if pod < left {
+				q = append(q, int32(pod))
 			}
-			r.newConn(int32(pod), server, int32(cpu), port, t)
-			t += c.Gap.sample(r.rnd)
 		}
-		end = max(end, t)
+		r.queue[cpu] = q
+		if len(q) > 0 {
+			r.cpusLeft++
+			r.push(r.now+c.Skew.sample(r.rnd), evNext, int32(cpu))
+		}
 	}
-	if r.started < c.Connections {
-		r.push(end, evBurst, -1)
+}
+
+// nextInBurst starts the next connect() of a CPU's client thread, or marks
+// the thread done and releases the next burst when it is the last.
+func (r *runner) nextInBurst(cpu int32) {
+	q := r.queue[cpu]
+	if len(q) == 0 {
+		r.cpusLeft--
+		if r.cpusLeft == 0 {
+			r.push(r.now, evBurst, -1)
+		}
+		return
 	}
+	pod := q[0]
+	r.queue[cpu] = q[1:]
+	if ci := r.newConn(pod, r.burstServer, cpu, r.burstPort, r.now); ci >= 0 {
+		r.conns[ci].inBurst = true
+		return
+	}
+	r.push(r.now+r.cfg.Gap.sample(r.rnd), evNext, cpu)
+}
+
+// burstDone is called when a burst connection's first SYN is confirmed or
+// dropped: its thread goes on after Gap.
+func (r *runner) burstDone(cs *connState) {
+	if !cs.inBurst {
+		return
+	}
+	cs.inBurst = false
+	r.push(r.now+r.cfg.Gap.sample(r.rnd), evNext, cs.cpu)
 }
 
 // arrival starts one steady connection and schedules the next.
@@ -350,8 +396,9 @@ func usedKey(pod, server int32, port uint16) uint64 {
 	return uint64(pod)<<32 | uint64(server)<<16 | uint64(port)
 }
 
-// newConn records a connect() and schedules its first SYN at t.
-func (r *runner) newConn(pod, server, cpu int32, port uint16, t int64) {
+// newConn records a connect() and schedules its first SYN at t. It returns
+// the connection's index, or -1 when the pod had no free port.
+func (r *runner) newConn(pod, server, cpu int32, port uint16, t int64) int32 {
 	r.started++
 	if port == 0 {
 		port = r.choosePort(pod, server, t)
@@ -362,11 +409,13 @@ func (r *runner) newConn(pod, server, cpu int32, port uint16, t int64) {
 		r.res.NoPort++
 		r.hist[len(r.hist)-1]++
 		r.res.Failed++
-		return
+		return -1
 	}
 	r.used[usedKey(pod, server, port)] = math.MaxInt64
 	r.conns = append(r.conns, connState{pod: pod, server: server, cpu: cpu, sport: port, first: t})
-	r.push(t, evSYN, int32(len(r.conns)-1))
+	ci := int32(len(r.conns) - 1)
+	r.push(t, evSYN, ci)
+	return ci
 }
 
 // choosePort picks the pod's source port towards server, or 0 if none is free.
@@ -462,6 +511,7 @@ func (r *runner) natStep(ci int32) {
 
 func (r *runner) confirm(ci int32) {
 	cs := &r.conns[ci]
+	r.burstDone(cs)
 	v, err := r.tb.Confirm(cs.ct)
 	if err != nil {
 		// The entry was evicted or reopened under us: treat as a drop.
@@ -487,6 +537,7 @@ func (r *runner) confirm(ci int32) {
 
 func (r *runner) fail(ci int32) {
 	cs := &r.conns[ci]
+	r.burstDone(cs)
 	r.res.Failed++
 	r.hist[len(r.hist)-1]++
 	r.lat = append(r.lat, float32(float64(r.now-cs.first)/1e6))
