@@ -81,10 +81,17 @@ func (p *iptParser) fail(line int, format string, a ...any) error {
 }
 
 // startSource opens a new Source for the dump that starts here.
+// Dumps of several tables by the same tool share one Source.
 func (p *iptParser) startSource(format string) {
+	p.chains = map[string]int{}
+	for i, s := range p.rs.Sources {
+		if s.Backend == p.backend && s.Format == format && s.Version == p.version {
+			p.source = i
+			return
+		}
+	}
 	p.rs.Sources = append(p.rs.Sources, Source{Backend: p.backend, Where: p.name, Format: format, Version: p.version})
 	p.source = len(p.rs.Sources) - 1
-	p.chains = map[string]int{}
 }
 
 func (p *iptParser) line(line string, n int) error {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -43,6 +44,10 @@ func readNftDump(nsFD int) (*nftDump, error) {
 		return nil, fmt.Errorf("opening nftables netlink socket: %w", err)
 	}
 	defer c.Close()
+	// A dump of even a huge ruleset takes well under a second; never hang.
+	if err := c.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		return nil, fmt.Errorf("setting a netlink deadline: %w", err)
+	}
 	for attempt := 0; attempt < 5; attempt++ {
 		gen, err := nftGen(c)
 		if err != nil {
