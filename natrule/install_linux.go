@@ -144,6 +144,9 @@ func installNFT(ns *netns.NS, rules []Rule) error {
 		c.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: exprs})
 	}
 	if err := c.Flush(); err != nil {
+		if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EAFNOSUPPORT) {
+			return fmt.Errorf("installing table ip %s in %s: %w (does this kernel have nftables NAT: nf_tables, nft_chain_nat, nft_masq, nf_nat?)", TableName, ns, err)
+		}
 		return fmt.Errorf("installing table ip %s in %s: %w", TableName, ns, err)
 	}
 	return nil

@@ -19,6 +19,9 @@ import (
 	"gonum.org/v1/plot/vg"
 )
 
+// HTMLFragment is trusted markup made by this package (an inline SVG plot).
+type HTMLFragment = template.HTML
+
 // Series is one named set of values, e.g. the connect latencies (ms) of one NAT mode.
 type Series struct {
 	Name   string
@@ -36,7 +39,7 @@ type Page struct {
 	Title   string
 	Summary string // one paragraph, shown first (the verdict)
 	Tables  []Table
-	Plots   []template.HTML // inline SVG, e.g. from LatencyCCDF
+	Plots   []HTMLFragment // inline SVG, e.g. from LatencyCCDF
 	Notes   []string
 	JSON    any // embedded, collapsed, for machines
 }
