@@ -215,34 +215,32 @@ func (s SweepSpec) Scenarios() ([]Scenario, error) {
 	return out, nil
 }
 
-// RunSweep runs every scenario of s on up to Workers goroutines. The result
-// is the same whatever the number of workers.
-func RunSweep(ctx context.Context, s SweepSpec) ([]Series, error) {
-	scs, err := s.Scenarios()
-	if err != nil {
-		return nil, err
-	}
-	res := make([]Result, len(scs))
-	errs := make([]error, len(scs))
-	w := s.Workers
-	if w <= 0 {
-		w = runtime.GOMAXPROCS(0)
+// RunMany runs configs on up to workers goroutines (0: GOMAXPROCS) and
+// returns their results in order. Each config carries its own seed, so the
+// results do not depend on the number of workers.
+func RunMany(ctx context.Context, cfgs []Config, workers int) ([]Result, error) {
+	res := make([]Result, len(cfgs))
+	errs := make([]error, len(cfgs))
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
 	}
 	next := make(chan int)
 	var wg sync.WaitGroup
-	for range min(w, len(scs)) {
+	for range min(workers, len(cfgs)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				res[i], errs[i] = Run(ctx, scs[i].Config)
+				res[i], errs[i] = Run(ctx, cfgs[i])
 			}
 		}()
 	}
-	for i := range scs {
+feed:
+	for i := range cfgs {
 		select {
 		case next <- i:
 		case <-ctx.Done():
+			break feed
 		}
 	}
 	close(next)
@@ -250,11 +248,31 @@ func RunSweep(ctx context.Context, s SweepSpec) ([]Series, error) {
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCanceled, ctx.Err())
 	}
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// RunSweep runs every scenario of s on up to s.Workers goroutines. The
+// result is the same whatever the number of workers.
+func RunSweep(ctx context.Context, s SweepSpec) ([]Series, error) {
+	scs, err := s.Scenarios()
+	if err != nil {
+		return nil, err
+	}
+	cfgs := make([]Config, len(scs))
+	for i, sc := range scs {
+		cfgs[i] = sc.Config
+	}
+	res, err := RunMany(ctx, cfgs, s.Workers)
+	if err != nil {
+		return nil, err
+	}
 	var series []Series
 	for i, sc := range scs {
-		if errs[i] != nil {
-			return nil, errs[i]
-		}
 		if i%len(s.Values) == 0 {
 			series = append(series, Series{Era: sc.Era.String(), NAT: sc.NAT.String()})
 		}
