@@ -35,7 +35,7 @@ type AuditResult struct {
 type AuditRule struct {
 	Owner      string // who manages the rule: "docker", "kube-proxy", "calico", "unknown"...
 	Backend    string // "nftables", "iptables-nft", "iptables-legacy"
-	Randomness string // RandomnessNone, RandomnessRandom or RandomnessFullyRandom
+	Randomness string // RandomnessNone, RandomnessRandom, RandomnessFullyRandom or RandomnessUnknown
 }
 
 // Randomness values of snatrace_snat_rules{randomness}.
@@ -43,6 +43,9 @@ const (
 	RandomnessNone        = "none"
 	RandomnessRandom      = "random"
 	RandomnessFullyRandom = "fully-random"
+	// RandomnessUnknown is for a rule whose source does not show its flags;
+	// the alert rules do not count it as racing.
+	RandomnessUnknown = "unknown"
 )
 
 // AuditFinding is one finding of the audit.
@@ -364,15 +367,15 @@ func (e *Exporter) collectConntrack(ch chan<- prometheus.Metric, scrapeErr map[s
 		}
 		ch <- prometheus.MustNewConstMetric(entriesDesc, prometheus.GaugeValue, float64(snap.Entries))
 	}
-	max := snap.Max
-	if max == 0 && e.max != nil {
+	tableMax := snap.Max
+	if tableMax == 0 && e.max != nil {
 		m, err := e.max()
 		e.note(SourceMax, err)
 		scrapeErr[SourceMax] = err != nil
-		max = m
+		tableMax = m
 	}
-	if max > 0 {
-		ch <- prometheus.MustNewConstMetric(maxDesc, prometheus.GaugeValue, float64(max))
+	if tableMax > 0 {
+		ch <- prometheus.MustNewConstMetric(maxDesc, prometheus.GaugeValue, float64(tableMax))
 	}
 }
 
