@@ -112,6 +112,15 @@ Sweeps vary one parameter across every --nat and --era, on all cores:
 func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 	c := fl.cfg
 	c.Workload = fl.workload
+	// Zero means "default" in sim.Config; on the command line it is an error.
+	for _, n := range []struct {
+		flag string
+		v, max int
+	}{{"pods", c.Pods, sim.MaxPods}, {"cpus", c.CPUs, sim.MaxCPUs}, {"servers", c.Servers, 250}, {"connections", c.Connections, sim.MaxSYNs}} {
+		if n.v < 1 || n.v > n.max {
+			return c, usageErr("--%s: %d is out of range 1..%d", n.flag, n.v, n.max)
+		}
+	}
 	if fl.rate != "" {
 		r, err := parseRate(fl.rate)
 		if err != nil {

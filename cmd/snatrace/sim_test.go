@@ -1,0 +1,116 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestSimUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"sim", "--era", "3.2"}, `snatrace: --era: parsing era "3.2": kernels before 3.13 (or after 9.x) are not modelled`},
+		{[]string{"sim", "--era", "five"}, `snatrace: --era: parsing era "five": want legacy or a kernel version like 5.0 or 6.5`},
+		{[]string{"sim", "--nat", "masqerade"}, `snatrace: --nat: invalid NAT mode "masqerade": unknown action "masqerade": want none, masquerade or snat`},
+		{[]string{"sim", "--workload", "burst"}, `snatrace: --workload: unknown workload "burst": want same-port, ephemeral, steady`},
+		{[]string{"sim", "--workload", "steady"}, `snatrace: --rate: the steady workload needs a rate, e.g. --rate 5000/s`},
+		{[]string{"sim", "--pods", "0"}, `snatrace: --pods: 0 is out of range 1..1048576`},
+		{[]string{"sim", "--cpus", "100000"}, `snatrace: --cpus: 100000 is out of range 1..4096`},
+		{[]string{"sim", "--connections", "900000000"}, `snatrace: --connections: 900000000 is out of range 1..50000000`},
+		{[]string{"sim", "--workload", "steady", "--rate", "1e7/s", "--duration", "1h"}, `snatrace: --duration: 1h0m0s at 1e+07/s is 3.6e+10 connections, more than the limit of 50000000`},
+		{[]string{"sim", "--port-range", "5000-4000"}, `snatrace: --port-range: "5000-4000": want LOW-HIGH with 1024 <= LOW <= HIGH <= 65535`},
+		{[]string{"sim", "--window", "uniform:50-10us"}, `snatrace: --window: parsing distribution "uniform:50-10us": min 50µs > max 10µs`},
+		{[]string{"sim", "--nat", "masquerade to :2000-1000"}, ""}, // natrule's own message, checked by prefix below
+		{[]string{"sim", "--sweep", "colour=1,2"}, `snatrace: --sweep: unknown parameter "colour": want one of pods, cpus, servers, rate, range, nat-range, window`},
+		{[]string{"sim", "--sweep", "pods=64:16:x2"}, `snatrace: --sweep: range 64:16 is empty (start > end)`},
+		{[]string{"sim", "--plot", "x.svg"}, `snatrace: --plot: needs --sweep`},
+		{[]string{"sim", "--sweep", "pods=2,4", "--plot", "x.pdf"}, `snatrace: --plot: "x.pdf" must end in .svg or .png`},
+		{[]string{"sim", "--calibrate", "/nonexistent/lab.json"}, `snatrace: --calibrate: open /nonexistent/lab.json: no such file or directory`},
+		{[]string{"sim", "--chooser", "magic"}, `snatrace: --chooser: unknown "magic": want hashed, uniform or sequential`},
+	}
+	for _, tt := range tests {
+		stdout, stderr, code := runCLI(t, tt.args...)
+		got := strings.TrimSpace(stderr)
+		if tt.want == "" {
+			if code != exitUsage || !strings.HasPrefix(got, "snatrace: --nat: ") {
+				t.Errorf("snatrace %v: exit %d, stderr %q", tt.args, code, stderr)
+			}
+			continue
+		}
+		if code != exitUsage || got != tt.want || stdout != "" {
+			t.Errorf("snatrace %v: exit %d, stderr %q, stdout %q; want exit 2, stderr %q", tt.args, code, stderr, stdout, tt.want)
+		}
+	}
+}
+
+func TestSimJSON(t *testing.T) {
+	stdout, stderr, code := runCLI(t, "sim", "--era", "5.0", "--nat", "masquerade", "--nat", "masquerade fully-random",
+		"--workload", "same-port", "--pods", "8", "--cpus", "2", "--connections", "4000", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var doc struct {
+		Results []struct {
+			Era           string         `json:"era"`
+			NAT           string         `json:"nat"`
+			Connections   int            `json:"connections"`
+			Clashes       uint64         `json:"clashes"`
+			ClashRate     float64        `json:"clash_rate"`
+			ClashRateCI95 [2]float64     `json:"clash_rate_ci95"`
+			Delayed       map[string]int `json:"delayed"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatalf("stdout is not one JSON document: %v\n%s", err, stdout)
+	}
+	if len(doc.Results) != 2 {
+		t.Fatalf("%d results", len(doc.Results))
+	}
+	plain, fr := doc.Results[0], doc.Results[1]
+	if plain.Era != "5.0" || plain.NAT != "masquerade" || plain.Connections != 4000 || plain.Clashes == 0 ||
+		plain.ClashRateCI95[0] > plain.ClashRate || plain.ClashRateCI95[1] < plain.ClashRate || plain.Delayed["1"] == 0 {
+		t.Errorf("plain masquerade: %+v", plain)
+	}
+	if fr.NAT != "masquerade fully-random" || fr.Clashes >= plain.Clashes {
+		t.Errorf("fully-random %+v vs plain %d clashes", fr, plain.Clashes)
+	}
+}
+
+// A sweep gives the same numbers on one worker and on many, and writes a plot.
+func TestSimSweepDeterministicAcrossWorkers(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"sim", "--nat", "masquerade", "--nat", "masquerade fully-random", "--workload", "ephemeral",
+		"--sweep", "pods=4,16,64", "--connections", "3000", "--cpus", "4", "--port-range", "32768-33767", "--json"}
+	one, stderr, code := runCLI(t, append(args, "--workers", "1")...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	plot := filepath.Join(dir, "pods.svg")
+	many, stderr, code := runCLI(t, append(args, "--workers", "3", "--plot", plot)...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if one != many {
+		t.Errorf("sweep differs between 1 and 3 workers")
+	}
+	b, err := os.ReadFile(plot)
+	if err != nil || !strings.Contains(string(b), "<svg") {
+		t.Errorf("plot: %v", err)
+	}
+	var doc struct {
+		Param  string `json:"param"`
+		Series []struct {
+			NAT    string `json:"nat"`
+			Points []struct {
+				Value float64 `json:"value"`
+			} `json:"points"`
+		} `json:"series"`
+	}
+	if err := json.Unmarshal([]byte(one), &doc); err != nil || doc.Param != "pods" || len(doc.Series) != 2 || len(doc.Series[0].Points) != 3 {
+		t.Errorf("sweep JSON: %v %+v", err, doc)
+	}
+}
