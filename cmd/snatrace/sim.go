@@ -114,7 +114,7 @@ func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 	c.Workload = fl.workload
 	// Zero means "default" in sim.Config; on the command line it is an error.
 	for _, n := range []struct {
-		flag string
+		flag   string
 		v, max int
 	}{{"pods", c.Pods, sim.MaxPods}, {"cpus", c.CPUs, sim.MaxCPUs}, {"servers", c.Servers, 250}, {"connections", c.Connections, sim.MaxSYNs}} {
 		if n.v < 1 || n.v > n.max {
