@@ -36,6 +36,8 @@ type iptParser struct {
 	chains  map[string]int
 	words   []string
 	source  int // index of the current Source in rs.Sources
+	// chainHint sizes the chain index.
+	chainHint int
 }
 
 // ParseIptablesSave reads an iptables-save dump (legacy or nft flavour,
@@ -48,6 +50,11 @@ type iptParser struct {
 // header; without one (iptables -S) it is Iptables.
 func ParseIptablesSave(data, name string) (*Ruleset, error) {
 	p := &iptParser{name: name, rs: &Ruleset{}, backend: Iptables, family: "ip", source: -1}
+	// Size the big collections once: kube-proxy dumps hold ~1e5 rules and
+	// ~4e4 chains, almost all jumps.
+	p.chainHint = strings.Count(data, "\n:") + 8
+	p.rs.Chains = make([]Chain, 0, p.chainHint)
+	p.rs.Jumps = make([]Jump, 0, strings.Count(data, "\n-A ")+1)
 	lineNo := 0
 	for len(data) > 0 {
 		lineNo++
@@ -83,7 +90,7 @@ func (p *iptParser) fail(line int, format string, a ...any) error {
 // startSource opens a new Source for the dump that starts here.
 // Dumps of several tables by the same tool share one Source.
 func (p *iptParser) startSource(format string) {
-	p.chains = map[string]int{}
+	p.chains = make(map[string]int, p.chainHint)
 	for i, s := range p.rs.Sources {
 		if s.Backend == p.backend && s.Format == format && s.Version == p.version {
 			p.source = i
@@ -239,8 +246,8 @@ func (p *iptParser) rule(orig, line string, n int) error {
 
 	var (
 		target, comment string
-		match           []string
 		targetOpts      []string
+		matchEnd        = len(w)
 	)
 	for i := 2; i < len(w); i++ {
 		switch w[i] {
@@ -248,8 +255,7 @@ func (p *iptParser) rule(orig, line string, n int) error {
 			if i+1 >= len(w) {
 				return p.fail(n, "%s without a target", w[i])
 			}
-			target = w[i+1]
-			targetOpts = w[i+2:]
+			target, targetOpts, matchEnd = w[i+1], w[i+2:], i
 			i = len(w)
 		case "-m", "--match":
 			if i+3 < len(w) && w[i+1] == "comment" && w[i+2] == "--comment" {
@@ -258,11 +264,7 @@ func (p *iptParser) rule(orig, line string, n int) error {
 				}
 				comment += w[i+3]
 				i += 3
-				continue
 			}
-			match = append(match, w[i])
-		default:
-			match = append(match, w[i])
 		}
 	}
 	switch target {
@@ -274,6 +276,15 @@ func (p *iptParser) rule(orig, line string, n int) error {
 			p.rs.Jumps = append(p.rs.Jumps, Jump{Backend: p.backend, Family: p.family, Table: "nat", From: chain, To: target, Comment: comment})
 		}
 		return nil
+	}
+	// The match summary: the words before the target, without the comment.
+	var match []string
+	for i := 2; i < matchEnd; i++ {
+		if w[i] == "-m" && i+3 < matchEnd && w[i+1] == "comment" && w[i+2] == "--comment" {
+			i += 3
+			continue
+		}
+		match = append(match, w[i])
 	}
 	mode, err := parseIptTarget(target, targetOpts)
 	if err != nil {

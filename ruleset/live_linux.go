@@ -178,7 +178,7 @@ func fromNftDump(d *nftDump) *Ruleset {
 	for _, r := range rs.Rules {
 		counts[r.Backend]++
 	}
-	rs.Sources = append(rs.Sources, Source{Backend: Nftables, Where: "netlink", Format: "netlink", Rules: counts[Nftables]})
+	rs.Sources = append(rs.Sources, Source{Backend: Nftables, Where: "netlink", Format: "netlink", Rules: counts[Nftables], Scanned: len(d.rules)})
 	if counts[IptablesNft] > 0 {
 		rs.Sources = append(rs.Sources, Source{Backend: IptablesNft, Where: "netlink", Format: "netlink", Rules: counts[IptablesNft]})
 	}

@@ -164,11 +164,19 @@ func Attribute(rs *Ruleset) {
 		tkey
 		chain string
 	}
+	// Comments of the jumps into the NAT rules' chains (only those: a
+	// kube-proxy dump has 1e5 other jumps).
 	jumpComments := map[ckey][]string{}
+	for _, r := range rs.Rules {
+		jumpComments[ckey{tkey{r.Backend, r.Family, r.Table}, r.Chain}] = nil
+	}
 	for _, j := range rs.Jumps {
-		if j.Comment != "" {
-			k := ckey{tkey{j.Backend, j.Family, j.Table}, j.To}
-			jumpComments[k] = append(jumpComments[k], j.Comment)
+		if j.Comment == "" {
+			continue
+		}
+		k := ckey{tkey{j.Backend, j.Family, j.Table}, j.To}
+		if c, ok := jumpComments[k]; ok {
+			jumpComments[k] = append(c, j.Comment)
 		}
 	}
 	for i := range rs.Rules {

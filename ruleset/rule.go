@@ -137,6 +137,8 @@ type Source struct {
 	// or "netlink".
 	Format string `json:"format"`
 	Rules  int    `json:"nat_rules"`
+	// Scanned is the number of rules of every kind read (netlink only).
+	Scanned int `json:"scanned_rules,omitempty"`
 	// Version is the userspace version the dump header or binary reports
 	// ("1.8.9"), empty when unknown.
 	Version string `json:"version,omitempty"`
@@ -198,7 +200,9 @@ func (rs *Ruleset) merge(o *Ruleset) {
 }
 
 // resolveHooks fills Rule.Hook for rules in regular chains from the base
-// chains that reach them, when exactly one hook does.
+// chains that reach them, when exactly one hook does. It walks the jump graph
+// upwards from the NAT rules' chains only, one pass over the jumps per level,
+// so a dump with 1e5 unrelated jumps costs a few linear scans.
 func (rs *Ruleset) resolveHooks() {
 	type tkey struct {
 		b          Backend
@@ -211,36 +215,40 @@ func (rs *Ruleset) resolveHooks() {
 			hooks[tkey{c.Backend, c.Family, c.Table, c.Name}] = c.Hook
 		}
 	}
-	parents := map[tkey][]string{}
-	for _, j := range rs.Jumps {
-		k := tkey{j.Backend, j.Family, j.Table, j.To}
-		parents[k] = append(parents[k], j.From)
-	}
-	// find collects the hooks of the base chains that reach k; seen bounds
-	// the walk on cyclic or heavily shared jump graphs.
-	var find func(k tkey, seen, acc map[string]bool)
-	find = func(k tkey, seen, acc map[string]bool) {
-		if seen[k.chn] {
-			return
-		}
-		seen[k.chn] = true
-		if h, ok := hooks[k]; ok {
-			acc[h] = true
-			return
-		}
-		for _, p := range parents[k] {
-			find(tkey{k.b, k.f, k.table, p}, seen, acc)
-		}
-	}
 	for i := range rs.Rules {
 		r := &rs.Rules[i]
 		if r.Hook != "" {
 			continue
 		}
-		got := map[string]bool{}
-		find(tkey{r.Backend, r.Family, r.Table, r.Chain}, map[string]bool{}, got)
-		if len(got) == 1 {
-			for h := range got {
+		start := tkey{r.Backend, r.Family, r.Table, r.Chain}
+		if h, ok := hooks[start]; ok {
+			r.Hook = h
+			continue
+		}
+		seen := map[tkey]bool{start: true}
+		frontier := map[tkey]bool{start: true}
+		found := map[string]bool{}
+		for depth := 0; depth < 32 && len(frontier) > 0; depth++ {
+			next := map[tkey]bool{}
+			for _, j := range rs.Jumps {
+				if !frontier[tkey{j.Backend, j.Family, j.Table, j.To}] {
+					continue
+				}
+				from := tkey{j.Backend, j.Family, j.Table, j.From}
+				if seen[from] {
+					continue
+				}
+				seen[from] = true
+				if h, ok := hooks[from]; ok {
+					found[h] = true
+					continue
+				}
+				next[from] = true
+			}
+			frontier = next
+		}
+		if len(found) == 1 {
+			for h := range found {
 				r.Hook = h
 			}
 		}

@@ -1,0 +1,37 @@
+// Command kubegen writes a kube-proxy sized iptables-save dump to stdout:
+//
+//	go run ./ruleset/internal/kubegen/cmd/kubegen -rules 100000 > kube100k.rules
+//	go run ./ruleset/internal/kubegen/cmd/kubegen -nft -rules 10000 > kube10k.nft
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/snatrace/snatrace/ruleset/internal/kubegen"
+)
+
+func main() {
+	rules := flag.Int("rules", 100000, "approximate number of rules")
+	endpoints := flag.Int("endpoints", 3, "endpoints per service")
+	nft := flag.Bool("nft", false, "write an nft ruleset (kube-proxy nftables mode) instead of iptables-save")
+	flag.Parse()
+	if *nft {
+		if err := kubegen.WriteNft(os.Stdout, *rules); err != nil {
+			fmt.Fprintln(os.Stderr, "kubegen:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *rules < 100 || *endpoints < 1 {
+		fmt.Fprintln(os.Stderr, "kubegen: -rules must be at least 100 and -endpoints at least 1")
+		os.Exit(2)
+	}
+	services := (*rules - 15) / (2 + 3**endpoints)
+	if err := kubegen.Write(os.Stdout, services, *endpoints); err != nil {
+		fmt.Fprintln(os.Stderr, "kubegen:", err)
+		os.Exit(1)
+	}
+	fmt.Fprintf(os.Stderr, "kubegen: %d services x %d endpoints = %d rules\n", services, *endpoints, kubegen.Rules(services, *endpoints))
+}
