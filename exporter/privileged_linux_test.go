@@ -3,6 +3,7 @@
 package exporter
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -213,5 +214,33 @@ func TestExporterFreshNamespace(t *testing.T) {
 	}
 	if v := gauge(t, fams3, "snatrace_conntrack_max", nil); v != float64(maxNS.Max) {
 		t.Errorf("fallback max %v, kernel %d", v, maxNS.Max)
+	}
+}
+
+// TestLiveAuditFreshNamespace installs two nftables masquerade rules in a
+// fresh namespace, plain and fully-random, and audits them live.
+func TestLiveAuditFreshNamespace(t *testing.T) {
+	n := freshNS(t)
+	name := strings.TrimPrefix(n.Path, "/run/netns/")
+	sh(t, "table ip sntnat {\n chain post {\n  type nat hook postrouting priority srcnat;\n"+
+		"  oifname \"snt0\" masquerade\n  oifname \"snt1\" masquerade fully-random\n }\n}\n",
+		"ip", "netns", "exec", name, "nft", "-f", "-")
+	res, err := LiveAudit(n)(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, r := range res.Rules {
+		got[r.Backend+" "+r.Randomness]++
+	}
+	if got["nftables none"] != 1 || got["nftables fully-random"] != 1 || len(res.Rules) != 2 {
+		t.Errorf("rules %+v, want one plain and one fully-random nftables masquerade", res.Rules)
+	}
+	racing := false
+	for _, f := range res.Findings {
+		racing = racing || f.Kind == "no-fully-random"
+	}
+	if !racing {
+		t.Errorf("findings %+v lack no-fully-random", res.Findings)
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"log/slog"
 	"net"
 	"time"
@@ -62,32 +61,20 @@ counters come from /proc); --netns also needs CAP_SYS_ADMIN.`,
 				exporter.WithLogger(log),
 				exporter.WithBuildInfo(exporter.BuildInfo{Version: v.Version, Revision: v.Revision, GoVersion: v.GoVersion}),
 			}
-			nsFD := 0
+			var ns *exporter.NetNS
 			if netnsSpec != "" {
-				ns, err := exporter.OpenNetNS(netnsSpec)
-				if err != nil {
+				var err error
+				if ns, err = exporter.OpenNetNS(netnsSpec); err != nil {
 					return usageErr("--netns: %v", err)
 				}
 				defer ns.Close()
-				nsFD = ns.FD()
 				opts = append(opts, ns.Option())
 			}
 			if auditOnly {
 				opts = append(opts, exporter.WithoutConntrack())
 			}
-			auditOn := false
 			if !noAudit {
-				audit, err := exporterAudit(nsFD)
-				if err != nil {
-					return envErr(err)
-				}
-				if audit == nil && auditOnly {
-					return envErr(errors.New("--audit-only: the rule audit is not available in this build"))
-				}
-				if audit != nil {
-					opts = append(opts, exporter.WithAudit(audit, auditInterval))
-					auditOn = true
-				}
+				opts = append(opts, exporter.WithAudit(exporter.LiveAudit(ns), auditInterval))
 			}
 			e := exporter.New(opts...)
 			h, err := exporter.NewHandler(e, exporter.HandlerOpts{MaxRequestsInFlight: maxRequests, Logger: log})
@@ -101,7 +88,7 @@ counters come from /proc); --netns also needs CAP_SYS_ADMIN.`,
 			ctx := cmd.Context()
 			go e.Run(ctx)
 			log.Info("serving metrics", "address", l.Addr().String(), "path", exporter.MetricsPath,
-				"netns", netnsSpec, "audit", auditOn, "conntrack", !auditOnly)
+				"netns", netnsSpec, "audit", !noAudit, "conntrack", !auditOnly)
 			if err := exporter.Serve(ctx, l, h, webConfig, log); err != nil {
 				return err
 			}
@@ -117,11 +104,4 @@ counters come from /proc); --netns also needs CAP_SYS_ADMIN.`,
 	f.BoolVar(&noAudit, "no-audit", false, "export only the conntrack counters, no rule audit")
 	f.IntVar(&maxRequests, "web.max-requests", 10, "concurrent scrapes served; more get 503")
 	return cmd
-}
-
-// exporterAudit returns the rule audit of the namespace nsFD (0: the
-// exporter's own), or nil when this build has none.
-func exporterAudit(nsFD int) (exporter.AuditFunc, error) {
-	_ = nsFD
-	return nil, nil
 }

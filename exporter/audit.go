@@ -1,0 +1,31 @@
+package exporter
+
+import (
+	"github.com/snatrace/snatrace/audit"
+)
+
+// FromAuditReport reduces an audit report to the labels the exporter serves:
+// per rule its owner, backend and randomness (RandomnessUnknown when the
+// source did not show the NAT flags), per finding its severity and kind.
+func FromAuditReport(rep *audit.Report) AuditResult {
+	var r AuditResult
+	if rep == nil {
+		return r
+	}
+	for _, v := range rep.Rules {
+		rnd := RandomnessNone
+		switch {
+		case !v.FlagsKnown:
+			rnd = RandomnessUnknown
+		case v.FullyRandom:
+			rnd = RandomnessFullyRandom
+		case v.Random:
+			rnd = RandomnessRandom
+		}
+		r.Rules = append(r.Rules, AuditRule{Owner: string(v.Owner), Backend: string(v.Backend), Randomness: rnd})
+	}
+	for _, f := range rep.Findings {
+		r.Findings = append(r.Findings, AuditFinding{Severity: f.Severity.String(), Kind: string(f.Kind)})
+	}
+	return r
+}
