@@ -67,6 +67,8 @@ const (
 	DefaultRoundSize   = 2000
 	DefaultTimeout     = 8 * time.Second
 	DefaultDport       = 80
+	// MaxRoundSize bounds the sockets open at once (one per connection).
+	MaxRoundSize = 8000
 	// MaxConnections bounds one run: at ~20k connects/s this is minutes.
 	MaxConnections = 2_000_000
 )
@@ -129,8 +131,8 @@ func (c *Config) Validate() error {
 	if c.Duration < 0 {
 		return fmt.Errorf("duration: %v must not be negative", c.Duration)
 	}
-	if c.RoundSize < 1 {
-		return fmt.Errorf("round size: %d must be positive", c.RoundSize)
+	if c.RoundSize < 1 || c.RoundSize > MaxRoundSize {
+		return fmt.Errorf("round size: %d is out of range 1..%d", c.RoundSize, MaxRoundSize)
 	}
 	for _, m := range c.Modes {
 		if m.Action == natrule.SNAT {

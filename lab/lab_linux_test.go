@@ -214,3 +214,43 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestSession drives a lab round by round, as fix and trace tests do: plain
+// masquerade clashes, then the same node with fully-random does not.
+func TestSession(t *testing.T) {
+	needRoot(t)
+	s, err := Open(context.Background(), Config{Pods: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := s.Topo.Prefix
+	defer func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+		assertNoNamespaces(t, prefix)
+	}()
+	ctx := context.Background()
+	ms := modes(t, "masquerade", "masquerade fully-random")
+	if err := s.Install(ctx, ms[0], natrule.NFT); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := s.Round(ctx, 200000, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Conntrack.InsertFailed < 10 || plain.SynRetrans != plain.Conntrack.InsertFailed {
+		t.Fatalf("masquerade round: insert_failed %d, SYN retransmissions %d", plain.Conntrack.InsertFailed, plain.SynRetrans)
+	}
+	if err := s.Install(ctx, ms[1], natrule.NFT); err != nil {
+		t.Fatal(err)
+	}
+	full, err := s.Round(ctx, plain.Connections, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full.Connections != plain.Connections || 10*full.Conntrack.InsertFailed > plain.Conntrack.InsertFailed {
+		t.Fatalf("fully-random round: %d clashes in %d connections, masquerade %d in %d",
+			full.Conntrack.InsertFailed, full.Connections, plain.Conntrack.InsertFailed, plain.Connections)
+	}
+}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/snatrace/snatrace/ctstat"
 	"github.com/snatrace/snatrace/natrule"
+	"github.com/snatrace/snatrace/netns"
 )
 
 // PrivilegeError says which capabilities the lab lacks.
@@ -63,12 +64,25 @@ func checkBinaries(backends []natrule.Backend) error {
 	return nil
 }
 
-// Run builds a topology, runs cfg's workload under every mode and backend in
-// alternating rounds, removes everything it made, and returns the report. A
-// cancelled ctx (SIGINT) ends the run early: the partial report comes back
-// with ErrInterrupted. Run checks privileges, binaries and kernel features
-// before it builds anything.
-func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
+// Session is a built lab: the topology, listening servers and the pinned
+// client driver, driven round by round. Run is built on it; other packages'
+// tests use it to put a real racing node under their tool (fix, trace,
+// exporter). Close removes everything.
+type Session struct {
+	cfg        Config
+	Topo       *Topology
+	d          *driver
+	plan       *planner
+	installed  map[natrule.Backend]bool
+	stopListen func()
+	restore    func()
+	t0         time.Time
+}
+
+// Open validates cfg, checks privileges, binaries and kernel features, then
+// builds the topology and starts the servers. Modes in cfg only matter for
+// their snat addresses; Install chooses the rule.
+func Open(ctx context.Context, cfg Config) (s *Session, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -78,7 +92,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	if err := checkBinaries(cfg.Backends); err != nil {
 		return nil, err
 	}
-	t0 := time.Now()
+	s = &Session{cfg: cfg, installed: map[natrule.Backend]bool{}, t0: time.Now(), restore: func() {}}
 	cpus, err := clientCPUs()
 	if err != nil {
 		return nil, err
@@ -87,37 +101,162 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		// The pinned client threads hold a P each; leave room for the
 		// listeners and the handshake waiters.
 		runtime.GOMAXPROCS(len(cpus) + 2)
-		defer runtime.GOMAXPROCS(old)
-	}
-
-	topo, err := Build(ctx, TopologyConfig{Prefix: cfg.Prefix, Pods: cfg.Pods, Servers: cfg.Servers, PortRange: cfg.PortRange})
-	if err != nil {
-		return nil, fmt.Errorf("building lab topology: %w", err)
+		s.restore = func() { runtime.GOMAXPROCS(old) }
 	}
 	defer func() {
-		if cerr := topo.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("removing lab namespaces: %w", cerr))
-		}
-		if rep != nil {
-			rep.Seconds = time.Since(t0).Seconds()
+		if err != nil {
+			s.Close()
+			s = nil
 		}
 	}()
-	if err := addSNATAddresses(topo, cfg.Modes); err != nil {
-		return nil, err
+	if s.Topo, err = Build(ctx, TopologyConfig{Prefix: cfg.Prefix, Pods: cfg.Pods, Servers: cfg.Servers, PortRange: cfg.PortRange}); err != nil {
+		return s, fmt.Errorf("building lab topology: %w", err)
 	}
-	if _, err := readNodeProc(topo.Node); err != nil {
+	if err := addSNATAddresses(s.Topo, cfg.Modes); err != nil {
+		return s, err
+	}
+	if _, err := readNodeProc(s.Topo.Node); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, ErrNoConntrack
+			return s, ErrNoConntrack
 		}
+		return s, err
+	}
+	s.d = &driver{topo: s.Topo, dport: cfg.Workload.Dport, cpus: cpus, timeout: cfg.Timeout}
+	if s.stopListen, err = s.d.listen(ctx); err != nil {
+		return s, err
+	}
+	s.plan = newPlanner(cfg.Workload, cfg.Pods, cfg.Servers, cfg.Seed)
+	return s, nil
+}
+
+// Node returns the node namespace, where the NAT rule and conntrack live.
+func (s *Session) Node() *netns.NS { return s.Topo.Node }
+
+// Install puts mode on the node through backend (one rule per uplink:
+// ip saddr 10.98.0.0/16 oifname "upK" meta l4proto tcp MODE), removing what
+// the session installed through other backends.
+func (s *Session) Install(ctx context.Context, mode natrule.Mode, backend natrule.Backend) error {
+	for b := range s.installed {
+		if b != backend {
+			if err := natrule.Remove(ctx, s.Topo.Node, b); err != nil {
+				return err
+			}
+			delete(s.installed, b)
+		}
+	}
+	if err := natrule.Install(ctx, s.Topo.Node, backend, s.Rules(mode)); err != nil {
+		return fmt.Errorf("installing %q through %s: %w", mode, backend, err)
+	}
+	s.installed[backend] = true
+	return nil
+}
+
+// Rules returns the rules Install puts on the node for mode.
+func (s *Session) Rules(mode natrule.Mode) []natrule.Rule {
+	var rules []natrule.Rule
+	for _, srv := range s.Topo.Servers {
+		rules = append(rules, natrule.Rule{Src: PodNet, OutIface: srv.Uplink, Proto: "tcp", Mode: mode})
+	}
+	return rules
+}
+
+// Round sends about n connections of the session's workload under whatever
+// rule the node has now, waits for every handshake, and returns them
+// accounted in a Result (NAT and Backend left empty). until > 0 ends the
+// round once the node has counted that many more insert failures.
+func (s *Session) Round(ctx context.Context, n int, until uint64) (*Result, error) {
+	r := &Result{}
+	// In chunks of RoundSize: every connection holds a descriptor until its
+	// handshake ends.
+	for r.Connections < n && ctx.Err() == nil {
+		left := uint64(0)
+		if until > 0 {
+			if r.Conntrack.InsertFailed >= until {
+				break
+			}
+			left = until - r.Conntrack.InsertFailed
+		}
+		before := r.Connections
+		hit, err := s.round(ctx, r, min(s.cfg.RoundSize, n-r.Connections), left)
+		if err != nil {
+			return nil, err
+		}
+		if hit || r.Connections == before {
+			break
+		}
+	}
+	r.Rounds = 1
+	r.finish()
+	return r, nil
+}
+
+// round runs one round into r and says whether until was reached.
+func (s *Session) round(ctx context.Context, r *Result, n int, until uint64) (hit bool, err error) {
+	before, err := s.Topo.read()
+	if err != nil {
+		return false, err
+	}
+	var calls atomic.Int64
+	var reached atomic.Bool
+	stop := func() bool {
+		if until == 0 || calls.Add(1)%4 != 0 {
+			return false
+		}
+		snap, err := readNodeProc(s.Topo.Node)
+		if err == nil && ctstatDelta(before.proc, snap) >= until {
+			reached.Store(true)
+		}
+		return reached.Load()
+	}
+	atts, err := s.d.round(ctx, s.plan.next(n), stop)
+	if err != nil {
+		return false, err
+	}
+	after, err := s.Topo.read()
+	if err != nil {
+		return false, err
+	}
+	delta := before.delta(after)
+	r.add(atts, delta)
+	return until > 0 && delta.proc.InsertFailed >= until, nil
+}
+
+// Close stops the servers and removes every namespace of the session.
+func (s *Session) Close() error {
+	if s == nil {
+		return nil
+	}
+	if s.stopListen != nil {
+		s.stopListen()
+	}
+	s.restore()
+	if err := s.Topo.Close(); err != nil {
+		return fmt.Errorf("removing lab namespaces: %w", err)
+	}
+	return nil
+}
+
+// Run builds a topology, runs cfg's workload under every mode and backend in
+// alternating rounds, removes everything it made, and returns the report. A
+// cancelled ctx (SIGINT) ends the run early: the partial report comes back
+// with ErrInterrupted. Run checks privileges, binaries and kernel features
+// before it builds anything.
+func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-
-	d := &driver{topo: topo, dport: cfg.Workload.Dport, cpus: cpus, timeout: cfg.Timeout}
-	stopListen, err := d.listen(ctx)
+	s, err := Open(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer stopListen()
+	defer func() {
+		if cerr := s.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		if rep != nil {
+			rep.Seconds = time.Since(s.t0).Seconds()
+		}
+	}()
 
 	type variant struct {
 		mode    natrule.Mode
@@ -139,72 +278,31 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	for _, v := range vs {
 		rep.Results = append(rep.Results, &Result{NAT: v.mode.String(), Backend: string(v.backend)})
 	}
-	plan := newPlanner(cfg.Workload, cfg.Pods, cfg.Servers, cfg.Seed)
-	installed := map[natrule.Backend]bool{}
-	install := func(v variant) error {
-		for b := range installed {
-			if b != v.backend {
-				if err := natrule.Remove(ctx, topo.Node, b); err != nil {
-					return err
-				}
-				delete(installed, b)
-			}
-		}
-		var rules []natrule.Rule
-		for _, s := range topo.Servers {
-			rules = append(rules, natrule.Rule{Src: PodNet, OutIface: s.Uplink, Proto: "tcp", Mode: v.mode})
-		}
-		if err := natrule.Install(ctx, topo.Node, v.backend, rules); err != nil {
-			return fmt.Errorf("installing %q through %s: %w", v.mode, v.backend, err)
-		}
-		installed[v.backend] = true
-		return nil
-	}
 	// runRound runs n connections under variant i; until > 0 ends it once
 	// the node has counted that many more insert failures.
-	runRound := func(i, n int, until uint64) (hit bool, err error) {
-		if err := install(vs[i]); err != nil {
+	runRound := func(i, n int, until uint64) (bool, error) {
+		if err := s.Install(ctx, vs[i].mode, vs[i].backend); err != nil {
 			return false, err
 		}
-		before, err := topo.read()
+		res := rep.Results[i]
+		before := res.Connections
+		hit, err := s.round(ctx, res, n, until)
 		if err != nil {
 			return false, err
 		}
-		var calls atomic.Int64
-		var reached atomic.Bool
-		stop := func() bool {
-			if until == 0 || calls.Add(1)%4 != 0 {
-				return false
-			}
-			s, err := readNodeProc(topo.Node)
-			if err == nil && ctstatDelta(before.proc, s) >= until {
-				reached.Store(true)
-			}
-			return reached.Load()
-		}
-		bursts := plan.next(n)
-		atts, err := d.round(ctx, bursts, stop)
-		if err != nil {
-			return false, err
-		}
-		after, err := topo.read()
-		if err != nil {
-			return false, err
-		}
-		delta := before.delta(after)
-		rep.Results[i].add(atts, delta)
-		rep.Workload.Connections += len(atts)
+		sent := res.Connections - before
+		rep.Workload.Connections += sent
 		if cfg.Workload.Name != Steady {
-			rep.Workload.Bursts += (len(atts) + cfg.Pods - 1) / cfg.Pods
+			rep.Workload.Bursts += (sent + cfg.Pods - 1) / cfg.Pods
 		}
 		if cfg.Progress != nil {
 			var done int
 			for _, r := range rep.Results {
 				done += r.Connections
 			}
-			cfg.Progress(Progress{Done: done, Total: cfg.Connections * len(vs), Clashes: delta.proc.InsertFailed, Mode: vs[i].mode.String()})
+			cfg.Progress(Progress{Done: done, Total: cfg.Connections * len(vs), Clashes: res.Conntrack.InsertFailed, Mode: vs[i].mode.String()})
 		}
-		return until > 0 && delta.proc.InsertFailed >= until, nil
+		return hit, nil
 	}
 
 	trafficStart := time.Now()
