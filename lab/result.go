@@ -269,7 +269,11 @@ func verdict(rs []*Result) string {
 		if r.Conntrack.InsertFailed == 0 {
 			fmt.Fprintf(&s, "; %s: 0 in %d", name, r.synsSent)
 			if b.ClashRate > 0 && r.ClashRateCI95[1] > 0 {
-				fmt.Fprintf(&s, " — ≥ %.0f× fewer", math.Floor(b.ClashRateCI95[0]/r.ClashRateCI95[1]*10)/10)
+				if ratio := b.ClashRateCI95[0] / r.ClashRateCI95[1]; ratio >= 2 {
+					fmt.Fprintf(&s, " — ≥ %.0f× fewer", math.Floor(ratio))
+				} else {
+					s.WriteString(" — too few clashes to tell the modes apart; run more connections")
+				}
 			}
 		} else {
 			fmt.Fprintf(&s, "; %s: %.2g%% (%d of %d)", name, 100*r.ClashRate, r.Conntrack.InsertFailed, r.synsSent)

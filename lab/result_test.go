@@ -1,0 +1,81 @@
+package lab
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+func TestWilson(t *testing.T) {
+	tests := []struct {
+		k, n   uint64
+		lo, hi float64
+	}{
+		{0, 20000, 0, 0.000192}, // about 3.84/n at zero
+		{708, 20708, 0.03180, 0.03675},
+		{5, 10, 0.2366, 0.7634},
+	}
+	for _, tt := range tests {
+		lo, hi := Wilson(tt.k, tt.n)
+		if math.Abs(lo-tt.lo) > 5e-5 || math.Abs(hi-tt.hi) > 5e-5 {
+			t.Errorf("Wilson(%d, %d) = %.5f..%.5f, want %.5f..%.5f", tt.k, tt.n, lo, hi, tt.lo, tt.hi)
+		}
+	}
+	if lo, hi := Wilson(0, 0); lo != 0 || hi != 1 {
+		t.Errorf("Wilson(0, 0) = %v..%v, want 0..1", lo, hi)
+	}
+}
+
+func TestAccount(t *testing.T) {
+	r := &Result{NAT: "masquerade", Backend: "nft"}
+	r.add([]attempt{
+		{latency: 20 * time.Microsecond},
+		{latency: 1003 * time.Millisecond, retrans: 1},
+		{latency: 3010 * time.Millisecond, retrans: 2},
+		{latency: 8 * time.Second, retrans: 3, err: errTimeout()},
+	}, roundDelta{synRetrans: 6, listenDrops: 1})
+	r.Conntrack.InsertFailed, r.Conntrack.Drop = 3, 4
+	r.ConntrackNetlink = r.Conntrack
+	r.finish()
+	want := Causes{SNATClash: 3, ListenOverflow: 1, TableFull: 1, Unexplained: 1}
+	if r.Causes != want || r.Accounted {
+		t.Errorf("causes %+v accounted %v, want %+v and not accounted", r.Causes, r.Accounted, want)
+	}
+	if r.Note != "1 retransmitted SYNs have no kernel drop to explain them" {
+		t.Errorf("note %q", r.Note)
+	}
+	if r.Retransmitted != 3 || r.Failed != 1 || r.Delayed["1s"] != 1 || r.Delayed["3s"] != 1 || r.Delayed["7s+"] != 1 {
+		t.Errorf("retransmitted %d failed %d delayed %v", r.Retransmitted, r.Failed, r.Delayed)
+	}
+	if r.RetransHistogram["0"] != 1 || r.RetransHistogram["2"] != 1 {
+		t.Errorf("histogram %v", r.RetransHistogram)
+	}
+	if r.LatencyMS.Max != 8000 || r.LatencyMS.P50 != 1003 {
+		t.Errorf("latency %+v", r.LatencyMS)
+	}
+}
+
+func TestVerdict(t *testing.T) {
+	mk := func(nat string, clashes uint64, conns int) *Result {
+		r := &Result{NAT: nat, Backend: "nft", Connections: conns, SynRetrans: clashes}
+		r.Conntrack.InsertFailed, r.Conntrack.Drop = clashes, clashes
+		r.ConntrackNetlink = r.Conntrack
+		r.finish()
+		return r
+	}
+	got := verdict([]*Result{mk("masquerade", 708, 20000), mk("masquerade fully-random", 0, 20000)})
+	want := "this kernel drops 3.4% of SYNs through the SNAT race under masquerade (708 of 20708); masquerade fully-random: 0 in 20000 — ≥ 165× fewer"
+	if got != want {
+		t.Errorf("verdict\n%s\nwant\n%s", got, want)
+	}
+	got = verdict([]*Result{mk("masquerade", 2, 20000), mk("masquerade fully-random", 0, 20000)})
+	if want := "this kernel drops 0.01% of SYNs through the SNAT race under masquerade (2 of 20002); masquerade fully-random: 0 in 20000 — too few clashes to tell the modes apart; run more connections"; got != want {
+		t.Errorf("verdict\n%s\nwant\n%s", got, want)
+	}
+}
+
+func errTimeout() error { return &timeoutErr{} }
+
+type timeoutErr struct{}
+
+func (*timeoutErr) Error() string { return "timed out" }
