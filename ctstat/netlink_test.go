@@ -127,9 +127,9 @@ func readRecorded(t testing.TB, path string) []netlink.Message {
 	return msgs
 }
 
-// TestDecodeStatsCPURecorded decodes replies recorded from Linux 6.18 (see
-// TestRecordNetlink) and compares them with the conntrack -S output recorded
-// beside them.
+// TestDecodeStatsCPURecorded decodes replies recorded from Linux 6.18 (go test
+// -run TestFreshNamespaceProcAndNetlinkAgree -record, as root) and compares
+// them with the conntrack -S output recorded beside them.
 func TestDecodeStatsCPURecorded(t *testing.T) {
 	msgs := readRecorded(t, "testdata/netlink-6.18.hex")
 	cpus, err := DecodeStatsCPU(msgs)
