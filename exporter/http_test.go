@@ -186,3 +186,36 @@ func TestValidateWebConfigBad(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+// TestHTTPRealReadersFailing uses the real ctstat readers on things that are
+// not there: a ctnetlink socket in a "namespace" that is /dev/null, a missing
+// /proc file and a missing nf_conntrack_max.
+func TestHTTPRealReadersFailing(t *testing.T) {
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	dir := t.TempDir()
+	e := New(WithConntrack(
+		func() (ctstat.Snapshot, error) { return ctstat.ReadNetlink(int(null.Fd())) },
+		func() (ctstat.Snapshot, error) { return ctstat.ReadProc(filepath.Join(dir, "nf_conntrack")) },
+		func() (uint64, error) { return ctstat.ReadMax(filepath.Join(dir, "nf_conntrack_max")) },
+	), WithKernelRelease("6.18.44-fc-v769"), build)
+	url := serve(t, e, HandlerOpts{}, "")
+	for range 2 {
+		code, body := get(t, http.DefaultClient, url)
+		if code != http.StatusOK {
+			t.Fatalf("status %d\n%s", code, body)
+		}
+		fams := parseExposition(t, []byte(body))
+		for _, src := range []string{"netlink", "proc", "max"} {
+			if v := gauge(t, fams, "snatrace_scrape_error", map[string]string{"source": src}); v != 1 {
+				t.Errorf("scrape_error{%s} = %v, want 1", src, v)
+			}
+		}
+		if v := gauge(t, fams, "snatrace_kernel_info", map[string]string{"era": "6.5"}); v != 1 {
+			t.Errorf("kernel_info missing")
+		}
+	}
+}
