@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"time"
 
 	"github.com/snatrace/snatrace/natmodel"
 	"github.com/snatrace/snatrace/natrule"
@@ -116,6 +117,11 @@ func LabConfig(rep LabReport, res LabResult, base Config) (Config, error) {
 		c.PortRange = rep.Workload.PortRange
 	}
 	c.Rate, c.Poisson = rep.Workload.Rate, rep.Workload.Poisson
+	// The lab resets every connection once it is up (SO_LINGER 0): the
+	// pods keep no TIME_WAIT and the node's entry sits in CLOSE for 10 s.
+	c.Lifetime = Dist{Kind: Const, A: labLifetime}
+	c.ClientTimeWait = 1
+	c.CTTimeWait = labCloseTimeout
 	if err := c.Validate(); err != nil {
 		return c, err
 	}
@@ -124,8 +130,12 @@ func LabConfig(rep LabReport, res LabResult, base Config) (Config, error) {
 
 // Calibration is a race-window distribution fitted to a lab result.
 type Calibration struct {
-	// FitNAT is the lab result the window was fitted on.
-	FitNAT string `json:"fit_nat"`
+	// FitNAT, FitWorkload, FitPods and FitSYNs identify the lab result the
+	// window was fitted on.
+	FitNAT      string `json:"fit_nat"`
+	FitWorkload string `json:"fit_workload"`
+	FitPods     int    `json:"fit_pods"`
+	FitSYNs     uint64 `json:"fit_syns"`
 	// Shape is the window family scaled by the fit.
 	Shape string `json:"shape"`
 	// Window is the fitted window; WindowLo and WindowHi those that match
@@ -186,6 +196,12 @@ type CalibrateOptions struct {
 	// Base carries the other timing settings (gap, skew...) and the seed.
 	Base Config
 }
+
+// What the lab's connections do after the handshake.
+const (
+	labLifetime     = 20 * time.Microsecond
+	labCloseTimeout = 10 * time.Second // nf_conntrack_tcp_timeout_close
+)
 
 const (
 	minScale = 1e-3
@@ -316,7 +332,7 @@ func Calibrate(ctx context.Context, rep LabReport, opt CalibrateOptions) (Calibr
 	syns := res.SYNs()
 	measured := float64(res.Conntrack.InsertFailed) / float64(syns)
 	lo, hi := Wilson(res.Conntrack.InsertFailed, syns)
-	cal := Calibration{FitNAT: res.NAT, Shape: shape.String(), Measured: measured, MeasuredCI95: [2]float64{lo, hi}, Replicas: replicas, shape: shape}
+	cal := Calibration{FitNAT: res.NAT, FitWorkload: rep.Workload.Name, FitPods: rep.Workload.Pods, FitSYNs: syns, Shape: shape.String(), Measured: measured, MeasuredCI95: [2]float64{lo, hi}, Replicas: replicas, shape: shape}
 	// The clash rate grows with the window up to a ceiling (every race that
 	// can happen does); a measured rate at or above the ceiling only bounds
 	// the window from below.
@@ -407,7 +423,8 @@ func Predict(ctx context.Context, rep LabReport, cal Calibration, opt CalibrateO
 			return nil, fmt.Errorf("lab result %q: %w", res.NAT, err)
 		}
 		syns := res.SYNs()
-		p := Prediction{NAT: res.NAT, Backend: res.Backend, Workload: rep.Workload.Name, MeasuredDrop: res.Conntrack.InsertFailed, SYNs: syns, Fit: res.NAT == cal.FitNAT}
+		p := Prediction{NAT: res.NAT, Backend: res.Backend, Workload: rep.Workload.Name, MeasuredDrop: res.Conntrack.InsertFailed, SYNs: syns}
+		p.Fit = res.NAT == cal.FitNAT && rep.Workload.Name == cal.FitWorkload && rep.Workload.Pods == cal.FitPods && syns == cal.FitSYNs
 		p.Measured = float64(res.Conntrack.InsertFailed) / float64(syns)
 		lo, hi := Wilson(res.Conntrack.InsertFailed, syns)
 		p.MeasuredCI95 = [2]float64{lo, hi}

@@ -71,6 +71,10 @@ type Config struct {
 	// Window is the time between a packet's NAT choice and its confirm: the
 	// race window during which the chosen tuple is invisible to other CPUs.
 	Window Dist
+	// PreNAT is the time from a SYN's conntrack entry creation (PREROUTING,
+	// where a closed entry of the same tuple is killed) to its NAT choice
+	// (POSTROUTING). Zero by default.
+	PreNAT Dist
 	// Gap is the time one CPU's client thread takes per connect() in a burst.
 	Gap Dist
 	// Skew is each CPU's start offset when a burst is released.
@@ -100,9 +104,20 @@ const (
 	MaxCPUs = 4096
 )
 
-// DefaultWindow is the race window before calibration: a few microseconds of
-// POSTROUTING work between nf_nat_setup_info and __nf_conntrack_confirm.
-var DefaultWindow = Dist{Kind: Exp, A: 4 * time.Microsecond}
+// DefaultWindow is the race window between nf_nat_setup_info and
+// __nf_conntrack_confirm: the rest of POSTROUTING, a few hundred ns. The
+// value was fitted to same-port lab runs on a 2-CPU 6.18 VM (VALIDATION.md)
+// with DefaultSkew and DefaultGap; refit it for another machine with
+// --calibrate.
+var DefaultWindow = Dist{Kind: Exp, A: 262 * time.Nanosecond}
+
+// DefaultSkew is how far apart the CPUs' client threads start a burst
+// (barrier release plus the pod's own stack before the SYN reaches the node).
+var DefaultSkew = Dist{Kind: Uniform, A: 0, B: 10 * time.Microsecond}
+
+// DefaultGap is one connect() of a client thread on a veth path (the lab's
+// median connect latency is about 15 µs).
+var DefaultGap = Dist{Kind: Const, A: 15 * time.Microsecond}
 
 func (c *Config) defaults() {
 	if c.Era == (natmodel.Era{}) {
@@ -146,10 +161,10 @@ func (c *Config) defaults() {
 		c.Window = DefaultWindow
 	}
 	if c.Gap == (Dist{}) {
-		c.Gap = Dist{Kind: Const, A: 25 * time.Microsecond}
+		c.Gap = DefaultGap
 	}
 	if c.Skew == (Dist{}) {
-		c.Skew = Dist{Kind: Uniform, A: 0, B: 2 * time.Microsecond}
+		c.Skew = DefaultSkew
 	}
 	if c.Lifetime == (Dist{}) {
 		c.Lifetime = Dist{Kind: Const, A: time.Millisecond}

@@ -69,7 +69,8 @@ func rangeOf(m natrule.Mode) (*natmodel.Range, error) {
 const (
 	evConfirm = iota // the SYN's conntrack entry is confirmed
 	evClose          // the connection closes
-	evNAT            // a queued SYN reaches its CPU's NAT step
+	evSNAT           // the SYN reaches POSTROUTING: the NAT choice
+	evNAT            // a queued SYN reaches its CPU: conntrack at PREROUTING
 	evSYN            // a SYN leaves the pod
 	evBurst          // release the next burst
 	evNext           // a CPU's client thread starts its next connect()
@@ -178,6 +179,7 @@ type connState struct {
 	inBurst          bool  // first SYN of a burst connection in flight
 	first            int64 // first SYN, ns
 	window           int64 // window of the SYN in flight
+	pre              int64 // PREROUTING-to-NAT time of the SYN in flight
 	ct               natmodel.ConnID
 }
 
@@ -301,6 +303,8 @@ func (r *runner) loop(ctx context.Context) error {
 			r.syn(e.conn)
 		case evNAT:
 			r.natStep(e.conn)
+		case evSNAT:
+			r.snatStep(e.conn)
 		case evConfirm:
 			r.confirm(e.conn)
 		case evClose:
@@ -470,14 +474,15 @@ func (r *runner) choosePort(pod, server int32, t int64) uint16 {
 	return 0
 }
 
-// syn sends a SYN: it queues for its CPU, whose NAT-to-confirm windows run
-// one at a time.
+// syn sends a SYN: it queues for its CPU, which runs one packet at a time
+// from conntrack creation (PREROUTING) to confirm.
 func (r *runner) syn(ci int32) {
 	cs := &r.conns[ci]
 	r.res.SYNs++
 	cs.window = r.cfg.Window.sample(r.rnd)
+	cs.pre = r.cfg.PreNAT.sample(r.rnd)
 	start := max(r.now, r.busy[cs.cpu])
-	r.busy[cs.cpu] = start + cs.window
+	r.busy[cs.cpu] = start + cs.pre + cs.window
 	if start > r.now {
 		r.push(start, evNAT, ci)
 		return
@@ -485,6 +490,8 @@ func (r *runner) syn(ci int32) {
 	r.natStep(ci)
 }
 
+// natStep creates the SYN's unconfirmed conntrack entry (resolve_normal_ct
+// at PREROUTING; a closed entry with the same tuple is killed here).
 func (r *runner) natStep(ci int32) {
 	cs := &r.conns[ci]
 	r.tb.SetTime(durationNS(r.now))
@@ -500,8 +507,19 @@ func (r *runner) natStep(ci int32) {
 		return
 	}
 	cs.ct = id
+	if cs.pre > 0 {
+		r.push(r.now+cs.pre, evSNAT, ci)
+		return
+	}
+	r.snatStep(ci)
+}
+
+// snatStep is the NAT choice at POSTROUTING; the confirm follows after the
+// race window.
+func (r *runner) snatStep(ci int32) {
+	cs := &r.conns[ci]
 	if r.nat != nil {
-		ch, err := r.tb.SNAT(id, r.nat)
+		ch, err := r.tb.SNAT(cs.ct, r.nat)
 		if err == nil {
 			r.steps[ch.Step]++
 		}

@@ -23,7 +23,7 @@ func init() { register(newSimCmd) }
 type simFlags struct {
 	eras, nats                           []string
 	workload, rate, portRange, chooser   string
-	window, gap, skew, lifetime          string
+	window, gap, skew, lifetime, preNAT  string
 	sweep, plot                          string
 	calibrate, predict, calibration      string
 	fit                                  string
@@ -58,7 +58,7 @@ per burst), ephemeral (bursts, ports chosen by each pod's kernel), steady
 round-robin to one client thread per CPU, which connects for them one after
 another. Steady connection i runs on CPU i mod C.
 
-Distributions (--window, --gap, --skew, --lifetime):
+Distributions (--window, --gap, --skew, --lifetime, --pre-nat):
   5us | const:5us | uniform:0-50us | exp:20us | lognormal:10us,0.8
 
 Sweeps vary one parameter across every --nat and --era, on all cores:
@@ -88,8 +88,9 @@ Sweeps vary one parameter across every --nat and --era, on all cores:
 	f.StringVar(&fl.portRange, "port-range", "32768-60999", "the pods' ip_local_port_range")
 	f.StringVar(&fl.chooser, "chooser", string(sim.Hashed), "pods' ephemeral port choice: hashed (Linux), uniform or sequential")
 	f.StringVar(&fl.window, "window", sim.DefaultWindow.String(), "race window between NAT choice and confirm (distribution)")
-	f.StringVar(&fl.gap, "gap", "25us", "time a client thread takes per connect() in a burst (distribution)")
-	f.StringVar(&fl.skew, "skew", "uniform:0-2us", "each CPU's start offset at a burst (distribution)")
+	f.StringVar(&fl.gap, "gap", sim.DefaultGap.String(), "time a client thread takes per connect() in a burst (distribution)")
+	f.StringVar(&fl.skew, "skew", sim.DefaultSkew.String(), "each CPU's start offset at a burst (distribution)")
+	f.StringVar(&fl.preNAT, "pre-nat", "0", "time from conntrack creation (PREROUTING) to the NAT choice (distribution)")
 	f.StringVar(&fl.lifetime, "lifetime", "1ms", "how long a connection stays open (distribution)")
 	f.DurationVar(&fl.ctTimeWait, "ct-timewait", 120*time.Second, "conntrack TIME_WAIT timeout")
 	f.DurationVar(&fl.clientTimeWait, "client-timewait", 60*time.Second, "pod socket TIME_WAIT (the client closes first)")
@@ -155,7 +156,7 @@ func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 	for _, d := range []struct {
 		flag, val string
 		dst       *sim.Dist
-	}{{"window", fl.window, &c.Window}, {"gap", fl.gap, &c.Gap}, {"skew", fl.skew, &c.Skew}, {"lifetime", fl.lifetime, &c.Lifetime}} {
+	}{{"window", fl.window, &c.Window}, {"gap", fl.gap, &c.Gap}, {"skew", fl.skew, &c.Skew}, {"lifetime", fl.lifetime, &c.Lifetime}, {"pre-nat", fl.preNAT, &c.PreNAT}} {
 		v, err := sim.ParseDist(d.val)
 		if err != nil {
 			return c, usageErr("--%s: %v", d.flag, err)
