@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
+	"time"
 )
 
 // Runner runs the external iptables tools. It is the seam tests replace;
@@ -17,6 +18,9 @@ type Runner interface {
 	// LookPath reports whether name is installed (and where).
 	LookPath(name string) (string, error)
 }
+
+// commandTimeout bounds each external command ExecRunner runs.
+const commandTimeout = 60 * time.Second
 
 // ExecRunner runs commands with os/exec, inside the network namespace named
 // by NetNSPath (through nsenter --net) when it is set.
@@ -30,6 +34,9 @@ func (e ExecRunner) Run(ctx context.Context, name string, args ...string) ([]byt
 	if e.NetNSPath != "" {
 		cmdArgs = append([]string{"nsenter", "--net=" + e.NetNSPath, "--"}, cmdArgs...)
 	}
+	// A save of even a huge table takes seconds; never hang an audit on it.
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
 	cmd := exec.CommandContext(ctx, cmdArgs[0], cmdArgs[1:]...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

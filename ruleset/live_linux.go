@@ -115,32 +115,32 @@ func fromNftDump(d *nftDump) *Ruleset {
 			ipt[ckey{c.Family, c.Table, ""}] = true
 		}
 	}
-	for i, r := range d.rules {
-		fam := familyNames[byte(r.Table.Family)]
-		k := ckey{fam, r.Table.Name, r.Chain.Name}
-		ci, ok := chainIdx[k]
+	for _, r := range d.rules {
+		fam := r.family
+		ci, ok := chainIdx[ckey{fam, r.table, r.chain}]
 		if !ok {
 			continue
 		}
 		c := &rs.Chains[ci]
 		c.Rules++
 		pos := c.Rules
+		for _, to := range r.jumps {
+			rs.Jumps = append(rs.Jumps, Jump{Family: fam, Table: c.Table, From: c.Name, To: to})
+		}
+		if r.nat == nil {
+			continue
+		}
+		nr := r.nat
 		isNAT := false
-		for _, e := range r.Exprs {
+		for _, e := range nr.Exprs {
 			switch e := e.(type) {
-			case *expr.Verdict:
-				if e.Kind == expr.VerdictJump || e.Kind == expr.VerdictGoto {
-					rs.Jumps = append(rs.Jumps, Jump{Family: fam, Table: c.Table, From: c.Name, To: e.Chain})
-				}
 			case *expr.Masq:
 				isNAT = true
 			case *expr.NAT:
 				isNAT = isNAT || e.Type == expr.NATTypeSourceNAT
 			case *expr.Target:
-				if e.Name == "MASQUERADE" || e.Name == "SNAT" {
-					isNAT = true
-					ipt[ckey{fam, c.Table, ""}] = true
-				}
+				ipt[ckey{fam, c.Table, ""}] = true
+				isNAT = isNAT || e.Name == "MASQUERADE" || e.Name == "SNAT"
 			case *expr.Match:
 				ipt[ckey{fam, c.Table, ""}] = true
 			}
@@ -148,7 +148,7 @@ func fromNftDump(d *nftDump) *Ruleset {
 		if !isNAT {
 			continue
 		}
-		desc := describeExprs(fam, r.Exprs, r.UserData)
+		desc := describeExprs(fam, nr.Exprs, nr.UserData)
 		if desc.nat == nil {
 			continue
 		}
@@ -158,12 +158,12 @@ func fromNftDump(d *nftDump) *Ruleset {
 			text += fmt.Sprintf(" comment %q", desc.comment)
 		}
 		rule := Rule{
-			Family: fam, Table: c.Table, Chain: c.Name, Hook: c.Hook, Position: pos, Handle: r.Handle,
+			Family: fam, Table: c.Table, Chain: c.Name, Hook: c.Hook, Position: pos, Handle: nr.Handle,
 			Match: strings.Join(desc.match, " "), NAT: *desc.nat, FlagsKnown: true, Comment: desc.comment,
-			Text: text, XT: desc.xt, Raw: &NftRaw{Rule: r, Complete: !d.incomplete[i]},
+			Text: text, XT: desc.xt, Raw: &NftRaw{Rule: nr, Complete: r.complete},
 		}
 		if desc.warn != "" {
-			rs.Warnings = append(rs.Warnings, fmt.Sprintf("%s %s %s handle %d: %s", fam, c.Table, c.Name, r.Handle, desc.warn))
+			rs.Warnings = append(rs.Warnings, fmt.Sprintf("%s %s %s handle %d: %s", fam, c.Table, c.Name, nr.Handle, desc.warn))
 		}
 		rs.Rules = append(rs.Rules, rule)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/ruleset/internal/kubegen"
 )
 
 // labNS creates a throwaway namespace snt-rs-<pid>-<n> deleted on cleanup.
@@ -157,5 +158,38 @@ COMMIT
 	}
 	if rs.Generation == 0 {
 		t.Errorf("Generation = 0")
+	}
+}
+
+// BenchmarkReadLive10k reads a namespace holding ~10,000 nftables rules
+// (kube-proxy nftables shape) over netlink.
+func BenchmarkReadLive10k(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: creates a network namespace")
+	}
+	name := fmt.Sprintf("snt-rs-bench-%d", os.Getpid())
+	ns, err := netns.Create(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ns.Delete()
+	var sb strings.Builder
+	if err := kubegen.WriteNft(&sb, 10000); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command("nsenter", "--net="+ns.Path(), "--", "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(sb.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("nft -f: %v\n%s", err, out)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		rs, err := Read(context.Background(), ReadOptions{NetNSFd: ns.Fd(), SkipLegacy: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(rs.Rules) != 2 || rs.Sources[0].Scanned < 9900 {
+			b.Fatalf("read %d NAT rules of %d", len(rs.Rules), rs.Sources[0].Scanned)
+		}
 	}
 }

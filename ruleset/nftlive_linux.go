@@ -30,9 +30,7 @@ type NftRaw struct {
 type nftDump struct {
 	gen    uint32
 	chains []Chain
-	rules  []*nftables.Rule
-	// incomplete marks rules (by index) with expressions we could not decode.
-	incomplete map[int]bool
+	rules  []dumpRule
 }
 
 // readNftDump dumps chains and rules in one request each, and retries when
@@ -53,7 +51,7 @@ func readNftDump(nsFD int) (*nftDump, error) {
 		if err != nil {
 			return nil, err
 		}
-		d := &nftDump{gen: gen, incomplete: map[int]bool{}}
+		d := &nftDump{gen: gen}
 		if err := d.readChains(c); err != nil {
 			return nil, err
 		}
@@ -173,89 +171,9 @@ func (d *nftDump) readChains(c *netlink.Conn) error {
 	return nil
 }
 
-func (d *nftDump) readRules(c *netlink.Conn) error {
-	msgs, err := c.Execute(nftRequest(unix.NFT_MSG_GETRULE, netlink.Dump))
-	if err != nil {
-		return fmt.Errorf("listing nftables rules: %w", err)
-	}
-	d.rules = make([]*nftables.Rule, 0, len(msgs))
-	for _, m := range msgs {
-		if len(m.Data) < 4 {
-			continue
-		}
-		fam := m.Data[0]
-		r := &nftables.Rule{}
-		complete := true
-		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
-		if err != nil {
-			return fmt.Errorf("decoding nftables rule: %w", err)
-		}
-		ad.ByteOrder = binary.BigEndian
-		for ad.Next() {
-			switch ad.Type() {
-			case unix.NFTA_RULE_TABLE:
-				r.Table = &nftables.Table{Name: ad.String(), Family: nftables.TableFamily(fam)}
-			case unix.NFTA_RULE_CHAIN:
-				r.Chain = &nftables.Chain{Name: ad.String()}
-			case unix.NFTA_RULE_HANDLE:
-				r.Handle = ad.Uint64()
-			case unix.NFTA_RULE_USERDATA:
-				r.UserData = append([]byte(nil), ad.Bytes()...)
-			case unix.NFTA_RULE_EXPRESSIONS:
-				ad.Nested(func(nad *netlink.AttributeDecoder) error {
-					for nad.Next() {
-						e, ok, err := decodeExpr(fam, nad.Bytes())
-						if err != nil {
-							return err
-						}
-						if !ok {
-							complete = false
-							continue
-						}
-						r.Exprs = append(r.Exprs, e)
-					}
-					return nil
-				})
-			}
-		}
-		if err := ad.Err(); err != nil {
-			return fmt.Errorf("decoding nftables rule: %w", err)
-		}
-		if r.Table == nil || r.Chain == nil {
-			return errors.New("decoding nftables rule: no table or chain")
-		}
-		r.Chain.Table = r.Table
-		if !complete {
-			d.incomplete[len(d.rules)] = true
-		}
-		d.rules = append(d.rules, r)
-	}
-	return nil
-}
-
-// decodeExpr decodes one NFTA_LIST_ELEM; ok is false for expression kinds
+// decodeExpr decodes one expression; ok is false for expression kinds
 // google/nftables has no type for.
-func decodeExpr(fam byte, b []byte) (expr.Any, bool, error) {
-	ad, err := netlink.NewAttributeDecoder(b)
-	if err != nil {
-		return nil, false, fmt.Errorf("decoding nftables expression: %w", err)
-	}
-	ad.ByteOrder = binary.BigEndian
-	var (
-		name string
-		data []byte
-	)
-	for ad.Next() {
-		switch ad.Type() {
-		case unix.NFTA_EXPR_NAME:
-			name = ad.String()
-		case unix.NFTA_EXPR_DATA:
-			data = ad.Bytes()
-		}
-	}
-	if err := ad.Err(); err != nil {
-		return nil, false, fmt.Errorf("decoding nftables expression: %w", err)
-	}
+func decodeExpr(fam byte, name string, data []byte) (expr.Any, bool, error) {
 	if name == "notrack" {
 		return &expr.Notrack{}, true, nil
 	}
