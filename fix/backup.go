@@ -1,0 +1,183 @@
+package fix
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/snatrace/snatrace/natrule"
+	"github.com/snatrace/snatrace/ruleset"
+)
+
+// BackupVersion is the format version Backup files carry.
+const BackupVersion = 1
+
+// Backup is what a fix changed, written before the change so that Rollback
+// can put exactly those rules back.
+type Backup struct {
+	Version int       `json:"version"`
+	Created time.Time `json:"created"`
+	// NetNS is the namespace the rules live in ("" for the host's).
+	NetNS   string        `json:"netns,omitempty"`
+	Entries []BackupEntry `json:"entries"`
+}
+
+// BackupEntry is one changed rule: where it is and what it was.
+type BackupEntry struct {
+	Backend  ruleset.Backend `json:"backend"`
+	Family   ruleset.Family  `json:"family"`
+	Table    string          `json:"table"`
+	Chain    string          `json:"chain"`
+	Position int             `json:"position"`
+	// Handle is the nftables handle of the rule after the fix (a
+	// replacement gets a new handle), 0 when unknown.
+	Handle uint64 `json:"handle,omitempty"`
+	Method Method `json:"method"`
+	// Before is the rule's original text (the iptables-save line for
+	// iptables rules), After the text the fix gave it.
+	Before string `json:"before"`
+	After  string `json:"after"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	// OldFlags and NewFlags are the NAT flags word before and after, for
+	// nftables rules (the netlink method).
+	OldFlags uint32 `json:"old_flags"`
+	NewFlags uint32 `json:"new_flags"`
+	// Applied is set once the change is in the kernel.
+	Applied bool `json:"applied"`
+}
+
+func (e *BackupEntry) key() string {
+	return fmt.Sprintf("%s %s %s %s #%d", e.Backend, e.Family, e.Table, e.Chain, e.Position)
+}
+
+// ReadBackup parses and checks a backup file's content; name labels errors.
+func ReadBackup(data []byte, name string) (*Backup, error) {
+	var b Backup
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		return nil, fmt.Errorf("%s: not a snatrace fix backup: %w", name, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%s: trailing data after the backup", name)
+	}
+	if b.Version != BackupVersion {
+		return nil, fmt.Errorf("%s: backup version %d, want %d", name, b.Version, BackupVersion)
+	}
+	for i := range b.Entries {
+		if err := b.Entries[i].check(); err != nil {
+			return nil, fmt.Errorf("%s: entry %d: %w", name, i+1, err)
+		}
+	}
+	return &b, nil
+}
+
+func (e *BackupEntry) check() error {
+	switch e.Backend {
+	case ruleset.Nftables, ruleset.IptablesNft, ruleset.IptablesLegacy:
+	default:
+		return fmt.Errorf("unknown backend %q", e.Backend)
+	}
+	switch e.Family {
+	case "ip", "ip6", "inet":
+	default:
+		return fmt.Errorf("unsupported family %q", e.Family)
+	}
+	if e.Table == "" || e.Chain == "" {
+		return errors.New("no table or chain")
+	}
+	if e.Position < 1 {
+		return fmt.Errorf("bad position %d", e.Position)
+	}
+	switch e.Method {
+	case MethodNetlink:
+		if e.Backend == ruleset.IptablesLegacy {
+			return errors.New("iptables-legacy rules are not changed over nftables netlink")
+		}
+		if e.OldFlags&natrule.FlagProtoRandomFully != 0 || e.NewFlags&natrule.FlagProtoRandomFully == 0 {
+			return fmt.Errorf("flags %#x -> %#x are not a change to fully-random", e.OldFlags, e.NewFlags)
+		}
+	case MethodRestore:
+		if e.Backend == ruleset.Nftables {
+			return errors.New("native nftables rules are not changed through iptables-restore")
+		}
+		for _, s := range []string{e.Before, e.After} {
+			if !strings.HasPrefix(s, "-A "+e.Chain+" ") || strings.ContainsAny(s, "\n\r") {
+				return fmt.Errorf("rule %q is not one iptables-save line of chain %s", clip(s), e.Chain)
+			}
+		}
+	default:
+		return fmt.Errorf("unknown method %q", e.Method)
+	}
+	return nil
+}
+
+// WriteFile writes b to path atomically (a temporary file renamed over it)
+// and durably (fsynced): it must exist before the rules change.
+func (b *Backup) WriteFile(path string) error {
+	data, err := json.MarshalIndent(b, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding the backup: %w", err)
+	}
+	data = append(data, '\n')
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".snatrace-fix-*")
+	if err != nil {
+		return fmt.Errorf("writing the backup %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing the backup %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing the backup %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing the backup %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("writing the backup %s: %w", path, err)
+	}
+	return nil
+}
+
+// LoadBackup reads and checks the backup file at path.
+func LoadBackup(path string) (*Backup, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the backup: %w", err)
+	}
+	return ReadBackup(data, path)
+}
+
+// merge adds entries to b, replacing an older entry for the same rule
+// position: after a watch re-applies a fix to a rule its owner rewrote,
+// rollback restores the owner's latest version.
+func (b *Backup) merge(entries []BackupEntry) {
+	idx := map[string]int{}
+	for i := range b.Entries {
+		idx[b.Entries[i].key()] = i
+	}
+	for _, e := range entries {
+		if i, ok := idx[e.key()]; ok {
+			b.Entries[i] = e
+			continue
+		}
+		idx[e.key()] = len(b.Entries)
+		b.Entries = append(b.Entries, e)
+	}
+}
+
+// WriteJSON writes v as indented JSON.
+func WriteJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,482 @@
+//go:build linux
+
+package fix
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/ruleset"
+)
+
+// Fixer plans, applies and rolls back fixes in one network namespace.
+type Fixer struct {
+	cfg Config
+	ns  *netns.NS // nil: the caller's namespace
+	run Runner
+}
+
+// New opens the namespace of cfg. Close releases it.
+func New(cfg Config) (*Fixer, error) {
+	f := &Fixer{cfg: cfg}
+	if cfg.NetNS != "" {
+		ns, err := netns.Open(cfg.NetNS)
+		if err != nil {
+			return nil, err
+		}
+		f.ns = ns
+	}
+	f.run = cfg.Runner
+	if f.run == nil {
+		f.run = ExecRunner{NS: f.ns}
+	}
+	if f.cfg.Now == nil {
+		f.cfg.Now = time.Now
+	}
+	return f, nil
+}
+
+// Close releases the namespace.
+func (f *Fixer) Close() error {
+	if f.ns != nil {
+		return f.ns.Close()
+	}
+	return nil
+}
+
+func (f *Fixer) nsFd() int {
+	if f.ns == nil {
+		return 0
+	}
+	return f.ns.Fd()
+}
+
+// ExecRunner runs commands with os/exec inside NS (nil: the caller's
+// namespace); children forked from a thread inside NS start in it.
+type ExecRunner struct{ NS *netns.NS }
+
+// Run implements Runner.
+func (e ExecRunner) Run(ctx context.Context, stdin string, name string, args ...string) (string, error) {
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return "", &MissingBinaryError{Binary: name, Package: pkgOf(name)}
+	}
+	var out, stderr bytes.Buffer
+	do := func() error {
+		cmd := exec.CommandContext(ctx, path, args...)
+		cmd.Stdin = strings.NewReader(stdin)
+		cmd.Stdout, cmd.Stderr = &out, &stderr
+		return cmd.Run()
+	}
+	if e.NS != nil {
+		err = e.NS.Do(do)
+	} else {
+		err = do()
+	}
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		return "", fmt.Errorf("running %s %s: %w: %s", name, strings.Join(args, " "), err, msg)
+	}
+	return out.String(), nil
+}
+
+// LookPath implements Runner.
+func (e ExecRunner) LookPath(name string) (string, error) { return exec.LookPath(name) }
+
+func pkgOf(name string) string {
+	if strings.HasPrefix(name, "nft") {
+		return "nftables"
+	}
+	return "iptables"
+}
+
+// rulesetRunner adapts a Runner for ruleset.Read.
+type rulesetRunner struct{ r Runner }
+
+func (a rulesetRunner) Run(ctx context.Context, name string, args ...string) ([]byte, error) {
+	out, err := a.r.Run(ctx, "", name, args...)
+	return []byte(out), err
+}
+
+func (a rulesetRunner) LookPath(name string) (string, error) { return a.r.LookPath(name) }
+
+// Read reads the namespace's source-NAT rules.
+func (f *Fixer) Read(ctx context.Context) (*ruleset.Ruleset, error) {
+	return ruleset.Read(ctx, ruleset.ReadOptions{NetNSFd: f.nsFd(), Runner: rulesetRunner{f.run}, SkipLegacy: f.cfg.SkipLegacy})
+}
+
+// Plan reads the namespace and plans the fix. For changes through
+// iptables-restore it records each chain's checksum, re-reading when the
+// rules moved while they were read.
+func (f *Fixer) Plan(ctx context.Context) (*Plan, error) {
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		rs, err := f.Read(ctx)
+		if err != nil {
+			return nil, err
+		}
+		p := MakePlan(rs, f.cfg.Options)
+		p.Warnings = append(p.Warnings, rs.Warnings...)
+		err = f.checksums(ctx, p)
+		if err == nil {
+			return p, nil
+		}
+		if !errors.Is(err, ErrStale) {
+			return nil, err
+		}
+		lastErr = err
+	}
+	return nil, fmt.Errorf("planning: the rules kept changing while they were read: %w", lastErr)
+}
+
+// restoreGroup is the changes one iptables-restore run makes.
+type restoreGroup struct {
+	backend ruleset.Backend
+	family  ruleset.Family
+	table   string
+	changes []Change
+}
+
+func groupRestore(changes []Change) []*restoreGroup {
+	var out []*restoreGroup
+	idx := map[string]*restoreGroup{}
+	for _, c := range changes {
+		if c.Method != MethodRestore {
+			continue
+		}
+		k := string(c.Backend) + " " + string(c.Family) + " " + c.Table
+		g, ok := idx[k]
+		if !ok {
+			g = &restoreGroup{backend: c.Backend, family: c.Family, table: c.Table}
+			idx[k] = g
+			out = append(out, g)
+		}
+		g.changes = append(g.changes, c)
+	}
+	return out
+}
+
+// save runs the group's iptables-save for its table, with counters.
+func (f *Fixer) save(ctx context.Context, g *restoreGroup) (*SaveTable, error) {
+	saveBin, _ := binaries(string(g.backend), string(g.family))
+	out, err := f.run.Run(ctx, "", saveBin, "-c", "-t", g.table)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSave(out, g.table)
+}
+
+// checksums fills p.Chains, and fails with ErrStale when a planned rule is
+// not where the plan says (the rules moved between reads).
+func (f *Fixer) checksums(ctx context.Context, p *Plan) error {
+	for _, g := range groupRestore(p.Changes) {
+		t, err := f.save(ctx, g)
+		if err != nil {
+			return err
+		}
+		if p.Chains == nil {
+			p.Chains = map[string]string{}
+		}
+		for _, c := range g.changes {
+			lines := t.Chains[c.Chain]
+			if c.Position > len(lines) || lines[c.Position-1] != c.Before {
+				return fmt.Errorf("%s: %w", c.Key(), ErrStale)
+			}
+			p.Chains[ChainID(c.Backend, c.Family, c.Table, c.Chain)] = t.Checksum(c.Chain)
+		}
+	}
+	return nil
+}
+
+// Apply makes the changes of p, atomically per backend, after writing the
+// affected rules to backupPath (none when ""; an existing backup there is
+// merged into). It fails with ErrStale, changing nothing, if the ruleset
+// moved since p was made, and with *MissingBinaryError, changing nothing, if
+// a tool it needs is not installed.
+func (f *Fixer) Apply(ctx context.Context, p *Plan, backupPath string) (*Result, error) {
+	res := &Result{Applied: []Change{}, Backup: backupPath}
+	if !p.HasChanges() {
+		res.Verified = true
+		return res, nil
+	}
+	groups := groupRestore(p.Changes)
+	for _, g := range groups {
+		saveBin, restoreBin := binaries(string(g.backend), string(g.family))
+		for _, b := range []string{saveBin, restoreBin} {
+			if _, err := f.run.LookPath(b); err != nil {
+				return nil, &MissingBinaryError{Binary: b, Package: "iptables"}
+			}
+		}
+	}
+	// nftables first: one batch, refused by the kernel if stale.
+	var nftChanges []Change
+	for _, c := range p.Changes {
+		if c.Method == MethodNetlink {
+			nftChanges = append(nftChanges, c)
+		}
+	}
+	var backup *Backup
+	if backupPath != "" {
+		backup = &Backup{Version: BackupVersion, Created: f.cfg.Now().UTC(), NetNS: f.cfg.NetNS}
+		if old, err := LoadBackup(backupPath); err == nil {
+			backup.Entries, backup.Created = old.Entries, old.Created
+		}
+	}
+	var entries []BackupEntry
+	var nftPrep *nftPrepared
+	if len(nftChanges) > 0 {
+		var err error
+		nftPrep, err = f.prepareNft(p.Generation, nftChanges)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, nftPrep.entries...)
+	}
+	// Check the iptables chains before anything changes.
+	saves := map[*restoreGroup]*SaveTable{}
+	for _, g := range groups {
+		t, err := f.save(ctx, g)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range g.changes {
+			id := ChainID(c.Backend, c.Family, c.Table, c.Chain)
+			if sum, ok := p.Chains[id]; !ok || sum != t.Checksum(c.Chain) {
+				return nil, fmt.Errorf("chain %s: %w", id, ErrStale)
+			}
+			entries = append(entries, BackupEntry{Backend: c.Backend, Family: c.Family, Table: c.Table, Chain: c.Chain,
+				Position: c.Position, Method: MethodRestore, Before: c.Before, After: c.After, From: c.From, To: c.To})
+		}
+		saves[g] = t
+	}
+	if backup != nil {
+		backup.merge(entries)
+		if err := backup.WriteFile(backupPath); err != nil {
+			return nil, err
+		}
+	}
+	markApplied := func(pred func(*BackupEntry) bool) error {
+		if backup == nil {
+			return nil
+		}
+		for i := range backup.Entries {
+			if pred(&backup.Entries[i]) {
+				backup.Entries[i].Applied = true
+			}
+		}
+		return backup.WriteFile(backupPath)
+	}
+	if nftPrep != nil {
+		if err := f.sendNft(nftPrep); err != nil {
+			return nil, err
+		}
+		res.Applied = append(res.Applied, nftChanges...)
+		if err := markApplied(func(e *BackupEntry) bool { return e.Method == MethodNetlink }); err != nil {
+			return res, err
+		}
+	}
+	for _, g := range groups {
+		t := saves[g]
+		reps := make([]Replacement, 0, len(g.changes))
+		for _, c := range g.changes {
+			reps = append(reps, Replacement{Chain: c.Chain, Position: c.Position, Line: c.After, Counters: t.Counters[c.Chain][c.Position-1]})
+		}
+		if err := f.restore(ctx, g.backend, g.family, g.table, reps); err != nil {
+			return res, err
+		}
+		res.Applied = append(res.Applied, g.changes...)
+		if err := markApplied(func(e *BackupEntry) bool {
+			return e.Method == MethodRestore && e.Backend == g.backend && e.Family == g.family && e.Table == g.table
+		}); err != nil {
+			return res, err
+		}
+	}
+	ok, handles, err := f.verify(ctx, res.Applied)
+	if err != nil {
+		return res, fmt.Errorf("verifying the fix: %w", err)
+	}
+	res.Verified = ok
+	if backup != nil && len(handles) > 0 {
+		for i := range backup.Entries {
+			if h, ok := handles[backup.Entries[i].key()]; ok {
+				backup.Entries[i].Handle = h
+			}
+		}
+		if err := backup.WriteFile(backupPath); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// restore runs iptables-restore --noflush -w -c with "-R" lines.
+func (f *Fixer) restore(ctx context.Context, b ruleset.Backend, fam ruleset.Family, table string, reps []Replacement) error {
+	doc, err := RestoreDoc(table, reps)
+	if err != nil {
+		return err
+	}
+	_, restoreBin := binaries(string(b), string(fam))
+	if _, err := f.run.Run(ctx, doc, restoreBin, "--noflush", "-w", "5", "-c"); err != nil {
+		return fmt.Errorf("replacing %d rules of %s %s table %s: %w", len(reps), b, fam, table, err)
+	}
+	return nil
+}
+
+// verify re-reads the rules and checks each applied change: its rule at
+// its position now has the planned mode. It returns the nftables handles
+// the changed rules have now, by backup key.
+func (f *Fixer) verify(ctx context.Context, applied []Change) (bool, map[string]uint64, error) {
+	if len(applied) == 0 {
+		return true, nil, nil
+	}
+	rs, err := f.Read(ctx)
+	if err != nil {
+		return false, nil, err
+	}
+	type pos struct {
+		b     ruleset.Backend
+		f     ruleset.Family
+		t, c  string
+		index int
+	}
+	at := make(map[pos]*ruleset.Rule, len(rs.Rules))
+	for i := range rs.Rules {
+		r := &rs.Rules[i]
+		at[pos{r.Backend, r.Family, r.Table, r.Chain, r.Position}] = r
+	}
+	ok := true
+	handles := map[string]uint64{}
+	for _, c := range applied {
+		r := at[pos{c.Backend, c.Family, c.Table, c.Chain, c.Position}]
+		_, to, err := c.modes()
+		if err != nil || r == nil || r.NAT != to {
+			ok = false
+			continue
+		}
+		e := BackupEntry{Backend: c.Backend, Family: c.Family, Table: c.Table, Chain: c.Chain, Position: c.Position}
+		handles[e.key()] = r.Handle
+	}
+	return ok, handles, nil
+}
+
+// ApplyFresh plans and applies, and re-plans when the plan goes stale before
+// it applies (at most tries times). The returned plan is the one applied.
+func (f *Fixer) ApplyFresh(ctx context.Context, backupPath string, tries int) (*Plan, *Result, error) {
+	if tries < 1 {
+		tries = 1
+	}
+	replans := 0
+	for {
+		p, err := f.Plan(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		res, err := f.Apply(ctx, p, backupPath)
+		if errors.Is(err, ErrStale) && replans+1 < tries {
+			replans++
+			continue
+		}
+		if res != nil {
+			res.Replans = replans
+		}
+		return p, res, err
+	}
+}
+
+// Rollback puts back the rules of b that are still as the fix left them:
+// nftables rules get their original NAT flags back (one batch), iptables
+// rules their original line ("-R CHAIN N" after checking the line at N).
+func (f *Fixer) Rollback(ctx context.Context, b *Backup) (*RollbackResult, error) {
+	res := &RollbackResult{Restored: []BackupEntry{}, Missing: []BackupEntry{}}
+	var nftEntries []BackupEntry
+	groups := map[string][]BackupEntry{}
+	var order []string
+	for _, e := range b.Entries {
+		if !e.Applied {
+			continue
+		}
+		if e.Method == MethodNetlink {
+			nftEntries = append(nftEntries, e)
+			continue
+		}
+		k := string(e.Backend) + " " + string(e.Family) + " " + e.Table
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], e)
+	}
+	for _, k := range order {
+		es := groups[k]
+		saveBin, restoreBin := binaries(string(es[0].Backend), string(es[0].Family))
+		for _, bin := range []string{saveBin, restoreBin} {
+			if _, err := f.run.LookPath(bin); err != nil {
+				return nil, &MissingBinaryError{Binary: bin, Package: "iptables"}
+			}
+		}
+	}
+	if len(nftEntries) > 0 {
+		restored, missing, err := f.rollbackNft(nftEntries)
+		if err != nil {
+			return nil, err
+		}
+		res.Restored = append(res.Restored, restored...)
+		res.Missing = append(res.Missing, missing...)
+	}
+	for _, k := range order {
+		es := groups[k]
+		g := &restoreGroup{backend: es[0].Backend, family: es[0].Family, table: es[0].Table}
+		t, err := f.save(ctx, g)
+		if err != nil {
+			return res, err
+		}
+		var reps []Replacement
+		var done []BackupEntry
+		for _, e := range es {
+			lines := t.Chains[e.Chain]
+			p := e.Position
+			if p > len(lines) || lines[p-1] != e.After {
+				p = uniqueLine(lines, e.After)
+			}
+			if p == 0 {
+				res.Missing = append(res.Missing, e)
+				continue
+			}
+			reps = append(reps, Replacement{Chain: e.Chain, Position: p, Line: e.Before, Counters: t.Counters[e.Chain][p-1]})
+			done = append(done, e)
+		}
+		if len(reps) == 0 {
+			continue
+		}
+		if err := f.restore(ctx, g.backend, g.family, g.table, reps); err != nil {
+			return res, err
+		}
+		res.Restored = append(res.Restored, done...)
+	}
+	return res, nil
+}
+
+// uniqueLine returns the 1-based position of the one line equal to s, or 0.
+func uniqueLine(lines []string, s string) int {
+	at := 0
+	for i, l := range lines {
+		if l == s {
+			if at != 0 {
+				return 0
+			}
+			at = i + 1
+		}
+	}
+	return at
+}
+
+// sortChanges orders changes by key, for stable output.
+func sortChanges(cs []Change) {
+	sort.SliceStable(cs, func(i, j int) bool { return cs[i].Key() < cs[j].Key() })
+}

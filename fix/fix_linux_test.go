@@ -1,0 +1,293 @@
+//go:build linux
+
+package fix
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/snatrace/snatrace/audit"
+	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/ruleset"
+)
+
+// dockerNat is the nat and filter tables dockerd (iptables backend) writes
+// for the default bridge, a user network and one published port.
+const dockerRules = `*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -s 172.18.0.0/16 ! -o br-5e1f0c2a9d3b -j MASQUERADE
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+-A POSTROUTING -s 172.17.0.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE
+-A DOCKER -i br-5e1f0c2a9d3b -j RETURN
+-A DOCKER -i docker0 -j RETURN
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-ISOLATION-STAGE-1 - [0:0]
+:DOCKER-ISOLATION-STAGE-2 - [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-ISOLATION-STAGE-1
+-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o docker0 -j DOCKER
+-A FORWARD -i docker0 ! -o docker0 -j ACCEPT
+-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+-A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -j RETURN
+-A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -j RETURN
+-A DOCKER-USER -j RETURN
+COMMIT
+`
+
+// kubeRules is kube-proxy (iptables mode, an old iptables without
+// --random-fully) and flannel on a node, with an SNAT rule of an egress
+// agent: rules with comments, marks, xt matches that need the protocol.
+const kubeRules = `*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:FLANNEL-POSTRTG - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:KUBE-SEP-6E7XQMQ4RAYOWTTM - [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-NPX46M4PTMTKRN6Y - [0:0]
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
+-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG
+-A POSTROUTING -s 10.244.0.0/16 -p tcp -m tcp --dport 5060 -j SNAT --to-source 192.0.2.1:1024-65535 --persistent
+-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "flanneld masq" -j RETURN
+-A FLANNEL-POSTRTG -s 10.244.0.0/24 -d 10.244.0.0/16 -m comment --comment "flanneld masq" -j RETURN
+-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 -m comment --comment "flanneld masq" -j MASQUERADE
+-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0
+-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE
+-A KUBE-SEP-6E7XQMQ4RAYOWTTM -s 192.168.1.10/32 -m comment --comment "default/kubernetes:https" -j KUBE-MARK-MASQ
+-A KUBE-SEP-6E7XQMQ4RAYOWTTM -p tcp -m comment --comment "default/kubernetes:https" -m tcp -j DNAT --to-destination 192.168.1.10:6443
+-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m comment --comment "default/kubernetes:https cluster IP" -m tcp --dport 443 -j KUBE-SVC-NPX46M4PTMTKRN6Y
+-A KUBE-SVC-NPX46M4PTMTKRN6Y ! -s 10.244.0.0/16 -d 10.96.0.1/32 -p tcp -m comment --comment "default/kubernetes:https cluster IP" -m tcp --dport 443 -j KUBE-MARK-MASQ
+-A KUBE-SVC-NPX46M4PTMTKRN6Y -m comment --comment "default/kubernetes:https -> 192.168.1.10:6443" -j KUBE-SEP-6E7XQMQ4RAYOWTTM
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:KUBE-FORWARD - [0:0]
+-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
+-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP
+-A KUBE-FORWARD -m mark --mark 0x4000/0x4000 -m comment --comment "kubernetes forwarding rules" -j ACCEPT
+COMMIT
+`
+
+// cniRules is a native nftables node: a CNI's masquerade table with
+// counters, comments, a named set, a port range and snat, next to a filter
+// table.
+const cniRules = `table ip cni-nat {
+	set nomasq {
+		type ipv4_addr
+		flags interval
+		elements = { 10.0.0.0/8, 192.168.0.0/16 }
+	}
+
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr 10.88.0.0/16 ip daddr @nomasq counter return
+		ip saddr 10.88.0.0/16 oifname != "cni0" counter masquerade comment "cni-podman0 masquerade"
+		ip saddr 10.89.0.0/16 oifname "eth0" snat to 192.0.2.10
+		meta l4proto tcp ip saddr 10.90.0.0/16 masquerade to :1024-65535
+		ip saddr 10.91.0.0/16 masquerade random
+		ip saddr 10.92.0.0/16 masquerade fully-random
+	}
+}
+table inet filter {
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		ct state established,related accept
+		iifname "cni0" counter accept
+	}
+}
+`
+
+func install(t *testing.T, ns *netns.NS, backend string) {
+	t.Helper()
+	switch backend {
+	case "docker-legacy":
+		sh(t, ns, dockerRules, "iptables-legacy-restore", "-w")
+	case "docker-nft":
+		sh(t, ns, dockerRules, "iptables-nft-restore", "-w")
+	case "kube-nft":
+		sh(t, ns, kubeRules, "iptables-nft-restore", "-w")
+	case "kube-legacy":
+		sh(t, ns, kubeRules, "iptables-legacy-restore", "-w")
+	case "cni-nft":
+		sh(t, ns, cniRules, "nft", "-f", "-")
+	default:
+		t.Fatalf("unknown ruleset %s", backend)
+	}
+}
+
+func racing(t *testing.T, f *Fixer) []audit.Finding {
+	t.Helper()
+	rs, err := f.Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []audit.Finding
+	for _, fd := range audit.Run(audit.Input{Rules: rs}).Findings {
+		if fixable(fd.Kind) {
+			out = append(out, fd)
+		}
+	}
+	return out
+}
+
+func TestApplyRollbackRealisticRulesets(t *testing.T) {
+	needRoot(t)
+	tests := []struct {
+		rulesets []string
+		method   Method
+		want     int // rules changed
+	}{
+		{[]string{"docker-legacy"}, "", 3},
+		{[]string{"docker-nft"}, MethodNetlink, 3},
+		{[]string{"docker-nft"}, MethodRestore, 3},
+		{[]string{"kube-nft"}, MethodNetlink, 3},
+		{[]string{"kube-nft"}, MethodRestore, 3},
+		{[]string{"kube-legacy"}, "", 3},
+		{[]string{"cni-nft"}, "", 4},
+		{[]string{"cni-nft", "docker-legacy", "kube-nft"}, "", 10},
+	}
+	for _, tt := range tests {
+		name := strings.Join(tt.rulesets, "+") + "/" + string(tt.method)
+		t.Run(name, func(t *testing.T) {
+			ns := newNS(t, "rs")
+			for _, r := range tt.rulesets {
+				install(t, ns, r)
+			}
+			before := dumps(t, ns)
+			f, err := New(Config{NetNS: ns.Path(), Options: Options{IptablesNft: tt.method}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			ctx := context.Background()
+			p, err := f.Plan(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Changes) != tt.want {
+				t.Fatalf("plan has %d changes, want %d: %+v (skipped %+v)", len(p.Changes), tt.want, p.Changes, p.Skipped)
+			}
+			if got := dumps(t, ns); got != before {
+				t.Fatalf("planning changed the rules:\n%s", strings.Join(diffLines(before, got), "\n"))
+			}
+			backup := filepath.Join(t.TempDir(), "backup.json")
+			res, err := f.Apply(ctx, p, backup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Verified || len(res.Applied) != tt.want {
+				t.Fatalf("applied %d, verified %v", len(res.Applied), res.Verified)
+			}
+			if fs := racing(t, f); len(fs) != 0 {
+				t.Fatalf("audit still finds racing rules after apply: %+v", fs)
+			}
+			after := dumps(t, ns)
+			bad, changed := beyondFlags(before, after)
+			if len(bad) != 0 {
+				t.Fatalf("apply changed more than the NAT flags:\n%s", strings.Join(bad, "\n"))
+			}
+			if changed < tt.want {
+				t.Errorf("%d lines changed, want at least %d", changed, tt.want)
+			}
+			for _, c := range p.Changes {
+				if c.Method == MethodRestore || c.Backend == ruleset.IptablesNft {
+					if !strings.Contains(after, c.After+"\n") {
+						t.Errorf("dump lacks the planned line %q", c.After)
+					}
+				}
+			}
+			b, err := LoadBackup(backup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b.Entries) != tt.want {
+				t.Fatalf("backup has %d entries, want %d", len(b.Entries), tt.want)
+			}
+			rb, err := f.Rollback(ctx, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rb.Restored) != tt.want || len(rb.Missing) != 0 {
+				t.Fatalf("rollback restored %d, missing %d", len(rb.Restored), len(rb.Missing))
+			}
+			if got := dumps(t, ns); got != before {
+				t.Fatalf("rollback did not restore the original dump:\n%s", strings.Join(diffLines(before, got), "\n"))
+			}
+		})
+	}
+}
+
+func TestStalePlanRefused(t *testing.T) {
+	needRoot(t)
+	for _, rs := range []string{"cni-nft", "docker-legacy"} {
+		t.Run(rs, func(t *testing.T) {
+			ns := newNS(t, "stale")
+			install(t, ns, rs)
+			f, err := New(Config{NetNS: ns.Path()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			ctx := context.Background()
+			p, err := f.Plan(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Another writer changes the ruleset between plan and apply.
+			if rs == "cni-nft" {
+				sh(t, ns, "", "nft", "add", "rule", "ip", "cni-nat", "postrouting", "ip", "saddr", "10.93.0.0/16", "counter")
+			} else {
+				sh(t, ns, "", "iptables-legacy", "-w", "-t", "nat", "-I", "POSTROUTING", "1", "-s", "10.93.0.0/16", "-j", "RETURN")
+			}
+			before := dumps(t, ns)
+			backup := filepath.Join(t.TempDir(), "backup.json")
+			_, err = f.Apply(ctx, p, backup)
+			if !errors.Is(err, ErrStale) {
+				t.Fatalf("apply of a stale plan: err %v, want ErrStale", err)
+			}
+			if got := dumps(t, ns); got != before {
+				t.Fatalf("a refused apply changed rules:\n%s", strings.Join(diffLines(before, got), "\n"))
+			}
+			if _, err := os.Stat(backup); err == nil {
+				t.Errorf("a refused apply wrote a backup")
+			}
+			// A fresh plan applies.
+			_, res, err := f.ApplyFresh(ctx, backup, 3)
+			if err != nil || !res.Verified {
+				t.Fatalf("fresh apply: %v %+v", err, res)
+			}
+			if fs := racing(t, f); len(fs) != 0 {
+				t.Fatalf("racing rules after a fresh apply: %+v", fs)
+			}
+		})
+	}
+}

@@ -1,0 +1,442 @@
+//go:build linux
+
+package fix
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/snatrace/snatrace/natrule"
+)
+
+// rawRule is one nftables rule as the kernel dumped it, attributes verbatim.
+type rawRule struct {
+	Family byte
+	Table  string
+	Chain  string
+	Handle uint64
+	// Attrs are the rule's top-level attributes, flags bits included.
+	Attrs []netlink.Attribute
+}
+
+// parseRawRule decodes a NFT_MSG_NEWRULE message of a dump.
+func parseRawRule(data []byte) (rawRule, error) {
+	var r rawRule
+	if len(data) < 4 {
+		return r, errors.New("decoding nftables rule: short message")
+	}
+	r.Family = data[0]
+	attrs, err := netlink.UnmarshalAttributes(data[4:])
+	if err != nil {
+		return r, fmt.Errorf("decoding nftables rule: %w", err)
+	}
+	r.Attrs = attrs
+	for _, a := range attrs {
+		switch a.Type & attrTypeMask {
+		case unix.NFTA_RULE_TABLE:
+			r.Table = cstring(a.Data)
+		case unix.NFTA_RULE_CHAIN:
+			r.Chain = cstring(a.Data)
+		case unix.NFTA_RULE_HANDLE:
+			if len(a.Data) != 8 {
+				return r, errors.New("decoding nftables rule: bad handle")
+			}
+			r.Handle = binary.BigEndian.Uint64(a.Data)
+		}
+	}
+	if r.Table == "" || r.Chain == "" || r.Handle == 0 {
+		return r, errors.New("decoding nftables rule: no table, chain or handle")
+	}
+	return r, nil
+}
+
+const attrTypeMask = 0x3fff
+
+func cstring(b []byte) string {
+	if i := strings.IndexByte(string(b), 0); i >= 0 {
+		return string(b[:i])
+	}
+	return string(b)
+}
+
+// natKind says which expression carries a rule's NAT flags.
+type natKind string
+
+const (
+	natMasq     natKind = "masq"
+	natSNAT     natKind = "nat"
+	natXTMasq   natKind = "xt MASQUERADE"
+	natXTSNAT   natKind = "xt SNAT"
+	nftNATSNAT          = 0 // NFT_NAT_SNAT
+	flagsFullyR         = natrule.FlagProtoRandomFully
+)
+
+// ErrAnonymousSet is returned for rules that look up an anonymous set: the
+// kernel cannot bind a second rule to it, so such a rule cannot be replaced.
+var ErrAnonymousSet = errors.New("the rule uses an anonymous set, which a replacement cannot bind again")
+
+// patchResult is what setNATFlags changed.
+type patchResult struct {
+	Kind     natKind
+	OldFlags uint32
+	NewFlags uint32
+}
+
+// setNATFlags returns a copy of the rule's attributes where the flags word of
+// its one source-NAT expression is set to set(old). Every other byte is
+// kept. A masq or nat expression without a flags attribute gets one.
+func setNATFlags(r rawRule, set func(old uint32) uint32) ([]netlink.Attribute, patchResult, error) {
+	var res patchResult
+	out := make([]netlink.Attribute, 0, len(r.Attrs))
+	found := 0
+	for _, a := range r.Attrs {
+		if a.Type&attrTypeMask != unix.NFTA_RULE_EXPRESSIONS {
+			out = append(out, a)
+			continue
+		}
+		elems, err := netlink.UnmarshalAttributes(a.Data)
+		if err != nil {
+			return nil, res, fmt.Errorf("decoding expressions: %w", err)
+		}
+		for i, el := range elems {
+			name, data, err := exprParts(el.Data)
+			if err != nil {
+				return nil, res, err
+			}
+			if (name == "lookup" || name == "dynset") && usesAnonymousSet(data) {
+				return nil, res, ErrAnonymousSet
+			}
+			nd, kind, old, err := patchExpr(name, data, r.Family, set)
+			if err != nil {
+				return nil, res, err
+			}
+			if kind == "" {
+				continue
+			}
+			found++
+			res = patchResult{Kind: kind, OldFlags: old, NewFlags: set(old)}
+			ne, err := netlink.MarshalAttributes([]netlink.Attribute{
+				{Type: unix.NFTA_EXPR_NAME, Data: append([]byte(name), 0)},
+				{Type: unix.NLA_F_NESTED | unix.NFTA_EXPR_DATA, Data: nd},
+			})
+			if err != nil {
+				return nil, res, fmt.Errorf("encoding %s expression: %w", name, err)
+			}
+			elems[i].Data, elems[i].Length = ne, 0
+		}
+		ed, err := netlink.MarshalAttributes(elems)
+		if err != nil {
+			return nil, res, fmt.Errorf("encoding expressions: %w", err)
+		}
+		out = append(out, netlink.Attribute{Type: a.Type, Data: ed})
+	}
+	switch found {
+	case 0:
+		return nil, res, errors.New("no source-NAT expression in the rule")
+	case 1:
+		return out, res, nil
+	}
+	return nil, res, fmt.Errorf("%d source-NAT expressions in one rule", found)
+}
+
+// exprParts splits a NFTA_LIST_ELEM into the expression name and data.
+func exprParts(b []byte) (string, []byte, error) {
+	attrs, err := netlink.UnmarshalAttributes(b)
+	if err != nil {
+		return "", nil, fmt.Errorf("decoding expression: %w", err)
+	}
+	var name string
+	var data []byte
+	for _, a := range attrs {
+		switch a.Type & attrTypeMask {
+		case unix.NFTA_EXPR_NAME:
+			name = cstring(a.Data)
+		case unix.NFTA_EXPR_DATA:
+			data = a.Data
+		}
+	}
+	if name == "" {
+		return "", nil, errors.New("decoding expression: no name")
+	}
+	return name, data, nil
+}
+
+func usesAnonymousSet(data []byte) bool {
+	attrs, err := netlink.UnmarshalAttributes(data)
+	if err != nil {
+		return false
+	}
+	for _, a := range attrs {
+		// NFTA_LOOKUP_SET and NFTA_DYNSET_SET_NAME are both type 1.
+		if a.Type&attrTypeMask == 1 && strings.HasPrefix(cstring(a.Data), "__set") {
+			return true
+		}
+	}
+	return false
+}
+
+// patchExpr sets the NAT flags of one expression; kind is "" when the
+// expression is not a source-NAT one (data is then returned unchanged).
+func patchExpr(name string, data []byte, fam byte, set func(uint32) uint32) ([]byte, natKind, uint32, error) {
+	switch name {
+	case "masq":
+		nd, old, err := setFlagsAttr(data, unix.NFTA_MASQ_FLAGS, set)
+		return nd, natMasq, old, err
+	case "nat":
+		attrs, err := netlink.UnmarshalAttributes(data)
+		if err != nil {
+			return nil, "", 0, fmt.Errorf("decoding nat expression: %w", err)
+		}
+		snat := false
+		for _, a := range attrs {
+			if a.Type&attrTypeMask == unix.NFTA_NAT_TYPE && len(a.Data) == 4 {
+				snat = binary.BigEndian.Uint32(a.Data) == nftNATSNAT
+			}
+		}
+		if !snat {
+			return data, "", 0, nil
+		}
+		nd, old, err := setFlagsAttr(data, unix.NFTA_NAT_FLAGS, set)
+		return nd, natSNAT, old, err
+	case "target":
+		return patchTarget(data, fam, set)
+	}
+	return data, "", 0, nil
+}
+
+// setFlagsAttr sets (or adds) the big-endian u32 attribute typ.
+func setFlagsAttr(data []byte, typ uint16, set func(uint32) uint32) ([]byte, uint32, error) {
+	attrs, err := netlink.UnmarshalAttributes(data)
+	if err != nil {
+		return nil, 0, fmt.Errorf("decoding NAT expression: %w", err)
+	}
+	var old uint32
+	at := -1
+	for i, a := range attrs {
+		if a.Type&attrTypeMask == typ {
+			if len(a.Data) != 4 {
+				return nil, 0, fmt.Errorf("NAT flags attribute of %d bytes", len(a.Data))
+			}
+			old, at = binary.BigEndian.Uint32(a.Data), i
+		}
+	}
+	v := binary.BigEndian.AppendUint32(nil, set(old))
+	if at >= 0 {
+		attrs[at].Data, attrs[at].Length = v, 0
+	} else if set(old) != 0 {
+		attrs = append(attrs, netlink.Attribute{Type: typ, Data: v})
+	}
+	nd, err := netlink.MarshalAttributes(attrs)
+	if err != nil {
+		return nil, 0, fmt.Errorf("encoding NAT expression: %w", err)
+	}
+	return nd, old, nil
+}
+
+// patchTarget sets the flags inside an xt MASQUERADE or SNAT target's info:
+// nf_nat_ipv4_multi_range_compat for IPv4 revision 0 (flags after the u32
+// rangesize), nf_nat_range / nf_nat_range2 otherwise (flags first). The info
+// is a C struct in host byte order.
+func patchTarget(data []byte, fam byte, set func(uint32) uint32) ([]byte, natKind, uint32, error) {
+	attrs, err := netlink.UnmarshalAttributes(data)
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("decoding xt target: %w", err)
+	}
+	var tname string
+	var rev uint32
+	info := -1
+	for i, a := range attrs {
+		switch a.Type & attrTypeMask {
+		case unix.NFTA_TARGET_NAME:
+			tname = cstring(a.Data)
+		case unix.NFTA_TARGET_REV:
+			if len(a.Data) == 4 {
+				rev = binary.BigEndian.Uint32(a.Data)
+			}
+		case unix.NFTA_TARGET_INFO:
+			info = i
+		}
+	}
+	var kind natKind
+	switch tname {
+	case "MASQUERADE":
+		kind = natXTMasq
+	case "SNAT":
+		kind = natXTSNAT
+	default:
+		return data, "", 0, nil
+	}
+	if info < 0 {
+		return nil, "", 0, fmt.Errorf("xt %s target without info", tname)
+	}
+	off := 0
+	if fam == unix.NFPROTO_IPV4 && rev == 0 {
+		off = 4
+	}
+	b := append([]byte(nil), attrs[info].Data...)
+	if len(b) < off+4 {
+		return nil, "", 0, fmt.Errorf("xt %s target info of %d bytes is too short", tname, len(b))
+	}
+	ne := binary.NativeEndian
+	old := ne.Uint32(b[off:])
+	ne.PutUint32(b[off:], set(old))
+	attrs[info].Data, attrs[info].Length = b, 0
+	nd, err := netlink.MarshalAttributes(attrs)
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("encoding xt target: %w", err)
+	}
+	return nd, kind, old, nil
+}
+
+// compatAttr derives NFTA_RULE_COMPAT for a rule with xt expressions, as
+// iptables-nft sends it: the kernel does not dump it, but xt matches such as
+// tcp/udp/multiport check the rule's protocol through it. It returns false
+// when the rule needs none.
+func compatAttr(attrs []netlink.Attribute, fam byte) (netlink.Attribute, bool) {
+	var proto uint32
+	var inv, xt, haveProto bool
+	var lastLoad string // "proto" when the last load put the L4 protocol in a register
+	for _, a := range attrs {
+		if a.Type&attrTypeMask != unix.NFTA_RULE_EXPRESSIONS {
+			continue
+		}
+		elems, err := netlink.UnmarshalAttributes(a.Data)
+		if err != nil {
+			return netlink.Attribute{}, false
+		}
+		for _, el := range elems {
+			name, data, err := exprParts(el.Data)
+			if err != nil {
+				return netlink.Attribute{}, false
+			}
+			ea, _ := netlink.UnmarshalAttributes(data)
+			get := func(t uint16) []byte {
+				for _, x := range ea {
+					if x.Type&attrTypeMask == t {
+						return x.Data
+					}
+				}
+				return nil
+			}
+			be32 := func(t uint16) (uint32, bool) {
+				b := get(t)
+				if len(b) != 4 {
+					return 0, false
+				}
+				return binary.BigEndian.Uint32(b), true
+			}
+			switch name {
+			case "match", "target":
+				xt = true
+				if !haveProto && name == "match" {
+					if p, ok := xtMatchProto[cstring(get(unix.NFTA_MATCH_NAME))]; ok {
+						proto = p
+					}
+				}
+				lastLoad = ""
+			case "meta":
+				k, _ := be32(unix.NFTA_META_KEY)
+				lastLoad = ""
+				if k == unix.NFT_META_L4PROTO {
+					lastLoad = "proto"
+				}
+			case "payload":
+				base, _ := be32(unix.NFTA_PAYLOAD_BASE)
+				off, _ := be32(unix.NFTA_PAYLOAD_OFFSET)
+				l, _ := be32(unix.NFTA_PAYLOAD_LEN)
+				lastLoad = ""
+				if fam == unix.NFPROTO_IPV4 && base == unix.NFT_PAYLOAD_NETWORK_HEADER && off == 9 && l == 1 {
+					lastLoad = "proto"
+				}
+			case "cmp":
+				if lastLoad == "proto" && !haveProto {
+					op, _ := be32(unix.NFTA_CMP_OP)
+					vals, _ := netlink.UnmarshalAttributes(get(unix.NFTA_CMP_DATA))
+					for _, v := range vals {
+						if v.Type&attrTypeMask == unix.NFTA_DATA_VALUE && len(v.Data) >= 1 {
+							proto, haveProto, inv = uint32(v.Data[0]), true, op == unix.NFT_CMP_NEQ
+						}
+					}
+				}
+				lastLoad = ""
+			default:
+				lastLoad = ""
+			}
+		}
+	}
+	if !xt || proto == 0 {
+		return netlink.Attribute{}, false
+	}
+	var flags uint32
+	if inv {
+		flags = unix.NFT_RULE_COMPAT_F_INV
+	}
+	data, err := netlink.MarshalAttributes([]netlink.Attribute{
+		{Type: unix.NFTA_RULE_COMPAT_PROTO, Data: binary.BigEndian.AppendUint32(nil, proto)},
+		{Type: unix.NFTA_RULE_COMPAT_FLAGS, Data: binary.BigEndian.AppendUint32(nil, flags)},
+	})
+	if err != nil {
+		return netlink.Attribute{}, false
+	}
+	return netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_RULE_COMPAT, Data: data}, true
+}
+
+// xtMatchProto is the protocol an xt match implies when the rule has no
+// protocol comparison (google/nftables' table, trimmed).
+var xtMatchProto = map[string]uint32{
+	"tcp": unix.IPPROTO_TCP, "udp": unix.IPPROTO_UDP, "udplite": unix.IPPROTO_UDPLITE,
+	"tcpmss": unix.IPPROTO_TCP, "sctp": unix.IPPROTO_SCTP,
+}
+
+// replaceMessage builds the NFT_MSG_NEWRULE that replaces r (by handle) with
+// attrs: table, chain, handle, expressions and user data as given, the
+// position dropped (a replacement keeps its place), a compat attribute
+// added when the rule has xt expressions.
+func replaceMessage(r rawRule, attrs []netlink.Attribute) (netlink.Message, error) {
+	keep := make([]netlink.Attribute, 0, len(attrs)+1)
+	for _, a := range attrs {
+		switch a.Type & attrTypeMask {
+		case unix.NFTA_RULE_TABLE, unix.NFTA_RULE_CHAIN, unix.NFTA_RULE_HANDLE, unix.NFTA_RULE_EXPRESSIONS, unix.NFTA_RULE_USERDATA:
+			keep = append(keep, a)
+		}
+	}
+	if c, ok := compatAttr(attrs, r.Family); ok {
+		keep = append(keep, c)
+	}
+	data, err := netlink.MarshalAttributes(keep)
+	if err != nil {
+		return netlink.Message{}, fmt.Errorf("encoding rule %d: %w", r.Handle, err)
+	}
+	return netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWRULE),
+			Flags: netlink.Request | netlink.Acknowledge | netlink.Replace,
+		},
+		Data: append([]byte{r.Family, unix.NFNETLINK_V0, 0, 0}, data...),
+	}, nil
+}
+
+// batch wraps msgs in a nftables transaction that the kernel applies only
+// while the ruleset generation is still gen (NFNL_BATCH_GENID).
+func batch(gen uint32, msgs []netlink.Message) []netlink.Message {
+	genAttr, _ := netlink.MarshalAttributes([]netlink.Attribute{
+		{Type: unix.NFNL_BATCH_GENID, Data: binary.BigEndian.AppendUint32(nil, gen)},
+	})
+	begin := netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_BEGIN), Flags: netlink.Request},
+		Data:   append([]byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES}, genAttr...),
+	}
+	end := netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_END), Flags: netlink.Request},
+		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES},
+	}
+	out := make([]netlink.Message, 0, len(msgs)+2)
+	out = append(out, begin)
+	out = append(out, msgs...)
+	return append(out, end)
+}

@@ -1,0 +1,69 @@
+package fix
+
+import "time"
+
+// Config says which namespace a Fixer works on and how.
+type Config struct {
+	// NetNS is a namespace name (under /run/netns) or path; "" for the
+	// caller's own.
+	NetNS string
+	// Options are the plan options (scope, iptables-nft method, kernel).
+	Options Options
+	// SkipLegacy leaves iptables-legacy alone (not read, not changed).
+	SkipLegacy bool
+	// Runner runs the iptables tools; nil runs them inside the namespace.
+	Runner Runner
+	// Now is the clock for backup timestamps; nil is time.Now.
+	Now func() time.Time
+}
+
+// Result is what Apply did.
+type Result struct {
+	Applied []Change `json:"applied"`
+	// Backup is the file the original rules were written to ("" for none).
+	Backup string `json:"backup,omitempty"`
+	// Verified is true when a re-read found every changed rule fully-random
+	// at its position.
+	Verified bool `json:"verified"`
+	// Replans counts plans that went stale before one applied (ApplyFresh).
+	Replans int `json:"replans,omitempty"`
+}
+
+// RollbackResult is what Rollback did.
+type RollbackResult struct {
+	Restored []BackupEntry `json:"restored"`
+	// Missing are entries whose rule is no longer as the fix left it (its
+	// owner rewrote or removed it); they are left alone.
+	Missing []BackupEntry `json:"missing"`
+}
+
+// DefaultInterval is how often Watch re-reads the rules when no nftables
+// event arrives (iptables-legacy changes send none).
+const DefaultInterval = 2 * time.Second
+
+// Event is one thing Watch did.
+type Event struct {
+	Time time.Time `json:"time"`
+	// Trigger is what woke the watch: "start", "nftables" (a netlink
+	// event) or "interval".
+	Trigger string `json:"trigger"`
+	// Applied are the changes made; empty when the rules were already fixed.
+	Applied []Change `json:"applied,omitempty"`
+	// Replans counts stale plans before the one that applied.
+	Replans int    `json:"replans,omitempty"`
+	Err     string `json:"error,omitempty"`
+	// Took is the time from the trigger to the fix in the kernel.
+	Took time.Duration `json:"took_ns"`
+}
+
+// WatchOptions tune Watch.
+type WatchOptions struct {
+	// Interval between periodic re-reads; 0 is DefaultInterval.
+	Interval time.Duration
+	// Backup is the backup file every application merges into ("" none).
+	Backup string
+	// OnEvent is called for every round that changed something or failed.
+	OnEvent func(Event)
+	// NoMonitor disables the nftables netlink monitor (periodic re-reads only).
+	NoMonitor bool
+}
