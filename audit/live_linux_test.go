@@ -1,0 +1,127 @@
+//go:build linux
+
+package audit
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/ruleset"
+)
+
+// TestAuditLiveNamespace is `snatrace audit --netns` end to end: rules
+// installed with the real iptables-nft, iptables-legacy and nft in a fresh
+// namespace are read, attributed and judged, and the namespace's own
+// conntrack counters are sampled.
+func TestAuditLiveNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace and installs netfilter rules in it")
+	}
+	name := fmt.Sprintf("snt-audit-%d", os.Getpid())
+	ns, err := netns.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := ns.Delete(); err != nil {
+			t.Errorf("deleting %s: %v", name, err)
+		}
+	})
+	load := func(stdin string, args ...string) {
+		t.Helper()
+		if _, err := exec.LookPath(args[0]); err != nil {
+			t.Skipf("%s not installed", args[0])
+		}
+		cmd := exec.Command("nsenter", append([]string{"--net=" + ns.Path(), "--"}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", args[0], err, out)
+		}
+	}
+	load(`*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+:KUBE-POSTROUTING - [0:0]
+-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully
+COMMIT
+`, "iptables-nft-restore")
+	load(`*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:AWS-SNAT-CHAIN-0 - [0:0]
+-A POSTROUTING -m comment --comment "AWS SNAT CHAIN" -j AWS-SNAT-CHAIN-0
+-A AWS-SNAT-CHAIN-0 ! -o vlan+ -m comment --comment "AWS, SNAT" -j SNAT --to-source 10.0.12.34 --random
+COMMIT
+`, "iptables-legacy-restore")
+	load(`table ip lab {
+	chain post {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "eth9" meta l4proto udp masquerade to :40000 fully-random
+	}
+}
+`, "nft", "-f", "-")
+
+	ctx := context.Background()
+	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NetNSFd: ns.Fd(), Runner: ruleset.ExecRunner{NetNSPath: ns.Path()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slept := time.Duration(0)
+	ct, err := ReadConntrack(ctx, ns.Fd(), 2*time.Second, func(_ context.Context, d time.Duration) error { slept += d; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := Run(Input{Rules: rs, Kernel: "6.18.0", Iptables: "1.8.9", Conntrack: ct})
+
+	want := map[string]string{ // rule text part -> "severity kind" of its finding
+		"! -o docker0 -j MASQUERADE":      "high no-fully-random",
+		"--to-source 10.0.12.34 --random": "low random-only",
+		"masquerade to :40000":            "high single-port",
+	}
+	got := map[string]string{}
+	for _, f := range rep.Findings {
+		for part := range want {
+			if strings.Contains(f.Rule, part) {
+				got[part] = f.Severity.String() + " " + string(f.Kind)
+			}
+		}
+	}
+	for part, w := range want {
+		if got[part] != w {
+			t.Errorf("rule %q: finding %q, want %q", part, got[part], w)
+		}
+	}
+	owners := map[ruleset.Owner]int{}
+	for _, r := range rep.Rules {
+		owners[r.Owner]++
+	}
+	if owners[ruleset.Docker] != 1 || owners[ruleset.KubeProxy] != 1 || owners[ruleset.AWSVPCCNI] != 1 || owners[ruleset.Unknown] != 1 {
+		t.Errorf("owners %v, want one each of docker, kube-proxy, aws-vpc-cni, unknown", owners)
+	}
+	if !rep.HasFindings(Low) {
+		t.Error("HasFindings(Low) = false")
+	}
+	mixed := false
+	for _, f := range rep.Findings {
+		mixed = mixed || f.Kind == KindMixedBackends
+	}
+	if !mixed {
+		t.Error("no mixed-backends finding with iptables-legacy and iptables-nft rules")
+	}
+	if c := rep.Conntrack; c == nil || c.IntervalSeconds < 2 || len(c.CPUs) == 0 || c.Source != "netlink" || slept != 2*time.Second {
+		t.Errorf("conntrack view %+v (slept %v): want a 2 s netlink sample per CPU", c, slept)
+	}
+}
