@@ -1,0 +1,356 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/snatrace/snatrace/fix"
+	"github.com/spf13/cobra"
+)
+
+func init() { register(newFixCmd) }
+
+type fixOpts struct {
+	apply      bool
+	watch      bool
+	interval   time.Duration
+	owners     string
+	chains     []string
+	exclude    []string
+	netns      string
+	backup     string
+	noBackup   bool
+	rollback   string
+	planFile   string
+	nftMethod  string
+	noLegacy   bool
+	jsonOut    bool
+	noMonitor  bool
+	staleTries int
+}
+
+func newFixCmd() *cobra.Command {
+	var o fixOpts
+	cmd := &cobra.Command{
+		Use:   "fix",
+		Short: "Make the SNAT rules that can race fully-random, atomically, and keep them so",
+		Long: `fix makes the source-NAT rules that audit flags (plain or random-only
+MASQUERADE/SNAT) fully-random, in place, without touching anything else.
+
+By default it only plans: it lists each rule it would change with the exact
+change (- before, + after) and exits 1 if there is something to change, 0 if
+not. --apply applies:
+
+  nftables (native and iptables-nft rules): every rule is replaced by handle
+    in one netlink batch, with its own expressions, counters and comment and
+    only the NAT flags changed; the batch carries the ruleset generation the
+    plan was made at, so the kernel refuses it whole if anything changed;
+  iptables-legacy: one iptables-restore --noflush -w run per table with
+    "-R CHAIN N", after checking a checksum of each chain against the plan.
+
+If the rules changed between plan and apply, nothing is applied: --apply
+re-plans, --apply --plan FILE (a plan saved with --json) refuses (exit 2).
+Before changing anything the original rules are written to a backup file;
+--rollback FILE restores exactly those rules.
+
+--watch (with --apply) keeps the rules fixed: it re-applies within
+milliseconds of an nftables change (netlink monitor) and re-reads every
+--interval for iptables-legacy, logs every change on stderr and exits
+cleanly on SIGTERM/SIGINT.
+
+Scope: --owner docker,kube-proxy keeps only those owners' rules; --chain
+only those chains; --exclude owner=NAME|chain=NAME (repeatable) keeps rules
+as they are: fully-random gives up source-port preservation, which NAT
+traversal and port-based firewalls may rely on.
+
+Needs CAP_NET_ADMIN (root). Exit codes: 0 nothing to do or applied, 1 the
+plan has changes (plan mode), 2 usage or environment error.`,
+		Example: `  sudo snatrace fix
+  sudo snatrace fix --owner docker --apply
+  sudo snatrace fix --apply --watch --exclude chain=KUBE-POSTROUTING
+  sudo snatrace fix --json > plan.json && sudo snatrace fix --apply --plan plan.json
+  sudo snatrace fix --rollback snatrace-fix-backup-20260101T120000Z.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := o.config(cmd)
+			if err != nil {
+				return err
+			}
+			return runFix(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.apply, "apply", false, "apply the plan (default: only show it)")
+	f.BoolVar(&o.watch, "watch", false, "with --apply: keep the rules fixed until SIGTERM, re-applying when their owner rewrites them")
+	f.DurationVar(&o.interval, "interval", fix.DefaultInterval, "with --watch: re-read the rules this often (iptables-legacy sends no change events)")
+	f.StringVar(&o.owners, "owner", "", "only rules of these owners (comma-separated: docker,kube-proxy,flannel,...)")
+	f.StringSliceVar(&o.chains, "chain", nil, "only rules in these chains (comma-separated or repeated)")
+	f.StringArrayVar(&o.exclude, "exclude", nil, "leave rules alone: owner=NAME, chain=NAME or both comma-joined (repeatable)")
+	f.StringVar(&o.netns, "netns", "", "fix another network namespace: a name under /run/netns or a path (/proc/PID/ns/net)")
+	f.StringVar(&o.backup, "backup", "", "backup file for the original rules (default snatrace-fix-backup-<time>.json in the current directory)")
+	f.BoolVar(&o.noBackup, "no-backup", false, "do not write a backup (no rollback possible)")
+	f.StringVar(&o.rollback, "rollback", "", "restore the rules saved in this backup file")
+	f.StringVar(&o.planFile, "plan", "", "with --apply: apply this plan (from snatrace fix --json), refusing if the rules changed since")
+	f.StringVar(&o.nftMethod, "iptables-nft-via", string(fix.MethodNetlink), "how to change iptables-nft rules: netlink (atomic with nftables) or iptables-restore")
+	f.BoolVar(&o.noLegacy, "no-legacy", false, "leave iptables-legacy rules alone")
+	f.BoolVar(&o.noMonitor, "no-monitor", false, "with --watch: no nftables netlink monitor, only periodic re-reads")
+	f.BoolVar(&o.jsonOut, "json", false, "print one JSON document (plan, result, rollback or watch events)")
+	f.IntVar(&o.staleTries, "tries", 5, "with --apply: plans to try when the rules keep changing under the fix")
+	return cmd
+}
+
+// config checks the flags and builds the fix configuration.
+func (o *fixOpts) config(cmd *cobra.Command) (fix.Config, error) {
+	var cfg fix.Config
+	changed := cmd.Flags().Changed
+	if o.watch && !o.apply {
+		return cfg, usageErr("--watch needs --apply (a watch changes rules)")
+	}
+	if o.interval <= 0 {
+		return cfg, usageErr("--interval %v: must be positive", o.interval)
+	}
+	if changed("interval") && !o.watch {
+		return cfg, usageErr("--interval applies to --watch only")
+	}
+	if o.noMonitor && !o.watch {
+		return cfg, usageErr("--no-monitor applies to --watch only")
+	}
+	if o.planFile != "" && !o.apply {
+		return cfg, usageErr("--plan %s: applying a saved plan needs --apply", o.planFile)
+	}
+	if o.planFile != "" && o.watch {
+		return cfg, usageErr("--plan and --watch: a watch makes its own plans")
+	}
+	if o.staleTries < 1 {
+		return cfg, usageErr("--tries %d: must be at least 1", o.staleTries)
+	}
+	if o.rollback != "" {
+		for _, fl := range []string{"apply", "watch", "owner", "chain", "exclude", "backup", "no-backup", "plan", "iptables-nft-via"} {
+			if changed(fl) {
+				return cfg, usageErr("--rollback restores a backup; it does not take --%s", fl)
+			}
+		}
+	}
+	if o.noBackup && changed("backup") {
+		return cfg, usageErr("--backup and --no-backup: give one")
+	}
+	if (changed("backup") || o.noBackup) && !o.apply {
+		return cfg, usageErr("--backup/--no-backup apply to --apply only")
+	}
+	if changed("backup") && o.backup == "" {
+		return cfg, usageErr("--backup: empty file name (use --no-backup for none)")
+	}
+	owners, err := fix.ParseOwners(o.owners)
+	if err != nil {
+		return cfg, usageErr("--owner: %v", err)
+	}
+	if changed("owner") && len(owners) == 0 {
+		return cfg, usageErr("--owner: empty list")
+	}
+	for _, c := range o.chains {
+		if strings.TrimSpace(c) == "" || strings.ContainsAny(c, " \t") {
+			return cfg, usageErr("--chain %q: want a chain name", c)
+		}
+	}
+	scope := fix.Scope{Owners: owners, Chains: o.chains}
+	for _, e := range o.exclude {
+		ex, err := fix.ParseExclusion(e)
+		if err != nil {
+			return cfg, usageErr("--exclude: %v", err)
+		}
+		scope.Exclude = append(scope.Exclude, ex)
+	}
+	var method fix.Method
+	switch fix.Method(o.nftMethod) {
+	case fix.MethodNetlink, fix.MethodRestore:
+		method = fix.Method(o.nftMethod)
+	default:
+		return cfg, usageErr("--iptables-nft-via %q: want netlink or iptables-restore", o.nftMethod)
+	}
+	cfg = fix.Config{NetNS: o.netns, SkipLegacy: o.noLegacy, Options: fix.Options{Scope: scope, IptablesNft: method}}
+	return cfg, nil
+}
+
+// fixOutput is the --json document.
+type fixOutput struct {
+	Mode     string              `json:"mode"` // plan, apply, watch, rollback
+	NetNS    string              `json:"netns,omitempty"`
+	Plan     *fix.Plan           `json:"plan,omitempty"`
+	Result   *fix.Result         `json:"result,omitempty"`
+	Rollback *fix.RollbackResult `json:"rollback,omitempty"`
+	Events   []fix.Event         `json:"events,omitempty"`
+}
+
+func runFix(ctx context.Context, stdout, stderr io.Writer, o fixOpts, cfg fix.Config) error {
+	f, err := fix.New(cfg)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return usageErr("--netns %s: %v", o.netns, err)
+		}
+		return envErr(err)
+	}
+	defer f.Close()
+	out := fixOutput{Mode: "plan", NetNS: o.netns}
+	emit := func() error {
+		if o.jsonOut {
+			if err := fix.WriteJSON(stdout, out); err != nil {
+				return fmt.Errorf("writing JSON: %w", err)
+			}
+		}
+		return nil
+	}
+	switch {
+	case o.rollback != "":
+		out.Mode = "rollback"
+		b, err := fix.LoadBackup(o.rollback)
+		if err != nil {
+			return usageErr("--rollback: %v", err)
+		}
+		res, err := f.Rollback(ctx, b)
+		if err != nil {
+			return fixErr(err)
+		}
+		out.Rollback = res
+		if !o.jsonOut {
+			if err := fix.WriteRollback(stdout, res); err != nil {
+				return err
+			}
+		}
+		return emit()
+	case !o.apply:
+		p, err := f.Plan(ctx)
+		if err != nil {
+			return fixErr(err)
+		}
+		out.Plan = p
+		if !o.jsonOut {
+			if err := fix.WritePlan(stdout, p, false); err != nil {
+				return err
+			}
+		}
+		if err := emit(); err != nil {
+			return err
+		}
+		if p.HasChanges() {
+			return silentExit(exitFindings)
+		}
+		return nil
+	}
+	backup := o.backup
+	if backup == "" && !o.noBackup {
+		backup = fmt.Sprintf("snatrace-fix-backup-%s.json", time.Now().UTC().Format("20060102T150405Z"))
+	}
+	if o.watch {
+		return runFixWatch(ctx, stdout, stderr, o, f, backup, &out, emit)
+	}
+	out.Mode = "apply"
+	var (
+		p   *fix.Plan
+		res *fix.Result
+	)
+	if o.planFile != "" {
+		p, err = readPlan(o.planFile)
+		if err != nil {
+			return err
+		}
+		res, err = f.Apply(ctx, p, backup)
+	} else {
+		p, res, err = f.ApplyFresh(ctx, backup, o.staleTries)
+	}
+	if err != nil {
+		if errors.Is(err, fix.ErrStale) && o.planFile != "" {
+			return envErr(fmt.Errorf("--plan %s: %w; nothing was changed: make a new plan", o.planFile, err))
+		}
+		return fixErr(err)
+	}
+	if len(res.Applied) == 0 {
+		res.Backup = ""
+	}
+	out.Plan, out.Result = p, res
+	if !o.jsonOut {
+		if err := fix.WritePlan(stdout, p, true); err != nil {
+			return err
+		}
+		if err := fix.WriteResult(stdout, res); err != nil {
+			return err
+		}
+	}
+	if err := emit(); err != nil {
+		return err
+	}
+	if !res.Verified {
+		return silentExit(exitUsage)
+	}
+	return nil
+}
+
+func runFixWatch(ctx context.Context, stdout, stderr io.Writer, o fixOpts, f *fix.Fixer, backup string, out *fixOutput, emit func() error) error {
+	out.Mode = "watch"
+	var mu sync.Mutex
+	fmt.Fprintf(stderr, "snatrace fix: watching (nftables events%s, re-read every %v); backup %s; SIGTERM to stop\n",
+		map[bool]string{true: " off", false: ""}[o.noMonitor], o.interval, backupName(backup))
+	err := f.Watch(ctx, fix.WatchOptions{
+		Interval: o.interval, Backup: backup, NoMonitor: o.noMonitor,
+		OnEvent: func(e fix.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			out.Events = append(out.Events, e)
+			fmt.Fprintln(stderr, "snatrace fix:", fix.FormatEvent(e))
+		},
+	})
+	if err != nil {
+		return fixErr(err)
+	}
+	fmt.Fprintln(stderr, "snatrace fix: stopped")
+	mu.Lock()
+	defer mu.Unlock()
+	return emit()
+}
+
+func backupName(b string) string {
+	if b == "" {
+		return "none"
+	}
+	return b
+}
+
+func readPlan(path string) (*fix.Plan, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usageErr("--plan: %v", err)
+	}
+	var doc struct {
+		Plan *fix.Plan `json:"plan"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	if err := dec.Decode(&doc); err != nil || doc.Plan == nil {
+		if err == nil {
+			err = errors.New("no \"plan\" in the document")
+		}
+		return nil, usageErr("--plan %s: not the output of snatrace fix --json: %v", path, err)
+	}
+	if err := doc.Plan.Check(); err != nil {
+		return nil, usageErr("--plan %s: %v", path, err)
+	}
+	return doc.Plan, nil
+}
+
+// fixErr turns a fix error into exit 2 with a message that says what is
+// missing.
+func fixErr(err error) error {
+	var mb *fix.MissingBinaryError
+	switch {
+	case errors.As(err, &mb):
+		return envErr(err)
+	case errors.Is(err, os.ErrPermission) || strings.Contains(err.Error(), "operation not permitted"):
+		return envErr(fmt.Errorf("changing netfilter rules needs CAP_NET_ADMIN (run as root): %w", err))
+	}
+	return envErr(err)
+}
