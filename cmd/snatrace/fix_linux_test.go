@@ -1,0 +1,269 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/snatrace/snatrace/lab"
+	"github.com/snatrace/snatrace/natrule"
+	"github.com/snatrace/snatrace/netns"
+)
+
+func fixNS(t *testing.T, name string) *netns.NS {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace and changes its netfilter rules")
+	}
+	ns, err := netns.Create(fmt.Sprintf("snt-fx%d-%s", os.Getpid()%100000, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Delete() })
+	return ns
+}
+
+func inNS(t *testing.T, ns *netns.NS, stdin, name string, args ...string) string {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := ns.Do(func() error {
+		cmd := exec.Command(name, args...)
+		cmd.Stdin = strings.NewReader(stdin)
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		return cmd.Run()
+	})
+	if err != nil {
+		t.Fatalf("%s %v: %v: %s", name, args, err, errb.String())
+	}
+	return out.String()
+}
+
+const fixLegacyNat = `*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+COMMIT
+`
+
+const fixNftNat = `table ip cni {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr 10.88.0.0/16 counter masquerade
+	}
+}
+`
+
+func saveAll(t *testing.T, ns *netns.NS) string {
+	return inNS(t, ns, "", "iptables-legacy-save", "-t", "nat") + inNS(t, ns, "", "nft", "list", "ruleset")
+}
+
+// TestFixPlanApplyRollbackCLI drives the command: plan (exit 1, nothing
+// changed), --json, --apply (exit 0), plan again (exit 0), --rollback.
+func TestFixPlanApplyRollbackCLI(t *testing.T) {
+	ns := fixNS(t, "cli")
+	inNS(t, ns, fixLegacyNat, "iptables-legacy-restore", "-w")
+	inNS(t, ns, fixNftNat, "nft", "-f", "-")
+	orig := saveAll(t, ns)
+
+	out, errs, code := runCLI(t, "fix", "--netns", ns.Path())
+	if code != exitFindings || !strings.Contains(out, "2 source-NAT rules to make fully-random") || errs != "" {
+		t.Fatalf("plan: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if saveAll(t, ns) != orig {
+		t.Fatal("plan mode changed rules")
+	}
+	out, _, code = runCLI(t, "fix", "--netns", ns.Path(), "--json")
+	var doc struct {
+		Mode string
+		Plan struct {
+			Changes []struct{ Before, After, Method string }
+		}
+	}
+	if code != exitFindings || jsonUnmarshal([]byte(out), &doc) != nil || doc.Mode != "plan" || len(doc.Plan.Changes) != 2 {
+		t.Fatalf("plan --json: exit %d, %+v\n%s", code, doc, out)
+	}
+	backup := filepath.Join(t.TempDir(), "b.json")
+	out, errs, code = runCLI(t, "fix", "--netns", ns.Path(), "--apply", "--backup", backup)
+	if code != exitOK || !strings.Contains(out, "Verified") {
+		t.Fatalf("apply: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	fixed := saveAll(t, ns)
+	for _, want := range []string{"-j MASQUERADE --random-fully", "masquerade fully-random"} {
+		if !strings.Contains(fixed, want) {
+			t.Errorf("after apply the rules lack %q:\n%s", want, fixed)
+		}
+	}
+	if _, _, code = runCLI(t, "fix", "--netns", ns.Path()); code != exitOK {
+		t.Errorf("plan after apply: exit %d, want 0", code)
+	}
+	out, errs, code = runCLI(t, "fix", "--netns", ns.Path(), "--rollback", backup, "--json")
+	if code != exitOK || !strings.Contains(out, `"mode": "rollback"`) {
+		t.Fatalf("rollback: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if got := saveAll(t, ns); stripVolatile(got) != stripVolatile(orig) {
+		t.Fatalf("rollback did not restore the rules:\n%s\nwant\n%s", got, orig)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`{"version": 1, "entries": [{"backend": "pf"}]}`), 0o600)
+	if _, errs, code = runCLI(t, "fix", "--netns", ns.Path(), "--rollback", bad); code != exitUsage || !strings.Contains(errs, `entry 1: unknown backend "pf"`) {
+		t.Errorf("bad backup: exit %d, stderr %q", code, errs)
+	}
+}
+
+func stripVolatile(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestFixStalePlanFile applies a saved plan after the rules changed: exit
+// 2, nothing changed.
+func TestFixStalePlanFile(t *testing.T) {
+	ns := fixNS(t, "stale")
+	inNS(t, ns, fixNftNat, "nft", "-f", "-")
+	out, _, code := runCLI(t, "fix", "--netns", ns.Path(), "--json")
+	if code != exitFindings {
+		t.Fatalf("plan: exit %d", code)
+	}
+	plan := filepath.Join(t.TempDir(), "plan.json")
+	os.WriteFile(plan, []byte(out), 0o600)
+	inNS(t, ns, "", "nft", "add", "rule", "ip", "cni", "postrouting", "counter")
+	before := saveAll(t, ns)
+	_, errs, code := runCLI(t, "fix", "--netns", ns.Path(), "--apply", "--plan", plan, "--no-backup")
+	if code != exitUsage || !strings.Contains(errs, "the ruleset changed since the plan was made; nothing was changed: make a new plan") {
+		t.Fatalf("stale plan: exit %d, stderr %q", code, errs)
+	}
+	if stripVolatile(saveAll(t, ns)) != stripVolatile(before) {
+		t.Fatal("a stale plan changed rules")
+	}
+}
+
+// TestFixMissingIptables runs the fix with a PATH that has the iptables
+// save tools but not iptables-legacy-restore: exit 2 naming it, nothing
+// changed, the nftables rule in the same plan included.
+func TestFixMissingIptables(t *testing.T) {
+	ns := fixNS(t, "nobin")
+	inNS(t, ns, fixLegacyNat, "iptables-legacy-restore", "-w")
+	inNS(t, ns, fixNftNat, "nft", "-f", "-")
+	before := saveAll(t, ns)
+	dir := t.TempDir()
+	for _, tool := range []string{"iptables-legacy-save", "ip6tables-legacy-save", "iptables-nft-save", "ip6tables-nft-save"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			t.Skip(err)
+		}
+		os.Symlink(p, filepath.Join(dir, tool))
+	}
+	var out, errb bytes.Buffer
+	cmd := snatrace("fix", "--netns", ns.Path(), "--apply", "--no-backup")
+	cmd.Env = append(cmd.Env, "PATH="+dir)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	ee, ok := err.(*exec.ExitError)
+	want := "snatrace: iptables-legacy-restore not found in PATH (install the iptables package); nothing was changed"
+	if !ok || ee.ExitCode() != exitUsage || strings.TrimSpace(errb.String()) != want {
+		t.Fatalf("missing binary: %v, stderr %q; want exit 2 and %q", err, errb.String(), want)
+	}
+	if saveAll(t, ns) != before {
+		t.Fatal("rules changed although a binary was missing")
+	}
+}
+
+// TestFixWithoutPrivileges runs the fix as nobody: exit 2 naming
+// CAP_NET_ADMIN.
+func TestFixWithoutPrivileges(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch to an unprivileged user")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "snatrace-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	bin := dir + "/snatrace"
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"fix"}, {"fix", "--apply", "--no-backup"}} {
+		var errb bytes.Buffer
+		cmd := exec.Command(bin, args...)
+		cmd.Env = []string{"SNATRACE_TEST_MAIN=1", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+		cmd.Stderr = &errb
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		err = cmd.Run()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != exitUsage || !strings.Contains(errb.String(), "needs CAP_NET_ADMIN (run as root)") {
+			t.Errorf("unprivileged %v: %v, stderr %q; want exit 2 naming CAP_NET_ADMIN", args, err, errb.String())
+		}
+	}
+}
+
+// TestFixEndToEnd puts a lab node with plain masquerade under the same-port
+// workload, fixes it with snatrace fix --apply --netns, and checks that the
+// same workload then clashes at least 10 times less (kernel counters).
+func TestFixEndToEnd(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to run the lab")
+	}
+	if testing.Short() {
+		t.Skip("lab traffic: not in -short")
+	}
+	for _, backend := range []natrule.Backend{natrule.NFT, natrule.IptablesNFT, natrule.IptablesLegacy} {
+		t.Run(string(backend), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			s, err := lab.Open(ctx, lab.Config{Pods: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			plain, _ := natrule.ParseMode("masquerade")
+			if err := s.Install(ctx, plain, backend); err != nil {
+				t.Fatal(err)
+			}
+			r, err := s.Round(ctx, 200000, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Conntrack.InsertFailed < 10 {
+				t.Skipf("plain masquerade clashed only %d times in %d connections: no race to fix on this machine", r.Conntrack.InsertFailed, r.Connections)
+			}
+			out, errs, code := runCLI(t, "fix", "--apply", "--netns", s.Node().Path(), "--no-backup")
+			if code != exitOK {
+				t.Fatalf("fix: exit %d\n%s\n%s", code, out, errs)
+			}
+			r2, err := s.Round(ctx, r.Connections, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: plain %d clashes in %d connections; after fix %d in %d", backend, r.Conntrack.InsertFailed, r.Connections, r2.Conntrack.InsertFailed, r2.Connections)
+			if 10*r2.Conntrack.InsertFailed > r.Conntrack.InsertFailed {
+				t.Errorf("after the fix %d clashes, before %d: want at least 10x fewer", r2.Conntrack.InsertFailed, r.Conntrack.InsertFailed)
+			}
+		})
+	}
+}
