@@ -36,7 +36,7 @@ func Read(ctx context.Context, opts ReadOptions) (*Ruleset, error) {
 	}
 	legacyRead := false
 	if !opts.SkipLegacy {
-		for _, bin := range []string{"iptables-legacy-save", "ip6tables-legacy-save"} {
+		for _, bin := range legacySaveBinaries(ctx, run) {
 			lrs, err := readSave(ctx, run, bin)
 			if err != nil {
 				rs.Warnings = append(rs.Warnings, err.Error())
@@ -70,6 +70,28 @@ func Read(ctx context.Context, opts ReadOptions) (*Ruleset, error) {
 	rs.resolveHooks()
 	Attribute(rs)
 	return rs, nil
+}
+
+// legacySaveBinaries returns the tools that dump iptables-legacy rules:
+// iptables-legacy-save and ip6tables-legacy-save, or, on systems without them
+// (iptables before 1.8, or a legacy-only build), iptables-save and
+// ip6tables-save when they are not the nf_tables flavour.
+func legacySaveBinaries(ctx context.Context, run Runner) []string {
+	var out []string
+	for _, v := range []string{"iptables", "ip6tables"} {
+		if _, err := run.LookPath(v + "-legacy-save"); err == nil {
+			out = append(out, v+"-legacy-save")
+			continue
+		}
+		if _, err := run.LookPath(v + "-save"); err != nil {
+			continue
+		}
+		ver, err := run.Run(ctx, v+"-save", "--version")
+		if err == nil && !bytes.Contains(ver, []byte("nf_tables")) {
+			out = append(out, v+"-save")
+		}
+	}
+	return out
 }
 
 // readSave runs an iptables save binary and parses its output; nil, nil when
