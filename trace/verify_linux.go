@@ -91,23 +91,25 @@ func (c *replyChecker) Close() error {
 }
 
 // findNetNS returns a path that opens the network namespace with inode:
-// this process's own, its threads' (a lab thread inside a node namespace),
-// the named namespaces of ip-netns, then every process's.
+// this process's own, a namespace it holds open (a netns handle), one of its
+// threads' (a lab thread inside a node namespace), the named namespaces of
+// ip-netns, then every process's.
 func findNetNS(inode uint32) (string, error) {
+	// Namespace files live on nsfs: compare devices too, so a regular file
+	// with the same inode number never matches.
+	var self unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
+		return "", fmt.Errorf("finding network namespace %d: %w", inode, err)
+	}
 	var candidates []string
-	candidates = append(candidates, "/proc/self/ns/net")
-	if m, err := filepath.Glob("/proc/self/task/*/ns/net"); err == nil {
-		candidates = append(candidates, m...)
-	}
-	if m, err := filepath.Glob("/run/netns/*"); err == nil {
-		candidates = append(candidates, m...)
-	}
-	if m, err := filepath.Glob("/proc/[0-9]*/ns/net"); err == nil {
-		candidates = append(candidates, m...)
+	for _, pattern := range []string{"/proc/self/ns/net", "/proc/self/fd/*", "/proc/self/task/*/ns/net", "/run/netns/*", "/proc/[0-9]*/ns/net"} {
+		if m, err := filepath.Glob(pattern); err == nil {
+			candidates = append(candidates, m...)
+		}
 	}
 	for _, p := range candidates {
 		var st unix.Stat_t
-		if err := unix.Stat(p, &st); err == nil && uint32(st.Ino) == inode {
+		if err := unix.Stat(p, &st); err == nil && st.Dev == self.Dev && uint32(st.Ino) == inode {
 			return p, nil
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/snatrace/snatrace/trace"
@@ -20,7 +22,7 @@ func newTraceCmd() *cobra.Command {
 		jsonOut  bool
 		all      bool
 		mode     string
-		netns    uint32
+		netns    string
 	)
 	cmd := &cobra.Command{
 		Use:   "trace",
@@ -46,7 +48,11 @@ tcp:tcp_retransmit_skb tracepoints; says which is missing (exit 2).
 			if err != nil {
 				return usageErr("--mode: %v", err)
 			}
-			return runTrace(cmd.Context(), cmd, traceOpts{duration, jsonOut, all, trace.Options{Mode: m, NetNS: netns}})
+			ino, err := netnsInode(netns)
+			if err != nil {
+				return usageErr("--netns %q: %v", netns, err)
+			}
+			return runTrace(cmd.Context(), cmd, traceOpts{duration, jsonOut, all, trace.Options{Mode: m, NetNS: ino}})
 		},
 	}
 	f := cmd.Flags()
@@ -54,8 +60,28 @@ tcp:tcp_retransmit_skb tracepoints; says which is missing (exit 2).
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object per event, then the summary")
 	f.BoolVar(&all, "all", false, "also print other netfilter SYN drops (firewall rules)")
 	f.StringVar(&mode, "mode", "auto", "attach points: auto, fexit (require fexit on __nf_conntrack_confirm) or tracepoint")
-	f.Uint32Var(&netns, "netns", 0, "only drops in the network namespace with this inode (0: all)")
+	f.StringVar(&netns, "netns", "", "only drops in this network namespace: an inode number, or a path such as /run/netns/NAME or /proc/PID/ns/net")
 	return cmd
+}
+
+// netnsInode resolves --netns: "" (all namespaces), an inode number, or a
+// namespace file whose inode is taken.
+func netnsInode(s string) (uint32, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return uint32(n), nil
+	}
+	fi, err := os.Stat(s)
+	if err != nil {
+		return 0, fmt.Errorf("want an inode number or a namespace file: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, fmt.Errorf("reading the inode of %s: unsupported platform", s)
+	}
+	return uint32(st.Ino), nil
 }
 
 type traceOpts struct {
