@@ -51,7 +51,7 @@ func BenchmarkCollect(b *testing.B) {
 // TestCompareNodeExporter is the side-by-side benchmark of docs/bench-exporter.md:
 // snatrace exporter and Debian's prometheus-node-exporter (conntrack collector
 // only), each started on a free 127.0.0.1 port, scraped the same number of
-// times one after the other; it prints latency percentiles and RSS. It runs
+// times, alternately; it prints latency percentiles and RSS. It runs
 // only when SNATRACE_BENCH_EXPORTER is set (the number of scrapes).
 func TestCompareNodeExporter(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("SNATRACE_BENCH_EXPORTER"))
@@ -66,64 +66,79 @@ func TestCompareNodeExporter(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/snatrace").CombinedOutput(); err != nil {
 		t.Fatalf("building snatrace: %v\n%s", err, out)
 	}
+	type target struct {
+		name string
+		argv func(addr string) []string
+		cmd  *exec.Cmd
+		url  string
+		lat  []time.Duration
+		body int
+	}
+	targets := []*target{
+		{name: "snatrace exporter --no-audit", argv: func(a string) []string { return []string{bin, "exporter", "--no-audit", "--listen", a} }},
+		{name: "prometheus-node-exporter --collector.disable-defaults --collector.conntrack", argv: func(a string) []string {
+			return []string{ne, "--collector.disable-defaults", "--collector.conntrack", "--web.listen-address", a}
+		}},
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	scrapeOnce := func(url string) (int, error) {
+		resp, err := client.Get(url)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		k, err := io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return 0, fmt.Errorf("%s: status %d", url, resp.StatusCode)
+		}
+		return int(k), err
+	}
+	for _, tg := range targets {
+		addr := freeAddr(t)
+		argv := tg.argv(addr)
+		tg.cmd = exec.Command(argv[0], argv[1:]...)
+		if err := tg.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		c := tg.cmd
+		t.Cleanup(func() { c.Process.Kill(); c.Wait() }) // by PID: the process we started
+		tg.url = "http://" + addr + "/metrics"
+		var err error
+		for i := 0; i < 100; i++ {
+			if _, err = scrapeOnce(tg.url); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("%s did not come up on %s: %v", tg.name, addr, err)
+		}
+	}
+	// Alternate the scrapes, so that noise from the rest of the machine hits
+	// both exporters alike.
+	for range n {
+		for _, tg := range targets {
+			start := time.Now()
+			k, err := scrapeOnce(tg.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tg.lat = append(tg.lat, time.Since(start))
+			tg.body = k
+		}
+	}
 	type result struct {
 		name           string
 		p50, p99, max  time.Duration
 		rss, hwm, body int
 	}
 	var results []result
-	for _, c := range []struct {
-		name string
-		argv func(addr string) []string
-	}{
-		{"snatrace exporter --no-audit", func(a string) []string { return []string{bin, "exporter", "--no-audit", "--listen", a} }},
-		{"prometheus-node-exporter --collector.disable-defaults --collector.conntrack", func(a string) []string {
-			return []string{ne, "--collector.disable-defaults", "--collector.conntrack", "--web.listen-address", a}
-		}},
-	} {
-		addr := freeAddr(t)
-		argv := c.argv(addr)
-		cmd := exec.Command(argv[0], argv[1:]...)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		pid := cmd.Process.Pid
-		stop := func() { cmd.Process.Kill(); cmd.Wait() } // by PID, the process we started
-		url := "http://" + addr + "/metrics"
-		client := &http.Client{Timeout: 5 * time.Second}
-		ready := false
-		for i := 0; i < 100 && !ready; i++ {
-			if resp, err := client.Get(url); err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				ready = resp.StatusCode == http.StatusOK
-			}
-			if !ready {
-				time.Sleep(20 * time.Millisecond)
-			}
-		}
-		if !ready {
-			stop()
-			t.Fatalf("%s did not come up on %s", c.name, addr)
-		}
-		lat := make([]time.Duration, 0, n)
-		body := 0
-		for range n {
-			start := time.Now()
-			resp, err := client.Get(url)
-			if err != nil {
-				stop()
-				t.Fatal(err)
-			}
-			k, _ := io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			lat = append(lat, time.Since(start))
-			body = int(k)
-		}
-		rss, hwm := procStatus(t, pid, "VmRSS:"), procStatus(t, pid, "VmHWM:")
-		stop()
+	for _, tg := range targets {
+		pid := tg.cmd.Process.Pid
+		lat := tg.lat
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-		results = append(results, result{c.name, lat[n/2], lat[n*99/100], lat[n-1], rss, hwm, body})
+		results = append(results, result{tg.name, lat[n/2], lat[n*99/100], lat[n-1],
+			procStatus(t, pid, "VmRSS:"), procStatus(t, pid, "VmHWM:"), tg.body})
 	}
 	fmt.Printf("| exporter | scrapes | p50 | p99 | max | RSS after | peak RSS | body bytes |\n|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
