@@ -1,0 +1,92 @@
+//go:build linux
+
+package audit_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/snatrace/snatrace/audit"
+	"github.com/snatrace/snatrace/lab"
+	"github.com/snatrace/snatrace/natrule"
+	"github.com/snatrace/snatrace/ruleset"
+)
+
+// TestAuditLabNodeDuringBurst audits a lab node while a same-port burst
+// races SYNs through its plain masquerade: the rule must be flagged, and the
+// race-happening finding must report exactly the insert failures the lab's
+// own accounting counted in that interval, as a rate over it.
+func TestAuditLabNodeDuringBurst(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to run a lab node")
+	}
+	ctx := context.Background()
+	s, err := lab.Open(ctx, lab.Config{Pods: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m, _ := natrule.ParseMode("masquerade")
+	if err := s.Install(ctx, m, natrule.NFT); err != nil {
+		t.Fatal(err)
+	}
+
+	// The audit's counter interval is exactly the burst: its sleeper runs
+	// the lab round and returns when the round has been accounted.
+	var round *lab.Result
+	sleep := func(ctx context.Context, d time.Duration) error {
+		var err error
+		round, err = s.Round(ctx, 400000, 20)
+		return err
+	}
+	ct, err := audit.ReadConntrack(ctx, s.Node().Fd(), 100*time.Millisecond, sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NetNSFd: s.Node().Fd(), Runner: ruleset.ExecRunner{NetNSPath: s.Node().Path()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ruleset.Attribute(rs)
+	rep := audit.Run(audit.Input{Rules: rs, Conntrack: ct, Kernel: "6.18.0"})
+
+	if round.Conntrack.InsertFailed < 20 {
+		t.Fatalf("the burst made only %d clashes", round.Conntrack.InsertFailed)
+	}
+	if len(rep.Rules) != 1 || rep.Rules[0].Chain != natrule.ChainName || rep.Rules[0].Table != natrule.TableName {
+		t.Fatalf("rules = %+v, want the lab's one rule in %s/%s", rep.Rules, natrule.TableName, natrule.ChainName)
+	}
+	kinds := map[audit.Kind]audit.Finding{}
+	for _, f := range rep.Findings {
+		kinds[f.Kind] = f
+	}
+	if _, ok := kinds[audit.KindNoFullyRandom]; !ok {
+		t.Errorf("plain masquerade not flagged: %+v", rep.Findings)
+	}
+	race, ok := kinds[audit.KindRaceNow]
+	if !ok {
+		t.Fatalf("no %s finding: %+v", audit.KindRaceNow, rep.Findings)
+	}
+	v := rep.Conntrack
+	if v.Delta == nil || v.Delta.InsertFailed != round.Conntrack.InsertFailed || v.Delta.Drop != round.Conntrack.Drop {
+		t.Fatalf("audit delta %+v, lab counted insert_failed %d drop %d", v.Delta, round.Conntrack.InsertFailed, round.Conntrack.Drop)
+	}
+	wantRate := float64(round.Conntrack.InsertFailed) / v.IntervalSeconds
+	if d := v.Rates.InsertFailed - wantRate; d > 1e-9 || d < -1e-9 {
+		t.Errorf("insert_failed rate %.3f/s, want %d over %.3f s = %.3f/s", v.Rates.InsertFailed, round.Conntrack.InsertFailed, v.IntervalSeconds, wantRate)
+	}
+	if !strings.Contains(race.Message+strings.Join(race.Evidence, " "), fmt.Sprint(round.Conntrack.InsertFailed)) {
+		t.Errorf("finding does not show the %d insert failures: %q %q", round.Conntrack.InsertFailed, race.Message, race.Evidence)
+	}
+	var perCPU uint64
+	for _, c := range v.CPUs {
+		perCPU += c.InsertFailed
+	}
+	if perCPU != round.Conntrack.InsertFailed {
+		t.Errorf("per-CPU insert_failed sum %d, want %d", perCPU, round.Conntrack.InsertFailed)
+	}
+}
