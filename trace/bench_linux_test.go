@@ -141,9 +141,9 @@ func (f *fixture) connectBlock(n int, dst netip.AddrPort) (time.Duration, error)
 			}
 			ready.Done()
 			<-start
-			sa := &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}
+			sa := sockaddr(dst)
 			for range per {
-				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+				fd, err := unix.Socket(family(dst), unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 				if err != nil {
 					errs <- err
 					return

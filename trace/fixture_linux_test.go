@@ -36,7 +36,11 @@ type fixture struct {
 	podIPs []netip.Addr
 	nodeIP netip.Addr // address of up0: the masquerade source
 	srvIP  netip.Addr
-	nodeNS uint32 // inode of the node namespace
+	// The same for IPv6: the fixture is dual-stack.
+	podIPs6 []netip.Addr
+	nodeIP6 netip.Addr
+	srvIP6  netip.Addr
+	nodeNS  uint32 // inode of the node namespace
 }
 
 var fixtureSeq atomic.Uint32
@@ -77,9 +81,11 @@ func newFixture(t testing.TB, pods int) *fixture {
 	id := fmt.Sprintf("%d%d", os.Getpid()%10000, fixtureSeq.Add(1))
 	x := int(fixtureSeq.Load()+uint32(os.Getpid()))%200 + 20
 	f := &fixture{
-		prefix: "snt-tr" + id,
-		nodeIP: netip.AddrFrom4([4]byte{198, 18, byte(x), 1}),
-		srvIP:  netip.AddrFrom4([4]byte{198, 18, byte(x), 2}),
+		prefix:  "snt-tr" + id,
+		nodeIP:  netip.AddrFrom4([4]byte{198, 18, byte(x), 1}),
+		srvIP:   netip.AddrFrom4([4]byte{198, 18, byte(x), 2}),
+		nodeIP6: netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, byte(x), 14: 0, 15: 1}),
+		srvIP6:  netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, byte(x), 14: 0, 15: 2}),
 	}
 	f.node = f.prefix + "-node"
 	f.server = f.prefix + "-srv"
@@ -87,6 +93,7 @@ func newFixture(t testing.TB, pods int) *fixture {
 	for i := range pods {
 		f.pods = append(f.pods, fmt.Sprintf("%s-p%d", f.prefix, i))
 		f.podIPs = append(f.podIPs, netip.AddrFrom4([4]byte{10, 77, 0, byte(10 + i)}))
+		f.podIPs6 = append(f.podIPs6, netip.AddrFrom16([16]byte{0xfd, 0x77, 15: byte(0x10 + i)}))
 	}
 	all = append(all, f.pods...)
 	t.Cleanup(func() {
@@ -101,29 +108,34 @@ func newFixture(t testing.TB, pods int) *fixture {
 	n := f.node
 	run(t, "ip", "-n", n, "link", "add", "br0", "type", "bridge")
 	run(t, "ip", "-n", n, "addr", "add", "10.77.0.1/24", "dev", "br0")
+	run(t, "ip", "-n", n, "addr", "add", "fd77::1/64", "dev", "br0", "nodad")
 	run(t, "ip", "-n", n, "link", "set", "br0", "up")
 	for i, p := range f.pods {
 		hv := fmt.Sprintf("vp%d", i)
 		run(t, "ip", "-n", n, "link", "add", hv, "type", "veth", "peer", "name", "eth0", "netns", p)
 		run(t, "ip", "-n", n, "link", "set", hv, "master", "br0", "up")
 		run(t, "ip", "-n", p, "addr", "add", f.podIPs[i].String()+"/24", "dev", "eth0")
+		run(t, "ip", "-n", p, "addr", "add", f.podIPs6[i].String()+"/64", "dev", "eth0", "nodad")
 		run(t, "ip", "-n", p, "link", "set", "eth0", "up")
 		run(t, "ip", "-n", p, "route", "add", "default", "via", "10.77.0.1")
+		run(t, "ip", "-n", p, "-6", "route", "add", "default", "via", "fd77::1")
 	}
 	run(t, "ip", "-n", n, "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", f.server)
 	run(t, "ip", "-n", n, "addr", "add", f.nodeIP.String()+"/24", "dev", "up0")
+	run(t, "ip", "-n", n, "addr", "add", f.nodeIP6.String()+"/64", "dev", "up0", "nodad")
 	run(t, "ip", "-n", n, "link", "set", "up0", "up")
 	run(t, "ip", "-n", f.server, "addr", "add", f.srvIP.String()+"/24", "dev", "eth0")
+	run(t, "ip", "-n", f.server, "addr", "add", f.srvIP6.String()+"/64", "dev", "eth0", "nodad")
 	run(t, "ip", "-n", f.server, "link", "set", "eth0", "up")
-	run(t, "ip", "netns", "exec", n, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	run(t, "ip", "netns", "exec", n, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
 	runStdin(t, `
-table ip snt_nat {
+table inet snt_nat {
 	chain post {
 		type nat hook postrouting priority srcnat; policy accept;
 		oifname "up0" masquerade
 	}
 }
-table ip snt_filter {
+table inet snt_filter {
 	chain fw_forward {
 		type filter hook forward priority filter; policy accept;
 		tcp dport 9 drop
@@ -215,18 +227,21 @@ func (f *fixture) serve(t testing.TB, ports ...int) {
 	var fds []int
 	err := inNS(f.server, func() error {
 		for _, port := range ports {
-			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				return err
+			for _, a := range []netip.Addr{f.srvIP, f.srvIP6} {
+				ap := netip.AddrPortFrom(a, uint16(port))
+				fd, err := unix.Socket(family(ap), unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					return err
+				}
+				unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+				if err := unix.Bind(fd, sockaddr(ap)); err != nil {
+					return fmt.Errorf("binding %v: %w", ap, err)
+				}
+				if err := unix.Listen(fd, 4096); err != nil {
+					return err
+				}
+				fds = append(fds, fd)
 			}
-			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-			if err := unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: f.srvIP.As4()}); err != nil {
-				return fmt.Errorf("binding :%d: %w", port, err)
-			}
-			if err := unix.Listen(fd, 4096); err != nil {
-				return err
-			}
-			fds = append(fds, fd)
 		}
 		return nil
 	})
@@ -272,6 +287,8 @@ type burstOptions struct {
 	BasePort int // burst i uses source port BasePort+i in every pod
 	DstPort  int
 	Deadline time.Duration // a connect not done by then is delayed
+	// IPv6 connects the pods' and server's IPv6 addresses.
+	IPv6 bool
 	// Keep is how many delayed connections are left to complete through a
 	// SYN retransmission (in the background, up to 3 s) instead of closed.
 	Keep int
@@ -282,6 +299,11 @@ type burstOptions struct {
 func (f *fixture) burst(t testing.TB, o burstOptions) []conn {
 	t.Helper()
 	dst := netip.AddrPortFrom(f.srvIP, uint16(o.DstPort))
+	srcs := f.podIPs
+	if o.IPv6 {
+		dst = netip.AddrPortFrom(f.srvIP6, uint16(o.DstPort))
+		srcs = f.podIPs6
+	}
 	var (
 		arrived atomic.Int64 // spin barrier: pods that reached each burst
 		mu      sync.Mutex
@@ -318,7 +340,7 @@ func (f *fixture) burst(t testing.TB, o burstOptions) []conn {
 						return
 					}
 				}
-				c, fd, err := connectOnce(netip.AddrPortFrom(f.podIPs[i], uint16(o.BasePort+b)), dst, o.Deadline)
+				c, fd, err := connectOnce(netip.AddrPortFrom(srcs[i], uint16(o.BasePort+b)), dst, o.Deadline)
 				if err != nil {
 					abort.Store(true)
 					errs <- err
@@ -349,22 +371,36 @@ func (f *fixture) burst(t testing.TB, o burstOptions) []conn {
 // connectOnce connects from src to dst without blocking past deadline.
 func connectOnce(src, dst netip.AddrPort, deadline time.Duration) (conn, int, error) {
 	c := conn{Orig: Tuple{Src: src, Dst: dst}, Start: time.Now()}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(family(src), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return c, -1, fmt.Errorf("socket: %w", err)
 	}
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(src.Port()), Addr: src.Addr().As4()}); err != nil {
+	if err := unix.Bind(fd, sockaddr(src)); err != nil {
 		unix.Close(fd)
 		return c, -1, fmt.Errorf("binding %v: %w", src, err)
 	}
-	err = unix.Connect(fd, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()})
+	err = unix.Connect(fd, sockaddr(dst))
 	if err != nil && !errors.Is(err, unix.EINPROGRESS) {
 		unix.Close(fd)
 		return c, -1, fmt.Errorf("connecting %v -> %v: %w", src, dst, err)
 	}
 	c.Delayed = !waitConnected(fd, deadline)
 	return c, fd, nil
+}
+
+func family(ap netip.AddrPort) int {
+	if ap.Addr().Is4() {
+		return unix.AF_INET
+	}
+	return unix.AF_INET6
+}
+
+func sockaddr(ap netip.AddrPort) unix.Sockaddr {
+	if ap.Addr().Is4() {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	}
+	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
 }
 
 // waitConnected polls fd for the end of a non-blocking connect.

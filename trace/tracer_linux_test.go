@@ -43,8 +43,17 @@ func collect(tr *Tracer, keep func(Event) bool, want int, wait time.Duration) []
 // checks every SNAT clash the kernel counted is attributed, to the right
 // connection, while firewall drops in the same run are not.
 func TestSamePortBurst(t *testing.T) {
+	t.Run("ipv4", func(t *testing.T) { testSamePortBurst(t, false) })
+	t.Run("ipv6", func(t *testing.T) { testSamePortBurst(t, true) })
+}
+
+func testSamePortBurst(t *testing.T, ipv6 bool) {
 	needRoot(t)
 	f := newFixture(t, max(2, runtime.NumCPU()))
+	nodeIP := f.nodeIP
+	if ipv6 {
+		nodeIP = f.nodeIP6
+	}
 	f.serve(t, 80, 7, 9)
 	tr, err := Start(context.Background(), Options{NetNS: f.nodeNS})
 	if err != nil {
@@ -73,7 +82,7 @@ func TestSamePortBurst(t *testing.T) {
 	for round := 0; round < 8; round++ {
 		conns = append(conns, f.burst(t, burstOptions{
 			Bursts: 250, BasePort: 20000 + 250*round, DstPort: 80,
-			Deadline: 150 * time.Millisecond, Keep: 2,
+			Deadline: 150 * time.Millisecond, Keep: 2, IPv6: ipv6,
 		})...)
 		if n, err := insertFailed(f.node); err == nil && n >= before+3 {
 			break
@@ -83,7 +92,7 @@ func TestSamePortBurst(t *testing.T) {
 	// in postrouting after source NAT, where the conntrack looks like a loser's.
 	var fw []conn
 	for i, port := range []int{9, 7} {
-		fw = append(fw, f.burst(t, burstOptions{Bursts: 3, BasePort: 30000 + 10*i, DstPort: port, Deadline: 100 * time.Millisecond})...)
+		fw = append(fw, f.burst(t, burstOptions{Bursts: 3, BasePort: 30000 + 10*i, DstPort: port, Deadline: 100 * time.Millisecond, IPv6: ipv6})...)
 	}
 	after, err := insertFailed(f.node)
 	if err != nil {
@@ -130,8 +139,8 @@ func TestSamePortBurst(t *testing.T) {
 		if ev.Evidence != EvidenceConfirmDrop && ev.Evidence != EvidenceReplyTaken {
 			t.Errorf("clash %v: evidence %q", ev.Orig, ev.Evidence)
 		}
-		if ev.NAT.Src.Addr() != f.nodeIP || ev.NAT.Dst != ev.Orig.Dst {
-			t.Errorf("clash %v: NAT tuple %v, want from %v to %v", ev.Orig, ev.NAT, f.nodeIP, ev.Orig.Dst)
+		if ev.NAT.Src.Addr() != nodeIP || ev.NAT.Dst != ev.Orig.Dst {
+			t.Errorf("clash %v: NAT tuple %v, want from %v to %v", ev.Orig, ev.NAT, nodeIP, ev.Orig.Dst)
 		}
 	}
 	fwDropped := 0
