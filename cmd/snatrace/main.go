@@ -66,6 +66,13 @@ dropped; the client retransmits after 1 s, then 3 s, 7 s...
 
   snatrace lab        prove it on this kernel, side by side with its fixes (root)
   snatrace sim        predict it for other kernels, NAT modes and loads (no root)
+  snatrace audit      find the rules on this host that can race, their owners,
+                      and whether the race is happening now
+  snatrace fix        make those rules fully-random, atomically, and keep them so
+  snatrace exporter   Prometheus metrics for every node (DaemonSet in deploy/)
+  snatrace trace      name the exact connections that lost a SYN (eBPF)
+
+Every job takes --json (one JSON document on stdout) and --help.
 
 Exit codes: 0 ok, 1 findings or race reproduced when asked to fail, 2 usage or
 environment error.`,
