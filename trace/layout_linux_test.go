@@ -3,6 +3,7 @@
 package trace
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 	"unsafe"
@@ -99,5 +100,67 @@ func TestKernelDropReason(t *testing.T) {
 	}
 	if names[v] != "NETFILTER_DROP" {
 		t.Errorf("value %d is named %q", v, names[v])
+	}
+}
+
+// kernelBTF builds a BTF spec holding only the named tracepoint typedefs
+// and, when values is not nil, enum skb_drop_reason.
+func kernelBTF(t *testing.T, tracepoints []string, values []btf.EnumValue) *btf.Spec {
+	t.Helper()
+	var types []btf.Type
+	for _, tp := range tracepoints {
+		proto := &btf.FuncProto{Return: (*btf.Void)(nil)}
+		types = append(types, &btf.Typedef{Name: "btf_trace_" + tp, Type: &btf.Pointer{Target: proto}})
+	}
+	if values != nil {
+		types = append(types, &btf.Enum{Name: "skb_drop_reason", Size: 4, Values: values})
+	}
+	b, err := btf.NewBuilder(types, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := b.Marshal(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := btf.LoadSpecFromReader(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spec
+}
+
+// TestPreflight checks that a kernel lacking a tracepoint or the drop reason
+// is named in the error.
+func TestPreflight(t *testing.T) {
+	nf := []btf.EnumValue{{Name: "SKB_DROP_REASON_NETFILTER_DROP", Value: 11}}
+	both := []string{"kfree_skb", "tcp_retransmit_skb"}
+	tests := []struct {
+		name        string
+		tracepoints []string
+		values      []btf.EnumValue
+		need        Requirement
+		detail      string
+	}{
+		{"complete", both, nf, "", ""},
+		{"no kfree_skb", []string{"tcp_retransmit_skb"}, nf, NeedTracepoint, "skb:kfree_skb (tp_btf)"},
+		{"no tcp_retransmit_skb", []string{"kfree_skb"}, nf, NeedTracepoint, "tcp:tcp_retransmit_skb (tp_btf)"},
+		{"no drop reasons", both, nil, NeedDropReason, "enum skb_drop_reason"},
+		{"no NETFILTER_DROP", both, []btf.EnumValue{{Name: "SKB_DROP_REASON_NO_SOCKET", Value: 3}}, NeedDropReason, "SKB_DROP_REASON_NETFILTER_DROP"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, v, err := preflight(kernelBTF(t, tt.tracepoints, tt.values))
+			if tt.need == "" {
+				if err != nil || v != 11 {
+					t.Fatalf("preflight = %d, %v; want 11, nil", v, err)
+				}
+				return
+			}
+			var me *MissingError
+			if !errors.As(err, &me) || me.Need != tt.need || me.Detail != tt.detail {
+				t.Fatalf("preflight: %v; want a MissingError for %s %s", err, tt.need, tt.detail)
+			}
+		})
 	}
 }

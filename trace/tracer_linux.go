@@ -34,11 +34,12 @@ const (
 // Tracer reports SYNs dropped by netfilter and counts SYN retransmissions
 // until it is closed. Its methods are safe for concurrent use.
 type Tracer struct {
-	mode   Mode
-	coll   *ebpf.Collection
-	links  []link.Link
-	rd     *ringbuf.Reader
-	events chan Event
+	mode     Mode
+	fallback error // why ModeAuto did not use fexit
+	coll     *ebpf.Collection
+	links    []link.Link
+	rd       *ringbuf.Reader
+	events   chan Event
 
 	snatClashes atomic.Uint64
 	otherDrops  atomic.Uint64
@@ -74,13 +75,7 @@ func Start(ctx context.Context, opts Options) (*Tracer, error) {
 	if err := checkCaps(); err != nil {
 		return nil, err
 	}
-	for _, tp := range []string{tpKfreeSkb, tpRetransmit} {
-		var td *btf.Typedef
-		if err := kspec.TypeByName("btf_trace_"+tp, &td); err != nil {
-			return nil, &MissingError{Need: NeedTracepoint, Detail: tracepointName(tp) + " (tp_btf)", Err: err}
-		}
-	}
-	reasons, nfDrop, err := dropReasons(kspec)
+	reasons, nfDrop, err := preflight(kspec)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +94,7 @@ func Start(ctx context.Context, opts Options) (*Tracer, error) {
 			err = &MissingError{Need: NeedFexit, Err: err}
 		}
 	default:
-		if err = t.load(kspec, nfDrop, opts.NetNS, true); err != nil {
+		if t.fallback = t.load(kspec, nfDrop, opts.NetNS, true); t.fallback != nil {
 			err = t.load(kspec, nfDrop, opts.NetNS, false)
 		}
 	}
@@ -118,6 +113,19 @@ func Start(ctx context.Context, opts Options) (*Tracer, error) {
 		}
 	}()
 	return t, nil
+}
+
+// preflight checks the kernel's BTF for the tracepoints and the drop reason
+// the programs need, and returns the drop reasons by value and the value of
+// NETFILTER_DROP.
+func preflight(kspec *btf.Spec) (map[uint32]string, uint32, error) {
+	for _, tp := range []string{tpKfreeSkb, tpRetransmit} {
+		var td *btf.Typedef
+		if err := kspec.TypeByName("btf_trace_"+tp, &td); err != nil {
+			return nil, 0, &MissingError{Need: NeedTracepoint, Detail: tracepointName(tp) + " (tp_btf)", Err: err}
+		}
+	}
+	return dropReasons(kspec)
 }
 
 func tracepointName(tp string) string {
@@ -235,6 +243,10 @@ func (t *Tracer) read(dec decoder) {
 
 // Mode returns the mode in use: ModeFexit or ModeTracepoint.
 func (t *Tracer) Mode() Mode { return t.mode }
+
+// Fallback returns why ModeAuto runs in ModeTracepoint (the fexit program
+// could not be loaded or attached), or nil.
+func (t *Tracer) Fallback() error { return t.fallback }
 
 // Events returns the dropped SYNs in the order the ring buffer delivered
 // them. The channel is closed when the tracer stops. A slow reader makes the

@@ -29,5 +29,8 @@ func (t *Tracer) Stats() (Stats, error) { return Stats{}, ErrUnsupported }
 // Mode returns ModeAuto.
 func (t *Tracer) Mode() Mode { return ModeAuto }
 
+// Fallback returns nil.
+func (t *Tracer) Fallback() error { return nil }
+
 // Close does nothing.
 func (t *Tracer) Close() error { return nil }

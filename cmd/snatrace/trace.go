@@ -107,6 +107,9 @@ func runTrace(ctx context.Context, cmd *cobra.Command, o traceOpts) error {
 	out := cmd.OutOrStdout()
 	enc := json.NewEncoder(out)
 	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 && !o.jsonOut {
+		if fb := tr.Fallback(); fb != nil {
+			fmt.Fprintf(os.Stderr, "fexit on __nf_conntrack_confirm unavailable (%v); using the tracepoint\n", fb)
+		}
 		fmt.Fprintf(os.Stderr, "tracing SNAT clash drops (%s mode); Ctrl-C to stop\n", tr.Mode())
 	}
 	var sum trace.Summarizer
