@@ -286,7 +286,11 @@ func (p *Plan) HasChanges() bool { return len(p.Changes) > 0 }
 // with the new flags in place of the old.
 func nftAfter(text string, from, to natrule.Mode) string {
 	old, neu := from.String(), to.String()
-	if i := strings.LastIndex(text, old); i >= 0 {
+	region := text
+	if i := strings.LastIndex(text, ` comment "`); i >= 0 {
+		region = text[:i] // a comment may quote anything
+	}
+	if i := strings.LastIndex(region, old); i >= 0 {
 		return text[:i] + neu + text[i+len(old):]
 	}
 	return text + " # " + neu
@@ -296,11 +300,16 @@ func nftAfter(text string, from, to natrule.Mode) string {
 // where iptables-save itself prints it: after --random and before
 // --persistent (SNAT), at the end otherwise.
 func IptablesAfter(line string) string {
-	if strings.Contains(" "+line+" ", " --random-fully ") {
+	if strings.HasSuffix(line, " --random-fully") || strings.Contains(line, " --random-fully --") {
 		return line
 	}
-	if i := strings.Index(line+" ", " --persistent "); i >= 0 {
-		return line[:i] + " --random-fully" + line[i:]
+	// Target options follow the last -j; matches (and comments) precede it.
+	j := strings.LastIndex(line, " -j ")
+	if j < 0 {
+		j = 0
+	}
+	if i := strings.Index(line[j:]+" ", " --persistent "); i >= 0 {
+		return line[:j+i] + " --random-fully" + line[j+i:]
 	}
 	return line + " --random-fully"
 }
