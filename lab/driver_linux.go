@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"sync"
@@ -51,7 +52,7 @@ func (d *driver) listen(ctx context.Context) (stop func(), err error) {
 	for _, s := range d.topo.Servers {
 		var ln net.Listener
 		err := s.NS.Do(func() (err error) {
-			ln, err = listenBacklog(s.Addr.String(), d.dport, 4096)
+			ln, err = listenBacklog(netip.AddrPortFrom(s.Addr, d.dport), 4096)
 			return err
 		})
 		if err != nil {
@@ -76,16 +77,15 @@ func (d *driver) listen(ctx context.Context) (stop func(), err error) {
 
 // listenBacklog listens with an explicit backlog: net.Listen takes the host
 // namespace's somaxconn, and the lab must not depend on the host.
-func listenBacklog(addr string, port uint16, backlog int) (net.Listener, error) {
+func listenBacklog(ap netip.AddrPort, backlog int) (net.Listener, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("socket: %w", err)
 	}
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-	ip := net.ParseIP(addr).To4()
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(port), Addr: [4]byte(ip)}); err != nil {
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("bind %s:%d: %w", addr, port, err)
+		return nil, fmt.Errorf("bind %s: %w", ap, err)
 	}
 	if err := unix.Listen(fd, backlog); err != nil {
 		unix.Close(fd)
