@@ -279,14 +279,20 @@ type conn struct {
 	Orig    Tuple
 	Delayed bool // not established within the deadline: its SYN was lost
 	Start   time.Time
+	Took    time.Duration // until established, or until given up
 }
+
+// synRTO is the initial SYN retransmission timeout (TCP_TIMEOUT_INIT).
+const synRTO = time.Second
 
 // burstOptions describe a same-port burst workload.
 type burstOptions struct {
 	Bursts   int
 	BasePort int // burst i uses source port BasePort+i in every pod
 	DstPort  int
-	Deadline time.Duration // a connect not done by then is delayed
+	// Deadline is when a connect not yet done is suspected delayed; it is
+	// delayed if still not done just before the SYN would be retransmitted.
+	Deadline time.Duration
 	// IPv6 connects the pods' and server's IPv6 addresses.
 	IPv6 bool
 	// Keep is how many delayed connections are left to complete through a
@@ -346,15 +352,36 @@ func (f *fixture) burst(t testing.TB, o burstOptions) []conn {
 					errs <- err
 					return
 				}
-				if c.Delayed && kept.Add(1) <= int64(o.Keep) {
-					bg.Add(1)
-					go func() { defer bg.Done(); waitConnected(fd, 3*time.Second); closeRST(fd) }()
-				} else {
-					closeRST(fd)
+				record := func(c conn) {
+					mu.Lock()
+					conns = append(conns, c)
+					mu.Unlock()
 				}
-				mu.Lock()
-				conns = append(conns, c)
-				mu.Unlock()
+				if !c.Delayed {
+					closeRST(fd)
+					record(c)
+					continue
+				}
+				// Not established by the deadline: its SYN was lost, or the
+				// machine is slow. Tell them apart off the burst's path: a
+				// lost SYN is not retransmitted before the 1 s initial RTO.
+				bg.Add(1)
+				go func() {
+					defer bg.Done()
+					defer closeRST(fd)
+					// Under load this goroutine may run after the
+					// retransmission: the kernel's retransmit count decides.
+					if waitConnected(fd, time.Until(c.Start.Add(synRTO-50*time.Millisecond))) && synRetransmits(fd) == 0 {
+						c.Delayed = false
+						c.Took = time.Since(c.Start)
+						record(c)
+						return
+					}
+					record(c)
+					if kept.Add(1) <= int64(o.Keep) {
+						waitConnected(fd, 3*time.Second)
+					}
+				}()
 			}
 		}()
 	}
@@ -385,7 +412,8 @@ func connectOnce(src, dst netip.AddrPort, deadline time.Duration) (conn, int, er
 		unix.Close(fd)
 		return c, -1, fmt.Errorf("connecting %v -> %v: %w", src, dst, err)
 	}
-	c.Delayed = !waitConnected(fd, deadline)
+	c.Delayed = !waitConnected(fd, deadline) || synRetransmits(fd) != 0
+	c.Took = time.Since(c.Start)
 	return c, fd, nil
 }
 
@@ -401,6 +429,16 @@ func sockaddr(ap netip.AddrPort) unix.Sockaddr {
 		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
 	}
 	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+}
+
+// synRetransmits returns how many times the socket retransmitted (its SYN,
+// for a connection just established); -1 if unknown.
+func synRetransmits(fd int) int {
+	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		return -1
+	}
+	return int(info.Total_retrans)
 }
 
 // waitConnected polls fd for the end of a non-blocking connect.

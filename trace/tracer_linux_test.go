@@ -127,7 +127,14 @@ func testSamePortBurst(t *testing.T, ipv6 bool) {
 	}
 	m := Match(late, clashes, 2*time.Second, 50*time.Millisecond)
 	if m.Attributed != len(clashes) || len(m.Extra) != 0 {
-		t.Errorf("%d of %d clashes match a delayed connection; unmatched drops: %v", m.Attributed, len(clashes), m.Extra)
+		t.Errorf("%d of %d clashes match a delayed connection", m.Attributed, len(clashes))
+		for _, ev := range m.Extra {
+			for _, c := range conns {
+				if c.Orig == ev.Orig {
+					t.Errorf("unmatched drop %v at %v: its connection started %v, delayed %v, took %v", ev.Orig, ev.Time, c.Start, c.Delayed, c.Took)
+				}
+			}
+		}
 	}
 	for _, d := range m.Unmatched {
 		t.Errorf("delayed connection %v has no attributed drop", d.Orig)
