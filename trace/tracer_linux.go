@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +43,8 @@ type Tracer struct {
 	snatClashes atomic.Uint64
 	otherDrops  atomic.Uint64
 
+	mu        sync.RWMutex // guards coll and closed against Close
+	closed    bool
 	done      chan struct{} // closed by Close
 	reader    sync.WaitGroup
 	closeOnce sync.Once
@@ -256,10 +257,10 @@ func (t *Tracer) Events() <-chan Event { return t.events }
 // Retransmits returns the SYN retransmissions counted since Start, per
 // destination address and port, across every network namespace.
 func (t *Tracer) Retransmits() (map[netip.AddrPort]uint64, error) {
-	select {
-	case <-t.done:
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.closed {
 		return nil, errors.New("reading SYN retransmissions: tracer closed")
-	default:
 	}
 	out := make(map[netip.AddrPort]uint64)
 	var (
@@ -289,10 +290,10 @@ func (t *Tracer) Retransmits() (map[netip.AddrPort]uint64, error) {
 
 // Stats returns the kernel-side counters summed over CPUs.
 func (t *Tracer) Stats() (Stats, error) {
-	select {
-	case <-t.done:
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.closed {
 		return Stats{}, errors.New("reading tracer stats: tracer closed")
-	default:
 	}
 	s := Stats{SNATClashes: t.snatClashes.Load(), OtherDrops: t.otherDrops.Load()}
 	for idx, dst := range []*uint64{&s.Lost, &s.SYNRetransmits} {
@@ -313,14 +314,13 @@ func (t *Tracer) Stats() (Stats, error) {
 func (t *Tracer) Close() error {
 	t.closeOnce.Do(func() {
 		close(t.done)
-		if t.rd != nil {
-			t.rd.Close() // unblocks read
-		}
+		rdErr := t.rd.Close() // unblocks read
 		t.reader.Wait()
-		t.closeErr = t.release()
-		if errors.Is(t.closeErr, os.ErrClosed) {
-			t.closeErr = nil
-		}
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.closed = true
+		t.rd = nil // closed above
+		t.closeErr = errors.Join(rdErr, t.release())
 	})
 	return t.closeErr
 }

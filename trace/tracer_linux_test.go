@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -202,9 +203,24 @@ func TestCloseLeavesNothing(t *testing.T) {
 		}
 		p.Close()
 	}
+	// Readers racing with Close get an error, never a crash.
+	var readers sync.WaitGroup
+	for range 2 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for i := 0; i < 1000; i++ {
+				if _, err := tr.Retransmits(); err != nil {
+					return
+				}
+				tr.Stats()
+			}
+		}()
+	}
 	if err := tr.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
+	readers.Wait()
 	if err := tr.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
