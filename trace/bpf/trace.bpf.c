@@ -14,8 +14,8 @@
 //                   counted per destination, in every network namespace.
 //
 // Numbers that differ between kernels (the drop reason) are not compiled in:
-// user space reads them from the kernel's BTF by name and sets the constants
-// below before loading.
+// user space reads them from the kernel's BTF by name and writes them into
+// the config map before attaching.
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
