@@ -1,0 +1,114 @@
+//go:build linux
+
+package trace_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/snatrace/snatrace/lab"
+	"github.com/snatrace/snatrace/natrule"
+	"github.com/snatrace/snatrace/trace"
+	"golang.org/x/sys/unix"
+)
+
+// TestLabSamePortBurst traces a lab node while the lab's own same-port
+// workload races SYNs through plain masquerade: the attributed SNAT clashes
+// must equal the insert failures the lab accounted for the round, and the
+// SYN retransmissions counted per destination must cover every one the lab's
+// clients made (TCP_INFO).
+func TestLabSamePortBurst(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runs a lab node and loads eBPF programs")
+	}
+	ctx := context.Background()
+	s, err := lab.Open(ctx, lab.Config{Pods: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	masq, err := natrule.ParseMode("masquerade")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Install(ctx, masq, natrule.NFT); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(s.Node().Fd(), &st); err != nil {
+		t.Fatalf("stat node namespace: %v", err)
+	}
+	node := uint32(st.Ino)
+	tr, err := trace.Start(ctx, trace.Options{NetNS: node})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	defer tr.Close()
+
+	r, err := s.Round(ctx, 400000, 10)
+	if err != nil {
+		t.Fatalf("lab round: %v", err)
+	}
+	want := int(r.Conntrack.InsertFailed)
+	if want == 0 {
+		t.Skipf("the lab made no clash in %d connections", r.Connections)
+	}
+	var clashes []trace.Event
+	timeout := time.After(10 * time.Second)
+collect:
+	for len(clashes) < want {
+		select {
+		case ev := <-tr.Events():
+			if ev.Kind == trace.KindSNATClash {
+				clashes = append(clashes, ev)
+			}
+		case <-timeout:
+			break collect
+		}
+	}
+	// Anything more would show up promptly.
+	extra := time.After(300 * time.Millisecond)
+more:
+	for {
+		select {
+		case ev := <-tr.Events():
+			if ev.Kind == trace.KindSNATClash {
+				clashes = append(clashes, ev)
+			}
+		case <-extra:
+			break more
+		}
+	}
+	if len(clashes) != want {
+		t.Errorf("attributed %d SNAT clashes, the lab accounted insert_failed %d", len(clashes), want)
+	}
+	nodeAddrs := map[string]bool{}
+	for _, srv := range s.Topo.Servers {
+		nodeAddrs[srv.NodeAddr.String()] = true
+	}
+	for _, ev := range clashes {
+		if ev.NetNS != node || !lab.PodNet.Contains(ev.Orig.Src.Addr()) || !nodeAddrs[ev.NAT.Src.Addr().String()] {
+			t.Errorf("clash %+v: want netns %d, a pod source in %v and a node uplink address as NAT source", ev, node, lab.PodNet)
+		}
+	}
+	rt, err := tr.Retransmits()
+	if err != nil {
+		t.Fatalf("Retransmits: %v", err)
+	}
+	var toServers uint64
+	for _, srv := range s.Topo.Servers {
+		for dst, n := range rt {
+			if dst.Addr() == srv.Addr {
+				toServers += n
+			}
+		}
+	}
+	// Other labs on the host may use the same server addresses: at least.
+	if toServers < r.SynRetrans {
+		t.Errorf("tracer counted %d SYN retransmissions to the lab's servers, its clients made %d", toServers, r.SynRetrans)
+	}
+	t.Logf("%d connections, insert_failed %d, %d clashes attributed, SYN retransmissions: lab %d, tracer %d",
+		r.Connections, want, len(clashes), r.SynRetrans, toServers)
+}
