@@ -144,6 +144,10 @@ type restoreGroup struct {
 	changes []Change
 }
 
+func (g *restoreGroup) key() string {
+	return string(g.backend) + " " + string(g.family) + " " + g.table
+}
+
 func groupRestore(changes []Change) []*restoreGroup {
 	var out []*restoreGroup
 	idx := map[string]*restoreGroup{}
@@ -183,13 +187,18 @@ func (f *Fixer) checksums(ctx context.Context, p *Plan) error {
 		}
 		if p.Chains == nil {
 			p.Chains = map[string]string{}
+			p.saves = map[string]*SaveTable{}
 		}
+		p.saves[g.key()] = t
 		for _, c := range g.changes {
 			lines := t.Chains[c.Chain]
 			if c.Position > len(lines) || lines[c.Position-1] != c.Before {
 				return fmt.Errorf("%s: %w", c.Key(), ErrStale)
 			}
-			p.Chains[ChainID(c.Backend, c.Family, c.Table, c.Chain)] = t.Checksum(c.Chain)
+			id := ChainID(c.Backend, c.Family, c.Table, c.Chain)
+			if _, ok := p.Chains[id]; !ok {
+				p.Chains[id] = t.Checksum(c.Chain)
+			}
 		}
 	}
 	return nil
@@ -201,6 +210,12 @@ func (f *Fixer) checksums(ctx context.Context, p *Plan) error {
 // moved since p was made, and with *MissingBinaryError, changing nothing, if
 // a tool it needs is not installed.
 func (f *Fixer) Apply(ctx context.Context, p *Plan, backupPath string) (*Result, error) {
+	return f.apply(ctx, p, backupPath, false)
+}
+
+// apply is Apply; fresh says p was made just now by Plan, so the
+// iptables-save it took for the checksums is reused rather than taken again.
+func (f *Fixer) apply(ctx context.Context, p *Plan, backupPath string, fresh bool) (*Result, error) {
 	res := &Result{Applied: []Change{}, Backup: backupPath}
 	if !p.HasChanges() {
 		res.Verified = true
@@ -242,13 +257,22 @@ func (f *Fixer) Apply(ctx context.Context, p *Plan, backupPath string) (*Result,
 	// Check the iptables chains before anything changes.
 	saves := map[*restoreGroup]*SaveTable{}
 	for _, g := range groups {
-		t, err := f.save(ctx, g)
-		if err != nil {
-			return nil, err
+		t := p.saves[g.key()]
+		if !fresh || t == nil {
+			var err error
+			if t, err = f.save(ctx, g); err != nil {
+				return nil, err
+			}
 		}
+		sums := map[string]string{}
 		for _, c := range g.changes {
 			id := ChainID(c.Backend, c.Family, c.Table, c.Chain)
-			if sum, ok := p.Chains[id]; !ok || sum != t.Checksum(c.Chain) {
+			sum, ok := sums[id]
+			if !ok {
+				sum = t.Checksum(c.Chain)
+				sums[id] = sum
+			}
+			if want, ok := p.Chains[id]; !ok || sum != want {
 				return nil, fmt.Errorf("chain %s: %w", id, ErrStale)
 			}
 			entries = append(entries, BackupEntry{Backend: c.Backend, Family: c.Family, Table: c.Table, Chain: c.Chain,
@@ -329,39 +353,61 @@ func (f *Fixer) restore(ctx context.Context, b ruleset.Backend, fam ruleset.Fami
 	return nil
 }
 
-// verify re-reads the rules and checks each applied change: its rule at
-// its position now has the planned mode. It returns the nftables handles
-// the changed rules have now, by backup key.
+// verify re-reads the changed chains (not the whole ruleset: the kernel's
+// own view of the few chains touched) and checks each applied change: the
+// rule at its position now has the fully-random flag (nftables) or the
+// planned line (iptables). It returns the nftables handles the changed rules
+// have now (a replacement gets a new one), by backup key.
 func (f *Fixer) verify(ctx context.Context, applied []Change) (bool, map[string]uint64, error) {
-	if len(applied) == 0 {
-		return true, nil, nil
-	}
-	rs, err := f.Read(ctx)
-	if err != nil {
-		return false, nil, err
-	}
-	type pos struct {
-		b     ruleset.Backend
-		f     ruleset.Family
-		t, c  string
-		index int
-	}
-	at := make(map[pos]*ruleset.Rule, len(rs.Rules))
-	for i := range rs.Rules {
-		r := &rs.Rules[i]
-		at[pos{r.Backend, r.Family, r.Table, r.Chain, r.Position}] = r
-	}
 	ok := true
 	handles := map[string]uint64{}
+	var nftChanges []Change
 	for _, c := range applied {
-		r := at[pos{c.Backend, c.Family, c.Table, c.Chain, c.Position}]
-		_, to, err := c.modes()
-		if err != nil || r == nil || r.NAT != to {
-			ok = false
-			continue
+		if c.Method == MethodNetlink {
+			nftChanges = append(nftChanges, c)
 		}
-		e := BackupEntry{Backend: c.Backend, Family: c.Family, Table: c.Table, Chain: c.Chain, Position: c.Position}
-		handles[e.key()] = r.Handle
+	}
+	if len(nftChanges) > 0 {
+		conn, err := f.dialNft()
+		if err != nil {
+			return false, nil, err
+		}
+		defer conn.Close()
+		chains := map[chainKey][]rawRule{}
+		for _, c := range nftChanges {
+			k := chainKey{familyNumbers[c.Family], c.Table, c.Chain}
+			rules, seen := chains[k]
+			if !seen {
+				if rules, err = chainRules(conn, k.fam, k.table, k.chain); err != nil {
+					return false, nil, err
+				}
+				chains[k] = rules
+			}
+			if c.Position > len(rules) {
+				ok = false
+				continue
+			}
+			r := rules[c.Position-1]
+			var flags uint32
+			if _, _, err := setNATFlags(r, func(old uint32) uint32 { flags = old; return old }); err != nil || flags&flagsFullyR == 0 {
+				ok = false
+				continue
+			}
+			e := BackupEntry{Backend: c.Backend, Family: c.Family, Table: c.Table, Chain: c.Chain, Position: c.Position}
+			handles[e.key()] = r.Handle
+		}
+	}
+	for _, g := range groupRestore(applied) {
+		t, err := f.save(ctx, g)
+		if err != nil {
+			return false, nil, err
+		}
+		for _, c := range g.changes {
+			lines := t.Chains[c.Chain]
+			if c.Position > len(lines) || lines[c.Position-1] != c.After {
+				ok = false
+			}
+		}
 	}
 	return ok, handles, nil
 }
@@ -378,7 +424,7 @@ func (f *Fixer) ApplyFresh(ctx context.Context, backupPath string, tries int) (*
 		if err != nil {
 			return nil, nil, err
 		}
-		res, err := f.Apply(ctx, p, backupPath)
+		res, err := f.apply(ctx, p, backupPath, true)
 		if errors.Is(err, ErrStale) && replans+1 < tries {
 			replans++
 			continue

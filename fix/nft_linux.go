@@ -65,30 +65,55 @@ func genID(c *netlink.Conn) (uint32, error) {
 	return 0, errors.New("reading nftables generation: no NFTA_GEN_ID in the reply")
 }
 
-// chainRules dumps the rules of one chain, in order.
+// chainRules dumps the rules of one chain, in order, from one generation:
+// a dump that a commit overlapped (the generation moved, or the kernel
+// flagged it interrupted) can mix old and new rules, so it is retried.
 func chainRules(c *netlink.Conn, fam byte, table, chain string) ([]rawRule, error) {
+	for attempt := 0; attempt < 20; attempt++ {
+		before, err := genID(c)
+		if err != nil {
+			return nil, err
+		}
+		rules, intr, err := dumpChain(c, fam, table, chain)
+		if err != nil {
+			return nil, err
+		}
+		after, err := genID(c)
+		if err != nil {
+			return nil, err
+		}
+		if !intr && before == after {
+			return rules, nil
+		}
+	}
+	return nil, fmt.Errorf("listing rules of %s: the ruleset kept changing during 20 reads", chain)
+}
+
+func dumpChain(c *netlink.Conn, fam byte, table, chain string) ([]rawRule, bool, error) {
 	filter, err := netlink.MarshalAttributes([]netlink.Attribute{
 		{Type: unix.NFTA_RULE_TABLE, Data: append([]byte(table), 0)},
 		{Type: unix.NFTA_RULE_CHAIN, Data: append([]byte(chain), 0)},
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	msgs, err := c.Execute(nftRequest(unix.NFT_MSG_GETRULE, netlink.Dump, fam, filter))
 	if err != nil {
-		return nil, fmt.Errorf("listing rules of %s: %w", chain, err)
+		return nil, false, fmt.Errorf("listing rules of %s: %w", chain, err)
 	}
 	out := make([]rawRule, 0, len(msgs))
+	intr := false
 	for _, m := range msgs {
+		intr = intr || m.Header.Flags&netlink.DumpInterrupted != 0
 		r, err := parseRawRule(m.Data)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if r.Table == table && r.Chain == chain && r.Family == fam {
 			out = append(out, r)
 		}
 	}
-	return out, nil
+	return out, intr, nil
 }
 
 // nftPrepared is a checked nftables batch ready to send.
@@ -119,6 +144,7 @@ func (f *Fixer) prepareNft(gen uint32, changes []Change) (*nftPrepared, error) {
 		return nil, fmt.Errorf("nftables generation %d, plan made at %d: %w", now, gen, ErrStale)
 	}
 	chains := map[chainKey][]rawRule{}
+	byHandle := map[chainKey]map[uint64]int{}
 	prep := &nftPrepared{gen: gen}
 	for _, ch := range changes {
 		fam, ok := familyNumbers[ch.Family]
@@ -132,17 +158,17 @@ func (f *Fixer) prepareNft(gen uint32, changes []Change) (*nftPrepared, error) {
 				return nil, err
 			}
 			chains[k] = rules
-		}
-		var r *rawRule
-		pos := 0
-		for i := range rules {
-			if rules[i].Handle == ch.Handle {
-				r, pos = &rules[i], i+1
+			idx := make(map[uint64]int, len(rules))
+			for i := range rules {
+				idx[rules[i].Handle] = i
 			}
+			byHandle[k] = idx
 		}
-		if r == nil || pos != ch.Position {
+		i, ok := byHandle[k][ch.Handle]
+		if !ok || i+1 != ch.Position {
 			return nil, fmt.Errorf("%s: not at position %d: %w", ch.Key(), ch.Position, ErrStale)
 		}
+		r := &rules[i]
 		attrs, pr, err := setNATFlags(*r, func(old uint32) uint32 { return old | flagsFullyR })
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", ch.Key(), err)
@@ -184,7 +210,19 @@ func sendBatch(c *netlink.Conn, gen uint32, msgs []netlink.Message) error {
 		msgs[i].Header.Flags &^= netlink.Acknowledge
 	}
 	msgs[len(msgs)-1].Header.Flags |= netlink.Acknowledge
-	sent, err := c.SendMessages(batch(gen, msgs))
+	b := batch(gen, msgs)
+	size := 0
+	for _, m := range b {
+		size += 16 + (len(m.Data)+3)&^3
+	}
+	// The kernel takes a batch in one message: the send buffer must hold
+	// it all (nft does the same with SO_SNDBUFFORCE).
+	if size > 128<<10 {
+		if err := forceSendBuffer(c, 2*size); err != nil {
+			return err
+		}
+	}
+	sent, err := c.SendMessages(b)
 	if err != nil {
 		return fmt.Errorf("sending the nftables batch: %w", err)
 	}
@@ -261,13 +299,19 @@ func (f *Fixer) rollbackNft(entries []BackupEntry) (restored, missing []BackupEn
 	return nil, nil, fmt.Errorf("rolling back: the ruleset kept changing: %w", ErrStale)
 }
 
-// findFixed finds the rule e describes as the fix left it: by handle, else
-// at its position, as long as its NAT flags are the ones the fix set.
+// findFixed finds the rule e describes as the fix left it: at its position
+// or else by handle, as long as its NAT flags are the ones the fix set.
 func findFixed(rules []rawRule, e BackupEntry) *rawRule {
 	flagsOf := func(r *rawRule) (uint32, bool) {
 		var got uint32
 		_, _, err := setNATFlags(*r, func(old uint32) uint32 { got = old; return old })
 		return got, err == nil
+	}
+	if e.Position <= len(rules) {
+		r := &rules[e.Position-1]
+		if fl, ok := flagsOf(r); ok && fl == e.NewFlags && (e.Handle == 0 || r.Handle == e.Handle) {
+			return r
+		}
 	}
 	if e.Handle != 0 {
 		for i := range rules {
@@ -278,11 +322,23 @@ func findFixed(rules []rawRule, e BackupEntry) *rawRule {
 			}
 		}
 	}
-	if e.Position <= len(rules) {
-		r := &rules[e.Position-1]
-		if fl, ok := flagsOf(r); ok && fl == e.NewFlags {
-			return r
-		}
+	return nil
+}
+
+// forceSendBuffer sets SO_SNDBUFFORCE (CAP_NET_ADMIN: above wmem_max).
+func forceSendBuffer(c *netlink.Conn, n int) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("sizing the netlink send buffer: %w", err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, n)
+	}); err != nil {
+		return fmt.Errorf("sizing the netlink send buffer: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("sizing the netlink send buffer to %d bytes: %w", n, serr)
 	}
 	return nil
 }

@@ -196,6 +196,10 @@ type Plan struct {
 	Changes  []Change          `json:"changes"`
 	Skipped  []Skipped         `json:"skipped"`
 	Warnings []string          `json:"warnings,omitempty"`
+
+	// saves are the iptables-save tables the checksums were taken from, by
+	// restore group; ApplyFresh reuses them instead of saving again.
+	saves map[string]*SaveTable
 }
 
 // ChainID names an iptables chain in Plan.Chains: "iptables-legacy ip nat POSTROUTING".
