@@ -139,21 +139,22 @@ func BenchmarkApply10k(b *testing.B) {
 func BenchmarkWatchReaction(b *testing.B) {
 	needRoot(b)
 	for _, c := range []struct {
-		name     string
-		legacy   bool
-		interval time.Duration
+		name      string
+		legacy    bool
+		noMonitor bool
 	}{
-		{"nftables-monitor", false, DefaultInterval},
-		{"iptables-legacy-2s", true, DefaultInterval},
+		{"nftables-monitor", false, false},
+		{"iptables-legacy-lock-watch", true, false},
+		{"iptables-legacy-periodic-2s", true, true},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			var all []time.Duration
 			n := 100
-			if c.legacy {
+			if c.noMonitor {
 				n = 20 // a re-read every 2 s: 100 rewrites would take minutes
 			}
 			for i := 0; i < b.N; i++ {
-				all = append(all, reactions(b, c.legacy, n, 100*time.Millisecond, c.interval, 5*time.Second)...)
+				all = append(all, reactions(b, c.legacy, c.noMonitor, n, 100*time.Millisecond, DefaultInterval, 5*time.Second)...)
 			}
 			sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

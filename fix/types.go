@@ -45,7 +45,8 @@ const DefaultInterval = 2 * time.Second
 type Event struct {
 	Time time.Time `json:"time"`
 	// Trigger is what woke the watch: "start", "nftables" (a netlink
-	// event) or "interval".
+	// event), "xtables-lock" (an iptables writer closed the lock file) or
+	// "interval".
 	Trigger string `json:"trigger"`
 	// Applied are the changes made; empty when the rules were already fixed.
 	Applied []Change `json:"applied,omitempty"`

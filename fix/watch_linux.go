@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -25,12 +26,18 @@ func (f *Fixer) Watch(ctx context.Context, o WatchOptions) error {
 		o.OnEvent = func(Event) {}
 	}
 	events := make(chan struct{}, 1)
+	lockEvents := make(chan struct{}, 1)
 	if !o.NoMonitor {
 		mon, err := f.monitor(ctx, events)
 		if err != nil {
 			return err
 		}
 		defer mon.Close()
+		// iptables-legacy sends no netlink events, but its writers take the
+		// xtables lock: a close of the lock file ends a write.
+		if lw, err := watchLock(ctx, xtablesLock(), lockEvents); err == nil {
+			defer lw.Close()
+		}
 	}
 	round := func(trigger string, at time.Time) {
 		_, res, err := f.ApplyFresh(ctx, o.Backup, 10)
@@ -60,8 +67,12 @@ func (f *Fixer) Watch(ctx context.Context, o WatchOptions) error {
 			at := time.Now()
 			// Let the writer's burst of batches settle: a rewrite is often
 			// a flush and a refill in separate transactions.
-			settle(ctx, events, 5*time.Millisecond, 100*time.Millisecond)
+			settle(ctx, events, 2*time.Millisecond, 100*time.Millisecond)
 			round("nftables", at)
+		case <-lockEvents:
+			at := time.Now()
+			settle(ctx, lockEvents, 2*time.Millisecond, 100*time.Millisecond)
+			round("xtables-lock", at)
 		case <-tick.C:
 			round("interval", time.Now())
 		}
@@ -132,4 +143,46 @@ func (f *Fixer) monitor(ctx context.Context, events chan<- struct{}) (*netlink.C
 		c.Close()
 	}()
 	return c, nil
+}
+
+// xtablesLock is the lock file iptables writers take (XTABLES_LOCKFILE
+// overrides it, as in iptables itself).
+func xtablesLock() string {
+	if p := os.Getenv("XTABLES_LOCKFILE"); p != "" {
+		return p
+	}
+	return "/run/xtables.lock"
+}
+
+// watchLock signals events each time a process closes path (inotify
+// IN_CLOSE): an iptables-legacy writer has finished. The lock file is
+// shared by every network namespace of the mount namespace, so an event is
+// only a hint to re-read.
+func watchLock(ctx context.Context, path string, events chan<- struct{}) (*os.File, error) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("watching %s: %w", path, err)
+	}
+	if _, err := unix.InotifyAddWatch(fd, path, unix.IN_CLOSE_WRITE|unix.IN_CLOSE_NOWRITE); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("watching %s: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), "inotify "+path)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			if _, err := f.Read(buf); err != nil || ctx.Err() != nil {
+				return
+			}
+			select {
+			case events <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		f.Close()
+	}()
+	return f, nil
 }

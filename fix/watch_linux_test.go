@@ -86,7 +86,7 @@ func (o *owner) state(t testing.TB) (rules int, fixed bool) {
 // reactions rewrites the chain n times, period apart, while a watch runs,
 // and returns how long each rewrite stayed unfixed. It fails the test if a
 // rewrite is not fixed within limit or a rule is lost.
-func reactions(t testing.TB, legacy bool, n int, period, interval, limit time.Duration) []time.Duration {
+func reactions(t testing.TB, legacy, noMonitor bool, n int, period, interval, limit time.Duration) []time.Duration {
 	ns := newNS(t, "watch")
 	o := newOwner(t, ns, legacy)
 	o.rewrite(t, 0)
@@ -102,7 +102,7 @@ func reactions(t testing.TB, legacy bool, n int, period, interval, limit time.Du
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		err := f.Watch(ctx, WatchOptions{Interval: interval, OnEvent: func(e Event) {
+		err := f.Watch(ctx, WatchOptions{Interval: interval, NoMonitor: noMonitor, OnEvent: func(e Event) {
 			mu.Lock()
 			events = append(events, e)
 			mu.Unlock()
@@ -133,9 +133,9 @@ func reactions(t testing.TB, legacy bool, n int, period, interval, limit time.Du
 	for i := 1; i <= n; i++ {
 		next = next.Add(period)
 		time.Sleep(time.Until(next))
-		start := time.Now()
 		o.rewrite(t, i)
-		out = append(out, waitFixed(start))
+		// From the owner's commit (its command returned) to fully-random.
+		out = append(out, waitFixed(time.Now()))
 	}
 	cancel()
 	wg.Wait()
@@ -152,21 +152,24 @@ func reactions(t testing.TB, legacy bool, n int, period, interval, limit time.Du
 func TestWatchKeepsRulesFixed(t *testing.T) {
 	needRoot(t)
 	tests := []struct {
-		name     string
-		legacy   bool
-		n        int
-		interval time.Duration
+		name      string
+		legacy    bool
+		noMonitor bool
+		n         int
+		interval  time.Duration
 	}{
 		// The issue's case: an owner rewriting its nftables chain every
 		// 100 ms for 10 s; the netlink monitor reacts.
-		{"nftables", false, 100, DefaultInterval},
-		// iptables-legacy sends no events: periodic re-reads.
-		{"iptables-legacy", true, 10, 200 * time.Millisecond},
+		{"nftables", false, false, 100, DefaultInterval},
+		// iptables-legacy sends no events: the xtables lock file does.
+		{"iptables-legacy", true, false, 20, DefaultInterval},
+		// Without either, periodic re-reads.
+		{"iptables-legacy-periodic", true, true, 5, 200 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// The issue asks for fully-random again within 1 s of each rewrite.
-			d := reactions(t, tt.legacy, tt.n, 100*time.Millisecond, tt.interval, time.Second)
+			d := reactions(t, tt.legacy, tt.noMonitor, tt.n, 100*time.Millisecond, tt.interval, time.Second)
 			sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 			t.Logf("%d rewrites: reaction median %v, max %v", len(d), d[len(d)/2], d[len(d)-1])
 		})
