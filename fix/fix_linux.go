@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/nftables/expr"
+
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/ruleset"
 )
@@ -124,6 +126,7 @@ func (f *Fixer) Plan(ctx context.Context) (*Plan, error) {
 		}
 		p := MakePlan(rs, f.cfg.Options)
 		p.Warnings = append(p.Warnings, rs.Warnings...)
+		skipAnonymousSets(p, rs)
 		err = f.checksums(ctx, p)
 		if err == nil {
 			return p, nil
@@ -525,4 +528,48 @@ func uniqueLine(lines []string, s string) int {
 // sortChanges orders changes by key, for stable output.
 func sortChanges(cs []Change) {
 	sort.SliceStable(cs, func(i, j int) bool { return cs[i].Key() < cs[j].Key() })
+}
+
+// skipAnonymousSets moves out of the plan the nftables changes whose rule
+// looks up an anonymous set ("ip saddr { a, b }"): the kernel cannot bind
+// such a set to a second rule, so the replacement would fail (EBUSY) and,
+// the batch being atomic, take every other change down with it.
+func skipAnonymousSets(p *Plan, rs *ruleset.Ruleset) {
+	type hkey struct {
+		f      ruleset.Family
+		t, c   string
+		handle uint64
+	}
+	anon := map[hkey]bool{}
+	for _, r := range rs.Rules {
+		if r.Raw == nil || r.Raw.Rule == nil {
+			continue
+		}
+		for _, e := range r.Raw.Rule.Exprs {
+			name := ""
+			switch e := e.(type) {
+			case *expr.Lookup:
+				name = e.SetName
+			case *expr.Dynset:
+				name = e.SetName
+			}
+			if strings.HasPrefix(name, "__set") {
+				anon[hkey{r.Family, r.Table, r.Chain, r.Handle}] = true
+			}
+		}
+	}
+	if len(anon) == 0 {
+		return
+	}
+	kept := p.Changes[:0]
+	for _, c := range p.Changes {
+		if c.Method == MethodNetlink && anon[hkey{c.Family, c.Table, c.Chain, c.Handle}] {
+			p.Skipped = append(p.Skipped, Skipped{Backend: c.Backend, Family: c.Family, Table: c.Table, Chain: c.Chain,
+				Position: c.Position, Owner: c.Owner, Rule: c.Before,
+				Reason: "it matches an anonymous set ({ ... }), which the kernel cannot bind to a replacement rule: add fully-random where the rule is written"})
+			continue
+		}
+		kept = append(kept, c)
+	}
+	p.Changes = kept
 }
