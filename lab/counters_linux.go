@@ -3,7 +3,6 @@
 package lab
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/prometheus/procfs"
@@ -19,14 +18,6 @@ type counters struct {
 	synRetrans      uint64          // Σ pods' TcpExt TCPSynRetrans
 	listenOverflows uint64          // Σ servers' TcpExt ListenOverflows
 	listenDrops     uint64          // Σ servers' TcpExt ListenDrops
-}
-
-// roundDelta is the difference of two counters readings.
-type roundDelta struct {
-	proc, netlink   ctstat.Counters
-	synRetrans      uint64
-	listenOverflows uint64
-	listenDrops     uint64
 }
 
 func (a counters) delta(b counters) roundDelta {
@@ -110,7 +101,3 @@ func tcpExt(ns *netns.NS) (procfs.TcpExt, error) {
 	}
 	return ext, nil
 }
-
-// ErrNoConntrack means the kernel has no conntrack statistics to read: it was
-// built without nf_conntrack, or the module is not loaded.
-var ErrNoConntrack = errors.New("this kernel has no connection tracking (nf_conntrack): /proc/net/stat/nf_conntrack is missing; load the nf_conntrack and nf_nat modules")

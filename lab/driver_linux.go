@@ -17,16 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// attempt is the outcome of one connect().
-type attempt struct {
-	pod, server int
-	localPort   uint16        // the pod-side source port, after connect
-	start       time.Time     // just before connect()
-	latency     time.Duration // until the handshake completed, or failed
-	retrans     int           // SYN retransmissions (TCP_INFO total_retrans)
-	err         error         // nil when connected
-}
-
 // driver sends the planned connection attempts of a topology from client
 // threads pinned one per CPU, so SYNs really are processed in parallel: on a
 // veth path the whole SYN, NAT and confirm run in the softirq of the CPU that

@@ -49,6 +49,9 @@ type Config struct {
 	Seed uint64
 	// Prefix names the run's namespaces; "" makes a fresh one.
 	Prefix string
+	// Trace attaches the eBPF tracer (package trace) to the node and pairs
+	// every SNAT-clash drop it sees with a delayed connection.
+	Trace bool
 	// Progress, if set, is called after every round.
 	Progress func(Progress)
 }
@@ -158,3 +161,14 @@ func (c *Config) Validate() error {
 	}
 	return (TopologyConfig{Prefix: c.Prefix, Pods: c.Pods, Servers: c.Servers, PortRange: c.PortRange}).validate()
 }
+
+// PrivilegeError says which capabilities the lab lacks.
+type PrivilegeError struct{ Missing []string }
+
+func (e *PrivilegeError) Error() string {
+	return fmt.Sprintf("snatrace lab needs root (missing %v: network namespaces need CAP_SYS_ADMIN, links and NAT rules CAP_NET_ADMIN); `snatrace sim` predicts the race without privileges", e.Missing)
+}
+
+// ErrNoConntrack means the kernel has no conntrack statistics to read: it was
+// built without nf_conntrack, or the module is not loaded.
+var ErrNoConntrack = errors.New("this kernel has no connection tracking (nf_conntrack): /proc/net/stat/nf_conntrack is missing; load the nf_conntrack and nf_nat modules")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/trace"
 )
 
 func modes(t *testing.T, ss ...string) []natrule.Mode {
@@ -252,5 +253,29 @@ func TestSession(t *testing.T) {
 	if full.Connections != plain.Connections || 10*full.Conntrack.InsertFailed > plain.Conntrack.InsertFailed {
 		t.Fatalf("fully-random round: %d clashes in %d connections, masquerade %d in %d",
 			full.Conntrack.InsertFailed, full.Connections, plain.Conntrack.InsertFailed, plain.Connections)
+	}
+}
+
+// TestTrace runs the lab with the eBPF tracer: every SNAT clash the kernel
+// counted is a drop the tracer attributed to a delayed connection of the lab,
+// by tuple and time, and no delayed connection is left unexplained.
+func TestTrace(t *testing.T) {
+	needRoot(t)
+	rep, err := Run(context.Background(), Config{
+		Modes: modes(t, "masquerade"), Pods: 2, Connections: 400000, Until: 10, Trace: true,
+	})
+	if errors.Is(err, trace.ErrMissing) {
+		t.Skipf("tracer unavailable here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rep.Results[0]
+	if r.Trace == nil {
+		t.Fatal("no trace result")
+	}
+	t.Logf("insert_failed %d, retransmitted %d, trace %+v", r.Conntrack.InsertFailed, r.Retransmitted, *r.Trace)
+	if uint64(r.Trace.Attributed) != r.Conntrack.InsertFailed || r.Trace.Unmatched != 0 || r.Trace.Extra != 0 {
+		t.Errorf("trace %+v, kernel insert_failed %d", *r.Trace, r.Conntrack.InsertFailed)
 	}
 }

@@ -110,6 +110,8 @@ type Result struct {
 	Causes        Causes     `json:"causes"`
 	Accounted     bool       `json:"accounted"` // every retransmitted SYN has a cause and no cause is left over
 	Note          string     `json:"note,omitempty"`
+	// Trace is set by --trace: the eBPF tracer's view of the same drops.
+	Trace *TraceResult `json:"trace,omitempty"`
 
 	latencies []time.Duration // for plots
 	synsSent  uint64
@@ -283,4 +285,39 @@ func verdict(rs []*Result) string {
 		}
 	}
 	return s.String()
+}
+
+// TraceResult is what `snatrace lab --trace` adds to a Result: the eBPF
+// tracer's SNAT-clash drops in the node, paired with the lab's delayed
+// connections by original tuple and time.
+type TraceResult struct {
+	Attributed int `json:"attributed"`  // SNAT-clash drops that match a delayed connection
+	Unmatched  int `json:"unmatched"`   // delayed connections with no attributed drop
+	Extra      int `json:"extra"`       // SNAT-clash drops that match no delayed connection
+	OtherDrops int `json:"other_drops"` // netfilter SYN drops in the node that were not SNAT clashes
+}
+
+func (t *TraceResult) add(o TraceResult) {
+	t.Attributed += o.Attributed
+	t.Unmatched += o.Unmatched
+	t.Extra += o.Extra
+	t.OtherDrops += o.OtherDrops
+}
+
+// attempt is the outcome of one connect().
+type attempt struct {
+	pod, server int
+	localPort   uint16        // the pod-side source port, after connect
+	start       time.Time     // just before connect()
+	latency     time.Duration // until the handshake completed, or failed
+	retrans     int           // SYN retransmissions (TCP_INFO total_retrans)
+	err         error         // nil when connected
+}
+
+// roundDelta is the difference of two counters readings.
+type roundDelta struct {
+	proc, netlink   ctstat.Counters
+	synRetrans      uint64
+	listenOverflows uint64
+	listenDrops     uint64
 }

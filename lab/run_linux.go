@@ -22,13 +22,6 @@ import (
 	"github.com/snatrace/snatrace/netns"
 )
 
-// PrivilegeError says which capabilities the lab lacks.
-type PrivilegeError struct{ Missing []string }
-
-func (e *PrivilegeError) Error() string {
-	return fmt.Sprintf("snatrace lab needs root (missing %v: network namespaces need CAP_SYS_ADMIN, links and NAT rules CAP_NET_ADMIN); `snatrace sim` predicts the race without privileges", e.Missing)
-}
-
 // CheckPrivileges reports the capabilities the lab needs and lacks.
 func CheckPrivileges() error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
@@ -77,6 +70,7 @@ type Session struct {
 	stopListen func()
 	restore    func()
 	t0         time.Time
+	trace      *sessionTrace // nil unless EnableTrace
 }
 
 // Open validates cfg, checks privileges, binaries and kernel features, then
@@ -208,6 +202,10 @@ func (s *Session) round(ctx context.Context, r *Result, n int, until uint64) (hi
 		}
 		return reached.Load()
 	}
+	mark := 0
+	if s.trace != nil {
+		mark = s.trace.mark()
+	}
 	atts, err := s.d.round(ctx, s.plan.next(n), stop)
 	if err != nil {
 		return false, err
@@ -218,6 +216,13 @@ func (s *Session) round(ctx context.Context, r *Result, n int, until uint64) (hi
 	}
 	delta := before.delta(after)
 	r.add(atts, delta)
+	if s.trace != nil {
+		tr := s.matchTrace(atts, s.trace.since(mark))
+		if r.Trace == nil {
+			r.Trace = &TraceResult{}
+		}
+		r.Trace.add(tr)
+	}
 	return until > 0 && delta.proc.InsertFailed >= until, nil
 }
 
@@ -228,6 +233,9 @@ func (s *Session) Close() error {
 	}
 	if s.stopListen != nil {
 		s.stopListen()
+	}
+	if s.trace != nil {
+		s.trace.close()
 	}
 	s.restore()
 	if err := s.Topo.Close(); err != nil {
@@ -257,6 +265,11 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 			rep.Seconds = time.Since(s.t0).Seconds()
 		}
 	}()
+	if cfg.Trace {
+		if err := s.EnableTrace(ctx); err != nil {
+			return nil, err
+		}
+	}
 
 	type variant struct {
 		mode    natrule.Mode

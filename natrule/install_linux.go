@@ -81,16 +81,6 @@ func restoreBinary(b Backend) string {
 	return "iptables-nft-restore"
 }
 
-// MissingBinaryError says which userspace tool a backend needs.
-type MissingBinaryError struct {
-	Binary  string
-	Package string
-}
-
-func (e *MissingBinaryError) Error() string {
-	return fmt.Sprintf("%s not found in PATH (install the %s package)", e.Binary, e.Package)
-}
-
 // runIn runs name with args and stdin inside ns and returns its stdout.
 func runIn(ctx context.Context, ns *netns.NS, name string, args []string, stdin string) (string, error) {
 	path, err := exec.LookPath(name)

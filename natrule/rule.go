@@ -127,3 +127,13 @@ func IptablesRestore(rules []Rule) (string, error) {
 	b.WriteString("COMMIT\n")
 	return b.String(), nil
 }
+
+// MissingBinaryError says which userspace tool a backend needs.
+type MissingBinaryError struct {
+	Binary  string
+	Package string
+}
+
+func (e *MissingBinaryError) Error() string {
+	return fmt.Sprintf("%s not found in PATH (install the %s package)", e.Binary, e.Package)
+}

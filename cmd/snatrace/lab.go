@@ -18,6 +18,7 @@ import (
 	"github.com/snatrace/snatrace/lab"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/report"
+	"github.com/snatrace/snatrace/trace"
 )
 
 func init() { register(newLabCmd) }
@@ -122,7 +123,7 @@ Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN). Without it, use snatrace sim.`,
 			var pe *lab.PrivilegeError
 			var mb *natrule.MissingBinaryError
 			switch {
-			case errors.As(err, &pe), errors.As(err, &mb), errors.Is(err, lab.ErrNoConntrack):
+			case errors.As(err, &pe), errors.As(err, &mb), errors.Is(err, lab.ErrNoConntrack), errors.Is(err, trace.ErrMissing):
 				return envErr(err)
 			case err != nil && !errors.Is(err, lab.ErrInterrupted):
 				if rep == nil {
@@ -172,6 +173,7 @@ Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN). Without it, use snatrace sim.`,
 	f.Uint64Var(&cfg.Seed, "seed", 1, "seed of the workload's random choices")
 	f.BoolVar(&asJSON, "json", false, "print one JSON document on stdout")
 	f.StringVar(&reportFile, "report", "", "also write a self-contained HTML report with latency plots")
+	f.BoolVar(&cfg.Trace, "trace", false, "attach the eBPF tracer to the node and pair every SNAT-clash drop with a delayed connection (CAP_BPF, CAP_PERFMON, kernel BTF)")
 	f.BoolVar(&failOnRace, "fail-on-race", false, "exit 1 if the first mode shows any SNAT clash")
 	cmd.AddCommand(newLabCleanupCmd())
 	return cmd
@@ -263,6 +265,10 @@ func printLab(w io.Writer, rep *lab.Report) {
 		}
 		fmt.Fprintf(w, "%s (%s): %d SYNs retransmitted = %d SNAT clash + %d listen overflow + %d table full + %d unexplained; %s\n",
 			r.NAT, r.Backend, r.SynRetrans, c.SNATClash, c.ListenOverflow, c.TableFull, c.Unexplained, status)
+		if t := r.Trace; t != nil {
+			fmt.Fprintf(w, "  trace: %d SNAT-clash drops attributed to delayed connections, %d delayed connections unmatched, %d unmatched drops, %d other netfilter drops\n",
+				t.Attributed, t.Unmatched, t.Extra, t.OtherDrops)
+		}
 	}
 	fmt.Fprintf(w, "\nverdict: %s\n", rep.Verdict)
 }

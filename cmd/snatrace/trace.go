@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/snatrace/snatrace/trace"
@@ -62,26 +60,6 @@ tcp:tcp_retransmit_skb tracepoints; says which is missing (exit 2).
 	f.StringVar(&mode, "mode", "auto", "attach points: auto, fexit (require fexit on __nf_conntrack_confirm) or tracepoint")
 	f.StringVar(&netns, "netns", "", "only drops in this network namespace: an inode number, or a path such as /run/netns/NAME or /proc/PID/ns/net")
 	return cmd
-}
-
-// netnsInode resolves --netns: "" (all namespaces), an inode number, or a
-// namespace file whose inode is taken.
-func netnsInode(s string) (uint32, error) {
-	if s == "" {
-		return 0, nil
-	}
-	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
-		return uint32(n), nil
-	}
-	fi, err := os.Stat(s)
-	if err != nil {
-		return 0, fmt.Errorf("want an inode number or a namespace file: %w", err)
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, fmt.Errorf("reading the inode of %s: unsupported platform", s)
-	}
-	return uint32(st.Ino), nil
 }
 
 type traceOpts struct {

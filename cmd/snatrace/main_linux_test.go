@@ -1,0 +1,93 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestLabWithoutPrivileges runs the lab as an unprivileged user: exit 2 with
+// a message that names what is missing and points to sim.
+func TestLabWithoutPrivileges(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch to an unprivileged user")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test binary must be reachable by nobody: copy it somewhere open.
+	dir, err := os.MkdirTemp("", "snatrace-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	bin := dir + "/snatrace"
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	cmd := exec.Command(bin, "lab")
+	cmd.Env = []string{"SNATRACE_TEST_MAIN=1"}
+	cmd.Stderr = &errb
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	err = cmd.Run()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != exitUsage {
+		t.Fatalf("unprivileged lab: %v, stderr %q; want exit 2", err, errb.String())
+	}
+	for _, want := range []string{"needs root", "CAP_NET_ADMIN", "CAP_SYS_ADMIN", "snatrace sim"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("message %q does not mention %q", errb.String(), want)
+		}
+	}
+}
+
+// TestLabSignals interrupts a long lab with SIGINT and SIGTERM: it must print
+// its partial results, exit 2 and leave no namespace behind.
+func TestLabSignals(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to run the lab")
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			cmd := snatrace("lab", "--connections", "2000000", "--json")
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(1500 * time.Millisecond)
+			cmd.Process.Signal(sig)
+			err := cmd.Wait()
+			ee, ok := err.(*exec.ExitError)
+			if !ok || ee.ExitCode() != exitUsage {
+				t.Fatalf("after %v: %v, stderr %q; want exit 2", sig, err, errb.String())
+			}
+			if !strings.Contains(errb.String(), "lab run interrupted") {
+				t.Errorf("stderr %q does not say the run was interrupted", errb.String())
+			}
+			var rep struct {
+				Prefix  string `json:"prefix"`
+				Stopped string `json:"stopped"`
+			}
+			if err := jsonUnmarshal(out.Bytes(), &rep); err != nil || rep.Stopped != "interrupted" {
+				t.Fatalf("partial report: %v %+v\n%s", err, rep, out.String())
+			}
+			if left, _ := listNamespaces(rep.Prefix); len(left) != 0 {
+				t.Errorf("left behind: %v", left)
+			}
+		})
+	}
+}

@@ -1,0 +1,98 @@
+//go:build linux
+
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/snatrace/snatrace/trace"
+)
+
+// sessionTrace collects the tracer's events for the rounds of a session.
+type sessionTrace struct {
+	t      *trace.Tracer
+	mu     sync.Mutex
+	events []trace.Event
+	done   chan struct{}
+}
+
+// EnableTrace attaches the eBPF tracer to the node namespace; every later
+// round's Result then carries a TraceResult. It fails with an error wrapping
+// trace.ErrMissing when BTF, a capability or a tracepoint is missing.
+func (s *Session) EnableTrace(ctx context.Context) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(s.Topo.Node.Fd(), &st); err != nil {
+		return fmt.Errorf("reading the node namespace's inode: %w", err)
+	}
+	t, err := trace.Start(ctx, trace.Options{NetNS: uint32(st.Ino), Buffer: 1 << 14})
+	if err != nil {
+		return err
+	}
+	st2 := &sessionTrace{t: t, done: make(chan struct{})}
+	go func() {
+		defer close(st2.done)
+		for ev := range t.Events() {
+			st2.mu.Lock()
+			st2.events = append(st2.events, ev)
+			st2.mu.Unlock()
+		}
+	}()
+	s.trace = st2
+	return nil
+}
+
+// mark returns the number of events collected so far.
+func (st *sessionTrace) mark() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return len(st.events)
+}
+
+// since returns the events collected after mark m, after a short grace for
+// those still on their way from the ring buffer.
+func (st *sessionTrace) since(m int) []trace.Event {
+	time.Sleep(50 * time.Millisecond)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return append([]trace.Event(nil), st.events[m:]...)
+}
+
+func (st *sessionTrace) close() error {
+	err := st.t.Close()
+	<-st.done
+	return err
+}
+
+// matchTrace pairs one round's events with its delayed attempts.
+func (s *Session) matchTrace(atts []attempt, events []trace.Event) TraceResult {
+	var delayed []trace.Delayed
+	for _, a := range atts {
+		if a.retrans == 0 {
+			continue
+		}
+		srv := s.Topo.Servers[a.server]
+		delayed = append(delayed, trace.Delayed{
+			Orig: trace.Tuple{
+				Src: netip.AddrPortFrom(s.Topo.Pods[a.pod].Addr, a.localPort),
+				Dst: netip.AddrPortFrom(srv.Addr, s.d.dport),
+			},
+			Start: a.start,
+		})
+	}
+	// A drop comes at most a few ms after the first SYN, or 1 s, 3 s... after
+	// it for a retransmission; the timeout bounds them all.
+	m := trace.Match(delayed, events, s.cfg.Timeout, 5*time.Millisecond)
+	tr := TraceResult{Attributed: m.Attributed, Unmatched: len(m.Unmatched), Extra: len(m.Extra)}
+	for _, ev := range events {
+		if ev.Kind != trace.KindSNATClash {
+			tr.OtherDrops++
+		}
+	}
+	return tr
+}
