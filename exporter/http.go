@@ -27,6 +27,8 @@ type HandlerOpts struct {
 	Timeout time.Duration
 	// Logger receives the errors of promhttp.
 	Logger *slog.Logger
+	// Extra collectors served beside e (ClashDrops when tracing).
+	Extra []prometheus.Collector
 }
 
 // NewHandler serves e, the Go runtime and the process metrics on
@@ -46,6 +48,11 @@ func NewHandler(e *Exporter, o HandlerOpts) (http.Handler, error) {
 		return nil, fmt.Errorf("registering the snatrace collector: %w", err)
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, c := range o.Extra {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("registering a collector: %w", err)
+		}
+	}
 	mux := http.NewServeMux()
 	mux.Handle(MetricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:            slog.NewLogLogger(o.Logger.Handler(), slog.LevelError),

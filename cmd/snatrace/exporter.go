@@ -8,16 +8,17 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/snatrace/snatrace/exporter"
+	"github.com/snatrace/snatrace/trace"
 )
 
 func init() { register(newExporterCmd) }
 
 func newExporterCmd() *cobra.Command {
 	var (
-		listen, webConfig, netnsSpec string
-		auditInterval                time.Duration
-		auditOnly, noAudit           bool
-		maxRequests                  int
+		listen, webConfig, netnsSpec  string
+		auditInterval                 time.Duration
+		auditOnly, noAudit, withTrace bool
+		maxRequests, traceDests       int
 	)
 	cmd := &cobra.Command{
 		Use:   "exporter",
@@ -36,8 +37,13 @@ snatrace_scrape_error{source} and the other metrics still come.
 
 TLS and basic auth: --web.config.file, the prometheus/exporter-toolkit format.
 
+With --trace it also attaches the eBPF tracer of snatrace trace and counts the
+SYNs it attributes to the race: snatrace_snat_clash_drops_total{dst}, the first
+--trace-destinations destinations seen by name and the rest as "other".
+
 Privileges: CAP_NET_ADMIN for ctnetlink and the rule audit (without it the
-counters come from /proc); --netns also needs CAP_SYS_ADMIN.`,
+counters come from /proc); --netns also needs CAP_SYS_ADMIN; --trace needs
+CAP_BPF and CAP_PERFMON and kernel BTF.`,
 		Example: `  snatrace exporter
   snatrace exporter --listen :9808 --web.config.file /etc/snatrace/web.yml
   snatrace exporter --netns snt-lab-node --no-audit`,
@@ -48,6 +54,9 @@ counters come from /proc); --netns also needs CAP_SYS_ADMIN.`,
 			}
 			if auditInterval <= 0 {
 				return usageErr("--audit-interval: must be positive, got %v", auditInterval)
+			}
+			if traceDests <= 0 {
+				return usageErr("--trace-destinations: must be positive, got %d", traceDests)
 			}
 			if maxRequests <= 0 {
 				return usageErr("--web.max-requests: must be positive, got %d", maxRequests)
@@ -77,7 +86,29 @@ counters come from /proc); --netns also needs CAP_SYS_ADMIN.`,
 				opts = append(opts, exporter.WithAudit(exporter.LiveAudit(ns), auditInterval))
 			}
 			e := exporter.New(opts...)
-			h, err := exporter.NewHandler(e, exporter.HandlerOpts{MaxRequestsInFlight: maxRequests, Logger: log})
+			hopts := exporter.HandlerOpts{MaxRequestsInFlight: maxRequests, Logger: log}
+			if withTrace {
+				var inode uint32
+				if ns != nil {
+					var err error
+					if inode, err = netnsInode(ns.Path); err != nil {
+						return usageErr("--netns: %v", err)
+					}
+				}
+				t, err := trace.Start(cmd.Context(), trace.Options{NetNS: inode})
+				if err != nil {
+					return envErr(err)
+				}
+				defer t.Close()
+				clash := exporter.NewClashDrops(traceDests)
+				go func() {
+					for ev := range t.Events() {
+						clash.Observe(ev)
+					}
+				}()
+				hopts.Extra = append(hopts.Extra, clash)
+			}
+			h, err := exporter.NewHandler(e, hopts)
 			if err != nil {
 				return err
 			}
@@ -103,5 +134,7 @@ counters come from /proc); --netns also needs CAP_SYS_ADMIN.`,
 	f.BoolVar(&auditOnly, "audit-only", false, "export only the rule audit, no conntrack counters")
 	f.BoolVar(&noAudit, "no-audit", false, "export only the conntrack counters, no rule audit")
 	f.IntVar(&maxRequests, "web.max-requests", 10, "concurrent scrapes served; more get 503")
+	f.BoolVar(&withTrace, "trace", false, "attach the eBPF tracer and export snatrace_snat_clash_drops_total{dst} (CAP_BPF, CAP_PERFMON)")
+	f.IntVar(&traceDests, "trace-destinations", exporter.DefaultClashDestinations, "destinations named in the dst label; the rest are \"other\"")
 	return cmd
 }

@@ -1,0 +1,68 @@
+//go:build linux
+
+package exporter
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/sys/unix"
+
+	"github.com/snatrace/snatrace/lab"
+	"github.com/snatrace/snatrace/natrule"
+	"github.com/snatrace/snatrace/trace"
+)
+
+// TestClashDropsLab feeds ClashDrops from the real tracer on a lab node while
+// same-port bursts race: the counter rises by exactly the kernel's
+// insert_failed delta, under the server's destination.
+func TestClashDropsLab(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a lab node and load eBPF")
+	}
+	ctx := context.Background()
+	s, err := lab.Open(ctx, lab.Config{Pods: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m, _ := natrule.ParseMode("masquerade")
+	if err := s.Install(ctx, m, natrule.NFT); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(s.Node().Fd(), &st); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := trace.Start(ctx, trace.Options{NetNS: uint32(st.Ino)})
+	if errors.Is(err, trace.ErrMissing) {
+		t.Skipf("tracer unavailable: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewClashDrops(DefaultClashDestinations)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range tr.Events() {
+			c.Observe(ev)
+		}
+	}()
+	r, err := s.Round(ctx, 400000, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Close()
+	<-done
+	dst := s.Topo.Servers[0].Addr.String() + ":80"
+	if got := testutil.ToFloat64(c.vec.WithLabelValues(dst)); uint64(got) != r.Conntrack.InsertFailed {
+		t.Errorf("snatrace_snat_clash_drops_total{dst=%q} = %v, kernel insert_failed %d", dst, got, r.Conntrack.InsertFailed)
+	}
+	if n := testutil.CollectAndCount(c); n != 1 {
+		t.Errorf("%d series, want 1", n)
+	}
+}
