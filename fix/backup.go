@@ -34,8 +34,8 @@ type BackupEntry struct {
 	Table    string          `json:"table"`
 	Chain    string          `json:"chain"`
 	Position int             `json:"position"`
-	// Handle is the nftables handle of the rule after the fix (a
-	// replacement gets a new handle), 0 when unknown.
+	// Handle is the nftables handle of the rule read back after the fix,
+	// 0 when unknown.
 	Handle uint64 `json:"handle,omitempty"`
 	Method Method `json:"method"`
 	// Before is the rule's original text (the iptables-save line for
