@@ -114,6 +114,19 @@ func TestFixPlanApplyRollbackCLI(t *testing.T) {
 	if got := saveAll(t, ns); stripVolatile(got) != stripVolatile(orig) {
 		t.Fatalf("rollback did not restore the rules:\n%s\nwant\n%s", got, orig)
 	}
+	out, _, code = runCLI(t, "fix", "--netns", ns.Path(), "--apply", "--no-backup", "--json")
+	var applied struct {
+		Mode   string
+		Result struct {
+			Applied  []struct{ Method string }
+			Verified bool
+			Backup   string
+		}
+	}
+	if code != exitOK || jsonUnmarshal([]byte(out), &applied) != nil || applied.Mode != "apply" || !applied.Result.Verified ||
+		len(applied.Result.Applied) != 2 || applied.Result.Backup != "" {
+		t.Errorf("apply --json: exit %d, %+v\n%s", code, applied, out)
+	}
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	os.WriteFile(bad, []byte(`{"version": 1, "entries": [{"backend": "pf"}]}`), 0o600)
 	if _, errs, code = runCLI(t, "fix", "--netns", ns.Path(), "--rollback", bad); code != exitUsage || !strings.Contains(errs, `entry 1: unknown backend "pf"`) {
@@ -265,5 +278,61 @@ func TestFixEndToEnd(t *testing.T) {
 				t.Errorf("after the fix %d clashes, before %d: want at least 10x fewer", r2.Conntrack.InsertFailed, r.Conntrack.InsertFailed)
 			}
 		})
+	}
+}
+
+// TestFixWatchCLI runs --apply --watch, lets an owner rewrite its rule
+// twice, then stops the watch with SIGTERM: exit 0, every change logged,
+// one JSON document with the events.
+func TestFixWatchCLI(t *testing.T) {
+	ns := fixNS(t, "watch")
+	inNS(t, ns, fixNftNat, "nft", "-f", "-")
+	backup := filepath.Join(t.TempDir(), "b.json")
+	var out, errb bytes.Buffer
+	cmd := snatrace("fix", "--apply", "--watch", "--netns", ns.Path(), "--backup", backup, "--json")
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitFor := func(what string, ok func(string) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok(inNS(t, ns, "", "nft", "list", "ruleset")) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: timed out; stderr %s", what, errb.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	fixed := func(s string) bool { return strings.Contains(s, "masquerade fully-random") }
+	waitFor("first fix", fixed)
+	for i := 0; i < 2; i++ {
+		inNS(t, ns, "flush chain ip cni postrouting\nadd rule ip cni postrouting ip saddr 10.88.0.0/16 counter masquerade\n", "nft", "-f", "-")
+		waitFor("fix after a rewrite", fixed)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("watch after SIGTERM: %v; stderr %s", err, errb.String())
+	}
+	var doc struct {
+		Mode   string
+		Events []struct {
+			Trigger string
+			Applied []struct{ To string }
+		}
+	}
+	if err := jsonUnmarshal(out.Bytes(), &doc); err != nil || doc.Mode != "watch" || len(doc.Events) < 3 {
+		t.Fatalf("watch JSON: %v %+v\n%s", err, doc, out.String())
+	}
+	if doc.Events[0].Trigger != "start" || doc.Events[1].Trigger != "nftables" {
+		t.Errorf("triggers %+v", doc.Events)
+	}
+	if n := strings.Count(errb.String(), "made 1 rule fully-random"); n < 3 || !strings.Contains(errb.String(), "snatrace fix: stopped") {
+		t.Errorf("stderr logs %d changes:\n%s", n, errb.String())
+	}
+	b, err := os.ReadFile(backup)
+	if err != nil || !strings.Contains(string(b), `"applied": true`) {
+		t.Errorf("backup after watch: %v\n%s", err, b)
 	}
 }
