@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
-	"sort"
 	"strings"
 	"time"
 
@@ -523,11 +522,6 @@ func uniqueLine(lines []string, s string) int {
 		}
 	}
 	return at
-}
-
-// sortChanges orders changes by key, for stable output.
-func sortChanges(cs []Change) {
-	sort.SliceStable(cs, func(i, j int) bool { return cs[i].Key() < cs[j].Key() })
 }
 
 // skipAnonymousSets moves out of the plan the nftables changes whose rule
