@@ -7,6 +7,15 @@ import (
 	"github.com/snatrace/snatrace/natmodel"
 )
 
+// labLike closes connections the way the lab does (reset: no pod TIME_WAIT,
+// conntrack CLOSE for 10 s).
+func labLike(c Config) Config {
+	c.Lifetime = Dist{Kind: Const, A: labLifetime}
+	c.ClientTimeWait = 1
+	c.CTTimeWait = labCloseTimeout
+	return c
+}
+
 // BenchmarkRun measures the simulator on one core: simulated connection
 // attempts (SYNs) per second and allocations per attempt, for plain
 // masquerade on the 5.0 era.
@@ -15,9 +24,10 @@ func BenchmarkRun(b *testing.B) {
 		name string
 		cfg  Config
 	}{
-		{"5.0/masquerade/ephemeral", Config{Era: natmodel.Era50, Workload: Ephemeral, Pods: 64, CPUs: 16, Servers: 50, Connections: 200_000}},
-		{"5.0/masquerade/same-port", Config{Era: natmodel.Era50, Workload: SamePort, Pods: 64, CPUs: 16, Servers: 50, Connections: 200_000}},
-		{"5.0/masquerade/steady", Config{Era: natmodel.Era50, Workload: Steady, Rate: 5000, Pods: 64, CPUs: 16, Servers: 50, Connections: 200_000}},
+		{"5.0/masquerade/lab-default", labLike(Config{Era: natmodel.Era50, Workload: SamePort, Pods: 16, CPUs: 2, Connections: 20_000})},
+		{"5.0/masquerade/same-port", labLike(Config{Era: natmodel.Era50, Workload: SamePort, Pods: 16, CPUs: 2, Servers: 50, Connections: 100_000})},
+		{"5.0/masquerade/ephemeral", labLike(Config{Era: natmodel.Era50, Workload: Ephemeral, Pods: 64, CPUs: 16, Servers: 50, Connections: 100_000})},
+		{"5.0/masquerade/steady", labLike(Config{Era: natmodel.Era50, Workload: Steady, Rate: 5000, Pods: 64, CPUs: 16, Servers: 50, Connections: 100_000})},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			bc.cfg.NAT = mode(b, "masquerade")

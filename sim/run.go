@@ -229,7 +229,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	r := &runner{cfg: cfg, rnd: rand.New(rand.NewPCG(cfg.Seed, 0x5eed5eed))}
 	nat, _ := rangeOf(cfg.NAT)
 	r.nat = nat
-	tb, err := natmodel.NewTable(natmodel.Config{Era: cfg.Era, Rand: rand.New(rand.NewPCG(cfg.Seed, 0x7ab1e))})
+	tb, err := natmodel.NewTable(natmodel.Config{Era: cfg.Era, Rand: rand.New(rand.NewPCG(cfg.Seed, 0x7ab1e)), SizeHint: min(cfg.Connections, 1<<20)})
 	if err != nil {
 		return Result{}, err
 	}
