@@ -328,3 +328,41 @@ func TestStalePlanRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestCountersKept checks that the changed rules keep their packet and
+// byte counters, through every path.
+func TestCountersKept(t *testing.T) {
+	needRoot(t)
+	doc := "*nat\n:POSTROUTING ACCEPT [0:0]\n[5:300] -A POSTROUTING -s 10.0.0.0/8 -p tcp -m tcp --dport 80 -j MASQUERADE\n[7:420] -A POSTROUTING -j RETURN\nCOMMIT\n"
+	want := "[5:300] -A POSTROUTING -s 10.0.0.0/8 -p tcp -m tcp --dport 80 -j MASQUERADE --random-fully\n[7:420] -A POSTROUTING -j RETURN\n"
+	for _, tt := range []struct {
+		restore, save string
+		method        Method
+	}{
+		{"iptables-legacy-restore", "iptables-legacy-save", ""},
+		{"iptables-nft-restore", "iptables-nft-save", MethodNetlink},
+		{"iptables-nft-restore", "iptables-nft-save", MethodRestore},
+	} {
+		t.Run(tt.restore+"/"+string(tt.method), func(t *testing.T) {
+			ns := newNS(t, "ctr")
+			sh(t, ns, doc, tt.restore, "-c", "-w")
+			f, err := New(Config{NetNS: ns.Path(), Options: Options{IptablesNft: tt.method}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, res, err := f.ApplyFresh(context.Background(), "", 3); err != nil || len(res.Applied) != 1 {
+				t.Fatalf("apply: %v %+v", err, res)
+			}
+			var got strings.Builder
+			for _, l := range strings.Split(sh(t, ns, "", tt.save, "-c", "-t", "nat"), "\n") {
+				if strings.Contains(l, " -A ") {
+					got.WriteString(l + "\n")
+				}
+			}
+			if got.String() != want {
+				t.Errorf("after the fix:\n%s\nwant\n%s", got.String(), want)
+			}
+		})
+	}
+}
