@@ -171,7 +171,10 @@ func groupRestore(changes []Change) []*restoreGroup {
 
 // save runs the group's iptables-save for its table, with counters.
 func (f *Fixer) save(ctx context.Context, g *restoreGroup) (*SaveTable, error) {
-	saveBin, _ := binaries(string(g.backend), string(g.family))
+	saveBin, _, err := f.tools(ctx, g.backend, g.family)
+	if err != nil {
+		return nil, err
+	}
 	out, err := f.run.Run(ctx, "", saveBin, "-c", "-t", g.table)
 	if err != nil {
 		return nil, err
@@ -225,11 +228,8 @@ func (f *Fixer) apply(ctx context.Context, p *Plan, backupPath string, fresh boo
 	}
 	groups := groupRestore(p.Changes)
 	for _, g := range groups {
-		saveBin, restoreBin := binaries(string(g.backend), string(g.family))
-		for _, b := range []string{saveBin, restoreBin} {
-			if _, err := f.run.LookPath(b); err != nil {
-				return nil, &MissingBinaryError{Binary: b, Package: "iptables"}
-			}
+		if _, _, err := f.tools(ctx, g.backend, g.family); err != nil {
+			return nil, err
 		}
 	}
 	// nftables first: one batch, refused by the kernel if stale.
@@ -348,7 +348,10 @@ func (f *Fixer) restore(ctx context.Context, b ruleset.Backend, fam ruleset.Fami
 	if err != nil {
 		return err
 	}
-	_, restoreBin := binaries(string(b), string(fam))
+	_, restoreBin, err := f.tools(ctx, b, fam)
+	if err != nil {
+		return err
+	}
 	if _, err := f.run.Run(ctx, doc, restoreBin, "--noflush", "-w", "5", "-c"); err != nil {
 		return fmt.Errorf("replacing %d rules of %s %s table %s: %w", len(reps), b, fam, table, err)
 	}
@@ -462,11 +465,8 @@ func (f *Fixer) Rollback(ctx context.Context, b *Backup) (*RollbackResult, error
 	}
 	for _, k := range order {
 		es := groups[k]
-		saveBin, restoreBin := binaries(string(es[0].Backend), string(es[0].Family))
-		for _, bin := range []string{saveBin, restoreBin} {
-			if _, err := f.run.LookPath(bin); err != nil {
-				return nil, &MissingBinaryError{Binary: bin, Package: "iptables"}
-			}
+		if _, _, err := f.tools(ctx, es[0].Backend, es[0].Family); err != nil {
+			return nil, err
 		}
 	}
 	if len(nftEntries) > 0 {
@@ -566,4 +566,37 @@ func skipAnonymousSets(p *Plan, rs *ruleset.Ruleset) {
 		kept = append(kept, c)
 	}
 	p.Changes = kept
+}
+
+// tools returns the save and restore tools of an iptables backend and
+// family: iptables-legacy-save/-restore (ip6tables-... for IPv6) or the
+// -nft ones. Like the rule reader, it falls back to plain iptables-save and
+// iptables-restore for legacy rules when they are the legacy flavour
+// (iptables before 1.8 has no -legacy names). A missing tool is a
+// *MissingBinaryError.
+func (f *Fixer) tools(ctx context.Context, b ruleset.Backend, fam ruleset.Family) (save, restore string, err error) {
+	save, restore = binaries(string(b), string(fam))
+	_, errSave := f.run.LookPath(save)
+	_, errRestore := f.run.LookPath(restore)
+	if errSave == nil && errRestore == nil {
+		return save, restore, nil
+	}
+	if b == ruleset.IptablesLegacy {
+		prefix := "iptables"
+		if fam == "ip6" {
+			prefix = "ip6tables"
+		}
+		_, e1 := f.run.LookPath(prefix + "-save")
+		_, e2 := f.run.LookPath(prefix + "-restore")
+		if e1 == nil && e2 == nil {
+			if v, err := f.run.Run(ctx, "", prefix+"-restore", "--version"); err == nil && !strings.Contains(v, "nf_tables") {
+				return prefix + "-save", prefix + "-restore", nil
+			}
+		}
+	}
+	missing := save
+	if errSave == nil {
+		missing = restore
+	}
+	return "", "", &MissingBinaryError{Binary: missing, Package: "iptables"}
 }
