@@ -7,11 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"time"
 
 	"github.com/google/nftables/expr"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/ruleset"
@@ -72,6 +75,10 @@ func (e ExecRunner) Run(ctx context.Context, stdin string, name string, args ...
 	var out, stderr bytes.Buffer
 	do := func() error {
 		cmd := exec.CommandContext(ctx, path, args...)
+		// fix holds the real xtables lock around its check-and-replace;
+		// its own iptables tools take a private one (iptables 1.8.5+
+		// honour XTABLES_LOCKFILE) so that they do not wait for it.
+		cmd.Env = append(os.Environ(), "XTABLES_LOCKFILE="+privateLock)
 		cmd.Stdin = strings.NewReader(stdin)
 		cmd.Stdout, cmd.Stderr = &out, &stderr
 		return cmd.Run()
@@ -256,11 +263,22 @@ func (f *Fixer) apply(ctx context.Context, p *Plan, backupPath string, fresh boo
 		}
 		entries = append(entries, nftPrep.entries...)
 	}
-	// Check the iptables chains before anything changes.
+	// Check the iptables chains before anything changes, holding the
+	// xtables lock until the restores are done: no iptables-legacy writer
+	// can move the rules between the check and the "-R N".
+	if len(groups) > 0 {
+		unlock, err := lockXtables(ctx, xtablesLock())
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
 	saves := map[*restoreGroup]*SaveTable{}
 	for _, g := range groups {
 		t := p.saves[g.key()]
-		if !fresh || t == nil {
+		// A save from before the lock may be reused only for iptables-nft,
+		// whose writers do not take the lock anyway.
+		if !fresh || t == nil || g.backend == ruleset.IptablesLegacy {
 			var err error
 			if t, err = f.save(ctx, g); err != nil {
 				return nil, err
@@ -477,6 +495,13 @@ func (f *Fixer) Rollback(ctx context.Context, b *Backup) (*RollbackResult, error
 		res.Restored = append(res.Restored, restored...)
 		res.Missing = append(res.Missing, missing...)
 	}
+	if len(order) > 0 {
+		unlock, err := lockXtables(ctx, xtablesLock())
+		if err != nil {
+			return res, err
+		}
+		defer unlock()
+	}
 	for _, k := range order {
 		es := groups[k]
 		g := &restoreGroup{backend: es[0].Backend, family: es[0].Family, table: es[0].Table}
@@ -599,4 +624,33 @@ func (f *Fixer) tools(ctx context.Context, b ruleset.Backend, fam ruleset.Family
 		missing = restore
 	}
 	return "", "", &MissingBinaryError{Binary: missing, Package: "iptables"}
+}
+
+// privateLock is the xtables lock file fix's own iptables tools take while
+// fix holds the real one.
+const privateLock = "/run/snatrace-fix.xtables.lock"
+
+// lockXtables takes the xtables lock (flock on path, as iptables does),
+// waiting at most 10 s, and returns its release.
+func lockXtables(ctx context.Context, path string) (func(), error) {
+	fd, err := unix.Open(path, unix.O_CREAT|unix.O_RDONLY|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening the xtables lock %s: %w", path, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { unix.Close(fd) }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+			unix.Close(fd)
+			return nil, fmt.Errorf("taking the xtables lock %s: %w", path, err)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("taking the xtables lock %s: another process has held it for 10 s", path)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

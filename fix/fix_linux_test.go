@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -364,5 +365,59 @@ func TestCountersKept(t *testing.T) {
 				t.Errorf("after the fix:\n%s\nwant\n%s", got.String(), want)
 			}
 		})
+	}
+}
+
+// TestApplyWaitsForXtablesLock holds the xtables lock like an
+// iptables-legacy writer in the middle of a change, changes the chain, and
+// releases it: the apply must have waited, then refuse its stale plan.
+func TestApplyWaitsForXtablesLock(t *testing.T) {
+	needRoot(t)
+	ns := newNS(t, "lock")
+	install(t, ns, "docker-legacy")
+	f, err := New(Config{NetNS: ns.Path()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx := context.Background()
+	p, err := f.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := lockXtables(ctx, xtablesLock())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.Apply(ctx, p, "")
+		done <- err
+	}()
+	// The lock holder writes (its own tools use another lock file).
+	var out strings.Builder
+	err = ns.Do(func() error {
+		cmd := exec.Command("iptables-legacy", "-t", "nat", "-I", "POSTROUTING", "1", "-s", "10.93.0.0/16", "-j", "RETURN")
+		cmd.Env = append(os.Environ(), "XTABLES_LOCKFILE="+filepath.Join(t.TempDir(), "lock"))
+		cmd.Stderr = &out
+		return cmd.Run()
+	})
+	if err != nil {
+		unlock()
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	select {
+	case err := <-done:
+		unlock()
+		t.Fatalf("apply finished while the xtables lock was held: %v", err)
+	default:
+	}
+	before := dumps(t, ns)
+	unlock()
+	if err := <-done; !errors.Is(err, ErrStale) {
+		t.Fatalf("apply after the locked change: %v, want ErrStale", err)
+	}
+	if got := dumps(t, ns); got != before {
+		t.Fatalf("a stale apply changed rules:\n%s", strings.Join(diffLines(before, got), "\n"))
 	}
 }
