@@ -58,9 +58,11 @@ type Config struct {
 	// Connections is the number of connect() calls; bursts round it up to
 	// whole bursts. For steady traffic, 0 means Rate × Duration.
 	Connections int
-	Rate        float64 // steady: connections per second, all pods
-	Poisson     bool    // steady: Poisson arrivals instead of evenly spaced
-	Duration    time.Duration
+	// Rate is the connection rate, all pods together: steady arrivals, or
+	// for bursts one burst every Pods/Rate seconds (0: back to back).
+	Rate     float64
+	Poisson  bool // steady: Poisson arrivals instead of evenly spaced
+	Duration time.Duration
 
 	PortRange [2]uint16 // pods' ip_local_port_range
 	Chooser   Chooser
@@ -136,7 +138,7 @@ func (c *Config) defaults() {
 		c.Servers = 1
 	}
 	if c.Connections == 0 {
-		if c.Workload == Steady && c.Duration > 0 && c.Rate > 0 {
+		if c.Duration > 0 && c.Rate > 0 {
 			c.Connections = int(math.Ceil(c.Rate * c.Duration.Seconds()))
 		} else {
 			c.Connections = DefaultConnections
@@ -189,6 +191,9 @@ func (c *Config) Validate() error {
 	c.defaults()
 	switch c.Workload {
 	case SamePort, Ephemeral:
+		if c.Rate < 0 || c.Rate > 1e8 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
+			return fmt.Errorf("rate: %v connections/s is out of range [0, 1e8]", c.Rate)
+		}
 	case Steady:
 		if !(c.Rate > 0) || c.Rate > 1e8 || math.IsInf(c.Rate, 0) {
 			return fmt.Errorf("rate: %v connections/s is out of range (0, 1e8] (steady needs a rate)", c.Rate)

@@ -215,6 +215,7 @@ type runner struct {
 	burstPort   uint16
 	queue       [][]int32 // per CPU: pods still to connect in this burst
 	cpusLeft    int
+	burstStart  int64
 }
 
 // ErrCanceled is returned when the context ends a run early.
@@ -325,6 +326,7 @@ func (r *runner) startBurst() {
 	}
 	k := r.burst
 	r.burst++
+	r.burstStart = r.now
 	r.burstServer = int32(k % c.Servers)
 	r.burstPort = 0
 	if c.Workload == SamePort {
@@ -358,7 +360,11 @@ func (r *runner) nextInBurst(cpu int32) {
 	if len(q) == 0 {
 		r.cpusLeft--
 		if r.cpusLeft == 0 {
-			r.push(r.now, evBurst, -1)
+			next := r.now
+			if r.cfg.Rate > 0 { // paced bursts: one every Pods/Rate seconds
+				next = max(next, r.burstStart+int64(float64(r.cfg.Pods)/r.cfg.Rate*1e9))
+			}
+			r.push(next, evBurst, -1)
 		}
 		return
 	}

@@ -82,9 +82,9 @@ Sweeps vary one parameter across every --nat and --era, on all cores:
 	f.IntVar(&fl.cfg.CPUs, "cpus", 2, "CPUs of the NAT node")
 	f.IntVar(&fl.cfg.Servers, "servers", 1, "destinations (server addresses)")
 	f.IntVar(&fl.cfg.Connections, "connections", sim.DefaultConnections, "connect()s per scenario (steady with --duration: rate x duration)")
-	f.StringVar(&fl.rate, "rate", "", "steady: connections per second, e.g. 5000/s")
+	f.StringVar(&fl.rate, "rate", "", "connections per second, e.g. 5000/s: steady arrivals, or paced bursts (default back to back)")
 	f.BoolVar(&fl.cfg.Poisson, "poisson", false, "steady: Poisson arrivals instead of evenly spaced")
-	f.DurationVar(&fl.duration, "duration", 0, "steady: simulated traffic time (connections = rate x duration)")
+	f.DurationVar(&fl.duration, "duration", 0, "simulated traffic time with --rate (connections = rate x duration)")
 	f.StringVar(&fl.portRange, "port-range", "32768-60999", "the pods' ip_local_port_range")
 	f.StringVar(&fl.chooser, "chooser", string(sim.Hashed), "pods' ephemeral port choice: hashed (Linux), uniform or sequential")
 	f.StringVar(&fl.window, "window", sim.DefaultWindow.String(), "race window between NAT choice and confirm (distribution)")
@@ -136,8 +136,8 @@ func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 		return c, usageErr("--duration: %v must not be negative", fl.duration)
 	}
 	if fl.duration > 0 {
-		if c.Workload != sim.Steady {
-			return c, usageErr("--duration: only the steady workload has a duration (bursts use --connections)")
+		if c.Rate == 0 {
+			return c, usageErr("--duration: needs --rate (connections = rate x duration)")
 		}
 		if !cmd.Flags().Changed("connections") {
 			n := c.Rate * fl.duration.Seconds()
@@ -346,6 +346,12 @@ func printSim(w io.Writer, c sim.Config, res []sim.Result) {
 			pct(r.ClashRate), pct(r.ClashRateCI95[0]), pct(r.ClashRateCI95[1]), r.Delayed["1"], r.Delayed["2"], later, r.Failed, r.LatencyMS.P99)
 	}
 	tw.Flush()
+	for _, r := range res {
+		if n := r.Steps["exhausted"]; n > 0 {
+			fmt.Fprintf(w, "\nnote: %s %s: %d NAT choices found no free port (port exhaustion, not the race: add addresses, destinations or a shorter TIME_WAIT; 6.5+ evicts closing entries, %d here)\n",
+				r.Era, r.NAT, n, r.Conntrack.Evicted)
+		}
+	}
 }
 
 func printSweep(w io.Writer, param string, values []float64, series []sim.Series) {
