@@ -550,9 +550,10 @@ func uniqueLine(lines []string, s string) int {
 }
 
 // skipAnonymousSets moves out of the plan the nftables changes whose rule
-// looks up an anonymous set ("ip saddr { a, b }"): the kernel cannot bind
-// such a set to a second rule, so the replacement would fail (EBUSY) and,
-// the batch being atomic, take every other change down with it.
+// updates an anonymous set (dynset "add @__setN"): the kernel cannot bind
+// such a set to a second rule and, unlike a lookup's constant set, it cannot
+// be copied, so the replacement would fail (EBUSY) and, the batch being
+// atomic, take every other change down with it.
 func skipAnonymousSets(p *Plan, rs *ruleset.Ruleset) {
 	type hkey struct {
 		f      ruleset.Family
@@ -565,14 +566,7 @@ func skipAnonymousSets(p *Plan, rs *ruleset.Ruleset) {
 			continue
 		}
 		for _, e := range r.Raw.Rule.Exprs {
-			name := ""
-			switch e := e.(type) {
-			case *expr.Lookup:
-				name = e.SetName
-			case *expr.Dynset:
-				name = e.SetName
-			}
-			if strings.HasPrefix(name, "__set") {
+			if d, ok := e.(*expr.Dynset); ok && strings.HasPrefix(d.SetName, "__set") {
 				anon[hkey{r.Family, r.Table, r.Chain, r.Handle}] = true
 			}
 		}
@@ -585,7 +579,7 @@ func skipAnonymousSets(p *Plan, rs *ruleset.Ruleset) {
 		if c.Method == MethodNetlink && anon[hkey{c.Family, c.Table, c.Chain, c.Handle}] {
 			p.Skipped = append(p.Skipped, Skipped{Backend: c.Backend, Family: c.Family, Table: c.Table, Chain: c.Chain,
 				Position: c.Position, Owner: c.Owner, Rule: c.Before,
-				Reason: "it matches an anonymous set ({ ... }), which the kernel cannot bind to a replacement rule: add fully-random where the rule is written"})
+				Reason: "it updates an anonymous set, which the kernel cannot bind to a replacement rule: add fully-random where the rule is written"})
 			continue
 		}
 		kept = append(kept, c)

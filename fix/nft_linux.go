@@ -146,6 +146,7 @@ func (f *Fixer) prepareNft(gen uint32, changes []Change) (*nftPrepared, error) {
 	chains := map[chainKey][]rawRule{}
 	byHandle := map[chainKey]map[uint64]int{}
 	prep := &nftPrepared{gen: gen}
+	var setID uint32
 	for _, ch := range changes {
 		fam, ok := familyNumbers[ch.Family]
 		if !ok {
@@ -173,11 +174,11 @@ func (f *Fixer) prepareNft(gen uint32, changes []Change) (*nftPrepared, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", ch.Key(), err)
 		}
-		m, err := replaceMessage(*r, attrs)
+		ms, err := replacement(c, *r, attrs, &setID)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", ch.Key(), err)
 		}
-		prep.msgs = append(prep.msgs, m)
+		prep.msgs = append(prep.msgs, ms...)
 		prep.entries = append(prep.entries, BackupEntry{
 			Backend: ch.Backend, Family: ch.Family, Table: ch.Table, Chain: ch.Chain, Position: ch.Position,
 			Method: MethodNetlink, Before: ch.Before, After: ch.After, From: ch.From, To: ch.To,
@@ -259,6 +260,7 @@ func (f *Fixer) rollbackNft(entries []BackupEntry) (restored, missing []BackupEn
 		}
 		chains := map[chainKey][]rawRule{}
 		var msgs []netlink.Message
+		var setID uint32
 		for _, e := range entries {
 			fam := familyNumbers[e.Family]
 			k := chainKey{fam, e.Table, e.Chain}
@@ -281,12 +283,12 @@ func (f *Fixer) rollbackNft(entries []BackupEntry) (restored, missing []BackupEn
 				c.Close()
 				return nil, nil, err
 			}
-			m, err := replaceMessage(*r, attrs)
+			ms, err := replacement(c, *r, attrs, &setID)
 			if err != nil {
 				c.Close()
 				return nil, nil, err
 			}
-			msgs = append(msgs, m)
+			msgs = append(msgs, ms...)
 			restored = append(restored, e)
 		}
 		err = sendBatch(c, gen, msgs)
@@ -341,4 +343,94 @@ func forceSendBuffer(c *netlink.Conn, n int) error {
 		return fmt.Errorf("sizing the netlink send buffer to %d bytes: %w", n, serr)
 	}
 	return nil
+}
+
+// getSet reads an anonymous set's attributes and elements.
+func getSet(c *netlink.Conn, fam byte, table, name string) (attrs, elems []netlink.Attribute, err error) {
+	q, err := netlink.MarshalAttributes([]netlink.Attribute{
+		{Type: unix.NFTA_SET_TABLE, Data: append([]byte(table), 0)},
+		{Type: unix.NFTA_SET_NAME, Data: append([]byte(name), 0)},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	msgs, err := c.Execute(nftRequest(unix.NFT_MSG_GETSET, 0, fam, q))
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading set %s: %w", name, err)
+	}
+	for _, m := range msgs {
+		if len(m.Data) > 4 {
+			if attrs, err = netlink.UnmarshalAttributes(m.Data[4:]); err != nil {
+				return nil, nil, fmt.Errorf("decoding set %s: %w", name, err)
+			}
+		}
+	}
+	if attrs == nil {
+		return nil, nil, fmt.Errorf("reading set %s: no reply", name)
+	}
+	q, err = netlink.MarshalAttributes([]netlink.Attribute{
+		{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: append([]byte(table), 0)},
+		{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: append([]byte(name), 0)},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	msgs, err = c.Execute(nftRequest(unix.NFT_MSG_GETSETELEM, netlink.Dump, fam, q))
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the elements of set %s: %w", name, err)
+	}
+	for _, m := range msgs {
+		if len(m.Data) <= 4 {
+			continue
+		}
+		la, err := netlink.UnmarshalAttributes(m.Data[4:])
+		if err != nil {
+			return nil, nil, fmt.Errorf("decoding the elements of set %s: %w", name, err)
+		}
+		for _, a := range la {
+			if a.Type&attrTypeMask == unix.NFTA_SET_ELEM_LIST_ELEMENTS {
+				es, err := netlink.UnmarshalAttributes(a.Data)
+				if err != nil {
+					return nil, nil, fmt.Errorf("decoding the elements of set %s: %w", name, err)
+				}
+				for _, e := range es {
+					elems = append(elems, netlink.Attribute{Type: e.Type, Data: e.Data})
+				}
+			}
+		}
+	}
+	return attrs, elems, nil
+}
+
+// replacement returns the messages that replace r with attrs: a copy of
+// every anonymous set r looks up (bound to the new rule by set id, ids
+// drawn from *nextID), then the rule itself.
+func replacement(c *netlink.Conn, r rawRule, attrs []netlink.Attribute, nextID *uint32) ([]netlink.Message, error) {
+	var msgs []netlink.Message
+	anon := anonLookups(r)
+	if len(anon) > 0 {
+		ids := map[string]uint32{}
+		for _, name := range anon {
+			sa, se, err := getSet(c, r.Family, r.Table, name)
+			if err != nil {
+				return nil, err
+			}
+			*nextID++
+			ids[name] = *nextID
+			sm, err := setCopyMessages(r.Family, r.Table, sa, se, *nextID)
+			if err != nil {
+				return nil, err
+			}
+			msgs = append(msgs, sm...)
+		}
+		var err error
+		if attrs, err = relinkLookups(attrs, ids); err != nil {
+			return nil, err
+		}
+	}
+	m, err := replaceMessage(r, attrs)
+	if err != nil {
+		return nil, err
+	}
+	return append(msgs, m), nil
 }

@@ -76,9 +76,10 @@ const (
 	flagsFullyR         = natrule.FlagProtoRandomFully
 )
 
-// ErrAnonymousSet is returned for rules that look up an anonymous set: the
-// kernel cannot bind a second rule to it, so such a rule cannot be replaced.
-var ErrAnonymousSet = errors.New("the rule uses an anonymous set, which a replacement cannot bind again")
+// ErrAnonymousSet is returned for rules that update an anonymous set
+// (dynset): the kernel cannot bind a second rule to it, and unlike a lookup's
+// constant set it cannot be copied.
+var ErrAnonymousSet = errors.New("the rule updates an anonymous set, which a replacement cannot bind again")
 
 // patchResult is what setNATFlags changed.
 type patchResult struct {
@@ -108,7 +109,7 @@ func setNATFlags(r rawRule, set func(old uint32) uint32) ([]netlink.Attribute, p
 			if err != nil {
 				return nil, res, err
 			}
-			if (name == "lookup" || name == "dynset") && usesAnonymousSet(data) {
+			if name == "dynset" && usesAnonymousSet(data) {
 				return nil, res, ErrAnonymousSet
 			}
 			nd, kind, old, err := patchExpr(name, data, r.Family, set)
@@ -439,4 +440,156 @@ func batch(gen uint32, msgs []netlink.Message) []netlink.Message {
 	out = append(out, begin)
 	out = append(out, msgs...)
 	return append(out, end)
+}
+
+// anonLookups returns the anonymous sets ("__set%d") the rule's lookup
+// expressions use. The kernel binds an anonymous set to one rule: a
+// replacement needs its own copy of the set, created in the same batch.
+func anonLookups(r rawRule) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, a := range r.Attrs {
+		if a.Type&attrTypeMask != unix.NFTA_RULE_EXPRESSIONS {
+			continue
+		}
+		elems, err := netlink.UnmarshalAttributes(a.Data)
+		if err != nil {
+			return nil
+		}
+		for _, el := range elems {
+			name, data, err := exprParts(el.Data)
+			if err != nil || name != "lookup" {
+				continue
+			}
+			attrs, _ := netlink.UnmarshalAttributes(data)
+			for _, x := range attrs {
+				if x.Type&attrTypeMask == unix.NFTA_LOOKUP_SET {
+					if n := cstring(x.Data); strings.HasPrefix(n, "__set") && !seen[n] {
+						seen[n] = true
+						out = append(out, n)
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// relinkLookups points the rule's lookups of the anonymous sets in ids to
+// the copies created in the same batch (by set id, under the name template
+// the kernel fills in).
+func relinkLookups(attrs []netlink.Attribute, ids map[string]uint32) ([]netlink.Attribute, error) {
+	out := make([]netlink.Attribute, 0, len(attrs))
+	for _, a := range attrs {
+		if a.Type&attrTypeMask != unix.NFTA_RULE_EXPRESSIONS {
+			out = append(out, a)
+			continue
+		}
+		elems, err := netlink.UnmarshalAttributes(a.Data)
+		if err != nil {
+			return nil, fmt.Errorf("decoding expressions: %w", err)
+		}
+		for i, el := range elems {
+			name, data, err := exprParts(el.Data)
+			if err != nil {
+				return nil, err
+			}
+			if name != "lookup" {
+				continue
+			}
+			la, err := netlink.UnmarshalAttributes(data)
+			if err != nil {
+				return nil, fmt.Errorf("decoding lookup: %w", err)
+			}
+			var id uint32
+			found := false
+			nl := make([]netlink.Attribute, 0, len(la)+1)
+			for _, x := range la {
+				switch x.Type & attrTypeMask {
+				case unix.NFTA_LOOKUP_SET:
+					if v, ok := ids[cstring(x.Data)]; ok {
+						id, found = v, true
+						x = netlink.Attribute{Type: x.Type, Data: []byte(anonTemplate + "\x00")}
+					}
+				case unix.NFTA_LOOKUP_SET_ID:
+					continue
+				}
+				nl = append(nl, x)
+			}
+			if !found {
+				continue
+			}
+			nl = append(nl, netlink.Attribute{Type: unix.NFTA_LOOKUP_SET_ID, Data: binary.BigEndian.AppendUint32(nil, id)})
+			nd, err := netlink.MarshalAttributes(nl)
+			if err != nil {
+				return nil, err
+			}
+			ne, err := netlink.MarshalAttributes([]netlink.Attribute{
+				{Type: unix.NFTA_EXPR_NAME, Data: append([]byte(name), 0)},
+				{Type: unix.NLA_F_NESTED | unix.NFTA_EXPR_DATA, Data: nd},
+			})
+			if err != nil {
+				return nil, err
+			}
+			elems[i].Data, elems[i].Length = ne, 0
+		}
+		ed, err := netlink.MarshalAttributes(elems)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, netlink.Attribute{Type: a.Type, Data: ed})
+	}
+	return out, nil
+}
+
+// anonTemplate is the name of a new anonymous set: the kernel replaces %d.
+const anonTemplate = "__set%d"
+
+// Set attributes x/sys/unix does not name.
+const (
+	nftaSetExpr        = 0x11
+	nftaSetExpressions = 0x12
+)
+
+// setCopyMessages builds NEWSET and NEWSETELEM messages that create a copy
+// of an anonymous set (its dumped attributes and elements) under id.
+func setCopyMessages(fam byte, table string, setAttrs []netlink.Attribute, elems []netlink.Attribute, id uint32) ([]netlink.Message, error) {
+	keep := []netlink.Attribute{{Type: unix.NFTA_SET_NAME, Data: []byte(anonTemplate + "\x00")}}
+	for _, a := range setAttrs {
+		// What NFT_MSG_NEWSET takes; a dump also carries the handle, the
+		// backend type and the element count, which it refuses.
+		switch a.Type & attrTypeMask {
+		case unix.NFTA_SET_TABLE, unix.NFTA_SET_FLAGS, unix.NFTA_SET_KEY_TYPE, unix.NFTA_SET_KEY_LEN,
+			unix.NFTA_SET_DATA_TYPE, unix.NFTA_SET_DATA_LEN, unix.NFTA_SET_POLICY, unix.NFTA_SET_DESC,
+			unix.NFTA_SET_TIMEOUT, unix.NFTA_SET_GC_INTERVAL, unix.NFTA_SET_USERDATA, unix.NFTA_SET_OBJ_TYPE,
+			nftaSetExpr, nftaSetExpressions:
+			keep = append(keep, a)
+		}
+	}
+	keep = append(keep, netlink.Attribute{Type: unix.NFTA_SET_ID, Data: binary.BigEndian.AppendUint32(nil, id)})
+	sd, err := netlink.MarshalAttributes(keep)
+	if err != nil {
+		return nil, fmt.Errorf("encoding a set copy: %w", err)
+	}
+	hdr := func(t uint16) netlink.Header {
+		return netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | t), Flags: netlink.Request | netlink.Create}
+	}
+	msgs := []netlink.Message{{Header: hdr(unix.NFT_MSG_NEWSET), Data: append([]byte{fam, unix.NFNETLINK_V0, 0, 0}, sd...)}}
+	if len(elems) == 0 {
+		return msgs, nil
+	}
+	list, err := netlink.MarshalAttributes(elems)
+	if err != nil {
+		return nil, fmt.Errorf("encoding set elements: %w", err)
+	}
+	ed, err := netlink.MarshalAttributes([]netlink.Attribute{
+		{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: append([]byte(table), 0)},
+		{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: []byte(anonTemplate + "\x00")},
+		{Type: unix.NFTA_SET_ELEM_LIST_SET_ID, Data: binary.BigEndian.AppendUint32(nil, id)},
+		{Type: unix.NLA_F_NESTED | unix.NFTA_SET_ELEM_LIST_ELEMENTS, Data: list},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encoding set elements: %w", err)
+	}
+	return append(msgs, netlink.Message{Header: hdr(unix.NFT_MSG_NEWSETELEM), Data: append([]byte{fam, unix.NFNETLINK_V0, 0, 0}, ed...)}), nil
 }

@@ -233,7 +233,7 @@ func TestSetNATFlagsRefuses(t *testing.T) {
 	}{
 		{"dnat", []expr.Any{&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1}}, "no source-NAT expression in the rule"},
 		{"two", []expr.Any{&expr.Masq{}, &expr.Masq{}}, "2 source-NAT expressions in one rule"},
-		{"anonymous set", []expr.Any{&expr.Lookup{SourceRegister: 1, SetName: "__set0", SetID: 1}, &expr.Masq{}}, ErrAnonymousSet.Error()},
+		{"anonymous dynset", []expr.Any{&expr.Dynset{SrcRegKey: 1, SetName: "__set0", SetID: 1, Operation: 0}, &expr.Masq{}}, ErrAnonymousSet.Error()},
 	}
 	for _, tt := range tests {
 		_, _, err := setNATFlags(ruleOf(t, v4, tt.exprs...), orFully)
@@ -241,9 +241,11 @@ func TestSetNATFlagsRefuses(t *testing.T) {
 			t.Errorf("%s: error %v, want %q", tt.name, err, tt.want)
 		}
 	}
-	_, _, err := setNATFlags(ruleOf(t, v4, &expr.Lookup{SourceRegister: 1, SetName: "nomasq"}, &expr.Masq{}), orFully)
-	if errors.Is(err, ErrAnonymousSet) || err != nil {
-		t.Errorf("a named set: %v", err)
+	for _, set := range []string{"nomasq", "__set0"} {
+		r := ruleOf(t, v4, &expr.Lookup{SourceRegister: 1, SetName: set}, &expr.Masq{})
+		if _, _, err := setNATFlags(r, orFully); errors.Is(err, ErrAnonymousSet) || err != nil {
+			t.Errorf("a lookup of %s: %v", set, err)
+		}
 	}
 }
 
@@ -315,4 +317,58 @@ func FuzzSetNATFlags(f *testing.F) {
 		}
 		compatAttr(attrs, r.Family)
 	})
+}
+
+func TestAnonymousSetCopy(t *testing.T) {
+	// ip saddr { 10.96.0.0/16, 10.97.0.0/16 } masquerade
+	r := ruleOf(t, unix.NFPROTO_IPV4,
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Lookup{SourceRegister: 1, SetName: "__set3", SetID: 3},
+		&expr.Masq{})
+	if got := anonLookups(r); len(got) != 1 || got[0] != "__set3" {
+		t.Fatalf("anonLookups %q", got)
+	}
+	attrs, err := relinkLookups(r.Attrs, map[string]uint32{"__set3": 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l expr.Lookup
+	decodeAs(t, unix.NFPROTO_IPV4, exprElems(t, attrs)[1], &l)
+	if l.SetName != anonTemplate || l.SetID != 9 || l.SourceRegister != 1 {
+		t.Errorf("relinked lookup %+v", l)
+	}
+	if !bytes.Equal(exprElems(t, attrs)[0], exprElems(t, r.Attrs)[0]) {
+		t.Error("relinking changed another expression")
+	}
+	// A dumped set: table, name, handle, flags, key, type name, count.
+	dumped := []netlink.Attribute{
+		{Type: unix.NFTA_SET_TABLE, Data: []byte("t\x00")},
+		{Type: unix.NFTA_SET_NAME, Data: []byte("__set3\x00")},
+		{Type: 0x10, Data: make([]byte, 8)},
+		{Type: unix.NFTA_SET_FLAGS, Data: binary.BigEndian.AppendUint32(nil, unix.NFT_SET_ANONYMOUS|unix.NFT_SET_CONSTANT|unix.NFT_SET_INTERVAL)},
+		{Type: unix.NFTA_SET_KEY_LEN, Data: binary.BigEndian.AppendUint32(nil, 4)},
+		{Type: 0x13, Data: []byte("rbtree\x00")},
+		{Type: 0x14, Data: binary.BigEndian.AppendUint32(nil, 1)},
+	}
+	elems := []netlink.Attribute{{Type: unix.NFTA_LIST_ELEM, Data: []byte{8, 0, 1, 0, 10, 96, 0, 0}}}
+	msgs, err := setCopyMessages(unix.NFPROTO_IPV4, "t", dumped, elems, 9)
+	if err != nil || len(msgs) != 2 {
+		t.Fatalf("set copy: %v %d messages", err, len(msgs))
+	}
+	sa, _ := netlink.UnmarshalAttributes(msgs[0].Data[4:])
+	got := map[uint16][]byte{}
+	for _, a := range sa {
+		got[a.Type&attrTypeMask] = a.Data
+	}
+	if string(got[unix.NFTA_SET_NAME]) != anonTemplate+"\x00" || binary.BigEndian.Uint32(got[unix.NFTA_SET_ID]) != 9 || got[unix.NFTA_SET_FLAGS] == nil {
+		t.Errorf("NEWSET %v", got)
+	}
+	for _, refused := range []uint16{0x10, 0x13, 0x14} {
+		if _, ok := got[refused]; ok {
+			t.Errorf("NEWSET carries attribute %#x, which the kernel refuses", refused)
+		}
+	}
+	if msgs[1].Header.Type != netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWSETELEM) {
+		t.Errorf("second message %v", msgs[1].Header.Type)
+	}
 }
