@@ -213,7 +213,8 @@ type runner struct {
 	burst       int
 	burstServer int32
 	burstPort   uint16
-	queue       [][]int32 // per CPU: pods still to connect in this burst
+	queue       [][]int32 // per CPU: pods of this burst
+	qpos        []int     // per CPU: next index into queue
 	cpusLeft    int
 	burstStart  int64
 }
@@ -334,6 +335,7 @@ func (r *runner) startBurst() {
 	}
 	if r.queue == nil {
 		r.queue = make([][]int32, c.CPUs)
+		r.qpos = make([]int, c.CPUs)
 	}
 	r.cpusLeft = 0
 	left := c.Connections - r.started
@@ -346,6 +348,7 @@ func (r *runner) startBurst() {
 			}
 		}
 		r.queue[cpu] = q
+		r.qpos[cpu] = 0
 		if len(q) > 0 {
 			r.cpusLeft++
 			r.push(r.now+c.Skew.sample(r.rnd), evNext, int32(cpu))
@@ -356,7 +359,7 @@ func (r *runner) startBurst() {
 // nextInBurst starts the next connect() of a CPU's client thread, or marks
 // the thread done and releases the next burst when it is the last.
 func (r *runner) nextInBurst(cpu int32) {
-	q := r.queue[cpu]
+	q := r.queue[cpu][r.qpos[cpu]:]
 	if len(q) == 0 {
 		r.cpusLeft--
 		if r.cpusLeft == 0 {
@@ -369,7 +372,7 @@ func (r *runner) nextInBurst(cpu int32) {
 		return
 	}
 	pod := q[0]
-	r.queue[cpu] = q[1:]
+	r.qpos[cpu]++
 	if ci := r.newConn(pod, r.burstServer, cpu, r.burstPort, r.now); ci >= 0 {
 		r.conns[ci].inBurst = true
 		return
