@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -266,7 +268,13 @@ func (f *Fixer) apply(ctx context.Context, p *Plan, backupPath string, fresh boo
 	// Check the iptables chains before anything changes, holding the
 	// xtables lock until the restores are done: no iptables-legacy writer
 	// can move the rules between the check and the "-R N".
-	if len(groups) > 0 {
+	var legacy []ruleset.Family
+	for _, g := range groups {
+		if g.backend == ruleset.IptablesLegacy {
+			legacy = append(legacy, g.family)
+		}
+	}
+	if f.canHoldLock(ctx, legacy) {
 		unlock, err := lockXtables(ctx, xtablesLock())
 		if err != nil {
 			return nil, err
@@ -495,7 +503,13 @@ func (f *Fixer) Rollback(ctx context.Context, b *Backup) (*RollbackResult, error
 		res.Restored = append(res.Restored, restored...)
 		res.Missing = append(res.Missing, missing...)
 	}
-	if len(order) > 0 {
+	var legacy []ruleset.Family
+	for _, k := range order {
+		if es := groups[k]; es[0].Backend == ruleset.IptablesLegacy {
+			legacy = append(legacy, es[0].Family)
+		}
+	}
+	if f.canHoldLock(ctx, legacy) {
 		unlock, err := lockXtables(ctx, xtablesLock())
 		if err != nil {
 			return res, err
@@ -647,4 +661,35 @@ func lockXtables(ctx context.Context, path string) (func(), error) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+var iptVersion = regexp.MustCompile(`v(\d+)\.(\d+)\.(\d+)`)
+
+// canHoldLock reports whether fix can hold the xtables lock while it runs
+// the legacy restore tools of fams: they must honour XTABLES_LOCKFILE
+// (iptables 1.8.6 and later), or they would wait for the lock fix holds.
+// Older tools get the checksum check alone.
+func (f *Fixer) canHoldLock(ctx context.Context, fams []ruleset.Family) bool {
+	if len(fams) == 0 {
+		return false
+	}
+	for _, fam := range fams {
+		_, restore, err := f.tools(ctx, ruleset.IptablesLegacy, fam)
+		if err != nil {
+			return false
+		}
+		out, err := f.run.Run(ctx, "", restore, "--version")
+		m := iptVersion.FindStringSubmatch(out)
+		if err != nil || m == nil {
+			return false
+		}
+		v := [3]int{}
+		for i := range v {
+			v[i], _ = strconv.Atoi(m[i+1])
+		}
+		if v[0] < 1 || v[0] == 1 && (v[1] < 8 || v[1] == 8 && v[2] < 6) {
+			return false
+		}
+	}
+	return true
 }

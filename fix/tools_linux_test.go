@@ -67,3 +67,26 @@ func TestTools(t *testing.T) {
 		}
 	}
 }
+
+func TestCanHoldLock(t *testing.T) {
+	have := map[string]bool{"iptables-legacy-save": true, "iptables-legacy-restore": true}
+	for _, tt := range []struct {
+		version string
+		want    bool
+	}{
+		{"v1.8.9 (legacy)", true},
+		{"v1.8.6 (legacy)", true},
+		{"v1.8.5 (legacy)", false}, // does not honour XTABLES_LOCKFILE: would wait for our lock
+		{"v1.6.1", false},
+		{"unknown", false},
+	} {
+		f := &Fixer{run: fakeRunner{have: have, version: tt.version}}
+		if got := f.canHoldLock(context.Background(), []ruleset.Family{"ip"}); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.version, got, tt.want)
+		}
+	}
+	f := &Fixer{run: fakeRunner{have: have, version: "v1.8.9"}}
+	if f.canHoldLock(context.Background(), nil) {
+		t.Error("no legacy change: no lock")
+	}
+}
