@@ -1,0 +1,126 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/snatrace/snatrace/natmodel"
+	"github.com/snatrace/snatrace/natrule"
+)
+
+func TestParseSweep(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		param string
+		vals  []float64
+		ok    bool
+	}{
+		{"pods=16,32,64", "pods", []float64{16, 32, 64}, true},
+		{"cpus=2:16:x2", "cpus", []float64{2, 4, 8, 16}, true},
+		{"rate=1000:3000:+1000", "rate", []float64{1000, 2000, 3000}, true},
+		{"window=0.5,1,2", "window", []float64{0.5, 1, 2}, true},
+		{"NAT-RANGE=64", "nat-range", []float64{64}, true},
+		{"colour=1", "", nil, false},
+		{"pods", "", nil, false},
+		{"pods=", "", nil, false},
+		{"pods=0", "", nil, false},
+		{"pods=-4", "", nil, false},
+		{"pods=16:8:x2", "", nil, false},
+		{"pods=1:8:x1", "", nil, false},
+		{"pods=1:8:/2", "", nil, false},
+		{"pods=1:100000:+1", "", nil, false},
+		{"pods=NaN", "", nil, false},
+	} {
+		p, v, err := ParseSweep(tc.in)
+		if (err == nil) != tc.ok || p != tc.param || !reflect.DeepEqual(v, tc.vals) {
+			t.Errorf("ParseSweep(%q) = %q %v %v", tc.in, p, v, err)
+		}
+	}
+}
+
+func FuzzParseSweep(f *testing.F) {
+	for _, s := range []string{"pods=16,32", "cpus=2:64:x2", "rate=1:9:+2", "window=1e-3:1:x10", "x=:", "pods=1:1e308:x1.0000001"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		_, vals, err := ParseSweep(s)
+		if err != nil {
+			return
+		}
+		if len(vals) == 0 || len(vals) > maxSweepValues {
+			t.Errorf("ParseSweep(%q): %d values", s, len(vals))
+		}
+	})
+}
+
+func TestApply(t *testing.T) {
+	base := Config{NAT: mode(t, "masquerade fully-random")}
+	c, _ := Apply(base, ParamRange, 100)
+	if c.PortRange != [2]uint16{32768, 32867} {
+		t.Errorf("range: %v", c.PortRange)
+	}
+	c, _ = Apply(base, ParamNATRange, 64)
+	if c.NAT.PortMin != 1024 || c.NAT.PortMax != 1087 || !c.NAT.FullyRandom {
+		t.Errorf("nat-range: %+v", c.NAT)
+	}
+	c, _ = Apply(base, ParamWindow, 2)
+	if c.Window.Mean() != 2*time.Microsecond || c.Window.Kind != DefaultWindow.Kind {
+		t.Errorf("window: %v", c.Window)
+	}
+	if _, err := Apply(base, ParamRange, 40000); err == nil {
+		t.Errorf("range past 65535 accepted")
+	}
+}
+
+// Each value's seed depends only on the base seed and the value's index.
+func TestScenarioSeeds(t *testing.T) {
+	s := SweepSpec{Base: Config{Seed: 7}, Param: ParamPods, Values: []float64{2, 4},
+		Eras: []natmodel.Era{natmodel.Legacy, natmodel.Era65}, Modes: []natrule.Mode{mode(t, "masquerade"), mode(t, "masquerade random")}}
+	scs, err := s.Scenarios()
+	if err != nil || len(scs) != 8 {
+		t.Fatal(err, len(scs))
+	}
+	for i, sc := range scs {
+		if want := ScenarioSeed(7, i%2); sc.Config.Seed != want {
+			t.Errorf("scenario %d seed %d, want %d", i, sc.Config.Seed, want)
+		}
+	}
+	if ScenarioSeed(7, 0) == ScenarioSeed(7, 1) || ScenarioSeed(7, 0) == ScenarioSeed(8, 0) {
+		t.Errorf("seeds collide")
+	}
+	a, err := RunSweep(context.Background(), SweepSpec{Base: Config{Connections: 2000, Seed: 3}, Param: ParamCPUs, Values: []float64{2, 8},
+		Eras: []natmodel.Era{natmodel.Era50}, Modes: []natrule.Mode{mode(t, "masquerade")}, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := RunSweep(context.Background(), SweepSpec{Base: Config{Connections: 2000, Seed: 3}, Param: ParamCPUs, Values: []float64{2, 8},
+		Eras: []natmodel.Era{natmodel.Era50}, Modes: []natrule.Mode{mode(t, "masquerade")}, Workers: 4})
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("results depend on the number of workers")
+	}
+}
+
+// A calibration printed as JSON reads back to the same window.
+func TestCalibrationRoundTrip(t *testing.T) {
+	cal, err := Calibrate(context.Background(), readLabFile(t, calibrationLab), CalibrateOptions{Replicas: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(cal)
+	back, err := ReadCalibration(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.WindowDist() != cal.WindowDist() {
+		t.Errorf("round trip: %v vs %v", back.WindowDist(), cal.WindowDist())
+	}
+	for _, bad := range []string{`{}`, `{"shape":"exp:1us","scale":0,"scale_lo":1,"scale_hi":1}`, `{"shape":"gamma","scale":1,"scale_lo":1,"scale_hi":1}`, `[`} {
+		if _, err := ReadCalibration(bytes.NewReader([]byte(bad))); err == nil {
+			t.Errorf("ReadCalibration(%s) accepted", bad)
+		}
+	}
+}
