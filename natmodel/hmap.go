@@ -1,65 +1,87 @@
 package natmodel
 
-// hmap is an open-addressing hash map from a 96-bit key to an int32, with
-// linear probing and backward-shift deletion (no tombstones, so probe chains
-// stay short however many entries come and go). It is the model's conntrack
-// and bysource hash; Go maps spent most of the model's time in probing.
-// A key with b == 0 is reserved as "empty": packed keys never have it. A
-// slot is 16 bytes and the load stays at most 1/2, so the table of a busy
-// node stays small enough for the CPU caches as long as it can.
+// hmap is an open-addressing hash map from a 96-bit key to an int32 value,
+// with linear probing and backward-shift deletion (no tombstones, so probe
+// chains stay short however many entries come and go). It is the model's
+// conntrack and bysource hash.
+//
+// A slot is 8 bytes: 32 bits of the key's hash and the value. The key itself
+// is not stored: the table asks its keyer for the key of a value when a
+// hash matches. Most lookups of a busy node ask "is this tuple free?" and
+// end on an empty slot without reading any entry, and the small slots keep
+// the table in the CPU caches as long as possible (a Go map spent most of
+// the model's time in probing, 24-byte slots most of it in cache misses).
 type hmap struct {
 	slots []slot
 	mask  uint64
 	n     int
+	keys  keyer
+}
+
+// keyer returns the key a stored value belongs to.
+type keyer interface {
+	keyOf(v int32) (a uint64, b uint32)
 }
 
 type slot struct {
-	a uint64
-	b uint32
-	v int32
+	h  uint32 // hash of the key
+	v1 int32  // value + 1; 0 marks an empty slot
 }
 
-func newHmap() hmap {
+func newHmap(k keyer) hmap {
 	const initial = 1 << 10
-	return hmap{slots: make([]slot, initial), mask: initial - 1}
+	return hmap{slots: make([]slot, initial), mask: initial - 1, keys: k}
 }
 
-func hash128(a uint64, b uint32) uint64 {
+func hash32(a uint64, b uint32) uint32 {
 	h := a*0x9e3779b97f4a7c15 ^ uint64(b)*0xc2b2ae3d27d4eb4f
 	h ^= h >> 29
 	h *= 0xbf58476d1ce4e5b9
-	return h ^ h>>32
+	return uint32(h >> 32)
+}
+
+func (m *hmap) match(s *slot, h uint32, a uint64, b uint32) bool {
+	if s.h != h {
+		return false
+	}
+	ka, kb := m.keys.keyOf(s.v1 - 1)
+	return ka == a && kb == b
 }
 
 func (m *hmap) get(a uint64, b uint32) (int32, bool) {
-	for i := hash128(a, b) & m.mask; ; i = (i + 1) & m.mask {
+	h := hash32(a, b)
+	for i := uint64(h) & m.mask; ; i = (i + 1) & m.mask {
 		s := &m.slots[i]
-		if s.b == 0 {
+		if s.v1 == 0 {
 			return 0, false
 		}
-		if s.a == a && s.b == b {
-			return s.v, true
+		if m.match(s, h, a, b) {
+			return s.v1 - 1, true
 		}
 	}
 }
 
 // find returns the slot of a key, or the empty slot where it would go.
 func (m *hmap) find(a uint64, b uint32) (i uint64, found bool) {
-	for i = hash128(a, b) & m.mask; ; i = (i + 1) & m.mask {
+	h := hash32(a, b)
+	for i = uint64(h) & m.mask; ; i = (i + 1) & m.mask {
 		s := &m.slots[i]
-		if s.b == 0 {
+		if s.v1 == 0 {
 			return i, false
 		}
-		if s.a == a && s.b == b {
+		if m.match(s, h, a, b) {
 			return i, true
 		}
 	}
 }
 
+// value returns the value in slot i (which find reported found).
+func (m *hmap) value(i uint64) int32 { return m.slots[i].v1 - 1 }
+
 // putAt stores a key known to be absent into the empty slot i that find
 // returned, with no growth in between.
 func (m *hmap) putAt(i uint64, a uint64, b uint32, v int32) {
-	m.slots[i] = slot{a, b, v}
+	m.slots[i] = slot{h: hash32(a, b), v1: v + 1}
 	m.n++
 }
 
@@ -70,45 +92,31 @@ func (m *hmap) reserve(k int) {
 	}
 }
 
+// put stores v for the key, replacing the value of a key already there.
 func (m *hmap) put(a uint64, b uint32, v int32) {
-	if 2*(m.n+1) > len(m.slots) {
-		m.grow()
+	m.reserve(1)
+	i, found := m.find(a, b)
+	if found {
+		m.slots[i].v1 = v + 1
+		return
 	}
-	for i := hash128(a, b) & m.mask; ; i = (i + 1) & m.mask {
-		s := &m.slots[i]
-		if s.b == 0 {
-			*s = slot{a, b, v}
-			m.n++
-			return
-		}
-		if s.a == a && s.b == b {
-			s.v = v
-			return
-		}
-	}
+	m.putAt(i, a, b, v)
 }
 
 func (m *hmap) del(a uint64, b uint32) {
-	i := hash128(a, b) & m.mask
-	for {
-		s := &m.slots[i]
-		if s.b == 0 {
-			return
-		}
-		if s.a == a && s.b == b {
-			break
-		}
-		i = (i + 1) & m.mask
+	i, found := m.find(a, b)
+	if !found {
+		return
 	}
 	m.n--
 	j := i
 	for {
 		j = (j + 1) & m.mask
 		s := m.slots[j]
-		if s.b == 0 {
+		if s.v1 == 0 {
 			break
 		}
-		k := hash128(s.a, s.b) & m.mask
+		k := uint64(s.h) & m.mask
 		// Move s into the hole at i unless its home k lies cyclically in (i, j].
 		if (i <= j && (k <= i || k > j)) || (i > j && k <= i && k > j) {
 			m.slots[i] = s
@@ -122,16 +130,27 @@ func (m *hmap) grow() {
 	old := m.slots
 	m.slots = make([]slot, 2*len(old))
 	m.mask = uint64(len(m.slots) - 1)
-	m.n = 0
 	for _, s := range old {
-		if s.b != 0 {
-			m.put(s.a, s.b, s.v)
+		if s.v1 == 0 {
+			continue
 		}
+		i := uint64(s.h) & m.mask
+		for m.slots[i].v1 != 0 {
+			i = (i + 1) & m.mask
+		}
+		m.slots[i] = s
+	}
+}
+
+// presize grows m to hold n keys without growing again.
+func (m *hmap) presize(n int) {
+	for 2*n > len(m.slots) {
+		m.grow()
 	}
 }
 
 // pack returns a key as the words hmap uses. The protocol is not part of
-// it: each protocol has its own table. b is never 0 because ports are not.
+// it: each protocol has its own table.
 func (k key) pack() (a uint64, b uint32) {
 	return uint64(k.src)<<32 | uint64(k.dst), uint32(k.sport)<<16 | uint32(k.dport)
 }
@@ -140,9 +159,21 @@ func (k srcKey) pack() (a uint64, b uint32) {
 	return uint64(k.ip)<<24 | uint64(k.port)<<8 | uint64(k.proto), 1
 }
 
-// presize grows m to hold n keys without growing again.
-func (m *hmap) presize(n int) {
-	for 2*n > len(m.slots) {
-		m.grow()
+// ctKeys finds the tuple of a conntrack hash value: entry idx<<1 | dir.
+type ctKeys struct{ t *Table }
+
+func (k ctKeys) keyOf(v int32) (uint64, uint32) {
+	c := &k.t.conns[v>>1]
+	if v&1 == dirReply {
+		return c.reply.pack()
 	}
+	return c.orig.pack()
+}
+
+// srcKeys finds the original source of a bysource value: the head entry.
+type srcKeys struct{ t *Table }
+
+func (k srcKeys) keyOf(v int32) (uint64, uint32) {
+	c := &k.t.conns[v]
+	return srcKey{c.orig.src, c.orig.sport, c.orig.proto}.pack()
 }

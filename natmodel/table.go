@@ -161,12 +161,12 @@ func NewTable(cfg Config) (*Table, error) {
 		return nil, errors.New("creating conntrack table: Config.Era is required")
 	}
 	t := &Table{
-		era:    cfg.Era,
-		rnd:    cfg.Rand,
-		onTry:  cfg.OnTry,
-		hashes: [2]hmap{newHmap(), newHmap()},
-		bysrc:  newHmap(),
+		era:   cfg.Era,
+		rnd:   cfg.Rand,
+		onTry: cfg.OnTry,
 	}
+	t.hashes = [2]hmap{newHmap(ctKeys{t}), newHmap(ctKeys{t})}
+	t.bysrc = newHmap(srcKeys{t})
 	if n := cfg.SizeHint; n > 0 {
 		n = min(n, 1<<24)
 		t.conns = make([]conn, 0, n)
@@ -393,9 +393,9 @@ func (t *Table) Confirm(id ConnID) (Verdict, error) {
 	var v int32
 	oi, clash := h.find(oa, ob)
 	if clash {
-		v = h.slots[oi].v
+		v = h.value(oi)
 	} else if ri, found := h.find(ra, rb); found {
-		v, clash = h.slots[ri].v, true
+		v, clash = h.value(ri), true
 	} else {
 		h.putAt(oi, oa, ob, idx<<1)
 		// the reply's empty slot may have been the one just filled.
