@@ -14,10 +14,13 @@
 //     flags inside an xt MASQUERADE/SNAT target's info), counters included;
 //   - iptables-legacy rules (and iptables-nft ones with MethodRestore) go
 //     through iptables-restore --noflush -w with "-R CHAIN N", after checking
-//     a checksum of each chain against the plan's.
+//     a checksum of each chain against the plan's, under the xtables lock.
+//
+// A rule that looks up an anonymous set gets a copy of the set in the same
+// batch, since the kernel binds an anonymous set to a single rule.
 //
 // Before a change the affected rules are written to a Backup; Rollback puts
 // exactly those rules back. Watch re-applies when an owner rewrites its rules:
-// it listens to nftables netlink events and re-reads iptables-legacy
-// periodically.
+// it listens to nftables netlink events, to iptables writers releasing the
+// xtables lock, and re-reads periodically.
 package fix
