@@ -200,9 +200,10 @@ func (rs *Ruleset) merge(o *Ruleset) {
 }
 
 // resolveHooks fills Rule.Hook for rules in regular chains from the base
-// chains that reach them, when exactly one hook does. It walks the jump graph
-// upwards from the NAT rules' chains only, one pass over the jumps per level,
-// so a dump with 1e5 unrelated jumps costs a few linear scans.
+// chains that reach them, when exactly one hook does. Jumps are indexed by
+// their target once and each chain is resolved once, however many NAT rules
+// it holds, so a dump with 1e5 jumps and 1e3 NAT rules costs a few linear
+// passes.
 func (rs *Ruleset) resolveHooks() {
 	type tkey struct {
 		b          Backend
@@ -215,6 +216,8 @@ func (rs *Ruleset) resolveHooks() {
 			hooks[tkey{c.Backend, c.Family, c.Table, c.Name}] = c.Hook
 		}
 	}
+	var callers map[tkey][]tkey // built on first need
+	resolved := map[tkey]string{}
 	for i := range rs.Rules {
 		r := &rs.Rules[i]
 		if r.Hook != "" {
@@ -225,32 +228,44 @@ func (rs *Ruleset) resolveHooks() {
 			r.Hook = h
 			continue
 		}
+		if h, ok := resolved[start]; ok {
+			r.Hook = h
+			continue
+		}
+		if callers == nil {
+			callers = make(map[tkey][]tkey, len(rs.Jumps))
+			for _, j := range rs.Jumps {
+				to := tkey{j.Backend, j.Family, j.Table, j.To}
+				callers[to] = append(callers[to], tkey{j.Backend, j.Family, j.Table, j.From})
+			}
+		}
 		seen := map[tkey]bool{start: true}
-		frontier := map[tkey]bool{start: true}
+		frontier := []tkey{start}
 		found := map[string]bool{}
 		for depth := 0; depth < 32 && len(frontier) > 0; depth++ {
-			next := map[tkey]bool{}
-			for _, j := range rs.Jumps {
-				if !frontier[tkey{j.Backend, j.Family, j.Table, j.To}] {
-					continue
+			var next []tkey
+			for _, to := range frontier {
+				for _, from := range callers[to] {
+					if seen[from] {
+						continue
+					}
+					seen[from] = true
+					if h, ok := hooks[from]; ok {
+						found[h] = true
+						continue
+					}
+					next = append(next, from)
 				}
-				from := tkey{j.Backend, j.Family, j.Table, j.From}
-				if seen[from] {
-					continue
-				}
-				seen[from] = true
-				if h, ok := hooks[from]; ok {
-					found[h] = true
-					continue
-				}
-				next[from] = true
 			}
 			frontier = next
 		}
+		h := ""
 		if len(found) == 1 {
-			for h := range found {
-				r.Hook = h
+			for f := range found {
+				h = f
 			}
 		}
+		resolved[start] = h
+		r.Hook = h
 	}
 }
