@@ -285,8 +285,15 @@ func (m *Mode) parseSNATTarget(spec string) error {
 	return nil
 }
 
+// ParsePortRange parses a source port range as rules write it: "PORT" or
+// "LOW-HIGH" (iptables also takes "LOW:HIGH"), each port 1-65535, LOW <= HIGH.
+func ParsePortRange(s string) (lo, hi uint16, err error) { return parsePorts(s) }
+
 func parsePorts(s string) (uint16, uint16, error) {
 	lo, hi, found := strings.Cut(s, "-")
+	if !found {
+		lo, hi, found = strings.Cut(s, ":")
+	}
 	min, err := parsePort(lo)
 	if err != nil {
 		return 0, 0, err
@@ -303,9 +310,12 @@ func parsePorts(s string) (uint16, uint16, error) {
 	return min, max, nil
 }
 
+// ParsePort parses one port, 1-65535.
+func ParsePort(s string) (uint16, error) { return parsePort(s) }
+
 func parsePort(s string) (uint16, error) {
 	n, err := strconv.ParseUint(s, 10, 16)
-	if err != nil || n == 0 {
+	if err != nil || n == 0 || s[0] == '+' {
 		return 0, fmt.Errorf("bad port %q: want 1-65535", s)
 	}
 	return uint16(n), nil

@@ -335,7 +335,7 @@ func parseIptTarget(target string, opts []string) (natrule.Mode, error) {
 				return m, fmt.Errorf("%s: --to-ports needs a port range", target)
 			}
 			i++
-			lo, hi, err := parsePortRange(opts[i])
+			lo, hi, err := natrule.ParsePortRange(opts[i])
 			if err != nil {
 				return m, fmt.Errorf("MASQUERADE --to-ports: %w", err)
 			}
@@ -400,7 +400,7 @@ func parseToSource(m *natrule.Mode, s string) error {
 		m.AddrMin, m.AddrMax = min, max
 	}
 	if ports != "" {
-		lo, hi, err := parsePortRange(ports)
+		lo, hi, err := natrule.ParsePortRange(ports)
 		if err != nil {
 			return err
 		}
@@ -409,44 +409,6 @@ func parseToSource(m *natrule.Mode, s string) error {
 	return nil
 }
 
-// parsePortRange parses "a" or "a-b" (iptables also accepts "a:b").
-func parsePortRange(s string) (uint16, uint16, error) {
-	lo, hi, found := strings.Cut(s, "-")
-	if !found {
-		lo, hi, found = strings.Cut(s, ":")
-	}
-	min, err := parsePort(lo)
-	if err != nil {
-		return 0, 0, err
-	}
-	max := min
-	if found {
-		if max, err = parsePort(hi); err != nil {
-			return 0, 0, err
-		}
-	}
-	if min > max {
-		return 0, 0, fmt.Errorf("port range %q: first port is above the last", s)
-	}
-	return min, max, nil
-}
-
-func parsePort(s string) (uint16, error) {
-	n := 0
-	if s == "" || len(s) > 5 {
-		return 0, fmt.Errorf("bad port %q", s)
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("bad port %q", s)
-		}
-		n = n*10 + int(c-'0')
-	}
-	if n == 0 || n > 65535 {
-		return 0, fmt.Errorf("bad port %q: want 1-65535", s)
-	}
-	return uint16(n), nil
-}
 
 // clip shortens s for an error message.
 func clip(s string) string {

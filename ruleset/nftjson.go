@@ -324,10 +324,10 @@ func jsonNAT(kind string, v json.RawMessage) (natrule.Mode, error) {
 		if err != nil {
 			return m, fmt.Errorf("%s port: %w", kind, err)
 		}
-		if m.PortMin, err = parsePort(lo); err != nil {
+		if m.PortMin, err = natrule.ParsePort(lo); err != nil {
 			return m, fmt.Errorf("%s port: %w", kind, err)
 		}
-		if m.PortMax, err = parsePort(hi); err != nil {
+		if m.PortMax, err = natrule.ParsePort(hi); err != nil {
 			return m, fmt.Errorf("%s port: %w", kind, err)
 		}
 		if m.PortMin > m.PortMax {
