@@ -409,7 +409,6 @@ func parseToSource(m *natrule.Mode, s string) error {
 	return nil
 }
 
-
 // clip shortens s for an error message.
 func clip(s string) string {
 	if len(s) > 60 {
