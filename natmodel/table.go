@@ -312,13 +312,17 @@ func (t *Table) bysrcAdd(idx int32) {
 	sk := srcKey{c.orig.src, c.orig.sport, c.orig.proto}
 	c.prev = -1
 	a, b := sk.pack()
-	if head, ok := t.bysrc.get(a, b); ok {
+	t.bysrc.reserve(1)
+	i, found := t.bysrc.find(a, b)
+	if found {
+		head := t.bysrc.value(i)
 		c.next = head
 		t.conns[head].prev = idx
+		t.bysrc.slots[i].v1 = idx + 1
 	} else {
 		c.next = -1
+		t.bysrc.putAt(i, a, b, idx)
 	}
-	t.bysrc.put(a, b, idx)
 	c.natDone = true
 }
 
@@ -398,8 +402,9 @@ func (t *Table) Confirm(id ConnID) (Verdict, error) {
 		v, clash = h.value(ri), true
 	} else {
 		h.putAt(oi, oa, ob, idx<<1)
-		// the reply's empty slot may have been the one just filled.
-		ri, _ = h.find(ra, rb)
+		if ri == oi { // both wanted the same empty slot: look again
+			ri, _ = h.find(ra, rb)
+		}
 		h.putAt(ri, ra, rb, idx<<1|dirReply)
 		c.confirmed = true
 		t.live++
