@@ -90,6 +90,8 @@ type Config struct {
 	RTO            time.Duration // initial SYN retransmission timeout
 
 	Seed uint64
+	// MaxProbes, if > 0, replaces MaxProbes as the scenario's work bound.
+	MaxProbes uint64
 }
 
 // Defaults.

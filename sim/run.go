@@ -206,8 +206,10 @@ type runner struct {
 	lat   []float32
 	steps [6]uint64
 
-	started int // connections started
-	now     int64
+	started   int // connections started
+	now       int64
+	probes    uint64 // ports tried by NAT and pod port searches
+	maxProbes uint64
 
 	// bursts
 	burst       int
@@ -222,13 +224,25 @@ type runner struct {
 // ErrCanceled is returned when the context ends a run early.
 var ErrCanceled = errors.New("simulation canceled")
 
+// ErrTooLong is returned when a scenario turns out to need more work than
+// MaxProbes allows.
+var ErrTooLong = errors.New("connections: scenario would not finish in reasonable time")
+
+// MaxProbes bounds the ports all searches of one scenario (the NAT's and the
+// pods') may try, about a minute of work: scans of an exhausted range are
+// O(range) per connection.
+const MaxProbes = 1_000_000_000
+
 // Run simulates cfg. It is deterministic: the same Config gives the same
 // Result. ctx is checked every few thousand events.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return Result{}, err
 	}
-	r := &runner{cfg: cfg, rnd: rand.New(rand.NewPCG(cfg.Seed, 0x5eed5eed))}
+	r := &runner{cfg: cfg, rnd: rand.New(rand.NewPCG(cfg.Seed, 0x5eed5eed)), maxProbes: MaxProbes}
+	if cfg.MaxProbes > 0 {
+		r.maxProbes = cfg.MaxProbes
+	}
 	nat, _ := rangeOf(cfg.NAT)
 	r.nat = nat
 	tb, err := natmodel.NewTable(natmodel.Config{Era: cfg.Era, Rand: rand.New(rand.NewPCG(cfg.Seed, 0x7ab1e)), SizeHint: min(cfg.Connections, 1<<20)})
@@ -271,8 +285,13 @@ func (r *runner) push(at int64, kind uint8, conn int32) {
 
 func (r *runner) loop(ctx context.Context) error {
 	for n := 0; ; n++ {
-		if n&0xfff == 0 && ctx.Err() != nil {
-			return fmt.Errorf("%w: %w", ErrCanceled, ctx.Err())
+		if n&0xfff == 0 {
+			if ctx.Err() != nil {
+				return fmt.Errorf("%w: %w", ErrCanceled, ctx.Err())
+			}
+			if r.probes > r.maxProbes {
+				return fmt.Errorf("%w: more than %d port probes after %d connections: a port range is exhausted and every search scans it (lower connections, or add servers, NAT addresses or ports)", ErrTooLong, r.maxProbes, r.started)
+			}
 		}
 		if len(r.ev) == 0 {
 			return nil // traffic is over; entries left in TIME_WAIT do not matter
@@ -435,7 +454,10 @@ func (r *runner) newConn(pod, server, cpu int32, port uint16, t int64) int32 {
 func (r *runner) choosePort(pod, server int32, t int64) uint16 {
 	c := &r.cfg
 	low, high := uint32(c.PortRange[0]), uint32(c.PortRange[1])+1
-	free := func(p uint32) bool { return r.used[usedKey(pod, server, uint16(p))] <= t }
+	free := func(p uint32) bool {
+		r.probes++
+		return r.used[usedKey(pod, server, uint16(p))] <= t
+	}
 	switch c.Chooser {
 	case UniformPorts:
 		for try := 0; try < 64; try++ {
@@ -531,6 +553,7 @@ func (r *runner) snatStep(ci int32) {
 		ch, err := r.tb.SNAT(cs.ct, r.nat)
 		if err == nil {
 			r.steps[ch.Step]++
+			r.probes += uint64(ch.Tries)
 		}
 	}
 	r.push(r.now+cs.window, evConfirm, ci)

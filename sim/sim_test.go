@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"math"
 	"reflect"
 	"testing"
@@ -222,4 +223,17 @@ func FuzzParseDist(f *testing.F) {
 			t.Errorf("ParseDist(%q) = %+v out of range", s, d)
 		}
 	})
+}
+
+// A scenario whose searches would scan an exhausted range for hours stops
+// with ErrTooLong instead.
+func TestTooLong(t *testing.T) {
+	// legacy random: every search to one server starts at the same keyed
+	// hash and scans past every port in use.
+	c := Config{Era: natmodel.Legacy, NAT: mode(t, "masquerade random"), Workload: Ephemeral,
+		Pods: 4, Connections: 100_000, MaxProbes: 20_000_000}
+	_, err := Run(context.Background(), c)
+	if !errors.Is(err, ErrTooLong) {
+		t.Errorf("err = %v, want ErrTooLong", err)
+	}
 }
