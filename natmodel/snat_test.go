@@ -434,3 +434,40 @@ func TestTimeWaitEvictionNeedsSNAT(t *testing.T) {
 		t.Errorf("got %+v, want no eviction of un-NATed entries", ch)
 	}
 }
+
+// 6.5 eviction needs the new SYN to be past the old entry's sequence
+// numbers (nf_seq_has_advanced), a TCP SYN_SENT entry, and a collision in
+// the reply direction.
+func TestTimeWaitEvictionConditions(t *testing.T) {
+	for _, tc := range []string{"seq not advanced", "udp"} {
+		tb, _ := newTable(t, Era65, 0)
+		proto := TCP
+		if tc == "udp" {
+			proto = UDP
+		}
+		r := masq(ProtoSpecified, 1024, 1055)
+		for p := 1024; p <= 1055; p++ {
+			id, ch := connect(t, tb, proto, pod(1000+p, uint16(p)), dst1, r)
+			if ch.Source.Port() != uint16(p) || confirm(t, tb, id) != Accepted {
+				t.Fatalf("setup %d: %+v", p, ch)
+			}
+			tb.SetState(id, TimeWait)
+		}
+		id, err := tb.NewConn(Tuple{proto, pod(1, 40000), dst1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc == "seq not advanced" {
+			idx, _ := tb.get(id)
+			for i := range tb.conns {
+				if tb.conns[i].inUse && int32(i) != idx {
+					tb.conns[i].tdEnd = tb.conns[idx].tdEnd + 1000 // ahead of the new SYN
+				}
+			}
+		}
+		ch, _ := tb.SNAT(id, masq(ProtoSpecified|ProtoRandomFully, 1024, 1055))
+		if ch.Evicted != 0 || ch.Step != StepExhausted || ch.Tries != 32 {
+			t.Errorf("%s: %+v, want 32 tries and no eviction", tc, ch)
+		}
+	}
+}
