@@ -26,6 +26,10 @@ func PlotSweep(file, param string, series []Series) error {
 	p.Legend.Top = true
 	p.Legend.Left = true
 	p.Add(plotter.NewGrid())
+	if len(series) > 0 && geometric(series[0].Points) {
+		p.X.Scale = plot.LogScale{}
+		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	}
 	eras := map[string]bool{}
 	for _, s := range series {
 		eras[s.Era] = true
@@ -96,4 +100,22 @@ func paramLabel(p string) string {
 		return "mean race window (µs)"
 	}
 	return p
+}
+
+// geometric reports whether the swept values grow by a constant factor of
+// at least 1.5 (pods=2:256:x2): such sweeps read better on a log axis.
+func geometric(pts []Point) bool {
+	if len(pts) < 3 {
+		return false
+	}
+	r := pts[1].Value / pts[0].Value
+	if r < 1.5 {
+		return false
+	}
+	for i := 2; i < len(pts); i++ {
+		if q := pts[i].Value / pts[i-1].Value; q < r*0.99 || q > r*1.01 {
+			return false
+		}
+	}
+	return true
 }
