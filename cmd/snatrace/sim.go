@@ -101,7 +101,7 @@ Sweeps vary one parameter across every --nat and --era, on all cores:
 	f.StringVar(&fl.sweep, "sweep", "", "vary one parameter: PARAM=V1,V2,... or PARAM=START:END:xF|+D")
 	f.StringVar(&fl.plot, "plot", "", "with --sweep: write the clash rate plot to FILE.svg or FILE.png")
 	f.IntVar(&fl.workers, "workers", 0, "scenarios run in parallel (default: all cores); results do not depend on it")
-	f.StringVar(&fl.calibrate, "calibrate", "", "fit the race window to a `snatrace lab --json` report FILE")
+	f.StringVar(&fl.calibrate, "calibrate", "", "fit the race window to a lab report FILE (the output of snatrace lab --json)")
 	f.StringVar(&fl.predict, "predict", "", "predict every result of a lab report FILE and compare with the measurement")
 	f.StringVar(&fl.calibration, "calibration", "", "with --predict: use this --calibrate --json output instead of fitting again")
 	f.StringVar(&fl.fit, "fit", "", "with --calibrate/--predict: the lab result (nat) to fit on (default: the first with clashes)")
