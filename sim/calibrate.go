@@ -40,6 +40,7 @@ type LabResult struct {
 	NAT              string         `json:"nat"`
 	Backend          string         `json:"backend"`
 	Connections      int            `json:"connections"`
+	Rounds           int            `json:"rounds"`
 	Failed           int            `json:"failed"`
 	Retransmitted    int            `json:"retransmitted"`
 	RetransHistogram map[string]int `json:"retrans_histogram"`
@@ -117,8 +118,12 @@ func LabConfig(rep LabReport, res LabResult, base Config) (Config, error) {
 		c.PortRange = rep.Workload.PortRange
 	}
 	c.Rate, c.Poisson = rep.Workload.Rate, rep.Workload.Poisson
-	// The lab resets every connection once it is up (SO_LINGER 0): the
-	// pods keep no TIME_WAIT and the node's entry sits in CLOSE for 10 s.
+	// The lab sends rounds and waits for each to finish; it resets every
+	// connection once it is up (SO_LINGER 0): the pods keep no TIME_WAIT
+	// and the node's entry sits in CLOSE for 10 s.
+	if res.Rounds > 0 {
+		c.RoundSize = (res.Connections + res.Rounds - 1) / res.Rounds
+	}
 	c.Lifetime = Dist{Kind: Const, A: labLifetime}
 	c.ClientTimeWait = 1
 	c.CTTimeWait = labCloseTimeout

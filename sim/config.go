@@ -90,6 +90,12 @@ type Config struct {
 	RTO            time.Duration // initial SYN retransmission timeout
 
 	Seed uint64
+	// RoundSize, if > 0, splits the traffic into rounds of about this many
+	// connections, as the lab does: after a round the traffic waits until
+	// every connection of it has connected or failed (retransmissions
+	// included), so a clashed connection holds its pod's port only until
+	// the end of its round.
+	RoundSize int
 	// MaxProbes, if > 0, replaces MaxProbes as the scenario's work bound.
 	MaxProbes uint64
 }

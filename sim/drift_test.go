@@ -18,9 +18,7 @@ const calibrationLab = "testdata/lab-same-port-4pods.json"
 
 // knownGaps are lab results the model does not reproduce yet, with why
 // (VALIDATION.md). They are reported, not asserted.
-var knownGaps = map[string]string{
-	"lab-ephemeral-4pods-10ports.json masquerade": "with a 10-port ip_local_port_range the kernel clashes about 4x more often than the model predicts",
-}
+var knownGaps = map[string]string{}
 
 func readLabFile(t *testing.T, path string) LabReport {
 	t.Helper()

@@ -211,6 +211,13 @@ type runner struct {
 	probes    uint64 // ports tried by NAT and pod port searches
 	maxProbes uint64
 
+	// rounds (Config.RoundSize): after a round's connections the traffic
+	// waits until every one of them has connected or failed.
+	pending   int   // connections started and not finished
+	roundLeft int   // connections (steady) or bursts left in this round
+	roundWait bool  // waiting for pending to reach 0
+	roundNext uint8 // the event that starts the next round
+
 	// bursts
 	burst       int
 	burstServer int32
@@ -267,6 +274,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			r.seqP[i] = uint16(r.rnd.Uint32())
 		}
 	}
+	r.roundLeft = r.roundSize()
 	if cfg.Workload == Steady {
 		r.push(0, evArrival, -1)
 	} else {
@@ -276,6 +284,44 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	return r.result(), nil
+}
+
+// roundSize is the number of arrivals (steady) or bursts in a round, or 0
+// for no rounds. The lab plans a round of n connections as whole bursts.
+func (r *runner) roundSize() int {
+	n := r.cfg.RoundSize
+	if n <= 0 {
+		return 0
+	}
+	if r.cfg.Workload == Steady {
+		return n
+	}
+	return (n + r.cfg.Pods - 1) / r.cfg.Pods
+}
+
+// endOfRound reports whether the traffic must wait for the round to drain
+// before starting with event next, and arranges the restart.
+func (r *runner) endOfRound(next uint8) bool {
+	if r.roundSize() == 0 {
+		return false
+	}
+	if r.roundLeft > 0 {
+		r.roundLeft--
+		return false
+	}
+	r.roundWait, r.roundNext = true, next
+	r.roundDrained()
+	return true
+}
+
+// roundDrained starts the next round once every connection of this one has
+// finished.
+func (r *runner) roundDrained() {
+	if r.roundWait && r.pending == 0 {
+		r.roundWait = false
+		r.roundLeft = r.roundSize()
+		r.push(r.now, r.roundNext, -1)
+	}
 }
 
 func (r *runner) push(at int64, kind uint8, conn int32) {
@@ -341,7 +387,7 @@ func (r *runner) loop(ctx context.Context) error {
 // next burst starts when every thread is done (the lab's barrier).
 func (r *runner) startBurst() {
 	c := &r.cfg
-	if r.started >= c.Connections {
+	if r.started >= c.Connections || r.endOfRound(evBurst) {
 		return
 	}
 	k := r.burst
@@ -412,6 +458,9 @@ func (r *runner) burstDone(cs *connState) {
 // arrival starts one steady connection and schedules the next.
 func (r *runner) arrival() {
 	c := &r.cfg
+	if r.endOfRound(evArrival) {
+		return
+	}
 	i := r.started
 	pod := int32(r.rnd.IntN(c.Pods))
 	r.newConn(pod, int32(i%c.Servers), int32(i%c.CPUs), 0, r.now)
@@ -445,6 +494,7 @@ func (r *runner) newConn(pod, server, cpu int32, port uint16, t int64) int32 {
 	}
 	r.used[usedKey(pod, server, port)] = math.MaxInt64
 	r.conns = append(r.conns, connState{pod: pod, server: server, cpu: cpu, sport: port, first: t})
+	r.pending++
 	ci := int32(len(r.conns) - 1)
 	r.push(t, evSYN, ci)
 	return ci
@@ -572,6 +622,8 @@ func (r *runner) confirm(ci int32) {
 		r.hist[cs.retrans]++
 		r.lat = append(r.lat, float32(float64(r.now-cs.first)/1e6))
 		r.push(r.now+r.cfg.Lifetime.sample(r.rnd), evClose, ci)
+		r.pending--
+		r.roundDrained()
 	default:
 		r.res.Clashes++
 		if int(cs.retrans) >= r.cfg.SynRetries {
@@ -592,6 +644,8 @@ func (r *runner) fail(ci int32) {
 	r.hist[len(r.hist)-1]++
 	r.lat = append(r.lat, float32(float64(r.now-cs.first)/1e6))
 	delete(r.used, usedKey(cs.pod, cs.server, cs.sport))
+	r.pending--
+	r.roundDrained()
 }
 
 // close ends a connection: the conntrack entry waits in TIME_WAIT, the pod's

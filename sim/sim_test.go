@@ -237,3 +237,19 @@ func TestTooLong(t *testing.T) {
 		t.Errorf("err = %v, want ErrTooLong", err)
 	}
 }
+
+// With rounds, the next round waits for the last retransmission of the
+// previous one: four one-burst rounds that each lose a SYN take four RTOs.
+func TestRoundsWaitForRetransmissions(t *testing.T) {
+	c := allRacing(2, 4, mode(t, "masquerade"), SamePort)
+	c.RTO = time.Second
+	c.RoundSize = 2
+	r := run(t, c)
+	if r.Clashes != 4 || r.SimSeconds < 4 || r.SimSeconds > 4.2 {
+		t.Errorf("clashes %d over %.3f s, want 4 over about 4 s", r.Clashes, r.SimSeconds)
+	}
+	c.RoundSize = 0
+	if r := run(t, c); r.SimSeconds > 1.2 {
+		t.Errorf("without rounds: %.3f s, want about 1 s", r.SimSeconds)
+	}
+}

@@ -95,6 +95,7 @@ Sweeps vary one parameter across every --nat and --era, on all cores:
 	f.DurationVar(&fl.ctTimeWait, "ct-timewait", 120*time.Second, "conntrack TIME_WAIT timeout")
 	f.DurationVar(&fl.clientTimeWait, "client-timewait", 60*time.Second, "pod socket TIME_WAIT (the client closes first)")
 	f.IntVar(&fl.cfg.SynRetries, "syn-retries", 6, "net.ipv4.tcp_syn_retries")
+	f.IntVar(&fl.cfg.RoundSize, "round-size", 0, "send rounds of N connections, each waiting for the last to finish, as the lab does (0: one stream)")
 	f.DurationVar(&fl.rto, "rto", time.Second, "initial SYN retransmission timeout")
 	f.Uint64Var(&fl.cfg.Seed, "seed", 1, "random seed; the same seed gives the same results")
 	f.BoolVar(&fl.asJSON, "json", false, "print one JSON document on stdout")
@@ -175,6 +176,9 @@ func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 			return c, usageErr("--%s: %v is out of range (0, 24h]", d.flag, d.val)
 		}
 		*d.dst = d.val
+	}
+	if c.RoundSize < 0 || c.RoundSize > sim.MaxSYNs {
+		return c, usageErr("--round-size: %d is out of range 0..%d", c.RoundSize, sim.MaxSYNs)
 	}
 	if c.SynRetries < 1 || c.SynRetries > 20 {
 		return c, usageErr("--syn-retries: %d is out of range 1..20", c.SynRetries)
