@@ -330,6 +330,9 @@ func Calibrate(ctx context.Context, rep LabReport, opt CalibrateOptions) (Calibr
 		return Calibration{}, errors.New("lab report has no result with clashes: a window cannot be fitted to zero clashes")
 	}
 	res := rep.Results[fit]
+	if res.Conntrack.InsertFailed == 0 {
+		return Calibration{}, fmt.Errorf("lab result %q has no clashes: a window cannot be fitted to zero clashes (fit on a mode that clashes)", res.NAT)
+	}
 	cfg, err := LabConfig(rep, res, opt.Base)
 	if err != nil {
 		return Calibration{}, fmt.Errorf("lab result %q: %w", res.NAT, err)
