@@ -5,13 +5,44 @@ import "math/bits"
 // jhashInitval is JHASH_INITVAL from include/linux/jhash.h.
 const jhashInitval = 0xdeadbeef
 
-// jhash1 is jhash2(k, 1, initval) from include/linux/jhash.h: Bob Jenkins'
-// lookup3 final mix over one 32-bit word.
-func jhash1(k, initval uint32) uint32 {
-	a := uint32(jhashInitval) + 1<<2 + initval
+// jhashAddr is find_best_ips_proto's jhash2((u32 *)&tuple->src.u3, 4,
+// initval) for an IPv4 source: union nf_inet_addr is four words, the address
+// and three zeros, so the kernel hashes 16 bytes (include/linux/jhash.h).
+func jhashAddr(src, initval uint32) uint32 {
+	a := uint32(jhashInitval) + 4<<2 + initval
 	b, c := a, a
-	a += k
-	// __jhash_final(a, b, c)
+	// one full block of three words: src, 0, 0
+	a += src
+	a, b, c = jhashMix(a, b, c)
+	// the fourth word, 0, and the final mix
+	return jhashFinal(a, b, c)
+}
+
+// jhashMix is __jhash_mix.
+func jhashMix(a, b, c uint32) (uint32, uint32, uint32) {
+	a -= c
+	a ^= bits.RotateLeft32(c, 4)
+	c += b
+	b -= a
+	b ^= bits.RotateLeft32(a, 6)
+	a += c
+	c -= b
+	c ^= bits.RotateLeft32(b, 8)
+	b += a
+	a -= c
+	a ^= bits.RotateLeft32(c, 16)
+	c += b
+	b -= a
+	b ^= bits.RotateLeft32(a, 19)
+	a += c
+	c -= b
+	c ^= bits.RotateLeft32(b, 4)
+	b += a
+	return a, b, c
+}
+
+// jhashFinal is __jhash_final, returning c.
+func jhashFinal(a, b, c uint32) uint32 {
 	c ^= b
 	c -= bits.RotateLeft32(b, 14)
 	a ^= c

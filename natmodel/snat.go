@@ -212,7 +212,7 @@ func findBestIPs(tp *key, r *rng) {
 	if r.flags&Persistent == 0 {
 		initval = raw32(tp.dst)
 	}
-	j := jhash1(raw32(tp.src), initval)
+	j := jhashAddr(raw32(tp.src), initval)
 	dist := r.maxIP - r.minIP + 1
 	tp.src = r.minIP + reciprocalScale(j, dist)
 }

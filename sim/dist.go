@@ -143,8 +143,8 @@ func (d Dist) Mean() time.Duration {
 // Scale returns d with every time parameter multiplied by f (the shape is
 // kept): calibration fits this factor.
 func (d Dist) Scale(f float64) Dist {
-	d.A = time.Duration(float64(d.A) * f)
-	d.B = time.Duration(float64(d.B) * f)
+	d.A = time.Duration(math.Round(float64(d.A) * f))
+	d.B = time.Duration(math.Round(float64(d.B) * f))
 	return d
 }
 

@@ -13,22 +13,25 @@ import (
 	"github.com/snatrace/snatrace/natrule"
 )
 
-// Addresses of the simulated network (documentation ranges).
-var (
-	// MasqueradeAddr is the node's uplink address that masquerade uses.
-	MasqueradeAddr = netip.MustParseAddr("192.0.2.1")
-	serverBase     = [4]byte{198, 51, 100, 1}
-)
-
+// The simulated network uses the lab's addressing (package lab), so that
+// address-dependent choices (the jhash of a multi-address SNAT range, the
+// keyed hashes) come out as in the lab: pod i is 10.98.0.0/16 + i + 2,
+// server k is 198.51.(100+k).2, and the node's address on server k's uplink,
+// which masquerade uses, is 198.51.(100+k).1.
 func podAddr(i int) netip.Addr {
-	return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+	n := i + 2
+	return netip.AddrFrom4([4]byte{10, byte(98 + n>>16), byte(n >> 8), byte(n)})
 }
 
-func serverAddr(k int) netip.Addr {
-	b := serverBase
-	b[3] += byte(k)
-	return netip.AddrFrom4(b)
+func uplinkAddr(k, host int) netip.Addr {
+	n := 51*256 + 100 + k
+	return netip.AddrFrom4([4]byte{198, byte(n >> 8), byte(n), byte(host)})
 }
+
+func serverAddr(k int) netip.Addr { return uplinkAddr(k, 2) }
+
+// MasqueradeAddr is the node's address towards server k.
+func MasqueradeAddr(k int) netip.Addr { return uplinkAddr(k, 1) }
 
 // rangeOf returns the nf_nat_range2 the kernel builds for m, or nil for none.
 func rangeOf(m natrule.Mode) (*natmodel.Range, error) {
@@ -47,7 +50,7 @@ func rangeOf(m natrule.Mode) (*natmodel.Range, error) {
 	case natrule.None:
 		return nil, nil
 	case natrule.Masquerade:
-		r = natmodel.Masquerade(MasqueradeAddr, flags, m.PortMin, m.PortMax)
+		r = natmodel.Masquerade(MasqueradeAddr(0), flags, m.PortMin, m.PortMax)
 	case natrule.SNAT:
 		r = natmodel.Range{Flags: flags | natmodel.MapIPs, MinAddr: m.AddrMin, MaxAddr: m.AddrMax}
 		if m.HasPorts() {
@@ -191,7 +194,7 @@ type runner struct {
 	cfg   Config
 	rnd   *rand.Rand
 	tb    *natmodel.Table
-	nat   *natmodel.Range
+	nat   []*natmodel.Range // per server: masquerade uses each uplink's address
 	ev    eventHeap
 	seq   uint64
 	busy  []int64 // per CPU: end of the window in progress
@@ -250,8 +253,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.MaxProbes > 0 {
 		r.maxProbes = cfg.MaxProbes
 	}
-	nat, _ := rangeOf(cfg.NAT)
-	r.nat = nat
+	if nat, _ := rangeOf(cfg.NAT); nat != nil {
+		r.nat = make([]*natmodel.Range, cfg.Servers)
+		for k := range r.nat {
+			rk := *nat
+			if cfg.NAT.Action == natrule.Masquerade {
+				rk.MinAddr, rk.MaxAddr = MasqueradeAddr(k), MasqueradeAddr(k)
+			}
+			r.nat[k] = &rk
+		}
+	}
 	tb, err := natmodel.NewTable(natmodel.Config{Era: cfg.Era, Rand: rand.New(rand.NewPCG(cfg.Seed, 0x7ab1e)), SizeHint: min(cfg.Connections, 1<<20)})
 	if err != nil {
 		return Result{}, err
@@ -600,7 +611,7 @@ func (r *runner) natStep(ci int32) {
 func (r *runner) snatStep(ci int32) {
 	cs := &r.conns[ci]
 	if r.nat != nil {
-		ch, err := r.tb.SNAT(cs.ct, r.nat)
+		ch, err := r.tb.SNAT(cs.ct, r.nat[cs.server])
 		if err == nil {
 			r.steps[ch.Step]++
 			r.probes += uint64(ch.Tries)
