@@ -48,7 +48,7 @@ func BenchmarkCollect(b *testing.B) {
 	}
 }
 
-// TestCompareNodeExporter is the side-by-side benchmark of docs/bench-exporter.md:
+// TestCompareNodeExporter is the side-by-side benchmark of BENCHMARKS.md (exporter):
 // snatrace exporter and Debian's prometheus-node-exporter (conntrack collector
 // only), each started on a free 127.0.0.1 port, scraped the same number of
 // times, alternately; it prints latency percentiles and RSS. It runs

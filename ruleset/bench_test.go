@@ -8,7 +8,7 @@ import (
 )
 
 // BenchmarkParseKubeProxy100k parses a 100,000-rule kube-proxy iptables-save
-// dump (see docs/bench-audit.md for the side-by-side with iptables-restore).
+// dump (see BENCHMARKS.md (audit) for the side-by-side with iptables-restore).
 func BenchmarkParseKubeProxy100k(b *testing.B) {
 	var sb strings.Builder
 	const services, endpoints = 9089, 3
