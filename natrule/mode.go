@@ -61,7 +61,10 @@ type Mode struct {
 // HasPorts reports whether the mode restricts the source port range.
 func (m Mode) HasPorts() bool { return m.PortMin != 0 || m.PortMax != 0 }
 
-// Flags returns the uapi NF_NAT_RANGE_* flags the kernel sees for m.
+// Flags returns the uapi NF_NAT_RANGE_* flags the rule carries
+// (NFTA_NAT_FLAGS, NFTA_MASQ_FLAGS, or the xt target's range flags).
+// Masquerade carries no address, so no MAP_IPS: its target adds MAP_IPS
+// itself, per packet, with the outgoing interface's address.
 func (m Mode) Flags() uint32 {
 	var f uint32
 	if m.Action == SNAT && m.AddrMin.IsValid() {
