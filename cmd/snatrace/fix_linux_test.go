@@ -203,31 +203,14 @@ func TestFixWithoutPrivileges(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to switch to an unprivileged user")
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "snatrace-nobody-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	bin := dir + "/snatrace"
-	data, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := nobodyBinary(t)
 	for _, args := range [][]string{{"fix"}, {"fix", "--apply", "--no-backup"}} {
 		var errb bytes.Buffer
 		cmd := exec.Command(bin, args...)
 		cmd.Env = []string{"SNATRACE_TEST_MAIN=1", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 		cmd.Stderr = &errb
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-		err = cmd.Run()
+		err := cmd.Run()
 		ee, ok := err.(*exec.ExitError)
 		if !ok || ee.ExitCode() != exitUsage || !strings.Contains(errb.String(), "needs CAP_NET_ADMIN (run as root)") {
 			t.Errorf("unprivileged %v: %v, stderr %q; want exit 2 naming CAP_NET_ADMIN", args, err, errb.String())

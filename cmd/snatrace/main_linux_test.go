@@ -18,31 +18,13 @@ func TestLabWithoutPrivileges(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to switch to an unprivileged user")
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The test binary must be reachable by nobody: copy it somewhere open.
-	dir, err := os.MkdirTemp("", "snatrace-nobody-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	bin := dir + "/snatrace"
-	data, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := nobodyBinary(t)
 	var errb bytes.Buffer
 	cmd := exec.Command(bin, "lab")
 	cmd.Env = []string{"SNATRACE_TEST_MAIN=1"}
 	cmd.Stderr = &errb
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	err = cmd.Run()
+	err := cmd.Run()
 	ee, ok := err.(*exec.ExitError)
 	if !ok || ee.ExitCode() != exitUsage {
 		t.Fatalf("unprivileged lab: %v, stderr %q; want exit 2", err, errb.String())
@@ -90,4 +72,31 @@ func TestLabSignals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// nobodyBinary copies this test binary where the unprivileged user nobody
+// can run it, and returns its path; t.Cleanup removes it.
+func nobodyBinary(t *testing.T) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "snatrace-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := dir + "/snatrace"
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }
