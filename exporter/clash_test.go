@@ -20,7 +20,7 @@ func TestClashDrops(t *testing.T) {
 		ev("198.51.100.2:80", trace.KindSNATClash),
 		ev("198.51.100.2:443", trace.KindSNATClash),
 		ev("198.51.100.9:80", trace.KindSNATClash), // third destination: "other"
-		ev("198.51.100.2:80", trace.KindOtherDrop),  // a firewall drop: not counted
+		ev("198.51.100.2:80", trace.KindOtherDrop), // a firewall drop: not counted
 		ev("198.51.100.2:443", trace.KindSNATClash),
 	} {
 		c.Observe(e)
