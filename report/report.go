@@ -105,7 +105,9 @@ func LatencyCCDF(title string, series []Series) (template.HTML, error) {
 	p.Y.Label.Text = "fraction of connections slower"
 	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
 	p.X.Tick.Marker, p.Y.Tick.Marker = plot.LogTicks{Prec: -1}, plot.LogTicks{Prec: -1}
-	p.Legend.Top = true
+	// Bottom left is empty on a CCDF: every curve starts at 1 on the left.
+	p.Legend.Left, p.Legend.Top = true, false
+	p.Legend.XOffs, p.Legend.YOffs = vg.Points(10), vg.Points(10)
 	for i, s := range series {
 		pts := ccdf(s.Values)
 		if len(pts) == 0 {
