@@ -112,7 +112,7 @@ Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN). Without it, use snatrace sim.`,
 			stderr := cmd.ErrOrStderr()
 			if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 				cfg.Progress = func(p lab.Progress) {
-					fmt.Fprintf(stderr, "\r\033[K%s %5.1f%%  %d/%d connections  (%s: %d clashes this round)",
+					fmt.Fprintf(stderr, "\r\033[K%s %5.1f%%  %d/%d connections  (%s: %d clashes so far)",
 						bar(p.Done, p.Total, 30), 100*float64(p.Done)/float64(max(1, p.Total)), p.Done, p.Total, p.Mode, p.Clashes)
 				}
 			}
