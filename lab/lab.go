@@ -58,7 +58,7 @@ type Config struct {
 
 // Progress reports a run's advance after each round.
 type Progress struct {
-	Done, Total int // connections so far and planned (all modes)
+	Done, Total int    // connections so far and planned (all modes)
 	Clashes     uint64 // SNAT clashes so far under Mode
 	Mode        string
 }
