@@ -25,15 +25,11 @@ func TestAuditLabNodeDuringBurst(t *testing.T) {
 		t.Skip("needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to run a lab node")
 	}
 	ctx := context.Background()
-	s, err := lab.Open(ctx, lab.Config{Pods: 2})
+	s, err := lab.OpenNode(ctx, lab.Config{Pods: 2}, "masquerade", natrule.NFT)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	m, _ := natrule.ParseMode("masquerade")
-	if err := s.Install(ctx, m, natrule.NFT); err != nil {
-		t.Fatal(err)
-	}
 
 	// The audit's counter interval is exactly the burst: its sleeper runs
 	// the lab round and returns when the round has been accounted.

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"golang.org/x/sys/unix"
 
 	"github.com/snatrace/snatrace/lab"
 	"github.com/snatrace/snatrace/natrule"
@@ -24,20 +23,16 @@ func TestClashDropsLab(t *testing.T) {
 		t.Skip("needs root to run a lab node and load eBPF")
 	}
 	ctx := context.Background()
-	s, err := lab.Open(ctx, lab.Config{Pods: 2})
+	s, err := lab.OpenNode(ctx, lab.Config{Pods: 2}, "masquerade", natrule.NFT)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	m, _ := natrule.ParseMode("masquerade")
-	if err := s.Install(ctx, m, natrule.NFT); err != nil {
+	ino, err := s.NodeInode()
+	if err != nil {
 		t.Fatal(err)
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(s.Node().Fd(), &st); err != nil {
-		t.Fatal(err)
-	}
-	tr, err := trace.Start(ctx, trace.Options{NetNS: uint32(st.Ino)})
+	tr, err := trace.Start(ctx, trace.Options{NetNS: ino})
 	if errors.Is(err, trace.ErrMissing) {
 		t.Skipf("tracer unavailable: %v", err)
 	}

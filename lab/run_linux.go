@@ -123,8 +123,36 @@ func Open(ctx context.Context, cfg Config) (s *Session, err error) {
 	return s, nil
 }
 
+// OpenNode is Open followed by Install of mode (nft statement syntax)
+// through backend: a NAT node ready for Round, for other packages' tests.
+func OpenNode(ctx context.Context, cfg Config, mode string, backend natrule.Backend) (*Session, error) {
+	m, err := natrule.ParseMode(mode)
+	if err != nil {
+		return nil, err
+	}
+	s, err := Open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Install(ctx, m, backend); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
 // Node returns the node namespace, where the NAT rule and conntrack live.
 func (s *Session) Node() *netns.NS { return s.Topo.Node }
+
+// NodeInode returns the inode number of the node's network namespace, the
+// identity the eBPF tracer filters on.
+func (s *Session) NodeInode() (uint32, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(s.Topo.Node.Fd(), &st); err != nil {
+		return 0, fmt.Errorf("reading the inode of %s: %w", s.Topo.Node, err)
+	}
+	return uint32(st.Ino), nil
+}
 
 // Install puts mode on the node through backend (one rule per uplink:
 // ip saddr 10.98.0.0/16 oifname "upK" meta l4proto tcp MODE), removing what

@@ -4,12 +4,9 @@ package lab
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/snatrace/snatrace/trace"
 )
@@ -26,11 +23,11 @@ type sessionTrace struct {
 // round's Result then carries a TraceResult. It fails with an error wrapping
 // trace.ErrMissing when BTF, a capability or a tracepoint is missing.
 func (s *Session) EnableTrace(ctx context.Context) error {
-	var st unix.Stat_t
-	if err := unix.Fstat(s.Topo.Node.Fd(), &st); err != nil {
-		return fmt.Errorf("reading the node namespace's inode: %w", err)
+	ino, err := s.NodeInode()
+	if err != nil {
+		return err
 	}
-	t, err := trace.Start(ctx, trace.Options{NetNS: uint32(st.Ino), Buffer: 1 << 14})
+	t, err := trace.Start(ctx, trace.Options{NetNS: ino, Buffer: 1 << 14})
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/snatrace/snatrace/lab"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/trace"
-	"golang.org/x/sys/unix"
 )
 
 // TestLabSamePortBurst traces a lab node while the lab's own same-port
@@ -24,23 +23,15 @@ func TestLabSamePortBurst(t *testing.T) {
 		t.Skip("needs root: runs a lab node and loads eBPF programs")
 	}
 	ctx := context.Background()
-	s, err := lab.Open(ctx, lab.Config{Pods: 2})
+	s, err := lab.OpenNode(ctx, lab.Config{Pods: 2}, "masquerade", natrule.NFT)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	masq, err := natrule.ParseMode("masquerade")
+	node, err := s.NodeInode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Install(ctx, masq, natrule.NFT); err != nil {
-		t.Fatal(err)
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(s.Node().Fd(), &st); err != nil {
-		t.Fatalf("stat node namespace: %v", err)
-	}
-	node := uint32(st.Ino)
 	tr, err := trace.Start(ctx, trace.Options{NetNS: node})
 	if err != nil {
 		t.Fatalf("Start: %v", err)
