@@ -25,6 +25,9 @@ import (
 func Install(ctx context.Context, ns *netns.NS, backend Backend, rules []Rule) error {
 	switch backend {
 	case NFT:
+		if needsNFTText(rules) {
+			return installNFTText(ctx, ns, rules)
+		}
 		return installNFT(ns, rules)
 	case IptablesNFT, IptablesLegacy:
 		doc, err := IptablesRestore(rules)
@@ -103,6 +106,32 @@ func runIn(ctx context.Context, ns *netns.NS, name string, args []string, stdin 
 		return "", fmt.Errorf("running %s %s in %s: %w: %s", name, strings.Join(args, " "), ns, err, strings.TrimSpace(stderr.String()))
 	}
 	return out.String(), nil
+}
+
+// needsNFTText reports whether a rule needs what google/nftables cannot
+// marshal: masquerade with both a port range and flags.
+func needsNFTText(rules []Rule) bool {
+	for _, r := range rules {
+		m := r.Mode
+		if m.Action == Masquerade && m.HasPorts() && (m.Random || m.FullyRandom || m.Persistent) {
+			return true
+		}
+	}
+	return false
+}
+
+// installNFTText installs rules through `nft -f` in one transaction, the
+// same table and chain installNFT makes. It is the nft backend's path for
+// the rules google/nftables cannot express.
+func installNFTText(ctx context.Context, ns *netns.NS, rules []Rule) error {
+	doc, err := NFTScript(rules)
+	if err != nil {
+		return err
+	}
+	if _, err := runIn(ctx, ns, "nft", []string{"-f", "-"}, doc); err != nil {
+		return fmt.Errorf("installing table ip %s in %s: %w", TableName, ns, err)
+	}
+	return nil
 }
 
 func installNFT(ns *netns.NS, rules []Rule) error {
@@ -192,8 +221,8 @@ func nftExprs(r Rule) ([]expr.Any, error) {
 	case Masquerade:
 		if m.HasPorts() && (m.Random || m.FullyRandom || m.Persistent) {
 			// google/nftables (v0.3.0) drops the flags of a masq expression
-			// that has ports; refuse rather than install a different rule.
-			return nil, fmt.Errorf("%q: masquerade with both ports and flags: %w (google/nftables drops the flags; use --backend iptables-nft)", m, ErrUnsupported)
+			// that has ports: Install sends such rules through nft(8).
+			return nil, fmt.Errorf("%q: masquerade with both ports and flags: %w (google/nftables drops the flags)", m, ErrUnsupported)
 		}
 		q := &expr.Masq{Random: m.Random, FullyRandom: m.FullyRandom, Persistent: m.Persistent}
 		if m.HasPorts() {

@@ -49,6 +49,8 @@ func TestInstallDump(t *testing.T) {
 		{"masquerade fully-random", `masquerade fully-random`, `-j MASQUERADE --random-fully`},
 		{"masquerade random,fully-random", `masquerade random,fully-random`, `-j MASQUERADE --random --random-fully`},
 		{"masquerade to :1024-1100", `masquerade to :1024-1100`, `-j MASQUERADE --to-ports 1024-1100`},
+		// google/nftables cannot marshal this one: the nft backend uses nft -f.
+		{"masquerade to :1024-1100 fully-random", `masquerade to :1024-1100 fully-random`, `-j MASQUERADE --to-ports 1024-1100 --random-fully`},
 		{"snat to 198.51.100.1", `snat to 198.51.100.1`, `-j SNAT --to-source 198.51.100.1`},
 		{"snat to 198.51.100.1-198.51.100.4:2000-2100 fully-random,persistent",
 			`snat to 198.51.100.1-198.51.100.4:2000-2100 fully-random,persistent`,
@@ -107,8 +109,11 @@ func TestUnsupported(t *testing.T) {
 		t.Errorf("iptables masquerade persistent: %v, want ErrUnsupported", err)
 	}
 	m, _ = ParseMode("masquerade to :1024-1100 fully-random")
-	if _, err := nftExprs(Rule{Mode: m}); !errors.Is(err, ErrUnsupported) {
+	if _, err := nftExprs(Rule{Mode: m, Proto: "tcp"}); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("nft masquerade ports+flags: %v, want ErrUnsupported", err)
+	}
+	if !needsNFTText([]Rule{{Mode: m}}) {
+		t.Error("masquerade ports+flags does not take the nft -f path")
 	}
 }
 
@@ -122,5 +127,22 @@ func TestIptablesRestore(t *testing.T) {
 		"-A POSTROUTING -s 10.0.0.0/8 -o eth0 -j SNAT --to-source 192.0.2.1:1024-2047 --random --random-fully\nCOMMIT\n"
 	if doc != want {
 		t.Errorf("IptablesRestore =\n%s\nwant\n%s", doc, want)
+	}
+}
+
+func TestNFTScript(t *testing.T) {
+	m, _ := ParseMode("masquerade to :1024-1100 random,fully-random")
+	got, err := NFTScript([]Rule{{Src: netip.MustParsePrefix("10.98.0.0/16"), OutIface: "up0", Proto: "tcp", Mode: m}, {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "table ip snatrace\ndelete table ip snatrace\ntable ip snatrace {\n\tchain postrouting {\n" +
+		"\t\ttype nat hook postrouting priority srcnat; policy accept;\n" +
+		"\t\tip saddr 10.98.0.0/16 oifname \"up0\" meta l4proto tcp masquerade to :1024-1100 random,fully-random\n\t}\n}\n"
+	if got != want {
+		t.Errorf("NFTScript =\n%s\nwant\n%s", got, want)
+	}
+	if _, err := NFTScript([]Rule{{Mode: m}}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("ports without a protocol: %v, want ErrUnsupported", err)
 	}
 }

@@ -137,3 +137,47 @@ type MissingBinaryError struct {
 func (e *MissingBinaryError) Error() string {
 	return fmt.Sprintf("%s not found in PATH (install the %s package)", e.Binary, e.Package)
 }
+
+// NFTStatement renders r as an nft rule statement, e.g.
+// `ip saddr 10.98.0.0/16 oifname "up0" meta l4proto tcp masquerade fully-random`.
+func (r Rule) NFTStatement() (string, error) {
+	var parts []string
+	if r.Src.IsValid() {
+		if !r.Src.Addr().Is4() {
+			return "", fmt.Errorf("source %s: table ip takes IPv4 only: %w", r.Src, ErrUnsupported)
+		}
+		parts = append(parts, "ip saddr "+r.Src.Masked().String())
+	}
+	if r.OutIface != "" {
+		parts = append(parts, fmt.Sprintf("oifname %q", r.OutIface))
+	}
+	if r.Proto != "" {
+		parts = append(parts, "meta l4proto "+r.Proto)
+	} else if r.Mode.HasPorts() {
+		return "", fmt.Errorf("%q: a port range needs a protocol match: %w", r.Mode, ErrUnsupported)
+	}
+	if r.Mode.Action == SNAT && !r.Mode.AddrMin.Is4() {
+		return "", fmt.Errorf("%q: table ip takes IPv4 only: %w", r.Mode, ErrUnsupported)
+	}
+	parts = append(parts, r.Mode.String())
+	return strings.Join(parts, " "), nil
+}
+
+// NFTScript renders rules as an `nft -f` script that replaces table
+// ip snatrace atomically (one transaction whether or not it exists).
+func NFTScript(rules []Rule) (string, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table ip %s\ndelete table ip %s\ntable ip %s {\n\tchain %s {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n", TableName, TableName, TableName, ChainName)
+	for _, r := range rules {
+		if r.Mode.Action == None {
+			continue
+		}
+		st, err := r.NFTStatement()
+		if err != nil {
+			return "", err
+		}
+		b.WriteString("\t\t" + st + "\n")
+	}
+	b.WriteString("\t}\n}\n")
+	return b.String(), nil
+}
