@@ -25,7 +25,7 @@ type Report struct {
 	// ConnectRate the connections per second over it (all modes).
 	TrafficSeconds float64 `json:"traffic_seconds"`
 	ConnectRate    float64 `json:"connect_rate"`
-	Stopped        string  `json:"stopped"` // why the run ended: "connections", "until", "duration", "interrupted"
+	Stopped        string  `json:"stopped"` // why the run ended: "connections", "until", "duration", "interrupted", "error"
 }
 
 // WorkloadReport describes the traffic that was sent.

@@ -348,6 +348,18 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 
 	trafficStart := time.Now()
 	rep.Stopped = "connections"
+	// finish computes the report's figures; a run that fails midway still
+	// reports what it measured before the failure.
+	finish := func() {
+		rep.TrafficSeconds = time.Since(trafficStart).Seconds()
+		if rep.TrafficSeconds > 0 {
+			rep.ConnectRate = float64(rep.Workload.Connections) / rep.TrafficSeconds
+		}
+		for _, r := range rep.Results {
+			r.finish()
+		}
+		rep.Verdict = verdict(rep.Results)
+	}
 	for r := 0; ; r++ {
 		i := r % len(vs)
 		if ctx.Err() != nil {
@@ -376,6 +388,8 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		}
 		hit, err := runRound(i, n, until)
 		if err != nil {
+			rep.Stopped = "error"
+			finish()
 			return rep, err
 		}
 		if hit || (cfg.Until > 0 && res.Conntrack.InsertFailed >= uint64(cfg.Until)) {
@@ -384,6 +398,8 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 			for j, other := range rep.Results {
 				for ctx.Err() == nil && j != i && other.Connections < res.Connections {
 					if _, err := runRound(j, min(cfg.RoundSize, res.Connections-other.Connections), 0); err != nil {
+						rep.Stopped = "error"
+						finish()
 						return rep, err
 					}
 				}
@@ -391,14 +407,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 			break
 		}
 	}
-	rep.TrafficSeconds = time.Since(trafficStart).Seconds()
-	if rep.TrafficSeconds > 0 {
-		rep.ConnectRate = float64(rep.Workload.Connections) / rep.TrafficSeconds
-	}
-	for _, r := range rep.Results {
-		r.finish()
-	}
-	rep.Verdict = verdict(rep.Results)
+	finish()
 	if ctx.Err() != nil {
 		rep.Stopped = "interrupted"
 		return rep, ErrInterrupted
