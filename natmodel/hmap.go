@@ -15,8 +15,19 @@ type hmap struct {
 	slots []slot
 	mask  uint64
 	n     int
-	keys  keyer
+	// t, when set, is the Table whose entries hold the keys (kind says
+	// which key): the hot path reads them directly, without an interface
+	// call. Otherwise keys is asked.
+	t    *Table
+	kind uint8
+	keys keyer
 }
+
+// Kinds of keys a Table's hmap holds.
+const (
+	kindCT  = 1 // value idx<<1 | dir: the tuple of that direction
+	kindSrc = 2 // value idx: the original source of the entry
+)
 
 // keyer returns the key a stored value belongs to.
 type keyer interface {
@@ -33,6 +44,28 @@ func newHmap(k keyer) hmap {
 	return hmap{slots: make([]slot, initial), mask: initial - 1, keys: k}
 }
 
+// newTableHmap returns an hmap whose keys are read from t's entries.
+func newTableHmap(t *Table, kind uint8) hmap {
+	const initial = 1 << 10
+	return hmap{slots: make([]slot, initial), mask: initial - 1, t: t, kind: kind}
+}
+
+// keyOf returns the key a stored value belongs to.
+func (m *hmap) keyOf(v int32) (uint64, uint32) {
+	switch m.kind {
+	case kindCT:
+		c := &m.t.conns[v>>1]
+		if v&1 == dirReply {
+			return c.reply.pack()
+		}
+		return c.orig.pack()
+	case kindSrc:
+		c := &m.t.conns[v]
+		return srcKey{c.orig.src, c.orig.sport, c.orig.proto}.pack()
+	}
+	return m.keys.keyOf(v)
+}
+
 func hash32(a uint64, b uint32) uint32 {
 	h := a*0x9e3779b97f4a7c15 ^ uint64(b)*0xc2b2ae3d27d4eb4f
 	h ^= h >> 29
@@ -44,7 +77,7 @@ func (m *hmap) match(s *slot, h uint32, a uint64, b uint32) bool {
 	if s.h != h {
 		return false
 	}
-	ka, kb := m.keys.keyOf(s.v1 - 1)
+	ka, kb := m.keyOf(s.v1 - 1)
 	return ka == a && kb == b
 }
 
@@ -61,16 +94,17 @@ func (m *hmap) get(a uint64, b uint32) (int32, bool) {
 	}
 }
 
-// find returns the slot of a key, or the empty slot where it would go.
-func (m *hmap) find(a uint64, b uint32) (i uint64, found bool) {
-	h := hash32(a, b)
+// find returns the slot of a key, or the empty slot where it would go, and
+// the key's hash.
+func (m *hmap) find(a uint64, b uint32) (i uint64, h uint32, found bool) {
+	h = hash32(a, b)
 	for i = uint64(h) & m.mask; ; i = (i + 1) & m.mask {
 		s := &m.slots[i]
 		if s.v1 == 0 {
-			return i, false
+			return i, h, false
 		}
 		if m.match(s, h, a, b) {
-			return i, true
+			return i, h, true
 		}
 	}
 }
@@ -78,16 +112,33 @@ func (m *hmap) find(a uint64, b uint32) (i uint64, found bool) {
 // value returns the value in slot i (which find reported found).
 func (m *hmap) value(i uint64) int32 { return m.slots[i].v1 - 1 }
 
-// putAt stores a key known to be absent into the empty slot i that find
-// returned, with no growth in between.
-func (m *hmap) putAt(i uint64, a uint64, b uint32, v int32) {
-	m.slots[i] = slot{h: hash32(a, b), v1: v + 1}
+// putAt stores a key with hash h (as find returned it), known to be absent,
+// into the empty slot i that find returned, with no growth in between.
+func (m *hmap) putAt(i uint64, h uint32, v int32) {
+	m.slots[i] = slot{h: h, v1: v + 1}
 	m.n++
+}
+
+// smallSlots is the size up to which a table is kept at most 1/8 full;
+// larger tables may fill to 1/2. A small table (up to 512 KiB) stays in the
+// L2 cache whatever its load, and at 1/8 almost every lookup ends on its
+// home slot or the next one, so the probe loop's exit is predictable (at 1/2
+// a miss walks 2.5 slots on average and its exit costs a branch
+// misprediction; an attempt makes about ten lookups). A large table is
+// bound by cache misses instead, and a sparser one only makes more of them.
+const smallSlots = 1 << 16
+
+// full reports whether n keys are more than the table should hold.
+func (m *hmap) full(n int) bool {
+	if len(m.slots) < smallSlots {
+		return 8*n > len(m.slots)
+	}
+	return 2*n > len(m.slots)
 }
 
 // reserve grows the table so that k more keys fit without growing.
 func (m *hmap) reserve(k int) {
-	for 2*(m.n+k) > len(m.slots) {
+	for m.full(m.n + k) {
 		m.grow()
 	}
 }
@@ -95,16 +146,16 @@ func (m *hmap) reserve(k int) {
 // put stores v for the key, replacing the value of a key already there.
 func (m *hmap) put(a uint64, b uint32, v int32) {
 	m.reserve(1)
-	i, found := m.find(a, b)
+	i, h, found := m.find(a, b)
 	if found {
 		m.slots[i].v1 = v + 1
 		return
 	}
-	m.putAt(i, a, b, v)
+	m.putAt(i, h, v)
 }
 
 func (m *hmap) del(a uint64, b uint32) {
-	i, found := m.find(a, b)
+	i, _, found := m.find(a, b)
 	if !found {
 		return
 	}
@@ -142,7 +193,9 @@ func (m *hmap) grow() {
 	}
 }
 
-// presize grows m to hold n keys without growing again.
+// presize grows m to at least 2n slots: size hints are upper bounds (the
+// simulator passes its connection count), so a small table grows further
+// as it fills rather than taking 8 slots a key up front.
 func (m *hmap) presize(n int) {
 	for 2*n > len(m.slots) {
 		m.grow()
@@ -157,23 +210,4 @@ func (k key) pack() (a uint64, b uint32) {
 
 func (k srcKey) pack() (a uint64, b uint32) {
 	return uint64(k.ip)<<24 | uint64(k.port)<<8 | uint64(k.proto), 1
-}
-
-// ctKeys finds the tuple of a conntrack hash value: entry idx<<1 | dir.
-type ctKeys struct{ t *Table }
-
-func (k ctKeys) keyOf(v int32) (uint64, uint32) {
-	c := &k.t.conns[v>>1]
-	if v&1 == dirReply {
-		return c.reply.pack()
-	}
-	return c.orig.pack()
-}
-
-// srcKeys finds the original source of a bysource value: the head entry.
-type srcKeys struct{ t *Table }
-
-func (k srcKeys) keyOf(v int32) (uint64, uint32) {
-	c := &k.t.conns[v]
-	return srcKey{c.orig.src, c.orig.sport, c.orig.proto}.pack()
 }

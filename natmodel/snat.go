@@ -62,7 +62,8 @@ func (t *Table) SNAT(id ConnID, r *Range) (Choice, error) {
 		return Choice{}, ErrUnknownConn
 	}
 	x := r.internal()
-	nt, ch := t.uniqueTuple(idx, &x)
+	var ch Choice
+	nt := t.uniqueTuple(idx, &x, &ch)
 	c := &t.conns[idx]
 	if nt != c.orig {
 		c.reply = nt.invert()
@@ -139,20 +140,19 @@ func inRange(tp key, r *rng) bool {
 }
 
 // uniqueTuple is get_unique_tuple for NF_NAT_MANIP_SRC.
-func (t *Table) uniqueTuple(self int32, r *rng) (key, Choice) {
+func (t *Table) uniqueTuple(self int32, r *rng, ch *Choice) key {
 	orig := t.conns[self].orig
-	var ch Choice
 	// 1) the original tuple, or an existing mapping of this source.
 	if r.flags&RandomAll == 0 {
 		if inRange(orig, r) {
 			if !t.used(orig, self) {
 				ch.Step = StepOriginal
-				return orig, ch
+				return orig
 			}
 		} else if res, ok := t.findAppropriateSrc(orig, r); ok {
 			if !t.used(res, self) {
 				ch.Step = StepBySource
-				return res, ch
+				return res
 			}
 		}
 	}
@@ -166,20 +166,20 @@ func (t *Table) uniqueTuple(self int32, r *rng) (key, Choice) {
 				(r.minPort == r.maxPort || !t.used(tp, self)) {
 				ch.Step = StepPreserve
 				ch.Taken = r.minPort == r.maxPort && t.peekUsed(tp, self)
-				return tp, ch
+				return tp
 			}
 		} else if !t.used(tp, self) {
 			ch.Step = StepPreserve
-			return tp, ch
+			return tp
 		}
 	}
 	// 4) search.
 	if t.era.Rover() {
-		t.searchLegacy(&tp, self, r, &ch)
+		t.searchLegacy(&tp, self, r, ch)
 	} else {
-		t.search(&tp, self, r, &ch)
+		t.search(&tp, self, r, ch)
 	}
-	return tp, ch
+	return tp
 }
 
 // findAppropriateSrc walks the bysource list of orig's source, newest first,

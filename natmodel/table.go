@@ -165,8 +165,8 @@ func NewTable(cfg Config) (*Table, error) {
 		rnd:   cfg.Rand,
 		onTry: cfg.OnTry,
 	}
-	t.hashes = [2]hmap{newHmap(ctKeys{t}), newHmap(ctKeys{t})}
-	t.bysrc = newHmap(srcKeys{t})
+	t.hashes = [2]hmap{newTableHmap(t, kindCT), newTableHmap(t, kindCT)}
+	t.bysrc = newTableHmap(t, kindSrc)
 	if n := cfg.SizeHint; n > 0 {
 		n = min(n, 1<<24)
 		t.conns = make([]conn, 0, n)
@@ -313,7 +313,7 @@ func (t *Table) bysrcAdd(idx int32) {
 	c.prev = -1
 	a, b := sk.pack()
 	t.bysrc.reserve(1)
-	i, found := t.bysrc.find(a, b)
+	i, hs, found := t.bysrc.find(a, b)
 	if found {
 		head := t.bysrc.value(i)
 		c.next = head
@@ -321,7 +321,7 @@ func (t *Table) bysrcAdd(idx int32) {
 		t.bysrc.slots[i].v1 = idx + 1
 	} else {
 		c.next = -1
-		t.bysrc.putAt(i, a, b, idx)
+		t.bysrc.putAt(i, hs, idx)
 	}
 	c.natDone = true
 }
@@ -395,17 +395,17 @@ func (t *Table) Confirm(id ConnID) (Verdict, error) {
 	h := t.hash(c.orig.proto)
 	h.reserve(2)
 	var v int32
-	oi, clash := h.find(oa, ob)
+	oi, oh, clash := h.find(oa, ob)
 	if clash {
 		v = h.value(oi)
-	} else if ri, found := h.find(ra, rb); found {
+	} else if ri, rh, found := h.find(ra, rb); found {
 		v, clash = h.value(ri), true
 	} else {
-		h.putAt(oi, oa, ob, idx<<1)
+		h.putAt(oi, oh, idx<<1)
 		if ri == oi { // both wanted the same empty slot: look again
-			ri, _ = h.find(ra, rb)
+			ri, _, _ = h.find(ra, rb)
 		}
-		h.putAt(ri, ra, rb, idx<<1|dirReply)
+		h.putAt(ri, rh, idx<<1|dirReply)
 		c.confirmed = true
 		t.live++
 		if t.era.CountsInsert() {
