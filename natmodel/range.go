@@ -75,7 +75,7 @@ type rng struct {
 	minPort, maxPort uint16
 }
 
-func (r Range) internal() rng {
+func (r *Range) internal() rng {
 	x := rng{flags: r.Flags, minPort: r.MinPort, maxPort: r.MaxPort}
 	if r.Flags&MapIPs != 0 {
 		x.minIP, x.maxIP = ip4(r.MinAddr), ip4(r.MaxAddr)

@@ -62,6 +62,10 @@ func (t *Table) SNAT(id ConnID, r *Range) (Choice, error) {
 		return Choice{}, ErrUnknownConn
 	}
 	x := r.internal()
+	// Grow the bysource hash now, so that a slot findAppropriateSrc finds
+	// stays valid for bysrcAdd.
+	t.bysrc.reserve(1)
+	t.srcHint.valid = false
 	var ch Choice
 	nt := t.uniqueTuple(idx, &x, &ch)
 	c := &t.conns[idx]
@@ -185,10 +189,12 @@ func (t *Table) uniqueTuple(self int32, r *rng, ch *Choice) key {
 // findAppropriateSrc walks the bysource list of orig's source, newest first,
 // and returns the first existing mapping that is in range for r.
 func (t *Table) findAppropriateSrc(orig key, r *rng) (key, bool) {
-	head, ok := t.bysrc.get(srcKey{orig.src, orig.sport, orig.proto}.pack())
+	i, h, ok := t.bysrc.find(srcKey{orig.src, orig.sport, orig.proto}.pack())
+	t.srcHint = srcHint{slot: i, h: h, found: ok, valid: true}
 	if !ok {
 		return key{}, false
 	}
+	head := t.bysrc.value(i)
 	for i := head; i >= 0; i = t.conns[i].next {
 		res := t.conns[i].reply.invert()
 		res.dst, res.dport = orig.dst, orig.dport

@@ -124,8 +124,18 @@ type Table struct {
 	hashes [2]hmap   // confirmed tuples, both directions: idx<<1 | dir; tcp, udp
 	bysrc  hmap      // head of the bysource list of each original source (srcKey)
 	rover  [2]uint16 // legacy per-protocol port rovers: tcp, udp
+	// srcHint is where findAppropriateSrc found (or would put) the
+	// source of the entry being SNATed, for bysrcAdd; valid until the
+	// bysource hash changes.
+	srcHint srcHint
 	stats  Stats
 	live   int
+}
+
+type srcHint struct {
+	slot         uint64
+	h            uint32
+	found, valid bool
 }
 
 type srcKey struct {
@@ -311,9 +321,16 @@ func (t *Table) bysrcAdd(idx int32) {
 	c := &t.conns[idx]
 	sk := srcKey{c.orig.src, c.orig.sport, c.orig.proto}
 	c.prev = -1
-	a, b := sk.pack()
-	t.bysrc.reserve(1)
-	i, hs, found := t.bysrc.find(a, b)
+	var i uint64
+	var hs uint32
+	var found bool
+	if t.srcHint.valid {
+		i, hs, found = t.srcHint.slot, t.srcHint.h, t.srcHint.found
+		t.srcHint.valid = false
+	} else {
+		t.bysrc.reserve(1)
+		i, hs, found = t.bysrc.find(sk.pack())
+	}
 	if found {
 		head := t.bysrc.value(i)
 		c.next = head
@@ -327,6 +344,7 @@ func (t *Table) bysrcAdd(idx int32) {
 }
 
 func (t *Table) bysrcRemove(idx int32) {
+	t.srcHint.valid = false
 	c := &t.conns[idx]
 	if c.prev >= 0 {
 		t.conns[c.prev].next = c.next
