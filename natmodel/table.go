@@ -128,8 +128,8 @@ type Table struct {
 	// source of the entry being SNATed, for bysrcAdd; valid until the
 	// bysource hash changes.
 	srcHint srcHint
-	stats  Stats
-	live   int
+	stats   Stats
+	live    int
 }
 
 type srcHint struct {
