@@ -61,7 +61,7 @@ func (m *hmap) keyOf(v int32) (uint64, uint32) {
 		return c.orig.pack()
 	case kindSrc:
 		c := &m.t.conns[v]
-		return srcKey{c.orig.src, c.orig.sport, c.orig.proto}.pack()
+		return srcKey{c.orig.src(), c.orig.sport(), c.orig.proto}.pack()
 	}
 	return m.keys.keyOf(v)
 }
@@ -205,7 +205,7 @@ func (m *hmap) presize(n int) {
 // pack returns a key as the words hmap uses. The protocol is not part of
 // it: each protocol has its own table.
 func (k key) pack() (a uint64, b uint32) {
-	return uint64(k.src)<<32 | uint64(k.dst), uint32(k.sport)<<16 | uint32(k.dport)
+	return k.addrs, k.ports
 }
 
 func (k srcKey) pack() (a uint64, b uint32) {

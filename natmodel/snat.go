@@ -74,7 +74,7 @@ func (t *Table) SNAT(id ConnID, r *Range) (Choice, error) {
 		c.srcNAT = true
 	}
 	t.bysrcAdd(idx)
-	ch.Source = netip.AddrPortFrom(addr4(nt.src), nt.sport)
+	ch.Source = netip.AddrPortFrom(addr4(nt.src()), nt.sport())
 	return ch, nil
 }
 
@@ -134,13 +134,13 @@ func (t *Table) usedHarder(tp key, self int32, attemptsLeft uint32, ch *Choice) 
 }
 
 func inRange(tp key, r *rng) bool {
-	if r.flags&MapIPs != 0 && (tp.src < r.minIP || tp.src > r.maxIP) {
+	if r.flags&MapIPs != 0 && (tp.src() < r.minIP || tp.src() > r.maxIP) {
 		return false
 	}
 	if r.flags&ProtoSpecified == 0 {
 		return true
 	}
-	return tp.sport >= r.minPort && tp.sport <= r.maxPort
+	return tp.sport() >= r.minPort && tp.sport() <= r.maxPort
 }
 
 // uniqueTuple is get_unique_tuple for NF_NAT_MANIP_SRC.
@@ -166,7 +166,7 @@ func (t *Table) uniqueTuple(self int32, r *rng, ch *Choice) key {
 	// 3) keep the port if it is in range and unused.
 	if r.flags&RandomAll == 0 {
 		if r.flags&ProtoSpecified != 0 {
-			if tp.sport >= r.minPort && tp.sport <= r.maxPort &&
+			if tp.sport() >= r.minPort && tp.sport() <= r.maxPort &&
 				(r.minPort == r.maxPort || !t.used(tp, self)) {
 				ch.Step = StepPreserve
 				ch.Taken = r.minPort == r.maxPort && t.peekUsed(tp, self)
@@ -189,7 +189,7 @@ func (t *Table) uniqueTuple(self int32, r *rng, ch *Choice) key {
 // findAppropriateSrc walks the bysource list of orig's source, newest first,
 // and returns the first existing mapping that is in range for r.
 func (t *Table) findAppropriateSrc(orig key, r *rng) (key, bool) {
-	i, h, ok := t.bysrc.find(srcKey{orig.src, orig.sport, orig.proto}.pack())
+	i, h, ok := t.bysrc.find(srcKey{orig.src(), orig.sport(), orig.proto}.pack())
 	t.srcHint = srcHint{slot: i, h: h, found: ok, valid: true}
 	if !ok {
 		return key{}, false
@@ -197,7 +197,7 @@ func (t *Table) findAppropriateSrc(orig key, r *rng) (key, bool) {
 	head := t.bysrc.value(i)
 	for i := head; i >= 0; i = t.conns[i].next {
 		res := t.conns[i].reply.invert()
-		res.dst, res.dport = orig.dst, orig.dport
+		res.setDst(orig.dst(), orig.dport())
 		if inRange(res, r) {
 			return res, true
 		}
@@ -211,16 +211,16 @@ func findBestIPs(tp *key, r *rng) {
 		return
 	}
 	if r.minIP == r.maxIP {
-		tp.src = r.minIP
+		tp.setSrc(r.minIP)
 		return
 	}
 	var initval uint32 // zone id 0
 	if r.flags&Persistent == 0 {
-		initval = raw32(tp.dst)
+		initval = raw32(tp.dst())
 	}
-	j := jhashAddr(raw32(tp.src), initval)
+	j := jhashAddr(raw32(tp.src()), initval)
 	dist := r.maxIP - r.minIP + 1
-	tp.src = r.minIP + reciprocalScale(j, dist)
+	tp.setSrc(r.minIP + reciprocalScale(j, dist))
 }
 
 // portRange returns the search range: the port class of the original port
@@ -249,7 +249,7 @@ func portRange(sport uint16, r *rng) (min, size uint32) {
 // is kept when all fail.
 func (t *Table) search(tp *key, self int32, r *rng, ch *Choice) {
 	const maxAttempts = 128
-	min, size := portRange(tp.sport, r)
+	min, size := portRange(tp.sport(), r)
 	off := uint16(t.rnd.Uint32())
 	attempts := size
 	if attempts > maxAttempts {
@@ -258,11 +258,11 @@ func (t *Table) search(tp *key, self int32, r *rng, ch *Choice) {
 	ch.Rounds = 1
 	for {
 		for i := uint32(0); i < attempts; i, off = i+1, off+1 {
-			tp.sport = uint16(min + uint32(off)%size)
+			tp.setSport(uint16(min + uint32(off)%size))
 			ch.Tries++
 			taken := t.usedHarder(*tp, self, attempts-i, ch)
 			if t.onTry != nil {
-				t.onTry(tp.sport, taken)
+				t.onTry(tp.sport(), taken)
 			}
 			if !taken {
 				ch.Step = StepSearch
@@ -285,7 +285,7 @@ func (t *Table) search(tp *key, self int32, r *rng, ch *Choice) {
 // fully-random, else the global per-protocol rover; scan the whole range and
 // return the last candidate even if taken; plain mode stores the rover.
 func (t *Table) searchLegacy(tp *key, self int32, r *rng, ch *Choice) {
-	min, size := portRange(tp.sport, r)
+	min, size := portRange(tp.sport(), r)
 	rover := &t.rover[0]
 	if tp.proto == UDP {
 		rover = &t.rover[1]
@@ -293,7 +293,7 @@ func (t *Table) searchLegacy(tp *key, self int32, r *rng, ch *Choice) {
 	var off uint16
 	switch {
 	case r.flags&ProtoRandom != 0:
-		off = uint16(mix64(t.secret ^ uint64(tp.src)<<32 ^ uint64(tp.dst) ^ uint64(tp.dport)<<17))
+		off = uint16(mix64(t.secret ^ uint64(tp.src())<<32 ^ uint64(tp.dst()) ^ uint64(tp.dport())<<17))
 	case r.flags&ProtoRandomFully != 0:
 		off = uint16(t.rnd.Uint32())
 	default:
@@ -301,7 +301,7 @@ func (t *Table) searchLegacy(tp *key, self int32, r *rng, ch *Choice) {
 	}
 	ch.Rounds = 1
 	for i := uint32(0); ; off++ {
-		tp.sport = uint16(min + uint32(off)%size)
+		tp.setSport(uint16(min + uint32(off)%size))
 		i++
 		ch.Tries++
 		last := i == size
@@ -310,7 +310,7 @@ func (t *Table) searchLegacy(tp *key, self int32, r *rng, ch *Choice) {
 			taken = t.used(*tp, self)
 		}
 		if t.onTry != nil {
-			t.onTry(tp.sport, taken || (last && t.peekUsed(*tp, self)))
+			t.onTry(tp.sport(), taken || (last && t.peekUsed(*tp, self)))
 		}
 		if taken {
 			continue

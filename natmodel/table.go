@@ -236,7 +236,7 @@ func (t *Table) NewConn(orig Tuple) (ConnID, error) {
 	if err != nil {
 		return 0, fmt.Errorf("creating conntrack entry: %w", err)
 	}
-	if k.sport == 0 || k.dport == 0 {
+	if k.sport() == 0 || k.dport() == 0 {
 		return 0, fmt.Errorf("creating conntrack entry for %v: port 0", orig)
 	}
 	if v, ok := t.hash(k.proto).get(k.pack()); ok {
@@ -269,7 +269,7 @@ func (t *Table) NewConn(orig Tuple) (ConnID, error) {
 // isn models secure_tcp_seq: a keyed hash of the 4-tuple plus the clock in
 // 64 ns units, so one 4-tuple's ISNs grow with time.
 func (t *Table) isn(k key) uint32 {
-	h := mix64(t.secret ^ uint64(k.src)<<32 ^ uint64(k.dst) ^ uint64(k.sport)<<48 ^ uint64(k.dport)<<16)
+	h := mix64(t.secret ^ uint64(k.src())<<32 ^ uint64(k.dst()) ^ uint64(k.sport())<<48 ^ uint64(k.dport())<<16)
 	return uint32(h) + uint32(t.now.Nanoseconds()>>6)
 }
 
@@ -319,7 +319,7 @@ func (t *Table) destroy(idx int32) {
 
 func (t *Table) bysrcAdd(idx int32) {
 	c := &t.conns[idx]
-	sk := srcKey{c.orig.src, c.orig.sport, c.orig.proto}
+	sk := srcKey{c.orig.src(), c.orig.sport(), c.orig.proto}
 	c.prev = -1
 	var i uint64
 	var hs uint32
@@ -349,7 +349,7 @@ func (t *Table) bysrcRemove(idx int32) {
 	if c.prev >= 0 {
 		t.conns[c.prev].next = c.next
 	} else {
-		sk := srcKey{c.orig.src, c.orig.sport, c.orig.proto}
+		sk := srcKey{c.orig.src(), c.orig.sport(), c.orig.proto}
 		a, b := sk.pack()
 		if c.next >= 0 {
 			t.bysrc.put(a, b, c.next)
@@ -485,5 +485,5 @@ func (t *Table) SourceOf(id ConnID) (netip.AddrPort, bool) {
 		return netip.AddrPort{}, false
 	}
 	r := t.conns[idx].reply
-	return netip.AddrPortFrom(addr4(r.dst), r.dport), true
+	return netip.AddrPortFrom(addr4(r.dst()), r.dport()), true
 }

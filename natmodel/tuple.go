@@ -2,6 +2,7 @@ package natmodel
 
 import (
 	"fmt"
+	"math/bits"
 	"net/netip"
 )
 
@@ -32,19 +33,39 @@ type Tuple struct {
 
 func (t Tuple) String() string { return fmt.Sprintf("%v %v -> %v", t.Proto, t.Src, t.Dst) }
 
-// key is a Tuple in host order, comparable and cheap to hash.
+// key is a Tuple in host order, comparable and cheap to hash. Its words
+// are the ones the hashes take (pack), and it has few enough fields that the
+// compiler keeps it in registers.
 type key struct {
-	src, dst     uint32
-	sport, dport uint16
-	proto        Proto
+	addrs uint64 // src<<32 | dst
+	ports uint32 // sport<<16 | dport
+	proto Proto
+}
+
+func mkKey(src, dst uint32, sport, dport uint16, proto Proto) key {
+	return key{addrs: uint64(src)<<32 | uint64(dst), ports: uint32(sport)<<16 | uint32(dport), proto: proto}
+}
+
+func (k key) src() uint32   { return uint32(k.addrs >> 32) }
+func (k key) dst() uint32   { return uint32(k.addrs) }
+func (k key) sport() uint16 { return uint16(k.ports >> 16) }
+func (k key) dport() uint16 { return uint16(k.ports) }
+
+func (k *key) setSrc(v uint32)   { k.addrs = uint64(v)<<32 | k.addrs&0xffffffff }
+func (k *key) setSport(p uint16) { k.ports = uint32(p)<<16 | k.ports&0xffff }
+
+// setDst sets the destination address and port.
+func (k *key) setDst(v uint32, p uint16) {
+	k.addrs = k.addrs&^0xffffffff | uint64(v)
+	k.ports = k.ports&^0xffff | uint32(p)
 }
 
 func (k key) invert() key {
-	return key{src: k.dst, dst: k.src, sport: k.dport, dport: k.sport, proto: k.proto}
+	return key{addrs: bits.RotateLeft64(k.addrs, 32), ports: bits.RotateLeft32(k.ports, 16), proto: k.proto}
 }
 
 func (k key) tuple() Tuple {
-	return Tuple{Proto: k.proto, Src: netip.AddrPortFrom(addr4(k.src), k.sport), Dst: netip.AddrPortFrom(addr4(k.dst), k.dport)}
+	return Tuple{Proto: k.proto, Src: netip.AddrPortFrom(addr4(k.src()), k.sport()), Dst: netip.AddrPortFrom(addr4(k.dst()), k.dport())}
 }
 
 func ip4(a netip.Addr) uint32 {
@@ -63,5 +84,5 @@ func (t Tuple) key() (key, error) {
 	if t.Proto != TCP && t.Proto != UDP {
 		return key{}, fmt.Errorf("tuple %v: only tcp and udp are modelled", t)
 	}
-	return key{src: ip4(t.Src.Addr()), dst: ip4(t.Dst.Addr()), sport: t.Src.Port(), dport: t.Dst.Port(), proto: t.Proto}, nil
+	return mkKey(ip4(t.Src.Addr()), ip4(t.Dst.Addr()), t.Src.Port(), t.Dst.Port(), t.Proto), nil
 }
