@@ -75,10 +75,12 @@ type rng struct {
 	minPort, maxPort uint16
 }
 
-func (r *Range) internal() rng {
-	x := rng{flags: r.Flags, minPort: r.MinPort, maxPort: r.MaxPort}
+// internal fills x with r's internal form. It writes x in place: building
+// the five-field struct and copying it costs a store-forwarding stall.
+func (r *Range) internal(x *rng) {
+	x.flags, x.minPort, x.maxPort = r.Flags, r.MinPort, r.MaxPort
+	x.minIP, x.maxIP = 0, 0
 	if r.Flags&MapIPs != 0 {
 		x.minIP, x.maxIP = ip4(r.MinAddr), ip4(r.MaxAddr)
 	}
-	return x
 }

@@ -61,7 +61,8 @@ func (t *Table) SNAT(id ConnID, r *Range) (Choice, error) {
 	if !ok || t.conns[idx].confirmed || t.conns[idx].natDone {
 		return Choice{}, ErrUnknownConn
 	}
-	x := r.internal()
+	var x rng
+	r.internal(&x)
 	// Grow the bysource hash now, so that a slot findAppropriateSrc finds
 	// stays valid for bysrcAdd.
 	t.bysrc.reserve(1)

@@ -257,7 +257,8 @@ func (t *Table) NewConn(orig Tuple) (ConnID, error) {
 	}
 	c := &t.conns[idx]
 	gen := c.gen + 1
-	*c = conn{orig: k, reply: k.invert(), gen: gen, inUse: true, prev: -1, next: -1}
+	*c = conn{} // then field by field: a composite literal is built on the stack and copied
+	c.orig, c.reply, c.gen, c.inUse, c.prev, c.next = k, k.invert(), gen, true, -1, -1
 	if k.proto == TCP {
 		c.state = SynSent
 		c.isn = t.isn(k)
