@@ -159,6 +159,32 @@ func (m *hmap) del(a uint64, b uint32) {
 	if !found {
 		return
 	}
+	m.delAt(i)
+}
+
+// slotOf returns the slot that holds value v for a key (a, b), without
+// reading any key: a value is stored at most once in a table (each names
+// one direction of one entry, or one bysource list head).
+func (m *hmap) slotOf(a uint64, b uint32, v int32) (uint64, bool) {
+	for i := uint64(hash32(a, b)) & m.mask; ; i = (i + 1) & m.mask {
+		switch m.slots[i].v1 {
+		case v + 1:
+			return i, true
+		case 0:
+			return 0, false
+		}
+	}
+}
+
+// delVal deletes the key (a, b), known to hold value v.
+func (m *hmap) delVal(a uint64, b uint32, v int32) {
+	if i, ok := m.slotOf(a, b, v); ok {
+		m.delAt(i)
+	}
+}
+
+// delAt empties slot i and shifts the rest of its probe run back.
+func (m *hmap) delAt(i uint64) {
 	m.n--
 	j := i
 	for {

@@ -305,9 +305,11 @@ func (t *Table) destroy(idx int32) {
 	if c.confirmed {
 		h := t.hash(c.orig.proto)
 		if !c.fakeOrig {
-			h.del(c.orig.pack())
+			a, b := c.orig.pack()
+			h.delVal(a, b, idx<<1|dirOriginal)
 		}
-		h.del(c.reply.pack())
+		a, b := c.reply.pack()
+		h.delVal(a, b, idx<<1|dirReply)
 		t.live--
 	}
 	if c.natDone {
@@ -352,10 +354,14 @@ func (t *Table) bysrcRemove(idx int32) {
 	} else {
 		sk := srcKey{c.orig.src(), c.orig.sport(), c.orig.proto}
 		a, b := sk.pack()
-		if c.next >= 0 {
+		i, ok := t.bysrc.slotOf(a, b, idx)
+		switch {
+		case ok && c.next >= 0:
+			t.bysrc.slots[i].v1 = c.next + 1
+		case ok:
+			t.bysrc.delAt(i)
+		case c.next >= 0: // the head is always in the hash; kept for safety
 			t.bysrc.put(a, b, c.next)
-		} else {
-			t.bysrc.del(a, b)
 		}
 	}
 	if c.next >= 0 {
