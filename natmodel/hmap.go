@@ -6,8 +6,9 @@ package natmodel
 // conntrack and bysource hash.
 //
 // A slot is 8 bytes: 32 bits of the key's hash and the value. The key itself
-// is not stored: the table asks its keyer for the key of a value when a
-// hash matches. Most lookups of a busy node ask "is this tuple free?" and
+// is not stored: when a hash matches, the key is read from the entry the
+// value names (keyOf), and a deletion that knows its value (slotOf, delVal)
+// reads no key at all. Small tables are kept sparse (see full). Most lookups of a busy node ask "is this tuple free?" and
 // end on an empty slot without reading any entry, and the small slots keep
 // the table in the CPU caches as long as possible (a Go map spent most of
 // the model's time in probing, 24-byte slots most of it in cache misses).
