@@ -98,7 +98,11 @@ more:
 	}
 	// Other labs on the host may use the same server addresses: at least.
 	if toServers < r.SynRetrans {
-		t.Errorf("tracer counted %d SYN retransmissions to the lab's servers, its clients made %d", toServers, r.SynRetrans)
+		// Which step lost them: the program not running (SYNRetransmits),
+		// runs the kernel skipped (Missed), or the key (rt).
+		st, err := tr.Stats()
+		t.Errorf("tracer counted %d SYN retransmissions to the lab's servers, its clients made %d; all destinations %v, stats %+v (%v)",
+			toServers, r.SynRetrans, rt, st, err)
 	}
 	t.Logf("%d connections, insert_failed %d, %d clashes attributed, SYN retransmissions: lab %d, tracer %d",
 		r.Connections, want, len(clashes), r.SynRetrans, toServers)

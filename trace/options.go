@@ -53,4 +53,9 @@ type Stats struct {
 	OtherDrops     uint64 `json:"other_drops"`     // other netfilter SYN drops reported (Options.NetNS)
 	SYNRetransmits uint64 `json:"syn_retransmits"` // SYN retransmissions seen
 	Lost           uint64 `json:"lost"`            // events lost: the ring buffer was full
+	// Missed counts the runs the kernel skipped because the same program was
+	// already running on that CPU (bpf_prog_info recursion_misses, summed over
+	// the programs): the drops and SYN retransmissions of those runs are in
+	// no other counter.
+	Missed uint64 `json:"missed,omitempty"`
 }

@@ -305,6 +305,13 @@ func (t *Tracer) Stats() (Stats, error) {
 			*dst += v
 		}
 	}
+	for name, prog := range t.coll.Programs {
+		ps, err := prog.Stats()
+		if err != nil {
+			return Stats{}, fmt.Errorf("reading tracer stats: program %s: %w", name, err)
+		}
+		s.Missed += ps.RecursionMisses
+	}
 	return s, nil
 }
 
