@@ -63,7 +63,7 @@ func sh(t *testing.T, stdin, name string, args ...string) {
 // SYN+FIN set, which conntrack counts as invalid.
 func traffic(t *testing.T, n *NetNS, conns int) {
 	t.Helper()
-	err := n.do(func() error {
+	err := n.ns.Do(func() error {
 		l, err := net.Listen("tcp4", "127.0.0.1:0")
 		if err != nil {
 			return err
