@@ -4,14 +4,11 @@ package audit
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/netns/netnstest"
 	"github.com/snatrace/snatrace/ruleset"
 )
 
@@ -20,29 +17,10 @@ import (
 // namespace are read, attributed and judged, and the namespace's own
 // conntrack counters are sampled.
 func TestAuditLiveNamespace(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace and installs netfilter rules in it")
-	}
-	name := fmt.Sprintf("snt-audit-%d", os.Getpid())
-	ns, err := netns.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := ns.Delete(); err != nil {
-			t.Errorf("deleting %s: %v", name, err)
-		}
-	})
+	ns := netnstest.New(t, "audit")
 	load := func(stdin string, args ...string) {
 		t.Helper()
-		if _, err := exec.LookPath(args[0]); err != nil {
-			t.Skipf("%s not installed", args[0])
-		}
-		cmd := exec.Command("nsenter", append([]string{"--net=" + ns.Path(), "--"}, args...)...)
-		cmd.Stdin = strings.NewReader(stdin)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", args[0], err, out)
-		}
+		netnstest.Run(t, ns, stdin, args[0], args[1:]...)
 	}
 	load(`*nat
 :PREROUTING ACCEPT [0:0]

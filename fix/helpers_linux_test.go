@@ -3,18 +3,14 @@
 package fix
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/netns/netnstest"
 )
 
 func needRoot(t testing.TB) {
@@ -24,45 +20,18 @@ func needRoot(t testing.TB) {
 	}
 }
 
-var nsSeq atomic.Int64
-
-// newNS creates a fresh snt-fx<id>-<name> namespace, deleted at cleanup.
-func newNS(t testing.TB, name string) *netns.NS {
-	t.Helper()
-	needRoot(t)
-	id := fmt.Sprintf("snt-fx%d%d-%s", os.Getpid()%100000, nsSeq.Add(1), name)
-	ns, err := netns.Create(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Delete() })
-	return ns
-}
+// newNS creates a fresh snt-fx-<name>-... namespace, deleted at cleanup.
+func newNS(t testing.TB, name string) *netns.NS { return netnstest.New(t, "fx-"+name) }
 
 // sh runs name args with stdin inside ns.
 func sh(t testing.TB, ns *netns.NS, stdin, name string, args ...string) string {
 	t.Helper()
-	out, err := shErr(ns, stdin, name, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return netnstest.Run(t, ns, stdin, name, args...)
 }
 
+// shErr is sh for commands expected to fail.
 func shErr(ns *netns.NS, stdin, name string, args ...string) (string, error) {
-	var out, stderr bytes.Buffer
-	err := ns.Do(func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, name, args...)
-		cmd.Stdin = strings.NewReader(stdin)
-		cmd.Stdout, cmd.Stderr = &out, &stderr
-		return cmd.Run()
-	})
-	if err != nil {
-		return "", fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, stderr.String())
-	}
-	return out.String(), nil
+	return netnstest.RunErr(ns, stdin, name, args...)
 }
 
 var (

@@ -5,28 +5,16 @@ package natrule
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/netns/netnstest"
 )
 
-func testNS(t *testing.T) *netns.NS {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to create a namespace and install rules")
-	}
-	ns, err := netns.Create(fmt.Sprintf("snt-nr%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Delete() })
-	return ns
-}
+func testNS(t *testing.T) *netns.NS { return netnstest.New(t, "nr") }
 
 func needBinary(t *testing.T, name string) {
 	t.Helper()

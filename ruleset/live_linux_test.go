@@ -5,48 +5,21 @@ package ruleset
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/netns/netnstest"
 	"github.com/snatrace/snatrace/ruleset/internal/kubegen"
 )
 
 // labNS creates a throwaway namespace snt-rs-<pid>-<n> deleted on cleanup.
-func labNS(t *testing.T) *netns.NS {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace and installs netfilter rules in it")
-	}
-	name := fmt.Sprintf("snt-rs-%d-%s", os.Getpid(), strings.NewReplacer("/", "-", " ", "-").Replace(t.Name()))
-	if len(name) > 60 {
-		name = name[:60]
-	}
-	ns, err := netns.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := ns.Delete(); err != nil {
-			t.Errorf("deleting %s: %v", name, err)
-		}
-	})
-	return ns
-}
+func labNS(t *testing.T) *netns.NS { return netnstest.New(t, "rs") }
 
 // inNS runs a command inside ns with stdin, failing the test on error.
 func inNS(t *testing.T, ns *netns.NS, stdin string, args ...string) {
 	t.Helper()
-	if _, err := exec.LookPath(args[0]); err != nil {
-		t.Skipf("%s not installed", args[0])
-	}
-	cmd := exec.Command("nsenter", append([]string{"--net=" + ns.Path(), "--"}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
+	netnstest.Run(t, ns, stdin, args[0], args[1:]...)
 }
 
 // TestReadLive installs rules with the real iptables-legacy, iptables-nft and
@@ -164,24 +137,12 @@ COMMIT
 // BenchmarkReadLive10k reads a namespace holding ~10,000 nftables rules
 // (kube-proxy nftables shape) over netlink.
 func BenchmarkReadLive10k(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root: creates a network namespace")
-	}
-	name := fmt.Sprintf("snt-rs-bench-%d", os.Getpid())
-	ns, err := netns.Create(name)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ns.Delete()
+	ns := netnstest.New(b, "rs-bench")
 	var sb strings.Builder
 	if err := kubegen.WriteNft(&sb, 10000); err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command("nsenter", "--net="+ns.Path(), "--", "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(sb.String())
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("nft -f: %v\n%s", err, out)
-	}
+	netnstest.Run(b, ns, sb.String(), "nft", "-f", "-")
 	b.ReportAllocs()
 	for b.Loop() {
 		rs, err := Read(context.Background(), ReadOptions{NetNSFd: ns.Fd(), SkipLegacy: true})

@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,34 +16,14 @@ import (
 	"github.com/snatrace/snatrace/lab"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/netns/netnstest"
 )
 
-func fixNS(t *testing.T, name string) *netns.NS {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace and changes its netfilter rules")
-	}
-	ns, err := netns.Create(fmt.Sprintf("snt-fx%d-%s", os.Getpid()%100000, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Delete() })
-	return ns
-}
+func fixNS(t *testing.T, name string) *netns.NS { return netnstest.New(t, "fx-"+name) }
 
 func inNS(t *testing.T, ns *netns.NS, stdin, name string, args ...string) string {
 	t.Helper()
-	var out, errb bytes.Buffer
-	err := ns.Do(func() error {
-		cmd := exec.Command(name, args...)
-		cmd.Stdin = strings.NewReader(stdin)
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		return cmd.Run()
-	})
-	if err != nil {
-		t.Fatalf("%s %v: %v: %s", name, args, err, errb.String())
-	}
-	return out.String()
+	return netnstest.Run(t, ns, stdin, name, args...)
 }
 
 const fixLegacyNat = `*nat
