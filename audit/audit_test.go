@@ -3,7 +3,7 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
+	goldenfile "github.com/snatrace/snatrace/internal/golden"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,8 +14,6 @@ import (
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/ruleset"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 func rule(t *testing.T, owner ruleset.Owner, mode string) ruleset.Rule {
 	t.Helper()
@@ -218,20 +216,7 @@ func TestReportGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, got := range map[string][]byte{"report.txt": text.Bytes(), "report.json": append(js, '\n')} {
-		golden := filepath.Join("testdata", name)
-		if *update {
-			if err := os.WriteFile(golden, got, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		want, err := os.ReadFile(golden)
-		if err != nil {
-			t.Fatalf("%v (run go test ./audit -update)", err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s differs (run with -update to accept):\n%s", golden, got)
-		}
+		goldenfile.Check(t, filepath.Join("testdata", name), got)
 	}
 	if !strings.HasPrefix(text.String(), "snatrace audit: 8 source-NAT rules (docker 3, aws-vpc-cni 1, kube-proxy 1, unknown 3); ") {
 		t.Errorf("summary line: %q", strings.SplitN(text.String(), "\n", 2)[0])

@@ -3,14 +3,12 @@ package ctstat
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
+	goldenfile "github.com/snatrace/snatrace/internal/golden"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 // TestParseProcGolden parses a recorded file of each header era and compares
 // the snapshot with testdata/<name>.golden.json.
@@ -31,18 +29,7 @@ func TestParseProcGolden(t *testing.T) {
 			}
 			got = append(got, '\n')
 			golden := strings.TrimSuffix(in, ".txt") + ".golden.json"
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("snapshot differs from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
-			}
+			goldenfile.Check(t, golden, got)
 		})
 	}
 }

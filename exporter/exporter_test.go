@@ -6,8 +6,8 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
+	goldenfile "github.com/snatrace/snatrace/internal/golden"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -23,8 +23,6 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/snatrace/snatrace/ctstat"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden expositions under testdata/")
 
 func procReader(t *testing.T, file string) SnapshotFunc {
 	t.Helper()
@@ -150,18 +148,7 @@ func TestCollectorGolden(t *testing.T) {
 			}
 			got := exposition(t, e)
 			golden := filepath.Join("testdata", tt.name+".prom")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("exposition differs from %s:\n%s", golden, got)
-			}
+			goldenfile.Check(t, golden, got)
 		})
 	}
 }

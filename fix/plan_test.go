@@ -3,7 +3,7 @@ package fix
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
+	goldenfile "github.com/snatrace/snatrace/internal/golden"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,8 +11,6 @@ import (
 
 	"github.com/snatrace/snatrace/ruleset"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 func readDump(t *testing.T, name string) *ruleset.Ruleset {
 	t.Helper()
@@ -29,20 +27,7 @@ func readDump(t *testing.T, name string) *ruleset.Ruleset {
 
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (go test -update to accept):\n%s", name, got)
-	}
+	goldenfile.Check(t, filepath.Join("testdata", name), got)
 }
 
 func TestMakePlanGolden(t *testing.T) {

@@ -2,15 +2,13 @@ package ruleset
 
 import (
 	"errors"
-	"flag"
 	"fmt"
+	goldenfile "github.com/snatrace/snatrace/internal/golden"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files under testdata/golden")
 
 // summary renders a Ruleset one rule per line, for golden files.
 func summary(rs *Ruleset) string {
@@ -57,22 +55,7 @@ func TestParseGolden(t *testing.T) {
 			}
 			got := summary(rs)
 			golden := filepath.Join("testdata", "golden", filepath.Base(f)+".golden")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./ruleset -update)", err)
-			}
-			if got != string(want) {
-				t.Errorf("summary differs from %s (run with -update to accept):\n--- got\n%s\n--- want\n%s", golden, got, want)
-			}
+			goldenfile.Check(t, golden, []byte(got))
 		})
 	}
 }

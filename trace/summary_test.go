@@ -3,31 +3,16 @@ package trace
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
+	goldenfile "github.com/snatrace/snatrace/internal/golden"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files under testdata/")
-
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden file (run with -update to create): %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (run with -update to accept):\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
+	goldenfile.Check(t, filepath.Join("testdata", name), got)
 }
 
 func sampleEvents() []Event {
