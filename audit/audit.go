@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/snatrace/snatrace/ctstat"
+	"github.com/snatrace/snatrace/kernel"
 	"github.com/snatrace/snatrace/ruleset"
 )
 
@@ -140,33 +141,27 @@ func (r *Report) HasFindings(min Severity) bool {
 
 // RuleView is a rule as the JSON report shows it.
 type RuleView struct {
-	Backend       ruleset.Backend `json:"backend"`
-	Family        ruleset.Family  `json:"family"`
-	Table         string          `json:"table"`
-	Chain         string          `json:"chain"`
-	Hook          string          `json:"hook,omitempty"`
-	Position      int             `json:"position"`
-	Handle        uint64          `json:"handle,omitempty"`
-	Match         string          `json:"match,omitempty"`
-	Action        string          `json:"action"`
-	Mode          string          `json:"mode"`
-	Addresses     string          `json:"addresses,omitempty"`
-	Ports         string          `json:"ports"`
-	Random        bool            `json:"random"`
-	FullyRandom   bool            `json:"fully_random"`
-	Persistent    bool            `json:"persistent"`
-	FlagsKnown    bool            `json:"flags_known"`
-	Comment       string          `json:"comment,omitempty"`
-	Owner         ruleset.Owner   `json:"owner"`
-	OwnerEvidence string          `json:"owner_evidence,omitempty"`
-	Line          int             `json:"line,omitempty"`
-	Rule          string          `json:"rule"`
+	ruleset.Location
+	Hook          string        `json:"hook,omitempty"`
+	Match         string        `json:"match,omitempty"`
+	Action        string        `json:"action"`
+	Mode          string        `json:"mode"`
+	Addresses     string        `json:"addresses,omitempty"`
+	Ports         string        `json:"ports"`
+	Random        bool          `json:"random"`
+	FullyRandom   bool          `json:"fully_random"`
+	Persistent    bool          `json:"persistent"`
+	FlagsKnown    bool          `json:"flags_known"`
+	Comment       string        `json:"comment,omitempty"`
+	Owner         ruleset.Owner `json:"owner"`
+	OwnerEvidence string        `json:"owner_evidence,omitempty"`
+	Line          int           `json:"line,omitempty"`
+	Rule          string        `json:"rule"`
 }
 
 func viewOf(r *ruleset.Rule) RuleView {
 	v := RuleView{
-		Backend: r.Backend, Family: r.Family, Table: r.Table, Chain: r.Chain, Hook: r.Hook,
-		Position: r.Position, Handle: r.Handle, Match: r.Match, Action: r.NAT.Action.String(),
+		Location: r.Location, Hook: r.Hook, Match: r.Match, Action: r.NAT.Action.String(),
 		Mode: r.NAT.String(), Ports: r.Ports(), Random: r.NAT.Random, FullyRandom: r.NAT.FullyRandom,
 		Persistent: r.NAT.Persistent, FlagsKnown: r.FlagsKnown, Comment: r.Comment, Owner: r.Owner,
 		OwnerEvidence: r.OwnerEvidence, Line: r.Line, Rule: r.Text,
@@ -199,8 +194,9 @@ func Run(in Input) *Report {
 			}
 		}
 	}
-	kv, kernelKnown := parseVersion(in.Kernel)
-	preRover := kernelKnown && kv.less(version{5, 0, 0})
+	kv, kerr := kernel.ParseVersion(in.Kernel)
+	kernelKnown := kerr == nil
+	preRover := kernelKnown && !kv.AtLeast(5, 0)
 
 	racy := 0 // rules that can race through port preservation or the rover
 	seenOwner := map[ruleset.Owner]bool{}
@@ -237,7 +233,7 @@ func Run(in Input) *Report {
 }
 
 // ruleFindings judges one rule.
-func ruleFindings(r *ruleset.Rule, idx int, preRover, kernelKnown bool, kernel string) []Finding {
+func ruleFindings(r *ruleset.Rule, idx int, preRover, kernelKnown bool, release string) []Finding {
 	var out []Finding
 	add := func(sev Severity, kind Kind, msg string, ev ...string) {
 		out = append(out, Finding{
@@ -265,15 +261,15 @@ func ruleFindings(r *ruleset.Rule, idx int, preRover, kernelKnown bool, kernel s
 		}
 		msg := fmt.Sprintf("%s without fully-random: %s keeps its source port when free, so two flows from different sources with the same port to one destination race at conntrack confirm and one SYN is dropped (1 s retransmit)", m.Action, who)
 		if preRover {
-			msg = fmt.Sprintf("%s without fully-random on kernel %s: every CPU starts its port search at one shared rover, so concurrent flows pick the same port and SYNs are dropped", m.Action, kernel)
+			msg = fmt.Sprintf("%s without fully-random on kernel %s: every CPU starts its port search at one shared rover, so concurrent flows pick the same port and SYNs are dropped", m.Action, release)
 		}
 		add(sev, KindNoFullyRandom, msg, "mode: "+m.String())
 	case m.Random && !m.FullyRandom:
 		switch {
 		case preRover:
-			add(High, KindRandomOnly, fmt.Sprintf("%s random on kernel %s: the search starts at a hash of (nat ip, dst ip, dst port), the same for every flow to one destination, so it races like plain masquerade", m.Action, kernel), "mode: "+m.String())
+			add(High, KindRandomOnly, fmt.Sprintf("%s random on kernel %s: the search starts at a hash of (nat ip, dst ip, dst port), the same for every flow to one destination, so it races like plain masquerade", m.Action, release), "mode: "+m.String())
 		case kernelKnown:
-			add(Low, KindRandomOnly, fmt.Sprintf("%s random without fully-random: on kernel %s random already skips port preservation, but the same rule races on kernels before 5.0 (and stable backports differ)", m.Action, kernel), "mode: "+m.String())
+			add(Low, KindRandomOnly, fmt.Sprintf("%s random without fully-random: on kernel %s random already skips port preservation, but the same rule races on kernels before 5.0 (and stable backports differ)", m.Action, release), "mode: "+m.String())
 		default:
 			add(Medium, KindRandomOnly, fmt.Sprintf("%s random without fully-random: no better than plain on kernels before 5.0; equivalent to fully-random on 5.0 and later", m.Action), "mode: "+m.String())
 		}
@@ -295,12 +291,12 @@ func ruleFindings(r *ruleset.Rule, idx int, preRover, kernelKnown bool, kernel s
 }
 
 // hostFindings judges what is not about one rule: versions and backends.
-func hostFindings(rs *ruleset.Ruleset, ipt string, kv version, kernelKnown bool, kernel string) []Finding {
+func hostFindings(rs *ruleset.Ruleset, ipt string, kv kernel.Version, kernelKnown bool, release string) []Finding {
 	var out []Finding
 	host := func(sev Severity, kind Kind, msg, remedy string, ev ...string) {
 		out = append(out, Finding{Severity: sev, Kind: kind, RuleIndex: -1, Message: msg, Evidence: ev, Remedy: remedy})
 	}
-	if iv, ok := parseVersion(ipt); ok && iv.less(version{1, 6, 2}) {
+	if iv, err := kernel.ParseVersion(ipt); err == nil && iv.Less(kernel.Version{Major: 1, Minor: 6, Patch: 2}) {
 		plainIpt := 0
 		for _, r := range rs.Rules {
 			if r.Backend.IsIptables() && !r.NAT.FullyRandom {
@@ -310,9 +306,9 @@ func hostFindings(rs *ruleset.Ruleset, ipt string, kv version, kernelKnown bool,
 		host(Medium, KindOldIptables, fmt.Sprintf("iptables %s cannot write MASQUERADE --random-fully (needs 1.6.2; SNAT needs 1.6.0): owners that add it when supported (kube-proxy, flannel, Calico) silently leave it out; %d iptables rules lack it", ipt, plainIpt),
 			"upgrade iptables on the host and in the agents' images to 1.6.2 or later", "iptables version "+ipt)
 	}
-	if kernelKnown && kv.less(version{5, 0, 0}) && len(rs.Rules) > 0 {
-		host(High, KindKernelRover, fmt.Sprintf("kernel %s predates 5.0: port selection starts at a global rover shared by all CPUs (unless the stable backport of 2022 is in), so plain and random rules race far more often; only fully-random avoids it", kernel),
-			"make every SNAT rule fully-random (snatrace fix), or move to a 5.x+ kernel", "kernel "+kernel)
+	if kernelKnown && !kv.AtLeast(5, 0) && len(rs.Rules) > 0 {
+		host(High, KindKernelRover, fmt.Sprintf("kernel %s predates 5.0: port selection starts at a global rover shared by all CPUs (unless the stable backport of 2022 is in), so plain and random rules race far more often; only fully-random avoids it", release),
+			"make every SNAT rule fully-random (snatrace fix), or move to a 5.x+ kernel", "kernel "+release)
 	}
 	if rs.MixedBackends() {
 		counts := map[ruleset.Backend]int{}
@@ -361,42 +357,4 @@ func summaryLine(rep *Report) string {
 		}
 	}
 	return b.String()
-}
-
-// version is a dotted version.
-type version [3]int
-
-func (v version) less(o version) bool {
-	for i := range v {
-		if v[i] != o[i] {
-			return v[i] < o[i]
-		}
-	}
-	return false
-}
-
-// parseVersion reads the leading "X.Y[.Z]" of s ("5.4.0-150-generic").
-func parseVersion(s string) (version, bool) {
-	var v version
-	s = strings.TrimPrefix(strings.TrimSpace(s), "v")
-	i := 0
-	for part := 0; part < 3; part++ {
-		j := i
-		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
-			j++
-		}
-		if j == i {
-			return v, part >= 2
-		}
-		n, err := strconv.Atoi(s[i:j])
-		if err != nil {
-			return v, false
-		}
-		v[part] = n
-		if j >= len(s) || s[j] != '.' {
-			return v, part >= 1
-		}
-		i = j + 1
-	}
-	return v, true
 }

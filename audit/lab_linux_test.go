@@ -5,13 +5,13 @@ package audit_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/snatrace/snatrace/audit"
 	"github.com/snatrace/snatrace/lab"
+	"github.com/snatrace/snatrace/lab/labtest"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/ruleset"
 )
@@ -21,15 +21,8 @@ import (
 // race-happening finding must report exactly the insert failures the lab's
 // own accounting counted in that interval, as a rate over it.
 func TestAuditLabNodeDuringBurst(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to run a lab node")
-	}
 	ctx := context.Background()
-	s, err := lab.OpenNode(ctx, lab.Config{Pods: 2}, "masquerade", natrule.NFT)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _ := labtest.Node(t, lab.Config{Pods: 2}, "masquerade", natrule.Nftables)
 
 	// The audit's counter interval is exactly the burst: its sleeper runs
 	// the lab round and returns when the round has been accounted.
@@ -39,11 +32,11 @@ func TestAuditLabNodeDuringBurst(t *testing.T) {
 		round, err = s.Round(ctx, 400000, 20)
 		return err
 	}
-	ct, err := audit.ReadConntrack(ctx, s.Node().Fd(), 100*time.Millisecond, sleep)
+	ct, err := audit.ReadConntrack(ctx, s.Node(), 100*time.Millisecond, sleep)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NetNSFd: s.Node().Fd(), Runner: ruleset.ExecRunner{NetNSPath: s.Node().Path()}})
+	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NS: s.Node()})
 	if err != nil {
 		t.Fatal(err)
 	}

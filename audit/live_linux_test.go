@@ -53,12 +53,12 @@ COMMIT
 `, "nft", "-f", "-")
 
 	ctx := context.Background()
-	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NetNSFd: ns.Fd(), Runner: ruleset.ExecRunner{NetNSPath: ns.Path()}})
+	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NS: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
 	slept := time.Duration(0)
-	ct, err := ReadConntrack(ctx, ns.Fd(), 2*time.Second, func(_ context.Context, d time.Duration) error { slept += d; return nil })
+	ct, err := ReadConntrack(ctx, ns, 2*time.Second, func(_ context.Context, d time.Duration) error { slept += d; return nil })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,10 +5,12 @@ package exporter
 import (
 	"context"
 	"errors"
+
+	"github.com/snatrace/snatrace/netns"
 )
 
 // LiveAudit needs Linux; elsewhere the audit fails at every refresh.
-func LiveAudit(ns *NetNS) AuditFunc {
+func LiveAudit(ns *netns.NS) AuditFunc {
 	return func(context.Context) (AuditResult, error) {
 		return AuditResult{}, errors.New("the live rule audit needs Linux")
 	}

@@ -5,12 +5,12 @@ package exporter
 import (
 	"context"
 	"errors"
-	"os"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/snatrace/snatrace/lab"
+	"github.com/snatrace/snatrace/lab/labtest"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/trace"
 )
@@ -19,19 +19,8 @@ import (
 // same-port bursts race: the counter rises by exactly the kernel's
 // insert_failed delta, under the server's destination.
 func TestClashDropsLab(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run a lab node and load eBPF")
-	}
 	ctx := context.Background()
-	s, err := lab.OpenNode(ctx, lab.Config{Pods: 2}, "masquerade", natrule.NFT)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ino, err := s.NodeInode()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, ino := labtest.Node(t, lab.Config{Pods: 2}, "masquerade", natrule.Nftables)
 	tr, err := trace.Start(ctx, trace.Options{NetNS: ino})
 	if errors.Is(err, trace.ErrMissing) {
 		t.Skipf("tracer unavailable: %v", err)

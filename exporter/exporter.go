@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/snatrace/snatrace/ctstat"
+	"github.com/snatrace/snatrace/kernel"
 )
 
 // SnapshotFunc reads the conntrack counters of the watched namespace.
@@ -154,7 +155,7 @@ func New(opts ...Option) *Exporter {
 		o(e)
 	}
 	if e.release == "" {
-		if r, err := KernelRelease(); err == nil {
+		if r, err := kernel.Release(); err == nil {
 			e.release = r
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	goldenfile "github.com/snatrace/snatrace/internal/golden"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	goldenfile "github.com/snatrace/snatrace/internal/golden"
 
 	"github.com/mdlayher/netlink"
 	"github.com/prometheus/client_golang/prometheus"
@@ -373,9 +374,10 @@ func TestKernelEra(t *testing.T) {
 		{"6.5.0-1-generic", Era65, ""},
 		{"6.18.44-fc-v769", Era65, ""},
 		{"7.0", Era65, ""},
-		{"", EraUnknown, `parsing kernel release "": want MAJOR.MINOR`},
-		{"six.1", EraUnknown, `parsing kernel release "six.1": major: strconv.Atoi: parsing "six": invalid syntax`},
-		{"6.x", EraUnknown, `parsing kernel release "6.x": minor: strconv.Atoi: parsing "": invalid syntax`},
+		{"5.15.153.1-microsoft-standard-WSL2", Era50, ""},
+		{"", EraUnknown, `parsing kernel version "": want MAJOR.MINOR[.PATCH], got "" at part 1`},
+		{"six.1", EraUnknown, `parsing kernel version "six.1": want MAJOR.MINOR[.PATCH], got "six.1" at part 1`},
+		{"6.x", EraUnknown, `parsing kernel version "6.x": want MAJOR.MINOR[.PATCH], got "x" at part 2`},
 	}
 	for _, tt := range tests {
 		era, err := KernelEra(tt.release)

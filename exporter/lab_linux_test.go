@@ -13,6 +13,7 @@ import (
 	"github.com/snatrace/snatrace/ctstat"
 	"github.com/snatrace/snatrace/lab"
 	"github.com/snatrace/snatrace/natrule"
+	"github.com/snatrace/snatrace/netns"
 )
 
 // reading is a scrape and the kernel's counters at the same moment.
@@ -24,10 +25,10 @@ type reading struct {
 // stableReading scrapes, reads the kernel, scrapes again, until both scrapes
 // agree (at most 20 tries): the counters only grow, so the kernel reading
 // taken between two equal scrapes is the one they show.
-func stableReading(t *testing.T, url string, n *NetNS) (reading, error) {
+func stableReading(t *testing.T, url string, n *netns.NS) (reading, error) {
 	for range 20 {
 		a := exportedCounters(t, scrape(t, url))
-		k, err := ctstat.ReadNetlink(n.FD())
+		k, err := ctstat.ReadNetlink(n.Fd())
 		if err != nil {
 			return reading{}, err
 		}
@@ -88,7 +89,7 @@ func TestExporterLabSamePortBurst(t *testing.T) {
 	defer cancel()
 	s, err := lab.Open(ctx, lab.Config{
 		Modes:       []natrule.Mode{masq},
-		Backends:    []natrule.Backend{natrule.NFT},
+		Backends:    []natrule.Backend{natrule.Nftables},
 		Pods:        2,
 		Connections: 200000, // an upper bound: until ends the round
 	})
@@ -100,13 +101,9 @@ func TestExporterLabSamePortBurst(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	ns, err := OpenNetNS(s.Node().Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	url := serve(t, New(ns.Option(), WithKernelRelease("test")), HandlerOpts{}, "")
-	if err := s.Install(ctx, masq, natrule.NFT); err != nil {
+	ns := s.Node()
+	url := serve(t, New(ConntrackOf(ns), WithKernelRelease("test")), HandlerOpts{}, "")
+	if err := s.Install(ctx, masq, natrule.Nftables); err != nil {
 		t.Fatal(err)
 	}
 

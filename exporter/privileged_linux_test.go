@@ -9,61 +9,42 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/snatrace/snatrace/ctstat"
+	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/netns/netnstest"
 	"golang.org/x/sys/unix"
 )
 
-// freshNS creates the network namespace snt-exporter-PID with lo up and a
-// rule that makes conntrack track it, and deletes it when the test ends.
-func freshNS(t *testing.T) *NetNS {
+// freshNS creates a throwaway network namespace with lo up and a rule that
+// makes conntrack track it; it is deleted when the test ends.
+func freshNS(t *testing.T) *netns.NS {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace (CAP_SYS_ADMIN) and reads ctnetlink (CAP_NET_ADMIN)")
-	}
-	for _, bin := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s: %v", bin, err)
-		}
-	}
-	name := fmt.Sprintf("snt-exporter-%d", os.Getpid())
-	sh(t, "", "ip", "netns", "add", name)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("deleting namespace %s: %v %s", name, err, out)
-		}
-	})
-	sh(t, "", "ip", "-n", name, "link", "set", "lo", "up")
-	sh(t, "table inet snt {\n chain out {\n  type filter hook output priority 0; ct state new counter\n }\n}\n",
-		"ip", "netns", "exec", name, "nft", "-f", "-")
-	n, err := OpenNetNS(name)
+	ns := netnstest.New(t, "exporter")
+	h, err := ns.RouteHandle()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { n.Close() })
-	return n
-}
-
-func sh(t *testing.T, stdin, name string, args ...string) {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err == nil {
+		err = h.LinkSetUp(lo)
 	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	netnstest.Run(t, ns, "table inet snt {\n chain out {\n  type filter hook output priority 0; ct state new counter\n }\n}\n", "nft", "-f", "-")
+	return ns
 }
 
 // traffic opens conns TCP connections on lo inside n and closes them (each
 // leaves one entry in TIME_WAIT), then sends conns raw TCP segments with
 // SYN+FIN set, which conntrack counts as invalid.
-func traffic(t *testing.T, n *NetNS, conns int) {
+func traffic(t *testing.T, n *netns.NS, conns int) {
 	t.Helper()
-	err := n.ns.Do(func() error {
+	err := n.Do(func() error {
 		l, err := net.Listen("tcp4", "127.0.0.1:0")
 		if err != nil {
 			return err
@@ -112,7 +93,7 @@ func traffic(t *testing.T, n *NetNS, conns int) {
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("making traffic in %s: %v", n.Path, err)
+		t.Fatalf("making traffic in %s: %v", n, err)
 	}
 }
 
@@ -148,14 +129,14 @@ func scrape(t *testing.T, url string) string {
 // kernel's delta exactly. The /proc fallback gives the same numbers.
 func TestExporterFreshNamespace(t *testing.T) {
 	n := freshNS(t)
-	e := New(n.Option(), WithKernelRelease("test"))
+	e := New(ConntrackOf(n), WithKernelRelease("test"))
 	url := serve(t, e, HandlerOpts{}, "")
-	fallback := New(n.Option(), WithKernelRelease("test"))
+	fallback := New(ConntrackOf(n), WithKernelRelease("test"))
 	fallback.netlink = failing(errEPERM)
 
 	read := func() ctstat.Snapshot {
 		t.Helper()
-		s, err := ctstat.ReadNetlink(n.FD())
+		s, err := ctstat.ReadNetlink(n.Fd())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -197,7 +178,7 @@ func TestExporterFreshNamespace(t *testing.T) {
 	if v := gauge(t, fams2, "snatrace_conntrack_stats_source", map[string]string{"source": "netlink"}); v != 1 {
 		t.Errorf("stats_source{netlink} = %v", v)
 	}
-	maxNS, err := ctstat.ReadNetlinkGlobal(n.FD())
+	maxNS, err := ctstat.ReadNetlinkGlobal(n.Fd())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,10 +202,8 @@ func TestExporterFreshNamespace(t *testing.T) {
 // fresh namespace, plain and fully-random, and audits them live.
 func TestLiveAuditFreshNamespace(t *testing.T) {
 	n := freshNS(t)
-	name := strings.TrimPrefix(n.Path, "/run/netns/")
-	sh(t, "table ip sntnat {\n chain post {\n  type nat hook postrouting priority srcnat;\n"+
-		"  oifname \"snt0\" masquerade\n  oifname \"snt1\" masquerade fully-random\n }\n}\n",
-		"ip", "netns", "exec", name, "nft", "-f", "-")
+	netnstest.Run(t, n, "table ip sntnat {\n chain post {\n  type nat hook postrouting priority srcnat;\n"+
+		"  oifname \"snt0\" masquerade\n  oifname \"snt1\" masquerade fully-random\n }\n}\n", "nft", "-f", "-")
 	res, err := LiveAudit(n)(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/snatrace/snatrace/natrule"
+	"github.com/snatrace/snatrace/natmodel"
 	"github.com/snatrace/snatrace/ruleset"
 )
 
@@ -27,16 +27,11 @@ type Backup struct {
 	Entries []BackupEntry `json:"entries"`
 }
 
-// BackupEntry is one changed rule: where it is and what it was.
+// BackupEntry is one changed rule: where it is and what it was. Its Handle
+// is the nftables handle of the rule read back after the fix, 0 when
+// unknown.
 type BackupEntry struct {
-	Backend  ruleset.Backend `json:"backend"`
-	Family   ruleset.Family  `json:"family"`
-	Table    string          `json:"table"`
-	Chain    string          `json:"chain"`
-	Position int             `json:"position"`
-	// Handle is the nftables handle of the rule read back after the fix,
-	// 0 when unknown.
-	Handle uint64 `json:"handle,omitempty"`
+	ruleset.Location
 	Method Method `json:"method"`
 	// Before is the rule's original text (the iptables-save line for
 	// iptables rules), After the text the fix gave it.
@@ -52,8 +47,10 @@ type BackupEntry struct {
 	Applied bool `json:"applied"`
 }
 
-func (e *BackupEntry) key() string {
-	return fmt.Sprintf("%s %s %s %s #%d", e.Backend, e.Family, e.Table, e.Chain, e.Position)
+// DefaultBackupName is the backup file an apply writes when none is given:
+// snatrace-fix-backup-<UTC time>.json in the current directory.
+func DefaultBackupName(now time.Time) string {
+	return fmt.Sprintf("snatrace-fix-backup-%s.json", now.UTC().Format("20060102T150405Z"))
 }
 
 // ReadBackup parses and checks a backup file's content; name labels errors.
@@ -70,6 +67,9 @@ func ReadBackup(data []byte, name string) (*Backup, error) {
 	if b.Version != BackupVersion {
 		return nil, fmt.Errorf("%s: backup version %d, want %d", name, b.Version, BackupVersion)
 	}
+	if err := printable(b.NetNS); err != nil {
+		return nil, fmt.Errorf("%s: netns: %w: %w", name, ErrTampered, err)
+	}
 	for i := range b.Entries {
 		if err := b.Entries[i].check(); err != nil {
 			return nil, fmt.Errorf("%s: entry %d: %w", name, i+1, err)
@@ -78,42 +78,44 @@ func ReadBackup(data []byte, name string) (*Backup, error) {
 	return &b, nil
 }
 
+// check accepts only an entry that snatrace fix could have written: a valid
+// location, no control character, and a change that is exactly "add
+// fully-random" (so that a rollback can only take it away again). A failure
+// wraps ErrTampered.
 func (e *BackupEntry) check() error {
-	switch e.Backend {
-	case ruleset.Nftables, ruleset.IptablesNft, ruleset.IptablesLegacy:
-	default:
-		return fmt.Errorf("unknown backend %q", e.Backend)
-	}
-	switch e.Family {
-	case "ip", "ip6", "inet":
-	default:
-		return fmt.Errorf("unsupported family %q", e.Family)
-	}
-	if e.Table == "" || e.Chain == "" {
-		return errors.New("no table or chain")
-	}
-	if e.Position < 1 {
-		return fmt.Errorf("bad position %d", e.Position)
-	}
-	switch e.Method {
-	case MethodNetlink:
-		if e.Backend == ruleset.IptablesLegacy {
-			return errors.New("iptables-legacy rules are not changed over nftables netlink")
+	err := func() error {
+		if err := e.Location.Check(); err != nil {
+			return err
 		}
-		if e.OldFlags&natrule.FlagProtoRandomFully != 0 || e.NewFlags&natrule.FlagProtoRandomFully == 0 {
-			return fmt.Errorf("flags %#x -> %#x are not a change to fully-random", e.OldFlags, e.NewFlags)
+		if err := printable(e.Before, e.After, e.From, e.To); err != nil {
+			return err
 		}
-	case MethodRestore:
-		if e.Backend == ruleset.Nftables {
-			return errors.New("native nftables rules are not changed through iptables-restore")
-		}
-		for _, s := range []string{e.Before, e.After} {
-			if !strings.HasPrefix(s, "-A "+e.Chain+" ") || strings.ContainsAny(s, "\n\r") {
-				return fmt.Errorf("rule %q is not one iptables-save line of chain %s", clip(s), e.Chain)
+		switch e.Method {
+		case MethodNetlink:
+			if e.Backend == ruleset.IptablesLegacy {
+				return errors.New("iptables-legacy rules are not changed over nftables netlink")
 			}
+			full := uint32(natmodel.ProtoRandomFully)
+			if e.OldFlags&full != 0 || e.NewFlags != e.OldFlags|full {
+				return fmt.Errorf("flags %#x -> %#x are not a change to fully-random", e.OldFlags, e.NewFlags)
+			}
+		case MethodRestore:
+			if e.Backend == ruleset.Nftables {
+				return errors.New("native nftables rules are not changed through iptables-restore")
+			}
+			if err := checkIptablesLine(e.Before, e.Chain); err != nil {
+				return err
+			}
+			if e.After != IptablesAfter(e.Before) {
+				return fmt.Errorf("after %q is not %q with --random-fully", clip(e.After), clip(e.Before))
+			}
+		default:
+			return fmt.Errorf("unknown method %q", e.Method)
 		}
-	default:
-		return fmt.Errorf("unknown method %q", e.Method)
+		return nil
+	}()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrTampered, err)
 	}
 	return nil
 }
@@ -163,14 +165,14 @@ func LoadBackup(path string) (*Backup, error) {
 func (b *Backup) merge(entries []BackupEntry) {
 	idx := map[string]int{}
 	for i := range b.Entries {
-		idx[b.Entries[i].key()] = i
+		idx[b.Entries[i].Key()] = i
 	}
 	for _, e := range entries {
-		if i, ok := idx[e.key()]; ok {
+		if i, ok := idx[e.Key()]; ok {
 			b.Entries[i] = e
 			continue
 		}
-		idx[e.key()] = len(b.Entries)
+		idx[e.Key()] = len(b.Entries)
 		b.Entries = append(b.Entries, e)
 	}
 }

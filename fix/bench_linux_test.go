@@ -70,12 +70,8 @@ func nftLike(n, masq int) string {
 func benchApply(b *testing.B, install func(ns *netns.NS), cfg Config, want int) {
 	ns := newNS(b, "bench")
 	install(ns)
-	cfg.NetNS = ns.Path()
-	f, err := New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
+	cfg.NS = ns
+	f := New(cfg)
 	ctx := context.Background()
 	backup := filepath.Join(b.TempDir(), "backup.json")
 	var rollback time.Duration

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/snatrace/snatrace/audit"
 	"github.com/snatrace/snatrace/netns"
@@ -216,11 +217,7 @@ func TestApplyRollbackRealisticRulesets(t *testing.T) {
 				install(t, ns, r)
 			}
 			before := dumps(t, ns)
-			f, err := New(Config{NetNS: ns.Path(), Options: Options{IptablesNft: tt.method}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
+			f := New(Config{NS: ns, Options: Options{IptablesNft: tt.method}})
 			ctx := context.Background()
 			p, err := f.Plan(ctx)
 			if err != nil {
@@ -288,11 +285,7 @@ func TestStalePlanRefused(t *testing.T) {
 		t.Run(rs, func(t *testing.T) {
 			ns := newNS(t, "stale")
 			install(t, ns, rs)
-			f, err := New(Config{NetNS: ns.Path()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
+			f := New(Config{NS: ns})
 			ctx := context.Background()
 			p, err := f.Plan(ctx)
 			if err != nil {
@@ -345,11 +338,7 @@ func TestCountersKept(t *testing.T) {
 		t.Run(tt.restore+"/"+string(tt.method), func(t *testing.T) {
 			ns := newNS(t, "ctr")
 			sh(t, ns, doc, tt.restore, "-c", "-w")
-			f, err := New(Config{NetNS: ns.Path(), Options: Options{IptablesNft: tt.method}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
+			f := New(Config{NS: ns, Options: Options{IptablesNft: tt.method}})
 			if _, res, err := f.ApplyFresh(context.Background(), "", 3); err != nil || len(res.Applied) != 1 {
 				t.Fatalf("apply: %v %+v", err, res)
 			}
@@ -367,23 +356,22 @@ func TestCountersKept(t *testing.T) {
 }
 
 // TestApplyWaitsForXtablesLock holds the xtables lock like an
-// iptables-legacy writer in the middle of a change, changes the chain, and
-// releases it: the apply must have waited, then refuse its stale plan.
+// iptables-legacy writer in the middle of a change: the apply must still be
+// waiting half a second later (without the lock it would be done by then),
+// and once the writer has changed the chain and released the lock, it must
+// refuse its stale plan and change nothing.
 func TestApplyWaitsForXtablesLock(t *testing.T) {
 	needRoot(t)
 	ns := newNS(t, "lock")
 	install(t, ns, "docker-legacy")
-	f, err := New(Config{NetNS: ns.Path()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	lock := filepath.Join(t.TempDir(), "xtables.lock")
+	f := New(Config{NS: ns, LockPath: lock})
 	ctx := context.Background()
 	p, err := f.Plan(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	unlock, err := lockXtables(ctx, xtablesLock())
+	unlock, err := lockXtables(ctx, lock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,23 +380,23 @@ func TestApplyWaitsForXtablesLock(t *testing.T) {
 		_, err := f.Apply(ctx, p, "")
 		done <- err
 	}()
+	select {
+	case err := <-done:
+		unlock()
+		t.Fatalf("apply finished while the xtables lock was held: %v", err)
+	case <-time.After(500 * time.Millisecond):
+	}
 	// The lock holder writes (its own tools use another lock file).
 	var out strings.Builder
 	err = ns.Do(func() error {
 		cmd := exec.Command("iptables-legacy", "-t", "nat", "-I", "POSTROUTING", "1", "-s", "10.93.0.0/16", "-j", "RETURN")
-		cmd.Env = append(os.Environ(), "XTABLES_LOCKFILE="+filepath.Join(t.TempDir(), "lock"))
+		cmd.Env = append(os.Environ(), "XTABLES_LOCKFILE="+filepath.Join(t.TempDir(), "writer.lock"))
 		cmd.Stderr = &out
 		return cmd.Run()
 	})
 	if err != nil {
 		unlock()
 		t.Fatalf("%v: %s", err, out.String())
-	}
-	select {
-	case err := <-done:
-		unlock()
-		t.Fatalf("apply finished while the xtables lock was held: %v", err)
-	default:
 	}
 	before := dumps(t, ns)
 	unlock()

@@ -15,11 +15,8 @@ var ErrNotLinux = errors.New("snatrace fix changes Linux netfilter rules: not su
 // Fixer plans, applies and rolls back fixes in one network namespace.
 type Fixer struct{}
 
-// New fails: fixing needs Linux.
-func New(Config) (*Fixer, error) { return nil, ErrNotLinux }
-
-// Close does nothing.
-func (f *Fixer) Close() error { return nil }
+// New returns a Fixer whose every method fails: fixing needs Linux.
+func New(Config) *Fixer { return &Fixer{} }
 
 // Read fails: fixing needs Linux.
 func (f *Fixer) Read(context.Context) (*ruleset.Ruleset, error) { return nil, ErrNotLinux }
@@ -29,6 +26,9 @@ func (f *Fixer) Plan(context.Context) (*Plan, error) { return nil, ErrNotLinux }
 
 // Apply fails: fixing needs Linux.
 func (f *Fixer) Apply(context.Context, *Plan, string) (*Result, error) { return nil, ErrNotLinux }
+
+// ApplySaved fails: fixing needs Linux.
+func (f *Fixer) ApplySaved(context.Context, *Plan, string) (*Result, error) { return nil, ErrNotLinux }
 
 // ApplyFresh fails: fixing needs Linux.
 func (f *Fixer) ApplyFresh(context.Context, string, int) (*Plan, *Result, error) {

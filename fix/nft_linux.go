@@ -3,117 +3,90 @@
 package fix
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/snatrace/snatrace/nftnl"
 	"github.com/snatrace/snatrace/ruleset"
 )
 
-// familyNumbers maps ruleset families to NFPROTO numbers.
-var familyNumbers = map[ruleset.Family]byte{
-	"ip": unix.NFPROTO_IPV4, "ip6": unix.NFPROTO_IPV6, "inet": unix.NFPROTO_INET,
-	"bridge": unix.NFPROTO_BRIDGE, "netdev": unix.NFPROTO_NETDEV, "arp": unix.NFPROTO_ARP,
+func (f *Fixer) dialNft() (*nftnl.Conn, error) {
+	return nftnl.Dial(append([]nftnl.Option{nftnl.WithNetNS(f.cfg.NS)}, f.cfg.Nftables...)...)
 }
 
-func (f *Fixer) dialNft() (*netlink.Conn, error) {
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: f.nsFd()})
-	if err != nil {
-		return nil, fmt.Errorf("opening nftables netlink socket: %w", err)
-	}
-	if err := c.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("setting a netlink deadline: %w", err)
-	}
-	return c, nil
+// chainKey names a chain of the kernel.
+type chainKey struct {
+	fam          byte
+	table, chain string
 }
 
-func nftRequest(msgType uint16, flags netlink.HeaderFlags, fam byte, attrs []byte) netlink.Message {
-	return netlink.Message{
-		Header: netlink.Header{
-			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | msgType),
-			Flags: netlink.Request | flags,
-		},
-		Data: append([]byte{fam, unix.NFNETLINK_V0, 0, 0}, attrs...),
+func chainKeyOf(l ruleset.Location) (chainKey, error) {
+	fam, ok := nftnl.FamilyNumber(string(l.Family))
+	if !ok {
+		return chainKey{}, fmt.Errorf("%s: unknown family", l.Key())
 	}
+	return chainKey{fam, l.Table, l.Chain}, nil
 }
 
-// genID returns the nftables ruleset generation.
-func genID(c *netlink.Conn) (uint32, error) {
-	msgs, err := c.Execute(nftRequest(unix.NFT_MSG_GETGEN, 0, unix.AF_UNSPEC, nil))
-	if err != nil {
-		return 0, fmt.Errorf("reading nftables generation: %w", err)
-	}
-	for _, m := range msgs {
-		if len(m.Data) < 4 {
-			continue
-		}
-		attrs, err := netlink.UnmarshalAttributes(m.Data[4:])
+// chainRules dumps the rules of one chain, in order, from one generation
+// (nftnl.Consistent): a dump that a commit overlapped can mix old and new
+// rules.
+func chainRules(c *nftnl.Conn, k chainKey) ([]rawRule, error) {
+	var rules []rawRule
+	_, err := c.Consistent(func() (bool, error) {
+		msgs, intr, err := c.Dump(unix.NFT_MSG_GETRULE, k.fam, []netlink.Attribute{
+			{Type: unix.NFTA_RULE_TABLE, Data: append([]byte(k.table), 0)},
+			{Type: unix.NFTA_RULE_CHAIN, Data: append([]byte(k.chain), 0)},
+		})
 		if err != nil {
-			return 0, fmt.Errorf("decoding nftables generation: %w", err)
+			return false, fmt.Errorf("listing rules of %s: %w", k.chain, err)
 		}
-		for _, a := range attrs {
-			if a.Type&attrTypeMask == unix.NFTA_GEN_ID && len(a.Data) == 4 {
-				return binary.BigEndian.Uint32(a.Data), nil
+		rules = make([]rawRule, 0, len(msgs))
+		for _, m := range msgs {
+			r, err := parseRawRule(m.Data)
+			if err != nil {
+				return false, err
+			}
+			if r.Table == k.table && r.Chain == k.chain && r.Family == k.fam {
+				rules = append(rules, r)
 			}
 		}
-	}
-	return 0, errors.New("reading nftables generation: no NFTA_GEN_ID in the reply")
-}
-
-// chainRules dumps the rules of one chain, in order, from one generation:
-// a dump that a commit overlapped (the generation moved, or the kernel
-// flagged it interrupted) can mix old and new rules, so it is retried.
-func chainRules(c *netlink.Conn, fam byte, table, chain string) ([]rawRule, error) {
-	for attempt := 0; attempt < 20; attempt++ {
-		before, err := genID(c)
-		if err != nil {
-			return nil, err
-		}
-		rules, intr, err := dumpChain(c, fam, table, chain)
-		if err != nil {
-			return nil, err
-		}
-		after, err := genID(c)
-		if err != nil {
-			return nil, err
-		}
-		if !intr && before == after {
-			return rules, nil
-		}
-	}
-	return nil, fmt.Errorf("listing rules of %s: the ruleset kept changing during 20 reads", chain)
-}
-
-func dumpChain(c *netlink.Conn, fam byte, table, chain string) ([]rawRule, bool, error) {
-	filter, err := netlink.MarshalAttributes([]netlink.Attribute{
-		{Type: unix.NFTA_RULE_TABLE, Data: append([]byte(table), 0)},
-		{Type: unix.NFTA_RULE_CHAIN, Data: append([]byte(chain), 0)},
+		return intr, nil
 	})
 	if err != nil {
-		return nil, false, err
+		return nil, fmt.Errorf("listing rules of %s: %w", k.chain, err)
 	}
-	msgs, err := c.Execute(nftRequest(unix.NFT_MSG_GETRULE, netlink.Dump, fam, filter))
+	return rules, nil
+}
+
+// chainCache reads each chain once per transaction.
+type chainCache struct {
+	c        *nftnl.Conn
+	rules    map[chainKey][]rawRule
+	byHandle map[chainKey]map[uint64]int
+}
+
+func newChainCache(c *nftnl.Conn) *chainCache {
+	return &chainCache{c: c, rules: map[chainKey][]rawRule{}, byHandle: map[chainKey]map[uint64]int{}}
+}
+
+func (cc *chainCache) get(k chainKey) ([]rawRule, error) {
+	if rules, ok := cc.rules[k]; ok {
+		return rules, nil
+	}
+	rules, err := chainRules(cc.c, k)
 	if err != nil {
-		return nil, false, fmt.Errorf("listing rules of %s: %w", chain, err)
+		return nil, err
 	}
-	out := make([]rawRule, 0, len(msgs))
-	intr := false
-	for _, m := range msgs {
-		intr = intr || m.Header.Flags&netlink.DumpInterrupted != 0
-		r, err := parseRawRule(m.Data)
-		if err != nil {
-			return nil, false, err
-		}
-		if r.Table == table && r.Chain == chain && r.Family == fam {
-			out = append(out, r)
-		}
+	idx := make(map[uint64]int, len(rules))
+	for i := range rules {
+		idx[rules[i].Handle] = i
 	}
-	return out, intr, nil
+	cc.rules[k], cc.byHandle[k] = rules, idx
+	return rules, nil
 }
 
 // nftPrepared is a checked nftables batch ready to send.
@@ -123,53 +96,31 @@ type nftPrepared struct {
 	entries []BackupEntry
 }
 
-type chainKey struct {
-	fam          byte
-	table, chain string
-}
-
 // prepareNft reads the raw rules the changes name and builds their
-// replacements. It fails with ErrStale if the generation is no longer gen.
+// replacements: each rule's own attributes with only the NAT flags word
+// changed. It fails with ErrStale if the generation is no longer gen or a
+// rule is not where the plan says.
 func (f *Fixer) prepareNft(gen uint32, changes []Change) (*nftPrepared, error) {
 	c, err := f.dialNft()
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	now, err := genID(c)
+	now, err := c.Generation()
 	if err != nil {
 		return nil, err
 	}
 	if now != gen {
 		return nil, fmt.Errorf("nftables generation %d, plan made at %d: %w", now, gen, ErrStale)
 	}
-	chains := map[chainKey][]rawRule{}
-	byHandle := map[chainKey]map[uint64]int{}
+	cache := newChainCache(c)
 	prep := &nftPrepared{gen: gen}
 	var setID uint32
 	for _, ch := range changes {
-		fam, ok := familyNumbers[ch.Family]
-		if !ok {
-			return nil, fmt.Errorf("%s: unknown family", ch.Key())
+		r, err := cache.at(ch.Location)
+		if err != nil {
+			return nil, err
 		}
-		k := chainKey{fam, ch.Table, ch.Chain}
-		rules, ok := chains[k]
-		if !ok {
-			if rules, err = chainRules(c, fam, ch.Table, ch.Chain); err != nil {
-				return nil, err
-			}
-			chains[k] = rules
-			idx := make(map[uint64]int, len(rules))
-			for i := range rules {
-				idx[rules[i].Handle] = i
-			}
-			byHandle[k] = idx
-		}
-		i, ok := byHandle[k][ch.Handle]
-		if !ok || i+1 != ch.Position {
-			return nil, fmt.Errorf("%s: not at position %d: %w", ch.Key(), ch.Position, ErrStale)
-		}
-		r := &rules[i]
 		attrs, pr, err := setNATFlags(*r, func(old uint32) uint32 { return old | flagsFullyR })
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", ch.Key(), err)
@@ -180,12 +131,28 @@ func (f *Fixer) prepareNft(gen uint32, changes []Change) (*nftPrepared, error) {
 		}
 		prep.msgs = append(prep.msgs, ms...)
 		prep.entries = append(prep.entries, BackupEntry{
-			Backend: ch.Backend, Family: ch.Family, Table: ch.Table, Chain: ch.Chain, Position: ch.Position,
-			Method: MethodNetlink, Before: ch.Before, After: ch.After, From: ch.From, To: ch.To,
+			Location: ch.Location, Method: MethodNetlink, Before: ch.Before, After: ch.After, From: ch.From, To: ch.To,
 			OldFlags: pr.OldFlags, NewFlags: pr.NewFlags,
 		})
 	}
 	return prep, nil
+}
+
+// at returns the rule at l: its handle at its position, or ErrStale.
+func (cc *chainCache) at(l ruleset.Location) (*rawRule, error) {
+	k, err := chainKeyOf(l)
+	if err != nil {
+		return nil, err
+	}
+	rules, err := cc.get(k)
+	if err != nil {
+		return nil, err
+	}
+	i, ok := cc.byHandle[k][l.Handle]
+	if !ok || i+1 != l.Position {
+		return nil, fmt.Errorf("%s: not at position %d: %w", l.Label(), l.Position, ErrStale)
+	}
+	return &rules[i], nil
 }
 
 // sendNft sends a prepared batch; ErrStale when the kernel refused it for
@@ -196,109 +163,69 @@ func (f *Fixer) sendNft(p *nftPrepared) error {
 		return err
 	}
 	defer c.Close()
-	return sendBatch(c, p.gen, p.msgs)
+	return stale(c.SendBatch(p.gen, p.msgs))
 }
 
-// sendBatch sends msgs as one transaction guarded by gen, and waits for
-// the kernel's answer. Only the last message asks for an ack, so a batch of
-// 1e4 rules does not overflow the socket with acks; the kernel reports
-// every failure before that ack, and aborts the whole batch on one.
-func sendBatch(c *netlink.Conn, gen uint32, msgs []netlink.Message) error {
-	if len(msgs) == 0 {
-		return nil
+// stale turns a refused generation into ErrStale.
+func stale(err error) error {
+	if errors.Is(err, nftnl.ErrGeneration) {
+		return fmt.Errorf("%w: %w", ErrStale, err)
 	}
-	for i := range msgs[:len(msgs)-1] {
-		msgs[i].Header.Flags &^= netlink.Acknowledge
-	}
-	msgs[len(msgs)-1].Header.Flags |= netlink.Acknowledge
-	b := batch(gen, msgs)
-	size := 0
-	for _, m := range b {
-		size += 16 + (len(m.Data)+3)&^3
-	}
-	// The kernel takes a batch in one message: the send buffer must hold
-	// it all (nft does the same with SO_SNDBUFFORCE).
-	if size > 128<<10 {
-		if err := forceSendBuffer(c, 2*size); err != nil {
-			return err
-		}
-	}
-	sent, err := c.SendMessages(b)
-	if err != nil {
-		return fmt.Errorf("sending the nftables batch: %w", err)
-	}
-	lastSeq := sent[len(sent)-2].Header.Sequence
-	for {
-		replies, err := c.Receive()
-		if err != nil {
-			if errors.Is(err, unix.ERESTART) {
-				return fmt.Errorf("nftables refused the batch: %w", ErrStale)
-			}
-			return fmt.Errorf("replacing nftables rules: %w", err)
-		}
-		for _, m := range replies {
-			if m.Header.Type == netlink.Error && m.Header.Sequence == lastSeq {
-				return nil
-			}
-		}
-	}
+	return err
 }
 
 // rollbackNft sets the NAT flags of the entries' rules back to OldFlags, in
 // one batch, for the rules still as the fix left them.
 func (f *Fixer) rollbackNft(entries []BackupEntry) (restored, missing []BackupEntry, err error) {
 	for attempt := 0; attempt < 5; attempt++ {
-		restored, missing = nil, nil
-		c, err := f.dialNft()
-		if err != nil {
-			return nil, nil, err
+		restored, missing, err = f.tryRollbackNft(entries)
+		if !errors.Is(err, ErrStale) {
+			return restored, missing, err
 		}
-		gen, err := genID(c)
-		if err != nil {
-			c.Close()
-			return nil, nil, err
-		}
-		chains := map[chainKey][]rawRule{}
-		var msgs []netlink.Message
-		var setID uint32
-		for _, e := range entries {
-			fam := familyNumbers[e.Family]
-			k := chainKey{fam, e.Table, e.Chain}
-			rules, ok := chains[k]
-			if !ok {
-				if rules, err = chainRules(c, fam, e.Table, e.Chain); err != nil {
-					c.Close()
-					return nil, nil, err
-				}
-				chains[k] = rules
-			}
-			r := findFixed(rules, e)
-			if r == nil {
-				missing = append(missing, e)
-				continue
-			}
-			old := e.OldFlags
-			attrs, _, err := setNATFlags(*r, func(uint32) uint32 { return old })
-			if err != nil {
-				c.Close()
-				return nil, nil, err
-			}
-			ms, err := replacement(c, *r, attrs, &setID)
-			if err != nil {
-				c.Close()
-				return nil, nil, err
-			}
-			msgs = append(msgs, ms...)
-			restored = append(restored, e)
-		}
-		err = sendBatch(c, gen, msgs)
-		c.Close()
-		if errors.Is(err, ErrStale) {
-			continue
-		}
-		return restored, missing, err
 	}
 	return nil, nil, fmt.Errorf("rolling back: the ruleset kept changing: %w", ErrStale)
+}
+
+func (f *Fixer) tryRollbackNft(entries []BackupEntry) (restored, missing []BackupEntry, err error) {
+	c, err := f.dialNft()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer c.Close()
+	gen, err := c.Generation()
+	if err != nil {
+		return nil, nil, err
+	}
+	cache := newChainCache(c)
+	var msgs []netlink.Message
+	var setID uint32
+	for _, e := range entries {
+		k, err := chainKeyOf(e.Location)
+		if err != nil {
+			return nil, nil, err
+		}
+		rules, err := cache.get(k)
+		if err != nil {
+			return nil, nil, err
+		}
+		r := findFixed(rules, e)
+		if r == nil {
+			missing = append(missing, e)
+			continue
+		}
+		old := e.OldFlags
+		attrs, _, err := setNATFlags(*r, func(uint32) uint32 { return old })
+		if err != nil {
+			return nil, nil, err
+		}
+		ms, err := replacement(c, *r, attrs, &setID)
+		if err != nil {
+			return nil, nil, err
+		}
+		msgs = append(msgs, ms...)
+		restored = append(restored, e)
+	}
+	return restored, missing, stale(c.SendBatch(gen, msgs))
 }
 
 // findFixed finds the rule e describes as the fix left it: at its position
@@ -327,34 +254,12 @@ func findFixed(rules []rawRule, e BackupEntry) *rawRule {
 	return nil
 }
 
-// forceSendBuffer sets SO_SNDBUFFORCE (CAP_NET_ADMIN: above wmem_max).
-func forceSendBuffer(c *netlink.Conn, n int) error {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("sizing the netlink send buffer: %w", err)
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, n)
-	}); err != nil {
-		return fmt.Errorf("sizing the netlink send buffer: %w", err)
-	}
-	if serr != nil {
-		return fmt.Errorf("sizing the netlink send buffer to %d bytes: %w", n, serr)
-	}
-	return nil
-}
-
 // getSet reads an anonymous set's attributes and elements.
-func getSet(c *netlink.Conn, fam byte, table, name string) (attrs, elems []netlink.Attribute, err error) {
-	q, err := netlink.MarshalAttributes([]netlink.Attribute{
+func getSet(c *nftnl.Conn, fam byte, table, name string) (attrs, elems []netlink.Attribute, err error) {
+	msgs, err := c.Get(unix.NFT_MSG_GETSET, fam, []netlink.Attribute{
 		{Type: unix.NFTA_SET_TABLE, Data: append([]byte(table), 0)},
 		{Type: unix.NFTA_SET_NAME, Data: append([]byte(name), 0)},
 	})
-	if err != nil {
-		return nil, nil, err
-	}
-	msgs, err := c.Execute(nftRequest(unix.NFT_MSG_GETSET, 0, fam, q))
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading set %s: %w", name, err)
 	}
@@ -368,14 +273,10 @@ func getSet(c *netlink.Conn, fam byte, table, name string) (attrs, elems []netli
 	if attrs == nil {
 		return nil, nil, fmt.Errorf("reading set %s: no reply", name)
 	}
-	q, err = netlink.MarshalAttributes([]netlink.Attribute{
+	msgs, _, err = c.Dump(unix.NFT_MSG_GETSETELEM, fam, []netlink.Attribute{
 		{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: append([]byte(table), 0)},
 		{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: append([]byte(name), 0)},
 	})
-	if err != nil {
-		return nil, nil, err
-	}
-	msgs, err = c.Execute(nftRequest(unix.NFT_MSG_GETSETELEM, netlink.Dump, fam, q))
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading the elements of set %s: %w", name, err)
 	}
@@ -383,29 +284,40 @@ func getSet(c *netlink.Conn, fam byte, table, name string) (attrs, elems []netli
 		if len(m.Data) <= 4 {
 			continue
 		}
-		la, err := netlink.UnmarshalAttributes(m.Data[4:])
+		es, err := setElems(m.Data[4:])
 		if err != nil {
 			return nil, nil, fmt.Errorf("decoding the elements of set %s: %w", name, err)
 		}
-		for _, a := range la {
-			if a.Type&attrTypeMask == unix.NFTA_SET_ELEM_LIST_ELEMENTS {
-				es, err := netlink.UnmarshalAttributes(a.Data)
-				if err != nil {
-					return nil, nil, fmt.Errorf("decoding the elements of set %s: %w", name, err)
-				}
-				for _, e := range es {
-					elems = append(elems, netlink.Attribute{Type: e.Type, Data: e.Data})
-				}
+		elems = append(elems, es...)
+	}
+	return attrs, elems, nil
+}
+
+// setElems returns the elements of one NFT_MSG_NEWSETELEM message.
+func setElems(data []byte) ([]netlink.Attribute, error) {
+	la, err := netlink.UnmarshalAttributes(data)
+	if err != nil {
+		return nil, err
+	}
+	var out []netlink.Attribute
+	for _, a := range la {
+		if a.Type&nftnl.TypeMask == unix.NFTA_SET_ELEM_LIST_ELEMENTS {
+			es, err := netlink.UnmarshalAttributes(a.Data)
+			if err != nil {
+				return nil, err
+			}
+			for _, e := range es {
+				out = append(out, netlink.Attribute{Type: e.Type, Data: e.Data})
 			}
 		}
 	}
-	return attrs, elems, nil
+	return out, nil
 }
 
 // replacement returns the messages that replace r with attrs: a copy of
 // every anonymous set r looks up (bound to the new rule by set id, ids
 // drawn from *nextID), then the rule itself.
-func replacement(c *netlink.Conn, r rawRule, attrs []netlink.Attribute, nextID *uint32) ([]netlink.Message, error) {
+func replacement(c *nftnl.Conn, r rawRule, attrs []netlink.Attribute, nextID *uint32) ([]netlink.Message, error) {
 	var msgs []netlink.Message
 	anon := anonLookups(r)
 	if len(anon) > 0 {

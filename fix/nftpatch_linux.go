@@ -11,7 +11,8 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/snatrace/snatrace/natrule"
+	"github.com/snatrace/snatrace/natmodel"
+	"github.com/snatrace/snatrace/nftnl"
 )
 
 // rawRule is one nftables rule as the kernel dumped it, attributes verbatim.
@@ -55,14 +56,9 @@ func parseRawRule(data []byte) (rawRule, error) {
 	return r, nil
 }
 
-const attrTypeMask = 0x3fff
+const attrTypeMask = nftnl.TypeMask
 
-func cstring(b []byte) string {
-	if i := strings.IndexByte(string(b), 0); i >= 0 {
-		return string(b[:i])
-	}
-	return string(b)
-}
+var cstring = nftnl.CString
 
 // natKind says which expression carries a rule's NAT flags.
 type natKind string
@@ -73,7 +69,7 @@ const (
 	natXTMasq   natKind = "xt MASQUERADE"
 	natXTSNAT   natKind = "xt SNAT"
 	nftNATSNAT          = 0 // NFT_NAT_SNAT
-	flagsFullyR         = natrule.FlagProtoRandomFully
+	flagsFullyR         = uint32(natmodel.ProtoRandomFully)
 )
 
 // ErrAnonymousSet is returned for rules that update an anonymous set
@@ -413,33 +409,7 @@ func replaceMessage(r rawRule, attrs []netlink.Attribute) (netlink.Message, erro
 	if err != nil {
 		return netlink.Message{}, fmt.Errorf("encoding rule %d: %w", r.Handle, err)
 	}
-	return netlink.Message{
-		Header: netlink.Header{
-			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWRULE),
-			Flags: netlink.Request | netlink.Acknowledge | netlink.Replace,
-		},
-		Data: append([]byte{r.Family, unix.NFNETLINK_V0, 0, 0}, data...),
-	}, nil
-}
-
-// batch wraps msgs in a nftables transaction that the kernel applies only
-// while the ruleset generation is still gen (NFNL_BATCH_GENID).
-func batch(gen uint32, msgs []netlink.Message) []netlink.Message {
-	genAttr, _ := netlink.MarshalAttributes([]netlink.Attribute{
-		{Type: unix.NFNL_BATCH_GENID, Data: binary.BigEndian.AppendUint32(nil, gen)},
-	})
-	begin := netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_BEGIN), Flags: netlink.Request},
-		Data:   append([]byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES}, genAttr...),
-	}
-	end := netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_END), Flags: netlink.Request},
-		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES},
-	}
-	out := make([]netlink.Message, 0, len(msgs)+2)
-	out = append(out, begin)
-	out = append(out, msgs...)
-	return append(out, end)
+	return nftnl.Message(unix.NFT_MSG_NEWRULE, netlink.Acknowledge|netlink.Replace, r.Family, data), nil
 }
 
 // anonLookups returns the anonymous sets ("__set%d") the rule's lookup
@@ -571,10 +541,7 @@ func setCopyMessages(fam byte, table string, setAttrs []netlink.Attribute, elems
 	if err != nil {
 		return nil, fmt.Errorf("encoding a set copy: %w", err)
 	}
-	hdr := func(t uint16) netlink.Header {
-		return netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | t), Flags: netlink.Request | netlink.Create}
-	}
-	msgs := []netlink.Message{{Header: hdr(unix.NFT_MSG_NEWSET), Data: append([]byte{fam, unix.NFNETLINK_V0, 0, 0}, sd...)}}
+	msgs := []netlink.Message{nftnl.Message(unix.NFT_MSG_NEWSET, netlink.Create, fam, sd)}
 	if len(elems) == 0 {
 		return msgs, nil
 	}
@@ -591,5 +558,5 @@ func setCopyMessages(fam byte, table string, setAttrs []netlink.Attribute, elems
 	if err != nil {
 		return nil, fmt.Errorf("encoding set elements: %w", err)
 	}
-	return append(msgs, netlink.Message{Header: hdr(unix.NFT_MSG_NEWSETELEM), Data: append([]byte{fam, unix.NFNETLINK_V0, 0, 0}, ed...)}), nil
+	return append(msgs, nftnl.Message(unix.NFT_MSG_NEWSETELEM, netlink.Create, fam, ed)), nil
 }

@@ -282,20 +282,6 @@ func TestCompatAttr(t *testing.T) {
 	}
 }
 
-func TestBatchCarriesGeneration(t *testing.T) {
-	msgs := batch(77, []netlink.Message{{}})
-	if len(msgs) != 3 || msgs[0].Header.Type != unix.NFNL_MSG_BATCH_BEGIN || msgs[2].Header.Type != unix.NFNL_MSG_BATCH_END {
-		t.Fatalf("batch %+v", msgs)
-	}
-	if binary.BigEndian.Uint16(msgs[0].Data[2:4]) != unix.NFNL_SUBSYS_NFTABLES {
-		t.Error("batch begin must name the nftables subsystem")
-	}
-	attrs, _ := netlink.UnmarshalAttributes(msgs[0].Data[4:])
-	if len(attrs) != 1 || attrs[0].Type != unix.NFNL_BATCH_GENID || binary.BigEndian.Uint32(attrs[0].Data) != 77 {
-		t.Errorf("genid attribute %+v", attrs)
-	}
-}
-
 func FuzzSetNATFlags(f *testing.F) {
 	r := ruleOf(f, unix.NFPROTO_IPV4, &expr.Masq{Random: true})
 	data, _ := netlink.MarshalAttributes(r.Attrs)

@@ -142,14 +142,8 @@ const Trade = "the source port is no longer preserved: peers that key on it (NAT
 
 // Change is one rule a plan makes fully-random.
 type Change struct {
-	Backend  ruleset.Backend `json:"backend"`
-	Family   ruleset.Family  `json:"family"`
-	Table    string          `json:"table"`
-	Chain    string          `json:"chain"`
-	Position int             `json:"position"`
-	// Handle is the nftables rule handle (0 for iptables-legacy).
-	Handle uint64        `json:"handle,omitempty"`
-	Owner  ruleset.Owner `json:"owner"`
+	ruleset.Location
+	Owner ruleset.Owner `json:"owner"`
 	// Finding is the audit finding that selected the rule.
 	Finding audit.Kind `json:"finding"`
 	Method  Method     `json:"method"`
@@ -158,28 +152,18 @@ type Change struct {
 	Before  string     `json:"before"`
 	After   string     `json:"after"`
 	Trade   string     `json:"trade"`
-
-	from, to natrule.Mode
-}
-
-// Key names the change's rule the way ruleset.Rule.Key does.
-func (c *Change) Key() string {
-	if c.Handle != 0 {
-		return fmt.Sprintf("%s %s %s %s handle %d", c.Backend, c.Family, c.Table, c.Chain, c.Handle)
-	}
-	return fmt.Sprintf("%s %s %s %s #%d", c.Backend, c.Family, c.Table, c.Chain, c.Position)
 }
 
 // Skipped is a flagged rule the plan leaves alone, and why.
 type Skipped struct {
-	Backend  ruleset.Backend `json:"backend"`
-	Family   ruleset.Family  `json:"family"`
-	Table    string          `json:"table"`
-	Chain    string          `json:"chain"`
-	Position int             `json:"position"`
-	Owner    ruleset.Owner   `json:"owner"`
-	Rule     string          `json:"rule"`
-	Reason   string          `json:"reason"`
+	ruleset.Location
+	Owner  ruleset.Owner `json:"owner"`
+	Rule   string        `json:"rule"`
+	Reason string        `json:"reason"`
+}
+
+func skippedOf(l ruleset.Location, owner ruleset.Owner, rule, reason string) Skipped {
+	return Skipped{Location: l, Owner: owner, Rule: rule, Reason: reason}
 }
 
 // Plan is what a fix would change, and the state of the ruleset it was made
@@ -202,9 +186,9 @@ type Plan struct {
 	saves map[string]*SaveTable
 }
 
-// ChainID names an iptables chain in Plan.Chains: "iptables-legacy ip nat POSTROUTING".
-func ChainID(b ruleset.Backend, f ruleset.Family, table, chain string) string {
-	return fmt.Sprintf("%s %s %s %s", b, f, table, chain)
+// ChainID names the iptables chain of l in Plan.Chains: "iptables-legacy ip nat POSTROUTING".
+func ChainID(l ruleset.Location) string {
+	return fmt.Sprintf("%s %s %s %s", l.Backend, l.Family, l.Table, l.Chain)
 }
 
 // Options for MakePlan.
@@ -242,45 +226,44 @@ func MakePlan(rs *ruleset.Ruleset, opts Options) *Plan {
 		if !ok {
 			continue
 		}
-		skip := func(reason string) {
-			p.Skipped = append(p.Skipped, Skipped{Backend: r.Backend, Family: r.Family, Table: r.Table, Chain: r.Chain,
-				Position: r.Position, Owner: r.Owner, Rule: r.Text, Reason: reason})
-		}
-		if why := opts.Scope.why(r); why != "" {
-			skip(why)
-			continue
-		}
-		c := Change{
-			Backend: r.Backend, Family: r.Family, Table: r.Table, Chain: r.Chain, Position: r.Position,
-			Handle: r.Handle, Owner: r.Owner, Finding: kind, Before: r.Text, Trade: Trade, from: r.NAT,
-		}
-		c.to = r.NAT
-		c.to.FullyRandom = true
-		c.From, c.To = c.from.String(), c.to.String()
-		switch r.Backend {
-		case ruleset.Nftables:
-			c.Method = MethodNetlink
-			c.After = nftAfter(r.Text, c.from, c.to)
-		case ruleset.IptablesNft:
-			c.Method = opts.IptablesNft
-			if c.Method == "" {
-				c.Method = MethodNetlink
-			}
-			c.After = IptablesAfter(r.Text)
-		case ruleset.IptablesLegacy:
-			c.Method = MethodRestore
-			c.After = IptablesAfter(r.Text)
-		default:
-			skip(fmt.Sprintf("backend %s (from a dump that does not say which iptables): audit the host live to fix it", r.Backend))
-			continue
-		}
-		if c.Method == MethodNetlink && r.Handle == 0 {
-			skip("no nftables handle (read from a dump without handles): fix it on the live host")
+		c, why := changeOf(r, kind, opts)
+		if why != "" {
+			p.Skipped = append(p.Skipped, skippedOf(r.Location, r.Owner, r.Text, why))
 			continue
 		}
 		p.Changes = append(p.Changes, c)
 	}
 	return p
+}
+
+// changeOf is the change that makes r fully-random, or why there is none.
+func changeOf(r *ruleset.Rule, kind audit.Kind, opts Options) (Change, string) {
+	if why := opts.Scope.why(r); why != "" {
+		return Change{}, why
+	}
+	to := r.NAT
+	to.FullyRandom = true
+	c := Change{Location: r.Location, Owner: r.Owner, Finding: kind, Before: r.Text, Trade: Trade, From: r.NAT.String(), To: to.String()}
+	switch r.Backend {
+	case ruleset.Nftables:
+		c.Method = MethodNetlink
+		c.After = nftAfter(r.Text, r.NAT, to)
+	case ruleset.IptablesNft:
+		c.Method = opts.IptablesNft
+		if c.Method == "" {
+			c.Method = MethodNetlink
+		}
+		c.After = IptablesAfter(r.Text)
+	case ruleset.IptablesLegacy:
+		c.Method = MethodRestore
+		c.After = IptablesAfter(r.Text)
+	default:
+		return Change{}, fmt.Sprintf("backend %s (from a dump that does not say which iptables): audit the host live to fix it", r.Backend)
+	}
+	if c.Method == MethodNetlink && r.Handle == 0 {
+		return Change{}, "no nftables handle (read from a dump without handles): fix it on the live host"
+	}
+	return c, ""
 }
 
 // HasChanges reports whether the plan changes anything.
@@ -318,50 +301,89 @@ func IptablesAfter(line string) string {
 	return line + " --random-fully"
 }
 
-// modes returns the change's NAT mode before and after, parsing From and To
-// when the change came from a JSON plan.
-func (c *Change) modes() (natrule.Mode, natrule.Mode, error) {
-	if c.to.Action != natrule.None {
-		return c.from, c.to, nil
+// Check validates a plan read from a file (snatrace fix --json > plan.json)
+// before anything else looks at it: every change a fully-random change of a
+// MASQUERADE/SNAT rule at a valid location, its after exactly what snatrace
+// computes from its before, no control character anywhere. A plan that
+// fails is ErrTampered. Check does not read the kernel: ApplySaved also
+// checks each change against a fresh plan.
+func (p *Plan) Check() error {
+	for i := range p.Changes {
+		if err := p.Changes[i].check(); err != nil {
+			return fmt.Errorf("change %d (%s): %w: %w", i+1, p.Changes[i].Key(), ErrTampered, err)
+		}
+	}
+	return nil
+}
+
+func (c *Change) check() error {
+	if err := c.Location.Check(); err != nil {
+		return err
+	}
+	if err := printable(c.From, c.To, c.Before, c.After, string(c.Owner), string(c.Finding), c.Trade); err != nil {
+		return err
 	}
 	from, err := natrule.ParseMode(c.From)
 	if err != nil {
-		return from, from, fmt.Errorf("%s: from: %w", c.Key(), err)
+		return fmt.Errorf("from: %w", err)
 	}
-	to, err := natrule.ParseMode(c.To)
-	if err != nil {
-		return from, to, fmt.Errorf("%s: to: %w", c.Key(), err)
+	to := from
+	to.FullyRandom = true
+	if from.Action == natrule.None || from.FullyRandom || c.To != to.String() {
+		return fmt.Errorf("%q -> %q is not the change to fully-random", c.From, c.To)
 	}
-	return from, to, nil
-}
-
-// Check validates a plan read from JSON (snatrace fix --json > plan.json)
-// before it is applied.
-func (p *Plan) Check() error {
-	for i := range p.Changes {
-		c := &p.Changes[i]
-		from, to, err := c.modes()
-		if err != nil {
+	switch c.Method {
+	case MethodNetlink:
+		if c.Handle == 0 || c.Backend == ruleset.IptablesLegacy {
+			return errors.New("a netlink change needs an nftables rule handle")
+		}
+	case MethodRestore:
+		if c.Backend == ruleset.Nftables {
+			return errors.New("native nftables rules are not changed through iptables-restore")
+		}
+		if err := checkIptablesLine(c.Before, c.Chain); err != nil {
 			return err
 		}
-		if !to.FullyRandom || from.Action != to.Action {
-			return fmt.Errorf("%s: %q -> %q is not a change to fully-random", c.Key(), c.From, c.To)
+		if c.After != IptablesAfter(c.Before) {
+			return fmt.Errorf("after %q is not %q with --random-fully", clip(c.After), clip(c.Before))
 		}
-		c.from, c.to = from, to
-		switch c.Method {
-		case MethodNetlink:
-			if c.Handle == 0 || c.Backend == ruleset.IptablesLegacy {
-				return fmt.Errorf("%s: a netlink change needs an nftables rule handle", c.Key())
+	default:
+		return fmt.Errorf("unknown method %q", c.Method)
+	}
+	return nil
+}
+
+// checkIptablesLine accepts one iptables-save line of chain whose target is
+// MASQUERADE or SNAT, and nothing that could change another table.
+func checkIptablesLine(line, chain string) error {
+	rest, ok := strings.CutPrefix(line, "-A "+chain+" ")
+	if !ok {
+		return fmt.Errorf("rule %q is not an iptables-save line of chain %s", clip(line), chain)
+	}
+	f := strings.Fields(rest)
+	target := ""
+	for i, w := range f {
+		switch w {
+		case "-t", "--table", "-A", "--append", "-I", "-D", "-R", "-F", "-X", "-N", "-P":
+			return fmt.Errorf("rule %q has %s inside it", clip(line), w)
+		case "-j", "--jump":
+			if i+1 < len(f) {
+				target = f[i+1]
 			}
-		case MethodRestore:
-			if c.Backend == ruleset.Nftables || !strings.HasPrefix(c.After, "-A "+c.Chain+" ") {
-				return fmt.Errorf("%s: an iptables-restore change needs an iptables rule line", c.Key())
-			}
-		default:
-			return fmt.Errorf("%s: unknown method %q", c.Key(), c.Method)
 		}
-		if c.Position < 1 {
-			return fmt.Errorf("%s: bad position %d", c.Key(), c.Position)
+	}
+	if target != "MASQUERADE" && target != "SNAT" {
+		return fmt.Errorf("rule %q is not a MASQUERADE or SNAT rule", clip(line))
+	}
+	return nil
+}
+
+// printable fails on any control character (a newline would smuggle a
+// second restore command).
+func printable(ss ...string) error {
+	for _, s := range ss {
+		if i := strings.IndexFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }); i >= 0 {
+			return fmt.Errorf("control character %q in %q", s[i], clip(s))
 		}
 	}
 	return nil

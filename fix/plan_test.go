@@ -3,11 +3,13 @@ package fix
 import (
 	"bytes"
 	"encoding/json"
-	goldenfile "github.com/snatrace/snatrace/internal/golden"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	goldenfile "github.com/snatrace/snatrace/internal/golden"
+	"github.com/snatrace/snatrace/natrule"
 
 	"github.com/snatrace/snatrace/ruleset"
 )
@@ -95,9 +97,14 @@ func TestMakePlanCounts(t *testing.T) {
 			t.Errorf("%s %+v %s: %d changes, %d skipped; want %d, %d", tt.dump, tt.scope, tt.iptNft, len(p.Changes), len(p.Skipped), tt.changes, tt.skip)
 		}
 		for _, c := range p.Changes {
-			if c.from.FullyRandom || !c.to.FullyRandom || c.from.Random != c.to.Random || c.from.Persistent != c.to.Persistent {
+			from, err1 := natrule.ParseMode(c.From)
+			to, err2 := natrule.ParseMode(c.To)
+			if err1 != nil || err2 != nil || from.FullyRandom || !to.FullyRandom || from.Random != to.Random || from.Persistent != to.Persistent {
 				t.Errorf("%s: %s -> %s is not exactly adding fully-random", c.Key(), c.From, c.To)
 			}
+		}
+		if err := p.Check(); err != nil {
+			t.Errorf("%s: a plan MakePlan made fails Check: %v", tt.dump, err)
 		}
 	}
 }
@@ -197,6 +204,8 @@ func TestParseExclusionAndOwners(t *testing.T) {
 	}
 }
 
+const tampered = "the file asks for a change snatrace would not make: "
+
 func TestReadBackup(t *testing.T) {
 	good := `{"version":1,"created":"2026-01-01T00:00:00Z","entries":[
 {"backend":"iptables-legacy","family":"ip","table":"nat","chain":"POSTROUTING","position":1,"method":"iptables-restore",
@@ -211,10 +220,15 @@ func TestReadBackup(t *testing.T) {
 		{"not json", "{", "b.json: not a snatrace fix backup: unexpected EOF"},
 		{"version", `{"version":2}`, "b.json: backup version 2, want 1"},
 		{"unknown field", `{"version":1,"extra":1}`, `b.json: not a snatrace fix backup: json: unknown field "extra"`},
-		{"backend", `{"version":1,"entries":[{"backend":"pf"}]}`, `b.json: entry 1: unknown backend "pf"`},
-		{"position", `{"version":1,"entries":[{"backend":"nftables","family":"ip","table":"t","chain":"c","position":0}]}`, "b.json: entry 1: bad position 0"},
-		{"flags", `{"version":1,"entries":[{"backend":"nftables","family":"ip","table":"t","chain":"c","position":1,"method":"netlink","old_flags":16,"new_flags":16}]}`, "b.json: entry 1: flags 0x10 -> 0x10 are not a change to fully-random"},
-		{"line", `{"version":1,"entries":[{"backend":"iptables-legacy","family":"ip","table":"nat","chain":"P","position":1,"method":"iptables-restore","before":"-A Q -j X","after":"-A P -j X"}]}`, `b.json: entry 1: rule "-A Q -j X" is not one iptables-save line of chain P`},
+		{"backend", `{"version":1,"entries":[{"backend":"pf"}]}`, `b.json: entry 1: ` + tampered + `unknown backend "pf"`},
+		{"position", `{"version":1,"entries":[{"backend":"nftables","family":"ip","table":"t","chain":"c","position":0}]}`, "b.json: entry 1: " + tampered + "bad position 0"},
+		{"flags", `{"version":1,"entries":[{"backend":"nftables","family":"ip","table":"t","chain":"c","position":1,"method":"netlink","old_flags":16,"new_flags":16}]}`, "b.json: entry 1: " + tampered + "flags 0x10 -> 0x10 are not a change to fully-random"},
+		{"more flags", `{"version":1,"entries":[{"backend":"nftables","family":"ip","table":"t","chain":"c","position":1,"method":"netlink","old_flags":0,"new_flags":24}]}`, "b.json: entry 1: " + tampered + "flags 0x0 -> 0x18 are not a change to fully-random"},
+		{"line", `{"version":1,"entries":[{"backend":"iptables-legacy","family":"ip","table":"nat","chain":"P","position":1,"method":"iptables-restore","before":"-A Q -j X","after":"-A P -j X"}]}`, `b.json: entry 1: ` + tampered + `rule "-A Q -j X" is not an iptables-save line of chain P`},
+		{"not nat", `{"version":1,"entries":[{"backend":"iptables-legacy","family":"ip","table":"nat","chain":"P","position":1,"method":"iptables-restore","before":"-A P -j ACCEPT","after":"-A P -j ACCEPT --random-fully"}]}`, `b.json: entry 1: ` + tampered + `rule "-A P -j ACCEPT" is not a MASQUERADE or SNAT rule`},
+		{"other before", `{"version":1,"entries":[{"backend":"iptables-legacy","family":"ip","table":"nat","chain":"P","position":1,"method":"iptables-restore","before":"-A P -s 10.0.0.0/8 -j MASQUERADE","after":"-A P -j MASQUERADE --random-fully"}]}`, `b.json: entry 1: ` + tampered + `after "-A P -j MASQUERADE --random-fully" is not "-A P -s 10.0.0.0/8 -j MASQUERADE" with --random-fully`},
+		{"newline", `{"version":1,"entries":[{"backend":"iptables-legacy","family":"ip","table":"nat","chain":"P","position":1,"method":"iptables-restore","before":"-A P -j MASQUERADE\n-A P -j ACCEPT","after":"-A P -j MASQUERADE\n-A P -j ACCEPT --random-fully"}]}`, `b.json: entry 1: ` + tampered + `control character '\n' in "-A P -j MASQUERADE\n-A P -j ACCEPT"`},
+		{"chain name", `{"version":1,"entries":[{"backend":"iptables-legacy","family":"ip","table":"nat x","chain":"P","position":1,"method":"iptables-restore"}]}`, `b.json: entry 1: ` + tampered + `bad table name "nat x"`},
 		{"trailing", `{"version":1} {}`, "b.json: trailing data after the backup"},
 	}
 	for _, tt := range bad {

@@ -5,39 +5,33 @@ package fix
 import (
 	"context"
 	"errors"
-	"os/exec"
 	"testing"
 
 	"github.com/snatrace/snatrace/ruleset"
+	"github.com/snatrace/snatrace/tool"
 )
 
-// fakeRunner has the tools in have; --version prints version.
-type fakeRunner struct {
-	have    map[string]bool
+// versions is a Fake that answers --version of each restore tool it is
+// asked about, any number of times.
+type versions struct {
+	tool.Fake
 	version string
 }
 
-func (r fakeRunner) Run(_ context.Context, _ string, name string, args ...string) (string, error) {
-	if len(args) == 1 && args[0] == "--version" {
-		return name + " " + r.version + "\n", nil
+func (v *versions) Run(_ context.Context, c tool.Cmd) ([]byte, error) {
+	if len(c.Args) == 1 && c.Args[0] == "--version" {
+		return []byte(c.Name + " " + v.version + "\n"), nil
 	}
-	return "", errors.New("not in this fake")
-}
-
-func (r fakeRunner) LookPath(name string) (string, error) {
-	if r.have[name] {
-		return "/usr/sbin/" + name, nil
-	}
-	return "", exec.ErrNotFound
+	return nil, errors.New("not in this fake: " + c.String())
 }
 
 func TestTools(t *testing.T) {
-	all := map[string]bool{"iptables-legacy-save": true, "iptables-legacy-restore": true, "iptables-nft-save": true, "iptables-nft-restore": true,
-		"ip6tables-legacy-save": true, "ip6tables-legacy-restore": true, "iptables-save": true, "iptables-restore": true}
-	old := map[string]bool{"iptables-save": true, "iptables-restore": true}
+	all := []string{"iptables-legacy-save", "iptables-legacy-restore", "iptables-nft-save", "iptables-nft-restore",
+		"ip6tables-legacy-save", "ip6tables-legacy-restore", "iptables-save", "iptables-restore"}
+	old := []string{"iptables-save", "iptables-restore"}
 	tests := []struct {
 		name                string
-		have                map[string]bool
+		have                []string
 		version             string
 		backend             ruleset.Backend
 		fam                 ruleset.Family
@@ -50,16 +44,16 @@ func TestTools(t *testing.T) {
 		{"old iptables", old, "v1.6.1", ruleset.IptablesLegacy, "ip", "iptables-save", "iptables-restore", ""},
 		// Plain names that are the nf_tables flavour cannot change legacy rules.
 		{"plain is nft", old, "v1.8.9 (nf_tables)", ruleset.IptablesLegacy, "ip", "", "", "iptables-legacy-save"},
-		{"no restore", map[string]bool{"iptables-legacy-save": true}, "", ruleset.IptablesLegacy, "ip", "", "", "iptables-legacy-restore"},
-		{"no nft restore", map[string]bool{"iptables-nft-save": true, "iptables-restore": true}, "v1.8.9 (legacy)", ruleset.IptablesNft, "ip", "", "", "iptables-nft-restore"},
+		{"no restore", []string{"iptables-legacy-save"}, "", ruleset.IptablesLegacy, "ip", "", "", "iptables-legacy-restore"},
+		{"no nft restore", []string{"iptables-nft-save", "iptables-restore"}, "v1.8.9 (legacy)", ruleset.IptablesNft, "ip", "", "", "iptables-nft-restore"},
 	}
 	for _, tt := range tests {
-		f := &Fixer{run: fakeRunner{have: tt.have, version: tt.version}}
+		f := New(Config{Runner: &versions{Fake: tool.Fake{Installed: tt.have}, version: tt.version}})
 		save, restore, err := f.tools(context.Background(), tt.backend, tt.fam)
-		var mb *MissingBinaryError
+		var mb *tool.MissingError
 		switch {
 		case tt.miss != "":
-			if !errors.As(err, &mb) || mb.Binary != tt.miss {
+			if !errors.As(err, &mb) || mb.Binary != tt.miss || mb.Package != "iptables" {
 				t.Errorf("%s: error %v, want %s missing", tt.name, err, tt.miss)
 			}
 		case err != nil || save != tt.save || restore != tt.restore:
@@ -69,7 +63,7 @@ func TestTools(t *testing.T) {
 }
 
 func TestCanHoldLock(t *testing.T) {
-	have := map[string]bool{"iptables-legacy-save": true, "iptables-legacy-restore": true}
+	have := []string{"iptables-legacy-save", "iptables-legacy-restore"}
 	for _, tt := range []struct {
 		version string
 		want    bool
@@ -80,12 +74,12 @@ func TestCanHoldLock(t *testing.T) {
 		{"v1.6.1", false},
 		{"unknown", false},
 	} {
-		f := &Fixer{run: fakeRunner{have: have, version: tt.version}}
+		f := New(Config{Runner: &versions{Fake: tool.Fake{Installed: have}, version: tt.version}})
 		if got := f.canHoldLock(context.Background(), []ruleset.Family{"ip"}); got != tt.want {
 			t.Errorf("%s: %v, want %v", tt.version, got, tt.want)
 		}
 	}
-	f := &Fixer{run: fakeRunner{have: have, version: "v1.8.9"}}
+	f := New(Config{Runner: &versions{Fake: tool.Fake{Installed: have}, version: "v1.8.9"}})
 	if f.canHoldLock(context.Background(), nil) {
 		t.Error("no legacy change: no lock")
 	}

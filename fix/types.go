@@ -1,21 +1,40 @@
 package fix
 
-import "time"
+import (
+	"errors"
+	"time"
+
+	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/nftnl"
+	"github.com/snatrace/snatrace/tool"
+)
 
 // Config says which namespace a Fixer works on and how.
 type Config struct {
-	// NetNS is a namespace name (under /run/netns) or path; "" for the
-	// caller's own.
-	NetNS string
+	// NS is the namespace whose rules are fixed; nil for the caller's own.
+	NS *netns.NS
 	// Options are the plan options (scope, iptables-nft method, kernel).
 	Options Options
 	// SkipLegacy leaves iptables-legacy alone (not read, not changed).
 	SkipLegacy bool
-	// Runner runs the iptables tools; nil runs them inside the namespace.
-	Runner Runner
+	// Runner runs the iptables tools; nil runs them inside NS.
+	Runner tool.Runner
+	// Nftables are extra options for the nftables sockets: a test dial.
+	Nftables []nftnl.Option
+	// LockPath is the xtables lock iptables writers take; "" is
+	// $XTABLES_LOCKFILE or /run/xtables.lock, as in iptables.
+	LockPath string
 	// Now is the clock for backup timestamps; nil is time.Now.
 	Now func() time.Time
 }
+
+// ErrStale is returned when the ruleset changed since the plan was made:
+// nothing was changed, make a new plan.
+var ErrStale = errors.New("the ruleset changed since the plan was made")
+
+// ErrTampered is returned for a plan or backup file that asks for anything
+// other than what snatrace itself computes: nothing was changed.
+var ErrTampered = errors.New("the file asks for a change snatrace would not make")
 
 // Result is what Apply did.
 type Result struct {

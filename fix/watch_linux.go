@@ -4,20 +4,26 @@ package fix
 
 import (
 	"context"
-	"errors"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"time"
 
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/snatrace/snatrace/natrule"
+	"github.com/snatrace/snatrace/nftnl"
+	"github.com/snatrace/snatrace/ruleset"
 )
 
-// Watch applies the fix, then keeps it applied until ctx ends: it
-// re-plans and re-applies when an nftables netlink event says the ruleset
-// changed (within milliseconds) and every Interval (for iptables-legacy,
-// which sends no events). It returns nil when ctx is cancelled; errors of a
-// round are reported through OnEvent and the watch goes on.
+// Watch applies the fix, then keeps it applied until ctx ends: it re-plans
+// and re-applies when an nftables netlink event says the ruleset changed
+// (within milliseconds), when an iptables writer released the xtables lock
+// and the legacy nat tables really changed, and every Interval (a safety
+// net). It returns nil when ctx is cancelled, and an error when it can no
+// longer watch (the nftables monitor failed): a watch that has gone deaf
+// must not look alive. Errors of a single round are reported through
+// OnEvent and the watch goes on.
 func (f *Fixer) Watch(ctx context.Context, o WatchOptions) error {
 	if o.Interval <= 0 {
 		o.Interval = DefaultInterval
@@ -25,58 +31,146 @@ func (f *Fixer) Watch(ctx context.Context, o WatchOptions) error {
 	if o.OnEvent == nil {
 		o.OnEvent = func(Event) {}
 	}
-	events := make(chan struct{}, 1)
-	lockEvents := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := &watch{f: f, o: o, nft: make(chan struct{}, 1), lock: make(chan struct{}, 1), died: make(chan error, 1)}
 	if !o.NoMonitor {
-		mon, err := f.monitor(ctx, events)
-		if err != nil {
+		if err := w.start(ctx); err != nil {
 			return err
 		}
-		defer mon.Close()
-		// iptables-legacy sends no netlink events, but its writers take the
-		// xtables lock: a close of the lock file ends a write.
-		if lw, err := watchLock(ctx, xtablesLock(), lockEvents); err == nil {
-			defer lw.Close()
+	}
+	return w.loop(ctx)
+}
+
+// watch is one Watch in progress.
+type watch struct {
+	f      *Fixer
+	o      WatchOptions
+	nft    chan struct{} // an nftables commit
+	lock   chan struct{} // a close of the xtables lock file
+	died   chan error    // the monitor's end
+	legacy [32]byte      // digest of the legacy nat tables at the last round
+}
+
+// start subscribes to nftables events and watches the xtables lock.
+func (w *watch) start(ctx context.Context) error {
+	mon, err := nftnl.NewMonitor(w.f.cfg.NS)
+	if err != nil {
+		return err
+	}
+	go func() { w.died <- mon.Run(ctx, w.nft) }()
+	// iptables-legacy sends no netlink events, but its writers take the
+	// xtables lock: a close of the lock file ends a write. The lock is
+	// shared by every namespace of the mount namespace, so an event is
+	// only a hint.
+	if !w.f.cfg.SkipLegacy {
+		if err := watchLock(ctx, w.f.lockPath(), w.lock); err != nil {
+			return err
 		}
 	}
-	round := func(trigger string, at time.Time) {
-		_, res, err := f.ApplyFresh(ctx, o.Backup, 10)
-		ev := Event{Time: time.Now(), Trigger: trigger}
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			ev.Err = err.Error()
-			o.OnEvent(ev)
-			return
-		}
-		if len(res.Applied) == 0 {
-			return
-		}
-		ev.Applied, ev.Replans, ev.Took = res.Applied, res.Replans, time.Since(at)
-		o.OnEvent(ev)
-	}
-	round("start", time.Now())
-	tick := time.NewTicker(o.Interval)
+	return nil
+}
+
+func (w *watch) loop(ctx context.Context) error {
+	w.round(ctx, "start", time.Now(), false)
+	tick := time.NewTicker(w.o.Interval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-events:
+		case err := <-w.died:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("the nftables monitor stopped, so the watch no longer sees changes: %w", err)
+		case <-w.nft:
 			at := time.Now()
 			// Let the writer's burst of batches settle: a rewrite is often
 			// a flush and a refill in separate transactions.
-			settle(ctx, events, 2*time.Millisecond, 100*time.Millisecond)
-			round("nftables", at)
-		case <-lockEvents:
+			settle(ctx, w.nft, 2*time.Millisecond, 100*time.Millisecond)
+			w.round(ctx, "nftables", at, false)
+		case <-w.lock:
 			at := time.Now()
-			settle(ctx, lockEvents, 2*time.Millisecond, 100*time.Millisecond)
-			round("xtables-lock", at)
+			settle(ctx, w.lock, 2*time.Millisecond, 100*time.Millisecond)
+			if w.legacyChanged(ctx) {
+				w.round(ctx, "xtables-lock", at, true)
+			}
 		case <-tick.C:
-			round("interval", time.Now())
+			w.round(ctx, "interval", time.Now(), false)
 		}
 	}
+}
+
+// round plans and applies, and reports what it did. digested says the
+// legacy tables were just read for their digest.
+func (w *watch) round(ctx context.Context, trigger string, at time.Time, digested bool) {
+	// Remember the legacy tables as the round finds them: a rewrite during
+	// the round then differs at the next look and gets its own round (the
+	// round's own change does too, once, which costs one empty round).
+	if !digested && !w.f.cfg.SkipLegacy {
+		w.legacyChanged(ctx)
+	}
+	_, res, err := w.f.ApplyFresh(ctx, w.o.Backup, 10)
+	ev := Event{Time: time.Now(), Trigger: trigger}
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		ev.Err = err.Error()
+		w.o.OnEvent(ev)
+		return
+	}
+	if len(res.Applied) == 0 {
+		return
+	}
+	ev.Applied, ev.Replans, ev.Took = res.Applied, res.Replans, time.Since(at)
+	w.o.OnEvent(ev)
+}
+
+// legacyChanged reports whether the iptables-legacy nat tables differ from
+// the last look: most closes of the host-wide lock come from writers of
+// other tables or other namespaces, and need no re-plan. A read that fails
+// counts as a change.
+func (w *watch) legacyChanged(ctx context.Context) bool {
+	h := sha256.New()
+	for _, fam := range []ruleset.Family{natrule.IPv4, natrule.IPv6} {
+		save, _, err := w.f.tools(ctx, ruleset.IptablesLegacy, fam)
+		if err != nil {
+			continue
+		}
+		out, err := w.f.run.Run(ctx, command(save, "-t", "nat"))
+		if err != nil {
+			return true
+		}
+		h.Write(dropComments(out))
+	}
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	changed := sum != w.legacy
+	w.legacy = sum
+	return changed
+}
+
+// dropComments drops the comment lines of an iptables-save dump (they carry
+// the time).
+func dropComments(out []byte) []byte {
+	var b []byte
+	for len(out) > 0 {
+		i := 0
+		for i < len(out) && out[i] != '\n' {
+			i++
+		}
+		line := out[:i]
+		if i < len(out) {
+			i++
+		}
+		if len(line) == 0 || line[0] != '#' {
+			b = append(b, out[:i]...)
+		}
+		out = out[i:]
+	}
+	return b
 }
 
 // settle waits until no event came for quiet, or max passed.
@@ -100,74 +194,24 @@ func settle(ctx context.Context, events <-chan struct{}, quiet, max time.Duratio
 	}
 }
 
-// monitor subscribes to nftables ruleset events (NFNLGRP_NFTABLES) of the
-// namespace and signals events on each batch of them. Closing the returned
-// connection stops it.
-func (f *Fixer) monitor(ctx context.Context, events chan<- struct{}) (*netlink.Conn, error) {
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: f.nsFd()})
-	if err != nil {
-		return nil, fmt.Errorf("opening the nftables monitor: %w", err)
-	}
-	if err := c.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("joining the nftables event group: %w", err)
-	}
-	// Events are only a signal to re-read: losing some to a full buffer
-	// (ENOBUFS) is fine, it is reported as an event too.
-	_ = c.SetOption(netlink.NoENOBUFS, false)
-	go func() {
-		for {
-			msgs, err := c.Receive()
-			if ctx.Err() != nil {
-				return
-			}
-			commit := errors.Is(err, unix.ENOBUFS) // lost events: re-read to be safe
-			if err != nil && !commit {
-				return // closed; the periodic re-read goes on
-			}
-			for _, m := range msgs {
-				// Every committed transaction ends with NFT_MSG_NEWGEN.
-				commit = commit || uint16(m.Header.Type)&0xff == unix.NFT_MSG_NEWGEN
-			}
-			if !commit {
-				continue
-			}
-			select {
-			case events <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	go func() {
-		<-ctx.Done()
-		c.Close()
-	}()
-	return c, nil
-}
-
-// xtablesLock is the lock file iptables writers take (XTABLES_LOCKFILE
-// overrides it, as in iptables itself).
-func xtablesLock() string {
-	if p := os.Getenv("XTABLES_LOCKFILE"); p != "" {
-		return p
-	}
-	return "/run/xtables.lock"
-}
-
 // watchLock signals events each time a process closes path (inotify
-// IN_CLOSE): an iptables-legacy writer has finished. The lock file is
-// shared by every network namespace of the mount namespace, so an event is
-// only a hint to re-read.
-func watchLock(ctx context.Context, path string, events chan<- struct{}) (*os.File, error) {
+// IN_CLOSE), until ctx ends.
+func watchLock(ctx context.Context, path string, events chan<- struct{}) error {
+	// iptables creates the lock file on first use; so does the watch, to
+	// see the first writer too.
+	if lf, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o600); err == nil {
+		lf.Close()
+	}
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
-		return nil, fmt.Errorf("watching %s: %w", path, err)
+		return fmt.Errorf("watching %s: %w", path, err)
 	}
 	if _, err := unix.InotifyAddWatch(fd, path, unix.IN_CLOSE_WRITE|unix.IN_CLOSE_NOWRITE); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("watching %s: %w", path, err)
+		return fmt.Errorf("watching %s: %w", path, err)
 	}
 	f := os.NewFile(uintptr(fd), "inotify "+path)
+	context.AfterFunc(ctx, func() { f.Close() })
 	go func() {
 		buf := make([]byte, 4096)
 		for {
@@ -180,9 +224,5 @@ func watchLock(ctx context.Context, path string, events chan<- struct{}) (*os.Fi
 			}
 		}
 	}()
-	go func() {
-		<-ctx.Done()
-		f.Close()
-	}()
-	return f, nil
+	return nil
 }

@@ -63,13 +63,13 @@ func (o *owner) state(t testing.TB) (rules int, fixed bool) {
 		lines := tab.Chains["AGENT"]
 		return len(lines), len(lines) >= 2 && strings.HasSuffix(lines[1], "--random-fully")
 	}
-	f := &Fixer{ns: o.ns}
+	f := New(Config{NS: o.ns})
 	c, err := f.dialNft()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	rules2, err := chainRules(c, unix.NFPROTO_IPV4, "agent", "postrouting")
+	rules2, err := chainRules(c, chainKey{unix.NFPROTO_IPV4, "agent", "postrouting"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,11 +90,7 @@ func reactions(t testing.TB, legacy, noMonitor bool, n int, period, interval, li
 	ns := newNS(t, "watch")
 	o := newOwner(t, ns, legacy)
 	o.rewrite(t, 0)
-	f, err := New(Config{NetNS: ns.Path(), SkipLegacy: !legacy})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := New(Config{NS: ns, SkipLegacy: !legacy})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var mu sync.Mutex

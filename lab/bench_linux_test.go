@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snatrace/snatrace/lab/labnet"
 	"github.com/snatrace/snatrace/natrule"
 )
 
@@ -30,7 +31,7 @@ func BenchmarkTopology(b *testing.B) {
 				b.Fatal(err)
 			}
 			m, _ := natrule.ParseMode("masquerade")
-			if err := natrule.Install(context.Background(), topo.Node, natrule.NFT, []natrule.Rule{{Src: PodNet, OutIface: "up0", Proto: "tcp", Mode: m}}); err != nil {
+			if err := natrule.Install(context.Background(), topo.Node, natrule.Nftables, []natrule.Rule{{Src: labnet.PodNet, OutIface: "up0", Proto: "tcp", Mode: m}}); err != nil {
 				b.Fatal(err)
 			}
 			if err := topo.Close(); err != nil {
@@ -91,7 +92,7 @@ func BenchmarkTickerReproducer(b *testing.B) {
 			b.Fatal(err)
 		}
 		m, _ := natrule.ParseMode("masquerade")
-		if err := natrule.Install(context.Background(), topo.Node, natrule.NFT, []natrule.Rule{{Src: PodNet, OutIface: "up0", Proto: "tcp", Mode: m}}); err != nil {
+		if err := natrule.Install(context.Background(), topo.Node, natrule.Nftables, []natrule.Rule{{Src: labnet.PodNet, OutIface: "up0", Proto: "tcp", Mode: m}}); err != nil {
 			b.Fatal(err)
 		}
 		d := &driver{topo: topo, dport: DefaultDport}

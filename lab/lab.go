@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/snatrace/snatrace/lab/labnet"
 	"github.com/snatrace/snatrace/natrule"
 )
 
@@ -70,6 +71,7 @@ const (
 	DefaultRoundSize   = 2000
 	DefaultTimeout     = 8 * time.Second
 	DefaultDport       = 80
+	DefaultRate        = 1000 // steady connections per second
 	// MaxRoundSize bounds the sockets open at once (one per connection).
 	MaxRoundSize = 8000
 	// MaxConnections bounds one run: at ~20k connects/s this is minutes.
@@ -79,20 +81,25 @@ const (
 // ErrInterrupted is returned with the partial report of a cancelled run.
 var ErrInterrupted = errors.New("lab run interrupted")
 
-func (c *Config) defaults() {
+// WithDefaults returns c with every zero field set to its default: the
+// default modes and backend, one same-port pod per CPU (16 pods for the other
+// workloads), a steady rate of 1000/s, and for steady traffic bounded by a
+// Duration, Connections = Rate × Duration. It does not validate.
+func (c Config) WithDefaults() Config {
 	if len(c.Modes) == 0 {
-		m1, _ := natrule.ParseMode("masquerade")
-		m2, _ := natrule.ParseMode("masquerade fully-random")
-		c.Modes = []natrule.Mode{m1, m2}
+		c.Modes = natrule.DefaultModes()
 	}
 	if len(c.Backends) == 0 {
-		c.Backends = []natrule.Backend{natrule.NFT}
+		c.Backends = []natrule.Backend{natrule.Nftables}
 	}
 	if c.Workload.Name == "" {
 		c.Workload.Name = SamePort
 	}
 	if c.Workload.Dport == 0 {
 		c.Workload.Dport = DefaultDport
+	}
+	if c.Workload.Name == Steady && c.Workload.Rate == 0 {
+		c.Workload.Rate = DefaultRate
 	}
 	if c.Pods == 0 {
 		// One same-port client per CPU is the sharpest trigger: the race is
@@ -107,6 +114,9 @@ func (c *Config) defaults() {
 	}
 	if c.Connections == 0 {
 		c.Connections = DefaultConnections
+		if c.Workload.Name == Steady && c.Duration > 0 {
+			c.Connections = max(1, int(c.Workload.Rate*c.Duration.Seconds()))
+		}
 	}
 	if c.RoundSize == 0 {
 		c.RoundSize = DefaultRoundSize
@@ -117,11 +127,13 @@ func (c *Config) defaults() {
 	if c.Prefix == "" {
 		c.Prefix = NewPrefix()
 	}
+	return c
 }
 
-// Validate checks c after defaults, naming the offending setting.
-func (c *Config) Validate() error {
-	c.defaults()
+// Validate checks a configuration that has its defaults (WithDefaults),
+// naming the offending setting as the CLI flag of the same name. It does not
+// change c.
+func (c Config) Validate() error {
 	if err := c.Workload.validate(); err != nil {
 		return err
 	}
@@ -138,28 +150,34 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("round size: %d is out of range 1..%d", c.RoundSize, MaxRoundSize)
 	}
 	for _, m := range c.Modes {
-		if m.Action == natrule.SNAT {
-			if c.Servers != 1 {
-				return fmt.Errorf("nat %q: snat modes need exactly one server (the address must be on its uplink)", m)
-			}
-			subnet, _, srv := UplinkNet(0)
-			bcast := subnet.Addr().As4()
-			bcast[3] = 255
-			n := 0
-			for a := m.AddrMin; ; a = a.Next() {
-				if !subnet.Contains(a) || a == srv || a == subnet.Addr() || a.As4() == bcast {
-					return fmt.Errorf("nat %q: snat addresses must be hosts of the lab uplink %s other than %s (the server)", m, subnet, srv)
-				}
-				if n++; n > 64 {
-					return fmt.Errorf("nat %q: at most 64 snat addresses in the lab", m)
-				}
-				if a == m.AddrMax {
-					break
-				}
-			}
+		if err := c.checkSNAT(m); err != nil {
+			return err
 		}
 	}
 	return (TopologyConfig{Prefix: c.Prefix, Pods: c.Pods, Servers: c.Servers, PortRange: c.PortRange}).validate()
+}
+
+// checkSNAT checks that an snat mode's addresses can live on the lab's
+// first uplink.
+func (c Config) checkSNAT(m natrule.Mode) error {
+	if m.Action != natrule.SNAT {
+		return nil
+	}
+	if c.Servers != 1 {
+		return fmt.Errorf("nat %q: snat modes need exactly one server (the address must be on its uplink)", m)
+	}
+	n := 0
+	for a := m.AddrMin; ; a = a.Next() {
+		if !labnet.SNATHost(a) {
+			return fmt.Errorf("nat %q: snat addresses must be hosts of the lab uplink %s other than %s (the server)", m, labnet.UplinkNet(0), labnet.ServerAddr(0))
+		}
+		if n++; n > 64 {
+			return fmt.Errorf("nat %q: at most 64 snat addresses in the lab", m)
+		}
+		if a == m.AddrMax {
+			return nil
+		}
+	}
 }
 
 // PrivilegeError says which capabilities the lab lacks.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -209,7 +210,7 @@ func TestValidate(t *testing.T) {
 		{Config{Until: -1}, "until: -1 must not be negative"},
 	}
 	for _, tt := range tests {
-		err := tt.cfg.Validate()
+		err := tt.cfg.WithDefaults().Validate()
 		if err == nil || err.Error() != tt.want {
 			t.Errorf("Validate(%+v) = %v, want %q", tt.cfg, err, tt.want)
 		}
@@ -233,7 +234,7 @@ func TestSession(t *testing.T) {
 	}()
 	ctx := context.Background()
 	ms := modes(t, "masquerade", "masquerade fully-random")
-	if err := s.Install(ctx, ms[0], natrule.NFT); err != nil {
+	if err := s.Install(ctx, ms[0], natrule.Nftables); err != nil {
 		t.Fatal(err)
 	}
 	plain, err := s.Round(ctx, 200000, 10)
@@ -243,7 +244,7 @@ func TestSession(t *testing.T) {
 	if plain.Conntrack.InsertFailed < 10 || plain.SynRetrans != plain.Conntrack.InsertFailed {
 		t.Fatalf("masquerade round: insert_failed %d, SYN retransmissions %d", plain.Conntrack.InsertFailed, plain.SynRetrans)
 	}
-	if err := s.Install(ctx, ms[1], natrule.NFT); err != nil {
+	if err := s.Install(ctx, ms[1], natrule.Nftables); err != nil {
 		t.Fatal(err)
 	}
 	full, err := s.Round(ctx, plain.Connections, 0)
@@ -277,5 +278,23 @@ func TestTrace(t *testing.T) {
 	t.Logf("insert_failed %d, retransmitted %d, trace %+v", r.Conntrack.InsertFailed, r.Retransmitted, *r.Trace)
 	if uint64(r.Trace.Attributed) != r.Conntrack.InsertFailed || r.Trace.Unmatched != 0 || r.Trace.Extra != 0 {
 		t.Errorf("trace %+v, kernel insert_failed %d", *r.Trace, r.Conntrack.InsertFailed)
+	}
+}
+
+// TestWithDefaults: defaults are applied once, in one place, and Validate
+// does not change the configuration.
+func TestWithDefaults(t *testing.T) {
+	c := Config{Workload: WorkloadConfig{Name: Steady}, Duration: 3 * time.Second}.WithDefaults()
+	if c.Workload.Rate != DefaultRate || c.Connections != 3*DefaultRate || c.Pods != DefaultPods || len(c.Modes) != 2 || c.Backends[0] != natrule.Nftables {
+		t.Errorf("steady defaults: %+v", c)
+	}
+	c = Config{Workload: WorkloadConfig{Name: Steady, Rate: 500}, Duration: 2 * time.Second, Connections: 7}.WithDefaults()
+	if c.Connections != 7 {
+		t.Errorf("explicit connections overridden: %d", c.Connections)
+	}
+	before := Config{Pods: 3}.WithDefaults()
+	after := before
+	if err := after.Validate(); err != nil || !reflect.DeepEqual(before, after) {
+		t.Errorf("Validate changed the config or failed: %v", err)
 	}
 }

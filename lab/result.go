@@ -3,12 +3,12 @@ package lab
 import (
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/snatrace/snatrace/ctstat"
+	"github.com/snatrace/snatrace/internal/stats"
 )
 
 // Report is the outcome of one lab run: one Result per NAT mode and backend.
@@ -60,12 +60,7 @@ func conntrackOf(c ctstat.Counters) Conntrack {
 }
 
 // Latency summarizes connect() latencies in milliseconds.
-type Latency struct {
-	P50  float64 `json:"p50"`
-	P99  float64 `json:"p99"`
-	Max  float64 `json:"max"`
-	Mean float64 `json:"mean"`
-}
+type Latency = stats.Latency
 
 // Causes accounts for every SYN a mode's clients had to retransmit.
 type Causes struct {
@@ -120,6 +115,16 @@ type Result struct {
 // Latencies returns every connect() latency of the result, in the order sent.
 func (r *Result) Latencies() []time.Duration { return r.latencies }
 
+// LatencyMillis returns every connect() latency in milliseconds, in the
+// order sent (a new slice).
+func (r *Result) LatencyMillis() []float64 {
+	ms := make([]float64, len(r.latencies))
+	for i, l := range r.latencies {
+		ms[i] = float64(l) / float64(time.Millisecond)
+	}
+	return ms
+}
+
 // add folds one round's attempts and counter deltas into r.
 func (r *Result) add(atts []attempt, d roundDelta) {
 	r.Rounds++
@@ -173,13 +178,13 @@ func latencyClass(l time.Duration) string {
 
 // finish computes the derived figures once all rounds are in.
 func (r *Result) finish() {
-	r.LatencyMS = summarize(r.latencies)
+	r.LatencyMS = stats.Summarize(r.LatencyMillis())
 	r.synsSent = uint64(r.Connections) + r.SynRetrans
 	r.ClashRate = 0
 	if r.synsSent > 0 {
 		r.ClashRate = float64(r.Conntrack.InsertFailed) / float64(r.synsSent)
 	}
-	lo, hi := Wilson(r.Conntrack.InsertFailed, r.synsSent)
+	lo, hi := stats.Wilson(r.Conntrack.InsertFailed, r.synsSent)
 	r.ClashRateCI95 = [2]float64{lo, hi}
 	r.CountersAgree = r.Conntrack == r.ConntrackNetlink
 	r.Causes, r.Accounted, r.Note = account(r)
@@ -207,47 +212,6 @@ func account(r *Result) (Causes, bool, string) {
 		notes = append(notes, "/proc and ctnetlink counters disagree")
 	}
 	return c, len(notes) == 0, strings.Join(notes, "; ")
-}
-
-func summarize(ls []time.Duration) Latency {
-	if len(ls) == 0 {
-		return Latency{}
-	}
-	s := slices.Clone(ls)
-	slices.Sort(s)
-	var sum time.Duration
-	for _, l := range s {
-		sum += l
-	}
-	ms := func(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
-	return Latency{
-		P50:  ms(quantile(s, 0.50)),
-		P99:  ms(quantile(s, 0.99)),
-		Max:  ms(s[len(s)-1]),
-		Mean: ms(sum / time.Duration(len(s))),
-	}
-}
-
-// quantile returns the q-quantile of sorted s (nearest rank).
-func quantile(s []time.Duration, q float64) time.Duration {
-	i := int(math.Ceil(q*float64(len(s)))) - 1
-	return s[max(0, min(i, len(s)-1))]
-}
-
-// Wilson returns the 95% Wilson score interval of k successes in n trials.
-// It is sound at k = 0 (unlike the normal approximation): the upper bound is
-// then about 3.8/n.
-func Wilson(k, n uint64) (lo, hi float64) {
-	if n == 0 {
-		return 0, 1
-	}
-	const z = 1.959963984540054
-	p := float64(k) / float64(n)
-	nf := float64(n)
-	den := 1 + z*z/nf
-	centre := (p + z*z/(2*nf)) / den
-	half := z * math.Sqrt(p*(1-p)/nf+z*z/(4*nf*nf)) / den
-	return math.Max(0, centre-half), math.Min(1, centre+half)
 }
 
 // verdict compares every result against the first (the baseline, normally

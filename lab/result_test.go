@@ -1,30 +1,9 @@
 package lab
 
 import (
-	"math"
 	"testing"
 	"time"
 )
-
-func TestWilson(t *testing.T) {
-	tests := []struct {
-		k, n   uint64
-		lo, hi float64
-	}{
-		{0, 20000, 0, 0.000192}, // about 3.84/n at zero
-		{708, 20708, 0.03180, 0.03675},
-		{5, 10, 0.2366, 0.7634},
-	}
-	for _, tt := range tests {
-		lo, hi := Wilson(tt.k, tt.n)
-		if math.Abs(lo-tt.lo) > 5e-5 || math.Abs(hi-tt.hi) > 5e-5 {
-			t.Errorf("Wilson(%d, %d) = %.5f..%.5f, want %.5f..%.5f", tt.k, tt.n, lo, hi, tt.lo, tt.hi)
-		}
-	}
-	if lo, hi := Wilson(0, 0); lo != 0 || hi != 1 {
-		t.Errorf("Wilson(0, 0) = %v..%v, want 0..1", lo, hi)
-	}
-}
 
 func TestAccount(t *testing.T) {
 	r := &Result{NAT: "masquerade", Backend: "nft"}

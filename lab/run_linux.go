@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -18,39 +17,31 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/snatrace/snatrace/ctstat"
+	"github.com/snatrace/snatrace/internal/caps"
+	"github.com/snatrace/snatrace/lab/labnet"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/tool"
 )
 
 // CheckPrivileges reports the capabilities the lab needs and lacks.
 func CheckPrivileges() error {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("reading capabilities: %w", err)
+	missing, err := caps.Missing(caps.NetAdmin, caps.SysAdmin)
+	if err != nil {
+		return err
 	}
-	var missing []string
-	for _, c := range []struct {
-		bit  uint
-		name string
-	}{{unix.CAP_NET_ADMIN, "CAP_NET_ADMIN"}, {unix.CAP_SYS_ADMIN, "CAP_SYS_ADMIN"}} {
-		if data[c.bit/32].Effective&(1<<(c.bit%32)) == 0 {
-			missing = append(missing, c.name)
-		}
-	}
-	if missing != nil {
-		return &PrivilegeError{Missing: missing}
+	if len(missing) > 0 {
+		return &PrivilegeError{Missing: caps.Names(missing)}
 	}
 	return nil
 }
 
 // checkBinaries fails early when a backend's userspace tool is missing.
 func checkBinaries(backends []natrule.Backend) error {
-	need := map[natrule.Backend]string{natrule.IptablesNFT: "iptables-nft-restore", natrule.IptablesLegacy: "iptables-legacy-restore"}
 	for _, b := range backends {
-		if bin, ok := need[b]; ok {
-			if _, err := exec.LookPath(bin); err != nil {
-				return &natrule.MissingBinaryError{Binary: bin, Package: "iptables"}
+		if _, restore, ok := natrule.Tools(b, natrule.IPv4); ok {
+			if _, err := (tool.Exec{}).LookPath(restore); err != nil {
+				return err
 			}
 		}
 	}
@@ -73,10 +64,12 @@ type Session struct {
 	trace      *sessionTrace // nil unless EnableTrace
 }
 
-// Open validates cfg, checks privileges, binaries and kernel features, then
+// Open fills in cfg's defaults, validates it, checks privileges, binaries
+// and kernel features, then
 // builds the topology and starts the servers. Modes in cfg only matter for
 // their snat addresses; Install chooses the rule.
 func Open(ctx context.Context, cfg Config) (s *Session, err error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -123,36 +116,8 @@ func Open(ctx context.Context, cfg Config) (s *Session, err error) {
 	return s, nil
 }
 
-// OpenNode is Open followed by Install of mode (nft statement syntax)
-// through backend: a NAT node ready for Round, for other packages' tests.
-func OpenNode(ctx context.Context, cfg Config, mode string, backend natrule.Backend) (*Session, error) {
-	m, err := natrule.ParseMode(mode)
-	if err != nil {
-		return nil, err
-	}
-	s, err := Open(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.Install(ctx, m, backend); err != nil {
-		s.Close()
-		return nil, err
-	}
-	return s, nil
-}
-
 // Node returns the node namespace, where the NAT rule and conntrack live.
 func (s *Session) Node() *netns.NS { return s.Topo.Node }
-
-// NodeInode returns the inode number of the node's network namespace, the
-// identity the eBPF tracer filters on.
-func (s *Session) NodeInode() (uint32, error) {
-	var st unix.Stat_t
-	if err := unix.Fstat(s.Topo.Node.Fd(), &st); err != nil {
-		return 0, fmt.Errorf("reading the inode of %s: %w", s.Topo.Node, err)
-	}
-	return uint32(st.Ino), nil
-}
 
 // Install puts mode on the node through backend (one rule per uplink:
 // ip saddr 10.98.0.0/16 oifname "upK" meta l4proto tcp MODE), removing what
@@ -177,7 +142,7 @@ func (s *Session) Install(ctx context.Context, mode natrule.Mode, backend natrul
 func (s *Session) Rules(mode natrule.Mode) []natrule.Rule {
 	var rules []natrule.Rule
 	for _, srv := range s.Topo.Servers {
-		rules = append(rules, natrule.Rule{Src: PodNet, OutIface: srv.Uplink, Proto: "tcp", Mode: mode})
+		rules = append(rules, natrule.Rule{Src: labnet.PodNet, OutIface: srv.Uplink, Proto: "tcp", Mode: mode})
 	}
 	return rules
 }
@@ -272,149 +237,6 @@ func (s *Session) Close() error {
 	return nil
 }
 
-// Run builds a topology, runs cfg's workload under every mode and backend in
-// alternating rounds, removes everything it made, and returns the report. A
-// cancelled ctx (SIGINT) ends the run early: the partial report comes back
-// with ErrInterrupted. Run checks privileges, binaries and kernel features
-// before it builds anything.
-func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	s, err := Open(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if cerr := s.Close(); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
-		if rep != nil {
-			rep.Seconds = time.Since(s.t0).Seconds()
-		}
-	}()
-	if cfg.Trace {
-		if err := s.EnableTrace(ctx); err != nil {
-			return nil, err
-		}
-	}
-
-	type variant struct {
-		mode    natrule.Mode
-		backend natrule.Backend
-	}
-	var vs []variant
-	for _, m := range cfg.Modes {
-		for _, b := range cfg.Backends {
-			vs = append(vs, variant{m, b})
-		}
-	}
-	rep = &Report{
-		Kernel: kernelRelease(), CPUs: runtime.NumCPU(), Prefix: cfg.Prefix,
-		Workload: WorkloadReport{
-			Name: cfg.Workload.Name, Pods: cfg.Pods, Servers: cfg.Servers, PortRange: cfg.PortRange,
-			Rate: cfg.Workload.Rate, Poisson: cfg.Workload.Poisson,
-		},
-	}
-	for _, v := range vs {
-		rep.Results = append(rep.Results, &Result{NAT: v.mode.String(), Backend: string(v.backend)})
-	}
-	// runRound runs n connections under variant i; until > 0 ends it once
-	// the node has counted that many more insert failures.
-	runRound := func(i, n int, until uint64) (bool, error) {
-		if err := s.Install(ctx, vs[i].mode, vs[i].backend); err != nil {
-			return false, err
-		}
-		res := rep.Results[i]
-		before := res.Connections
-		hit, err := s.round(ctx, res, n, until)
-		if err != nil {
-			return false, err
-		}
-		sent := res.Connections - before
-		rep.Workload.Connections += sent
-		if cfg.Workload.Name != Steady {
-			rep.Workload.Bursts += (sent + cfg.Pods - 1) / cfg.Pods
-		}
-		if cfg.Progress != nil {
-			var done int
-			for _, r := range rep.Results {
-				done += r.Connections
-			}
-			cfg.Progress(Progress{Done: done, Total: cfg.Connections * len(vs), Clashes: res.Conntrack.InsertFailed, Mode: vs[i].mode.String()})
-		}
-		return hit, nil
-	}
-
-	trafficStart := time.Now()
-	rep.Stopped = "connections"
-	// finish computes the report's figures; a run that fails midway still
-	// reports what it measured before the failure.
-	finish := func() {
-		rep.TrafficSeconds = time.Since(trafficStart).Seconds()
-		if rep.TrafficSeconds > 0 {
-			rep.ConnectRate = float64(rep.Workload.Connections) / rep.TrafficSeconds
-		}
-		for _, r := range rep.Results {
-			r.finish()
-		}
-		rep.Verdict = verdict(rep.Results)
-	}
-	for r := 0; ; r++ {
-		i := r % len(vs)
-		if ctx.Err() != nil {
-			rep.Stopped = "interrupted"
-			break
-		}
-		if i == 0 && cfg.Duration > 0 && time.Since(trafficStart) >= cfg.Duration {
-			rep.Stopped = "duration"
-			break
-		}
-		all := true
-		for _, res := range rep.Results {
-			all = all && res.Connections >= cfg.Connections
-		}
-		if all {
-			break
-		}
-		res := rep.Results[i]
-		n := min(cfg.RoundSize, cfg.Connections-res.Connections)
-		if n <= 0 {
-			continue
-		}
-		var until uint64
-		if cfg.Until > 0 {
-			until = uint64(cfg.Until) - min(uint64(cfg.Until), res.Conntrack.InsertFailed)
-		}
-		hit, err := runRound(i, n, until)
-		if err != nil {
-			rep.Stopped = "error"
-			finish()
-			return rep, err
-		}
-		if hit || (cfg.Until > 0 && res.Conntrack.InsertFailed >= uint64(cfg.Until)) {
-			// Give every other variant as many connections, then stop.
-			rep.Stopped = "until"
-			for j, other := range rep.Results {
-				for ctx.Err() == nil && j != i && other.Connections < res.Connections {
-					if _, err := runRound(j, min(cfg.RoundSize, res.Connections-other.Connections), 0); err != nil {
-						rep.Stopped = "error"
-						finish()
-						return rep, err
-					}
-				}
-			}
-			break
-		}
-	}
-	finish()
-	if ctx.Err() != nil {
-		rep.Stopped = "interrupted"
-		return rep, ErrInterrupted
-	}
-	return rep, nil
-}
-
 // ctstatDelta returns the insert failures counted between two readings.
 func ctstatDelta(before, after ctstat.Snapshot) uint64 {
 	return ctstat.Delta(before, after).Total().InsertFailed
@@ -438,20 +260,12 @@ func clientCPUs() ([]int, error) {
 	return cpus, nil
 }
 
-func kernelRelease() string {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return "unknown"
-	}
-	return unix.ByteSliceToString(u.Release[:])
-}
-
 // addSNATAddresses puts the addresses of snat modes on the node's first
 // uplink, so the server's replies to them come back.
 func addSNATAddresses(t *Topology, modes []natrule.Mode) error {
-	h, err := netlink.NewHandleAt(nsHandle(t.Node))
+	h, err := t.Node.RouteHandle()
 	if err != nil {
-		return fmt.Errorf("opening netlink in %s: %w", t.Node, err)
+		return err
 	}
 	defer h.Close()
 	up, err := h.LinkByName(t.Servers[0].Uplink)

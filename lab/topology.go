@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net/netip"
 )
 
 // NamePrefix starts the name of every namespace a lab creates, so that
@@ -34,30 +33,6 @@ func NewPrefix() string {
 	rand.Read(b[:])
 	return NamePrefix + hex.EncodeToString(b[:]) + "-"
 }
-
-// Addressing. Pods share 10.98.0.0/16 behind the node's bridge (10.98.0.1);
-// server k sits on 198.51.(100+k).0/24 (TEST-NET-2 and beyond, never routed
-// outside the lab): the node has .1 there, the server .2.
-var (
-	PodNet   = netip.MustParsePrefix("10.98.0.0/16")
-	BridgeIP = netip.MustParseAddr("10.98.0.1")
-)
-
-// PodAddr returns the address of pod i (0-based).
-func PodAddr(i int) netip.Addr {
-	n := i + 2 // .0.0 is the network, .0.1 the bridge
-	return netip.AddrFrom4([4]byte{10, 98, byte(n >> 8), byte(n)})
-}
-
-// UplinkNet returns server k's subnet, the node's address and the server's.
-func UplinkNet(k int) (subnet netip.Prefix, node, server netip.Addr) {
-	node = netip.AddrFrom4([4]byte{198, 51, byte(100 + k), 1})
-	server = netip.AddrFrom4([4]byte{198, 51, byte(100 + k), 2})
-	return netip.PrefixFrom(node, 24).Masked(), node, server
-}
-
-// UplinkName is the node's interface towards server k.
-func UplinkName(k int) string { return fmt.Sprintf("up%d", k) }
 
 func (c TopologyConfig) validate() error {
 	if c.Pods < 1 || c.Pods > MaxPods {

@@ -12,9 +12,9 @@ import (
 	"strconv"
 
 	"github.com/vishvananda/netlink"
-	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/snatrace/snatrace/lab/labnet"
 	"github.com/snatrace/snatrace/netns"
 )
 
@@ -60,9 +60,9 @@ func Build(ctx context.Context, cfg TopologyConfig) (t *Topology, err error) {
 	if t.Node, err = netns.Create(cfg.Prefix + "node"); err != nil {
 		return t, err
 	}
-	node, err := netlink.NewHandleAt(nsHandle(t.Node))
+	node, err := t.Node.RouteHandle()
 	if err != nil {
-		return t, fmt.Errorf("opening netlink in %s: %w", t.Node, err)
+		return t, err
 	}
 	defer node.Close()
 	if err := setUp(node, "lo"); err != nil {
@@ -72,7 +72,7 @@ func Build(ctx context.Context, cfg TopologyConfig) (t *Topology, err error) {
 	if err := node.LinkAdd(br); err != nil {
 		return t, fmt.Errorf("adding bridge in %s: %w", t.Node, err)
 	}
-	if err := node.AddrAdd(br, &netlink.Addr{IPNet: ipnet(netip.PrefixFrom(BridgeIP, PodNet.Bits()))}); err != nil {
+	if err := node.AddrAdd(br, &netlink.Addr{IPNet: ipnet(netip.PrefixFrom(labnet.BridgeIP, labnet.PodNet.Bits()))}); err != nil {
 		return t, fmt.Errorf("addressing br0: %w", err)
 	}
 	if err := t.Node.Do(func() error {
@@ -107,10 +107,10 @@ func (t *Topology) addServer(ctx context.Context, node *netlink.Handle, k int) e
 	if err != nil {
 		return err
 	}
-	subnet, nodeAddr, srvAddr := UplinkNet(k)
-	t.Servers[k] = Server{NS: ns, Addr: srvAddr, NodeAddr: nodeAddr, Uplink: UplinkName(k), Subnet: subnet}
+	subnet, nodeAddr, srvAddr := labnet.UplinkNet(k), labnet.NodeAddr(k), labnet.ServerAddr(k)
+	t.Servers[k] = Server{NS: ns, Addr: srvAddr, NodeAddr: nodeAddr, Uplink: labnet.UplinkName(k), Subnet: subnet}
 	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: UplinkName(k), Flags: net.FlagUp},
+		LinkAttrs:     netlink.LinkAttrs{Name: labnet.UplinkName(k), Flags: net.FlagUp},
 		PeerName:      "eth0",
 		PeerNamespace: netlink.NsFd(ns.Fd()),
 	}
@@ -120,9 +120,9 @@ func (t *Topology) addServer(ctx context.Context, node *netlink.Handle, k int) e
 	if err := node.AddrAdd(veth, &netlink.Addr{IPNet: ipnet(netip.PrefixFrom(nodeAddr, 24))}); err != nil {
 		return fmt.Errorf("addressing %s: %w", veth.Name, err)
 	}
-	h, err := netlink.NewHandleAt(nsHandle(ns))
+	h, err := ns.RouteHandle()
 	if err != nil {
-		return fmt.Errorf("opening netlink in %s: %w", ns, err)
+		return err
 	}
 	defer h.Close()
 	if err := configureEnd(h, ns, netip.PrefixFrom(srvAddr, 24), netip.Addr{}); err != nil {
@@ -133,7 +133,7 @@ func (t *Topology) addServer(ctx context.Context, node *netlink.Handle, k int) e
 	if err != nil {
 		return fmt.Errorf("finding eth0 in %s: %w", ns, err)
 	}
-	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Dst: ipnet(PodNet), Gw: nodeAddr.AsSlice()}); err != nil {
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Dst: ipnet(labnet.PodNet), Gw: nodeAddr.AsSlice()}); err != nil {
 		return fmt.Errorf("adding route to pods in %s: %w", ns, err)
 	}
 	return nil
@@ -147,7 +147,7 @@ func (t *Topology) addPod(ctx context.Context, node *netlink.Handle, bridge, i i
 	if err != nil {
 		return err
 	}
-	t.Pods[i] = Pod{NS: ns, Addr: PodAddr(i)}
+	t.Pods[i] = Pod{NS: ns, Addr: labnet.PodAddr(i)}
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: "v" + strconv.Itoa(i), MasterIndex: bridge, Flags: net.FlagUp},
 		PeerName:      "eth0",
@@ -156,12 +156,12 @@ func (t *Topology) addPod(ctx context.Context, node *netlink.Handle, bridge, i i
 	if err := node.LinkAdd(veth); err != nil {
 		return fmt.Errorf("adding veth for pod %d: %w", i, err)
 	}
-	h, err := netlink.NewHandleAt(nsHandle(ns))
+	h, err := ns.RouteHandle()
 	if err != nil {
-		return fmt.Errorf("opening netlink in %s: %w", ns, err)
+		return err
 	}
 	defer h.Close()
-	if err := configureEnd(h, ns, netip.PrefixFrom(PodAddr(i), PodNet.Bits()), BridgeIP); err != nil {
+	if err := configureEnd(h, ns, netip.PrefixFrom(labnet.PodAddr(i), labnet.PodNet.Bits()), labnet.BridgeIP); err != nil {
 		return err
 	}
 	if portRange == [2]uint16{} {
@@ -259,5 +259,3 @@ func writeSysctl(name, value string) error {
 	}
 	return nil
 }
-
-func nsHandle(n *netns.NS) vnetns.NsHandle { return vnetns.NsHandle(n.Fd()) }

@@ -23,7 +23,7 @@ type sessionTrace struct {
 // round's Result then carries a TraceResult. It fails with an error wrapping
 // trace.ErrMissing when BTF, a capability or a tracepoint is missing.
 func (s *Session) EnableTrace(ctx context.Context) error {
-	ino, err := s.NodeInode()
+	ino, err := s.Node().Inode()
 	if err != nil {
 		return err
 	}

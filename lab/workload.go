@@ -6,17 +6,19 @@ import (
 	"math/rand/v2"
 	"strings"
 	"time"
+
+	"github.com/snatrace/snatrace/lab/labnet"
 )
 
-// Workload names, the same in the lab and the simulator.
+// Workload names, shared with the simulator (package labnet).
 const (
-	SamePort  = "same-port"
-	Ephemeral = "ephemeral"
-	Steady    = "steady"
+	SamePort  = labnet.SamePort
+	Ephemeral = labnet.Ephemeral
+	Steady    = labnet.Steady
 )
 
 // Workloads lists the workload names.
-var Workloads = []string{SamePort, Ephemeral, Steady}
+var Workloads = labnet.Workloads
 
 // WorkloadConfig shapes the traffic of one run.
 type WorkloadConfig struct {

@@ -2,8 +2,9 @@ package natmodel
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
+
+	"github.com/snatrace/snatrace/kernel"
 )
 
 // Era is the kernel version whose NAT and conntrack behaviour is modelled.
@@ -25,40 +26,35 @@ var (
 )
 
 // ParseEra parses "legacy", or a kernel version such as "4.19", "5.0",
-// "6.5", "6.18.44" or "6.1.0-13-amd64". Versions before 3.13 (no
-// fully-random) and implausible ones are rejected.
+// "6.5", "6.18.44", "6.1.0-13-amd64" or "5.15.153.1-microsoft-standard-WSL2"
+// (kernel.ParseVersion). Versions before 3.13 (no fully-random) and
+// implausible ones (10.0 and later) are rejected.
 func ParseEra(s string) (Era, error) {
-	in := s
-	s = strings.TrimSpace(strings.ToLower(s))
-	if s == "legacy" {
+	if strings.EqualFold(strings.TrimSpace(s), "legacy") {
 		return Legacy, nil
 	}
-	s = strings.TrimPrefix(s, "v")
-	if i := strings.IndexAny(s, "-+ "); i >= 0 {
-		s = s[:i]
+	v, err := kernel.ParseVersion(s)
+	if err != nil { // kernel's message names the version, not the era flag
+		return Era{}, fmt.Errorf("parsing era %q: want legacy or a kernel version like 5.0 or 6.5", s)
 	}
-	parts := strings.Split(s, ".")
-	if len(parts) < 2 || len(parts) > 3 {
-		return Era{}, fmt.Errorf("parsing era %q: want legacy or a kernel version like 5.0 or 6.5", in)
-	}
-	var n [2]int
-	for i := 0; i < 2; i++ {
-		v, err := strconv.Atoi(parts[i])
-		if err != nil || v < 0 || v > 99 {
-			return Era{}, fmt.Errorf("parsing era %q: bad version number %q", in, parts[i])
-		}
-		n[i] = v
-	}
-	if len(parts) == 3 {
-		if _, err := strconv.Atoi(parts[2]); err != nil {
-			return Era{}, fmt.Errorf("parsing era %q: bad version number %q", in, parts[2])
-		}
-	}
-	e := Era{n[0], n[1]}
-	if e.Before(Era{3, 13}) || n[0] > 9 {
-		return Era{}, fmt.Errorf("parsing era %q: kernels before 3.13 (or after 9.x) are not modelled", in)
+	e := Era{v.Major, v.Minor}
+	if e.Before(Era{3, 13}) || v.Major > 9 || v.Minor > 99 {
+		return Era{}, fmt.Errorf("parsing era %q: kernels before 3.13 (or after 9.x) are not modelled", s)
 	}
 	return e, nil
+}
+
+// ClassOf returns the named era (Legacy, Era50 or Era65) whose port search a
+// kernel of version v runs, for any version: kernels older than the model
+// (3.10) are Legacy.
+func ClassOf(v kernel.Version) Era {
+	switch {
+	case !v.AtLeast(5, 0):
+		return Legacy
+	case !v.AtLeast(6, 5):
+		return Era50
+	}
+	return Era65
 }
 
 // String returns "legacy" for Legacy and "major.minor" otherwise.

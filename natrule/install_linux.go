@@ -3,12 +3,9 @@
 package natrule
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
-	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -16,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/tool"
 )
 
 // Install replaces the source-NAT rules snatrace owns in ns with rules, through
@@ -24,7 +22,7 @@ import (
 // call. Rules of the other backends are left alone: call Remove for them.
 func Install(ctx context.Context, ns *netns.NS, backend Backend, rules []Rule) error {
 	switch backend {
-	case NFT:
+	case Nftables:
 		if needsNFTText(rules) {
 			return installNFTText(ctx, ns, rules)
 		}
@@ -34,7 +32,8 @@ func Install(ctx context.Context, ns *netns.NS, backend Backend, rules []Rule) e
 		if err != nil {
 			return err
 		}
-		_, err = runIn(ctx, ns, restoreBinary(backend), []string{"-w"}, doc)
+		_, restore, _ := Tools(backend, IPv4)
+		_, err = runIn(ctx, ns, tool.Command(restore, "-w").WithStdin(doc))
 		return err
 	}
 	return fmt.Errorf("installing NAT rules: unknown backend %q", backend)
@@ -44,7 +43,7 @@ func Install(ctx context.Context, ns *netns.NS, backend Backend, rules []Rule) e
 // there is not an error.
 func Remove(ctx context.Context, ns *netns.NS, backend Backend) error {
 	switch backend {
-	case NFT:
+	case Nftables:
 		c, err := nftables.New(nftables.WithNetNSFd(ns.Fd()))
 		if err != nil {
 			return fmt.Errorf("opening nftables in %s: %w", ns, err)
@@ -56,7 +55,8 @@ func Remove(ctx context.Context, ns *netns.NS, backend Backend) error {
 		return nil
 	case IptablesNFT, IptablesLegacy:
 		doc, _ := IptablesRestore(nil)
-		_, err := runIn(ctx, ns, restoreBinary(backend), []string{"-w"}, doc)
+		_, restore, _ := Tools(backend, IPv4)
+		_, err := runIn(ctx, ns, tool.Command(restore, "-w").WithStdin(doc))
 		return err
 	}
 	return fmt.Errorf("removing NAT rules: unknown backend %q", backend)
@@ -66,46 +66,23 @@ func Remove(ctx context.Context, ns *netns.NS, backend Backend) error {
 // `nft list table ip snatrace` for nft, `iptables-save -t nat` otherwise. It
 // runs the real userspace tool, so a test can compare what each backend made.
 func Dump(ctx context.Context, ns *netns.NS, backend Backend) (string, error) {
-	switch backend {
-	case NFT:
-		return runIn(ctx, ns, "nft", []string{"list", "table", "ip", TableName}, "")
-	case IptablesNFT:
-		return runIn(ctx, ns, "iptables-nft-save", []string{"-t", "nat"}, "")
-	case IptablesLegacy:
-		return runIn(ctx, ns, "iptables-legacy-save", []string{"-t", "nat"}, "")
+	if backend == Nftables {
+		return runIn(ctx, ns, tool.Command("nft", "list", "table", "ip", TableName))
 	}
-	return "", fmt.Errorf("dumping NAT rules: unknown backend %q", backend)
+	save, _, ok := Tools(backend, IPv4)
+	if !ok {
+		return "", fmt.Errorf("dumping NAT rules: unknown backend %q", backend)
+	}
+	return runIn(ctx, ns, tool.Command(save, "-t", "nat"))
 }
 
-func restoreBinary(b Backend) string {
-	if b == IptablesLegacy {
-		return "iptables-legacy-restore"
-	}
-	return "iptables-nft-restore"
-}
-
-// runIn runs name with args and stdin inside ns and returns its stdout.
-func runIn(ctx context.Context, ns *netns.NS, name string, args []string, stdin string) (string, error) {
-	path, err := exec.LookPath(name)
+// runIn runs c inside ns and returns its stdout.
+func runIn(ctx context.Context, ns *netns.NS, c tool.Cmd) (string, error) {
+	out, err := tool.Exec{NS: ns}.Run(ctx, c)
 	if err != nil {
-		pkg := "iptables"
-		if name == "nft" {
-			pkg = "nftables"
-		}
-		return "", &MissingBinaryError{Binary: name, Package: pkg}
+		return "", fmt.Errorf("in %s: %w", ns, err)
 	}
-	var out, stderr bytes.Buffer
-	err = ns.Do(func() error {
-		// The child is forked from this locked thread, so it starts in ns.
-		cmd := exec.CommandContext(ctx, path, args...)
-		cmd.Stdin = strings.NewReader(stdin)
-		cmd.Stdout, cmd.Stderr = &out, &stderr
-		return cmd.Run()
-	})
-	if err != nil {
-		return "", fmt.Errorf("running %s %s in %s: %w: %s", name, strings.Join(args, " "), ns, err, strings.TrimSpace(stderr.String()))
-	}
-	return out.String(), nil
+	return string(out), nil
 }
 
 // needsNFTText reports whether a rule needs what google/nftables cannot
@@ -128,7 +105,7 @@ func installNFTText(ctx context.Context, ns *netns.NS, rules []Rule) error {
 	if err != nil {
 		return err
 	}
-	if _, err := runIn(ctx, ns, "nft", []string{"-f", "-"}, doc); err != nil {
+	if _, err := runIn(ctx, ns, tool.Command("nft", "-f", "-").WithStdin(doc)); err != nil {
 		return fmt.Errorf("installing table ip %s in %s: %w", TableName, ns, err)
 	}
 	return nil

@@ -47,7 +47,7 @@ func TestInstallDump(t *testing.T) {
 	for _, backend := range Backends {
 		t.Run(string(backend), func(t *testing.T) {
 			switch backend {
-			case NFT:
+			case Nftables:
 				needBinary(t, "nft")
 			case IptablesNFT:
 				needBinary(t, "iptables-nft-restore")
@@ -69,7 +69,7 @@ func TestInstallDump(t *testing.T) {
 					t.Fatal(err)
 				}
 				want := `-A POSTROUTING -s 10.98.0.0/16 -o up0 -p tcp ` + tt.iptables
-				if backend == NFT {
+				if backend == Nftables {
 					want = `ip saddr 10.98.0.0/16 oifname "up0" meta l4proto tcp ` + tt.nft
 				}
 				if n := strings.Count(got, want); n != 1 {
@@ -80,7 +80,7 @@ func TestInstallDump(t *testing.T) {
 				t.Fatal(err)
 			}
 			got, err := Dump(ctx, ns, backend)
-			if backend == NFT {
+			if backend == Nftables {
 				if err == nil {
 					t.Errorf("table still there after Remove:\n%s", got)
 				}

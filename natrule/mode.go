@@ -13,6 +13,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/snatrace/snatrace/natmodel"
 )
 
 // Action is what a rule does to the source of a new connection.
@@ -36,15 +38,6 @@ func (a Action) String() string {
 	return fmt.Sprintf("action(%d)", int(a))
 }
 
-// Range flags from include/uapi/linux/netfilter/nf_nat.h.
-const (
-	FlagMapIPs           uint32 = 1
-	FlagProtoSpecified   uint32 = 2
-	FlagProtoRandom      uint32 = 4
-	FlagPersistent       uint32 = 8
-	FlagProtoRandomFully uint32 = 16
-)
-
 // Mode is one source-NAT statement. The zero value is "none".
 type Mode struct {
 	Action Action
@@ -65,24 +58,76 @@ func (m Mode) HasPorts() bool { return m.PortMin != 0 || m.PortMax != 0 }
 // (NFTA_NAT_FLAGS, NFTA_MASQ_FLAGS, or the xt target's range flags).
 // Masquerade carries no address, so no MAP_IPS: its target adds MAP_IPS
 // itself, per packet, with the outgoing interface's address.
-func (m Mode) Flags() uint32 {
-	var f uint32
+func (m Mode) Flags() natmodel.Flags {
+	var f natmodel.Flags
 	if m.Action == SNAT && m.AddrMin.IsValid() {
-		f |= FlagMapIPs
+		f |= natmodel.MapIPs
 	}
 	if m.HasPorts() {
-		f |= FlagProtoSpecified
+		f |= natmodel.ProtoSpecified
 	}
 	if m.Random {
-		f |= FlagProtoRandom
+		f |= natmodel.ProtoRandom
 	}
 	if m.Persistent {
-		f |= FlagPersistent
+		f |= natmodel.Persistent
 	}
 	if m.FullyRandom {
-		f |= FlagProtoRandomFully
+		f |= natmodel.ProtoRandomFully
 	}
 	return f
+}
+
+// SetFlags sets the statement flags (random, fully-random, persistent) from
+// uapi range flags, as a kernel object carries them.
+func (m *Mode) SetFlags(f natmodel.Flags) {
+	m.Random = f&natmodel.ProtoRandom != 0
+	m.FullyRandom = f&natmodel.ProtoRandomFully != 0
+	m.Persistent = f&natmodel.Persistent != 0
+}
+
+// SetFlag sets the statement flag named by word ("random", "fully-random",
+// "persistent") and reports whether word is one. Every reader of rules
+// (nft statements, nft JSON, this package's parser) names flags through it.
+func (m *Mode) SetFlag(word string) bool {
+	switch word {
+	case "random":
+		m.Random = true
+	case "fully-random":
+		m.FullyRandom = true
+	case "persistent":
+		m.Persistent = true
+	default:
+		return false
+	}
+	return true
+}
+
+// Range returns the nf_nat_range2 the kernel builds for m when the packet
+// leaves by an interface whose address is masq (used by masquerade only), or
+// nil for none.
+func (m Mode) Range(masq netip.Addr) (*natmodel.Range, error) {
+	var r natmodel.Range
+	switch m.Action {
+	case None:
+		return nil, nil
+	case Masquerade:
+		r = natmodel.Masquerade(masq, m.Flags(), m.PortMin, m.PortMax)
+	case SNAT:
+		r = natmodel.Range{Flags: m.Flags(), MinAddr: m.AddrMin, MaxAddr: m.AddrMax, MinPort: m.PortMin, MaxPort: m.PortMax}
+	default:
+		return nil, fmt.Errorf("unknown NAT action %v", m.Action)
+	}
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// DefaultModes are the modes the lab and the simulator compare when none is
+// given: the race and its fix.
+func DefaultModes() []Mode {
+	return []Mode{{Action: Masquerade}, {Action: Masquerade, FullyRandom: true}}
 }
 
 // Randomness names how the source port is chosen: "none" (port preservation
@@ -223,16 +268,10 @@ func ParseMode(s string) (Mode, error) {
 	}
 	for _, w := range rest {
 		for _, f := range strings.Split(w, ",") {
-			switch f {
-			case "random":
-				m.Random = true
-			case "fully-random":
-				m.FullyRandom = true
-			case "persistent":
-				m.Persistent = true
-			case "":
+			switch {
+			case f == "":
 				return fail("empty flag in %q", w)
-			default:
+			case !m.SetFlag(f):
 				return fail("unknown flag %q: want random, fully-random or persistent", f)
 			}
 		}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+
+	"github.com/snatrace/snatrace/natmodel"
 )
 
 func TestParseMode(t *testing.T) {
@@ -12,30 +14,30 @@ func TestParseMode(t *testing.T) {
 		in    string
 		want  Mode
 		canon string // "" means same as in
-		flags uint32
+		flags natmodel.Flags
 	}{
 		{in: "none", want: Mode{}},
 		{in: "masquerade", want: Mode{Action: Masquerade}},
-		{in: "masquerade random", want: Mode{Action: Masquerade, Random: true}, flags: FlagProtoRandom},
-		{in: "masquerade fully-random", want: Mode{Action: Masquerade, FullyRandom: true}, flags: FlagProtoRandomFully},
-		{in: "masquerade persistent", want: Mode{Action: Masquerade, Persistent: true}, flags: FlagPersistent},
-		{in: "masquerade to :1024-1100", want: Mode{Action: Masquerade, PortMin: 1024, PortMax: 1100}, flags: FlagProtoSpecified},
-		{in: "masquerade to :5000", want: Mode{Action: Masquerade, PortMin: 5000, PortMax: 5000}, flags: FlagProtoSpecified},
+		{in: "masquerade random", want: Mode{Action: Masquerade, Random: true}, flags: natmodel.ProtoRandom},
+		{in: "masquerade fully-random", want: Mode{Action: Masquerade, FullyRandom: true}, flags: natmodel.ProtoRandomFully},
+		{in: "masquerade persistent", want: Mode{Action: Masquerade, Persistent: true}, flags: natmodel.Persistent},
+		{in: "masquerade to :1024-1100", want: Mode{Action: Masquerade, PortMin: 1024, PortMax: 1100}, flags: natmodel.ProtoSpecified},
+		{in: "masquerade to :5000", want: Mode{Action: Masquerade, PortMin: 5000, PortMax: 5000}, flags: natmodel.ProtoSpecified},
 		{in: "masquerade to :1024-1100 random,fully-random", want: Mode{Action: Masquerade, PortMin: 1024, PortMax: 1100, Random: true, FullyRandom: true},
-			flags: FlagProtoSpecified | FlagProtoRandom | FlagProtoRandomFully},
+			flags: natmodel.ProtoSpecified | natmodel.ProtoRandom | natmodel.ProtoRandomFully},
 		{in: "masquerade fully-random persistent", canon: "masquerade fully-random,persistent",
-			want: Mode{Action: Masquerade, FullyRandom: true, Persistent: true}, flags: FlagProtoRandomFully | FlagPersistent},
-		{in: "snat to 192.0.2.1", want: Mode{Action: SNAT, AddrMin: a("192.0.2.1"), AddrMax: a("192.0.2.1")}, flags: FlagMapIPs},
-		{in: "snat ip to 192.0.2.1", canon: "snat to 192.0.2.1", want: Mode{Action: SNAT, AddrMin: a("192.0.2.1"), AddrMax: a("192.0.2.1")}, flags: FlagMapIPs},
+			want: Mode{Action: Masquerade, FullyRandom: true, Persistent: true}, flags: natmodel.ProtoRandomFully | natmodel.Persistent},
+		{in: "snat to 192.0.2.1", want: Mode{Action: SNAT, AddrMin: a("192.0.2.1"), AddrMax: a("192.0.2.1")}, flags: natmodel.MapIPs},
+		{in: "snat ip to 192.0.2.1", canon: "snat to 192.0.2.1", want: Mode{Action: SNAT, AddrMin: a("192.0.2.1"), AddrMax: a("192.0.2.1")}, flags: natmodel.MapIPs},
 		{in: "snat to 192.0.2.1:2000-2100 fully-random,persistent",
 			want:  Mode{Action: SNAT, AddrMin: a("192.0.2.1"), AddrMax: a("192.0.2.1"), PortMin: 2000, PortMax: 2100, FullyRandom: true, Persistent: true},
-			flags: FlagMapIPs | FlagProtoSpecified | FlagProtoRandomFully | FlagPersistent},
+			flags: natmodel.MapIPs | natmodel.ProtoSpecified | natmodel.ProtoRandomFully | natmodel.Persistent},
 		{in: "snat to 192.0.2.1-192.0.2.4:1024-2047 random",
 			want:  Mode{Action: SNAT, AddrMin: a("192.0.2.1"), AddrMax: a("192.0.2.4"), PortMin: 1024, PortMax: 2047, Random: true},
-			flags: FlagMapIPs | FlagProtoSpecified | FlagProtoRandom},
-		{in: "snat to 2001:db8::1", want: Mode{Action: SNAT, AddrMin: a("2001:db8::1"), AddrMax: a("2001:db8::1")}, flags: FlagMapIPs},
+			flags: natmodel.MapIPs | natmodel.ProtoSpecified | natmodel.ProtoRandom},
+		{in: "snat to 2001:db8::1", want: Mode{Action: SNAT, AddrMin: a("2001:db8::1"), AddrMax: a("2001:db8::1")}, flags: natmodel.MapIPs},
 		{in: "snat to [2001:db8::1]:80", want: Mode{Action: SNAT, AddrMin: a("2001:db8::1"), AddrMax: a("2001:db8::1"), PortMin: 80, PortMax: 80},
-			flags: FlagMapIPs | FlagProtoSpecified},
+			flags: natmodel.MapIPs | natmodel.ProtoSpecified},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -108,4 +110,72 @@ func FuzzParseMode(f *testing.F) {
 			t.Fatalf("round trip of %q: %+v != %+v", s, m2, m)
 		}
 	})
+}
+
+func TestModeRange(t *testing.T) {
+	masq := netip.MustParseAddr("198.51.100.1")
+	for _, tt := range []struct {
+		mode string
+		want *natmodel.Range
+	}{
+		{"none", nil},
+		{"masquerade", &natmodel.Range{Flags: natmodel.MapIPs, MinAddr: masq, MaxAddr: masq}},
+		{"masquerade to :2000-2063 fully-random", &natmodel.Range{Flags: natmodel.MapIPs | natmodel.ProtoSpecified | natmodel.ProtoRandomFully,
+			MinAddr: masq, MaxAddr: masq, MinPort: 2000, MaxPort: 2063}},
+		{"snat to 198.51.100.5-198.51.100.7:1024-2047 random,persistent", &natmodel.Range{
+			Flags:   natmodel.MapIPs | natmodel.ProtoSpecified | natmodel.ProtoRandom | natmodel.Persistent,
+			MinAddr: netip.MustParseAddr("198.51.100.5"), MaxAddr: netip.MustParseAddr("198.51.100.7"), MinPort: 1024, MaxPort: 2047}},
+	} {
+		m, err := ParseMode(tt.mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := m.Range(masq)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.mode, err)
+		}
+		if (got == nil) != (tt.want == nil) || got != nil && *got != *tt.want {
+			t.Errorf("%s: Range = %+v, want %+v", tt.mode, got, tt.want)
+		}
+	}
+	var back Mode
+	back.SetFlags(natmodel.ProtoRandom | natmodel.Persistent | natmodel.ProtoSpecified)
+	if !back.Random || back.FullyRandom || !back.Persistent {
+		t.Errorf("SetFlags = %+v", back)
+	}
+}
+
+func TestTools(t *testing.T) {
+	for _, tt := range []struct {
+		b             Backend
+		fam           Family
+		save, restore string
+		ok            bool
+	}{
+		{IptablesLegacy, IPv4, "iptables-legacy-save", "iptables-legacy-restore", true},
+		{IptablesLegacy, IPv6, "ip6tables-legacy-save", "ip6tables-legacy-restore", true},
+		{IptablesNFT, IPv4, "iptables-nft-save", "iptables-nft-restore", true},
+		{IptablesNFT, IPv6, "ip6tables-nft-save", "ip6tables-nft-restore", true},
+		{Nftables, IPv4, "", "", false},
+		{Iptables, IPv4, "", "", false},
+	} {
+		save, restore, ok := Tools(tt.b, tt.fam)
+		if save != tt.save || restore != tt.restore || ok != tt.ok {
+			t.Errorf("Tools(%s, %s) = %s %s %v", tt.b, tt.fam, save, restore, ok)
+		}
+	}
+	if s, r := PlainTools(IPv6); s != "ip6tables-save" || r != "ip6tables-restore" {
+		t.Errorf("PlainTools(ip6) = %s %s", s, r)
+	}
+	for in, want := range map[string]Backend{"nft": Nftables, "nftables": Nftables, "iptables-legacy": IptablesLegacy} {
+		if b, err := ParseBackend(in); err != nil || b != want {
+			t.Errorf("ParseBackend(%q) = %v %v", in, b, err)
+		}
+	}
+	if _, err := ParseBackend("iptables"); err == nil {
+		t.Error("ParseBackend accepted iptables (not installable)")
+	}
+	if Nftables.Flag() != "nft" || IptablesNFT.Flag() != "iptables-nft" {
+		t.Error("Flag is wrong")
+	}
 }

@@ -7,31 +7,6 @@ import (
 	"strings"
 )
 
-// Backend is the interface through which rules reach the kernel.
-type Backend string
-
-const (
-	// NFT programs nftables directly over netlink (google/nftables).
-	NFT Backend = "nft"
-	// IptablesNFT runs iptables-nft-restore: xt targets inside nftables.
-	IptablesNFT Backend = "iptables-nft"
-	// IptablesLegacy runs iptables-legacy-restore: the x_tables kernel API.
-	IptablesLegacy Backend = "iptables-legacy"
-)
-
-// Backends lists every backend, default first.
-var Backends = []Backend{NFT, IptablesNFT, IptablesLegacy}
-
-// ParseBackend checks that s names a backend.
-func ParseBackend(s string) (Backend, error) {
-	for _, b := range Backends {
-		if string(b) == s {
-			return b, nil
-		}
-	}
-	return "", fmt.Errorf("unknown backend %q: want nft, iptables-nft or iptables-legacy", s)
-}
-
 // Rule is one source-NAT rule: connections from Src leaving through OutIface
 // get Mode. The lab's node installs one per uplink.
 type Rule struct {
@@ -126,16 +101,6 @@ func IptablesRestore(rules []Rule) (string, error) {
 	}
 	b.WriteString("COMMIT\n")
 	return b.String(), nil
-}
-
-// MissingBinaryError says which userspace tool a backend needs.
-type MissingBinaryError struct {
-	Binary  string
-	Package string
-}
-
-func (e *MissingBinaryError) Error() string {
-	return fmt.Sprintf("%s not found in PATH (install the %s package)", e.Binary, e.Package)
 }
 
 // NFTStatement renders r as an nft rule statement, e.g.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -82,5 +83,128 @@ func TestOpenRejectsNonNamespace(t *testing.T) {
 	}
 	if _, err := Open("snt-does-not-exist"); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("Open(missing) = %v, want ErrNotExist", err)
+	}
+}
+
+func TestParseSpec(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want Spec
+		err  string
+	}{
+		{"snt-lab-node", Spec{Name: "snt-lab-node"}, ""},
+		{"/proc/1/ns/net", Spec{Path: "/proc/1/ns/net"}, ""},
+		{"./ns", Spec{Path: "./ns"}, ""},
+		{"pid:42", Spec{PID: 42}, ""},
+		{"4026532177", Spec{Inode: 4026532177}, ""},
+		{"net:[4026532177]", Spec{Inode: 4026532177}, ""},
+		{"", Spec{}, `network namespace "": want NAME, PATH, pid:PID or an inode number`},
+		{"..", Spec{}, `network namespace "..": want NAME, PATH, pid:PID or an inode number`},
+		{"pid:x", Spec{}, `network namespace "pid:x": want pid:PID with a process id`},
+		{"pid:0", Spec{}, `network namespace "pid:0": want pid:PID with a process id`},
+		{"net:[12", Spec{}, `network namespace "net:[12": want net:[INODE]`},
+	} {
+		got, err := ParseSpec(tt.in)
+		gotErr := ""
+		if err != nil {
+			gotErr = err.Error()
+		}
+		if got != tt.want || gotErr != tt.err {
+			t.Errorf("ParseSpec(%q) = %+v, %q; want %+v, %q", tt.in, got, gotErr, tt.want, tt.err)
+		}
+		if err == nil && got.String() != tt.in && tt.in != "4026532177" {
+			t.Errorf("Spec(%q).String() = %q", tt.in, got.String())
+		}
+	}
+}
+
+// TestOpenForms opens one namespace by name, path, pid and inode, and
+// checks that each handle names the same namespace.
+func TestOpenForms(t *testing.T) {
+	needRoot(t)
+	name := fmt.Sprintf("snt-t%d-forms", os.Getpid())
+	ns, err := Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Delete() })
+	want, err := ns.Inode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A thread of this process in the namespace gives it a pid form.
+	stop := make(chan struct{})
+	tidc := make(chan int)
+	go func() {
+		if err := ns.Enter(); err != nil {
+			close(tidc)
+			return
+		}
+		tidc <- unix.Gettid()
+		<-stop
+	}()
+	tid := <-tidc
+	defer close(stop)
+	forms := []string{name, Dir + "/" + name, fmt.Sprintf("pid:%d", tid), fmt.Sprint(want), fmt.Sprintf("net:[%d]", want)}
+	for _, form := range forms {
+		o, err := Open(form)
+		if err != nil {
+			t.Errorf("Open(%q): %v", form, err)
+			continue
+		}
+		if got, _ := o.Inode(); got != want {
+			t.Errorf("Open(%q) has inode %d, want %d", form, got, want)
+		}
+		o.Close()
+	}
+	if _, err := Open("1"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Open of an inode nobody holds: %v, want ErrNotExist", err)
+	}
+	if _, err := Open(fmt.Sprintf("/proc/%d/ns/mnt", os.Getpid())); err == nil || !strings.Contains(err.Error(), "not a network namespace") {
+		t.Errorf("Open of a mount namespace: %v", err)
+	}
+}
+
+// TestNilNS: the nil NS is the caller's own namespace.
+func TestNilNS(t *testing.T) {
+	var ns *NS
+	ran := false
+	if err := ns.Do(func() error { ran = true; return nil }); err != nil || !ran {
+		t.Fatalf("nil Do: %v, ran %v", err, ran)
+	}
+	if ns.Fd() != 0 || ns.Name() != "" || ns.Close() != nil || ns.String() != "the current network namespace" {
+		t.Error("nil NS accessors")
+	}
+	ino, err := ns.Inode()
+	if err != nil || uint64(ino) != threadNetNSInode(t) {
+		t.Errorf("nil Inode = %d, %v", ino, err)
+	}
+	h, err := ns.RouteHandle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+}
+
+// TestOpenInodeHeldByFD finds a namespace that only an open descriptor of
+// this process holds (its name is gone).
+func TestOpenInodeHeldByFD(t *testing.T) {
+	needRoot(t)
+	ns, err := Create(fmt.Sprintf("snt-t%d-held", os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ino, _ := ns.Inode()
+	if err := Delete(ns.Name()); err != nil { // only ns's fd holds it now
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	o, err := Open(fmt.Sprint(ino))
+	if err != nil {
+		t.Fatalf("Open(inode held by fd %d): %v", ns.Fd(), err)
+	}
+	defer o.Close()
+	if got, _ := o.Inode(); got != ino {
+		t.Errorf("opened inode %d, want %d", got, ino)
 	}
 }

@@ -49,7 +49,7 @@ type iptParser struct {
 // checked only for their line structure. The backend comes from the dump's
 // header; without one (iptables -S) it is Iptables.
 func ParseIptablesSave(data, name string) (*Ruleset, error) {
-	p := &iptParser{name: name, rs: &Ruleset{}, backend: Iptables, family: "ip", source: -1}
+	p := &iptParser{name: name, rs: &Ruleset{}, backend: Iptables, family: natrule.IPv4, source: -1}
 	// Size the big collections once: kube-proxy dumps hold ~1e5 rules and
 	// ~4e4 chains, almost all jumps.
 	p.chainHint = strings.Count(data, "\n:") + 8
@@ -109,9 +109,9 @@ func (p *iptParser) line(line string, n int) error {
 	switch trimmed[0] {
 	case '#':
 		if m := saveHeader.FindStringSubmatch(trimmed); m != nil {
-			p.family = "ip"
+			p.family = natrule.IPv4
 			if m[1] == "ip6tables" {
-				p.family = "ip6"
+				p.family = natrule.IPv6
 			}
 			p.version = m[3]
 			switch {
@@ -213,25 +213,72 @@ func (p *iptParser) rule(orig, line string, n int) error {
 		return p.fail(n, "want \"%s CHAIN ...\"", w[0])
 	}
 	switch w[0] {
-	case "-P":
-		if !p.sFormat {
-			return p.fail(n, "-P in an iptables-save dump")
-		}
-		if len(w) != 3 {
-			return p.fail(n, "want \"-P CHAIN POLICY\"")
-		}
-		p.addChain(w[1], w[2])
-		return nil
-	case "-N":
-		if !p.sFormat {
-			return p.fail(n, "-N in an iptables-save dump")
-		}
+	case "-P", "-N":
+		return p.chainLine(w, n)
+	case "-A", "--append":
+		return p.appendLine(orig, w, n)
+	}
+	return p.fail(n, "unexpected %q: want -A CHAIN", w[0])
+}
+
+// chainLine handles the -P and -N lines of iptables -S output.
+func (p *iptParser) chainLine(w []string, n int) error {
+	if !p.sFormat {
+		return p.fail(n, "%s in an iptables-save dump", w[0])
+	}
+	if w[0] == "-N" {
 		p.addChain(w[1], "-")
 		return nil
-	case "-A", "--append":
-	default:
-		return p.fail(n, "unexpected %q: want -A CHAIN", w[0])
 	}
+	if len(w) != 3 {
+		return p.fail(n, "want \"-P CHAIN POLICY\"")
+	}
+	p.addChain(w[1], w[2])
+	return nil
+}
+
+// ruleWords is an -A line cut into its parts.
+type ruleWords struct {
+	target, comment string
+	targetOpts      []string
+	match           []string // the words before the target, without comments
+}
+
+// splitRule finds the target, its options and the comments of an -A line.
+func splitRule(w []string) (ruleWords, error) {
+	var r ruleWords
+	matchEnd := len(w)
+	for i := 2; i < len(w); i++ {
+		switch w[i] {
+		case "-j", "--jump", "-g", "--goto":
+			if i+1 >= len(w) {
+				return r, fmt.Errorf("%s without a target", w[i])
+			}
+			r.target, r.targetOpts, matchEnd = w[i+1], w[i+2:], i
+			i = len(w)
+		case "-m", "--match":
+			if i+3 < len(w) && w[i+1] == "comment" && w[i+2] == "--comment" {
+				if r.comment != "" {
+					r.comment += "; "
+				}
+				r.comment += w[i+3]
+				i += 3
+			}
+		}
+	}
+	for i := 2; i < matchEnd; i++ {
+		if w[i] == "-m" && i+3 < matchEnd && w[i+1] == "comment" && w[i+2] == "--comment" {
+			i += 3
+			continue
+		}
+		r.match = append(r.match, w[i])
+	}
+	return r, nil
+}
+
+// appendLine handles an -A line of the nat table: a jump to a chain of the
+// table is recorded, a MASQUERADE or SNAT rule becomes a Rule.
+func (p *iptParser) appendLine(orig string, w []string, n int) error {
 	chain := w[1]
 	ci, ok := p.chains[chain]
 	if !ok {
@@ -243,66 +290,37 @@ func (p *iptParser) rule(orig, line string, n int) error {
 	}
 	p.rs.Chains[ci].Rules++
 	pos := p.rs.Chains[ci].Rules
-
-	var (
-		target, comment string
-		targetOpts      []string
-		matchEnd        = len(w)
-	)
-	for i := 2; i < len(w); i++ {
-		switch w[i] {
-		case "-j", "--jump", "-g", "--goto":
-			if i+1 >= len(w) {
-				return p.fail(n, "%s without a target", w[i])
-			}
-			target, targetOpts, matchEnd = w[i+1], w[i+2:], i
-			i = len(w)
-		case "-m", "--match":
-			if i+3 < len(w) && w[i+1] == "comment" && w[i+2] == "--comment" {
-				if comment != "" {
-					comment += "; "
-				}
-				comment += w[i+3]
-				i += 3
-			}
-		}
+	rw, err := splitRule(w)
+	if err != nil {
+		return p.fail(n, "%v", err)
 	}
-	switch target {
+	switch rw.target {
 	case "MASQUERADE", "SNAT":
 	case "":
 		return nil
 	default:
-		if _, isChain := p.chains[target]; isChain {
-			p.rs.Jumps = append(p.rs.Jumps, Jump{Backend: p.backend, Family: p.family, Table: "nat", From: chain, To: target, Comment: comment})
+		if _, isChain := p.chains[rw.target]; isChain {
+			p.rs.Jumps = append(p.rs.Jumps, Jump{Backend: p.backend, Family: p.family, Table: "nat", From: chain, To: rw.target, Comment: rw.comment})
 		}
 		return nil
 	}
-	// The match summary: the words before the target, without the comment.
-	var match []string
-	for i := 2; i < matchEnd; i++ {
-		if w[i] == "-m" && i+3 < matchEnd && w[i+1] == "comment" && w[i+2] == "--comment" {
-			i += 3
-			continue
-		}
-		match = append(match, w[i])
-	}
-	mode, err := parseIptTarget(target, targetOpts)
+	mode, err := parseIptTarget(rw.target, rw.targetOpts)
 	if err != nil {
 		return p.fail(n, "%v", err)
 	}
 	fam := p.family
 	if mode.AddrMin.Is6() {
-		fam = "ip6"
+		fam = natrule.IPv6
 	}
-	quoted := make([]string, len(match))
-	for i, m := range match {
+	quoted := make([]string, len(rw.match))
+	for i, m := range rw.match {
 		quoted[i] = quoteWord(m)
 	}
 	r := Rule{
-		Backend: p.backend, Family: fam, Table: "nat", Chain: chain,
-		Hook: p.rs.Chains[ci].Hook, Position: pos,
-		Match: strings.Join(quoted, " "), NAT: mode, FlagsKnown: true,
-		Comment: comment, Text: strings.TrimSpace(orig), Line: n,
+		Location: Location{Backend: p.backend, Family: fam, Table: "nat", Chain: chain, Position: pos},
+		Hook:     p.rs.Chains[ci].Hook,
+		Match:    strings.Join(quoted, " "), NAT: mode, FlagsKnown: true,
+		Comment: rw.comment, Text: strings.TrimSpace(orig), Line: n,
 	}
 	p.rs.Rules = append(p.rs.Rules, r)
 	p.rs.Sources[p.source].Rules++

@@ -74,7 +74,7 @@ COMMIT
 COMMIT
 `, "ip6tables-nft-restore")
 
-	rs, err := Read(context.Background(), ReadOptions{NetNSFd: ns.Fd(), Runner: ExecRunner{NetNSPath: ns.Path()}})
+	rs, err := Read(context.Background(), ReadOptions{NS: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func BenchmarkReadLive10k(b *testing.B) {
 	netnstest.Run(b, ns, sb.String(), "nft", "-f", "-")
 	b.ReportAllocs()
 	for b.Loop() {
-		rs, err := Read(context.Background(), ReadOptions{NetNSFd: ns.Fd(), SkipLegacy: true})
+		rs, err := Read(context.Background(), ReadOptions{NS: ns, SkipLegacy: true})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -9,8 +9,9 @@ import (
 	"fmt"
 
 	"github.com/google/nftables"
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/snatrace/snatrace/nftnl"
 )
 
 // natExprs are the expression kinds that can make a rule source NAT; only
@@ -33,75 +34,87 @@ type dumpRule struct {
 
 // readRules dumps every rule of every family in one request. Attributes are
 // walked in place (no per-attribute allocation); names are interned.
-func (d *nftDump) readRules(c *netlink.Conn) error {
-	msgs, err := c.Execute(nftRequest(unix.NFT_MSG_GETRULE, netlink.Dump))
+func (d *nftDump) readRules(c *nftnl.Conn) (bool, error) {
+	msgs, intr, err := c.Dump(unix.NFT_MSG_GETRULE, unix.AF_UNSPEC, nil)
 	if err != nil {
-		return fmt.Errorf("listing nftables rules: %w", err)
+		return false, fmt.Errorf("listing nftables rules: %w", err)
 	}
 	d.rules = make([]dumpRule, 0, len(msgs))
-	intern := map[string]string{}
-	name := func(b []byte) string {
-		b = bytes.TrimRight(b, "\x00")
-		if s, ok := intern[string(b)]; ok {
-			return s
-		}
-		s := string(b)
-		intern[s] = s
-		return s
-	}
+	in := interner{}
 	for _, m := range msgs {
 		if len(m.Data) < 4 {
 			continue
 		}
-		fam := m.Data[0]
-		r := dumpRule{family: familyNames[fam]}
-		var exprs, udata []byte
-		err := walkAttrs(m.Data[4:], func(typ uint16, v []byte) error {
-			switch typ {
-			case unix.NFTA_RULE_TABLE:
-				r.table = name(v)
-			case unix.NFTA_RULE_CHAIN:
-				r.chain = name(v)
-			case unix.NFTA_RULE_HANDLE:
-				if len(v) == 8 {
-					r.handle = binary.BigEndian.Uint64(v)
-				}
-			case unix.NFTA_RULE_USERDATA:
-				udata = v
-			case unix.NFTA_RULE_EXPRESSIONS:
-				exprs = v
-			}
-			return nil
-		})
+		r, err := decodeDumpRule(m.Data, in)
 		if err != nil {
-			return fmt.Errorf("decoding nftables rule: %w", err)
-		}
-		if r.table == "" || r.chain == "" {
-			return errors.New("decoding nftables rule: no table or chain")
-		}
-		full := false
-		err = walkExprs(exprs, func(kind string, data []byte) error {
-			if natExprs[kind] {
-				full = true
-			}
-			if kind == "immediate" {
-				if to, ok := verdictJump(data); ok {
-					r.jumps = append(r.jumps, name(to))
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("decoding nftables rule: %w", err)
-		}
-		if full {
-			if r.nat, r.complete, err = decodeRule(fam, &r, exprs, udata); err != nil {
-				return err
-			}
+			return false, err
 		}
 		d.rules = append(d.rules, r)
 	}
-	return nil
+	return intr, nil
+}
+
+// interner shares one string per table, chain and jump target name.
+type interner map[string]string
+
+func (in interner) name(b []byte) string {
+	b = bytes.TrimRight(b, "\x00")
+	if s, ok := in[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	in[s] = s
+	return s
+}
+
+// decodeDumpRule decodes one NFT_MSG_NEWRULE message: its place and jumps
+// always, its expressions only when one of them can be source NAT.
+func decodeDumpRule(data []byte, in interner) (dumpRule, error) {
+	fam := data[0]
+	r := dumpRule{family: Family(nftnl.FamilyName(fam))}
+	var exprs, udata []byte
+	err := nftnl.Walk(data[4:], func(typ uint16, v []byte) error {
+		switch typ {
+		case unix.NFTA_RULE_TABLE:
+			r.table = in.name(v)
+		case unix.NFTA_RULE_CHAIN:
+			r.chain = in.name(v)
+		case unix.NFTA_RULE_HANDLE:
+			if len(v) == 8 {
+				r.handle = binary.BigEndian.Uint64(v)
+			}
+		case unix.NFTA_RULE_USERDATA:
+			udata = v
+		case unix.NFTA_RULE_EXPRESSIONS:
+			exprs = v
+		}
+		return nil
+	})
+	if err != nil {
+		return r, fmt.Errorf("decoding nftables rule: %w", err)
+	}
+	if r.table == "" || r.chain == "" {
+		return r, errors.New("decoding nftables rule: no table or chain")
+	}
+	full := false
+	err = walkExprs(exprs, func(kind string, data []byte) error {
+		full = full || natExprs[kind]
+		if kind == "immediate" {
+			if to, ok := verdictJump(data); ok {
+				r.jumps = append(r.jumps, in.name(to))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return r, fmt.Errorf("decoding nftables rule: %w", err)
+	}
+	if full {
+		if r.nat, r.complete, err = decodeRule(fam, &r, exprs, udata); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
 }
 
 // decodeRule decodes a rule fully into google/nftables types.
@@ -127,36 +140,15 @@ func decodeRule(fam byte, r *dumpRule, exprs, udata []byte) (*nftables.Rule, boo
 	return nr, complete, err
 }
 
-// walkAttrs calls fn for each netlink attribute in b (type without the
-// nested/byte-order flags), without allocating.
-func walkAttrs(b []byte, fn func(typ uint16, v []byte) error) error {
-	for len(b) >= 4 {
-		l := int(binary.NativeEndian.Uint16(b[0:2]))
-		typ := binary.NativeEndian.Uint16(b[2:4]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
-		if l < 4 || l > len(b) {
-			return errors.New("malformed netlink attribute")
-		}
-		if err := fn(typ, b[4:l]); err != nil {
-			return err
-		}
-		l = (l + 3) &^ 3
-		if l > len(b) {
-			l = len(b)
-		}
-		b = b[l:]
-	}
-	return nil
-}
-
 // walkExprs calls fn with the name and data of each expression of an
 // NFTA_RULE_EXPRESSIONS list.
 func walkExprs(list []byte, fn func(kind string, data []byte) error) error {
-	return walkAttrs(list, func(_ uint16, elem []byte) error {
+	return nftnl.Walk(list, func(_ uint16, elem []byte) error {
 		var (
 			kind string
 			data []byte
 		)
-		if err := walkAttrs(elem, func(typ uint16, v []byte) error {
+		if err := nftnl.Walk(elem, func(typ uint16, v []byte) error {
 			switch typ {
 			case unix.NFTA_EXPR_NAME:
 				kind = exprKind(v)
@@ -199,15 +191,15 @@ func verdictJump(data []byte) ([]byte, bool) {
 		code  int32
 		chain []byte
 	)
-	walkAttrs(data, func(typ uint16, v []byte) error {
+	nftnl.Walk(data, func(typ uint16, v []byte) error {
 		if typ != unix.NFTA_IMMEDIATE_DATA {
 			return nil
 		}
-		return walkAttrs(v, func(typ uint16, v []byte) error {
+		return nftnl.Walk(v, func(typ uint16, v []byte) error {
 			if typ != unix.NFTA_DATA_VERDICT {
 				return nil
 			}
-			return walkAttrs(v, func(typ uint16, v []byte) error {
+			return nftnl.Walk(v, func(typ uint16, v []byte) error {
 				switch typ {
 				case unix.NFTA_VERDICT_CODE:
 					if len(v) == 4 {

@@ -12,8 +12,10 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/google/nftables/xt"
-	"github.com/snatrace/snatrace/natrule"
 	"golang.org/x/sys/unix"
+
+	"github.com/snatrace/snatrace/natmodel"
+	"github.com/snatrace/snatrace/natrule"
 )
 
 // described is what a rule's expressions say, in nft syntax.
@@ -37,137 +39,167 @@ type regVal struct {
 	proto string // l4 protocol known when the load happened (for ports)
 }
 
+// describer walks a rule's expressions, tracking what each register holds.
+type describer struct {
+	d    described
+	regs map[uint32]regVal
+	l4   string // the l4 protocol matched so far
+	l3   Family // the network protocol, known in inet tables after meta nfproto
+	fam  Family
+}
+
 // describeExprs renders exprs of a rule in family fam.
 func describeExprs(fam Family, exprs []expr.Any, udata []byte) described {
-	var d described
-	regs := map[uint32]regVal{}
-	l4 := ""
-	l3 := fam // the network protocol, known in inet tables after meta nfproto
+	w := &describer{regs: map[uint32]regVal{}, l3: fam, fam: fam}
 	if c, ok := userdata.GetString(udata, userdata.TypeComment); ok {
-		d.comment = c
+		w.d.comment = c
 	}
 	for _, e := range exprs {
-		switch e := e.(type) {
-		case *expr.Meta:
-			if e.SourceRegister {
-				d.stmts = append(d.stmts, metaName(e.Key)+" set "+regs[e.Register].desc)
-				continue
-			}
-			v := regVal{desc: metaName(e.Key), bits: -1}
-			switch e.Key {
-			case expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME:
-				v.kind = "ifname"
-			case expr.MetaKeyL4PROTO:
-				v.kind = "proto"
-			case expr.MetaKeyNFPROTO:
-				v.kind = "nfproto"
-			case expr.MetaKeyMARK:
-				v.kind = "hex"
-			}
-			regs[e.Register] = v
-		case *expr.Payload:
-			if e.OperationType != expr.PayloadLoad {
-				d.stmts = append(d.stmts, "payload write")
-				continue
-			}
-			regs[e.DestRegister] = payloadVal(l3, e, l4)
-		case *expr.Bitwise:
-			v := regs[e.SourceRegister]
-			if v.kind == "addr" {
-				v.bits = maskBits(e.Mask)
-			} else {
-				v.desc = fmt.Sprintf("%s & 0x%x", v.desc, e.Mask)
-			}
-			regs[e.DestRegister] = v
-		case *expr.Cmp:
-			v := regs[e.Register]
-			val := formatData(v, e.Data)
-			if v.kind == "proto" && v.desc == "meta l4proto" && e.Op == expr.CmpOpEq {
-				l4 = val
-			}
-			if v.kind == "nfproto" && e.Op == expr.CmpOpEq && len(e.Data) == 1 {
-				// nft hides this dependency of "ip saddr" in inet tables.
-				l3 = map[byte]Family{unix.NFPROTO_IPV4: "ip", unix.NFPROTO_IPV6: "ip6"}[e.Data[0]]
-				continue
-			}
-			d.match = append(d.match, joinNonEmpty(v.desc, cmpOp(e.Op), val))
-		case *expr.Range:
-			v := regs[e.Register]
-			d.match = append(d.match, fmt.Sprintf("%s %s%s-%s", v.desc, neq(e.Op == expr.CmpOpNeq), formatData(v, e.FromData), formatData(v, e.ToData)))
-		case *expr.Lookup:
-			v := regs[e.SourceRegister]
-			d.match = append(d.match, fmt.Sprintf("%s %s@%s", v.desc, neq(e.Invert), e.SetName))
-		case *expr.Ct:
-			regs[e.Register] = regVal{desc: fmt.Sprintf("ct key%d", e.Key), kind: "hex", bits: -1}
-		case *expr.Immediate:
-			regs[e.Register] = regVal{kind: "imm", data: e.Data, bits: -1}
-		case *expr.Counter:
-		case *expr.Verdict:
-			switch e.Kind {
-			case expr.VerdictJump:
-				d.jumps = append(d.jumps, e.Chain)
-				d.stmts = append(d.stmts, "jump "+e.Chain)
-			case expr.VerdictGoto:
-				d.jumps = append(d.jumps, e.Chain)
-				d.stmts = append(d.stmts, "goto "+e.Chain)
-			case expr.VerdictAccept:
-				d.stmts = append(d.stmts, "accept")
-			case expr.VerdictDrop:
-				d.stmts = append(d.stmts, "drop")
-			case expr.VerdictReturn:
-				d.stmts = append(d.stmts, "return")
-			}
-		case *expr.Masq:
-			m := natrule.Mode{Action: natrule.Masquerade, Random: e.Random, FullyRandom: e.FullyRandom, Persistent: e.Persistent}
-			if e.ToPorts {
-				m.PortMin, m.PortMax = regPorts(regs, e.RegProtoMin, e.RegProtoMax)
-			}
-			d.nat, d.natText = &m, m.String()
-		case *expr.NAT:
-			if e.Type != expr.NATTypeSourceNAT {
-				d.stmts = append(d.stmts, "dnat")
-				continue
-			}
-			m := natrule.Mode{Action: natrule.SNAT, Random: e.Random, FullyRandom: e.FullyRandom, Persistent: e.Persistent}
-			if e.RegAddrMin != 0 {
-				lo, okLo := regAddr(regs[e.RegAddrMin])
-				hi, okHi := lo, okLo
-				if e.RegAddrMax != 0 {
-					hi, okHi = regAddr(regs[e.RegAddrMax])
-				}
-				if okLo && okHi {
-					m.AddrMin, m.AddrMax = lo, hi
-				} else {
-					d.warn = "snat addresses come from a map or expression"
-				}
-			}
-			if e.RegProtoMin != 0 {
-				m.PortMin, m.PortMax = regPorts(regs, e.RegProtoMin, e.RegProtoMax)
-			}
-			d.nat, d.natText = &m, m.String()
-		case *expr.Target:
-			switch e.Name {
-			case "MASQUERADE", "SNAT":
-				m, err := xtNAT(e, fam)
-				if err != nil {
-					d.warn = err.Error()
-				}
-				d.nat, d.xt = &m, true
-				d.natText = "xt target " + e.Name + " (" + m.String() + ")"
-			default:
-				d.stmts = append(d.stmts, "xt target "+e.Name)
-			}
-		case *expr.Match:
-			if c, ok := e.Info.(*xt.Comment); ok {
-				d.comment = string(*c)
-				continue
-			}
-			d.match = append(d.match, "xt match "+e.Name)
-		default:
-			d.match = append(d.match, strings.TrimPrefix(fmt.Sprintf("%T", e), "*expr."))
+		w.expr(e)
+	}
+	return w.d
+}
+
+func (w *describer) expr(e expr.Any) {
+	switch e := e.(type) {
+	case *expr.Meta:
+		w.meta(e)
+	case *expr.Payload:
+		if e.OperationType != expr.PayloadLoad {
+			w.d.stmts = append(w.d.stmts, "payload write")
+			return
+		}
+		w.regs[e.DestRegister] = payloadVal(w.l3, e, w.l4)
+	case *expr.Bitwise:
+		v := w.regs[e.SourceRegister]
+		if v.kind == "addr" {
+			v.bits = maskBits(e.Mask)
+		} else {
+			v.desc = fmt.Sprintf("%s & 0x%x", v.desc, e.Mask)
+		}
+		w.regs[e.DestRegister] = v
+	case *expr.Cmp:
+		w.cmp(e)
+	case *expr.Range:
+		v := w.regs[e.Register]
+		w.d.match = append(w.d.match, fmt.Sprintf("%s %s%s-%s", v.desc, neq(e.Op == expr.CmpOpNeq), formatData(v, e.FromData), formatData(v, e.ToData)))
+	case *expr.Lookup:
+		v := w.regs[e.SourceRegister]
+		w.d.match = append(w.d.match, fmt.Sprintf("%s %s@%s", v.desc, neq(e.Invert), e.SetName))
+	case *expr.Ct:
+		w.regs[e.Register] = regVal{desc: fmt.Sprintf("ct key%d", e.Key), kind: "hex", bits: -1}
+	case *expr.Immediate:
+		w.regs[e.Register] = regVal{kind: "imm", data: e.Data, bits: -1}
+	case *expr.Counter:
+	case *expr.Verdict:
+		w.verdict(e)
+	case *expr.Masq:
+		m := natrule.Mode{Action: natrule.Masquerade, Random: e.Random, FullyRandom: e.FullyRandom, Persistent: e.Persistent}
+		if e.ToPorts {
+			m.PortMin, m.PortMax = regPorts(w.regs, e.RegProtoMin, e.RegProtoMax)
+		}
+		w.d.nat, w.d.natText = &m, m.String()
+	case *expr.NAT:
+		w.nat(e)
+	case *expr.Target:
+		w.target(e)
+	case *expr.Match:
+		if c, ok := e.Info.(*xt.Comment); ok {
+			w.d.comment = string(*c)
+			return
+		}
+		w.d.match = append(w.d.match, "xt match "+e.Name)
+	default:
+		w.d.match = append(w.d.match, strings.TrimPrefix(fmt.Sprintf("%T", e), "*expr."))
+	}
+}
+
+func (w *describer) meta(e *expr.Meta) {
+	if e.SourceRegister {
+		w.d.stmts = append(w.d.stmts, metaName(e.Key)+" set "+w.regs[e.Register].desc)
+		return
+	}
+	v := regVal{desc: metaName(e.Key), bits: -1}
+	switch e.Key {
+	case expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME:
+		v.kind = "ifname"
+	case expr.MetaKeyL4PROTO:
+		v.kind = "proto"
+	case expr.MetaKeyNFPROTO:
+		v.kind = "nfproto"
+	case expr.MetaKeyMARK:
+		v.kind = "hex"
+	}
+	w.regs[e.Register] = v
+}
+
+func (w *describer) cmp(e *expr.Cmp) {
+	v := w.regs[e.Register]
+	val := formatData(v, e.Data)
+	if v.kind == "proto" && v.desc == "meta l4proto" && e.Op == expr.CmpOpEq {
+		w.l4 = val
+	}
+	if v.kind == "nfproto" && e.Op == expr.CmpOpEq && len(e.Data) == 1 {
+		// nft hides this dependency of "ip saddr" in inet tables.
+		w.l3 = map[byte]Family{unix.NFPROTO_IPV4: natrule.IPv4, unix.NFPROTO_IPV6: natrule.IPv6}[e.Data[0]]
+		return
+	}
+	w.d.match = append(w.d.match, joinNonEmpty(v.desc, cmpOp(e.Op), val))
+}
+
+func (w *describer) verdict(e *expr.Verdict) {
+	switch e.Kind {
+	case expr.VerdictJump:
+		w.d.jumps = append(w.d.jumps, e.Chain)
+		w.d.stmts = append(w.d.stmts, "jump "+e.Chain)
+	case expr.VerdictGoto:
+		w.d.jumps = append(w.d.jumps, e.Chain)
+		w.d.stmts = append(w.d.stmts, "goto "+e.Chain)
+	case expr.VerdictAccept:
+		w.d.stmts = append(w.d.stmts, "accept")
+	case expr.VerdictDrop:
+		w.d.stmts = append(w.d.stmts, "drop")
+	case expr.VerdictReturn:
+		w.d.stmts = append(w.d.stmts, "return")
+	}
+}
+
+func (w *describer) nat(e *expr.NAT) {
+	if e.Type != expr.NATTypeSourceNAT {
+		w.d.stmts = append(w.d.stmts, "dnat")
+		return
+	}
+	m := natrule.Mode{Action: natrule.SNAT, Random: e.Random, FullyRandom: e.FullyRandom, Persistent: e.Persistent}
+	if e.RegAddrMin != 0 {
+		lo, okLo := regAddr(w.regs[e.RegAddrMin])
+		hi, okHi := lo, okLo
+		if e.RegAddrMax != 0 {
+			hi, okHi = regAddr(w.regs[e.RegAddrMax])
+		}
+		if okLo && okHi {
+			m.AddrMin, m.AddrMax = lo, hi
+		} else {
+			w.d.warn = "snat addresses come from a map or expression"
 		}
 	}
-	return d
+	if e.RegProtoMin != 0 {
+		m.PortMin, m.PortMax = regPorts(w.regs, e.RegProtoMin, e.RegProtoMax)
+	}
+	w.d.nat, w.d.natText = &m, m.String()
+}
+
+func (w *describer) target(e *expr.Target) {
+	switch e.Name {
+	case "MASQUERADE", "SNAT":
+		m, err := xtNAT(e, w.fam)
+		if err != nil {
+			w.d.warn = err.Error()
+		}
+		w.d.nat, w.d.xt = &m, true
+		w.d.natText = "xt target " + e.Name + " (" + m.String() + ")"
+	default:
+		w.d.stmts = append(w.d.stmts, "xt target "+e.Name)
+	}
 }
 
 func joinNonEmpty(parts ...string) string {
@@ -378,14 +410,13 @@ func xtNAT(t *expr.Target, fam Family) (natrule.Mode, error) {
 	default:
 		return m, fmt.Errorf("xt %s: unexpected info %T", t.Name, t.Info)
 	}
-	m.Random = flags&natrule.FlagProtoRandom != 0
-	m.FullyRandom = flags&natrule.FlagProtoRandomFully != 0
-	m.Persistent = flags&natrule.FlagPersistent != 0
-	if flags&natrule.FlagProtoSpecified != 0 {
+	f := natmodel.Flags(flags)
+	m.SetFlags(f)
+	if f&natmodel.ProtoSpecified != 0 {
 		m.PortMin, m.PortMax = minPort, maxPort
 	}
-	if m.Action == natrule.SNAT && flags&natrule.FlagMapIPs != 0 {
-		v4 := fam == "ip"
+	if m.Action == natrule.SNAT && f&natmodel.MapIPs != 0 {
+		v4 := fam == natrule.IPv4
 		lo, okLo := ipAddr(minIP, v4)
 		hi, okHi := ipAddr(maxIP, v4)
 		if okLo && okHi {
@@ -412,7 +443,7 @@ func ipAddr(ip net.IP, v4 bool) (netip.Addr, bool) {
 // decodeNatRange decodes raw target info the library left undecoded.
 func decodeNatRange(b []byte, rev uint32, fam Family, name string) (flags uint32, minIP, maxIP net.IP, minPort, maxPort uint16, err error) {
 	ne := binary.NativeEndian
-	if fam == "ip" && rev == 0 {
+	if fam == natrule.IPv4 && rev == 0 {
 		// nf_nat_ipv4_multi_range_compat: rangesize, flags, min_ip, max_ip, min, max.
 		if len(b) < 20 {
 			return 0, nil, nil, 0, 0, fmt.Errorf("xt %s: info of %d bytes is too short", name, len(b))

@@ -54,6 +54,32 @@ func (lc *lineCounter) at(off int) int {
 	return lc.line + strings.Count(rest[:len(rest)-len(trimmed)], "\n")
 }
 
+// jsonParser holds the state of one nft -j dump being read.
+type jsonParser struct {
+	name   string
+	lc     *lineCounter
+	dec    *json.Decoder
+	rs     *Ruleset
+	tables map[string]Backend // "family name" -> backend, decided at the end
+}
+
+func (p *jsonParser) fail(off int, format string, a ...any) error {
+	return &ParseError{File: p.name, Line: p.lc.at(off), Msg: fmt.Sprintf(format, a...)}
+}
+
+// jsonErr locates a decoding error at its offset.
+func (p *jsonParser) jsonErr(err error, off int) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		off = int(se.Offset)
+	case errors.As(err, &te):
+		off = int(te.Offset)
+	}
+	return &ParseError{File: p.name, Line: p.lc.at(off), Msg: "bad JSON", Err: err}
+}
+
 // ParseNftJSON reads the output of `nft -j list ruleset`. name labels errors
 // and the Source. Errors carry the line of the offending element.
 //
@@ -61,121 +87,131 @@ func (lc *lineCounter) at(off int) int {
 // "name": "MASQUERADE"}}, without their flags: such rules have FlagsKnown
 // false (audit them live, or from nft text or iptables-save, to see flags).
 func ParseNftJSON(data, name string) (*Ruleset, error) {
-	lc := &lineCounter{data: data, line: 1}
-	fail := func(off int, format string, a ...any) error {
-		return &ParseError{File: name, Line: lc.at(off), Msg: fmt.Sprintf(format, a...)}
+	p := &jsonParser{name: name, lc: &lineCounter{data: data, line: 1}, rs: &Ruleset{}, tables: map[string]Backend{}}
+	p.dec = json.NewDecoder(strings.NewReader(data))
+	p.dec.UseNumber()
+	if err := p.document(); err != nil {
+		return nil, err
 	}
-	jsonErr := func(err error, off int) error {
-		var se *json.SyntaxError
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &se):
-			off = int(se.Offset)
-		case errors.As(err, &te):
-			off = int(te.Offset)
-		}
-		return &ParseError{File: name, Line: lc.at(off), Msg: "bad JSON", Err: err}
-	}
-	dec := json.NewDecoder(strings.NewReader(data))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, jsonErr(err, 0)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, fail(0, "want a JSON object {\"nftables\": [...]}")
-	}
-	rs := &Ruleset{}
-	src := Source{Backend: Nftables, Where: name, Format: "nft-json"}
-	seen := false
-	tables := map[string]Backend{} // "family name" -> backend, decided at the end
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, jsonErr(err, int(dec.InputOffset()))
-		}
-		if key, _ := tok.(string); key != "nftables" {
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
-				return nil, jsonErr(err, int(dec.InputOffset()))
-			}
-			continue
-		}
-		seen = true
-		if tok, err = dec.Token(); err != nil {
-			return nil, jsonErr(err, int(dec.InputOffset()))
-		}
-		if d, ok := tok.(json.Delim); !ok || d != '[' {
-			return nil, fail(int(dec.InputOffset()), "\"nftables\" must be an array")
-		}
-		for dec.More() {
-			off := int(dec.InputOffset())
-			var el map[string]json.RawMessage
-			if err := dec.Decode(&el); err != nil {
-				return nil, jsonErr(err, off)
-			}
-			if raw, ok := el["chain"]; ok {
-				var c jsonChain
-				if err := json.Unmarshal(raw, &c); err != nil {
-					return nil, fail(off, "bad chain: %v", err)
-				}
-				if c.Name == "" || c.Table == "" {
-					return nil, fail(off, "chain without a name or table")
-				}
-				rs.Chains = append(rs.Chains, Chain{Backend: Nftables, Family: Family(c.Family), Table: c.Table, Name: c.Name,
-					Hook: c.Hook, Type: c.Type, Priority: c.Prio, Policy: c.Policy, Handle: c.Handle})
-				tables[c.Family+" "+c.Table] = Nftables
-			}
-			if raw, ok := el["rule"]; ok {
-				var r jsonRule
-				if err := json.Unmarshal(raw, &r); err != nil {
-					return nil, fail(off, "bad rule: %v", err)
-				}
-				if err := jsonRuleInto(rs, &r, lc.at(off)); err != nil {
-					return nil, fail(off, "%v", err)
-				}
-			}
-		}
-		if _, err := dec.Token(); err != nil {
-			return nil, jsonErr(err, int(dec.InputOffset()))
-		}
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, jsonErr(err, int(dec.InputOffset()))
-	}
-	if !seen {
-		return nil, fail(0, "no \"nftables\" array")
-	}
-	// iptables-nft tables: the upper-case built-in chains of nat/filter/...,
-	// or any xt expression.
-	for _, c := range rs.Chains {
-		if _, ok := builtinHooks[c.Name]; ok && c.Hook != "" && iptablesNftTables[c.Table] && (c.Family == "ip" || c.Family == "ip6") {
-			tables[string(c.Family)+" "+c.Table] = IptablesNft
-		}
-	}
-	for _, r := range rs.Rules {
-		if r.XT {
-			tables[string(r.Family)+" "+r.Table] = IptablesNft
-		}
-	}
-	setBackends(rs, func(f Family, table string) Backend {
-		if b, ok := tables[string(f)+" "+table]; ok {
-			return b
-		}
-		return Nftables
-	})
+	p.decideBackends()
+	rs := p.rs
 	for _, r := range rs.Rules {
 		if !r.FlagsKnown {
-			rs.Warnings = append(rs.Warnings, fmt.Sprintf("%s: nft -j does not show the flags of iptables-nft targets; read it live or from iptables-save", r.Key()))
+			rs.Warnings = append(rs.Warnings, fmt.Sprintf("%s: nft -j does not show the flags of iptables-nft targets; read it live or from iptables-save", r.Label()))
 		}
 	}
-	src.Rules = len(rs.Rules)
+	src := Source{Backend: Nftables, Where: name, Format: "nft-json", Rules: len(rs.Rules)}
 	if len(rs.Rules) > 0 {
 		src.Backend = rs.Rules[0].Backend
 	}
 	rs.Sources = append(rs.Sources, src)
 	rs.resolveHooks()
 	return rs, nil
+}
+
+// document reads {"nftables": [...]} and skips other keys.
+func (p *jsonParser) document() error {
+	tok, err := p.dec.Token()
+	if err != nil {
+		return p.jsonErr(err, 0)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return p.fail(0, "want a JSON object {\"nftables\": [...]}")
+	}
+	seen := false
+	for p.dec.More() {
+		tok, err := p.dec.Token()
+		if err != nil {
+			return p.jsonErr(err, int(p.dec.InputOffset()))
+		}
+		if key, _ := tok.(string); key != "nftables" {
+			var skip json.RawMessage
+			if err := p.dec.Decode(&skip); err != nil {
+				return p.jsonErr(err, int(p.dec.InputOffset()))
+			}
+			continue
+		}
+		seen = true
+		if err := p.elements(); err != nil {
+			return err
+		}
+	}
+	if _, err := p.dec.Token(); err != nil {
+		return p.jsonErr(err, int(p.dec.InputOffset()))
+	}
+	if !seen {
+		return p.fail(0, "no \"nftables\" array")
+	}
+	return nil
+}
+
+// elements reads the "nftables" array: chains and rules, the rest skipped.
+func (p *jsonParser) elements() error {
+	tok, err := p.dec.Token()
+	if err != nil {
+		return p.jsonErr(err, int(p.dec.InputOffset()))
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		return p.fail(int(p.dec.InputOffset()), "\"nftables\" must be an array")
+	}
+	for p.dec.More() {
+		off := int(p.dec.InputOffset())
+		var el map[string]json.RawMessage
+		if err := p.dec.Decode(&el); err != nil {
+			return p.jsonErr(err, off)
+		}
+		if raw, ok := el["chain"]; ok {
+			if err := p.chain(raw, off); err != nil {
+				return err
+			}
+		}
+		if raw, ok := el["rule"]; ok {
+			var r jsonRule
+			if err := json.Unmarshal(raw, &r); err != nil {
+				return p.fail(off, "bad rule: %v", err)
+			}
+			if err := jsonRuleInto(p.rs, &r, p.lc.at(off)); err != nil {
+				return p.fail(off, "%v", err)
+			}
+		}
+	}
+	if _, err := p.dec.Token(); err != nil {
+		return p.jsonErr(err, int(p.dec.InputOffset()))
+	}
+	return nil
+}
+
+func (p *jsonParser) chain(raw json.RawMessage, off int) error {
+	var c jsonChain
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return p.fail(off, "bad chain: %v", err)
+	}
+	if c.Name == "" || c.Table == "" {
+		return p.fail(off, "chain without a name or table")
+	}
+	p.rs.Chains = append(p.rs.Chains, Chain{Backend: Nftables, Family: Family(c.Family), Table: c.Table, Name: c.Name,
+		Hook: c.Hook, Type: c.Type, Priority: c.Prio, Policy: c.Policy, Handle: c.Handle})
+	p.tables[c.Family+" "+c.Table] = Nftables
+	return nil
+}
+
+// decideBackends marks the iptables-nft tables: the upper-case built-in
+// chains of nat/filter/..., or any xt expression.
+func (p *jsonParser) decideBackends() {
+	for k := range iptablesNftTablesOf(p.rs.Chains) {
+		p.tables[string(k.fam)+" "+k.table] = IptablesNft
+	}
+	for _, r := range p.rs.Rules {
+		if r.XT {
+			p.tables[string(r.Family)+" "+r.Table] = IptablesNft
+		}
+	}
+	setBackends(p.rs, func(f Family, table string) Backend {
+		if b, ok := p.tables[string(f)+" "+table]; ok {
+			return b
+		}
+		return Nftables
+	})
 }
 
 // setBackends sets the backend of every chain, jump and rule from its table.
@@ -344,14 +380,7 @@ func jsonNAT(kind string, v json.RawMessage) (natrule.Mode, error) {
 			flags = []string{one}
 		}
 		for _, f := range flags {
-			switch f {
-			case "random":
-				m.Random = true
-			case "fully-random":
-				m.FullyRandom = true
-			case "persistent":
-				m.Persistent = true
-			default:
+			if !m.SetFlag(f) {
 				return m, fmt.Errorf("%s: unknown flag %q", kind, f)
 			}
 		}

@@ -4,14 +4,14 @@ package ruleset
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"time"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/snatrace/snatrace/nftnl"
 )
 
 // NftRaw is the kernel's view of a rule read over netlink: its table, chain,
@@ -33,142 +33,86 @@ type nftDump struct {
 	rules  []dumpRule
 }
 
-// readNftDump dumps chains and rules in one request each, and retries when
-// the ruleset generation moves during the read. nsFD 0 means the caller's
-// namespace.
-func readNftDump(nsFD int) (*nftDump, error) {
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: nsFD})
+// readNftDump dumps chains and rules in one request each, in one ruleset
+// generation (nftnl.Consistent retries when a commit overlaps the read).
+func readNftDump(opts ReadOptions) (*nftDump, error) {
+	c, err := nftnl.Dial(append([]nftnl.Option{nftnl.WithNetNS(opts.NS)}, opts.Nftables...)...)
 	if err != nil {
-		return nil, fmt.Errorf("opening nftables netlink socket: %w", err)
+		return nil, err
 	}
 	defer c.Close()
-	// A dump of even a huge ruleset takes well under a second; never hang.
-	if err := c.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
-		return nil, fmt.Errorf("setting a netlink deadline: %w", err)
-	}
-	for attempt := 0; attempt < 5; attempt++ {
-		gen, err := nftGen(c)
+	var d *nftDump
+	gen, err := c.Consistent(func() (bool, error) {
+		d = &nftDump{}
+		intr, err := d.readChains(c)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
-		d := &nftDump{gen: gen}
-		if err := d.readChains(c); err != nil {
-			return nil, err
-		}
-		if err := d.readRules(c); err != nil {
-			return nil, err
-		}
-		after, err := nftGen(c)
-		if err != nil {
-			return nil, err
-		}
-		if after == gen {
-			return d, nil
-		}
-	}
-	return nil, errors.New("reading nftables rules: the ruleset kept changing during 5 reads")
-}
-
-func nftRequest(msgType uint16, flags netlink.HeaderFlags) netlink.Message {
-	return netlink.Message{
-		Header: netlink.Header{
-			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | msgType),
-			Flags: netlink.Request | flags,
-		},
-		// nfgenmsg: family unspec (all families), version 0, res_id 0.
-		Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
-	}
-}
-
-// nftGen returns the ruleset generation id.
-func nftGen(c *netlink.Conn) (uint32, error) {
-	msgs, err := c.Execute(nftRequest(unix.NFT_MSG_GETGEN, 0))
+		intr2, err := d.readRules(c)
+		return intr || intr2, err
+	})
 	if err != nil {
-		return 0, fmt.Errorf("reading nftables generation: %w", err)
+		return nil, fmt.Errorf("reading nftables rules: %w", err)
+	}
+	d.gen = gen
+	return d, nil
+}
+
+func (d *nftDump) readChains(c *nftnl.Conn) (bool, error) {
+	msgs, intr, err := c.Dump(unix.NFT_MSG_GETCHAIN, unix.AF_UNSPEC, nil)
+	if err != nil {
+		return false, fmt.Errorf("listing nftables chains: %w", err)
 	}
 	for _, m := range msgs {
 		if len(m.Data) < 4 {
 			continue
 		}
-		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		ch, err := decodeChain(m.Data)
 		if err != nil {
-			return 0, fmt.Errorf("decoding nftables generation: %w", err)
-		}
-		ad.ByteOrder = binary.BigEndian
-		for ad.Next() {
-			if ad.Type() == unix.NFTA_GEN_ID {
-				return ad.Uint32(), nil
-			}
-		}
-	}
-	return 0, errors.New("reading nftables generation: no NFTA_GEN_ID in the reply")
-}
-
-var familyNames = map[byte]Family{
-	unix.NFPROTO_INET: "inet", unix.NFPROTO_IPV4: "ip", unix.NFPROTO_IPV6: "ip6",
-	unix.NFPROTO_ARP: "arp", unix.NFPROTO_NETDEV: "netdev", unix.NFPROTO_BRIDGE: "bridge",
-}
-
-func hookName(fam Family, n uint32) string {
-	if fam == "netdev" {
-		return [...]string{"ingress", "egress"}[n%2]
-	}
-	names := []string{"prerouting", "input", "forward", "output", "postrouting", "ingress"}
-	if int(n) < len(names) {
-		return names[n]
-	}
-	return fmt.Sprintf("hook%d", n)
-}
-
-func (d *nftDump) readChains(c *netlink.Conn) error {
-	msgs, err := c.Execute(nftRequest(unix.NFT_MSG_GETCHAIN, netlink.Dump))
-	if err != nil {
-		return fmt.Errorf("listing nftables chains: %w", err)
-	}
-	for _, m := range msgs {
-		if len(m.Data) < 4 {
-			continue
-		}
-		fam := familyNames[m.Data[0]]
-		ch := Chain{Backend: Nftables, Family: fam}
-		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
-		if err != nil {
-			return fmt.Errorf("decoding nftables chain: %w", err)
-		}
-		ad.ByteOrder = binary.BigEndian
-		for ad.Next() {
-			switch ad.Type() {
-			case unix.NFTA_CHAIN_TABLE:
-				ch.Table = ad.String()
-			case unix.NFTA_CHAIN_NAME:
-				ch.Name = ad.String()
-			case unix.NFTA_CHAIN_HANDLE:
-				ch.Handle = ad.Uint64()
-			case unix.NFTA_CHAIN_TYPE:
-				ch.Type = ad.String()
-			case unix.NFTA_CHAIN_POLICY:
-				ch.Policy = map[uint32]string{0: "drop", 1: "accept"}[ad.Uint32()]
-			case unix.NFTA_CHAIN_HOOK:
-				ad.Nested(func(nad *netlink.AttributeDecoder) error {
-					nad.ByteOrder = binary.BigEndian
-					for nad.Next() {
-						switch nad.Type() {
-						case unix.NFTA_HOOK_HOOKNUM:
-							ch.Hook = hookName(fam, nad.Uint32())
-						case unix.NFTA_HOOK_PRIORITY:
-							ch.Priority = int(int32(nad.Uint32()))
-						}
-					}
-					return nil
-				})
-			}
-		}
-		if err := ad.Err(); err != nil {
-			return fmt.Errorf("decoding nftables chain: %w", err)
+			return false, err
 		}
 		d.chains = append(d.chains, ch)
 	}
-	return nil
+	return intr, nil
+}
+
+// decodeChain decodes one NFT_MSG_NEWCHAIN message of a dump.
+func decodeChain(data []byte) (Chain, error) {
+	fam := Family(nftnl.FamilyName(data[0]))
+	ch := Chain{Backend: Nftables, Family: fam}
+	err := nftnl.Walk(data[4:], func(typ uint16, v []byte) error {
+		switch typ {
+		case unix.NFTA_CHAIN_TABLE:
+			ch.Table = nftnl.CString(v)
+		case unix.NFTA_CHAIN_NAME:
+			ch.Name = nftnl.CString(v)
+		case unix.NFTA_CHAIN_HANDLE:
+			if len(v) == 8 {
+				ch.Handle = binary.BigEndian.Uint64(v)
+			}
+		case unix.NFTA_CHAIN_TYPE:
+			ch.Type = nftnl.CString(v)
+		case unix.NFTA_CHAIN_POLICY:
+			if len(v) == 4 {
+				ch.Policy = map[uint32]string{0: "drop", 1: "accept"}[binary.BigEndian.Uint32(v)]
+			}
+		case unix.NFTA_CHAIN_HOOK:
+			return nftnl.Walk(v, func(typ uint16, v []byte) error {
+				switch {
+				case typ == unix.NFTA_HOOK_HOOKNUM && len(v) == 4:
+					ch.Hook = nftnl.HookName(string(fam), binary.BigEndian.Uint32(v))
+				case typ == unix.NFTA_HOOK_PRIORITY && len(v) == 4:
+					ch.Priority = int(int32(binary.BigEndian.Uint32(v)))
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return ch, fmt.Errorf("decoding nftables chain: %w", err)
+	}
+	return ch, nil
 }
 
 // decodeExpr decodes one expression; ok is false for expression kinds
@@ -264,4 +208,100 @@ func exprFromName(name string) expr.Any {
 		return &expr.Numgen{}
 	}
 	return nil
+}
+
+// fromNftDump turns a netlink dump into a Ruleset.
+func fromNftDump(d *nftDump) *Ruleset {
+	rs := &Ruleset{Generation: d.gen, Chains: d.chains}
+	chainIdx := make(map[tableKey]int, len(d.chains))
+	for i, c := range d.chains {
+		chainIdx[tableKey{c.Family, c.Table, c.Name}] = i
+	}
+	ipt := iptablesNftTablesOf(d.chains)
+	for _, r := range d.rules {
+		ci, ok := chainIdx[tableKey{r.family, r.table, r.chain}]
+		if !ok {
+			continue
+		}
+		c := &rs.Chains[ci]
+		c.Rules++
+		for _, to := range r.jumps {
+			rs.Jumps = append(rs.Jumps, Jump{Family: r.family, Table: c.Table, From: c.Name, To: to})
+		}
+		if r.nat == nil || !isSourceNAT(r.nat.Exprs, func() { ipt[tableKey{r.family, c.Table, ""}] = true }) {
+			continue
+		}
+		if rule, warn, ok := nftRuleOf(c, r); ok {
+			if warn != "" {
+				rs.Warnings = append(rs.Warnings, warn)
+			}
+			rs.Rules = append(rs.Rules, rule)
+		}
+	}
+	setBackends(rs, func(f Family, table string) Backend {
+		if ipt[tableKey{f, table, ""}] {
+			return IptablesNft
+		}
+		return Nftables
+	})
+	rs.Sources = append(rs.Sources, nftSources(rs, len(d.rules))...)
+	return rs
+}
+
+// isSourceNAT reports whether exprs hold a masquerade, an snat or an xt
+// MASQUERADE/SNAT target; xt calls back for every xt expression, which marks
+// the table as iptables-nft's.
+func isSourceNAT(exprs []expr.Any, xt func()) bool {
+	isNAT := false
+	for _, e := range exprs {
+		switch e := e.(type) {
+		case *expr.Masq:
+			isNAT = true
+		case *expr.NAT:
+			isNAT = isNAT || e.Type == expr.NATTypeSourceNAT
+		case *expr.Target:
+			xt()
+			isNAT = isNAT || e.Name == "MASQUERADE" || e.Name == "SNAT"
+		case *expr.Match:
+			xt()
+		}
+	}
+	return isNAT
+}
+
+// nftRuleOf builds the Rule of a dumped source-NAT rule at the end of chain
+// c (c.Rules already counts it); warn is what the decoder noticed.
+func nftRuleOf(c *Chain, r dumpRule) (rule Rule, warn string, ok bool) {
+	nr := r.nat
+	desc := describeExprs(r.family, nr.Exprs, nr.UserData)
+	if desc.nat == nil {
+		return Rule{}, "", false
+	}
+	text := strings.Join(append(append([]string(nil), desc.match...), desc.stmts...), " ")
+	text = strings.TrimSpace(text + " " + desc.natText)
+	if desc.comment != "" {
+		text += fmt.Sprintf(" comment %q", desc.comment)
+	}
+	rule = Rule{
+		Location: Location{Family: r.family, Table: c.Table, Chain: c.Name, Position: c.Rules, Handle: nr.Handle},
+		Hook:     c.Hook, Match: strings.Join(desc.match, " "), NAT: *desc.nat, FlagsKnown: true, Comment: desc.comment,
+		Text: text, XT: desc.xt, Raw: &NftRaw{Rule: nr, Complete: r.complete},
+	}
+	if desc.warn != "" {
+		warn = fmt.Sprintf("%s %s %s handle %d: %s", r.family, c.Table, c.Name, nr.Handle, desc.warn)
+	}
+	return rule, warn, true
+}
+
+// nftSources counts the rules read over netlink by backend.
+func nftSources(rs *Ruleset, scanned int) []Source {
+	counts := map[Backend]int{}
+	for _, r := range rs.Rules {
+		counts[r.Backend]++
+	}
+	out := []Source{{Backend: Nftables, Where: "netlink", Format: "netlink", Rules: counts[Nftables], Scanned: scanned}}
+	if counts[IptablesNft] > 0 {
+		out = append(out, Source{Backend: IptablesNft, Where: "netlink", Format: "netlink", Rules: counts[IptablesNft]})
+	}
+	return out
 }

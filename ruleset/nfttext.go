@@ -12,6 +12,25 @@ import (
 // iptablesNftTables are the table names iptables-nft creates.
 var iptablesNftTables = map[string]bool{"nat": true, "filter": true, "mangle": true, "raw": true, "security": true}
 
+// tableKey names a table, or a chain of it.
+type tableKey struct {
+	fam          Family
+	table, chain string // chain "": the table
+}
+
+// iptablesNftTablesOf returns the tables that iptables-nft made, as far as
+// their chains tell: the upper-case built-in chains of nat, filter, mangle,
+// raw or security as base chains.
+func iptablesNftTablesOf(chains []Chain) map[tableKey]bool {
+	ipt := map[tableKey]bool{}
+	for _, c := range chains {
+		if _, ok := builtinHooks[c.Name]; ok && c.Hook != "" && iptablesNftTables[c.Table] && (c.Family == natrule.IPv4 || c.Family == natrule.IPv6) {
+			ipt[tableKey{c.Family, c.Table, ""}] = true
+		}
+	}
+	return ipt
+}
+
 // nftTable is the state of one table while a dump is read.
 type nftTable struct {
 	family  Family
@@ -19,6 +38,18 @@ type nftTable struct {
 	backend Backend
 	first   int // index of the table's first chain in rs.Chains
 	rules   int // index of the table's first rule in rs.Rules
+}
+
+// nftParser holds the state of one nft list ruleset dump being read.
+type nftParser struct {
+	name      string
+	rs        *Ruleset
+	table     *nftTable
+	chain     int // index in rs.Chains of the open chain, -1 outside one
+	skipDepth int // >0 while inside a set/map/flowtable/object block
+	skipKind  string
+	managed   map[string]bool // "family name" tables nft warned about
+	line      int
 }
 
 // ParseNftText reads the output of `nft list ruleset` (with or without -a
@@ -29,145 +60,166 @@ type nftTable struct {
 // nft's "managed by iptables-nft" warning) get the IptablesNft backend.
 // Sets, maps, flowtables and stateful objects are skipped.
 func ParseNftText(data, name string) (*Ruleset, error) {
-	rs := &Ruleset{}
-	src := Source{Backend: Nftables, Where: name, Format: "nft"}
-	var (
-		table     *nftTable
-		chain     = -1 // index in rs.Chains of the open chain
-		skipDepth int  // >0 while inside a set/map/flowtable/object block
-		skipKind  string
-		managed   = map[string]bool{} // "family name" tables nft warned about
-		lineNo    int
-	)
-	fail := func(format string, a ...any) error {
-		return &ParseError{File: name, Line: lineNo, Msg: fmt.Sprintf(format, a...)}
-	}
+	p := &nftParser{name: name, rs: &Ruleset{}, chain: -1, managed: map[string]bool{}}
 	for len(data) > 0 {
-		lineNo++
+		p.line++
 		line := data
 		if i := strings.IndexByte(data, '\n'); i >= 0 {
 			line, data = data[:i], data[i+1:]
 		} else {
 			data = ""
 		}
-		body, handle, err := splitHandle(line)
-		if err != nil {
-			return nil, fail("%v", err)
-		}
-		body = strings.TrimSpace(body)
-		if body == "" {
-			if strings.HasPrefix(strings.TrimSpace(line), "# Warning: table ") {
-				// "# Warning: table ip nat is managed by iptables-nft, do not touch!"
-				f := strings.Fields(strings.TrimSpace(line))
-				if len(f) >= 5 && strings.Contains(line, "iptables-nft") {
-					managed[f[3]+" "+f[4]] = true
-				}
-			}
-			continue
-		}
-		if skipDepth > 0 {
-			d, err := braceDelta(body)
-			if err != nil {
-				return nil, fail("%v", err)
-			}
-			skipDepth += d
-			if skipDepth < 0 {
-				return nil, fail("unbalanced '}' in %s", skipKind)
-			}
-			continue
-		}
-		words, err := nftWords(body)
-		if err != nil {
-			return nil, fail("%v", err)
-		}
-		switch {
-		case table == nil:
-			if words[0] != "table" {
-				return nil, fail("unexpected %q outside a table: want \"table FAMILY NAME {\"", clip(body))
-			}
-			fam, tname, err := tableHeader(words)
-			if err != nil {
-				return nil, fail("%v", err)
-			}
-			table = &nftTable{family: fam, name: tname, backend: Nftables, first: len(rs.Chains), rules: len(rs.Rules)}
-			if managed[string(fam)+" "+tname] {
-				table.backend = IptablesNft
-			}
-		case chain < 0:
-			switch words[0] {
-			case "}":
-				if len(words) != 1 {
-					return nil, fail("unexpected %q after '}'", words[1])
-				}
-				finishTable(rs, table)
-				table = nil
-			case "chain":
-				if len(words) != 3 || words[2] != "{" {
-					return nil, fail("want \"chain NAME {\", got %q", clip(body))
-				}
-				rs.Chains = append(rs.Chains, Chain{Backend: table.backend, Family: table.family, Table: table.name, Name: unquote(words[1]), Handle: handle})
-				chain = len(rs.Chains) - 1
-			case "comment", "flags":
-				// table attributes
-			case "set", "map", "flowtable", "counter", "quota", "limit", "secmark", "synproxy", "ct":
-				d, err := braceDelta(body)
-				if err != nil {
-					return nil, fail("%v", err)
-				}
-				if d < 0 {
-					return nil, fail("unbalanced '}' in %s", words[0])
-				}
-				skipDepth, skipKind = d, words[0]
-			default:
-				return nil, fail("unexpected %q in table %s", clip(body), table.name)
-			}
-		default:
-			c := &rs.Chains[chain]
-			switch {
-			case words[0] == "}":
-				if len(words) != 1 {
-					return nil, fail("unexpected %q after '}'", words[1])
-				}
-				chain = -1
-			case words[0] == "type" && c.Rules == 0:
-				if err := chainHeader(c, body); err != nil {
-					return nil, fail("%v", err)
-				}
-			case words[0] == "policy" && c.Rules == 0:
-				c.Policy = strings.TrimSuffix(strings.TrimSuffix(words[len(words)-1], ";"), ";")
-			case words[0] == "comment" && len(words) == 2 && c.Rules == 0:
-				// chain comment
-			default:
-				c.Rules++
-				if err := nftRule(rs, c, words, body, handle, lineNo); err != nil {
-					return nil, fail("%v", err)
-				}
-			}
+		if err := p.parseLine(line); err != nil {
+			return nil, err
 		}
 	}
-	if table != nil || skipDepth > 0 {
-		return nil, &ParseError{File: name, Line: lineNo, Msg: "unexpected end of input: missing '}'"}
+	if p.table != nil || p.skipDepth > 0 {
+		return nil, &ParseError{File: name, Line: p.line, Msg: "unexpected end of input: missing '}'"}
 	}
-	for i := range rs.Rules {
-		if rs.Rules[i].Backend == IptablesNft {
+	src := Source{Backend: Nftables, Where: name, Format: "nft", Rules: len(p.rs.Rules)}
+	for _, r := range p.rs.Rules {
+		if r.Backend == IptablesNft {
 			src.Backend = IptablesNft
 		}
 	}
-	for _, r := range rs.Rules {
+	for _, r := range p.rs.Rules {
 		if r.Backend == Nftables {
 			src.Backend = Nftables
 		}
 	}
-	src.Rules = len(rs.Rules)
-	rs.Sources = append(rs.Sources, src)
-	rs.resolveHooks()
-	return rs, nil
+	p.rs.Sources = append(p.rs.Sources, src)
+	p.rs.resolveHooks()
+	return p.rs, nil
+}
+
+func (p *nftParser) fail(format string, a ...any) error {
+	return &ParseError{File: p.name, Line: p.line, Msg: fmt.Sprintf(format, a...)}
+}
+
+// parseLine handles one line in whichever block is open.
+func (p *nftParser) parseLine(line string) error {
+	body, handle, err := splitHandle(line)
+	if err != nil {
+		return p.fail("%v", err)
+	}
+	body = strings.TrimSpace(body)
+	if body == "" {
+		p.noteWarning(line)
+		return nil
+	}
+	if p.skipDepth > 0 {
+		d, err := braceDelta(body)
+		if err != nil {
+			return p.fail("%v", err)
+		}
+		if p.skipDepth += d; p.skipDepth < 0 {
+			return p.fail("unbalanced '}' in %s", p.skipKind)
+		}
+		return nil
+	}
+	words, err := nftWords(body)
+	if err != nil {
+		return p.fail("%v", err)
+	}
+	switch {
+	case p.table == nil:
+		return p.tableLine(words, body)
+	case p.chain < 0:
+		return p.inTable(words, body, handle)
+	}
+	return p.inChain(words, body, handle)
+}
+
+// noteWarning remembers the tables nft says iptables-nft manages:
+// "# Warning: table ip nat is managed by iptables-nft, do not touch!".
+func (p *nftParser) noteWarning(line string) {
+	t := strings.TrimSpace(line)
+	if !strings.HasPrefix(t, "# Warning: table ") || !strings.Contains(line, "iptables-nft") {
+		return
+	}
+	if f := strings.Fields(t); len(f) >= 5 {
+		p.managed[f[3]+" "+f[4]] = true
+	}
+}
+
+func (p *nftParser) tableLine(words []string, body string) error {
+	if words[0] != "table" {
+		return p.fail("unexpected %q outside a table: want \"table FAMILY NAME {\"", clip(body))
+	}
+	fam, tname, err := tableHeader(words)
+	if err != nil {
+		return p.fail("%v", err)
+	}
+	p.table = &nftTable{family: fam, name: tname, backend: Nftables, first: len(p.rs.Chains), rules: len(p.rs.Rules)}
+	if p.managed[string(fam)+" "+tname] {
+		p.table.backend = IptablesNft
+	}
+	return nil
+}
+
+// inTable handles a line of a table outside its chains.
+func (p *nftParser) inTable(words []string, body string, handle uint64) error {
+	switch words[0] {
+	case "}":
+		if len(words) != 1 {
+			return p.fail("unexpected %q after '}'", words[1])
+		}
+		finishTable(p.rs, p.table)
+		p.table = nil
+	case "chain":
+		if len(words) != 3 || words[2] != "{" {
+			return p.fail("want \"chain NAME {\", got %q", clip(body))
+		}
+		t := p.table
+		p.rs.Chains = append(p.rs.Chains, Chain{Backend: t.backend, Family: t.family, Table: t.name, Name: unquote(words[1]), Handle: handle})
+		p.chain = len(p.rs.Chains) - 1
+	case "comment", "flags":
+		// table attributes
+	case "set", "map", "flowtable", "counter", "quota", "limit", "secmark", "synproxy", "ct":
+		d, err := braceDelta(body)
+		if err != nil {
+			return p.fail("%v", err)
+		}
+		if d < 0 {
+			return p.fail("unbalanced '}' in %s", words[0])
+		}
+		p.skipDepth, p.skipKind = d, words[0]
+	default:
+		return p.fail("unexpected %q in table %s", clip(body), p.table.name)
+	}
+	return nil
+}
+
+// inChain handles a line of a chain: its header, its end or a rule.
+func (p *nftParser) inChain(words []string, body string, handle uint64) error {
+	c := &p.rs.Chains[p.chain]
+	switch {
+	case words[0] == "}":
+		if len(words) != 1 {
+			return p.fail("unexpected %q after '}'", words[1])
+		}
+		p.chain = -1
+	case words[0] == "type" && c.Rules == 0:
+		if err := chainHeader(c, body); err != nil {
+			return p.fail("%v", err)
+		}
+	case words[0] == "policy" && c.Rules == 0:
+		c.Policy = strings.TrimSuffix(strings.TrimSuffix(words[len(words)-1], ";"), ";")
+	case words[0] == "comment" && len(words) == 2 && c.Rules == 0:
+		// chain comment
+	default:
+		c.Rules++
+		if err := nftRule(p.rs, c, words, body, handle, p.line); err != nil {
+			return p.fail("%v", err)
+		}
+	}
+	return nil
 }
 
 // finishTable decides whether a table just read was made by iptables-nft and
 // fixes the backend of its chains and rules.
 func finishTable(rs *Ruleset, t *nftTable) {
-	if t.backend != IptablesNft && (t.family == "ip" || t.family == "ip6") && iptablesNftTables[t.name] {
+	if t.backend != IptablesNft && (t.family == natrule.IPv4 || t.family == natrule.IPv6) && iptablesNftTables[t.name] {
 		upper := false
 		for _, c := range rs.Chains[t.first:] {
 			if _, ok := builtinHooks[c.Name]; ok && c.Hook != "" {
@@ -286,7 +338,7 @@ func tableHeader(w []string) (Family, string, error) {
 	}
 	switch len(w) {
 	case 3:
-		return "ip", unquote(w[1]), nil
+		return natrule.IPv4, unquote(w[1]), nil
 	case 4:
 		if !nftFamilies[w[1]] {
 			return "", "", fmt.Errorf("unknown table family %q", w[1])
@@ -372,10 +424,10 @@ func nftRule(rs *Ruleset, c *Chain, w []string, body string, handle uint64, line
 		}
 	}
 	r := Rule{
-		Backend: c.Backend, Family: c.Family, Table: c.Table, Chain: c.Name, Hook: c.Hook,
-		Position: c.Rules, Handle: handle, Comment: comment, Text: body, Line: line, FlagsKnown: true,
+		Location: Location{Backend: c.Backend, Family: c.Family, Table: c.Table, Chain: c.Name, Position: c.Rules, Handle: handle},
+		Hook:     c.Hook, Comment: comment, Text: body, Line: line, FlagsKnown: true,
 	}
-	stmt := strings.Join(w[start:end], " ")
+	stmt := w[start:end]
 	if w[start] == "xt" {
 		// An iptables-nft target that nft could not translate.
 		switch unquote(w[start+2]) {
@@ -388,35 +440,42 @@ func nftRule(rs *Ruleset, c *Chain, w []string, body string, handle uint64, line
 		}
 		r.XT, r.FlagsKnown = true, false
 	} else {
-		m, err := natrule.ParseMode(stmt)
+		m, warn, err := nftStatement(stmt)
 		if err != nil {
-			if !strings.ContainsAny(stmt, "@{") && !strings.Contains(stmt, " map ") {
-				return fmt.Errorf("reading %q: %w", stmt, err)
-			}
-			// snat to ip saddr map { ... }: the addresses come from a map.
-			m = natrule.Mode{Action: natrule.SNAT}
-			for _, x := range w[start:end] {
-				for _, f := range strings.Split(x, ",") {
-					switch f {
-					case "random":
-						m.Random = true
-					case "fully-random":
-						m.FullyRandom = true
-					case "persistent":
-						m.Persistent = true
-					}
-				}
-			}
-			rs.Warnings = append(rs.Warnings, fmt.Sprintf("line %d: %s: addresses come from a map; flags read as given", line, clip(stmt)))
+			return err
 		}
-		if w[start] == "masquerade" {
-			m.Action = natrule.Masquerade
+		if warn != "" {
+			rs.Warnings = append(rs.Warnings, fmt.Sprintf("line %d: %s", line, warn))
 		}
 		r.NAT = m
 	}
 	r.Match = nftMatch(w[:start])
 	rs.Rules = append(rs.Rules, r)
 	return nil
+}
+
+// nftStatement reads a masquerade or snat statement. One whose addresses
+// come from a map (snat to ip saddr map { ... }) has its flags read word by
+// word and a warning.
+func nftStatement(w []string) (m natrule.Mode, warn string, err error) {
+	stmt := strings.Join(w, " ")
+	m, err = natrule.ParseMode(stmt)
+	if err != nil {
+		if !strings.ContainsAny(stmt, "@{") && !strings.Contains(stmt, " map ") {
+			return m, "", fmt.Errorf("reading %q: %w", stmt, err)
+		}
+		m = natrule.Mode{Action: natrule.SNAT}
+		for _, x := range w {
+			for _, f := range strings.Split(x, ",") {
+				m.SetFlag(f)
+			}
+		}
+		warn = fmt.Sprintf("%s: addresses come from a map; flags read as given", clip(stmt))
+	}
+	if w[0] == "masquerade" {
+		m.Action = natrule.Masquerade
+	}
+	return m, warn, nil
 }
 
 // nftMatch joins the match words, dropping counters (they change with every

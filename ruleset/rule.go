@@ -2,34 +2,81 @@ package ruleset
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/snatrace/snatrace/natrule"
 )
 
-// Backend names the userspace that wrote a rule and the way it reaches the
-// kernel; a fix goes back through the same one.
-type Backend string
-
-const (
-	// Nftables is a native nftables rule (nft, knftables, netlink).
-	Nftables Backend = "nftables"
-	// IptablesNft is an iptables rule stored in nftables by iptables-nft.
-	IptablesNft Backend = "iptables-nft"
-	// IptablesLegacy is a rule in the legacy x_tables kernel tables.
-	IptablesLegacy Backend = "iptables-legacy"
-	// Iptables is an iptables rule from a dump that does not say its flavour
-	// (iptables -S output).
-	Iptables Backend = "iptables"
+// Backend and Family are natrule's: one vocabulary for every package.
+type (
+	Backend = natrule.Backend
+	Family  = natrule.Family
 )
 
-// IsIptables reports whether rules of b are written in iptables syntax.
-func (b Backend) IsIptables() bool {
-	return b == IptablesNft || b == IptablesLegacy || b == Iptables
+// The backends of rules, as natrule names them.
+const (
+	Nftables       = natrule.Nftables
+	IptablesNft    = natrule.IptablesNFT
+	IptablesLegacy = natrule.IptablesLegacy
+	Iptables       = natrule.Iptables
+)
+
+// Location is where a rule lives: the coordinates a later change needs to
+// find it again. Rules, audit views, fix plans and backups all carry it, and
+// all name a rule by its Key.
+type Location struct {
+	Backend Backend `json:"backend"`
+	Family  Family  `json:"family"`
+	Table   string  `json:"table"`
+	Chain   string  `json:"chain"`
+	// Position is the 1-based index of the rule among all rules of its
+	// chain, as iptables -R CHAIN N and nft positions count them.
+	Position int `json:"position"`
+	// Handle is the nftables rule handle; 0 for iptables-legacy rules and
+	// for dumps printed without handles.
+	Handle uint64 `json:"handle,omitempty"`
 }
 
-// Family is the nftables address family of a table: "ip", "ip6", "inet",
-// "bridge", "arp" or "netdev". iptables rules are "ip" and ip6tables rules "ip6".
-type Family string
+// Key names the rule uniquely within one reading of a ruleset: backend,
+// family, table, chain and position. The handle is left out on purpose: a
+// rule replaced by handle gets a new one, at the same position.
+func (l Location) Key() string {
+	return fmt.Sprintf("%s %s %s %s #%d", l.Backend, l.Family, l.Table, l.Chain, l.Position)
+}
+
+// Label names the rule for messages: by handle when it has one, else as Key. (Location has no
+// String method: it would become the String of every type that embeds it.)
+func (l Location) Label() string {
+	if l.Handle != 0 {
+		return fmt.Sprintf("%s %s %s %s handle %d", l.Backend, l.Family, l.Table, l.Chain, l.Handle)
+	}
+	return l.Key()
+}
+
+// Check validates a location read from a file (a plan, a backup): a known
+// backend, a NAT family, table and chain names without blanks or control
+// characters, a position.
+func (l Location) Check() error {
+	switch l.Backend {
+	case Nftables, IptablesNft, IptablesLegacy:
+	default:
+		return fmt.Errorf("unknown backend %q", l.Backend)
+	}
+	switch l.Family {
+	case natrule.IPv4, natrule.IPv6, natrule.Inet:
+	default:
+		return fmt.Errorf("unsupported family %q", l.Family)
+	}
+	for what, name := range map[string]string{"table": l.Table, "chain": l.Chain} {
+		if name == "" || len(name) > 256 || strings.IndexFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+			return fmt.Errorf("bad %s name %q", what, clip(name))
+		}
+	}
+	if l.Position < 1 {
+		return fmt.Errorf("bad position %d", l.Position)
+	}
+	return nil
+}
 
 // Chain is one chain of a table that holds NAT rules, kept as context for
 // owner attribution and for changes at a position.
@@ -66,20 +113,11 @@ type Jump struct {
 
 // Rule is one source-NAT rule (MASQUERADE or SNAT).
 type Rule struct {
-	Backend Backend `json:"backend"`
-	Family  Family  `json:"family"`
-	Table   string  `json:"table"`
-	Chain   string  `json:"chain"`
+	Location
 	// Hook is the hook of the rule's chain when it is a base chain, otherwise
 	// the hook of the base chain that reaches it through jumps, if that is
 	// unique; empty when unknown.
 	Hook string `json:"hook,omitempty"`
-	// Position is the 1-based index of the rule among all rules of its chain,
-	// as iptables -R CHAIN N and nft positions count them.
-	Position int `json:"position"`
-	// Handle is the nftables rule handle; 0 for iptables-legacy rules and for
-	// dumps printed without handles.
-	Handle uint64 `json:"handle,omitempty"`
 	// Match is a readable summary of the rule's match part, in the syntax of
 	// its backend ("-s 10.244.0.0/16 ! -d 224.0.0.0/4", "oifname != \"docker0\"").
 	Match string `json:"match,omitempty"`
@@ -104,15 +142,6 @@ type Rule struct {
 	// Raw holds the kernel objects of a rule read live over netlink (nil
 	// otherwise): what a fix needs to replace it by handle.
 	Raw *NftRaw `json:"-"`
-}
-
-// Key names the rule uniquely within a Ruleset: backend, family, table,
-// chain and position (or handle).
-func (r *Rule) Key() string {
-	if r.Handle != 0 {
-		return fmt.Sprintf("%s %s %s %s handle %d", r.Backend, r.Family, r.Table, r.Chain, r.Handle)
-	}
-	return fmt.Sprintf("%s %s %s %s #%d", r.Backend, r.Family, r.Table, r.Chain, r.Position)
 }
 
 // Ports returns the rule's source port range as "a-b" or "a", or "" when the

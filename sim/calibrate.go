@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/snatrace/snatrace/internal/stats"
 	"github.com/snatrace/snatrace/natmodel"
 	"github.com/snatrace/snatrace/natrule"
 )
@@ -339,7 +340,7 @@ func Calibrate(ctx context.Context, rep LabReport, opt CalibrateOptions) (Calibr
 	}
 	syns := res.SYNs()
 	measured := float64(res.Conntrack.InsertFailed) / float64(syns)
-	lo, hi := Wilson(res.Conntrack.InsertFailed, syns)
+	lo, hi := stats.Wilson(res.Conntrack.InsertFailed, syns)
 	cal := Calibration{FitNAT: res.NAT, FitWorkload: rep.Workload.Name, FitPods: rep.Workload.Pods, FitSYNs: syns, Shape: shape.String(), Measured: measured, MeasuredCI95: [2]float64{lo, hi}, Replicas: replicas, shape: shape}
 	// The clash rate grows with the window up to a ceiling (every race that
 	// can happen does); a measured rate at or above the ceiling only bounds
@@ -434,7 +435,7 @@ func Predict(ctx context.Context, rep LabReport, cal Calibration, opt CalibrateO
 		p := Prediction{NAT: res.NAT, Backend: res.Backend, Workload: rep.Workload.Name, MeasuredDrop: res.Conntrack.InsertFailed, SYNs: syns}
 		p.Fit = res.NAT == cal.FitNAT && rep.Workload.Name == cal.FitWorkload && rep.Workload.Pods == cal.FitPods && syns == cal.FitSYNs
 		p.Measured = float64(res.Conntrack.InsertFailed) / float64(syns)
-		lo, hi := Wilson(res.Conntrack.InsertFailed, syns)
+		lo, hi := stats.Wilson(res.Conntrack.InsertFailed, syns)
 		p.MeasuredCI95 = [2]float64{lo, hi}
 		// Predicted interval: over the window's own interval, each point
 		// widened by the simulation's Wilson interval.
@@ -453,7 +454,7 @@ func Predict(ctx context.Context, rep LabReport, cal Calibration, opt CalibrateO
 			if i == 1 {
 				p.Predicted = rate
 			}
-			l, h := Wilson(k, n)
+			l, h := stats.Wilson(k, n)
 			pl, ph = math.Min(pl, l), math.Max(ph, h)
 		}
 		p.PredictedCI95 = [2]float64{pl, ph}

@@ -18,19 +18,20 @@ import (
 	"strings"
 	"time"
 
+	"github.com/snatrace/snatrace/lab/labnet"
 	"github.com/snatrace/snatrace/natmodel"
 	"github.com/snatrace/snatrace/natrule"
 )
 
-// Workload names, the same as the lab's.
+// Workload names, shared with the lab (package labnet).
 const (
-	SamePort  = "same-port"
-	Ephemeral = "ephemeral"
-	Steady    = "steady"
+	SamePort  = labnet.SamePort
+	Ephemeral = labnet.Ephemeral
+	Steady    = labnet.Steady
 )
 
 // Workloads lists the workload names.
-var Workloads = []string{SamePort, Ephemeral, Steady}
+var Workloads = labnet.Workloads
 
 // Chooser is how a pod's kernel picks an ephemeral source port.
 type Chooser string

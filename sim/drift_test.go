@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	goldenfile "github.com/snatrace/snatrace/internal/golden"
 	"os"
 	"path/filepath"
 	"testing"
+
+	goldenfile "github.com/snatrace/snatrace/internal/golden"
 )
 
 // calibrationLab is the recorded lab run the window is fitted on; every

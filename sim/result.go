@@ -1,9 +1,9 @@
 package sim
 
 import (
-	"math"
 	"strconv"
 
+	"github.com/snatrace/snatrace/internal/stats"
 	"github.com/snatrace/snatrace/natmodel"
 )
 
@@ -37,27 +37,9 @@ type Result struct {
 	SimSeconds float64 `json:"sim_seconds"`
 }
 
-// Latency summarizes connection setup delays in milliseconds.
-type Latency struct {
-	P50  float64 `json:"p50"`
-	P99  float64 `json:"p99"`
-	Max  float64 `json:"max"`
-	Mean float64 `json:"mean"`
-}
-
-// Wilson returns the 95% Wilson score interval of k successes in n trials.
-func Wilson(k, n uint64) (lo, hi float64) {
-	if n == 0 {
-		return 0, 1
-	}
-	const z = 1.959963984540054
-	p := float64(k) / float64(n)
-	nf := float64(n)
-	den := 1 + z*z/nf
-	centre := (p + z*z/(2*nf)) / den
-	half := z * math.Sqrt(p*(1-p)/nf+z*z/(4*nf*nf)) / den
-	return math.Max(0, centre-half), math.Min(1, centre+half)
-}
+// Latency summarizes connection setup delays in milliseconds, as the lab
+// does.
+type Latency = stats.Latency
 
 func delayedMap(h []int) map[string]int {
 	m := make(map[string]int, len(h))

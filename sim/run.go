@@ -7,64 +7,22 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/netip"
-	"slices"
 
+	"github.com/snatrace/snatrace/internal/stats"
+	"github.com/snatrace/snatrace/lab/labnet"
 	"github.com/snatrace/snatrace/natmodel"
 	"github.com/snatrace/snatrace/natrule"
 )
 
-// The simulated network uses the lab's addressing (package lab), so that
+// MasqueradeAddr is the node's address towards server k: the simulated
+// network uses the lab's address plan (package labnet), so that
 // address-dependent choices (the jhash of a multi-address SNAT range, the
-// keyed hashes) come out as in the lab: pod i is 10.98.0.0/16 + i + 2,
-// server k is 198.51.(100+k).2, and the node's address on server k's uplink,
-// which masquerade uses, is 198.51.(100+k).1.
-func podAddr(i int) netip.Addr {
-	n := i + 2
-	return netip.AddrFrom4([4]byte{10, byte(98 + n>>16), byte(n >> 8), byte(n)})
-}
+// keyed hashes) come out as in the lab.
+func MasqueradeAddr(k int) netip.Addr { return labnet.NodeAddr(k) }
 
-func uplinkAddr(k, host int) netip.Addr {
-	n := 51*256 + 100 + k
-	return netip.AddrFrom4([4]byte{198, byte(n >> 8), byte(n), byte(host)})
-}
-
-func serverAddr(k int) netip.Addr { return uplinkAddr(k, 2) }
-
-// MasqueradeAddr is the node's address towards server k.
-func MasqueradeAddr(k int) netip.Addr { return uplinkAddr(k, 1) }
-
-// rangeOf returns the nf_nat_range2 the kernel builds for m, or nil for none.
-func rangeOf(m natrule.Mode) (*natmodel.Range, error) {
-	var flags natmodel.Flags
-	if m.Random {
-		flags |= natmodel.ProtoRandom
-	}
-	if m.FullyRandom {
-		flags |= natmodel.ProtoRandomFully
-	}
-	if m.Persistent {
-		flags |= natmodel.Persistent
-	}
-	var r natmodel.Range
-	switch m.Action {
-	case natrule.None:
-		return nil, nil
-	case natrule.Masquerade:
-		r = natmodel.Masquerade(MasqueradeAddr(0), flags, m.PortMin, m.PortMax)
-	case natrule.SNAT:
-		r = natmodel.Range{Flags: flags | natmodel.MapIPs, MinAddr: m.AddrMin, MaxAddr: m.AddrMax}
-		if m.HasPorts() {
-			r.Flags |= natmodel.ProtoSpecified
-			r.MinPort, r.MaxPort = m.PortMin, m.PortMax
-		}
-	default:
-		return nil, fmt.Errorf("unknown NAT action %v", m.Action)
-	}
-	if err := r.Validate(); err != nil {
-		return nil, err
-	}
-	return &r, nil
-}
+// rangeOf returns the nf_nat_range2 the kernel builds for m towards server
+// 0, or nil for none.
+func rangeOf(m natrule.Mode) (*natmodel.Range, error) { return m.Range(MasqueradeAddr(0)) }
 
 // Event kinds, in the order events of one instant run: a confirm at t
 // comes before a NAT step at t, so that a CPU finishes one packet before it
@@ -589,8 +547,8 @@ func (r *runner) natStep(ci int32) {
 	r.tb.SetTime(durationNS(r.now))
 	id, err := r.tb.NewConn(natmodel.Tuple{
 		Proto: natmodel.TCP,
-		Src:   netip.AddrPortFrom(podAddr(int(cs.pod)), cs.sport),
-		Dst:   netip.AddrPortFrom(serverAddr(int(cs.server)), r.cfg.Dport),
+		Src:   netip.AddrPortFrom(labnet.PodAddr(int(cs.pod)), cs.sport),
+		Dst:   netip.AddrPortFrom(labnet.ServerAddr(int(cs.server)), r.cfg.Dport),
 	})
 	if err != nil {
 		// The tuple belongs to a live entry: the pod's kernel would not have
@@ -683,7 +641,7 @@ func (r *runner) result() Result {
 	if res.SYNs > 0 {
 		res.ClashRate = float64(res.Clashes) / float64(res.SYNs)
 	}
-	lo, hi := Wilson(res.Clashes, res.SYNs)
+	lo, hi := stats.Wilson(res.Clashes, res.SYNs)
 	res.ClashRateCI95 = [2]float64{lo, hi}
 	res.Delayed = delayedMap(r.hist)
 	res.Steps = map[string]uint64{}
@@ -693,25 +651,7 @@ func (r *runner) result() Result {
 		}
 	}
 	res.Conntrack = r.tb.Stats()
-	res.LatencyMS = summarize(r.lat)
+	res.LatencyMS = stats.Summarize(r.lat)
 	res.SimSeconds = float64(r.now) / 1e9
 	return res
 }
-
-func summarize(ls []float32) Latency {
-	if len(ls) == 0 {
-		return Latency{}
-	}
-	slices.Sort(ls)
-	var sum float64
-	for _, l := range ls {
-		sum += float64(l)
-	}
-	q := func(p float64) float64 {
-		i := int(math.Ceil(p*float64(len(ls)))) - 1
-		return round3(float64(ls[max(0, min(i, len(ls)-1))]))
-	}
-	return Latency{P50: q(0.5), P99: q(0.99), Max: round3(float64(ls[len(ls)-1])), Mean: round3(sum / float64(len(ls)))}
-}
-
-func round3(x float64) float64 { return math.Round(x*1e3) / 1e3 }

@@ -4,11 +4,12 @@ package trace_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/snatrace/snatrace/lab"
+	"github.com/snatrace/snatrace/lab/labnet"
+	"github.com/snatrace/snatrace/lab/labtest"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/trace"
 )
@@ -19,19 +20,8 @@ import (
 // SYN retransmissions counted per destination must cover every one the lab's
 // clients made (TCP_INFO).
 func TestLabSamePortBurst(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs a lab node and loads eBPF programs")
-	}
 	ctx := context.Background()
-	s, err := lab.OpenNode(ctx, lab.Config{Pods: 2}, "masquerade", natrule.NFT)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	node, err := s.NodeInode()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, node := labtest.Node(t, lab.Config{Pods: 2}, "masquerade", natrule.Nftables)
 	tr, err := trace.Start(ctx, trace.Options{NetNS: node})
 	if err != nil {
 		t.Fatalf("Start: %v", err)
@@ -80,8 +70,8 @@ more:
 		nodeAddrs[srv.NodeAddr.String()] = true
 	}
 	for _, ev := range clashes {
-		if ev.NetNS != node || !lab.PodNet.Contains(ev.Orig.Src.Addr()) || !nodeAddrs[ev.NAT.Src.Addr().String()] {
-			t.Errorf("clash %+v: want netns %d, a pod source in %v and a node uplink address as NAT source", ev, node, lab.PodNet)
+		if ev.NetNS != node || !labnet.PodNet.Contains(ev.Orig.Src.Addr()) || !nodeAddrs[ev.NAT.Src.Addr().String()] {
+			t.Errorf("clash %+v: want netns %d, a pod source in %v and a node uplink address as NAT source", ev, node, labnet.PodNet)
 		}
 	}
 	rt, err := tr.Retransmits()

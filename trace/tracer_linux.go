@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
+
+	"github.com/snatrace/snatrace/internal/caps"
 )
 
 // Names of the kernel objects the programs attach to, and of the drop reason.
@@ -335,19 +338,17 @@ func (t *Tracer) Close() error {
 // checkCaps reports the first missing capability among CAP_BPF and
 // CAP_PERFMON; CAP_SYS_ADMIN stands in for both.
 func checkCaps() error {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
+	missing, err := caps.Missing(caps.SysAdmin, caps.BPF, caps.Perfmon)
+	if err != nil {
 		return &MissingError{Need: NeedCapBPF, Detail: "(reading capabilities)", Err: err}
 	}
-	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
-	if has(unix.CAP_SYS_ADMIN) {
+	lacks := func(c caps.Cap) bool { return slices.Contains(missing, c) }
+	switch {
+	case !lacks(caps.SysAdmin):
 		return nil
-	}
-	if !has(unix.CAP_BPF) {
+	case lacks(caps.BPF):
 		return &MissingError{Need: NeedCapBPF, Detail: "(run as root or grant cap_bpf,cap_perfmon)"}
-	}
-	if !has(unix.CAP_PERFMON) {
+	case lacks(caps.Perfmon):
 		return &MissingError{Need: NeedCapPerfmon, Detail: "(run as root or grant cap_bpf,cap_perfmon)"}
 	}
 	return nil

@@ -4,13 +4,12 @@ package trace
 
 import (
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
+
+	"github.com/snatrace/snatrace/netns"
 )
 
 // replyChecker answers, over ctnetlink in the namespace of a drop, whether
@@ -62,16 +61,12 @@ func (c *replyChecker) conn(inode uint32) *conntrack.Conn {
 		return conn
 	}
 	c.conns[inode] = nil
-	path, err := findNetNS(inode)
+	ns, err := netns.OpenSpec(netns.Spec{Inode: inode})
 	if err != nil {
 		return nil
 	}
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil
-	}
-	defer unix.Close(fd) // the netlink socket keeps the namespace
-	conn, err := conntrack.Dial(&netlink.Config{NetNS: fd})
+	defer ns.Close() // the netlink socket keeps the namespace
+	conn, err := conntrack.Dial(&netlink.Config{NetNS: ns.Fd()})
 	if err != nil {
 		return nil
 	}
@@ -88,30 +83,4 @@ func (c *replyChecker) Close() error {
 	}
 	clear(c.conns)
 	return errors.Join(errs...)
-}
-
-// findNetNS returns a path that opens the network namespace with inode:
-// this process's own, a namespace it holds open (a netns handle), one of its
-// threads' (a lab thread inside a node namespace), the named namespaces of
-// ip-netns, then every process's.
-func findNetNS(inode uint32) (string, error) {
-	// Namespace files live on nsfs: compare devices too, so a regular file
-	// with the same inode number never matches.
-	var self unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
-		return "", fmt.Errorf("finding network namespace %d: %w", inode, err)
-	}
-	var candidates []string
-	for _, pattern := range []string{"/proc/self/ns/net", "/proc/self/fd/*", "/proc/self/task/*/ns/net", "/run/netns/*", "/proc/[0-9]*/ns/net"} {
-		if m, err := filepath.Glob(pattern); err == nil {
-			candidates = append(candidates, m...)
-		}
-	}
-	for _, p := range candidates {
-		var st unix.Stat_t
-		if err := unix.Stat(p, &st); err == nil && st.Dev == self.Dev && uint32(st.Ino) == inode {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("finding network namespace %d: %w", inode, os.ErrNotExist)
 }

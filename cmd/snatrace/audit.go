@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/snatrace/snatrace/audit"
-	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/kernel"
 	"github.com/snatrace/snatrace/ruleset"
+	"github.com/snatrace/snatrace/tool"
 	"github.com/spf13/cobra"
 )
 
@@ -84,7 +84,7 @@ environment error (bad dump: file and line; missing privilege).`,
 	f := cmd.Flags()
 	f.StringVar(&o.fromFile, "from-file", "", "audit a dump file instead of the live host (\"-\": stdin)")
 	f.StringVar(&o.format, "format", "auto", "dump format: auto, iptables-save, iptables-S, nft or nft-json")
-	f.StringVar(&o.netns, "netns", "", "audit another network namespace: a name under /run/netns or a path (/proc/PID/ns/net)")
+	f.StringVar(&o.netns, "netns", "", "audit another namespace: "+netnsHelp)
 	f.DurationVar(&o.interval, "interval", 5*time.Second, "sample conntrack counters over this interval (0: only totals since start)")
 	f.BoolVar(&o.jsonOut, "json", false, "print one JSON document (rules, findings, conntrack)")
 	f.StringVar(&o.kernel, "kernel", "", "kernel release to judge against (default: the running kernel, or none for --from-file)")
@@ -148,38 +148,28 @@ func readDump(stdin io.Reader, name string, format ruleset.Format) (*ruleset.Rul
 
 // auditLive fills in from the running kernel: rules, counters, versions.
 func auditLive(ctx context.Context, in *audit.Input, o auditOpts) error {
-	opts := ruleset.ReadOptions{SkipLegacy: o.noLegacy}
-	runner := ruleset.ExecRunner{}
-	if o.netns != "" {
-		ns, err := netns.Open(o.netns)
-		if err != nil {
-			if errors.Is(err, os.ErrPermission) {
-				return envErr(fmt.Errorf("--netns %s: %w (needs root)", o.netns, err))
-			}
-			return usageErr("--netns %s: %v", o.netns, err)
-		}
-		defer ns.Close()
-		opts.NetNSFd = ns.Fd()
-		runner.NetNSPath = ns.Path()
-	}
-	opts.Runner = runner
-	rs, err := ruleset.Read(ctx, opts)
+	ns, err := openNetNS(o.netns)
 	if err != nil {
-		if errors.Is(err, os.ErrPermission) || strings.Contains(err.Error(), "operation not permitted") {
+		return err
+	}
+	defer ns.Close()
+	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NS: ns, SkipLegacy: o.noLegacy})
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
 			return envErr(fmt.Errorf("reading netfilter rules needs CAP_NET_ADMIN (run as root): %w", err))
 		}
 		return envErr(err)
 	}
 	in.Rules = rs
 	if in.Kernel == "" {
-		if k, err := audit.KernelRelease(); err == nil {
+		if k, err := kernel.Release(); err == nil {
 			in.Kernel = k
 		}
 	}
 	if in.Iptables == "" {
-		in.Iptables = ruleset.IptablesVersion(ctx, ruleset.ExecRunner{}, "iptables")
+		in.Iptables = ruleset.IptablesVersion(ctx, tool.Exec{}, "iptables")
 	}
-	ct, err := audit.ReadConntrack(ctx, opts.NetNSFd, o.interval, audit.Sleep)
+	ct, err := audit.ReadConntrack(ctx, ns, o.interval, audit.Sleep)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

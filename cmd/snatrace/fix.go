@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/snatrace/snatrace/fix"
+	"github.com/snatrace/snatrace/tool"
 	"github.com/spf13/cobra"
 )
 
@@ -93,7 +94,7 @@ plan has changes (plan mode), 2 usage or environment error.`,
 	f.StringVar(&o.owners, "owner", "", "only rules of these owners (comma-separated: docker,kube-proxy,flannel,...)")
 	f.StringSliceVar(&o.chains, "chain", nil, "only rules in these chains (comma-separated or repeated)")
 	f.StringArrayVar(&o.exclude, "exclude", nil, "leave rules alone: owner=NAME, chain=NAME or both comma-joined (repeatable)")
-	f.StringVar(&o.netns, "netns", "", "fix another network namespace: a name under /run/netns or a path (/proc/PID/ns/net)")
+	f.StringVar(&o.netns, "netns", "", "fix another namespace: "+netnsHelp)
 	f.StringVar(&o.backup, "backup", "", "backup file for the original rules (default snatrace-fix-backup-<time>.json in the current directory)")
 	f.BoolVar(&o.noBackup, "no-backup", false, "do not write a backup (no rollback possible)")
 	f.StringVar(&o.rollback, "rollback", "", "restore the rules saved in this backup file")
@@ -174,7 +175,7 @@ func (o *fixOpts) config(cmd *cobra.Command) (fix.Config, error) {
 	default:
 		return cfg, usageErr("--iptables-nft-via %q: want netlink or iptables-restore", o.nftMethod)
 	}
-	cfg = fix.Config{NetNS: o.netns, SkipLegacy: o.noLegacy, Options: fix.Options{Scope: scope, IptablesNft: method}}
+	cfg = fix.Config{SkipLegacy: o.noLegacy, Options: fix.Options{Scope: scope, IptablesNft: method}}
 	return cfg, nil
 }
 
@@ -188,101 +189,122 @@ type fixOutput struct {
 	Events   []fix.Event         `json:"events,omitempty"`
 }
 
+// fixRun is one snatrace fix command: the fixer and its outputs.
+type fixRun struct {
+	o              fixOpts
+	f              *fix.Fixer
+	stdout, stderr io.Writer
+	out            fixOutput
+}
+
 func runFix(ctx context.Context, stdout, stderr io.Writer, o fixOpts, cfg fix.Config) error {
-	f, err := fix.New(cfg)
+	ns, err := openNetNS(o.netns)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return usageErr("--netns %s: %v", o.netns, err)
-		}
-		return envErr(err)
+		return err
 	}
-	defer f.Close()
-	out := fixOutput{Mode: "plan", NetNS: o.netns}
-	emit := func() error {
-		if o.jsonOut {
-			if err := fix.WriteJSON(stdout, out); err != nil {
-				return fmt.Errorf("writing JSON: %w", err)
-			}
-		}
-		return nil
-	}
+	defer ns.Close()
+	cfg.NS = ns
+	r := &fixRun{o: o, f: fix.New(cfg), stdout: stdout, stderr: stderr, out: fixOutput{Mode: "plan", NetNS: o.netns}}
 	switch {
 	case o.rollback != "":
-		out.Mode = "rollback"
-		b, err := fix.LoadBackup(o.rollback)
-		if err != nil {
-			return usageErr("--rollback: %v", err)
-		}
-		res, err := f.Rollback(ctx, b)
-		if err != nil {
-			return fixErr(err)
-		}
-		out.Rollback = res
-		if !o.jsonOut {
-			if err := fix.WriteRollback(stdout, res); err != nil {
-				return err
-			}
-		}
-		return emit()
+		return r.rollback(ctx)
 	case !o.apply:
-		p, err := f.Plan(ctx)
-		if err != nil {
-			return fixErr(err)
-		}
-		out.Plan = p
-		if !o.jsonOut {
-			if err := fix.WritePlan(stdout, p, false); err != nil {
-				return err
-			}
-		}
-		if err := emit(); err != nil {
-			return err
-		}
-		if p.HasChanges() {
-			return silentExit(exitFindings)
-		}
-		return nil
+		return r.plan(ctx)
 	}
 	backup := o.backup
 	if backup == "" && !o.noBackup {
-		backup = fmt.Sprintf("snatrace-fix-backup-%s.json", time.Now().UTC().Format("20060102T150405Z"))
+		backup = fix.DefaultBackupName(time.Now())
 	}
 	if o.watch {
-		return runFixWatch(ctx, stdout, stderr, o, f, backup, &out, emit)
+		return runFixWatch(ctx, r, backup)
 	}
-	out.Mode = "apply"
+	return r.apply(ctx, backup)
+}
+
+// emit prints the --json document.
+func (r *fixRun) emit() error {
+	if !r.o.jsonOut {
+		return nil
+	}
+	if err := fix.WriteJSON(r.stdout, r.out); err != nil {
+		return fmt.Errorf("writing JSON: %w", err)
+	}
+	return nil
+}
+
+func (r *fixRun) rollback(ctx context.Context) error {
+	r.out.Mode = "rollback"
+	b, err := fix.LoadBackup(r.o.rollback)
+	if err != nil {
+		return usageErr("--rollback: %v", err)
+	}
+	res, err := r.f.Rollback(ctx, b)
+	if err != nil {
+		return fixErr(err)
+	}
+	r.out.Rollback = res
+	if !r.o.jsonOut {
+		if err := fix.WriteRollback(r.stdout, res); err != nil {
+			return err
+		}
+	}
+	return r.emit()
+}
+
+func (r *fixRun) plan(ctx context.Context) error {
+	p, err := r.f.Plan(ctx)
+	if err != nil {
+		return fixErr(err)
+	}
+	r.out.Plan = p
+	if !r.o.jsonOut {
+		if err := fix.WritePlan(r.stdout, p, false); err != nil {
+			return err
+		}
+	}
+	if err := r.emit(); err != nil {
+		return err
+	}
+	if p.HasChanges() {
+		return silentExit(exitFindings)
+	}
+	return nil
+}
+
+func (r *fixRun) apply(ctx context.Context, backup string) error {
+	r.out.Mode = "apply"
 	var (
 		p   *fix.Plan
 		res *fix.Result
+		err error
 	)
-	if o.planFile != "" {
-		p, err = readPlan(o.planFile)
-		if err != nil {
+	if r.o.planFile != "" {
+		if p, err = readPlan(r.o.planFile); err != nil {
 			return err
 		}
-		res, err = f.Apply(ctx, p, backup)
+		res, err = r.f.ApplySaved(ctx, p, backup)
 	} else {
-		p, res, err = f.ApplyFresh(ctx, backup, o.staleTries)
+		p, res, err = r.f.ApplyFresh(ctx, backup, r.o.staleTries)
 	}
 	if err != nil {
-		if errors.Is(err, fix.ErrStale) && o.planFile != "" {
-			return envErr(fmt.Errorf("--plan %s: %w; nothing was changed: make a new plan", o.planFile, err))
+		if r.o.planFile != "" && (errors.Is(err, fix.ErrStale) || errors.Is(err, fix.ErrTampered)) {
+			return envErr(fmt.Errorf("--plan %s: %w; nothing was changed: make a new plan", r.o.planFile, err))
 		}
 		return fixErr(err)
 	}
 	if len(res.Applied) == 0 {
 		res.Backup = ""
 	}
-	out.Plan, out.Result = p, res
-	if !o.jsonOut {
-		if err := fix.WritePlan(stdout, p, true); err != nil {
+	r.out.Plan, r.out.Result = p, res
+	if !r.o.jsonOut {
+		if err := fix.WritePlan(r.stdout, p, true); err != nil {
 			return err
 		}
-		if err := fix.WriteResult(stdout, res); err != nil {
+		if err := fix.WriteResult(r.stdout, res); err != nil {
 			return err
 		}
 	}
-	if err := emit(); err != nil {
+	if err := r.emit(); err != nil {
 		return err
 	}
 	if !res.Verified {
@@ -291,27 +313,29 @@ func runFix(ctx context.Context, stdout, stderr io.Writer, o fixOpts, cfg fix.Co
 	return nil
 }
 
-func runFixWatch(ctx context.Context, stdout, stderr io.Writer, o fixOpts, f *fix.Fixer, backup string, out *fixOutput, emit func() error) error {
-	out.Mode = "watch"
+func runFixWatch(ctx context.Context, r *fixRun, backup string) error {
+	r.out.Mode = "watch"
 	var mu sync.Mutex
-	fmt.Fprintf(stderr, "snatrace fix: watching (nftables events%s, re-read every %v); backup %s; SIGTERM to stop\n",
-		map[bool]string{true: " off", false: ""}[o.noMonitor], o.interval, backupName(backup))
-	err := f.Watch(ctx, fix.WatchOptions{
-		Interval: o.interval, Backup: backup, NoMonitor: o.noMonitor,
+	fmt.Fprintf(r.stderr, "snatrace fix: watching (nftables events%s, re-read every %v); backup %s; SIGTERM to stop\n",
+		map[bool]string{true: " off", false: ""}[r.o.noMonitor], r.o.interval, backupName(backup))
+	err := r.f.Watch(ctx, fix.WatchOptions{
+		Interval: r.o.interval, Backup: backup, NoMonitor: r.o.noMonitor,
 		OnEvent: func(e fix.Event) {
 			mu.Lock()
 			defer mu.Unlock()
-			out.Events = append(out.Events, e)
-			fmt.Fprintln(stderr, "snatrace fix:", fix.FormatEvent(e))
+			if r.o.jsonOut {
+				r.out.Events = append(r.out.Events, e)
+			}
+			fmt.Fprintln(r.stderr, "snatrace fix:", fix.FormatEvent(e))
 		},
 	})
 	if err != nil {
 		return fixErr(err)
 	}
-	fmt.Fprintln(stderr, "snatrace fix: stopped")
+	fmt.Fprintln(r.stderr, "snatrace fix: stopped")
 	mu.Lock()
 	defer mu.Unlock()
-	return emit()
+	return r.emit()
 }
 
 func backupName(b string) string {
@@ -337,7 +361,7 @@ func readPlan(path string) (*fix.Plan, error) {
 		return nil, usageErr("--plan %s: not the output of snatrace fix --json: %v", path, err)
 	}
 	if err := doc.Plan.Check(); err != nil {
-		return nil, usageErr("--plan %s: %v", path, err)
+		return nil, usageErr("--plan %s: %v; nothing was changed", path, err)
 	}
 	return doc.Plan, nil
 }
@@ -345,12 +369,11 @@ func readPlan(path string) (*fix.Plan, error) {
 // fixErr turns a fix error into exit 2 with a message that says what is
 // missing.
 func fixErr(err error) error {
-	var mb *fix.MissingBinaryError
-	switch {
-	case errors.As(err, &mb):
-		return envErr(err)
-	case errors.Is(err, os.ErrPermission) || strings.Contains(err.Error(), "operation not permitted"):
+	if errors.Is(err, os.ErrPermission) {
 		return envErr(fmt.Errorf("changing netfilter rules needs CAP_NET_ADMIN (run as root): %w", err))
+	}
+	if tool.IsMissing(err) {
+		return envErr(fmt.Errorf("%w; nothing was changed", err))
 	}
 	return envErr(err)
 }

@@ -109,7 +109,7 @@ func TestFixPlanApplyRollbackCLI(t *testing.T) {
 	}
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	os.WriteFile(bad, []byte(`{"version": 1, "entries": [{"backend": "pf"}]}`), 0o600)
-	if _, errs, code = runCLI(t, "fix", "--netns", ns.Path(), "--rollback", bad); code != exitUsage || !strings.Contains(errs, `entry 1: unknown backend "pf"`) {
+	if _, errs, code = runCLI(t, "fix", "--netns", ns.Path(), "--rollback", bad); code != exitUsage || !strings.Contains(errs, `entry 1: the file asks for a change snatrace would not make: unknown backend "pf"`) {
 		t.Errorf("bad backup: exit %d, stderr %q", code, errs)
 	}
 }
@@ -208,7 +208,7 @@ func TestFixEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("lab traffic: not in -short")
 	}
-	for _, backend := range []natrule.Backend{natrule.NFT, natrule.IptablesNFT, natrule.IptablesLegacy} {
+	for _, backend := range []natrule.Backend{natrule.Nftables, natrule.IptablesNFT, natrule.IptablesLegacy} {
 		t.Run(string(backend), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()

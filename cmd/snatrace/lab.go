@@ -4,40 +4,35 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
 	"io"
 	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/snatrace/snatrace/lab"
 	"github.com/snatrace/snatrace/natrule"
-	"github.com/snatrace/snatrace/report"
+	"github.com/snatrace/snatrace/tool"
 	"github.com/snatrace/snatrace/trace"
 )
 
 func init() { register(newLabCmd) }
 
-func newLabCmd() *cobra.Command {
-	var (
-		nats, backends []string
-		workload       string
-		rate           string
-		portRange      string
-		asJSON         bool
-		reportFile     string
-		failOnRace     bool
-		cfg            lab.Config
-	)
-	cmd := &cobra.Command{
-		Use:   "lab",
-		Short: "Reproduce the SNAT port race on this kernel, side by side with its fixes (root)",
-		Long: `snatrace lab proves the SNAT source-port race on the running kernel.
+// labFlags are the raw flag values of snatrace lab.
+type labFlags struct {
+	nats, backends []string
+	workload       string
+	rate           string
+	portRange      string
+	asJSON         bool
+	reportFile     string
+	failOnRace     bool
+	cfg            lab.Config
+}
+
+const labLong = `snatrace lab proves the SNAT source-port race on the running kernel.
 
 It builds throwaway network namespaces (a node that NATs N pods towards a
 server, all named snt-<id>-...), installs each NAT mode on the node, sends a
@@ -58,7 +53,14 @@ Workloads:
   ephemeral  bursts with kernel-chosen source ports (narrow them with --port-range)
   steady     a constant (or --poisson) --rate of connections, kernel-chosen ports
 
-Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN). Without it, use snatrace sim.`,
+Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN). Without it, use snatrace sim.`
+
+func newLabCmd() *cobra.Command {
+	var fl labFlags
+	cmd := &cobra.Command{
+		Use:   "lab",
+		Short: "Reproduce the SNAT port race on this kernel, side by side with its fixes (root)",
+		Long:  labLong,
 		Example: `  sudo snatrace lab
   sudo snatrace lab --nat masquerade --until 10
   sudo snatrace lab --nat masquerade --backend nft --backend iptables-nft --backend iptables-legacy
@@ -66,117 +68,134 @@ Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN). Without it, use snatrace sim.`,
   sudo snatrace lab --workload steady --rate 2000/s --duration 10s --report lab.html`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			for _, s := range nats {
-				m, err := natrule.ParseMode(s)
-				if err != nil {
-					return usageErr("--nat: %v", err)
-				}
-				cfg.Modes = append(cfg.Modes, m)
-			}
-			for _, s := range backends {
-				b, err := natrule.ParseBackend(s)
-				if err != nil {
-					return usageErr("--backend: %v", err)
-				}
-				cfg.Backends = append(cfg.Backends, b)
-			}
-			cfg.Workload.Name = workload
-			if rate != "" {
-				r, err := parseRate(rate)
-				if err != nil {
-					return usageErr("--rate: %v", err)
-				}
-				cfg.Workload.Rate = r
-			}
-			if cfg.Workload.Name == lab.Steady {
-				if cfg.Workload.Rate == 0 {
-					cfg.Workload.Rate = 1000
-				}
-				if !cmd.Flags().Changed("connections") && cfg.Duration > 0 {
-					cfg.Connections = max(1, int(cfg.Workload.Rate*cfg.Duration.Seconds()))
-				}
-			}
-			if portRange != "" {
-				lo, hi, err := parsePortRange(portRange)
-				if err != nil {
-					return usageErr("--port-range: %v", err)
-				}
-				cfg.PortRange = [2]uint16{lo, hi}
-			}
-			if err := cfg.Validate(); err != nil {
-				return usageErr("%v", err)
-			}
-			if reportFile != "" && !strings.HasSuffix(reportFile, ".html") {
-				return usageErr("--report: %q must end in .html", reportFile)
-			}
-			stderr := cmd.ErrOrStderr()
-			if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-				cfg.Progress = func(p lab.Progress) {
-					fmt.Fprintf(stderr, "\r\033[K%s %5.1f%%  %d/%d connections  (%s: %d clashes so far)",
-						bar(p.Done, p.Total, 30), 100*float64(p.Done)/float64(max(1, p.Total)), p.Done, p.Total, p.Mode, p.Clashes)
-				}
-			}
-			rep, err := lab.Run(cmd.Context(), cfg)
-			if cfg.Progress != nil {
-				fmt.Fprint(stderr, "\r\033[K")
-			}
-			var pe *lab.PrivilegeError
-			var mb *natrule.MissingBinaryError
-			switch {
-			case errors.As(err, &pe), errors.As(err, &mb), errors.Is(err, lab.ErrNoConntrack), errors.Is(err, trace.ErrMissing):
-				return envErr(err)
-			case err != nil && !errors.Is(err, lab.ErrInterrupted):
-				if rep == nil {
-					return envErr(err)
-				}
-			}
-			if rep != nil {
-				if asJSON {
-					enc := json.NewEncoder(cmd.OutOrStdout())
-					enc.SetIndent("", "  ")
-					if err := enc.Encode(rep); err != nil {
-						return err
-					}
-				} else {
-					printLab(cmd.OutOrStdout(), rep)
-				}
-				if reportFile != "" {
-					if werr := writeLabReport(reportFile, rep); werr != nil {
-						return envErr(werr)
-					}
-					fmt.Fprintf(stderr, "report written to %s\n", reportFile)
-				}
-			}
+			cfg, err := fl.config(cmd)
 			if err != nil {
-				return envErr(err)
+				return err
 			}
-			if failOnRace && len(rep.Results) > 0 && rep.Results[0].Conntrack.InsertFailed > 0 {
-				return silentExit(exitFindings)
-			}
-			return nil
+			return runLab(cmd, fl, cfg)
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&nats, "nat", nil, "NAT mode to test, nft syntax; repeat to compare (default: masquerade, masquerade fully-random)")
-	f.StringArrayVar(&backends, "backend", nil, "rule backend: nft, iptables-nft, iptables-legacy; repeat to compare (default nft)")
-	f.StringVar(&workload, "workload", lab.SamePort, "traffic: same-port, ephemeral or steady")
-	f.IntVar(&cfg.Pods, "pods", 0, "client pod namespaces (default: one per CPU for same-port, 16 otherwise)")
-	f.IntVar(&cfg.Servers, "servers", 1, "server namespaces, each behind its own uplink")
-	f.IntVar(&cfg.Connections, "connections", lab.DefaultConnections, "connect()s per NAT mode and backend")
-	f.DurationVar(&cfg.Duration, "duration", 0, "bound the traffic's wall time (steady: connections = rate x duration)")
-	f.StringVar(&rate, "rate", "", "steady: connections per second, e.g. 2000/s (default 1000/s)")
-	f.BoolVar(&cfg.Workload.Poisson, "poisson", false, "steady: Poisson arrivals instead of evenly spaced")
-	f.StringVar(&portRange, "port-range", "", "set the pods' ip_local_port_range, e.g. 32768-32867")
-	f.IntVar(&cfg.Until, "until", 0, "stop once a mode has N SNAT clashes confirmed by the kernel counters")
-	f.IntVar(&cfg.RoundSize, "round-size", lab.DefaultRoundSize, "connections per round; modes alternate every round")
-	f.DurationVar(&cfg.Timeout, "timeout", lab.DefaultTimeout, "a connection still pending after this counts as failed")
-	f.Uint64Var(&cfg.Seed, "seed", 1, "seed of the workload's random choices")
-	f.BoolVar(&asJSON, "json", false, "print one JSON document on stdout")
-	f.StringVar(&reportFile, "report", "", "also write a self-contained HTML report with latency plots")
-	f.BoolVar(&cfg.Trace, "trace", false, "attach the eBPF tracer to the node and pair every SNAT-clash drop with a delayed connection (CAP_BPF, CAP_PERFMON, kernel BTF)")
-	f.BoolVar(&failOnRace, "fail-on-race", false, "exit 1 if the first mode shows any SNAT clash")
+	f.StringArrayVar(&fl.nats, "nat", nil, "NAT mode to test, nft syntax; repeat to compare (default: masquerade, masquerade fully-random)")
+	f.StringArrayVar(&fl.backends, "backend", nil, "rule backend: nft, iptables-nft, iptables-legacy; repeat to compare (default nft)")
+	f.StringVar(&fl.workload, "workload", lab.SamePort, "traffic: same-port, ephemeral or steady")
+	f.IntVar(&fl.cfg.Pods, "pods", 0, "client pod namespaces (default: one per CPU for same-port, 16 otherwise)")
+	f.IntVar(&fl.cfg.Servers, "servers", 1, "server namespaces, each behind its own uplink")
+	f.IntVar(&fl.cfg.Connections, "connections", lab.DefaultConnections, "connect()s per NAT mode and backend (steady with --duration: rate x duration)")
+	f.DurationVar(&fl.cfg.Duration, "duration", 0, "bound the traffic's wall time (steady: connections = rate x duration)")
+	f.StringVar(&fl.rate, "rate", "", "steady: connections per second, e.g. 2000/s (default 1000/s)")
+	f.BoolVar(&fl.cfg.Workload.Poisson, "poisson", false, "steady: Poisson arrivals instead of evenly spaced")
+	f.StringVar(&fl.portRange, "port-range", "", "set the pods' ip_local_port_range, e.g. 32768-32867")
+	f.IntVar(&fl.cfg.Until, "until", 0, "stop once a mode has N SNAT clashes confirmed by the kernel counters")
+	f.IntVar(&fl.cfg.RoundSize, "round-size", lab.DefaultRoundSize, "connections per round; modes alternate every round")
+	f.DurationVar(&fl.cfg.Timeout, "timeout", lab.DefaultTimeout, "a connection still pending after this counts as failed")
+	f.Uint64Var(&fl.cfg.Seed, "seed", 1, "seed of the workload's random choices")
+	f.BoolVar(&fl.asJSON, "json", false, "print one JSON document on stdout")
+	f.StringVar(&fl.reportFile, "report", "", "also write a self-contained HTML report with latency plots")
+	f.BoolVar(&fl.cfg.Trace, "trace", false, "attach the eBPF tracer to the node and pair every SNAT-clash drop with a delayed connection (CAP_BPF, CAP_PERFMON, kernel BTF)")
+	f.BoolVar(&fl.failOnRace, "fail-on-race", false, "exit 1 if the first mode shows any SNAT clash")
 	cmd.AddCommand(newLabCleanupCmd())
 	return cmd
+}
+
+// config turns the flags into a validated lab configuration: every usage
+// error is found here, before anything is built.
+func (fl *labFlags) config(cmd *cobra.Command) (lab.Config, error) {
+	cfg := fl.cfg
+	for _, s := range fl.nats {
+		m, err := natrule.ParseMode(s)
+		if err != nil {
+			return cfg, usageErr("--nat: %v", err)
+		}
+		cfg.Modes = append(cfg.Modes, m)
+	}
+	for _, s := range fl.backends {
+		b, err := natrule.ParseBackend(s)
+		if err != nil {
+			return cfg, usageErr("--backend: %v", err)
+		}
+		cfg.Backends = append(cfg.Backends, b)
+	}
+	cfg.Workload.Name = fl.workload
+	if fl.rate != "" {
+		r, err := parseRate(fl.rate)
+		if err != nil {
+			return cfg, usageErr("--rate: %v", err)
+		}
+		cfg.Workload.Rate = r
+	}
+	if !cmd.Flags().Changed("connections") {
+		cfg.Connections = 0 // lab's default: rate x duration for steady
+	}
+	if fl.portRange != "" {
+		lo, hi, err := parsePortRange(fl.portRange)
+		if err != nil {
+			return cfg, usageErr("--port-range: %v", err)
+		}
+		cfg.PortRange = [2]uint16{lo, hi}
+	}
+	if fl.reportFile != "" && !strings.HasSuffix(fl.reportFile, ".html") {
+		return cfg, usageErr("--report: %q must end in .html", fl.reportFile)
+	}
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return cfg, usageErr("%v", err)
+	}
+	return cfg, nil
+}
+
+func runLab(cmd *cobra.Command, fl labFlags, cfg lab.Config) error {
+	stderr := cmd.ErrOrStderr()
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		cfg.Progress = func(p lab.Progress) {
+			fmt.Fprintf(stderr, "\r\033[K%s %5.1f%%  %d/%d connections  (%s: %d clashes so far)",
+				bar(p.Done, p.Total, 30), 100*float64(p.Done)/float64(max(1, p.Total)), p.Done, p.Total, p.Mode, p.Clashes)
+		}
+	}
+	rep, err := lab.Run(cmd.Context(), cfg)
+	if cfg.Progress != nil {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	var pe *lab.PrivilegeError
+	switch {
+	case errors.As(err, &pe), tool.IsMissing(err), errors.Is(err, lab.ErrNoConntrack), errors.Is(err, trace.ErrMissing):
+		return envErr(err)
+	case err != nil && rep == nil:
+		return envErr(err)
+	}
+	if werr := writeLab(cmd.OutOrStdout(), stderr, fl, rep); werr != nil {
+		return envErr(werr)
+	}
+	if err != nil && !errors.Is(err, lab.ErrInterrupted) {
+		return envErr(err)
+	}
+	if err != nil {
+		return err
+	}
+	if fl.failOnRace && len(rep.Results) > 0 && rep.Results[0].Conntrack.InsertFailed > 0 {
+		return silentExit(exitFindings)
+	}
+	return nil
+}
+
+// writeLab prints the report (JSON or text) and writes the HTML page.
+func writeLab(stdout, stderr io.Writer, fl labFlags, rep *lab.Report) error {
+	if fl.asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else if err := lab.WriteText(stdout, rep); err != nil {
+		return err
+	}
+	if fl.reportFile != "" {
+		if err := lab.WriteHTML(fl.reportFile, rep); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "report written to %s\n", fl.reportFile)
+	}
+	return nil
 }
 
 func newLabCleanupCmd() *cobra.Command {
@@ -234,75 +253,12 @@ func parseRate(s string) (float64, error) {
 	return r, nil
 }
 
+// parsePortRange reads an ip_local_port_range for pods: natrule's port
+// range, within the unprivileged ports.
 func parsePortRange(s string) (uint16, uint16, error) {
-	a, b, ok := strings.Cut(s, "-")
-	lo, err1 := strconv.ParseUint(a, 10, 16)
-	hi, err2 := strconv.ParseUint(b, 10, 16)
-	if !ok || err1 != nil || err2 != nil || lo < 1024 || lo > hi {
+	lo, hi, err := natrule.ParsePortRange(s)
+	if err != nil || lo < 1024 || !strings.Contains(s, "-") {
 		return 0, 0, fmt.Errorf("%q: want LOW-HIGH with 1024 <= LOW <= HIGH <= 65535", s)
 	}
-	return uint16(lo), uint16(hi), nil
-}
-
-func printLab(w io.Writer, rep *lab.Report) {
-	fmt.Fprintf(w, "kernel %s, %d CPUs, workload %s: %d pods, %d server(s), %d connections in %.1f s (stopped: %s)\n\n",
-		rep.Kernel, rep.CPUs, rep.Workload.Name, rep.Workload.Pods, rep.Workload.Servers, rep.Workload.Connections, rep.Seconds, rep.Stopped)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "nat\tbackend\tconnections\tdelayed\tfailed\tinsert_failed\tdrop\tclash rate (95% CI)\tp50 ms\tp99 ms\tmax ms\t1s\t3s\t7s+\t")
-	for _, r := range rep.Results {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%.2f\t%.1f\t%.1f\t%d\t%d\t%d\t\n",
-			r.NAT, r.Backend, r.Connections, r.Retransmitted, r.Failed, r.Conntrack.InsertFailed, r.Conntrack.Drop,
-			fmt.Sprintf("%.3f%% (%.3f-%.3f%%)", 100*r.ClashRate, 100*r.ClashRateCI95[0], 100*r.ClashRateCI95[1]),
-			r.LatencyMS.P50, r.LatencyMS.P99, r.LatencyMS.Max, r.Delayed["1s"], r.Delayed["3s"], r.Delayed["7s+"])
-	}
-	tw.Flush()
-	fmt.Fprintln(w)
-	for _, r := range rep.Results {
-		c := r.Causes
-		status := "all accounted for"
-		if !r.Accounted {
-			status = "DOES NOT ADD UP: " + r.Note
-		}
-		fmt.Fprintf(w, "%s (%s): %d SYNs retransmitted = %d SNAT clash + %d listen overflow + %d table full + %d unexplained; %s\n",
-			r.NAT, r.Backend, r.SynRetrans, c.SNATClash, c.ListenOverflow, c.TableFull, c.Unexplained, status)
-		if t := r.Trace; t != nil {
-			fmt.Fprintf(w, "  trace: %d SNAT-clash drops attributed to delayed connections, %d delayed connections unmatched, %d unmatched drops, %d other netfilter drops\n",
-				t.Attributed, t.Unmatched, t.Extra, t.OtherDrops)
-		}
-	}
-	fmt.Fprintf(w, "\nverdict: %s\n", rep.Verdict)
-}
-
-func writeLabReport(path string, rep *lab.Report) error {
-	var series []report.Series
-	rows := [][]string{{"nat", "backend", "connections", "delayed", "failed", "insert_failed", "drop", "clash rate", "95% CI", "p50 ms", "p99 ms", "max ms"}}
-	for _, r := range rep.Results {
-		ms := make([]float64, 0, len(r.Latencies()))
-		for _, l := range r.Latencies() {
-			ms = append(ms, float64(l)/float64(time.Millisecond))
-		}
-		series = append(series, report.Series{Name: r.NAT + " (" + r.Backend + ")", Values: ms})
-		rows = append(rows, []string{r.NAT, r.Backend, strconv.Itoa(r.Connections), strconv.Itoa(r.Retransmitted), strconv.Itoa(r.Failed),
-			strconv.FormatUint(r.Conntrack.InsertFailed, 10), strconv.FormatUint(r.Conntrack.Drop, 10),
-			fmt.Sprintf("%.4f%%", 100*r.ClashRate), fmt.Sprintf("%.4f-%.4f%%", 100*r.ClashRateCI95[0], 100*r.ClashRateCI95[1]),
-			fmt.Sprintf("%.2f", r.LatencyMS.P50), fmt.Sprintf("%.1f", r.LatencyMS.P99), fmt.Sprintf("%.1f", r.LatencyMS.Max)})
-	}
-	plot, err := report.LatencyCCDF("connect latency by NAT mode", series)
-	if err != nil {
-		return err
-	}
-	var notes []string
-	for _, r := range rep.Results {
-		if !r.Accounted {
-			notes = append(notes, r.NAT+" ("+r.Backend+"): "+r.Note)
-		}
-	}
-	return report.WriteHTMLFile(path, report.Page{
-		Title:   fmt.Sprintf("snatrace lab: kernel %s, %d CPUs, %s workload, %d pods", rep.Kernel, rep.CPUs, rep.Workload.Name, rep.Workload.Pods),
-		Summary: rep.Verdict,
-		Tables:  []report.Table{{Title: "Results", Rows: rows}},
-		Plots:   []template.HTML{plot},
-		Notes:   notes,
-		JSON:    rep,
-	})
+	return lo, hi, nil
 }

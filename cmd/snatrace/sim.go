@@ -205,7 +205,7 @@ func parseEras(ss []string) ([]natmodel.Era, error) {
 
 func parseModes(ss []string) ([]natrule.Mode, error) {
 	if len(ss) == 0 {
-		ss = []string{"masquerade", "masquerade fully-random"}
+		return natrule.DefaultModes(), nil
 	}
 	var out []natrule.Mode
 	for _, s := range ss {

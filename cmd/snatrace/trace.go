@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/trace"
 	"github.com/spf13/cobra"
 )
@@ -20,7 +21,7 @@ func newTraceCmd() *cobra.Command {
 		jsonOut  bool
 		all      bool
 		mode     string
-		netns    string
+		nsSpec   string
 	)
 	cmd := &cobra.Command{
 		Use:   "trace",
@@ -46,9 +47,9 @@ tcp:tcp_retransmit_skb tracepoints; says which is missing (exit 2).
 			if err != nil {
 				return usageErr("--mode: %v", err)
 			}
-			ino, err := netnsInode(netns)
+			ino, err := traceInode(nsSpec)
 			if err != nil {
-				return usageErr("--netns %q: %v", netns, err)
+				return err
 			}
 			return runTrace(cmd.Context(), cmd, traceOpts{duration, jsonOut, all, trace.Options{Mode: m, NetNS: ino}})
 		},
@@ -58,7 +59,7 @@ tcp:tcp_retransmit_skb tracepoints; says which is missing (exit 2).
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object per event, then the summary")
 	f.BoolVar(&all, "all", false, "also print other netfilter SYN drops (firewall rules)")
 	f.StringVar(&mode, "mode", "auto", "attach points: auto, fexit (require fexit on __nf_conntrack_confirm) or tracepoint")
-	f.StringVar(&netns, "netns", "", "only drops in this network namespace: an inode number, or a path such as /run/netns/NAME or /proc/PID/ns/net")
+	f.StringVar(&nsSpec, "netns", "", "only drops in this namespace: "+netnsHelp)
 	return cmd
 }
 
@@ -130,4 +131,26 @@ loop:
 	}
 	fmt.Fprintln(out)
 	return trace.WriteSummary(out, s)
+}
+
+// traceInode resolves --netns to the inode the programs filter on: 0 (every
+// namespace) for "", the number itself for an inode (the namespace may be
+// gone or not be open to us), else the inode of the namespace it names.
+func traceInode(spec string) (uint32, error) {
+	if spec == "" {
+		return 0, nil
+	}
+	if s, err := netns.ParseSpec(spec); err == nil && s.Inode != 0 {
+		return s.Inode, nil
+	}
+	ns, err := openNetNS(spec)
+	if err != nil {
+		return 0, err
+	}
+	defer ns.Close()
+	ino, err := ns.Inode()
+	if err != nil {
+		return 0, envErr(err)
+	}
+	return ino, nil
 }

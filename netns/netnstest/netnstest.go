@@ -4,17 +4,15 @@
 package netnstest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/tool"
 )
 
 var seq atomic.Int64
@@ -45,10 +43,10 @@ func New(t testing.TB, tag string) *netns.NS {
 // t, with the command's stderr, when the command fails.
 func Run(t testing.TB, ns *netns.NS, stdin, name string, args ...string) string {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
+	out, err := RunErr(ns, stdin, name, args...)
+	if tool.IsMissing(err) {
 		t.Skipf("needs %s (.ci/run installs it)", name)
 	}
-	out, err := RunErr(ns, stdin, name, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,20 +54,11 @@ func Run(t testing.TB, ns *netns.NS, stdin, name string, args ...string) string 
 }
 
 // RunErr is Run for callers that expect a failure or have no t: the command
-// is bounded to 30 s and its error carries its stderr.
+// runs through tool.Exec, bounded to 30 s, and its error carries its stderr.
 func RunErr(ns *netns.NS, stdin, name string, args ...string) (string, error) {
-	var out, stderr bytes.Buffer
-	err := ns.Do(func() error {
-		// The child is forked from Do's locked thread, so it starts in ns.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, name, args...)
-		cmd.Stdin = strings.NewReader(stdin)
-		cmd.Stdout, cmd.Stderr = &out, &stderr
-		return cmd.Run()
-	})
+	out, err := tool.Exec{NS: ns, Timeout: 30 * time.Second}.Run(context.Background(), tool.Command(name, args...).WithStdin(stdin))
 	if err != nil {
-		return "", fmt.Errorf("%s %s in %s: %w: %s", name, strings.Join(args, " "), ns, err, strings.TrimSpace(stderr.String()))
+		return "", fmt.Errorf("in %s: %w", ns, err)
 	}
-	return out.String(), nil
+	return string(out), nil
 }

@@ -22,7 +22,7 @@ func TestNewRun(t *testing.T) {
 		if !strings.Contains(out, "lo:") || strings.Count(out, ":") != 1 {
 			t.Fatalf("/proc/self/net/dev inside:\n%s", out)
 		}
-		if _, err := RunErr(ns, "", "false"); err == nil || !strings.Contains(err.Error(), "false  in "+name) {
+		if _, err := RunErr(ns, "", "false"); err == nil || err.Error() != "in "+name+": running false: exit status 1" {
 			t.Fatalf("RunErr(false) = %v", err)
 		}
 	})

@@ -1,0 +1,303 @@
+//go:build linux
+
+package fix
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/snatrace/snatrace/ruleset"
+)
+
+// Apply makes the changes of p, atomically per backend, after writing the
+// affected rules to backupPath (none when ""; an existing backup there is
+// merged into). It fails with ErrStale, changing nothing, if the ruleset
+// moved since p was made, and with a *tool.MissingError, changing nothing,
+// if a tool it needs is not installed. Apply trusts p: a plan read from a
+// file goes through ApplySaved.
+func (f *Fixer) Apply(ctx context.Context, p *Plan, backupPath string) (*Result, error) {
+	return f.apply(ctx, p, backupPath, false)
+}
+
+// apply runs the four phases of a fix: prepare (check everything, change
+// nothing), write the backup, commit, verify. fresh says p was made just now
+// by Plan, so the iptables-save it took for the checksums may be reused.
+func (f *Fixer) apply(ctx context.Context, p *Plan, backupPath string, fresh bool) (*Result, error) {
+	res := &Result{Applied: []Change{}, Backup: backupPath}
+	if !p.HasChanges() {
+		res.Verified = true
+		return res, nil
+	}
+	t, err := f.prepare(ctx, p, fresh)
+	if err != nil {
+		return nil, err
+	}
+	defer t.unlock()
+	bk, err := f.writeBackup(backupPath, t.entries)
+	if err != nil {
+		return nil, err
+	}
+	res.Applied, err = f.commit(ctx, t, bk)
+	if err != nil {
+		return res, err
+	}
+	ok, handles, err := f.verify(ctx, res.Applied)
+	if err != nil {
+		return res, fmt.Errorf("verifying the fix: %w", err)
+	}
+	res.Verified = ok
+	return res, bk.recordHandles(handles)
+}
+
+// txn is a prepared fix: every check passed, nothing changed yet.
+type txn struct {
+	nft     *nftPrepared // nil without netlink changes
+	nftDone []Change
+	groups  []*restoreGroup
+	saves   map[*restoreGroup]*SaveTable
+	entries []BackupEntry
+	unlock  func()
+}
+
+// prepare checks the tools, builds the nftables batch (refused if the
+// generation moved), takes the xtables lock for iptables-legacy changes and
+// checks every iptables chain against the plan's checksum. On error nothing
+// is held.
+func (f *Fixer) prepare(ctx context.Context, p *Plan, fresh bool) (*txn, error) {
+	t := &txn{groups: groupRestore(p.Changes), saves: map[*restoreGroup]*SaveTable{}, unlock: func() {}}
+	if err := f.checkTools(ctx, t.groups); err != nil {
+		return nil, err
+	}
+	for _, c := range p.Changes {
+		if c.Method == MethodNetlink {
+			t.nftDone = append(t.nftDone, c)
+		}
+	}
+	if len(t.nftDone) > 0 {
+		nft, err := f.prepareNft(p.Generation, t.nftDone)
+		if err != nil {
+			return nil, err
+		}
+		t.nft, t.entries = nft, append(t.entries, nft.entries...)
+	}
+	unlock, err := f.lockLegacy(ctx, t.groups)
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range t.groups {
+		if err := f.checkGroup(ctx, p, g, fresh, t); err != nil {
+			unlock()
+			return nil, err
+		}
+	}
+	t.unlock = unlock
+	return t, nil
+}
+
+// checkGroup saves g's table (or reuses the plan's save) and compares each
+// changed chain's checksum with the plan's.
+func (f *Fixer) checkGroup(ctx context.Context, p *Plan, g *restoreGroup, fresh bool, t *txn) error {
+	s := p.saves[g.key()]
+	// A save from before the lock may be reused only for iptables-nft,
+	// whose writers do not take the lock anyway.
+	if !fresh || s == nil || g.backend == ruleset.IptablesLegacy {
+		var err error
+		if s, err = f.save(ctx, g); err != nil {
+			return err
+		}
+	}
+	for _, c := range g.changes {
+		id := ChainID(c.Location)
+		if want, ok := p.Chains[id]; !ok || s.Checksum(c.Chain) != want {
+			return fmt.Errorf("chain %s: %w", id, ErrStale)
+		}
+		t.entries = append(t.entries, BackupEntry{Location: c.Location, Method: MethodRestore,
+			Before: c.Before, After: c.After, From: c.From, To: c.To})
+	}
+	t.saves[g] = s
+	return nil
+}
+
+// commit sends the nftables batch, then each iptables-restore, marking the
+// backup entries applied as each lands. It returns what was applied, also
+// on error.
+func (f *Fixer) commit(ctx context.Context, t *txn, bk *backupFile) ([]Change, error) {
+	var applied []Change
+	if t.nft != nil {
+		if err := f.sendNft(t.nft); err != nil {
+			return applied, err
+		}
+		applied = append(applied, t.nftDone...)
+		if err := bk.markApplied(func(e *BackupEntry) bool { return e.Method == MethodNetlink }); err != nil {
+			return applied, err
+		}
+	}
+	for _, g := range t.groups {
+		s := t.saves[g]
+		reps := make([]Replacement, 0, len(g.changes))
+		for _, c := range g.changes {
+			// The line written is computed here from the line in the
+			// kernel, which the checksum showed equal to the plan's.
+			line := s.Chains[c.Chain][c.Position-1]
+			reps = append(reps, Replacement{Chain: c.Chain, Position: c.Position, Line: IptablesAfter(line), Counters: s.Counters[c.Chain][c.Position-1]})
+		}
+		if err := f.restore(ctx, g, reps); err != nil {
+			return applied, err
+		}
+		applied = append(applied, g.changes...)
+		if err := bk.markApplied(func(e *BackupEntry) bool {
+			return e.Method == MethodRestore && e.Backend == g.backend && e.Family == g.family && e.Table == g.table
+		}); err != nil {
+			return applied, err
+		}
+	}
+	return applied, nil
+}
+
+// verify re-reads the changed chains (not the whole ruleset: the kernel's
+// own view of the few chains touched) and checks each applied change: the
+// rule at its position now has the fully-random flag (nftables) or the
+// planned line (iptables). It returns the nftables handles the changed rules
+// have now (a replacement gets a new one), by location key.
+func (f *Fixer) verify(ctx context.Context, applied []Change) (bool, map[string]uint64, error) {
+	ok := true
+	handles := map[string]uint64{}
+	var nftChanges []Change
+	for _, c := range applied {
+		if c.Method == MethodNetlink {
+			nftChanges = append(nftChanges, c)
+		}
+	}
+	if len(nftChanges) > 0 {
+		good, err := f.verifyNft(nftChanges, handles)
+		if err != nil {
+			return false, nil, err
+		}
+		ok = ok && good
+	}
+	for _, g := range groupRestore(applied) {
+		s, err := f.save(ctx, g)
+		if err != nil {
+			return false, nil, err
+		}
+		for _, c := range g.changes {
+			lines := s.Chains[c.Chain]
+			if c.Position > len(lines) || lines[c.Position-1] != c.After {
+				ok = false
+			}
+		}
+	}
+	return ok, handles, nil
+}
+
+// verifyNft checks that the rule at each change's position is fully-random
+// and records its handle.
+func (f *Fixer) verifyNft(changes []Change, handles map[string]uint64) (bool, error) {
+	conn, err := f.dialNft()
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	cache := newChainCache(conn)
+	ok := true
+	for _, c := range changes {
+		k, err := chainKeyOf(c.Location)
+		if err != nil {
+			return false, err
+		}
+		rules, err := cache.get(k)
+		if err != nil {
+			return false, err
+		}
+		if c.Position > len(rules) {
+			ok = false
+			continue
+		}
+		r := rules[c.Position-1]
+		var flags uint32
+		if _, _, err := setNATFlags(r, func(old uint32) uint32 { flags = old; return old }); err != nil || flags&flagsFullyR == 0 {
+			ok = false
+			continue
+		}
+		handles[c.Key()] = r.Handle
+	}
+	return ok, nil
+}
+
+// ApplyFresh plans and applies, and re-plans when the plan goes stale before
+// it applies (at most tries times). The returned plan is the one applied.
+func (f *Fixer) ApplyFresh(ctx context.Context, backupPath string, tries int) (*Plan, *Result, error) {
+	if tries < 1 {
+		tries = 1
+	}
+	replans := 0
+	for {
+		p, err := f.Plan(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		res, err := f.apply(ctx, p, backupPath, true)
+		if errors.Is(err, ErrStale) && replans+1 < tries {
+			replans++
+			continue
+		}
+		if res != nil {
+			res.Replans = replans
+		}
+		return p, res, err
+	}
+}
+
+// ApplySaved applies a plan read from a file. It applies only what snatrace
+// computes itself: the file must pass Plan.Check, and each of its changes
+// must be exactly a change of a fresh plan of the same rules, at the same
+// generation and chain checksums; otherwise nothing changes and the error is
+// ErrTampered (a change snatrace would not make) or ErrStale (the rules
+// moved since the file was written).
+func (f *Fixer) ApplySaved(ctx context.Context, saved *Plan, backupPath string) (*Result, error) {
+	if err := saved.Check(); err != nil {
+		return nil, err
+	}
+	fresh, err := f.Plan(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, err := restrict(fresh, saved)
+	if err != nil {
+		return nil, err
+	}
+	return f.apply(ctx, p, backupPath, true)
+}
+
+// restrict returns fresh narrowed to the changes of saved, which must each
+// be one of fresh's, at fresh's generation and checksums.
+func restrict(fresh, saved *Plan) (*Plan, error) {
+	have := map[string]Change{}
+	for _, c := range fresh.Changes {
+		have[c.Key()] = c
+	}
+	p := *fresh
+	p.Changes = nil
+	for _, c := range saved.Changes {
+		got, ok := have[c.Key()]
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("%s: no such change in a plan made now (the rule moved, or is not one snatrace would change): %w", c.Label(), ErrStale)
+		case got.Handle != c.Handle || got.Method != c.Method || got.Before != c.Before || got.After != c.After || got.From != c.From || got.To != c.To:
+			return nil, fmt.Errorf("%s: the file's change differs from the one snatrace computes now: %w", c.Label(), ErrTampered)
+		}
+		p.Changes = append(p.Changes, got)
+	}
+	needNft := false
+	for _, c := range p.Changes {
+		needNft = needNft || c.Method == MethodNetlink
+		if c.Method == MethodRestore && saved.Chains[ChainID(c.Location)] != fresh.Chains[ChainID(c.Location)] {
+			return nil, fmt.Errorf("chain %s: %w", ChainID(c.Location), ErrStale)
+		}
+	}
+	if needNft && saved.Generation != fresh.Generation {
+		return nil, fmt.Errorf("nftables generation %d, plan made at %d: %w", fresh.Generation, saved.Generation, ErrStale)
+	}
+	return &p, nil
+}

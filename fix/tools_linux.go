@@ -1,0 +1,133 @@
+//go:build linux
+
+package fix
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/snatrace/snatrace/natrule"
+	"github.com/snatrace/snatrace/ruleset"
+	"github.com/snatrace/snatrace/tool"
+)
+
+// tools returns the save and restore tools of an iptables backend and
+// family (natrule.Tools). Like the rule reader, it falls back to plain
+// iptables-save and iptables-restore for legacy rules when they are the
+// legacy flavour (iptables before 1.8 has no -legacy names). A missing tool
+// is a *tool.MissingError.
+func (f *Fixer) tools(ctx context.Context, b ruleset.Backend, fam ruleset.Family) (save, restore string, err error) {
+	save, restore, ok := natrule.Tools(b, fam)
+	if !ok {
+		return "", "", fmt.Errorf("backend %s has no iptables tools", b)
+	}
+	_, errSave := f.run.LookPath(save)
+	_, errRestore := f.run.LookPath(restore)
+	if errSave == nil && errRestore == nil {
+		return save, restore, nil
+	}
+	if b == ruleset.IptablesLegacy {
+		ps, pr := natrule.PlainTools(fam)
+		_, e1 := f.run.LookPath(ps)
+		_, e2 := f.run.LookPath(pr)
+		if e1 == nil && e2 == nil {
+			if v, err := f.run.Run(ctx, command(pr, "--version")); err == nil && !natrule.IsNFTFlavour(string(v)) {
+				return ps, pr, nil
+			}
+		}
+	}
+	if errSave != nil {
+		return "", "", tool.Missing(save)
+	}
+	return "", "", tool.Missing(restore)
+}
+
+// checkTools fails with a *tool.MissingError, before anything changes, when a
+// tool one of the groups needs is not installed.
+func (f *Fixer) checkTools(ctx context.Context, groups []*restoreGroup) error {
+	for _, g := range groups {
+		if _, _, err := f.tools(ctx, g.backend, g.family); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var iptVersion = regexp.MustCompile(`v(\d+)\.(\d+)\.(\d+)`)
+
+// canHoldLock reports whether fix can hold the xtables lock while it runs
+// the legacy restore tools of fams: they must honour XTABLES_LOCKFILE
+// (iptables 1.8.6 and later), or they would wait for the lock fix holds.
+// Older tools get the checksum check alone.
+func (f *Fixer) canHoldLock(ctx context.Context, fams []ruleset.Family) bool {
+	if len(fams) == 0 {
+		return false
+	}
+	for _, fam := range fams {
+		_, restore, err := f.tools(ctx, ruleset.IptablesLegacy, fam)
+		if err != nil {
+			return false
+		}
+		out, err := f.run.Run(ctx, command(restore, "--version"))
+		m := iptVersion.FindStringSubmatch(string(out))
+		if err != nil || m == nil {
+			return false
+		}
+		v := [3]int{}
+		for i := range v {
+			v[i], _ = strconv.Atoi(m[i+1])
+		}
+		if v[0] < 1 || v[0] == 1 && (v[1] < 8 || v[1] == 8 && v[2] < 6) {
+			return false
+		}
+	}
+	return true
+}
+
+// lockLegacy takes the xtables lock when changes of groups go to
+// iptables-legacy and the tools allow it (canHoldLock): no iptables-legacy
+// writer can then move the rules between the check and the "-R N". It
+// returns the release (a no-op when no lock was taken).
+func (f *Fixer) lockLegacy(ctx context.Context, groups []*restoreGroup) (func(), error) {
+	var legacy []ruleset.Family
+	for _, g := range groups {
+		if g.backend == ruleset.IptablesLegacy {
+			legacy = append(legacy, g.family)
+		}
+	}
+	if !f.canHoldLock(ctx, legacy) {
+		return func() {}, nil
+	}
+	return lockXtables(ctx, f.lockPath())
+}
+
+// lockXtables takes the xtables lock (flock on path, as iptables does),
+// waiting at most 10 s, and returns its release.
+func lockXtables(ctx context.Context, path string) (func(), error) {
+	fd, err := unix.Open(path, unix.O_CREAT|unix.O_RDONLY|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening the xtables lock %s: %w", path, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { unix.Close(fd) }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+			unix.Close(fd)
+			return nil, fmt.Errorf("taking the xtables lock %s: %w", path, err)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("taking the xtables lock %s: another process has held it for 10 s", path)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

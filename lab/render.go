@@ -1,0 +1,93 @@
+package lab
+
+import (
+	"fmt"
+	"html/template"
+	"io"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/snatrace/snatrace/report"
+)
+
+// WriteText writes the report for a human: the run line, one table row per
+// NAT mode and backend, the accounting of every retransmitted SYN, and the
+// verdict.
+func WriteText(w io.Writer, rep *Report) error {
+	ew := &errWriter{w: w}
+	ew.printf("kernel %s, %d CPUs, workload %s: %d pods, %d server(s), %d connections in %.1f s (stopped: %s)\n\n",
+		rep.Kernel, rep.CPUs, rep.Workload.Name, rep.Workload.Pods, rep.Workload.Servers, rep.Workload.Connections, rep.Seconds, rep.Stopped)
+	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "nat\tbackend\tconnections\tdelayed\tfailed\tinsert_failed\tdrop\tclash rate (95% CI)\tp50 ms\tp99 ms\tmax ms\t1s\t3s\t7s+\t")
+	for _, r := range rep.Results {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%.2f\t%.1f\t%.1f\t%d\t%d\t%d\t\n",
+			r.NAT, r.Backend, r.Connections, r.Retransmitted, r.Failed, r.Conntrack.InsertFailed, r.Conntrack.Drop,
+			fmt.Sprintf("%.3f%% (%.3f-%.3f%%)", 100*r.ClashRate, 100*r.ClashRateCI95[0], 100*r.ClashRateCI95[1]),
+			r.LatencyMS.P50, r.LatencyMS.P99, r.LatencyMS.Max, r.Delayed["1s"], r.Delayed["3s"], r.Delayed["7s+"])
+	}
+	tw.Flush()
+	ew.printf("\n")
+	for _, r := range rep.Results {
+		c := r.Causes
+		status := "all accounted for"
+		if !r.Accounted {
+			status = "DOES NOT ADD UP: " + r.Note
+		}
+		ew.printf("%s (%s): %d SYNs retransmitted = %d SNAT clash + %d listen overflow + %d table full + %d unexplained; %s\n",
+			r.NAT, r.Backend, r.SynRetrans, c.SNATClash, c.ListenOverflow, c.TableFull, c.Unexplained, status)
+		if t := r.Trace; t != nil {
+			ew.printf("  trace: %d SNAT-clash drops attributed to delayed connections, %d delayed connections unmatched, %d unmatched drops, %d other netfilter drops\n",
+				t.Attributed, t.Unmatched, t.Extra, t.OtherDrops)
+		}
+	}
+	ew.printf("\nverdict: %s\n", rep.Verdict)
+	return ew.err
+}
+
+// WriteHTML writes the report as a self-contained HTML page to path: the
+// results table, a latency CCDF per mode, the notes of results that do not
+// add up, and the JSON report.
+func WriteHTML(path string, rep *Report) error {
+	var series []report.Series
+	rows := [][]string{{"nat", "backend", "connections", "delayed", "failed", "insert_failed", "drop", "clash rate", "95% CI", "p50 ms", "p99 ms", "max ms"}}
+	var notes []string
+	for _, r := range rep.Results {
+		series = append(series, report.Series{Name: r.NAT + " (" + r.Backend + ")", Values: r.LatencyMillis()})
+		rows = append(rows, []string{r.NAT, r.Backend, strconv.Itoa(r.Connections), strconv.Itoa(r.Retransmitted), strconv.Itoa(r.Failed),
+			strconv.FormatUint(r.Conntrack.InsertFailed, 10), strconv.FormatUint(r.Conntrack.Drop, 10),
+			fmt.Sprintf("%.4f%%", 100*r.ClashRate), fmt.Sprintf("%.4f-%.4f%%", 100*r.ClashRateCI95[0], 100*r.ClashRateCI95[1]),
+			fmt.Sprintf("%.2f", r.LatencyMS.P50), fmt.Sprintf("%.1f", r.LatencyMS.P99), fmt.Sprintf("%.1f", r.LatencyMS.Max)})
+		if !r.Accounted {
+			notes = append(notes, r.NAT+" ("+r.Backend+"): "+r.Note)
+		}
+	}
+	plot, err := report.LatencyCCDF("connect latency by NAT mode", series)
+	if err != nil {
+		return err
+	}
+	return report.WriteHTMLFile(path, report.Page{
+		Title:   fmt.Sprintf("snatrace lab: kernel %s, %d CPUs, %s workload, %d pods", rep.Kernel, rep.CPUs, rep.Workload.Name, rep.Workload.Pods),
+		Summary: rep.Verdict,
+		Tables:  []report.Table{{Title: "Results", Rows: rows}},
+		Plots:   []template.HTML{plot},
+		Notes:   notes,
+		JSON:    rep,
+	})
+}
+
+// errWriter keeps the first write error.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
+}
+
+func (e *errWriter) printf(format string, a ...any) { fmt.Fprintf(e, format, a...) }

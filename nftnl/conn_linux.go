@@ -1,0 +1,160 @@
+//go:build linux
+
+package nftnl
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"github.com/mdlayher/netlink/nltest"
+	"golang.org/x/sys/unix"
+)
+
+// Timeout bounds every request on a real socket: a dump of even a huge
+// ruleset takes well under a second, and no job may hang on the kernel.
+const Timeout = 30 * time.Second
+
+// MaxTries bounds the reads Consistent makes before it gives up on a ruleset
+// that keeps changing.
+const MaxTries = 20
+
+// ErrChanging is returned when the ruleset changed during every one of
+// MaxTries reads.
+var ErrChanging = errors.New("the nftables ruleset kept changing during the read")
+
+// ErrGeneration is returned by SendBatch when the kernel refused the batch
+// because the ruleset generation moved on since the batch was built
+// (ERESTART): nothing of the batch was applied.
+var ErrGeneration = errors.New("the nftables ruleset generation moved on")
+
+// Conn is a NETLINK_NETFILTER socket for nftables requests. It is not safe
+// for concurrent use.
+type Conn struct {
+	c    *netlink.Conn
+	test bool
+}
+
+// Dial opens a socket; on a real socket every request is bounded by Timeout.
+func Dial(opts ...Option) (*Conn, error) {
+	var cfg config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.test != nil {
+		return &Conn{c: nltest.Dial(cfg.test), test: true}, nil
+	}
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: cfg.ns.Fd()})
+	if err != nil {
+		return nil, fmt.Errorf("opening nftables netlink socket in %s: %w", cfg.ns, err)
+	}
+	if err := c.SetDeadline(time.Now().Add(Timeout)); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("setting a netlink deadline: %w", err)
+	}
+	return &Conn{c: c}, nil
+}
+
+// Close closes the socket.
+func (c *Conn) Close() error { return c.c.Close() }
+
+// Raw returns the underlying netlink connection.
+func (c *Conn) Raw() *netlink.Conn { return c.c }
+
+// Message builds an nftables request: NFNL_SUBSYS_NFTABLES type msgType, the
+// nfgenmsg header for family (AF_UNSPEC: every family), then attrs.
+func Message(msgType uint16, flags netlink.HeaderFlags, family byte, attrs []byte) netlink.Message {
+	return netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | msgType),
+			Flags: netlink.Request | flags,
+		},
+		Data: append([]byte{family, unix.NFNETLINK_V0, 0, 0}, attrs...),
+	}
+}
+
+// Generation returns the ruleset generation id (NFT_MSG_GETGEN).
+func (c *Conn) Generation() (uint32, error) {
+	msgs, err := c.c.Execute(Message(unix.NFT_MSG_GETGEN, 0, unix.AF_UNSPEC, nil))
+	if err != nil {
+		return 0, fmt.Errorf("reading nftables generation: %w", err)
+	}
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		var gen uint32
+		found := false
+		err := Walk(m.Data[4:], func(typ uint16, v []byte) error {
+			if typ == unix.NFTA_GEN_ID && len(v) == 4 {
+				gen, found = be32(v), true
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, fmt.Errorf("decoding nftables generation: %w", err)
+		}
+		if found {
+			return gen, nil
+		}
+	}
+	return 0, errors.New("reading nftables generation: no NFTA_GEN_ID in the reply")
+}
+
+// Dump sends a dump request of msgType for family with attrs (a filter) and
+// returns every reply, and whether the kernel flagged the dump interrupted
+// (NLM_F_DUMP_INTR: a commit overlapped it).
+func (c *Conn) Dump(msgType uint16, family byte, attrs []netlink.Attribute) ([]netlink.Message, bool, error) {
+	var data []byte
+	if len(attrs) > 0 {
+		var err error
+		if data, err = netlink.MarshalAttributes(attrs); err != nil {
+			return nil, false, fmt.Errorf("encoding a dump filter: %w", err)
+		}
+	}
+	msgs, err := c.c.Execute(Message(msgType, netlink.Dump, family, data))
+	if err != nil {
+		return nil, false, err
+	}
+	intr := false
+	for _, m := range msgs {
+		intr = intr || m.Header.Flags&netlink.DumpInterrupted != 0
+	}
+	return msgs, intr, nil
+}
+
+// Get sends a request of msgType for family with attrs and returns the
+// replies.
+func (c *Conn) Get(msgType uint16, family byte, attrs []netlink.Attribute) ([]netlink.Message, error) {
+	data, err := netlink.MarshalAttributes(attrs)
+	if err != nil {
+		return nil, fmt.Errorf("encoding a request: %w", err)
+	}
+	return c.c.Execute(Message(msgType, 0, family, data))
+}
+
+// Consistent runs read until it reads one generation: the generation is the
+// same before and after and read saw no interrupted dump. It returns that
+// generation, or ErrChanging after MaxTries reads. read must start afresh
+// each time.
+func (c *Conn) Consistent(read func() (interrupted bool, err error)) (uint32, error) {
+	for attempt := 0; attempt < MaxTries; attempt++ {
+		before, err := c.Generation()
+		if err != nil {
+			return 0, err
+		}
+		intr, err := read()
+		if err != nil {
+			return 0, err
+		}
+		after, err := c.Generation()
+		if err != nil {
+			return 0, err
+		}
+		if !intr && before == after {
+			return before, nil
+		}
+	}
+	return 0, fmt.Errorf("%w (%d reads)", ErrChanging, MaxTries)
+}

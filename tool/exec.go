@@ -1,0 +1,72 @@
+package tool
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/snatrace/snatrace/netns"
+)
+
+// DefaultTimeout bounds each command Exec runs: a save of even a huge table
+// takes seconds, and no job may hang on a stuck tool.
+const DefaultTimeout = 60 * time.Second
+
+// Exec runs tools with os/exec inside NS (nil: the caller's namespace). The
+// child is forked from a thread inside NS, so it starts there: no nsenter.
+type Exec struct {
+	NS *netns.NS
+	// Timeout bounds each command; 0 is DefaultTimeout.
+	Timeout time.Duration
+}
+
+var _ Runner = Exec{}
+
+// LookPath implements Runner.
+func (e Exec) LookPath(name string) (string, error) {
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", Missing(name)
+	}
+	return p, nil
+}
+
+// Run implements Runner.
+func (e Exec) Run(ctx context.Context, c Cmd) ([]byte, error) {
+	path, err := e.LookPath(c.Name)
+	if err != nil {
+		return nil, err
+	}
+	timeout := e.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var out, stderr bytes.Buffer
+	err = e.NS.Do(func() error {
+		cmd := exec.CommandContext(ctx, path, c.Args...)
+		if len(c.Env) > 0 {
+			cmd.Env = append(os.Environ(), c.Env...)
+		}
+		cmd.Stdin = strings.NewReader(c.Stdin)
+		cmd.Stdout, cmd.Stderr = &out, &stderr
+		return cmd.Run()
+	})
+	if err != nil {
+		ee := &ExitError{Cmd: c.String(), Code: -1, Stderr: strings.TrimSpace(stderr.String()), Err: err}
+		var xe *exec.ExitError
+		if errors.As(err, &xe) {
+			ee.Code = xe.ExitCode()
+		}
+		if ctx.Err() != nil {
+			ee.Err = errors.Join(err, ctx.Err())
+		}
+		return nil, ee
+	}
+	return out.Bytes(), nil
+}
