@@ -14,28 +14,10 @@ import (
 // findings and the owner's remedy, then the counters.
 func WriteText(w io.Writer, rep *Report) error {
 	ew := &errWriter{w: w}
-	ew.printf("snatrace audit: %s\n", rep.Summary)
-	var read []string
-	for _, s := range rep.Sources {
-		read = append(read, fmt.Sprintf("%s from %s (%d)", s.Backend, s.Where, s.Rules))
-	}
-	facts := []string{}
-	if rep.Kernel != "" {
-		facts = append(facts, "kernel "+rep.Kernel)
-	}
-	if rep.Iptables != "" {
-		facts = append(facts, "iptables "+rep.Iptables)
-	}
-	if len(read) > 0 {
-		facts = append(facts, "read "+strings.Join(read, ", "))
-	}
-	if len(facts) > 0 {
-		ew.printf("%s\n", strings.Join(facts, "; "))
-	}
-
-	var hostFs []Finding
+	writeHeader(ew, rep)
 	byRule := map[int][]Finding{}
 	worst := map[ruleset.Owner]Severity{}
+	var hostFs []Finding
 	for _, f := range rep.Findings {
 		if f.RuleIndex < 0 {
 			hostFs = append(hostFs, f)
@@ -65,69 +47,9 @@ func WriteText(w io.Writer, rep *Report) error {
 		return sa > sb
 	})
 	for _, o := range owners {
-		var idx []int
-		for i, r := range rep.Rules {
-			if r.Owner == o {
-				idx = append(idx, i)
-			}
-		}
-		ew.printf("\n%s (%d %s)\n", o, len(idx), plural(len(idx), "rule", "rules"))
-		remedy := ""
-		for _, i := range idx {
-			r := rep.Rules[i]
-			where := fmt.Sprintf("%s %s %s/%s #%d", r.Backend, r.Family, r.Table, r.Chain, r.Position)
-			if r.Handle != 0 {
-				where += fmt.Sprintf(" handle %d", r.Handle)
-			}
-			if r.Line != 0 {
-				where += fmt.Sprintf(" line %d", r.Line)
-			}
-			status := "ok"
-			if fs := byRule[i]; len(fs) > 0 {
-				status = fs[0].Severity.String()
-			}
-			ew.printf("  %-8s %s  %s\n           %s\n", status, where, r.Mode, r.Rule)
-			for _, f := range byRule[i] {
-				writeFinding(ew, f, "           ")
-				if f.Remedy != "" && f.Kind != KindNoFullyRandom && f.Kind != KindRandomOnly {
-					ew.printf("               remedy: %s\n", f.Remedy)
-				} else if f.Remedy != "" {
-					remedy = f.Remedy
-				}
-			}
-		}
-		if o != ruleset.Unknown || remedy != "" {
-			for _, i := range idx {
-				if rep.Rules[i].OwnerEvidence != "" {
-					ew.printf("  owner evidence: %s\n", rep.Rules[i].OwnerEvidence)
-					break
-				}
-			}
-		}
-		if remedy != "" {
-			ew.printf("  remedy: %s\n", remedy)
-		}
+		writeOwner(ew, rep, o, byRule)
 	}
-	if c := rep.Conntrack; c != nil {
-		ew.printf("\nconntrack (%s", c.Source)
-		if c.IntervalSeconds > 0 {
-			ew.printf(", over %gs", c.IntervalSeconds)
-		}
-		ew.printf("): entries %d", c.Entries)
-		if c.Max > 0 {
-			ew.printf(" of %d (%.1f%%)", c.Max, 100*c.Fill)
-		}
-		if c.Delta != nil {
-			ew.printf("; insert_failed +%d (%.1f/s), drop +%d (%.1f/s), early_drop +%d, clash_resolve +%d, chaintoolong +%d\n",
-				c.Delta.InsertFailed, c.Rates.InsertFailed, c.Delta.Drop, c.Rates.Drop, c.Delta.EarlyDrop, c.Delta.ClashResolve, c.Delta.ChainTooLong)
-			for _, cpu := range c.CPUs {
-				ew.printf("  cpu%-3d insert_failed +%d (%.1f/s) drop +%d (%.1f/s)\n", cpu.CPU, cpu.InsertFailed, cpu.InsertFailedRate, cpu.Drop, cpu.DropRate)
-			}
-		} else {
-			ew.printf("; since start: insert_failed %d, drop %d, early_drop %d, clash_resolve %d, chaintoolong %d\n",
-				c.Total.InsertFailed, c.Total.Drop, c.Total.EarlyDrop, c.Total.ClashResolve, c.Total.ChainTooLong)
-		}
-	}
+	writeConntrack(ew, rep.Conntrack)
 	if len(rep.Warnings) > 0 {
 		ew.printf("\nwarnings\n")
 		for _, wn := range rep.Warnings {
@@ -135,6 +57,100 @@ func WriteText(w io.Writer, rep *Report) error {
 		}
 	}
 	return ew.err
+}
+
+// writeHeader writes the summary and what was read.
+func writeHeader(ew *errWriter, rep *Report) {
+	ew.printf("snatrace audit: %s\n", rep.Summary)
+	var read []string
+	for _, s := range rep.Sources {
+		read = append(read, fmt.Sprintf("%s from %s (%d)", s.Backend, s.Where, s.Rules))
+	}
+	facts := []string{}
+	if rep.Kernel != "" {
+		facts = append(facts, "kernel "+rep.Kernel)
+	}
+	if rep.Iptables != "" {
+		facts = append(facts, "iptables "+rep.Iptables)
+	}
+	if len(read) > 0 {
+		facts = append(facts, "read "+strings.Join(read, ", "))
+	}
+	if len(facts) > 0 {
+		ew.printf("%s\n", strings.Join(facts, "; "))
+	}
+}
+
+// writeOwner writes the rules of one owner with their findings, the
+// owner's evidence and its remedy.
+func writeOwner(ew *errWriter, rep *Report, o ruleset.Owner, byRule map[int][]Finding) {
+	var idx []int
+	for i, r := range rep.Rules {
+		if r.Owner == o {
+			idx = append(idx, i)
+		}
+	}
+	ew.printf("\n%s (%d %s)\n", o, len(idx), plural(len(idx), "rule", "rules"))
+	remedy := ""
+	for _, i := range idx {
+		r := rep.Rules[i]
+		where := fmt.Sprintf("%s %s %s/%s #%d", r.Backend, r.Family, r.Table, r.Chain, r.Position)
+		if r.Handle != 0 {
+			where += fmt.Sprintf(" handle %d", r.Handle)
+		}
+		if r.Line != 0 {
+			where += fmt.Sprintf(" line %d", r.Line)
+		}
+		status := "ok"
+		if fs := byRule[i]; len(fs) > 0 {
+			status = fs[0].Severity.String()
+		}
+		ew.printf("  %-8s %s  %s\n           %s\n", status, where, r.Mode, r.Rule)
+		for _, f := range byRule[i] {
+			writeFinding(ew, f, "           ")
+			if f.Remedy != "" && f.Kind != KindNoFullyRandom && f.Kind != KindRandomOnly {
+				ew.printf("               remedy: %s\n", f.Remedy)
+			} else if f.Remedy != "" {
+				remedy = f.Remedy
+			}
+		}
+	}
+	if o != ruleset.Unknown || remedy != "" {
+		for _, i := range idx {
+			if rep.Rules[i].OwnerEvidence != "" {
+				ew.printf("  owner evidence: %s\n", rep.Rules[i].OwnerEvidence)
+				break
+			}
+		}
+	}
+	if remedy != "" {
+		ew.printf("  remedy: %s\n", remedy)
+	}
+}
+
+// writeConntrack writes the counters, per CPU over the interval.
+func writeConntrack(ew *errWriter, c *ConntrackView) {
+	if c == nil {
+		return
+	}
+	ew.printf("\nconntrack (%s", c.Source)
+	if c.IntervalSeconds > 0 {
+		ew.printf(", over %gs", c.IntervalSeconds)
+	}
+	ew.printf("): entries %d", c.Entries)
+	if c.Max > 0 {
+		ew.printf(" of %d (%.1f%%)", c.Max, 100*c.Fill)
+	}
+	if c.Delta == nil {
+		ew.printf("; since start: insert_failed %d, drop %d, early_drop %d, clash_resolve %d, chaintoolong %d\n",
+			c.Total.InsertFailed, c.Total.Drop, c.Total.EarlyDrop, c.Total.ClashResolve, c.Total.ChainTooLong)
+		return
+	}
+	ew.printf("; insert_failed +%d (%.1f/s), drop +%d (%.1f/s), early_drop +%d, clash_resolve +%d, chaintoolong +%d\n",
+		c.Delta.InsertFailed, c.Rates.InsertFailed, c.Delta.Drop, c.Rates.Drop, c.Delta.EarlyDrop, c.Delta.ClashResolve, c.Delta.ChainTooLong)
+	for _, cpu := range c.CPUs {
+		ew.printf("  cpu%-3d insert_failed +%d (%.1f/s) drop +%d (%.1f/s)\n", cpu.CPU, cpu.InsertFailed, cpu.InsertFailedRate, cpu.Drop, cpu.DropRate)
+	}
 }
 
 func writeFinding(ew *errWriter, f Finding, indent string) {

@@ -7,98 +7,62 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/netns/netnstest"
 )
 
 var record = flag.Bool("record", false, "record testdata/netlink-6.18.* from a fresh namespace (root)")
 
-// enterFreshNS creates a named network namespace snt-ctstat-*, moves the
-// calling goroutine's locked OS thread into it and returns its handle. The
-// thread goes back to its original namespace, and the namespace is deleted,
-// when the test ends; if the thread cannot go back it is left locked, so the
-// runtime discards it with the goroutine.
-func enterFreshNS(t *testing.T) (string, netns.NsHandle) {
+// freshNS creates a throwaway namespace with lo up and a rule that makes
+// conntrack track it.
+func freshNS(t *testing.T) *netns.NS {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace (CAP_SYS_ADMIN) and reads ctnetlink (CAP_NET_ADMIN)")
-	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
+	ns := netnstest.New(t, "ctstat")
+	h, err := ns.RouteHandle()
 	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("getting current namespace: %v", err)
+		t.Fatal(err)
 	}
-	name := fmt.Sprintf("snt-ctstat-%d", os.Getpid())
-	ns, err := netns.NewNamed(name)
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err == nil {
+		err = h.LinkSetUp(lo)
+	}
 	if err != nil {
-		orig.Close()
-		runtime.UnlockOSThread()
-		t.Fatalf("creating namespace %s: %v", name, err)
+		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ns.Close()
-		if err := netns.DeleteNamed(name); err != nil {
-			t.Errorf("deleting namespace %s: %v", name, err)
-		}
-	})
-	t.Cleanup(func() {
-		// Runs first (LIFO), on the test goroutine, still locked.
-		if err := netns.Set(orig); err != nil {
-			t.Errorf("restoring namespace: %v (thread left locked)", err)
-			return
-		}
-		orig.Close()
-		runtime.UnlockOSThread()
-	})
-	return name, ns
-}
-
-func run(t *testing.T, stdin string, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	// Conntrack hooks a namespace only once a rule needs it.
+	netnstest.Run(t, ns, "table inet snt {\n chain out {\n  type filter hook output priority 0; ct state new counter\n }\n}\n", "nft", "-f", "-")
+	return ns
 }
 
 // TestFreshNamespaceProcAndNetlinkAgree reads both sources in a fresh
 // namespace before and after refused connections on lo, and checks them against
 // each other, against conntrack -S / -C, and against the CPUs of the machine.
 func TestFreshNamespaceProcAndNetlinkAgree(t *testing.T) {
-	name, ns := enterFreshNS(t)
-	for _, bin := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s: %v", bin, err)
-		}
-	}
-	run(t, "", "ip", "-n", name, "link", "set", "lo", "up")
-	// Conntrack hooks a namespace only once a rule needs it.
-	run(t, "table inet snt {\n chain out {\n  type filter hook output priority 0; ct state new counter\n }\n}\n",
-		"ip", "netns", "exec", name, "nft", "-f", "-")
-
-	read := func() (Snapshot, Snapshot, Snapshot) {
+	ns := freshNS(t)
+	// From a thread inside ns: /proc/thread-self and netlink without a
+	// namespace; from anywhere: netlink with the namespace's fd.
+	read := func() (p, n0, nfd Snapshot) {
 		t.Helper()
-		p, err := ReadProc(ProcPath)
-		if err != nil {
-			t.Fatal(err)
+		err := ns.Do(func() (err error) {
+			if p, err = ReadProc(ProcPath); err != nil {
+				return err
+			}
+			n0, err = ReadNetlink(0)
+			return err
+		})
+		if err == nil {
+			nfd, err = ReadNetlink(ns.Fd())
 		}
-		n0, err := ReadNetlink(0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nfd, err := ReadNetlink(int(ns))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -108,19 +72,31 @@ func TestFreshNamespaceProcAndNetlinkAgree(t *testing.T) {
 
 	// Open connections on lo: each is one ESTABLISHED entry while it lasts. (A
 	// refused connection leaves none: the RST kills the unassured entry.)
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	const conns = 5
+	var open []io.Closer
+	err := ns.Do(func() error {
+		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		open = append(open, l)
+		d := net.Dialer{Timeout: 2 * time.Second}
+		for range conns {
+			c, err := d.Dial("tcp4", l.Addr().String())
+			if err != nil {
+				return fmt.Errorf("connecting to %s: %w", l.Addr(), err)
+			}
+			open = append(open, c)
+		}
+		return nil
+	})
+	defer func() {
+		for _, c := range open {
+			c.Close()
+		}
+	}()
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer l.Close()
-	const conns = 5
-	d := net.Dialer{Timeout: 2 * time.Second}
-	for range conns {
-		c, err := d.Dial("tcp4", l.Addr().String())
-		if err != nil {
-			t.Fatalf("connecting to %s: %v", l.Addr(), err)
-		}
-		defer c.Close()
 	}
 
 	proc, nl, nlfd := read()
@@ -146,11 +122,11 @@ func TestFreshNamespaceProcAndNetlinkAgree(t *testing.T) {
 		t.Errorf("refused connections on lo counted insert_failed %d drop %d", tot.InsertFailed, tot.Drop)
 	}
 
-	maxProc, err := ReadMax("")
-	if err != nil {
+	var maxProc uint64
+	if err := ns.Do(func() (err error) { maxProc, err = ReadMax(""); return err }); err != nil {
 		t.Fatal(err)
 	}
-	g, err := ReadNetlinkGlobal(int(ns))
+	g, err := ReadNetlinkGlobal(ns.Fd())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,13 +135,13 @@ func TestFreshNamespaceProcAndNetlinkAgree(t *testing.T) {
 	}
 
 	if _, err := exec.LookPath("conntrack"); err == nil {
-		out := run(t, "", "ip", "netns", "exec", name, "conntrack", "-S")
+		out := netnstest.Run(t, ns, "", "conntrack", "-S")
 		if got, want := conntrackS(nl.CPUs), normalizeS(out); got != want {
 			t.Errorf("ReadNetlink\n%s\nconntrack -S\n%s", got, want)
 		}
 	}
 	if *record {
-		recordNetlink(t, name, ns)
+		recordNetlink(t, ns)
 	}
 }
 
@@ -179,8 +155,8 @@ func normalizeS(out string) string {
 	return b.String()
 }
 
-func recordNetlink(t *testing.T, name string, ns netns.NsHandle) {
-	c, err := dial(int(ns))
+func recordNetlink(t *testing.T, ns *netns.NS) {
+	c, err := dial(ns.Fd())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +174,7 @@ func recordNetlink(t *testing.T, name string, ns netns.NsHandle) {
 		}
 		hexOut.WriteString(hex.EncodeToString(b) + "\n")
 	}
-	out := run(t, "", "ip", "netns", "exec", name, "conntrack", "-S")
+	out := netnstest.Run(t, ns, "", "conntrack", "-S")
 	if err := os.WriteFile("testdata/netlink-6.18.hex", hexOut.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -295,9 +295,7 @@ func patchTarget(data []byte, fam byte, set func(uint32) uint32) ([]byte, natKin
 // tcp/udp/multiport check the rule's protocol through it. It returns false
 // when the rule needs none.
 func compatAttr(attrs []netlink.Attribute, fam byte) (netlink.Attribute, bool) {
-	var proto uint32
-	var inv, xt, haveProto bool
-	var lastLoad string // "proto" when the last load put the L4 protocol in a register
+	cs := compatScan{fam: fam}
 	for _, a := range attrs {
 		if a.Type&attrTypeMask != unix.NFTA_RULE_EXPRESSIONS {
 			continue
@@ -311,76 +309,75 @@ func compatAttr(attrs []netlink.Attribute, fam byte) (netlink.Attribute, bool) {
 			if err != nil {
 				return netlink.Attribute{}, false
 			}
-			ea, _ := netlink.UnmarshalAttributes(data)
-			get := func(t uint16) []byte {
-				for _, x := range ea {
-					if x.Type&attrTypeMask == t {
-						return x.Data
-					}
-				}
-				return nil
-			}
-			be32 := func(t uint16) (uint32, bool) {
-				b := get(t)
-				if len(b) != 4 {
-					return 0, false
-				}
-				return binary.BigEndian.Uint32(b), true
-			}
-			switch name {
-			case "match", "target":
-				xt = true
-				if !haveProto && name == "match" {
-					if p, ok := xtMatchProto[cstring(get(unix.NFTA_MATCH_NAME))]; ok {
-						proto = p
-					}
-				}
-				lastLoad = ""
-			case "meta":
-				k, _ := be32(unix.NFTA_META_KEY)
-				lastLoad = ""
-				if k == unix.NFT_META_L4PROTO {
-					lastLoad = "proto"
-				}
-			case "payload":
-				base, _ := be32(unix.NFTA_PAYLOAD_BASE)
-				off, _ := be32(unix.NFTA_PAYLOAD_OFFSET)
-				l, _ := be32(unix.NFTA_PAYLOAD_LEN)
-				lastLoad = ""
-				if fam == unix.NFPROTO_IPV4 && base == unix.NFT_PAYLOAD_NETWORK_HEADER && off == 9 && l == 1 {
-					lastLoad = "proto"
-				}
-			case "cmp":
-				if lastLoad == "proto" && !haveProto {
-					op, _ := be32(unix.NFTA_CMP_OP)
-					vals, _ := netlink.UnmarshalAttributes(get(unix.NFTA_CMP_DATA))
-					for _, v := range vals {
-						if v.Type&attrTypeMask == unix.NFTA_DATA_VALUE && len(v.Data) >= 1 {
-							proto, haveProto, inv = uint32(v.Data[0]), true, op == unix.NFT_CMP_NEQ
-						}
-					}
-				}
-				lastLoad = ""
-			default:
-				lastLoad = ""
-			}
+			cs.expr(name, data)
 		}
 	}
-	if !xt || proto == 0 {
+	if !cs.xt || cs.proto == 0 {
 		return netlink.Attribute{}, false
 	}
 	var flags uint32
-	if inv {
+	if cs.inv {
 		flags = unix.NFT_RULE_COMPAT_F_INV
 	}
 	data, err := netlink.MarshalAttributes([]netlink.Attribute{
-		{Type: unix.NFTA_RULE_COMPAT_PROTO, Data: binary.BigEndian.AppendUint32(nil, proto)},
+		{Type: unix.NFTA_RULE_COMPAT_PROTO, Data: binary.BigEndian.AppendUint32(nil, cs.proto)},
 		{Type: unix.NFTA_RULE_COMPAT_FLAGS, Data: binary.BigEndian.AppendUint32(nil, flags)},
 	})
 	if err != nil {
 		return netlink.Attribute{}, false
 	}
 	return netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_RULE_COMPAT, Data: data}, true
+}
+
+// compatScan follows a rule's expressions to find the L4 protocol it
+// compares (meta l4proto or ip protocol, then cmp), or an xt match implies.
+type compatScan struct {
+	fam            byte
+	proto          uint32
+	inv, xt        bool
+	haveProto      bool
+	lastLoadsProto bool // the last load put the L4 protocol in a register
+}
+
+func (cs *compatScan) expr(name string, data []byte) {
+	ea, _ := netlink.UnmarshalAttributes(data)
+	get := func(t uint16) []byte {
+		for _, x := range ea {
+			if x.Type&attrTypeMask == t {
+				return x.Data
+			}
+		}
+		return nil
+	}
+	be32 := func(t uint16) uint32 {
+		if b := get(t); len(b) == 4 {
+			return binary.BigEndian.Uint32(b)
+		}
+		return 0
+	}
+	loads := false
+	switch name {
+	case "match", "target":
+		cs.xt = true
+		if p, ok := xtMatchProto[cstring(get(unix.NFTA_MATCH_NAME))]; ok && !cs.haveProto && name == "match" {
+			cs.proto = p
+		}
+	case "meta":
+		loads = be32(unix.NFTA_META_KEY) == unix.NFT_META_L4PROTO
+	case "payload":
+		loads = cs.fam == unix.NFPROTO_IPV4 && be32(unix.NFTA_PAYLOAD_BASE) == unix.NFT_PAYLOAD_NETWORK_HEADER &&
+			be32(unix.NFTA_PAYLOAD_OFFSET) == 9 && be32(unix.NFTA_PAYLOAD_LEN) == 1
+	case "cmp":
+		if cs.lastLoadsProto && !cs.haveProto {
+			vals, _ := netlink.UnmarshalAttributes(get(unix.NFTA_CMP_DATA))
+			for _, v := range vals {
+				if v.Type&attrTypeMask == unix.NFTA_DATA_VALUE && len(v.Data) >= 1 {
+					cs.proto, cs.haveProto, cs.inv = uint32(v.Data[0]), true, be32(unix.NFTA_CMP_OP) == unix.NFT_CMP_NEQ
+				}
+			}
+		}
+	}
+	cs.lastLoadsProto = loads
 }
 
 // xtMatchProto is the protocol an xt match implies when the rule has no

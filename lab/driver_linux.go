@@ -175,94 +175,122 @@ func (d *driver) round(ctx context.Context, bursts [][]target, stop func() bool)
 	if err != nil {
 		return nil, err
 	}
-	atts := make([]attempt, len(flat))
-	sent := make([]bool, len(flat))
+	r := &driverRound{
+		d: d, flat: flat, fds: fds, atts: make([]attempt, len(flat)), sent: make([]bool, len(flat)),
+		dsts:    make([]unix.SockaddrInet4, len(d.topo.Servers)),
+		shares:  shareBursts(bursts, len(d.cpus)),
+		steady:  len(bursts) == 1 && len(flat) > 0 && flat[len(flat)-1].at > 0,
+		pending: &waiters{files: map[*os.File]bool{}},
+		start:   time.Now().Add(time.Millisecond), // Steady's clock; bursts ignore it
+		errc:    make(chan error, 2*len(d.cpus)),
+	}
 	for i, t := range flat {
-		atts[i] = attempt{pod: t.pod, server: t.server}
+		r.atts[i] = attempt{pod: t.pod, server: t.server}
 	}
-	dsts := make([]unix.SockaddrInet4, len(d.topo.Servers))
 	for k, s := range d.topo.Servers {
-		dsts[k] = unix.SockaddrInet4{Port: int(d.dport), Addr: s.Addr.As4()}
+		r.dsts[k] = unix.SockaddrInet4{Port: int(d.dport), Addr: s.Addr.As4()}
 	}
+	defer context.AfterFunc(ctx, r.pending.cancel)()
+	r.barrier = &spinBarrier{n: int32(len(d.cpus)), stop: func() bool { return ctx.Err() != nil || (stop != nil && stop()) }}
+	var workers sync.WaitGroup
+	for w := range d.cpus {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			r.worker(ctx, w)
+		}()
+	}
+	workers.Wait()
+	close(r.errc)
+	r.pending.wg.Wait()
+	for _, fd := range r.fds {
+		if fd >= 0 {
+			unix.Close(fd) // never sent: the round stopped early
+		}
+	}
+	if err := <-r.errc; err != nil {
+		return nil, err
+	}
+	out := r.atts[:0]
+	for i := range r.atts {
+		if r.sent[i] {
+			out = append(out, r.atts[i])
+		}
+	}
+	return out, nil
+}
 
-	// Split every burst across the client threads, round-robin.
-	nw := len(d.cpus)
-	shares := make([][][]int, nw) // worker -> burst -> indexes into flat
+// driverRound is one round in flight: the planned attempts, their sockets
+// and outcomes, and each client thread's share.
+type driverRound struct {
+	d       *driver
+	flat    []target
+	fds     []int
+	atts    []attempt
+	sent    []bool
+	dsts    []unix.SockaddrInet4
+	shares  [][][]int // worker -> burst -> indexes into flat
+	steady  bool
+	pending *waiters
+	barrier *spinBarrier
+	start   time.Time
+	errc    chan error
+}
+
+// shareBursts splits every burst across n client threads, round-robin.
+func shareBursts(bursts [][]target, n int) [][][]int {
+	shares := make([][][]int, n)
 	base := 0
 	for _, b := range bursts {
-		for w := range nw {
+		for w := range n {
 			var mine []int
-			for j := w; j < len(b); j += nw {
+			for j := w; j < len(b); j += n {
 				mine = append(mine, base+j)
 			}
 			shares[w] = append(shares[w], mine)
 		}
 		base += len(b)
 	}
-	steady := len(bursts) == 1 && len(flat) > 0 && flat[len(flat)-1].at > 0
+	return shares
+}
 
-	pending := &waiters{files: map[*os.File]bool{}}
-	defer context.AfterFunc(ctx, pending.cancel)()
-	barrier := &spinBarrier{n: int32(nw), stop: func() bool { return ctx.Err() != nil || (stop != nil && stop()) }}
-	var workers sync.WaitGroup
-	start := time.Now().Add(time.Millisecond) // Steady's clock; bursts ignore it
-	errc := make(chan error, 2*nw)
-	for w := range nw {
-		workers.Add(1)
-		go func() {
-			defer workers.Done()
-			defer func() {
-				if r := recover(); r != nil {
-					errc <- fmt.Errorf("client thread on CPU %d: panic: %v", d.cpus[w], r)
-				}
-			}()
-			// The thread is pinned to one CPU and never returned to the
-			// runtime's pool: the goroutine ends still locked.
-			runtime.LockOSThread()
-			var set unix.CPUSet
-			set.Set(d.cpus[w])
-			if err := unix.SchedSetaffinity(0, &set); err != nil {
-				errc <- fmt.Errorf("pinning client thread to CPU %d: %w", d.cpus[w], err)
-			}
-			for _, idx := range shares[w] {
-				if !steady && barrier.wait() {
-					return
-				}
-				for n, i := range idx {
-					if steady && !waitUntil(ctx, start, flat[i].at) {
-						return
-					}
-					if steady && n%64 == 63 && w == 0 && barrier.stop() {
-						barrier.halt.Store(true)
-					}
-					if barrier.halt.Load() {
-						return
-					}
-					sent[i] = true
-					d.connect(fds[i], &dsts[flat[i].server], &atts[i], pending)
-					fds[i] = -1
-				}
-			}
-		}()
+// worker is client thread w: pinned to its CPU, it connects its share of
+// each burst when the barrier releases it (or each steady attempt at its
+// time).
+func (r *driverRound) worker(ctx context.Context, w int) {
+	d := r.d
+	defer func() {
+		if p := recover(); p != nil {
+			r.errc <- fmt.Errorf("client thread on CPU %d: panic: %v", d.cpus[w], p)
+		}
+	}()
+	// The thread is pinned to one CPU and never returned to the runtime's
+	// pool: the goroutine ends still locked.
+	runtime.LockOSThread()
+	var set unix.CPUSet
+	set.Set(d.cpus[w])
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		r.errc <- fmt.Errorf("pinning client thread to CPU %d: %w", d.cpus[w], err)
 	}
-	workers.Wait()
-	close(errc)
-	pending.wg.Wait()
-	for _, fd := range fds {
-		if fd >= 0 {
-			unix.Close(fd) // never sent: the round stopped early
+	for _, idx := range r.shares[w] {
+		if !r.steady && r.barrier.wait() {
+			return
+		}
+		for n, i := range idx {
+			if r.steady && !waitUntil(ctx, r.start, r.flat[i].at) {
+				return
+			}
+			if r.steady && n%64 == 63 && w == 0 && r.barrier.stop() {
+				r.barrier.halt.Store(true)
+			}
+			if r.barrier.halt.Load() {
+				return
+			}
+			r.sent[i] = true
+			d.connect(r.fds[i], &r.dsts[r.flat[i].server], &r.atts[i], r.pending)
+			r.fds[i] = -1
 		}
 	}
-	if err := <-errc; err != nil {
-		return nil, err
-	}
-	out := atts[:0]
-	for i := range atts {
-		if sent[i] {
-			out = append(out, atts[i])
-		}
-	}
-	return out, nil
 }
 
 // waitUntil sleeps until start+at; false if ctx ended first.

@@ -86,11 +86,14 @@ func runIn(ctx context.Context, ns *netns.NS, c tool.Cmd) (string, error) {
 }
 
 // needsNFTText reports whether a rule needs what google/nftables cannot
-// marshal: masquerade with both a port range and flags.
+// marshal: masquerade with a port range. google/nftables (v0.3.0) sends the
+// port registers of such a masq expression but no flags at all, neither
+// random/fully-random/persistent nor NF_NAT_RANGE_PROTO_SPECIFIED, and
+// nft_masq does not add PROTO_SPECIFIED itself: the kernel would ignore the
+// port range while `nft list ruleset` still prints it.
 func needsNFTText(rules []Rule) bool {
 	for _, r := range rules {
-		m := r.Mode
-		if m.Action == Masquerade && m.HasPorts() && (m.Random || m.FullyRandom || m.Persistent) {
+		if r.Mode.Action == Masquerade && r.Mode.HasPorts() {
 			return true
 		}
 	}
@@ -196,10 +199,10 @@ func nftExprs(r Rule) ([]expr.Any, error) {
 	}
 	switch m.Action {
 	case Masquerade:
-		if m.HasPorts() && (m.Random || m.FullyRandom || m.Persistent) {
-			// google/nftables (v0.3.0) drops the flags of a masq expression
-			// that has ports: Install sends such rules through nft(8).
-			return nil, fmt.Errorf("%q: masquerade with both ports and flags: %w (google/nftables drops the flags)", m, ErrUnsupported)
+		if m.HasPorts() {
+			// google/nftables (v0.3.0) sends no flags for a masq expression
+			// with ports: Install sends such rules through nft(8).
+			return nil, fmt.Errorf("%q: masquerade with ports: %w (google/nftables drops its flags, PROTO_SPECIFIED included)", m, ErrUnsupported)
 		}
 		q := &expr.Masq{Random: m.Random, FullyRandom: m.FullyRandom, Persistent: m.Persistent}
 		if m.HasPorts() {

@@ -4,14 +4,20 @@ package natrule
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os/exec"
 	"strings"
 	"testing"
 
+	"github.com/mdlayher/netlink"
+	"github.com/snatrace/snatrace/natmodel"
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/netns/netnstest"
+	"github.com/snatrace/snatrace/nftnl"
+	"golang.org/x/sys/unix"
 )
 
 func testNS(t *testing.T) *netns.NS { return netnstest.New(t, "nr") }
@@ -133,4 +139,77 @@ func TestNFTScript(t *testing.T) {
 	if _, err := NFTScript([]Rule{{Mode: m}}); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("ports without a protocol: %v, want ErrUnsupported", err)
 	}
+}
+
+// TestInstallFlagsReachKernel installs each nft mode and reads the NAT flags
+// word back from the kernel over netlink: the flags the kernel acts on must
+// be exactly the mode's, PROTO_SPECIFIED included (google/nftables leaves
+// it out of masquerade with ports, and then the kernel ignores the range
+// while nft still prints it).
+func TestInstallFlagsReachKernel(t *testing.T) {
+	needBinary(t, "nft")
+	ns := testNS(t)
+	ctx := context.Background()
+	for _, mode := range []string{"masquerade", "masquerade fully-random", "masquerade to :2000-2063",
+		"masquerade to :2000-2063 random", "snat to 198.51.100.1", "snat to 198.51.100.1-198.51.100.3:2000-2100 fully-random,persistent"} {
+		m, err := ParseMode(mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules := []Rule{{Src: netip.MustParsePrefix("10.98.0.0/16"), OutIface: "up0", Proto: "tcp", Mode: m}}
+		if err := Install(ctx, ns, Nftables, rules); err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+		got, err := kernelNATFlags(ns)
+		if err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+		if got != m.Flags() {
+			t.Errorf("%s: the kernel holds flags %#x, want %#x", mode, got, m.Flags())
+		}
+	}
+}
+
+// kernelNATFlags returns the flags word of the one NAT expression in table
+// ip snatrace, as the kernel dumps it.
+func kernelNATFlags(ns *netns.NS) (natmodel.Flags, error) {
+	c, err := nftnl.Dial(nftnl.WithNetNS(ns))
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	msgs, _, err := c.Dump(unix.NFT_MSG_GETRULE, unix.NFPROTO_IPV4, []netlink.Attribute{{Type: unix.NFTA_RULE_TABLE, Data: []byte(TableName + "\x00")}})
+	if err != nil || len(msgs) != 1 {
+		return 0, fmt.Errorf("dumping table ip %s: %d rules, %v", TableName, len(msgs), err)
+	}
+	var flags natmodel.Flags
+	err = nftnl.Walk(msgs[0].Data[4:], func(typ uint16, v []byte) error {
+		if typ != unix.NFTA_RULE_EXPRESSIONS {
+			return nil
+		}
+		return nftnl.Walk(v, func(_ uint16, elem []byte) error {
+			var name string
+			var data []byte
+			nftnl.Walk(elem, func(typ uint16, v []byte) error {
+				switch typ {
+				case unix.NFTA_EXPR_NAME:
+					name = nftnl.CString(v)
+				case unix.NFTA_EXPR_DATA:
+					data = v
+				}
+				return nil
+			})
+			want := map[string]uint16{"masq": unix.NFTA_MASQ_FLAGS, "nat": unix.NFTA_NAT_FLAGS}[name]
+			if want == 0 {
+				return nil
+			}
+			return nftnl.Walk(data, func(typ uint16, v []byte) error {
+				if typ == want && len(v) == 4 {
+					flags = natmodel.Flags(binary.BigEndian.Uint32(v))
+				}
+				return nil
+			})
+		})
+	})
+	return flags, err
 }

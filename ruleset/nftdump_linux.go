@@ -9,8 +9,10 @@ import (
 	"fmt"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
+	"github.com/snatrace/snatrace/natmodel"
 	"github.com/snatrace/snatrace/nftnl"
 )
 
@@ -30,6 +32,8 @@ type dumpRule struct {
 	nat *nftables.Rule
 	// complete is false when one of nat's expressions could not be decoded.
 	complete bool
+	// warn is what the decoder noticed about the rule, for the user.
+	warn string
 }
 
 // readRules dumps every rule of every family in one request. Attributes are
@@ -134,10 +138,30 @@ func decodeRule(fam byte, r *dumpRule, exprs, udata []byte) (*nftables.Rule, boo
 			complete = false
 			return nil
 		}
+		if m, isMasq := e.(*expr.Masq); isMasq && m.ToPorts && !masqProtoSpecified(data) {
+			// The kernel applies a masquerade port range only with
+			// NF_NAT_RANGE_PROTO_SPECIFIED, which nft_masq does not add
+			// itself: without it the range is ignored.
+			m.ToPorts, m.RegProtoMin, m.RegProtoMax = false, 0, 0
+			r.warn = "masquerade has a port range without NF_NAT_RANGE_PROTO_SPECIFIED: the kernel ignores the range (written by google/nftables-based software?); read as plain masquerade"
+		}
 		nr.Exprs = append(nr.Exprs, e)
 		return nil
 	})
 	return nr, complete, err
+}
+
+// masqProtoSpecified reports whether a masq expression's flags carry
+// NF_NAT_RANGE_PROTO_SPECIFIED.
+func masqProtoSpecified(data []byte) bool {
+	spec := false
+	nftnl.Walk(data, func(typ uint16, v []byte) error {
+		if typ == unix.NFTA_MASQ_FLAGS && len(v) == 4 {
+			spec = natmodel.Flags(binary.BigEndian.Uint32(v))&natmodel.ProtoSpecified != 0
+		}
+		return nil
+	})
+	return spec
 }
 
 // walkExprs calls fn with the name and data of each expression of an

@@ -59,8 +59,9 @@ type jsonParser struct {
 	name   string
 	lc     *lineCounter
 	dec    *json.Decoder
-	rs     *Ruleset
-	tables map[string]Backend // "family name" -> backend, decided at the end
+	rs       *Ruleset
+	tables   map[string]Backend // "family name" -> backend, decided at the end
+	chainIdx map[tableKey]int   // index in rs.Chains
 }
 
 func (p *jsonParser) fail(off int, format string, a ...any) error {
@@ -87,7 +88,7 @@ func (p *jsonParser) jsonErr(err error, off int) error {
 // "name": "MASQUERADE"}}, without their flags: such rules have FlagsKnown
 // false (audit them live, or from nft text or iptables-save, to see flags).
 func ParseNftJSON(data, name string) (*Ruleset, error) {
-	p := &jsonParser{name: name, lc: &lineCounter{data: data, line: 1}, rs: &Ruleset{}, tables: map[string]Backend{}}
+	p := &jsonParser{name: name, lc: &lineCounter{data: data, line: 1}, rs: &Ruleset{}, tables: map[string]Backend{}, chainIdx: map[tableKey]int{}}
 	p.dec = json.NewDecoder(strings.NewReader(data))
 	p.dec.UseNumber()
 	if err := p.document(); err != nil {
@@ -170,7 +171,7 @@ func (p *jsonParser) elements() error {
 			if err := json.Unmarshal(raw, &r); err != nil {
 				return p.fail(off, "bad rule: %v", err)
 			}
-			if err := jsonRuleInto(p.rs, &r, p.lc.at(off)); err != nil {
+			if err := p.rule(&r, p.lc.at(off)); err != nil {
 				return p.fail(off, "%v", err)
 			}
 		}
@@ -188,6 +189,10 @@ func (p *jsonParser) chain(raw json.RawMessage, off int) error {
 	}
 	if c.Name == "" || c.Table == "" {
 		return p.fail(off, "chain without a name or table")
+	}
+	k := tableKey{Family(c.Family), c.Table, c.Name}
+	if _, dup := p.chainIdx[k]; !dup {
+		p.chainIdx[k] = len(p.rs.Chains)
 	}
 	p.rs.Chains = append(p.rs.Chains, Chain{Backend: Nftables, Family: Family(c.Family), Table: c.Table, Name: c.Name,
 		Hook: c.Hook, Type: c.Type, Priority: c.Prio, Policy: c.Policy, Handle: c.Handle})
@@ -227,27 +232,39 @@ func setBackends(rs *Ruleset, of func(Family, string) Backend) {
 	}
 }
 
-// jsonRuleInto records the jumps of r and, if it has a NAT statement, the Rule.
-func jsonRuleInto(rs *Ruleset, r *jsonRule, line int) error {
-	pos := 0
-	for i := range rs.Chains {
-		c := &rs.Chains[i]
-		if c.Table == r.Table && c.Name == r.Chain && string(c.Family) == r.Family {
-			c.Rules++
-			pos = c.Rules
-			break
-		}
-	}
-	if pos == 0 {
+// rule records the jumps of r and, if it has a NAT statement, the Rule.
+func (p *jsonParser) rule(r *jsonRule, line int) error {
+	ci, ok := p.chainIdx[tableKey{Family(r.Family), r.Table, r.Chain}]
+	if !ok {
 		return fmt.Errorf("rule in chain %q of table %s %q, which the dump does not list", r.Chain, r.Family, r.Table)
 	}
-	var (
-		match []string
-		rule  *Rule
-	)
+	c := &p.rs.Chains[ci]
+	c.Rules++
+	match, rule, err := p.exprs(r)
+	if err != nil || rule == nil {
+		return err
+	}
+	rule.Location = Location{Family: Family(r.Family), Table: r.Table, Chain: r.Chain, Position: c.Rules, Handle: r.Handle}
+	rule.Hook, rule.Comment, rule.Line = c.Hook, r.Comment, line
+	rule.Match = strings.Join(match, " ")
+	stmt := rule.NAT.String()
+	if rule.XT {
+		stmt = "xt target " + map[natrule.Action]string{natrule.Masquerade: "MASQUERADE", natrule.SNAT: "SNAT"}[rule.NAT.Action]
+	}
+	rule.Text = strings.TrimSpace(rule.Match + " " + stmt)
+	if rule.Comment != "" {
+		rule.Text += " comment " + strconv.Quote(rule.Comment)
+	}
+	p.rs.Rules = append(p.rs.Rules, *rule)
+	return nil
+}
+
+// exprs reads a rule's expressions: its match words, its jumps (recorded)
+// and its NAT statement (nil for a rule without one).
+func (p *jsonParser) exprs(r *jsonRule) (match []string, rule *Rule, err error) {
 	for _, e := range r.Expr {
 		if len(e) != 1 {
-			return errors.New("an expression must have exactly one key")
+			return nil, nil, errors.New("an expression must have exactly one key")
 		}
 		for k, v := range e {
 			switch k {
@@ -257,36 +274,29 @@ func jsonRuleInto(rs *Ruleset, r *jsonRule, line int) error {
 					Target string `json:"target"`
 				}
 				if err := json.Unmarshal(v, &t); err != nil {
-					return fmt.Errorf("bad %s: %w", k, err)
+					return nil, nil, fmt.Errorf("bad %s: %w", k, err)
 				}
-				rs.Jumps = append(rs.Jumps, Jump{Family: Family(r.Family), Table: r.Table, From: r.Chain, To: t.Target, Comment: r.Comment})
+				p.rs.Jumps = append(p.rs.Jumps, Jump{Family: Family(r.Family), Table: r.Table, From: r.Chain, To: t.Target, Comment: r.Comment})
 			case "masquerade", "snat":
 				m, err := jsonNAT(k, v)
 				if err != nil {
-					return err
+					return nil, nil, err
 				}
 				rule = &Rule{NAT: m, FlagsKnown: true}
 			case "xt":
-				var x struct {
-					Type string `json:"type"`
-					Name string `json:"name"`
+				x, xr, err := jsonXT(v)
+				if err != nil {
+					return nil, nil, err
 				}
-				if err := json.Unmarshal(v, &x); err != nil {
-					return fmt.Errorf("bad xt: %w", err)
-				}
-				if x.Type == "target" && (x.Name == "MASQUERADE" || x.Name == "SNAT") {
-					a := natrule.Masquerade
-					if x.Name == "SNAT" {
-						a = natrule.SNAT
-					}
-					rule = &Rule{NAT: natrule.Mode{Action: a}, XT: true}
+				if xr != nil {
+					rule = xr
 				} else {
-					match = append(match, "xt "+x.Type+" "+x.Name)
+					match = append(match, x)
 				}
 			case "match":
 				s, err := jsonMatch(v)
 				if err != nil {
-					return err
+					return nil, nil, err
 				}
 				match = append(match, s)
 			default:
@@ -294,27 +304,27 @@ func jsonRuleInto(rs *Ruleset, r *jsonRule, line int) error {
 			}
 		}
 	}
-	if rule == nil {
-		return nil
+	return match, rule, nil
+}
+
+// jsonXT reads {"xt": {"type": .., "name": ..}}: a MASQUERADE or SNAT target
+// is a rule whose flags nft -j does not show; anything else a match word.
+func jsonXT(v json.RawMessage) (string, *Rule, error) {
+	var x struct {
+		Type string `json:"type"`
+		Name string `json:"name"`
 	}
-	rule.Family, rule.Table, rule.Chain = Family(r.Family), r.Table, r.Chain
-	rule.Handle, rule.Comment, rule.Line, rule.Position = r.Handle, r.Comment, line, pos
-	rule.Match = strings.Join(match, " ")
-	for _, c := range rs.Chains {
-		if c.Table == r.Table && c.Name == r.Chain && string(c.Family) == r.Family {
-			rule.Hook = c.Hook
+	if err := json.Unmarshal(v, &x); err != nil {
+		return "", nil, fmt.Errorf("bad xt: %w", err)
+	}
+	if x.Type == "target" && (x.Name == "MASQUERADE" || x.Name == "SNAT") {
+		a := natrule.Masquerade
+		if x.Name == "SNAT" {
+			a = natrule.SNAT
 		}
+		return "", &Rule{NAT: natrule.Mode{Action: a}, XT: true}, nil
 	}
-	stmt := rule.NAT.String()
-	if rule.XT {
-		stmt = "xt target " + map[natrule.Action]string{natrule.Masquerade: "MASQUERADE", natrule.SNAT: "SNAT"}[rule.NAT.Action]
-	}
-	rule.Text = strings.TrimSpace(rule.Match + " " + stmt)
-	if rule.Comment != "" {
-		rule.Text += " comment " + strconv.Quote(rule.Comment)
-	}
-	rs.Rules = append(rs.Rules, *rule)
-	return nil
+	return "xt " + x.Type + " " + x.Name, nil, nil
 }
 
 // jsonNAT reads {"masquerade": {"port": .., "flags": ..}} or

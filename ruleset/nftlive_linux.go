@@ -287,8 +287,13 @@ func nftRuleOf(c *Chain, r dumpRule) (rule Rule, warn string, ok bool) {
 		Hook:     c.Hook, Match: strings.Join(desc.match, " "), NAT: *desc.nat, FlagsKnown: true, Comment: desc.comment,
 		Text: text, XT: desc.xt, Raw: &NftRaw{Rule: nr, Complete: r.complete},
 	}
-	if desc.warn != "" {
-		warn = fmt.Sprintf("%s %s %s handle %d: %s", r.family, c.Table, c.Name, nr.Handle, desc.warn)
+	for _, w := range []string{r.warn, desc.warn} {
+		if w != "" {
+			warn = strings.TrimPrefix(warn+"; "+w, "; ")
+		}
+	}
+	if warn != "" {
+		warn = fmt.Sprintf("%s %s %s handle %d: %s", r.family, c.Table, c.Name, nr.Handle, warn)
 	}
 	return rule, warn, true
 }

@@ -229,21 +229,8 @@ func flagErr(err error) error {
 }
 
 func runSim(cmd *cobra.Command, fl *simFlags) error {
-	out := cmd.OutOrStdout()
-	if fl.calibrate != "" && fl.predict != "" {
-		return usageErr("--calibrate and --predict: give one (--predict fits the window itself, or reads --calibration)")
-	}
-	if fl.calibration != "" && fl.predict == "" {
-		return usageErr("--calibration: only used with --predict")
-	}
-	if fl.plot != "" && fl.sweep == "" {
-		return usageErr("--plot: needs --sweep")
-	}
-	if fl.replicas < 1 || fl.replicas > 64 {
-		return usageErr("--replicas: %d is out of range 1..64", fl.replicas)
-	}
-	if fl.workers < 0 {
-		return usageErr("--workers: %d must not be negative", fl.workers)
+	if err := fl.check(); err != nil {
+		return err
 	}
 	base, err := baseConfig(cmd, fl)
 	if err != nil {
@@ -261,38 +248,7 @@ func runSim(cmd *cobra.Command, fl *simFlags) error {
 		return err
 	}
 	if fl.sweep != "" {
-		param, values, err := sim.ParseSweep(fl.sweep)
-		if err != nil {
-			return usageErr("--sweep: %v", err)
-		}
-		spec := sim.SweepSpec{Base: base, Param: param, Values: values, Eras: eras, Modes: modes, Workers: fl.workers}
-		if _, err := spec.Scenarios(); err != nil {
-			return flagErr(err)
-		}
-		if fl.plot != "" {
-			if ext := strings.ToLower(fileExt(fl.plot)); ext != ".svg" && ext != ".png" {
-				return usageErr("--plot: %q must end in .svg or .png", fl.plot)
-			}
-		}
-		series, err := sim.RunSweep(cmd.Context(), spec)
-		if err != nil {
-			return envErr(err)
-		}
-		if fl.plot != "" {
-			if err := sim.PlotSweep(fl.plot, param, series); err != nil {
-				return envErr(err)
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "plot written to %s\n", fl.plot)
-		}
-		if fl.asJSON {
-			return writeJSON(out, struct {
-				Param  string       `json:"param"`
-				Values []float64    `json:"values"`
-				Series []sim.Series `json:"series"`
-			}{param, values, series})
-		}
-		printSweep(out, param, values, series)
-		return nil
+		return runSweep(cmd, fl, base, eras, modes)
 	}
 	var cfgs []sim.Config
 	for _, e := range eras {
@@ -310,11 +266,64 @@ func runSim(cmd *cobra.Command, fl *simFlags) error {
 		return envErr(err)
 	}
 	if fl.asJSON {
-		return writeJSON(out, struct {
+		return writeJSON(cmd.OutOrStdout(), struct {
 			Results []sim.Result `json:"results"`
 		}{res})
 	}
-	printSim(out, cfgs[0], res)
+	printSim(cmd.OutOrStdout(), cfgs[0], res)
+	return nil
+}
+
+// check reports flags that do not go together.
+func (fl *simFlags) check() error {
+	switch {
+	case fl.calibrate != "" && fl.predict != "":
+		return usageErr("--calibrate and --predict: give one (--predict fits the window itself, or reads --calibration)")
+	case fl.calibration != "" && fl.predict == "":
+		return usageErr("--calibration: only used with --predict")
+	case fl.plot != "" && fl.sweep == "":
+		return usageErr("--plot: needs --sweep")
+	case fl.replicas < 1 || fl.replicas > 64:
+		return usageErr("--replicas: %d is out of range 1..64", fl.replicas)
+	case fl.workers < 0:
+		return usageErr("--workers: %d must not be negative", fl.workers)
+	}
+	return nil
+}
+
+// runSweep runs --sweep across every era and mode and prints or plots it.
+func runSweep(cmd *cobra.Command, fl *simFlags, base sim.Config, eras []natmodel.Era, modes []natrule.Mode) error {
+	param, values, err := sim.ParseSweep(fl.sweep)
+	if err != nil {
+		return usageErr("--sweep: %v", err)
+	}
+	spec := sim.SweepSpec{Base: base, Param: param, Values: values, Eras: eras, Modes: modes, Workers: fl.workers}
+	if _, err := spec.Scenarios(); err != nil {
+		return flagErr(err)
+	}
+	if fl.plot != "" {
+		if ext := strings.ToLower(fileExt(fl.plot)); ext != ".svg" && ext != ".png" {
+			return usageErr("--plot: %q must end in .svg or .png", fl.plot)
+		}
+	}
+	series, err := sim.RunSweep(cmd.Context(), spec)
+	if err != nil {
+		return envErr(err)
+	}
+	if fl.plot != "" {
+		if err := sim.PlotSweep(fl.plot, param, series); err != nil {
+			return envErr(err)
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "plot written to %s\n", fl.plot)
+	}
+	if fl.asJSON {
+		return writeJSON(cmd.OutOrStdout(), struct {
+			Param  string       `json:"param"`
+			Values []float64    `json:"values"`
+			Series []sim.Series `json:"series"`
+		}{param, values, series})
+	}
+	printSweep(cmd.OutOrStdout(), param, values, series)
 	return nil
 }
 
@@ -399,7 +408,6 @@ func readLabFile(path, flag string) (sim.LabReport, error) {
 }
 
 func runCalibration(cmd *cobra.Command, fl *simFlags, base sim.Config) error {
-	out := cmd.OutOrStdout()
 	path, flag := fl.calibrate, "calibrate"
 	if fl.predict != "" {
 		path, flag = fl.predict, "predict"
@@ -416,48 +424,72 @@ func runCalibration(cmd *cobra.Command, fl *simFlags, base sim.Config) error {
 		}
 		opt.FitNAT = m.String()
 	}
-	var cal sim.Calibration
-	if fl.calibration != "" {
-		f, err := os.Open(fl.calibration)
-		if err != nil {
-			return usageErr("--calibration: %v", err)
-		}
-		cal, err = sim.ReadCalibration(f)
-		f.Close()
-		if err != nil {
-			return usageErr("--calibration: %s: %v", fl.calibration, err)
-		}
-	} else {
-		cal, err = sim.Calibrate(cmd.Context(), rep, opt)
-		if err != nil {
-			return usageErr("--%s: %s: %v", flag, path, err)
-		}
+	cal, err := loadOrFit(cmd, fl, rep, opt, path, flag)
+	if err != nil {
+		return err
 	}
 	if fl.calibrate != "" {
-		if fl.asJSON {
-			return writeJSON(out, cal)
-		}
-		fmt.Fprintf(out, "fitted on %q (kernel %s, %d CPUs, %s, %d pods)\n", cal.FitNAT, rep.Kernel, rep.CPUs, rep.Workload.Name, rep.Workload.Pods)
-		fmt.Fprintf(out, "measured clash rate %s (95%% CI %s-%s), simulated at the fit %s\n", pct(cal.Measured), pct(cal.MeasuredCI95[0]), pct(cal.MeasuredCI95[1]), pct(cal.Fitted))
-		hi := cal.WindowHi
-		if hi == "" {
-			hi = "unbounded"
-		}
-		fmt.Fprintf(out, "race window %s (mean %.3g µs); 95%% range %s .. %s\n", cal.Window, cal.MeanUS, cal.WindowLo, hi)
-		if cal.Note != "" {
-			fmt.Fprintf(out, "note: %s\n", cal.Note)
-		}
-		return nil
+		return printCalibration(cmd.OutOrStdout(), fl.asJSON, rep, cal)
 	}
 	preds, err := sim.Predict(cmd.Context(), rep, cal, opt)
 	if err != nil {
 		return usageErr("--predict: %s: %v", path, err)
 	}
+	if err := printPredictions(cmd.OutOrStdout(), fl.asJSON, rep, cal, preds); err != nil {
+		return err
+	}
+	for _, p := range preds {
+		if !p.Agree {
+			return silentExit(exitFindings) // a prediction disagrees with its measurement
+		}
+	}
+	return nil
+}
+
+// loadOrFit reads --calibration, or fits the window to the lab report.
+func loadOrFit(cmd *cobra.Command, fl *simFlags, rep sim.LabReport, opt sim.CalibrateOptions, path, flag string) (sim.Calibration, error) {
+	if fl.calibration == "" {
+		cal, err := sim.Calibrate(cmd.Context(), rep, opt)
+		if err != nil {
+			return cal, usageErr("--%s: %s: %v", flag, path, err)
+		}
+		return cal, nil
+	}
+	f, err := os.Open(fl.calibration)
+	if err != nil {
+		return sim.Calibration{}, usageErr("--calibration: %v", err)
+	}
+	defer f.Close()
+	cal, err := sim.ReadCalibration(f)
+	if err != nil {
+		return cal, usageErr("--calibration: %s: %v", fl.calibration, err)
+	}
+	return cal, nil
+}
+
+func printCalibration(out io.Writer, asJSON bool, rep sim.LabReport, cal sim.Calibration) error {
+	if asJSON {
+		return writeJSON(out, cal)
+	}
+	fmt.Fprintf(out, "fitted on %q (kernel %s, %d CPUs, %s, %d pods)\n", cal.FitNAT, rep.Kernel, rep.CPUs, rep.Workload.Name, rep.Workload.Pods)
+	fmt.Fprintf(out, "measured clash rate %s (95%% CI %s-%s), simulated at the fit %s\n", pct(cal.Measured), pct(cal.MeasuredCI95[0]), pct(cal.MeasuredCI95[1]), pct(cal.Fitted))
+	hi := cal.WindowHi
+	if hi == "" {
+		hi = "unbounded"
+	}
+	fmt.Fprintf(out, "race window %s (mean %.3g µs); 95%% range %s .. %s\n", cal.Window, cal.MeanUS, cal.WindowLo, hi)
+	if cal.Note != "" {
+		fmt.Fprintf(out, "note: %s\n", cal.Note)
+	}
+	return nil
+}
+
+func printPredictions(out io.Writer, asJSON bool, rep sim.LabReport, cal sim.Calibration, preds []sim.Prediction) error {
 	agree := true
 	for _, p := range preds {
 		agree = agree && p.Agree
 	}
-	if fl.asJSON {
+	if asJSON {
 		return writeJSON(out, struct {
 			Kernel      string           `json:"kernel"`
 			CPUs        int              `json:"cpus"`
@@ -482,6 +514,5 @@ func runCalibration(cmd *cobra.Command, fl *simFlags, base sim.Config) error {
 		fmt.Fprintf(tw, "%s\t%d\t%s (%s-%s)\t%s (%s-%s)\t%s\t\n", p.NAT, p.SYNs, pct(p.Measured), pct(p.MeasuredCI95[0]), pct(p.MeasuredCI95[1]),
 			pct(p.Predicted), pct(p.PredictedCI95[0]), pct(p.PredictedCI95[1]), mark)
 	}
-	tw.Flush()
-	return nil
+	return tw.Flush()
 }
