@@ -56,9 +56,9 @@ func (lc *lineCounter) at(off int) int {
 
 // jsonParser holds the state of one nft -j dump being read.
 type jsonParser struct {
-	name   string
-	lc     *lineCounter
-	dec    *json.Decoder
+	name     string
+	lc       *lineCounter
+	dec      *json.Decoder
 	rs       *Ruleset
 	tables   map[string]Backend // "family name" -> backend, decided at the end
 	chainIdx map[tableKey]int   // index in rs.Chains
