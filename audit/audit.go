@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/snatrace/snatrace/report/text"
+
 	"github.com/snatrace/snatrace/ctstat"
 	"github.com/snatrace/snatrace/kernel"
 	"github.com/snatrace/snatrace/ruleset"
@@ -333,7 +335,7 @@ func summaryLine(rep *Report) string {
 	for _, o := range rep.Owners {
 		parts = append(parts, fmt.Sprintf("%s %d", o, owners[o]))
 	}
-	fmt.Fprintf(&b, "%d source-NAT %s", len(rep.Rules), plural(len(rep.Rules), "rule", "rules"))
+	fmt.Fprintf(&b, "%d source-NAT %s", len(rep.Rules), text.Plural(len(rep.Rules), "rule", "rules"))
 	if len(parts) > 0 {
 		fmt.Fprintf(&b, " (%s)", strings.Join(parts, ", "))
 	}
@@ -346,7 +348,7 @@ func summaryLine(rep *Report) string {
 				sev = append(sev, fmt.Sprintf("%d %s", n, s))
 			}
 		}
-		fmt.Fprintf(&b, "; %d %s (%s)", len(rep.Findings), plural(len(rep.Findings), "finding", "findings"), strings.Join(sev, ", "))
+		fmt.Fprintf(&b, "; %d %s (%s)", len(rep.Findings), text.Plural(len(rep.Findings), "finding", "findings"), strings.Join(sev, ", "))
 	}
 	if c := rep.Conntrack; c != nil {
 		if c.IntervalSeconds > 0 {

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/snatrace/snatrace/report/text"
+
 	"github.com/snatrace/snatrace/ruleset"
 )
 
@@ -13,7 +15,7 @@ import (
 // findings, then the rules grouped by owner (worst owner first) with their
 // findings and the owner's remedy, then the counters.
 func WriteText(w io.Writer, rep *Report) error {
-	ew := &errWriter{w: w}
+	ew := &text.Writer{W: w}
 	writeHeader(ew, rep)
 	byRule := map[int][]Finding{}
 	worst := map[ruleset.Owner]Severity{}
@@ -29,11 +31,11 @@ func WriteText(w io.Writer, rep *Report) error {
 		}
 	}
 	if len(hostFs) > 0 {
-		ew.printf("\nhost\n")
+		ew.Printf("\nhost\n")
 		for _, f := range hostFs {
 			writeFinding(ew, f, "  ")
 			if f.Remedy != "" {
-				ew.printf("      remedy: %s\n", f.Remedy)
+				ew.Printf("      remedy: %s\n", f.Remedy)
 			}
 		}
 	}
@@ -51,17 +53,17 @@ func WriteText(w io.Writer, rep *Report) error {
 	}
 	writeConntrack(ew, rep.Conntrack)
 	if len(rep.Warnings) > 0 {
-		ew.printf("\nwarnings\n")
+		ew.Printf("\nwarnings\n")
 		for _, wn := range rep.Warnings {
-			ew.printf("  %s\n", wn)
+			ew.Printf("  %s\n", wn)
 		}
 	}
-	return ew.err
+	return ew.Err
 }
 
 // writeHeader writes the summary and what was read.
-func writeHeader(ew *errWriter, rep *Report) {
-	ew.printf("snatrace audit: %s\n", rep.Summary)
+func writeHeader(ew *text.Writer, rep *Report) {
+	ew.Printf("snatrace audit: %s\n", rep.Summary)
 	var read []string
 	for _, s := range rep.Sources {
 		read = append(read, fmt.Sprintf("%s from %s (%d)", s.Backend, s.Where, s.Rules))
@@ -77,20 +79,20 @@ func writeHeader(ew *errWriter, rep *Report) {
 		facts = append(facts, "read "+strings.Join(read, ", "))
 	}
 	if len(facts) > 0 {
-		ew.printf("%s\n", strings.Join(facts, "; "))
+		ew.Printf("%s\n", strings.Join(facts, "; "))
 	}
 }
 
 // writeOwner writes the rules of one owner with their findings, the
 // owner's evidence and its remedy.
-func writeOwner(ew *errWriter, rep *Report, o ruleset.Owner, byRule map[int][]Finding) {
+func writeOwner(ew *text.Writer, rep *Report, o ruleset.Owner, byRule map[int][]Finding) {
 	var idx []int
 	for i, r := range rep.Rules {
 		if r.Owner == o {
 			idx = append(idx, i)
 		}
 	}
-	ew.printf("\n%s (%d %s)\n", o, len(idx), plural(len(idx), "rule", "rules"))
+	ew.Printf("\n%s (%d %s)\n", o, len(idx), text.Plural(len(idx), "rule", "rules"))
 	remedy := ""
 	for _, i := range idx {
 		r := rep.Rules[i]
@@ -105,11 +107,11 @@ func writeOwner(ew *errWriter, rep *Report, o ruleset.Owner, byRule map[int][]Fi
 		if fs := byRule[i]; len(fs) > 0 {
 			status = fs[0].Severity.String()
 		}
-		ew.printf("  %-8s %s  %s\n           %s\n", status, where, r.Mode, r.Rule)
+		ew.Printf("  %-8s %s  %s\n           %s\n", status, where, r.Mode, r.Rule)
 		for _, f := range byRule[i] {
 			writeFinding(ew, f, "           ")
 			if f.Remedy != "" && f.Kind != KindNoFullyRandom && f.Kind != KindRandomOnly {
-				ew.printf("               remedy: %s\n", f.Remedy)
+				ew.Printf("               remedy: %s\n", f.Remedy)
 			} else if f.Remedy != "" {
 				remedy = f.Remedy
 			}
@@ -118,64 +120,44 @@ func writeOwner(ew *errWriter, rep *Report, o ruleset.Owner, byRule map[int][]Fi
 	if o != ruleset.Unknown || remedy != "" {
 		for _, i := range idx {
 			if rep.Rules[i].OwnerEvidence != "" {
-				ew.printf("  owner evidence: %s\n", rep.Rules[i].OwnerEvidence)
+				ew.Printf("  owner evidence: %s\n", rep.Rules[i].OwnerEvidence)
 				break
 			}
 		}
 	}
 	if remedy != "" {
-		ew.printf("  remedy: %s\n", remedy)
+		ew.Printf("  remedy: %s\n", remedy)
 	}
 }
 
 // writeConntrack writes the counters, per CPU over the interval.
-func writeConntrack(ew *errWriter, c *ConntrackView) {
+func writeConntrack(ew *text.Writer, c *ConntrackView) {
 	if c == nil {
 		return
 	}
-	ew.printf("\nconntrack (%s", c.Source)
+	ew.Printf("\nconntrack (%s", c.Source)
 	if c.IntervalSeconds > 0 {
-		ew.printf(", over %gs", c.IntervalSeconds)
+		ew.Printf(", over %gs", c.IntervalSeconds)
 	}
-	ew.printf("): entries %d", c.Entries)
+	ew.Printf("): entries %d", c.Entries)
 	if c.Max > 0 {
-		ew.printf(" of %d (%.1f%%)", c.Max, 100*c.Fill)
+		ew.Printf(" of %d (%.1f%%)", c.Max, 100*c.Fill)
 	}
 	if c.Delta == nil {
-		ew.printf("; since start: insert_failed %d, drop %d, early_drop %d, clash_resolve %d, chaintoolong %d\n",
+		ew.Printf("; since start: insert_failed %d, drop %d, early_drop %d, clash_resolve %d, chaintoolong %d\n",
 			c.Total.InsertFailed, c.Total.Drop, c.Total.EarlyDrop, c.Total.ClashResolve, c.Total.ChainTooLong)
 		return
 	}
-	ew.printf("; insert_failed +%d (%.1f/s), drop +%d (%.1f/s), early_drop +%d, clash_resolve +%d, chaintoolong +%d\n",
+	ew.Printf("; insert_failed +%d (%.1f/s), drop +%d (%.1f/s), early_drop +%d, clash_resolve +%d, chaintoolong +%d\n",
 		c.Delta.InsertFailed, c.Rates.InsertFailed, c.Delta.Drop, c.Rates.Drop, c.Delta.EarlyDrop, c.Delta.ClashResolve, c.Delta.ChainTooLong)
 	for _, cpu := range c.CPUs {
-		ew.printf("  cpu%-3d insert_failed +%d (%.1f/s) drop +%d (%.1f/s)\n", cpu.CPU, cpu.InsertFailed, cpu.InsertFailedRate, cpu.Drop, cpu.DropRate)
+		ew.Printf("  cpu%-3d insert_failed +%d (%.1f/s) drop +%d (%.1f/s)\n", cpu.CPU, cpu.InsertFailed, cpu.InsertFailedRate, cpu.Drop, cpu.DropRate)
 	}
 }
 
-func writeFinding(ew *errWriter, f Finding, indent string) {
-	ew.printf("%s[%s] %s: %s\n", indent, f.Severity, f.Kind, f.Message)
+func writeFinding(ew *text.Writer, f Finding, indent string) {
+	ew.Printf("%s[%s] %s: %s\n", indent, f.Severity, f.Kind, f.Message)
 	for _, e := range f.Evidence {
-		ew.printf("%s    evidence: %s\n", indent, e)
+		ew.Printf("%s    evidence: %s\n", indent, e)
 	}
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
-}
-
-// errWriter keeps the first write error.
-type errWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (e *errWriter) printf(format string, a ...any) {
-	if e.err != nil {
-		return
-	}
-	_, e.err = fmt.Fprintf(e.w, format, a...)
 }

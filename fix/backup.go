@@ -100,15 +100,7 @@ func (e *BackupEntry) check() error {
 				return fmt.Errorf("flags %#x -> %#x are not a change to fully-random", e.OldFlags, e.NewFlags)
 			}
 		case MethodRestore:
-			if e.Backend == ruleset.Nftables {
-				return errors.New("native nftables rules are not changed through iptables-restore")
-			}
-			if err := checkIptablesLine(e.Before, e.Chain); err != nil {
-				return err
-			}
-			if e.After != IptablesAfter(e.Before) {
-				return fmt.Errorf("after %q is not %q with --random-fully", clip(e.After), clip(e.Before))
-			}
+			return checkRestore(e.Location, e.Before, e.After)
 		default:
 			return fmt.Errorf("unknown method %q", e.Method)
 		}

@@ -338,17 +338,24 @@ func (c *Change) check() error {
 			return errors.New("a netlink change needs an nftables rule handle")
 		}
 	case MethodRestore:
-		if c.Backend == ruleset.Nftables {
-			return errors.New("native nftables rules are not changed through iptables-restore")
-		}
-		if err := checkIptablesLine(c.Before, c.Chain); err != nil {
-			return err
-		}
-		if c.After != IptablesAfter(c.Before) {
-			return fmt.Errorf("after %q is not %q with --random-fully", clip(c.After), clip(c.Before))
-		}
+		return checkRestore(c.Location, c.Before, c.After)
 	default:
 		return fmt.Errorf("unknown method %q", c.Method)
+	}
+	return nil
+}
+
+// checkRestore checks a change through iptables-restore: an iptables rule,
+// and an after that is exactly the before with --random-fully.
+func checkRestore(l ruleset.Location, before, after string) error {
+	if l.Backend == ruleset.Nftables {
+		return errors.New("native nftables rules are not changed through iptables-restore")
+	}
+	if err := checkIptablesLine(before, l.Chain); err != nil {
+		return err
+	}
+	if after != IptablesAfter(before) {
+		return fmt.Errorf("after %q is not %q with --random-fully", clip(after), clip(before))
 	}
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"text/tabwriter"
 
+	"github.com/snatrace/snatrace/report/text"
+
 	"github.com/snatrace/snatrace/report"
 )
 
@@ -14,8 +16,8 @@ import (
 // NAT mode and backend, the accounting of every retransmitted SYN, and the
 // verdict.
 func WriteText(w io.Writer, rep *Report) error {
-	ew := &errWriter{w: w}
-	ew.printf("kernel %s, %d CPUs, workload %s: %d pods, %d server(s), %d connections in %.1f s (stopped: %s)\n\n",
+	ew := &text.Writer{W: w}
+	ew.Printf("kernel %s, %d CPUs, workload %s: %d pods, %d server(s), %d connections in %.1f s (stopped: %s)\n\n",
 		rep.Kernel, rep.CPUs, rep.Workload.Name, rep.Workload.Pods, rep.Workload.Servers, rep.Workload.Connections, rep.Seconds, rep.Stopped)
 	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "nat\tbackend\tconnections\tdelayed\tfailed\tinsert_failed\tdrop\tclash rate (95% CI)\tp50 ms\tp99 ms\tmax ms\t1s\t3s\t7s+\t")
@@ -26,22 +28,22 @@ func WriteText(w io.Writer, rep *Report) error {
 			r.LatencyMS.P50, r.LatencyMS.P99, r.LatencyMS.Max, r.Delayed["1s"], r.Delayed["3s"], r.Delayed["7s+"])
 	}
 	tw.Flush()
-	ew.printf("\n")
+	ew.Printf("\n")
 	for _, r := range rep.Results {
 		c := r.Causes
 		status := "all accounted for"
 		if !r.Accounted {
 			status = "DOES NOT ADD UP: " + r.Note
 		}
-		ew.printf("%s (%s): %d SYNs retransmitted = %d SNAT clash + %d listen overflow + %d table full + %d unexplained; %s\n",
+		ew.Printf("%s (%s): %d SYNs retransmitted = %d SNAT clash + %d listen overflow + %d table full + %d unexplained; %s\n",
 			r.NAT, r.Backend, r.SynRetrans, c.SNATClash, c.ListenOverflow, c.TableFull, c.Unexplained, status)
 		if t := r.Trace; t != nil {
-			ew.printf("  trace: %d SNAT-clash drops attributed to delayed connections, %d delayed connections unmatched, %d unmatched drops, %d other netfilter drops\n",
+			ew.Printf("  trace: %d SNAT-clash drops attributed to delayed connections, %d delayed connections unmatched, %d unmatched drops, %d other netfilter drops\n",
 				t.Attributed, t.Unmatched, t.Extra, t.OtherDrops)
 		}
 	}
-	ew.printf("\nverdict: %s\n", rep.Verdict)
-	return ew.err
+	ew.Printf("\nverdict: %s\n", rep.Verdict)
+	return ew.Err
 }
 
 // WriteHTML writes the report as a self-contained HTML page to path: the
@@ -74,20 +76,3 @@ func WriteHTML(path string, rep *Report) error {
 		JSON:    rep,
 	})
 }
-
-// errWriter keeps the first write error.
-type errWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (e *errWriter) Write(p []byte) (int, error) {
-	if e.err != nil {
-		return 0, e.err
-	}
-	n, err := e.w.Write(p)
-	e.err = err
-	return n, err
-}
-
-func (e *errWriter) printf(format string, a ...any) { fmt.Fprintf(e, format, a...) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/snatrace/snatrace/lab/labnet"
 	"github.com/snatrace/snatrace/natmodel"
 )
 
@@ -24,10 +25,10 @@ func BenchmarkRun(b *testing.B) {
 		name string
 		cfg  Config
 	}{
-		{"5.0/masquerade/lab-default", labLike(Config{Era: natmodel.Era50, Workload: SamePort, Pods: 16, CPUs: 2, Connections: 20_000})},
-		{"5.0/masquerade/same-port", labLike(Config{Era: natmodel.Era50, Workload: SamePort, Pods: 16, CPUs: 2, Servers: 50, Connections: 100_000})},
-		{"5.0/masquerade/ephemeral", labLike(Config{Era: natmodel.Era50, Workload: Ephemeral, Pods: 64, CPUs: 16, Servers: 50, Connections: 100_000})},
-		{"5.0/masquerade/steady", labLike(Config{Era: natmodel.Era50, Workload: Steady, Rate: 5000, Pods: 64, CPUs: 16, Servers: 50, Connections: 100_000})},
+		{"5.0/masquerade/lab-default", labLike(Config{Era: natmodel.Era50, Workload: labnet.SamePort, Pods: 16, CPUs: 2, Connections: 20_000})},
+		{"5.0/masquerade/same-port", labLike(Config{Era: natmodel.Era50, Workload: labnet.SamePort, Pods: 16, CPUs: 2, Servers: 50, Connections: 100_000})},
+		{"5.0/masquerade/ephemeral", labLike(Config{Era: natmodel.Era50, Workload: labnet.Ephemeral, Pods: 64, CPUs: 16, Servers: 50, Connections: 100_000})},
+		{"5.0/masquerade/steady", labLike(Config{Era: natmodel.Era50, Workload: labnet.Steady, Rate: 5000, Pods: 64, CPUs: 16, Servers: 50, Connections: 100_000})},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			bc.cfg.NAT = mode(b, "masquerade")

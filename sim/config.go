@@ -23,16 +23,6 @@ import (
 	"github.com/snatrace/snatrace/natrule"
 )
 
-// Workload names, shared with the lab (package labnet).
-const (
-	SamePort  = labnet.SamePort
-	Ephemeral = labnet.Ephemeral
-	Steady    = labnet.Steady
-)
-
-// Workloads lists the workload names.
-var Workloads = labnet.Workloads
-
 // Chooser is how a pod's kernel picks an ephemeral source port.
 type Chooser string
 
@@ -138,7 +128,7 @@ func (c *Config) defaults() {
 		c.Era = natmodel.Era{Major: 6, Minor: 5}
 	}
 	if c.Workload == "" {
-		c.Workload = SamePort
+		c.Workload = labnet.SamePort
 	}
 	if c.Pods == 0 {
 		c.Pods = DefaultPods
@@ -202,16 +192,16 @@ func (c *Config) defaults() {
 func (c *Config) Validate() error {
 	c.defaults()
 	switch c.Workload {
-	case SamePort, Ephemeral:
+	case labnet.SamePort, labnet.Ephemeral:
 		if c.Rate < 0 || c.Rate > 1e8 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
 			return fmt.Errorf("rate: %v connections/s is out of range [0, 1e8]", c.Rate)
 		}
-	case Steady:
+	case labnet.Steady:
 		if !(c.Rate > 0) || c.Rate > 1e8 || math.IsInf(c.Rate, 0) {
 			return fmt.Errorf("rate: %v connections/s is out of range (0, 1e8] (steady needs a rate)", c.Rate)
 		}
 	default:
-		return fmt.Errorf("workload: unknown workload %q: want %s", c.Workload, strings.Join(Workloads, ", "))
+		return fmt.Errorf("workload: unknown workload %q: want %s", c.Workload, strings.Join(labnet.Workloads, ", "))
 	}
 	if c.Pods < 1 || c.Pods > MaxPods {
 		return fmt.Errorf("pods: %d is out of range 1..%d", c.Pods, MaxPods)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	goldenfile "github.com/snatrace/snatrace/internal/golden"
+	"github.com/snatrace/snatrace/lab/labnet"
 )
 
 // calibrationLab is the recorded lab run the window is fitted on; every
@@ -89,7 +90,7 @@ func TestDriftAgainstLab(t *testing.T) {
 // The lab document is decoded tolerantly and checked.
 func TestReadLab(t *testing.T) {
 	rep := readLabFile(t, calibrationLab)
-	if rep.CPUs != 2 || rep.Workload.Name != SamePort || len(rep.Results) != 2 || rep.Results[0].SYNs() != 12147 {
+	if rep.CPUs != 2 || rep.Workload.Name != labnet.SamePort || len(rep.Results) != 2 || rep.Results[0].SYNs() != 12147 {
 		t.Errorf("decoded %+v", rep)
 	}
 	for _, bad := range []string{

@@ -244,7 +244,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 	}
 	r.roundLeft = r.roundSize()
-	if cfg.Workload == Steady {
+	if cfg.Workload == labnet.Steady {
 		r.push(0, evArrival, -1)
 	} else {
 		r.push(0, evBurst, -1)
@@ -262,7 +262,7 @@ func (r *runner) roundSize() int {
 	if n <= 0 {
 		return 0
 	}
-	if r.cfg.Workload == Steady {
+	if r.cfg.Workload == labnet.Steady {
 		return n
 	}
 	return (n + r.cfg.Pods - 1) / r.cfg.Pods
@@ -364,7 +364,7 @@ func (r *runner) startBurst() {
 	r.burstStart = r.now
 	r.burstServer = int32(k % c.Servers)
 	r.burstPort = 0
-	if c.Workload == SamePort {
+	if c.Workload == labnet.SamePort {
 		r.burstPort = c.BasePort + uint16(k%c.PortSpan)
 	}
 	if r.queue == nil {

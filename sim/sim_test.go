@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snatrace/snatrace/lab/labnet"
 	"github.com/snatrace/snatrace/natmodel"
 	"github.com/snatrace/snatrace/natrule"
 )
@@ -51,7 +52,7 @@ func allRacing(k, bursts int, nat natrule.Mode, w string) Config {
 func TestSamePortEveryConcurrentPairClashes(t *testing.T) {
 	for _, k := range []int{2, 5, 16} {
 		const bursts = 500
-		r := run(t, allRacing(k, bursts, mode(t, "masquerade"), SamePort))
+		r := run(t, allRacing(k, bursts, mode(t, "masquerade"), labnet.SamePort))
 		if got := r.Delayed["0"]; got != bursts {
 			t.Errorf("k=%d: %d first-try successes, want %d (one per burst)", k, got, bursts)
 		}
@@ -68,7 +69,7 @@ func TestSamePortEveryConcurrentPairClashes(t *testing.T) {
 func TestFullyRandomBirthdayBound(t *testing.T) {
 	for _, k := range []int{2, 8, 24} {
 		const bursts = 20000
-		r := run(t, allRacing(k, bursts, mode(t, "masquerade to :1024-1123 fully-random"), Ephemeral))
+		r := run(t, allRacing(k, bursts, mode(t, "masquerade to :1024-1123 fully-random"), labnet.Ephemeral))
 		var want float64
 		for i := 0; i < 100; i++ {
 			p := 655.0 / 65536
@@ -88,7 +89,7 @@ func TestFullyRandomBirthdayBound(t *testing.T) {
 
 // One CPU never races: NAT and confirm of one packet finish before the next.
 func TestOneCPUNoClash(t *testing.T) {
-	c := allRacing(1, 1000, mode(t, "masquerade"), SamePort)
+	c := allRacing(1, 1000, mode(t, "masquerade"), labnet.SamePort)
 	c.Pods = 16
 	c.Connections = 16000
 	c.Gap = Dist{Kind: Const, A: time.Microsecond} // shorter than the window: SYNs queue
@@ -100,7 +101,7 @@ func TestOneCPUNoClash(t *testing.T) {
 
 // Dropped SYNs come back after 1, 3, 7 ... s and the delays say so.
 func TestRetransmissionDelays(t *testing.T) {
-	c := allRacing(2, 50, mode(t, "masquerade"), SamePort)
+	c := allRacing(2, 50, mode(t, "masquerade"), labnet.SamePort)
 	c.RTO = time.Second
 	r := run(t, c)
 	if r.Delayed["0"] != 50 || r.Delayed["1"] != 50 || r.Clashes != 50 || r.SYNs != 150 {
@@ -113,7 +114,7 @@ func TestRetransmissionDelays(t *testing.T) {
 
 // A SYN that clashes every time gives up after tcp_syn_retries.
 func TestFailedAfterRetries(t *testing.T) {
-	c := allRacing(2, 1, mode(t, "masquerade to :5000-5000"), Ephemeral)
+	c := allRacing(2, 1, mode(t, "masquerade to :5000-5000"), labnet.Ephemeral)
 	c.SynRetries = 2
 	c.RTO = time.Second
 	c.CTTimeWait = time.Hour // the winner keeps the only port
@@ -125,7 +126,7 @@ func TestFailedAfterRetries(t *testing.T) {
 }
 
 func TestDeterministic(t *testing.T) {
-	c := Config{Era: natmodel.Era50, NAT: mode(t, "masquerade"), Workload: Ephemeral, Pods: 64, CPUs: 4, Connections: 20000, Seed: 9,
+	c := Config{Era: natmodel.Era50, NAT: mode(t, "masquerade"), Workload: labnet.Ephemeral, Pods: 64, CPUs: 4, Connections: 20000, Seed: 9,
 		Window: Dist{Kind: Exp, A: 20 * time.Microsecond}, Gap: Dist{Kind: Exp, A: 5 * time.Microsecond}}
 	a, b := run(t, c), run(t, c)
 	if !reflect.DeepEqual(a, b) {
@@ -140,7 +141,7 @@ func TestDeterministic(t *testing.T) {
 // Counters follow the era: every drop is insert_failed and drop.
 func TestCountersMatchClashes(t *testing.T) {
 	for _, era := range []natmodel.Era{natmodel.Legacy, natmodel.Era50, natmodel.Era65} {
-		c := allRacing(4, 200, mode(t, "masquerade"), SamePort)
+		c := allRacing(4, 200, mode(t, "masquerade"), labnet.SamePort)
 		c.Era = era
 		r := run(t, c)
 		if r.Conntrack.InsertFailed != r.Clashes || r.Conntrack.Drop != r.Clashes || r.Clashes == 0 {
@@ -157,7 +158,7 @@ func TestValidate(t *testing.T) {
 		want string
 	}{
 		{"workload", func(c *Config) { c.Workload = "burst" }, "workload:"},
-		{"steady needs rate", func(c *Config) { c.Workload = Steady }, "rate:"},
+		{"steady needs rate", func(c *Config) { c.Workload = labnet.Steady }, "rate:"},
 		{"pods", func(c *Config) { c.Pods = -1 }, "pods:"},
 		{"cpus", func(c *Config) { c.CPUs = MaxCPUs + 1 }, "cpus:"},
 		{"connections", func(c *Config) { c.Connections = MaxSYNs + 1 }, "connections:"},
@@ -230,7 +231,7 @@ func FuzzParseDist(f *testing.F) {
 func TestTooLong(t *testing.T) {
 	// legacy random: every search to one server starts at the same keyed
 	// hash and scans past every port in use.
-	c := Config{Era: natmodel.Legacy, NAT: mode(t, "masquerade random"), Workload: Ephemeral,
+	c := Config{Era: natmodel.Legacy, NAT: mode(t, "masquerade random"), Workload: labnet.Ephemeral,
 		Pods: 4, Connections: 100_000, MaxProbes: 20_000_000}
 	_, err := Run(context.Background(), c)
 	if !errors.Is(err, ErrTooLong) {
@@ -241,7 +242,7 @@ func TestTooLong(t *testing.T) {
 // With rounds, the next round waits for the last retransmission of the
 // previous one: four one-burst rounds that each lose a SYN take four RTOs.
 func TestRoundsWaitForRetransmissions(t *testing.T) {
-	c := allRacing(2, 4, mode(t, "masquerade"), SamePort)
+	c := allRacing(2, 4, mode(t, "masquerade"), labnet.SamePort)
 	c.RTO = time.Second
 	c.RoundSize = 2
 	r := run(t, c)

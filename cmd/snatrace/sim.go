@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/snatrace/snatrace/lab/labnet"
 	"github.com/snatrace/snatrace/natmodel"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/sim"
@@ -77,7 +78,7 @@ Sweeps vary one parameter across every --nat and --era, on all cores:
 	f := cmd.Flags()
 	f.StringArrayVar(&fl.eras, "era", nil, "kernel era: legacy, 5.0, 6.5 or a version such as 4.19 or 6.18; repeat or comma-separate to compare (default 6.5)")
 	f.StringArrayVar(&fl.nats, "nat", nil, "NAT mode, nft syntax; repeat to compare (default: masquerade, masquerade fully-random)")
-	f.StringVar(&fl.workload, "workload", sim.SamePort, "traffic: same-port, ephemeral or steady")
+	f.StringVar(&fl.workload, "workload", labnet.SamePort, "traffic: same-port, ephemeral or steady")
 	f.IntVar(&fl.cfg.Pods, "pods", 16, "client pods")
 	f.IntVar(&fl.cfg.CPUs, "cpus", 2, "CPUs of the NAT node")
 	f.IntVar(&fl.cfg.Servers, "servers", 1, "destinations (server addresses)")
@@ -130,7 +131,7 @@ func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 		}
 		c.Rate = r
 	}
-	if c.Workload == sim.Steady && c.Rate == 0 {
+	if c.Workload == labnet.Steady && c.Rate == 0 {
 		return c, usageErr("--rate: the steady workload needs a rate, e.g. --rate 5000/s")
 	}
 	if fl.duration < 0 {

@@ -1,0 +1,37 @@
+// Package text is what every job's human report is written with: a writer
+// that keeps the first error, so a report of fifty lines checks it once, and
+// the small words the reports share.
+package text
+
+import (
+	"fmt"
+	"io"
+)
+
+// Writer writes to W and keeps the first write error; later writes do
+// nothing. It is an io.Writer, so a tabwriter can sit on it.
+type Writer struct {
+	W   io.Writer
+	Err error
+}
+
+// Write implements io.Writer.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.Err != nil {
+		return 0, w.Err
+	}
+	n, err := w.W.Write(p)
+	w.Err = err
+	return n, err
+}
+
+// Printf formats to W unless an earlier write failed.
+func (w *Writer) Printf(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+
+// Plural returns one for n == 1 and many otherwise.
+func Plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
