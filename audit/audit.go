@@ -16,10 +16,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/snatrace/snatrace/report/text"
-
 	"github.com/snatrace/snatrace/ctstat"
 	"github.com/snatrace/snatrace/kernel"
+	"github.com/snatrace/snatrace/report/text"
 	"github.com/snatrace/snatrace/ruleset"
 )
 

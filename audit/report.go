@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/snatrace/snatrace/report/text"
-
 	"github.com/snatrace/snatrace/ruleset"
 )
 

@@ -10,7 +10,6 @@ import (
 
 	goldenfile "github.com/snatrace/snatrace/internal/golden"
 	"github.com/snatrace/snatrace/natrule"
-
 	"github.com/snatrace/snatrace/ruleset"
 )
 

@@ -7,9 +7,8 @@ import (
 	"strconv"
 	"text/tabwriter"
 
-	"github.com/snatrace/snatrace/report/text"
-
 	"github.com/snatrace/snatrace/report"
+	"github.com/snatrace/snatrace/report/text"
 )
 
 // WriteText writes the report for a human: the run line, one table row per
