@@ -107,10 +107,14 @@ func (f *Fixer) checkGroup(ctx context.Context, p *Plan, g *restoreGroup, fresh 
 			return err
 		}
 	}
+	checked := map[string]bool{}
 	for _, c := range g.changes {
 		id := ChainID(c.Location)
-		if want, ok := p.Chains[id]; !ok || s.Checksum(c.Chain) != want {
-			return fmt.Errorf("chain %s: %w", id, ErrStale)
+		if !checked[id] {
+			if want, ok := p.Chains[id]; !ok || s.Checksum(c.Chain) != want {
+				return fmt.Errorf("chain %s: %w", id, ErrStale)
+			}
+			checked[id] = true
 		}
 		t.entries = append(t.entries, BackupEntry{Location: c.Location, Method: MethodRestore,
 			Before: c.Before, After: c.After, From: c.From, To: c.To})

@@ -241,20 +241,19 @@ func (p *iptParser) chainLine(w []string, n int) error {
 type ruleWords struct {
 	target, comment string
 	targetOpts      []string
-	match           []string // the words before the target, without comments
+	matchEnd        int // index of the target option: the match words are w[2:matchEnd]
 }
 
 // splitRule finds the target, its options and the comments of an -A line.
 func splitRule(w []string) (ruleWords, error) {
-	var r ruleWords
-	matchEnd := len(w)
+	r := ruleWords{matchEnd: len(w)}
 	for i := 2; i < len(w); i++ {
 		switch w[i] {
 		case "-j", "--jump", "-g", "--goto":
 			if i+1 >= len(w) {
 				return r, fmt.Errorf("%s without a target", w[i])
 			}
-			r.target, r.targetOpts, matchEnd = w[i+1], w[i+2:], i
+			r.target, r.targetOpts, r.matchEnd = w[i+1], w[i+2:], i
 			i = len(w)
 		case "-m", "--match":
 			if i+3 < len(w) && w[i+1] == "comment" && w[i+2] == "--comment" {
@@ -266,14 +265,22 @@ func splitRule(w []string) (ruleWords, error) {
 			}
 		}
 	}
-	for i := 2; i < matchEnd; i++ {
-		if w[i] == "-m" && i+3 < matchEnd && w[i+1] == "comment" && w[i+2] == "--comment" {
+	return r, nil
+}
+
+// matchSummary is the match words of an -A line, comments left out, quoted
+// for an iptables command line. Only NAT rules need it: a kube-proxy dump
+// has 1e5 other lines.
+func matchSummary(w []string, end int) string {
+	var match []string
+	for i := 2; i < end; i++ {
+		if w[i] == "-m" && i+3 < end && w[i+1] == "comment" && w[i+2] == "--comment" {
 			i += 3
 			continue
 		}
-		r.match = append(r.match, w[i])
+		match = append(match, quoteWord(w[i]))
 	}
-	return r, nil
+	return strings.Join(match, " ")
 }
 
 // appendLine handles an -A line of the nat table: a jump to a chain of the
@@ -312,14 +319,10 @@ func (p *iptParser) appendLine(orig string, w []string, n int) error {
 	if mode.AddrMin.Is6() {
 		fam = natrule.IPv6
 	}
-	quoted := make([]string, len(rw.match))
-	for i, m := range rw.match {
-		quoted[i] = quoteWord(m)
-	}
 	r := Rule{
 		Location: Location{Backend: p.backend, Family: fam, Table: "nat", Chain: chain, Position: pos},
 		Hook:     p.rs.Chains[ci].Hook,
-		Match:    strings.Join(quoted, " "), NAT: mode, FlagsKnown: true,
+		Match:    matchSummary(w, rw.matchEnd), NAT: mode, FlagsKnown: true,
 		Comment: rw.comment, Text: strings.TrimSpace(orig), Line: n,
 	}
 	p.rs.Rules = append(p.rs.Rules, r)
