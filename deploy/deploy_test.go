@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/snatrace/snatrace/exporter"
+	"github.com/snatrace/snatrace/internal/testenv"
 )
 
 // decodeStrict decodes one YAML document into v, failing on unknown fields.
@@ -200,7 +201,7 @@ func promtool(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Skip("needs promtool (Debian package prometheus):", err)
+		testenv.Skip(t, "needs promtool (Debian package prometheus): %v", err)
 	}
 	return p
 }

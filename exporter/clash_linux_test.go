@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/snatrace/snatrace/internal/testenv"
 	"github.com/snatrace/snatrace/lab"
 	"github.com/snatrace/snatrace/lab/labtest"
 	"github.com/snatrace/snatrace/natrule"
@@ -23,7 +24,7 @@ func TestClashDropsLab(t *testing.T) {
 	s, ino := labtest.Node(t, lab.Config{Pods: 2}, "masquerade", natrule.Nftables)
 	tr, err := trace.Start(ctx, trace.Options{NetNS: ino})
 	if errors.Is(err, trace.ErrMissing) {
-		t.Skipf("tracer unavailable: %v", err)
+		testenv.Skip(t, "tracer unavailable: %v", err)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -4,20 +4,18 @@ package fix
 
 import (
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/snatrace/snatrace/internal/testenv"
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/netns/netnstest"
 )
 
 func needRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and changes their netfilter rules")
-	}
+	testenv.NeedRoot(t, "creates network namespaces and changes their netfilter rules")
 }
 
 // newNS creates a fresh snt-fx-<name>-... namespace, deleted at cleanup.

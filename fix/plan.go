@@ -337,6 +337,9 @@ func (c *Change) check() error {
 		if c.Handle == 0 || c.Backend == ruleset.IptablesLegacy {
 			return errors.New("a netlink change needs an nftables rule handle")
 		}
+		if c.Backend == ruleset.IptablesNft && c.Table != "nat" {
+			return fmt.Errorf("table %q: iptables source NAT lives in table nat", c.Table)
+		}
 	case MethodRestore:
 		return checkRestore(c.Location, c.Before, c.After)
 	default:
@@ -350,6 +353,9 @@ func (c *Change) check() error {
 func checkRestore(l ruleset.Location, before, after string) error {
 	if l.Backend == ruleset.Nftables {
 		return errors.New("native nftables rules are not changed through iptables-restore")
+	}
+	if l.Table != "nat" {
+		return fmt.Errorf("table %q: iptables source NAT lives in table nat", l.Table)
 	}
 	if err := checkIptablesLine(before, l.Chain); err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snatrace/snatrace/internal/testenv"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/trace"
@@ -123,7 +124,7 @@ func TestBackendsBehaveAlike(t *testing.T) {
 	needRoot(t)
 	for _, b := range []string{"nft", "iptables-nft-restore", "iptables-legacy-restore"} {
 		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("needs %s", b)
+			testenv.Skip(t, "needs %s", b)
 		}
 	}
 	rep, err := Run(context.Background(), Config{
@@ -164,7 +165,7 @@ func TestBackendsBehaveAlike(t *testing.T) {
 func TestCleanupOnError(t *testing.T) {
 	needRoot(t)
 	if _, err := exec.LookPath("iptables-legacy-restore"); err != nil {
-		t.Skip("needs iptables-legacy-restore")
+		testenv.Skip(t, "needs iptables-legacy-restore")
 	}
 	prefix := NewPrefix()
 	_, err := Run(context.Background(), Config{
@@ -266,7 +267,7 @@ func TestTrace(t *testing.T) {
 		Modes: modes(t, "masquerade"), Pods: 2, Connections: 400000, Until: 10, Trace: true,
 	})
 	if errors.Is(err, trace.ErrMissing) {
-		t.Skipf("tracer unavailable here: %v", err)
+		testenv.Skip(t, "tracer unavailable here: %v", err)
 	}
 	if err != nil {
 		t.Fatal(err)

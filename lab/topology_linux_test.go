@@ -5,19 +5,17 @@ package lab
 import (
 	"context"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/snatrace/snatrace/internal/testenv"
 	"github.com/snatrace/snatrace/netns"
 )
 
 func needRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to build lab namespaces")
-	}
+	testenv.NeedRoot(t, "CAP_NET_ADMIN and CAP_SYS_ADMIN")
 }
 
 // TestBuildConnectClose builds a small topology, connects from a pod to the

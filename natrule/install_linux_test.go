@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/mdlayher/netlink"
+	"github.com/snatrace/snatrace/internal/testenv"
 	"github.com/snatrace/snatrace/natmodel"
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/netns/netnstest"
@@ -25,7 +26,7 @@ func testNS(t *testing.T) *netns.NS { return netnstest.New(t, "nr") }
 func needBinary(t *testing.T, name string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("needs %s (.ci/run installs it)", name)
+		testenv.Skip(t, "needs %s (.ci/run installs it)", name)
 	}
 }
 

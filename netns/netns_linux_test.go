@@ -9,14 +9,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/snatrace/snatrace/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_SYS_ADMIN) to create network namespaces")
-	}
+	testenv.NeedRoot(t, "CAP_SYS_ADMIN")
 }
 
 func threadNetNSInode(t *testing.T) uint64 {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snatrace/snatrace/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -65,12 +66,10 @@ func runStdin(t testing.TB, stdin string, name string, args ...string) {
 
 func needRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and loads eBPF programs")
-	}
+	testenv.NeedRoot(t, "creates network namespaces and loads eBPF programs")
 	for _, bin := range []string{"ip", "nft"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s: %v", bin, err)
+			testenv.Skip(t, "needs %s: %v", bin, err)
 		}
 	}
 }

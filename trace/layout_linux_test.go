@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf/btf"
+	"github.com/snatrace/snatrace/internal/testenv"
 )
 
 // TestRecordLayout checks the decoder's offsets against struct event as
@@ -92,7 +93,7 @@ func TestReasonNames(t *testing.T) {
 func TestKernelDropReason(t *testing.T) {
 	kspec, err := btf.LoadKernelSpec()
 	if err != nil {
-		t.Skipf("no kernel BTF: %v", err)
+		testenv.Skip(t, "no kernel BTF: %v", err)
 	}
 	names, v, err := dropReasons(kspec)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snatrace/snatrace/internal/testenv"
 	"github.com/snatrace/snatrace/lab"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/netns"
@@ -158,7 +159,7 @@ func TestFixMissingIptables(t *testing.T) {
 	for _, tool := range []string{"iptables-legacy-save", "ip6tables-legacy-save", "iptables-nft-save", "ip6tables-nft-save"} {
 		p, err := exec.LookPath(tool)
 		if err != nil {
-			t.Skip(err)
+			testenv.Skip(t, "%v", err)
 		}
 		os.Symlink(p, filepath.Join(dir, tool))
 	}
@@ -180,9 +181,7 @@ func TestFixMissingIptables(t *testing.T) {
 // TestFixWithoutPrivileges runs the fix as nobody: exit 2 naming
 // CAP_NET_ADMIN.
 func TestFixWithoutPrivileges(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to switch to an unprivileged user")
-	}
+	testenv.NeedRoot(t, "to switch to an unprivileged user")
 	bin := nobodyBinary(t)
 	for _, args := range [][]string{{"fix"}, {"fix", "--apply", "--no-backup"}} {
 		var errb bytes.Buffer
@@ -202,9 +201,7 @@ func TestFixWithoutPrivileges(t *testing.T) {
 // workload, fixes it with snatrace fix --apply --netns, and checks that the
 // same workload then clashes at least 10 times less (kernel counters).
 func TestFixEndToEnd(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to run the lab")
-	}
+	testenv.NeedRoot(t, "CAP_NET_ADMIN, CAP_SYS_ADMIN")
 	if testing.Short() {
 		t.Skip("lab traffic: not in -short")
 	}
@@ -226,7 +223,7 @@ func TestFixEndToEnd(t *testing.T) {
 				t.Fatal(err)
 			}
 			if r.Conntrack.InsertFailed < 10 {
-				t.Skipf("plain masquerade clashed only %d times in %d connections: no race to fix on this machine", r.Conntrack.InsertFailed, r.Connections)
+				testenv.Skip(t, "plain masquerade clashed only %d times in %d connections: no race to fix on this machine", r.Conntrack.InsertFailed, r.Connections)
 			}
 			out, errs, code := runCLI(t, "fix", "--apply", "--netns", s.Node().Path(), "--no-backup")
 			if code != exitOK {

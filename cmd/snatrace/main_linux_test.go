@@ -10,14 +10,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/snatrace/snatrace/internal/testenv"
 )
 
 // TestLabWithoutPrivileges runs the lab as an unprivileged user: exit 2 with
 // a message that names what is missing and points to sim.
 func TestLabWithoutPrivileges(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to switch to an unprivileged user")
-	}
+	testenv.NeedRoot(t, "to switch to an unprivileged user")
 	bin := nobodyBinary(t)
 	var errb bytes.Buffer
 	cmd := exec.Command(bin, "lab")
@@ -39,9 +39,7 @@ func TestLabWithoutPrivileges(t *testing.T) {
 // TestLabSignals interrupts a long lab with SIGINT and SIGTERM: it must print
 // its partial results, exit 2 and leave no namespace behind.
 func TestLabSignals(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to run the lab")
-	}
+	testenv.NeedRoot(t, "CAP_NET_ADMIN, CAP_SYS_ADMIN")
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
 			var out, errb bytes.Buffer

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snatrace/snatrace/internal/testenv"
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/tool"
 )
@@ -22,9 +23,7 @@ var seq atomic.Int64
 // process is not root: namespaces need CAP_SYS_ADMIN.
 func New(t testing.TB, tag string) *netns.NS {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN): creates a network namespace")
-	}
+	testenv.NeedRoot(t, "creates a network namespace (CAP_SYS_ADMIN, CAP_NET_ADMIN)")
 	name := fmt.Sprintf("snt-%s-%d-%d", tag, os.Getpid(), seq.Add(1))
 	ns, err := netns.Create(name)
 	if err != nil {
@@ -45,7 +44,7 @@ func Run(t testing.TB, ns *netns.NS, stdin, name string, args ...string) string 
 	t.Helper()
 	out, err := RunErr(ns, stdin, name, args...)
 	if tool.IsMissing(err) {
-		t.Skipf("needs %s (.ci/run installs it)", name)
+		testenv.Skip(t, "needs %s (.ci/run installs it)", name)
 	}
 	if err != nil {
 		t.Fatal(err)
