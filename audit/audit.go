@@ -74,6 +74,7 @@ const (
 	KindChainTooLong  Kind = "conntrack-chain-too-long"
 	KindClashResolve  Kind = "clash-resolved"
 	KindMixedBackends Kind = "mixed-backends" // iptables-legacy and nftables rules side by side
+	KindNotRead       Kind = "rules-not-read" // a source of rules could not be read: the audit is incomplete
 )
 
 // Finding is one thing to fix or know.
@@ -124,10 +125,13 @@ type Report struct {
 	Findings  []Finding        `json:"findings"`
 	Conntrack *ConntrackView   `json:"conntrack"`
 	Warnings  []string         `json:"warnings,omitempty"`
-	Owners    []ruleset.Owner  `json:"owners"`
-	Counts    map[string]int   `json:"severity_counts"`
-	rules     []ruleset.Rule   // for the text report
-	remedies  map[ruleset.Owner]string
+	// ReadErrors are the sources of rules that could not be read: the
+	// audit saw none of their rules.
+	ReadErrors []ruleset.ReadError `json:"read_errors,omitempty"`
+	Owners     []ruleset.Owner     `json:"owners"`
+	Counts     map[string]int      `json:"severity_counts"`
+	rules      []ruleset.Rule      // for the text report
+	remedies   map[ruleset.Owner]string
 }
 
 // HasFindings reports whether any finding is at least min.
@@ -184,7 +188,7 @@ func Run(in Input) *Report {
 		rs = &ruleset.Ruleset{}
 	}
 	rep := &Report{
-		Kernel: in.Kernel, Iptables: in.Iptables, Sources: rs.Sources, Warnings: rs.Warnings,
+		Kernel: in.Kernel, Iptables: in.Iptables, Sources: rs.Sources, Warnings: rs.Warnings, ReadErrors: rs.ReadErrors,
 		rules: rs.Rules, remedies: map[ruleset.Owner]string{}, Counts: map[string]int{},
 		Rules: make([]RuleView, 0, len(rs.Rules)), Findings: []Finding{},
 	}
@@ -311,6 +315,10 @@ func hostFindings(rs *ruleset.Ruleset, ipt string, kv kernel.Version, kernelKnow
 		host(High, KindKernelRover, fmt.Sprintf("kernel %s predates 5.0: port selection starts at a global rover shared by all CPUs (unless the stable backport of 2022 is in), so plain and random rules race far more often; only fully-random avoids it", release),
 			"make every SNAT rule fully-random (snatrace fix), or move to a 5.x+ kernel", "kernel "+release)
 	}
+	for _, e := range rs.ReadErrors {
+		host(Medium, KindNotRead, fmt.Sprintf("the %s rules could not be read (%s): this audit does not include them, and a racing rule among them would go unreported", e.Backend, e.Source),
+			notReadRemedy(e), e.Err)
+	}
 	if rs.MixedBackends() {
 		counts := map[ruleset.Backend]int{}
 		for _, r := range rs.Rules {
@@ -321,6 +329,17 @@ func hostFindings(rs *ruleset.Ruleset, ipt string, kv kernel.Version, kernelKnow
 			"make every agent on the node use the same iptables flavour (update-alternatives --set iptables ...), then remove the stale legacy rules")
 	}
 	return out
+}
+
+// notReadRemedy says what a read of e's source needs.
+func notReadRemedy(e ruleset.ReadError) string {
+	switch e.Backend {
+	case ruleset.IptablesLegacy:
+		return "iptables-legacy-save needs CAP_NET_ADMIN and CAP_NET_RAW (it reads the tables through a raw socket): run as root, or grant both"
+	case ruleset.Nftables:
+		return "reading nftables over netlink needs CAP_NET_ADMIN in the namespace"
+	}
+	return "install iptables-nft-save (Debian package iptables) and run with CAP_NET_ADMIN"
 }
 
 // summaryLine is the one line a human reads first.

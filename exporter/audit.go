@@ -1,6 +1,8 @@
 package exporter
 
 import (
+	"fmt"
+
 	"github.com/snatrace/snatrace/audit"
 )
 
@@ -26,6 +28,12 @@ func FromAuditReport(rep *audit.Report) AuditResult {
 	}
 	for _, f := range rep.Findings {
 		r.Findings = append(r.Findings, AuditFinding{Severity: f.Severity.String(), Kind: string(f.Kind)})
+	}
+	for _, e := range rep.ReadErrors {
+		if r.ReadErrors == nil {
+			r.ReadErrors = map[string]error{}
+		}
+		r.ReadErrors[RuleSource(string(e.Backend))] = fmt.Errorf("%s: %s", e.Source, e.Err)
 	}
 	return r
 }

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,10 +27,12 @@ type MaxFunc func() (uint64, error)
 type AuditFunc func(ctx context.Context) (AuditResult, error)
 
 // AuditResult is what the exporter needs from an audit: the SNAT rules and the
-// findings, reduced to the labels it exports.
+// findings, reduced to the labels it exports, and the rule sources it could
+// not read (by RuleSource name; each becomes snatrace_scrape_error{source}).
 type AuditResult struct {
-	Rules    []AuditRule
-	Findings []AuditFinding
+	Rules      []AuditRule
+	Findings   []AuditFinding
+	ReadErrors map[string]error
 }
 
 // AuditRule is one SNAT/MASQUERADE rule.
@@ -68,7 +71,17 @@ const (
 	SourceAudit   = "audit"              // the last audit refresh
 )
 
-var sources = []string{SourceNetlink, SourceProc, SourceMax, SourceAudit}
+// RuleSources are the sources of the audit's rules, as
+// snatrace_scrape_error{source} names them: the last refresh could not read
+// (or read only in part) that backend's rules.
+var RuleSources = []string{"rules_nftables", "rules_iptables_legacy", "rules_iptables_nft"}
+
+// RuleSource is the snatrace_scrape_error source of a backend's rules.
+func RuleSource(backend string) string {
+	return "rules_" + strings.ReplaceAll(backend, "-", "_")
+}
+
+var sources = append([]string{SourceNetlink, SourceProc, SourceMax, SourceAudit}, RuleSources...)
 
 // Option configures an Exporter.
 type Option func(*Exporter)
@@ -211,6 +224,9 @@ func (e *Exporter) RefreshAudit(ctx context.Context) error {
 	e.auditErr = false
 	e.auditRes = &res
 	e.auditOK = end
+	for _, src := range RuleSources {
+		e.noteLocked(src, res.ReadErrors[src])
+	}
 	return nil
 }
 
@@ -314,6 +330,9 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(auditDurDesc, prometheus.GaugeValue, e.auditRunDur.Seconds())
 	}
 	scrapeErr[SourceAudit] = e.auditErr
+	for _, src := range RuleSources {
+		scrapeErr[src] = e.auditRes != nil && e.auditRes.ReadErrors[src] != nil
+	}
 	ch <- prometheus.MustNewConstMetric(buildDesc, prometheus.GaugeValue, 1, e.build.Version, e.build.Revision, e.build.GoVersion)
 	era, _ := KernelEra(e.release)
 	ch <- prometheus.MustNewConstMetric(kernelDesc, prometheus.GaugeValue, 1, e.release, era)
@@ -331,6 +350,7 @@ func (e *Exporter) sourceList() []string {
 	}
 	if e.audit != nil {
 		l = append(l, SourceAudit)
+		l = append(l, RuleSources...)
 	}
 	return l
 }

@@ -26,8 +26,8 @@ func Read(ctx context.Context, opts ReadOptions) (*Ruleset, error) {
 	d, nftErr := readNftDump(opts)
 	if nftErr == nil {
 		nrs := fromNftDump(d)
-		if err := attachIptablesNftText(ctx, run, nrs); err != nil {
-			nrs.Warnings = append(nrs.Warnings, err.Error())
+		if bin, err := attachIptablesNftText(ctx, run, nrs); err != nil {
+			nrs.readError(IptablesNft, bin, err)
 		}
 		rs.merge(nrs)
 	}
@@ -39,7 +39,7 @@ func Read(ctx context.Context, opts ReadOptions) (*Ruleset, error) {
 		if !legacyRead {
 			return nil, fmt.Errorf("reading nftables over netlink: %w", nftErr)
 		}
-		rs.Warnings = append(rs.Warnings, fmt.Sprintf("nftables not read: %v", nftErr))
+		rs.readError(Nftables, "netlink", nftErr)
 	}
 	rs.resolveHooks()
 	Attribute(rs)
@@ -53,7 +53,7 @@ func readLegacy(ctx context.Context, run tool.Runner, rs *Ruleset) bool {
 	for _, bin := range legacySaveBinaries(ctx, run) {
 		lrs, err := readSave(ctx, run, bin)
 		if err != nil {
-			rs.Warnings = append(rs.Warnings, err.Error())
+			rs.readError(IptablesLegacy, bin, err)
 			continue
 		}
 		if lrs == nil {
@@ -127,8 +127,8 @@ func readSave(ctx context.Context, run tool.Runner, bin string, args ...string) 
 
 // attachIptablesNftText replaces the rendered nft text of iptables-nft rules
 // with their iptables-nft-save line (what iptables-restore -R takes back),
-// matched by family, chain and position.
-func attachIptablesNftText(ctx context.Context, run tool.Runner, rs *Ruleset) error {
+// matched by family, chain and position. On error it names the tool.
+func attachIptablesNftText(ctx context.Context, run tool.Runner, rs *Ruleset) (string, error) {
 	need := map[Family]bool{}
 	for _, r := range rs.Rules {
 		if r.Backend == IptablesNft && r.Table == "nat" {
@@ -139,13 +139,13 @@ func attachIptablesNftText(ctx context.Context, run tool.Runner, rs *Ruleset) er
 		bin, _, _ := natrule.Tools(IptablesNft, fam)
 		srs, err := readSave(ctx, run, bin, "-t", "nat")
 		if err != nil {
-			return err
+			return bin, err
 		}
 		if srs == nil {
 			continue
 		}
 		if err := matchSaveLines(rs, srs, fam, bin); err != nil {
-			return err
+			return bin, err
 		}
 		for i := range rs.Sources {
 			if rs.Sources[i].Backend == IptablesNft && len(srs.Sources) > 0 {
@@ -153,7 +153,7 @@ func attachIptablesNftText(ctx context.Context, run tool.Runner, rs *Ruleset) er
 			}
 		}
 	}
-	return nil
+	return "", nil
 }
 
 // matchSaveLines gives the iptables-nft rules of fam in rs the text, match

@@ -185,6 +185,28 @@ type Ruleset struct {
 	// Warnings are things the reader noticed that the user should know
 	// (unknown statements it skipped, flags it could not see).
 	Warnings []string `json:"warnings,omitempty"`
+	// ReadErrors are the sources a live read could not read, or read only
+	// in part: their rules are missing from Rules, or lack their iptables
+	// text. An audit with read errors is incomplete and must say so.
+	ReadErrors []ReadError `json:"read_errors,omitempty"`
+}
+
+// ReadError is a source of rules that could not be read.
+type ReadError struct {
+	// Backend is the rules the error hides: nftables (native and
+	// iptables-nft over netlink), iptables-legacy, or iptables-nft (the
+	// iptables-nft-save text of rules read over netlink).
+	Backend Backend `json:"backend"`
+	// Source is what failed: "netlink" or the tool that was run.
+	Source string `json:"source"`
+	Err    string `json:"error"`
+}
+
+// readError records that source could not be read, as a ReadError and, for
+// readers of the warnings, a warning.
+func (rs *Ruleset) readError(b Backend, source string, err error) {
+	rs.ReadErrors = append(rs.ReadErrors, ReadError{Backend: b, Source: source, Err: err.Error()})
+	rs.Warnings = append(rs.Warnings, fmt.Sprintf("%s not read (%s): %v", b, source, err))
 }
 
 // Backends returns the distinct backends of the rules, in first-seen order.
@@ -223,6 +245,7 @@ func (rs *Ruleset) merge(o *Ruleset) {
 	rs.Jumps = append(rs.Jumps, o.Jumps...)
 	rs.Sources = append(rs.Sources, o.Sources...)
 	rs.Warnings = append(rs.Warnings, o.Warnings...)
+	rs.ReadErrors = append(rs.ReadErrors, o.ReadErrors...)
 	if o.Generation != 0 {
 		rs.Generation = o.Generation
 	}

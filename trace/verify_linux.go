@@ -61,6 +61,15 @@ func (c *replyChecker) conn(inode uint32) *conntrack.Conn {
 		return conn
 	}
 	c.conns[inode] = nil
+	if own, err := (*netns.NS)(nil).Inode(); err == nil && own == inode {
+		// This thread's own namespace needs no setns (and so no
+		// CAP_SYS_ADMIN): the DaemonSet's case, hostNetwork.
+		conn, err := conntrack.Dial(nil)
+		if err == nil {
+			c.conns[inode] = conn
+		}
+		return c.conns[inode]
+	}
 	ns, err := netns.OpenSpec(netns.Spec{Inode: inode})
 	if err != nil {
 		return nil
