@@ -1,5 +1,7 @@
 package ctstat
 
+import "math"
+
 // Counters are the conntrack counters of one CPU, or a sum over CPUs.
 //
 // Field meaning (KERNEL.md §4): InsertFailed and Drop count packets whose
@@ -13,15 +15,22 @@ type Counters struct {
 	SearchRestart, ClashResolve, ChainTooLong uint64
 }
 
-// Sub returns c-o field by field. A field of o larger than the one of c (a
-// counter reset, a namespace that was recreated, or a wrap of the kernel's
-// 32-bit per-CPU counter) gives 0 for that field rather than a huge number.
+// Sub returns c-o field by field. The kernel keeps each per-CPU counter in
+// 32 bits (/proc prints %08x, ctnetlink sends be32), so a counter that went
+// past 2^32-1 between two readings wraps: when both readings fit in 32 bits
+// and the difference modulo 2^32 is below 2^31, that is the delta
+// (0xfffffff0 -> 0x10 is 0x20, not 0). Any other decrease is a reset (a
+// namespace recreated) and gives 0, as does one of a sum over CPUs: never a
+// huge number.
 func (c Counters) Sub(o Counters) Counters {
 	sub := func(a, b uint64) uint64 {
-		if b > a {
-			return 0
+		switch {
+		case a >= b:
+			return a - b
+		case a <= math.MaxUint32 && b <= math.MaxUint32 && uint32(a-b) < 1<<31:
+			return uint64(uint32(a - b))
 		}
-		return a - b
+		return 0
 	}
 	return Counters{
 		Found:         sub(c.Found, o.Found),

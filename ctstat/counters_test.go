@@ -52,3 +52,21 @@ func TestDelta(t *testing.T) {
 		t.Errorf("Total = %+v", tot)
 	}
 }
+
+// TestSubWraps: a per-CPU counter that wrapped past 2^32 between readings
+// gives the real delta, not 0.
+func TestSubWraps(t *testing.T) {
+	before := Counters{InsertFailed: 0xfffffff0, Drop: 0xffffffff, Found: 5}
+	after := Counters{InsertFailed: 0x10, Drop: 3, Found: 9}
+	if got, want := after.Sub(before), (Counters{InsertFailed: 0x20, Drop: 4, Found: 4}); got != want {
+		t.Errorf("Sub across a wrap = %+v, want %+v", got, want)
+	}
+	d := Delta(Snapshot{CPUs: []CPU{{CPU: 1, Counters: before}}}, Snapshot{CPUs: []CPU{{CPU: 1, Counters: after}}})
+	if d.Total().InsertFailed != 0x20 {
+		t.Errorf("Delta across a wrap: insert_failed %d, want 32", d.Total().InsertFailed)
+	}
+	// Sums over CPUs are not 32-bit: one that went down gives 0.
+	if got := (Counters{Drop: 1 << 33}).Sub(Counters{Drop: 1<<33 + 1}); got.Drop != 0 {
+		t.Errorf("a 64-bit sum that went down gave %d", got.Drop)
+	}
+}
