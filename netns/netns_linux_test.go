@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -205,5 +206,90 @@ func TestOpenInodeHeldByFD(t *testing.T) {
 	defer o.Close()
 	if got, _ := o.Inode(); got != ino {
 		t.Errorf("opened inode %d, want %d", got, ino)
+	}
+}
+
+// TestRouteHandleOpensRouteOnly: the handle of a namespace holds a
+// NETLINK_ROUTE socket and nothing else. vishvananda's NewHandleAt without
+// families also opens NETLINK_XFRM, which fails where xfrm_user cannot be
+// loaded ("protocol not supported", a stock Debian 6.1 guest).
+func TestRouteHandleOpensRouteOnly(t *testing.T) {
+	needRoot(t)
+	ns, err := Create(fmt.Sprintf("snt-t%d-route", os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Delete()
+	before := netlinkSockets(t, ns)
+	h, err := ns.RouteHandle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	after := netlinkSockets(t, ns)
+	for proto, n := range after {
+		if d := n - before[proto]; d != 0 && proto != unix.NETLINK_ROUTE {
+			t.Errorf("RouteHandle opened %d sockets of netlink protocol %d", d, proto)
+		}
+	}
+	if after[unix.NETLINK_ROUTE]-before[unix.NETLINK_ROUTE] != 1 {
+		t.Errorf("RouteHandle opened %d NETLINK_ROUTE sockets, want 1", after[unix.NETLINK_ROUTE]-before[unix.NETLINK_ROUTE])
+	}
+}
+
+// netlinkSockets counts this process's netlink sockets in ns by protocol:
+// the inodes of /proc/self/fd matched against ns's /proc/net/netlink.
+func netlinkSockets(t *testing.T, ns *NS) map[int]int {
+	t.Helper()
+	fds, _ := os.ReadDir("/proc/self/fd")
+	mine := map[string]bool{}
+	for _, fd := range fds {
+		if l, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && strings.HasPrefix(l, "socket:[") {
+			mine[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	var table []byte
+	if err := ns.Do(func() (err error) { table, err = os.ReadFile("/proc/thread-self/net/netlink"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]int{}
+	for _, line := range strings.Split(string(table), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 10 || !mine[f[len(f)-1]] {
+			continue
+		}
+		proto, _ := strconv.Atoi(f[1])
+		out[proto]++
+	}
+	return out
+}
+
+// TestCreateSharesDir: Create makes /run/netns a shared mount point, as
+// `ip netns add` does first; otherwise a later `ip netns add` bind-mounts
+// the directory over itself and hides the mounts made before, which can then
+// be neither unmounted nor removed (EBUSY: a CI run left a namespace so).
+func TestCreateSharesDir(t *testing.T) {
+	needRoot(t)
+	ns, err := Create(fmt.Sprintf("snt-t%d-shared", os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Delete()
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, l := range strings.Split(string(info), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 6 && f[4] == Dir {
+			found = true
+			if !strings.Contains(l, " shared:") {
+				t.Errorf("%s is a mount point but not shared: %s", Dir, l)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("%s is not a mount point after Create", Dir)
 	}
 }
