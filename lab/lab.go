@@ -187,6 +187,7 @@ func (e *PrivilegeError) Error() string {
 	return fmt.Sprintf("snatrace lab needs root (missing %v: network namespaces need CAP_SYS_ADMIN, links and NAT rules CAP_NET_ADMIN); `snatrace sim` predicts the race without privileges", e.Missing)
 }
 
-// ErrNoConntrack means the kernel has no conntrack statistics to read: it was
-// built without nf_conntrack, or the module is not loaded.
-var ErrNoConntrack = errors.New("this kernel has no connection tracking (nf_conntrack): /proc/net/stat/nf_conntrack is missing; load the nf_conntrack and nf_nat modules")
+// ErrNoConntrack means the kernel has no connection tracking (nf_conntrack):
+// it was built without it, or its module could not be loaded, neither on
+// demand (by a NAT rule) nor by modprobe.
+var ErrNoConntrack = errors.New("this kernel has no connection tracking (nf_conntrack): /proc/net/stat/nf_conntrack is missing even after creating a NAT rule; build it in or install its modules (nf_conntrack, nf_nat)")

@@ -102,10 +102,7 @@ func Open(ctx context.Context, cfg Config) (s *Session, err error) {
 	if err := addSNATAddresses(s.Topo, cfg.Modes); err != nil {
 		return s, err
 	}
-	if _, err := readNodeProc(s.Topo.Node); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return s, ErrNoConntrack
-		}
+	if err := ensureConntrack(ctx, s.Topo.Node, cfg.Backends[0]); err != nil {
 		return s, err
 	}
 	s.d = &driver{topo: s.Topo, dport: cfg.Workload.Dport, cpus: cpus, timeout: cfg.Timeout}
@@ -291,4 +288,38 @@ func addSNATAddresses(t *Topology, modes []natrule.Mode) error {
 		}
 	}
 	return nil
+}
+
+// ensureConntrack makes sure the node namespace has connection tracking.
+// On a distribution kernel netfilter is modular and loads on demand: like
+// nft and iptables, the lab lets the kernel load nf_conntrack and nf_nat by
+// creating a NAT rule (through backend), and runs modprobe where it is
+// installed; only what is still missing afterwards is reported.
+func ensureConntrack(ctx context.Context, node *netns.NS, backend natrule.Backend) error {
+	if _, err := readNodeProc(node); !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	probe := []natrule.Rule{{Src: labnet.PodNet, Proto: "tcp", Mode: natrule.Mode{Action: natrule.Masquerade}}}
+	installErr := natrule.Install(ctx, node, backend, probe)
+	if installErr == nil {
+		installErr = natrule.Remove(ctx, node, backend)
+	}
+	if _, err := readNodeProc(node); !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	detail := "creating a NAT rule did not load nf_conntrack"
+	if installErr != nil {
+		detail = fmt.Sprintf("creating a NAT rule failed: %v", installErr)
+	}
+	exec := tool.Exec{}
+	if _, err := exec.LookPath("modprobe"); err == nil {
+		if _, err := exec.Run(ctx, tool.Command("modprobe", "-a", "nf_conntrack", "nf_nat")); err != nil {
+			detail += fmt.Sprintf("; modprobe: %v", err)
+		} else if _, err := readNodeProc(node); !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	} else {
+		detail += "; no modprobe to load it"
+	}
+	return fmt.Errorf("%w (%s)", ErrNoConntrack, detail)
 }
