@@ -81,6 +81,18 @@ const (
 // ErrInterrupted is returned with the partial report of a cancelled run.
 var ErrInterrupted = errors.New("lab run interrupted")
 
+// CutError is a round that a cancellation cut short: Sent connections left
+// but their handshakes were abandoned, so the round is not accounted. It
+// matches ErrInterrupted.
+type CutError struct{ Sent int }
+
+func (e *CutError) Error() string {
+	return fmt.Sprintf("lab round cut short after %d connections: not counted", e.Sent)
+}
+
+// Is makes a CutError an ErrInterrupted.
+func (e *CutError) Is(target error) bool { return target == ErrInterrupted }
+
 // WithDefaults returns c with every zero field set to its default: the
 // default modes and backend, one same-port pod per CPU (16 pods for the other
 // workloads), a steady rate of 1000/s, and for steady traffic bounded by a
@@ -149,12 +161,36 @@ func (c Config) Validate() error {
 	if c.RoundSize < 1 || c.RoundSize > MaxRoundSize {
 		return fmt.Errorf("round size: %d is out of range 1..%d", c.RoundSize, MaxRoundSize)
 	}
+	if c.Timeout <= 0 {
+		return fmt.Errorf("timeout: %v must be positive", c.Timeout)
+	}
 	for _, m := range c.Modes {
 		if err := c.checkSNAT(m); err != nil {
 			return err
 		}
+		for _, b := range c.Backends {
+			if err := installable(m, b); err != nil {
+				return err
+			}
+		}
 	}
 	return (TopologyConfig{Prefix: c.Prefix, Pods: c.Pods, Servers: c.Servers, PortRange: c.PortRange}).validate()
+}
+
+// installable checks, before anything is built, that backend can express
+// the rule the lab installs for m.
+func installable(m natrule.Mode, b natrule.Backend) error {
+	r := natrule.Rule{Src: labnet.PodNet, OutIface: labnet.UplinkName(0), Proto: "tcp", Mode: m}
+	var err error
+	if b == natrule.Nftables {
+		_, err = r.NFTStatement()
+	} else {
+		_, err = r.IptablesArgs()
+	}
+	if err != nil {
+		return fmt.Errorf("nat %q: cannot be installed through %s: %w", m, b.Flag(), err)
+	}
+	return nil
 }
 
 // checkSNAT checks that an snat mode's addresses can live on the lab's

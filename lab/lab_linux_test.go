@@ -185,13 +185,28 @@ func TestInterrupted(t *testing.T) {
 	needRoot(t)
 	prefix := NewPrefix()
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(700*time.Millisecond, cancel)
+	time.AfterFunc(2500*time.Millisecond, cancel) // rounds with clashes last 1 s+: some done, one cut
 	rep, err := Run(ctx, Config{Prefix: prefix, Pods: 2, Connections: MaxConnections})
 	if !errors.Is(err, ErrInterrupted) {
 		t.Fatalf("Run = %v, want ErrInterrupted", err)
 	}
 	if rep == nil || rep.Stopped != "interrupted" || rep.Workload.Connections == 0 {
 		t.Fatalf("partial report = %+v", rep)
+	}
+	// Only completed rounds are counted, so each mode's SYNs add up; the
+	// round in flight is named, not counted.
+	sum := 0
+	for _, r := range rep.Results {
+		sum += r.Connections
+		if !r.Accounted {
+			t.Errorf("%s: does not add up after the interrupt: %s", r.NAT, r.Note)
+		}
+	}
+	if sum != rep.Workload.Connections {
+		t.Errorf("results hold %d connections, the workload %d", sum, rep.Workload.Connections)
+	}
+	if c := rep.Incomplete; c == nil || c.Connections == 0 || c.NAT == "" {
+		t.Errorf("incomplete round %+v: the interrupt at 2.5 s falls in a round", c)
 	}
 	assertNoNamespaces(t, prefix)
 }

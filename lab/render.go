@@ -41,6 +41,9 @@ func WriteText(w io.Writer, rep *Report) error {
 				t.Attributed, t.Unmatched, t.Extra, t.OtherDrops)
 		}
 	}
+	if c := rep.Incomplete; c != nil {
+		ew.Printf("\ninterrupted: the round in flight (%d connections of %s, %s) was cut short and is not counted\n", c.Connections, c.NAT, c.Backend)
+	}
 	ew.Printf("\nverdict: %s\n", rep.Verdict)
 	return ew.Err
 }

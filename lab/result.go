@@ -26,6 +26,16 @@ type Report struct {
 	TrafficSeconds float64 `json:"traffic_seconds"`
 	ConnectRate    float64 `json:"connect_rate"`
 	Stopped        string  `json:"stopped"` // why the run ended: "connections", "until", "duration", "interrupted", "error"
+	// Incomplete is the round an interruption cut short, left out of every
+	// result: its handshakes were abandoned before they could be counted.
+	Incomplete *IncompleteRound `json:"incomplete_round,omitempty"`
+}
+
+// IncompleteRound is the round in flight when a run was interrupted.
+type IncompleteRound struct {
+	NAT         string `json:"nat"`
+	Backend     string `json:"backend"`
+	Connections int    `json:"connections"` // sent, not accounted
 }
 
 // WorkloadReport describes the traffic that was sent.

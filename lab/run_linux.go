@@ -147,7 +147,9 @@ func (s *Session) Rules(mode natrule.Mode) []natrule.Rule {
 // Round sends about n connections of the session's workload under whatever
 // rule the node has now, waits for every handshake, and returns them
 // accounted in a Result (NAT and Backend left empty). until > 0 ends the
-// round once the node has counted that many more insert failures.
+// round once the node has counted that many more insert failures. A
+// cancelled ctx ends it with the chunks already accounted, and a *CutError
+// for the one in flight.
 func (s *Session) Round(ctx context.Context, n int, until uint64) (*Result, error) {
 	r := &Result{}
 	// In chunks of RoundSize: every connection holds a descriptor until its
@@ -162,6 +164,12 @@ func (s *Session) Round(ctx context.Context, n int, until uint64) (*Result, erro
 		}
 		before := r.Connections
 		hit, err := s.round(ctx, r, min(s.cfg.RoundSize, n-r.Connections), left)
+		var cut *CutError
+		if errors.As(err, &cut) {
+			r.Rounds = 1
+			r.finish()
+			return r, err
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -199,6 +207,11 @@ func (s *Session) round(ctx context.Context, r *Result, n int, until uint64) (hi
 	atts, err := s.d.round(ctx, s.plan.next(n), stop)
 	if err != nil {
 		return false, err
+	}
+	if ctx.Err() != nil {
+		// Cut short: its pending handshakes were abandoned, so neither its
+		// connections nor the kernel's counts of them can be accounted.
+		return false, &CutError{Sent: len(atts)}
 	}
 	after, err := s.Topo.read()
 	if err != nil {

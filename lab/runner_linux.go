@@ -43,13 +43,14 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	r := newRun(cfg, s)
 	err = r.loop(ctx)
 	r.finish()
+	var cut *CutError
 	switch {
+	case errors.As(err, &cut), err == nil && ctx.Err() != nil:
+		r.rep.Stopped = "interrupted"
+		return r.rep, ErrInterrupted
 	case err != nil:
 		r.rep.Stopped = "error"
 		return r.rep, err
-	case ctx.Err() != nil:
-		r.rep.Stopped = "interrupted"
-		return r.rep, ErrInterrupted
 	}
 	return r.rep, nil
 }
@@ -164,6 +165,10 @@ func (r *run) round(ctx context.Context, i, n int, until uint64) (bool, error) {
 	res := r.rep.Results[i]
 	before := res.Connections
 	hit, err := r.s.round(ctx, res, n, until)
+	var cut *CutError
+	if errors.As(err, &cut) {
+		r.rep.Incomplete = &IncompleteRound{NAT: res.NAT, Backend: res.Backend, Connections: cut.Sent}
+	}
 	if err != nil {
 		return false, err
 	}

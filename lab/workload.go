@@ -38,6 +38,12 @@ type WorkloadConfig struct {
 func (w WorkloadConfig) validate() error {
 	switch w.Name {
 	case SamePort, Ephemeral:
+		if w.Rate != 0 {
+			return fmt.Errorf("rate: only the steady workload takes a rate (workload %s sends bursts)", w.Name)
+		}
+		if w.Poisson {
+			return fmt.Errorf("poisson: only the steady workload has Poisson arrivals (workload %s sends bursts)", w.Name)
+		}
 	case Steady:
 		if w.Rate <= 0 || w.Rate > 1e6 || math.IsNaN(w.Rate) {
 			return fmt.Errorf("rate: %v connections/s is out of range (0, 1000000]", w.Rate)

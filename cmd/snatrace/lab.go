@@ -124,8 +124,15 @@ func (fl *labFlags) config(cmd *cobra.Command) (lab.Config, error) {
 		}
 		cfg.Workload.Rate = r
 	}
-	if !cmd.Flags().Changed("connections") {
+	changed := cmd.Flags().Changed
+	switch {
+	case !changed("connections"):
 		cfg.Connections = 0 // lab's default: rate x duration for steady
+	case cfg.Connections <= 0:
+		return cfg, usageErr("--connections: %d must be positive", cfg.Connections)
+	}
+	if changed("timeout") && cfg.Timeout <= 0 {
+		return cfg, usageErr("--timeout: %v must be positive", cfg.Timeout)
 	}
 	if fl.portRange != "" {
 		lo, hi, err := parsePortRange(fl.portRange)

@@ -53,6 +53,12 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"lab", "--report", "x.pdf"}, `snatrace: --report: "x.pdf" must end in .html`},
 		{[]string{"lab", "--connections", "lots"}, `snatrace: invalid argument "lots" for "--connections" flag: strconv.ParseInt: parsing "lots": invalid syntax`},
 		{[]string{"lab", "--no-such-flag"}, "snatrace: unknown flag: --no-such-flag"},
+		{[]string{"lab", "--timeout", "0"}, "snatrace: --timeout: 0s must be positive"},
+		{[]string{"lab", "--timeout", "-1s"}, "snatrace: --timeout: -1s must be positive"},
+		{[]string{"lab", "--connections", "0"}, "snatrace: --connections: 0 must be positive"},
+		{[]string{"lab", "--rate", "100/s"}, "snatrace: rate: only the steady workload takes a rate (workload same-port sends bursts)"},
+		{[]string{"lab", "--workload", "ephemeral", "--poisson"}, "snatrace: poisson: only the steady workload has Poisson arrivals (workload ephemeral sends bursts)"},
+		{[]string{"lab", "--nat", "masquerade persistent", "--backend", "iptables-legacy"}, `snatrace: nat "masquerade persistent": cannot be installed through iptables-legacy: "masquerade persistent": iptables MASQUERADE has no --persistent: not supported by this backend`},
 		{[]string{"frobnicate"}, `snatrace: unknown command "frobnicate" for "snatrace"`},
 	}
 	for _, tt := range tests {
