@@ -53,7 +53,11 @@ Workloads:
   ephemeral  bursts with kernel-chosen source ports (narrow them with --port-range)
   steady     a constant (or --poisson) --rate of connections, kernel-chosen ports
 
-Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN). Without it, use snatrace sim.`
+Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN). Without it, use snatrace sim.
+
+Interrupted (SIGINT, SIGTERM), it cleans up, prints what the completed rounds
+measured (the round in flight is named, not counted) and exits 130 (SIGINT) or
+143 (SIGTERM).`
 
 func newLabCmd() *cobra.Command {
 	var fl labFlags
@@ -173,11 +177,15 @@ func runLab(cmd *cobra.Command, fl labFlags, cfg lab.Config) error {
 	if werr := writeLab(cmd.OutOrStdout(), stderr, fl, rep); werr != nil {
 		return envErr(werr)
 	}
-	if err != nil && !errors.Is(err, lab.ErrInterrupted) {
-		return envErr(err)
+	if errors.Is(err, lab.ErrInterrupted) {
+		code, ok := interrupted(cmd.Context())
+		if !ok {
+			code = exitUsage
+		}
+		return &exitError{code: code, err: err}
 	}
 	if err != nil {
-		return err
+		return envErr(err)
 	}
 	if fl.failOnRace && len(rep.Results) > 0 && rep.Results[0].Conntrack.InsertFailed > 0 {
 		return silentExit(exitFindings)

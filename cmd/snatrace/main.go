@@ -92,9 +92,41 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
+// signalled is the cause of a context ended by a signal.
+type signalled struct{ sig syscall.Signal }
+
+func (s signalled) Error() string { return "interrupted by " + s.sig.String() }
+
+// exitCode is the shell's code for a process ended by the signal: 130 for
+// SIGINT, 143 for SIGTERM.
+func (s signalled) exitCode() int { return 128 + int(s.sig) }
+
+// interrupted returns the exit code for a job that a signal ended early, or
+// false when ctx was not ended by one.
+func interrupted(ctx context.Context) (int, bool) {
+	var s signalled
+	if errors.As(context.Cause(ctx), &s) {
+		return s.exitCode(), true
+	}
+	return 0, false
+}
+
+// signalContext is cancelled, with a signalled cause, by SIGINT or SIGTERM.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		if sig, ok := <-sigc; ok {
+			cancel(signalled{sig.(syscall.Signal)})
+		}
+	}()
+	return ctx, func() { signal.Stop(sigc); close(sigc); cancel(nil) }
+}
+
 // run executes the command line args and returns the process exit code.
 func run(args []string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
 	root := newRootCmd()
 	root.SetArgs(args)
