@@ -22,16 +22,16 @@ func ReadConntrack(ctx context.Context, ns *netns.NS, interval time.Duration, sl
 				return s, nil
 			}
 		}
-		return ctstat.ReadNetlink(ns.Fd())
+		return ctstat.ReadNetlink(ns)
 	}
 	first, err := read()
 	if err != nil {
 		return nil, fmt.Errorf("reading conntrack counters: %w", err)
 	}
 	c := &Conntrack{Now: first}
-	if g, err := ctstat.ReadNetlinkGlobal(ns.Fd()); err == nil && g.Max > 0 {
+	if g, err := ctstat.ReadNetlinkGlobal(ns); err == nil && g.Max > 0 {
 		c.Max = g.Max
-	} else if m, err := ctstat.ReadMax(ctstat.MaxPath); err == nil {
+	} else if m, err := ctstat.ReadMaxIn(ns); err == nil {
 		c.Max = m
 	}
 	if interval <= 0 {

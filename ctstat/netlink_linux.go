@@ -4,17 +4,20 @@ package ctstat
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/snatrace/snatrace/netns"
 )
 
 // ReadNetlink reads the per-CPU counters, the entry count and the table size
-// of a network namespace through ctnetlink. nsFD is a file descriptor of the namespace, or 0
-// for the calling thread's namespace. It needs CAP_NET_ADMIN in the owning user
-// namespace of the network namespace; without it the error wraps unix.EPERM.
-func ReadNetlink(nsFD int) (Snapshot, error) {
-	c, err := dial(nsFD)
+// of network namespace ns (nil: the calling thread's) through ctnetlink. It
+// needs CAP_NET_ADMIN in the owning user namespace of the network namespace;
+// without it the error wraps unix.EPERM.
+func ReadNetlink(ns *netns.NS) (Snapshot, error) {
+	c, err := dial(ns)
 	if err != nil {
 		return Snapshot{}, err
 	}
@@ -38,9 +41,9 @@ func ReadNetlink(nsFD int) (Snapshot, error) {
 }
 
 // ReadNetlinkGlobal reads the entry count and the table size (nf_conntrack_max)
-// of a network namespace through ctnetlink; nsFD as for ReadNetlink.
-func ReadNetlinkGlobal(nsFD int) (Global, error) {
-	c, err := dial(nsFD)
+// of a network namespace through ctnetlink; ns as for ReadNetlink.
+func ReadNetlinkGlobal(ns *netns.NS) (Global, error) {
+	c, err := dial(ns)
 	if err != nil {
 		return Global{}, err
 	}
@@ -57,12 +60,33 @@ func queryStatsCPU(c *netlink.Conn) ([]netlink.Message, error) {
 	return msgs, nil
 }
 
-func dial(nsFD int) (*netlink.Conn, error) {
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: nsFD})
+// timeout bounds one read of the statistics: the kernel answers at once.
+const timeout = 10 * time.Second
+
+func dial(ns *netns.NS) (*netlink.Conn, error) {
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: ns.Fd()})
 	if err != nil {
-		return nil, fmt.Errorf("opening ctnetlink socket: %w", err)
+		return nil, fmt.Errorf("opening ctnetlink socket in %s: %w", ns, err)
+	}
+	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("setting a ctnetlink deadline: %w", err)
 	}
 	return c, nil
+}
+
+// ReadProcIn reads the statistics of namespace ns (nil: the caller's
+// thread's) from /proc, by column name, on a thread inside it.
+func ReadProcIn(ns *netns.NS) (s Snapshot, err error) {
+	err = ns.Do(func() error { s, err = ReadProc(ProcPath); return err })
+	return s, err
+}
+
+// ReadMaxIn reads nf_conntrack_max of namespace ns (nil: the caller's
+// thread's) on a thread inside it.
+func ReadMaxIn(ns *netns.NS) (v uint64, err error) {
+	err = ns.Do(func() error { v, err = ReadMax(""); return err })
+	return v, err
 }
 
 // readGlobal asks with NLM_F_ACK: the kernel marks its single reply

@@ -57,11 +57,11 @@ func TestFreshNamespaceProcAndNetlinkAgree(t *testing.T) {
 			if p, err = ReadProc(ProcPath); err != nil {
 				return err
 			}
-			n0, err = ReadNetlink(0)
+			n0, err = ReadNetlink(nil)
 			return err
 		})
 		if err == nil {
-			nfd, err = ReadNetlink(ns.Fd())
+			nfd, err = ReadNetlink(ns)
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -126,7 +126,7 @@ func TestFreshNamespaceProcAndNetlinkAgree(t *testing.T) {
 	if err := ns.Do(func() (err error) { maxProc, err = ReadMax(""); return err }); err != nil {
 		t.Fatal(err)
 	}
-	g, err := ReadNetlinkGlobal(ns.Fd())
+	g, err := ReadNetlinkGlobal(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func normalizeS(out string) string {
 }
 
 func recordNetlink(t *testing.T, ns *netns.NS) {
-	c, err := dial(ns.Fd())
+	c, err := dial(ns)
 	if err != nil {
 		t.Fatal(err)
 	}

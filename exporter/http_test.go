@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/snatrace/snatrace/ctstat"
+	"github.com/snatrace/snatrace/netns"
 )
 
 // serve starts e on a random 127.0.0.1 port and returns the metrics URL.
@@ -188,17 +189,17 @@ func TestValidateWebConfigBad(t *testing.T) {
 }
 
 // TestHTTPRealReadersFailing uses the real ctstat readers on things that are
-// not there: a ctnetlink socket in a "namespace" that is /dev/null, a missing
+// not there: a ctnetlink socket in a namespace that was closed, a missing
 // /proc file and a missing nf_conntrack_max.
 func TestHTTPRealReadersFailing(t *testing.T) {
-	null, err := os.Open(os.DevNull)
+	closed, err := netns.Open("/proc/self/ns/net")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer null.Close()
+	closed.Close() // a namespace whose descriptor is gone: dialling in it fails
 	dir := t.TempDir()
 	e := New(WithConntrack(
-		func() (ctstat.Snapshot, error) { return ctstat.ReadNetlink(int(null.Fd())) },
+		func() (ctstat.Snapshot, error) { return ctstat.ReadNetlink(closed) },
 		func() (ctstat.Snapshot, error) { return ctstat.ReadProc(filepath.Join(dir, "nf_conntrack")) },
 		func() (uint64, error) { return ctstat.ReadMax(filepath.Join(dir, "nf_conntrack_max")) },
 	), WithKernelRelease("6.18.44-fc-v769"), build)

@@ -28,7 +28,7 @@ type reading struct {
 func stableReading(t *testing.T, url string, n *netns.NS) (reading, error) {
 	for range 20 {
 		a := exportedCounters(t, scrape(t, url))
-		k, err := ctstat.ReadNetlink(n.Fd())
+		k, err := ctstat.ReadNetlink(n)
 		if err != nil {
 			return reading{}, err
 		}

@@ -12,14 +12,8 @@ import (
 // that enters it for the read.
 func ConntrackOf(ns *netns.NS) Option {
 	return WithConntrack(
-		func() (ctstat.Snapshot, error) { return ctstat.ReadNetlink(ns.Fd()) },
-		func() (s ctstat.Snapshot, err error) {
-			err = ns.Do(func() error { s, err = ctstat.ReadProc(ctstat.ProcPath); return err })
-			return s, err
-		},
-		func() (v uint64, err error) {
-			err = ns.Do(func() error { v, err = ctstat.ReadMax(""); return err })
-			return v, err
-		},
+		func() (ctstat.Snapshot, error) { return ctstat.ReadNetlink(ns) },
+		func() (ctstat.Snapshot, error) { return ctstat.ReadProcIn(ns) },
+		func() (uint64, error) { return ctstat.ReadMaxIn(ns) },
 	)
 }

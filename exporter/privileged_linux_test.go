@@ -136,7 +136,7 @@ func TestExporterFreshNamespace(t *testing.T) {
 
 	read := func() ctstat.Snapshot {
 		t.Helper()
-		s, err := ctstat.ReadNetlink(n.Fd())
+		s, err := ctstat.ReadNetlink(n)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +178,7 @@ func TestExporterFreshNamespace(t *testing.T) {
 	if v := gauge(t, fams2, "snatrace_conntrack_stats_source", map[string]string{"source": "netlink"}); v != 1 {
 		t.Errorf("stats_source{netlink} = %v", v)
 	}
-	maxNS, err := ctstat.ReadNetlinkGlobal(n.Fd())
+	maxNS, err := ctstat.ReadNetlinkGlobal(n)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snatrace/snatrace/ctstat"
 	"github.com/snatrace/snatrace/lab/labnet"
 	"github.com/snatrace/snatrace/natrule"
 )
@@ -100,7 +101,7 @@ func BenchmarkTickerReproducer(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		before, err := readNodeProc(topo.Node)
+		before, err := ctstat.ReadProcIn(topo.Node)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -130,7 +131,7 @@ func BenchmarkTickerReproducer(b *testing.B) {
 			}()
 		}
 		wg.Wait()
-		after, err := readNodeProc(topo.Node)
+		after, err := ctstat.ReadProcIn(topo.Node)
 		if err != nil {
 			b.Fatal(err)
 		}

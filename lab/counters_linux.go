@@ -30,25 +30,14 @@ func (a counters) delta(b counters) roundDelta {
 	}
 }
 
-// readNodeProc reads the node's conntrack statistics from /proc, by column
-// name, from a thread inside the node namespace.
-func readNodeProc(node *netns.NS) (ctstat.Snapshot, error) {
-	var s ctstat.Snapshot
-	err := node.Do(func() (err error) {
-		s, err = ctstat.ReadProc(ctstat.ProcPath)
-		return err
-	})
-	return s, err
-}
-
 // read takes every counter the lab accounts with.
 func (t *Topology) read() (counters, error) {
 	var c counters
 	var err error
-	if c.proc, err = readNodeProc(t.Node); err != nil {
+	if c.proc, err = ctstat.ReadProcIn(t.Node); err != nil {
 		return c, fmt.Errorf("reading conntrack statistics of %s: %w", t.Node, err)
 	}
-	if c.netlink, err = ctstat.ReadNetlink(t.Node.Fd()); err != nil {
+	if c.netlink, err = ctstat.ReadNetlink(t.Node); err != nil {
 		return c, fmt.Errorf("reading conntrack statistics of %s over ctnetlink: %w", t.Node, err)
 	}
 	for _, p := range t.Pods {

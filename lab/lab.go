@@ -177,10 +177,20 @@ func (c Config) Validate() error {
 	return (TopologyConfig{Prefix: c.Prefix, Pods: c.Pods, Servers: c.Servers, PortRange: c.PortRange}).validate()
 }
 
+// sessionRules are the node's rules for mode: one per uplink,
+// ip saddr 10.98.0.0/16 oifname "upK" meta l4proto tcp MODE.
+func sessionRules(mode natrule.Mode, servers int) []natrule.Rule {
+	rules := make([]natrule.Rule, servers)
+	for k := range rules {
+		rules[k] = natrule.Rule{Src: labnet.PodNet, OutIface: labnet.UplinkName(k), Proto: "tcp", Mode: mode}
+	}
+	return rules
+}
+
 // installable checks, before anything is built, that backend can express
 // the rule the lab installs for m.
 func installable(m natrule.Mode, b natrule.Backend) error {
-	r := natrule.Rule{Src: labnet.PodNet, OutIface: labnet.UplinkName(0), Proto: "tcp", Mode: m}
+	r := sessionRules(m, 1)[0]
 	var err error
 	if b == natrule.Nftables {
 		_, err = r.NFTStatement()

@@ -36,12 +36,15 @@ func CheckPrivileges() error {
 	return nil
 }
 
-// checkBinaries fails early when a backend's userspace tool is missing.
-func checkBinaries(backends []natrule.Backend) error {
-	for _, b := range backends {
-		if _, restore, ok := natrule.Tools(b, natrule.IPv4); ok {
-			if _, err := (tool.Exec{}).LookPath(restore); err != nil {
-				return err
+// checkBinaries fails early when a tool that installing cfg's modes needs
+// is missing (natrule.Binaries).
+func checkBinaries(cfg Config) error {
+	for _, b := range cfg.Backends {
+		for _, m := range cfg.Modes {
+			for _, bin := range natrule.Binaries(b, sessionRules(m, cfg.Servers)) {
+				if _, err := (tool.Exec{}).LookPath(bin); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -76,7 +79,7 @@ func Open(ctx context.Context, cfg Config) (s *Session, err error) {
 	if err := CheckPrivileges(); err != nil {
 		return nil, err
 	}
-	if err := checkBinaries(cfg.Backends); err != nil {
+	if err := checkBinaries(cfg); err != nil {
 		return nil, err
 	}
 	s = &Session{cfg: cfg, installed: map[natrule.Backend]bool{}, t0: time.Now(), restore: func() {}}
@@ -137,11 +140,7 @@ func (s *Session) Install(ctx context.Context, mode natrule.Mode, backend natrul
 
 // Rules returns the rules Install puts on the node for mode.
 func (s *Session) Rules(mode natrule.Mode) []natrule.Rule {
-	var rules []natrule.Rule
-	for _, srv := range s.Topo.Servers {
-		rules = append(rules, natrule.Rule{Src: labnet.PodNet, OutIface: srv.Uplink, Proto: "tcp", Mode: mode})
-	}
-	return rules
+	return sessionRules(mode, len(s.Topo.Servers))
 }
 
 // Round sends about n connections of the session's workload under whatever
@@ -194,7 +193,7 @@ func (s *Session) round(ctx context.Context, r *Result, n int, until uint64) (hi
 		if until == 0 || calls.Add(1)%4 != 0 {
 			return false
 		}
-		snap, err := readNodeProc(s.Topo.Node)
+		snap, err := ctstat.ReadProcIn(s.Topo.Node)
 		if err == nil && ctstatDelta(before.proc, snap) >= until {
 			reached.Store(true)
 		}
@@ -309,7 +308,7 @@ func addSNATAddresses(t *Topology, modes []natrule.Mode) error {
 // creating a NAT rule (through backend), and runs modprobe where it is
 // installed; only what is still missing afterwards is reported.
 func ensureConntrack(ctx context.Context, node *netns.NS, backend natrule.Backend) error {
-	if _, err := readNodeProc(node); !errors.Is(err, os.ErrNotExist) {
+	if _, err := ctstat.ReadProcIn(node); !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	probe := []natrule.Rule{{Src: labnet.PodNet, Proto: "tcp", Mode: natrule.Mode{Action: natrule.Masquerade}}}
@@ -317,7 +316,7 @@ func ensureConntrack(ctx context.Context, node *netns.NS, backend natrule.Backen
 	if installErr == nil {
 		installErr = natrule.Remove(ctx, node, backend)
 	}
-	if _, err := readNodeProc(node); !errors.Is(err, os.ErrNotExist) {
+	if _, err := ctstat.ReadProcIn(node); !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	detail := "creating a NAT rule did not load nf_conntrack"
@@ -328,7 +327,7 @@ func ensureConntrack(ctx context.Context, node *netns.NS, backend natrule.Backen
 	if _, err := exec.LookPath("modprobe"); err == nil {
 		if _, err := exec.Run(ctx, tool.Command("modprobe", "-a", "nf_conntrack", "nf_nat")); err != nil {
 			detail += fmt.Sprintf("; modprobe: %v", err)
-		} else if _, err := readNodeProc(node); !errors.Is(err, os.ErrNotExist) {
+		} else if _, err := ctstat.ReadProcIn(node); !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	} else {

@@ -100,3 +100,35 @@ func toolPrefix(fam Family) string {
 	}
 	return "iptables"
 }
+
+// Binaries returns the userspace tools Install needs to install rules
+// through b: none for nftables over netlink, nft for what google/nftables
+// cannot express (masquerade with ports), the backend's restore tool for
+// iptables.
+func Binaries(b Backend, rules []Rule) []string {
+	if b == Nftables {
+		if needsNFTText(rules) {
+			return []string{"nft"}
+		}
+		return nil
+	}
+	if _, restore, ok := Tools(b, IPv4); ok {
+		return []string{restore}
+	}
+	return nil
+}
+
+// needsNFTText reports whether a rule needs what google/nftables cannot
+// marshal: masquerade with a port range. google/nftables (v0.3.0) sends the
+// port registers of such a masq expression but no flags at all, neither
+// random/fully-random/persistent nor NF_NAT_RANGE_PROTO_SPECIFIED, and
+// nft_masq does not add PROTO_SPECIFIED itself: the kernel would ignore the
+// port range while `nft list ruleset` still prints it.
+func needsNFTText(rules []Rule) bool {
+	for _, r := range rules {
+		if r.Mode.Action == Masquerade && r.Mode.HasPorts() {
+			return true
+		}
+	}
+	return false
+}

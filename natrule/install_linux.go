@@ -85,21 +85,6 @@ func runIn(ctx context.Context, ns *netns.NS, c tool.Cmd) (string, error) {
 	return string(out), nil
 }
 
-// needsNFTText reports whether a rule needs what google/nftables cannot
-// marshal: masquerade with a port range. google/nftables (v0.3.0) sends the
-// port registers of such a masq expression but no flags at all, neither
-// random/fully-random/persistent nor NF_NAT_RANGE_PROTO_SPECIFIED, and
-// nft_masq does not add PROTO_SPECIFIED itself: the kernel would ignore the
-// port range while `nft list ruleset` still prints it.
-func needsNFTText(rules []Rule) bool {
-	for _, r := range rules {
-		if r.Mode.Action == Masquerade && r.Mode.HasPorts() {
-			return true
-		}
-	}
-	return false
-}
-
 // installNFTText installs rules through `nft -f` in one transaction, the
 // same table and chain installNFT makes. It is the nft backend's path for
 // the rules google/nftables cannot express.

@@ -3,6 +3,7 @@ package natrule
 import (
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/snatrace/snatrace/natmodel"
@@ -177,5 +178,24 @@ func TestTools(t *testing.T) {
 	}
 	if Nftables.Flag() != "nft" || IptablesNFT.Flag() != "iptables-nft" {
 		t.Error("Flag is wrong")
+	}
+}
+
+func TestBinaries(t *testing.T) {
+	ports, _ := ParseMode("masquerade to :2000-2063")
+	plain, _ := ParseMode("masquerade")
+	for _, tt := range []struct {
+		b    Backend
+		m    Mode
+		want string
+	}{
+		{Nftables, plain, ""},
+		{Nftables, ports, "nft"},
+		{IptablesLegacy, plain, "iptables-legacy-restore"},
+		{IptablesNFT, ports, "iptables-nft-restore"},
+	} {
+		if got := strings.Join(Binaries(tt.b, []Rule{{Proto: "tcp", Mode: tt.m}}), " "); got != tt.want {
+			t.Errorf("Binaries(%s, %s) = %q, want %q", tt.b, tt.m, got, tt.want)
+		}
 	}
 }

@@ -33,7 +33,8 @@ import (
 // Dir is where named network namespaces are bind-mounted (iproute2's location).
 const Dir = "/run/netns"
 
-// NS is an open network namespace. Its methods are safe for concurrent use.
+// NS is an open network namespace. Its methods are safe for concurrent use,
+// except Close (and Delete), which must come after every other use ends.
 // The nil *NS is the caller's own namespace.
 type NS struct {
 	name string // "" when opened by path

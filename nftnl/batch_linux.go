@@ -49,6 +49,9 @@ func (c *Conn) SendBatch(gen uint32, msgs []netlink.Message) error {
 	if err := c.sizeSendBuffer(b); err != nil {
 		return err
 	}
+	if err := c.deadline(); err != nil {
+		return err
+	}
 	sent, err := c.c.SendMessages(b)
 	if err != nil {
 		return fmt.Errorf("sending the nftables batch: %w", err)

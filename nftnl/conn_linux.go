@@ -36,7 +36,8 @@ type Conn struct {
 	test bool
 }
 
-// Dial opens a socket; on a real socket every request is bounded by Timeout.
+// Dial opens a socket; on a real socket every request and its answer are
+// bounded by Timeout.
 func Dial(opts ...Option) (*Conn, error) {
 	var cfg config
 	for _, o := range opts {
@@ -49,11 +50,26 @@ func Dial(opts ...Option) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening nftables netlink socket in %s: %w", cfg.ns, err)
 	}
-	if err := c.SetDeadline(time.Now().Add(Timeout)); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("setting a netlink deadline: %w", err)
-	}
 	return &Conn{c: c}, nil
+}
+
+// deadline bounds the next request and its answer by Timeout.
+func (c *Conn) deadline() error {
+	if c.test {
+		return nil
+	}
+	if err := c.c.SetDeadline(time.Now().Add(Timeout)); err != nil {
+		return fmt.Errorf("setting a netlink deadline: %w", err)
+	}
+	return nil
+}
+
+// execute sends m and returns the answer, bounded by Timeout.
+func (c *Conn) execute(m netlink.Message) ([]netlink.Message, error) {
+	if err := c.deadline(); err != nil {
+		return nil, err
+	}
+	return c.c.Execute(m)
 }
 
 // Close closes the socket.
@@ -76,7 +92,7 @@ func Message(msgType uint16, flags netlink.HeaderFlags, family byte, attrs []byt
 
 // Generation returns the ruleset generation id (NFT_MSG_GETGEN).
 func (c *Conn) Generation() (uint32, error) {
-	msgs, err := c.c.Execute(Message(unix.NFT_MSG_GETGEN, 0, unix.AF_UNSPEC, nil))
+	msgs, err := c.execute(Message(unix.NFT_MSG_GETGEN, 0, unix.AF_UNSPEC, nil))
 	if err != nil {
 		return 0, fmt.Errorf("reading nftables generation: %w", err)
 	}
@@ -113,7 +129,7 @@ func (c *Conn) Dump(msgType uint16, family byte, attrs []netlink.Attribute) ([]n
 			return nil, false, fmt.Errorf("encoding a dump filter: %w", err)
 		}
 	}
-	msgs, err := c.c.Execute(Message(msgType, netlink.Dump, family, data))
+	msgs, err := c.execute(Message(msgType, netlink.Dump, family, data))
 	if err != nil {
 		return nil, false, err
 	}
@@ -131,7 +147,7 @@ func (c *Conn) Get(msgType uint16, family byte, attrs []netlink.Attribute) ([]ne
 	if err != nil {
 		return nil, fmt.Errorf("encoding a request: %w", err)
 	}
-	return c.c.Execute(Message(msgType, 0, family, data))
+	return c.execute(Message(msgType, 0, family, data))
 }
 
 // Consistent runs read until it reads one generation: the generation is the

@@ -94,7 +94,8 @@ func (fl exporterFlags) check() error {
 }
 
 func runExporter(cmd *cobra.Command, fl exporterFlags) error {
-	ctx := cmd.Context()
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 	ns, err := openNetNS(fl.netns)
 	if err != nil {
@@ -119,10 +120,14 @@ func runExporter(cmd *cobra.Command, fl exporterFlags) error {
 	if err != nil {
 		return usageErr("--listen: %v", err)
 	}
-	go e.Run(ctx)
+	refreshed := make(chan struct{})
+	go func() { defer close(refreshed); e.Run(ctx) }()
 	log.Info("serving metrics", "address", l.Addr().String(), "path", exporter.MetricsPath,
 		"netns", fl.netns, "audit", !fl.noAudit, "conntrack", !fl.auditOnly)
-	return exporter.Serve(ctx, l, h, fl.webConfig, log)
+	err = exporter.Serve(ctx, l, h, fl.webConfig, log)
+	cancel()
+	<-refreshed // the audit uses ns: it must end before ns is closed
+	return err
 }
 
 // options are the exporter's options for the flags.
