@@ -6,46 +6,34 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
-	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/snatrace/snatrace/kernel"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/ruleset"
 	"github.com/snatrace/snatrace/tool"
 )
 
 // tools returns the save and restore tools of an iptables backend and
-// family (natrule.Tools). Like the rule reader, it falls back to plain
-// iptables-save and iptables-restore for legacy rules when they are the
-// legacy flavour (iptables before 1.8 has no -legacy names). A missing tool
-// is a *tool.MissingError.
+// family: natrule.Tools for iptables-nft, natrule.LegacyTools (which falls
+// back to the plain names of iptables before 1.8) for iptables-legacy. A
+// missing tool is a *tool.MissingError.
 func (f *Fixer) tools(ctx context.Context, b ruleset.Backend, fam ruleset.Family) (save, restore string, err error) {
 	save, restore, ok := natrule.Tools(b, fam)
 	if !ok {
 		return "", "", fmt.Errorf("backend %s has no iptables tools", b)
 	}
-	_, errSave := f.run.LookPath(save)
-	_, errRestore := f.run.LookPath(restore)
-	if errSave == nil && errRestore == nil {
-		return save, restore, nil
-	}
 	if b == ruleset.IptablesLegacy {
-		ps, pr := natrule.PlainTools(fam)
-		_, e1 := f.run.LookPath(ps)
-		_, e2 := f.run.LookPath(pr)
-		if e1 == nil && e2 == nil {
-			if v, err := f.run.Run(ctx, command(pr, "--version")); err == nil && !natrule.IsNFTFlavour(string(v)) {
-				return ps, pr, nil
-			}
+		save, restore = natrule.LegacyTools(ctx, f.run, fam)
+	}
+	for _, bin := range []string{save, restore} {
+		if _, err := f.run.LookPath(bin); err != nil {
+			return "", "", tool.Missing(bin)
 		}
 	}
-	if errSave != nil {
-		return "", "", tool.Missing(save)
-	}
-	return "", "", tool.Missing(restore)
+	return save, restore, nil
 }
 
 // checkTools fails with a *tool.MissingError, before anything changes, when a
@@ -58,8 +46,6 @@ func (f *Fixer) checkTools(ctx context.Context, groups []*restoreGroup) error {
 	}
 	return nil
 }
-
-var iptVersion = regexp.MustCompile(`v(\d+)\.(\d+)\.(\d+)`)
 
 // canHoldLock reports whether fix can hold the xtables lock while it runs
 // the legacy restore tools of fams: they must honour XTABLES_LOCKFILE
@@ -74,16 +60,8 @@ func (f *Fixer) canHoldLock(ctx context.Context, fams []ruleset.Family) bool {
 		if err != nil {
 			return false
 		}
-		out, err := f.run.Run(ctx, command(restore, "--version"))
-		m := iptVersion.FindStringSubmatch(string(out))
-		if err != nil || m == nil {
-			return false
-		}
-		v := [3]int{}
-		for i := range v {
-			v[i], _ = strconv.Atoi(m[i+1])
-		}
-		if v[0] < 1 || v[0] == 1 && (v[1] < 8 || v[1] == 8 && v[2] < 6) {
+		v, err := kernel.ParseVersion(ruleset.IptablesVersion(ctx, f.run, restore))
+		if err != nil || v.Less(kernel.Version{Major: 1, Minor: 8, Patch: 6}) {
 			return false
 		}
 	}

@@ -77,25 +77,14 @@ func readLegacy(ctx context.Context, run tool.Runner, rs *Ruleset) bool {
 	return read
 }
 
-// legacySaveBinaries returns the tools that dump iptables-legacy rules:
-// iptables-legacy-save and ip6tables-legacy-save, or, on systems without them
-// (iptables before 1.8, or a legacy-only build), iptables-save and
-// ip6tables-save when they are not the nf_tables flavour.
+// legacySaveBinaries returns the tools that dump iptables-legacy rules here
+// (natrule.LegacyTools), for IPv4 and IPv6.
 func legacySaveBinaries(ctx context.Context, run tool.Runner) []string {
 	var out []string
 	for _, fam := range []Family{natrule.IPv4, natrule.IPv6} {
-		save, _, _ := natrule.Tools(IptablesLegacy, fam)
+		save, _ := natrule.LegacyTools(ctx, run, fam)
 		if _, err := run.LookPath(save); err == nil {
 			out = append(out, save)
-			continue
-		}
-		plain, _ := natrule.PlainTools(fam)
-		if _, err := run.LookPath(plain); err != nil {
-			continue
-		}
-		ver, err := run.Run(ctx, tool.Command(plain, "--version"))
-		if err == nil && !natrule.IsNFTFlavour(string(ver)) {
-			out = append(out, plain)
 		}
 	}
 	return out

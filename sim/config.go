@@ -123,6 +123,16 @@ var DefaultSkew = Dist{Kind: Uniform, A: 0, B: 10 * time.Microsecond}
 // the lab's multi-address SNAT runs contradict; VALIDATION.md).
 var DefaultGap = Dist{Kind: Exp, A: 15 * time.Microsecond}
 
+// ConnectionsFor is the connections a rate sends in d, rounded up (and more
+// than MaxSYNs when it is too much to simulate).
+func ConnectionsFor(rate float64, d time.Duration) int {
+	n := math.Ceil(rate * d.Seconds())
+	if n > MaxSYNs {
+		return MaxSYNs + 1
+	}
+	return max(1, int(n))
+}
+
 func (c *Config) defaults() {
 	if c.Era == (natmodel.Era{}) {
 		c.Era = natmodel.Era{Major: 6, Minor: 5}
@@ -141,7 +151,7 @@ func (c *Config) defaults() {
 	}
 	if c.Connections == 0 {
 		if c.Duration > 0 && c.Rate > 0 {
-			c.Connections = int(math.Ceil(c.Rate * c.Duration.Seconds()))
+			c.Connections = ConnectionsFor(c.Rate, c.Duration)
 		} else {
 			c.Connections = DefaultConnections
 		}
@@ -187,60 +197,74 @@ func (c *Config) defaults() {
 	}
 }
 
-// Validate applies the defaults and checks c, naming the offending setting
-// as the CLI flag of the same name.
+// FieldError is a setting of a Config that cannot work. Field is the name of
+// the setting, the same as the CLI flag's.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func fieldErr(field, format string, a ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, a...)}
+}
+
+// Validate applies the defaults and checks c; an error is a *FieldError
+// naming the offending setting as the CLI flag of the same name.
 func (c *Config) Validate() error {
 	c.defaults()
 	switch c.Workload {
 	case labnet.SamePort, labnet.Ephemeral:
 		if c.Rate < 0 || c.Rate > 1e8 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
-			return fmt.Errorf("rate: %v connections/s is out of range [0, 1e8]", c.Rate)
+			return fieldErr("rate", "%v connections/s is out of range [0, 1e8]", c.Rate)
 		}
 	case labnet.Steady:
 		if !(c.Rate > 0) || c.Rate > 1e8 || math.IsInf(c.Rate, 0) {
-			return fmt.Errorf("rate: %v connections/s is out of range (0, 1e8] (steady needs a rate)", c.Rate)
+			return fieldErr("rate", "%v connections/s is out of range (0, 1e8] (steady needs a rate)", c.Rate)
 		}
 	default:
-		return fmt.Errorf("workload: unknown workload %q: want %s", c.Workload, strings.Join(labnet.Workloads, ", "))
+		return fieldErr("workload", "unknown workload %q: want %s", c.Workload, strings.Join(labnet.Workloads, ", "))
 	}
 	if c.Pods < 1 || c.Pods > MaxPods {
-		return fmt.Errorf("pods: %d is out of range 1..%d", c.Pods, MaxPods)
+		return fieldErr("pods", "%d is out of range 1..%d", c.Pods, MaxPods)
 	}
 	if c.CPUs < 1 || c.CPUs > MaxCPUs {
-		return fmt.Errorf("cpus: %d is out of range 1..%d", c.CPUs, MaxCPUs)
+		return fieldErr("cpus", "%d is out of range 1..%d", c.CPUs, MaxCPUs)
 	}
 	if c.Servers < 1 || c.Servers > 250 {
-		return fmt.Errorf("servers: %d is out of range 1..250", c.Servers)
+		return fieldErr("servers", "%d is out of range 1..250", c.Servers)
 	}
 	if c.Connections < 1 || c.Connections > MaxSYNs {
-		return fmt.Errorf("connections: %d is out of range 1..%d", c.Connections, MaxSYNs)
+		return fieldErr("connections", "%d is out of range 1..%d", c.Connections, MaxSYNs)
 	}
 	if c.Pods*c.Servers > 1<<24 {
-		return fmt.Errorf("pods: %d pods × %d servers is too much per-destination state", c.Pods, c.Servers)
+		return fieldErr("pods", "%d pods × %d servers is too much per-destination state", c.Pods, c.Servers)
 	}
 	if c.PortRange[0] < 1 || c.PortRange[1] < c.PortRange[0] {
-		return fmt.Errorf("port-range: %d-%d is empty or includes 0", c.PortRange[0], c.PortRange[1])
+		return fieldErr("port-range", "%d-%d is empty or includes 0", c.PortRange[0], c.PortRange[1])
 	}
 	switch c.Chooser {
 	case Hashed, UniformPorts, Sequential:
 	default:
-		return fmt.Errorf("chooser: unknown %q: want hashed, uniform or sequential", c.Chooser)
+		return fieldErr("chooser", "unknown %q: want hashed, uniform or sequential", c.Chooser)
 	}
 	if c.PortSpan < 1 || int(c.BasePort)+c.PortSpan-1 > 65535 {
-		return fmt.Errorf("base-port: %d + span %d goes past 65535", c.BasePort, c.PortSpan)
+		return fieldErr("base-port", "%d + span %d goes past 65535", c.BasePort, c.PortSpan)
 	}
 	if c.SynRetries < 0 || c.SynRetries > 20 {
-		return fmt.Errorf("syn-retries: %d is out of range 0..20", c.SynRetries)
+		return fieldErr("syn-retries", "%d is out of range 0..20", c.SynRetries)
 	}
 	if c.NAT.Action == natrule.SNAT && (!c.NAT.AddrMin.Is4() || !c.NAT.AddrMax.Is4()) {
-		return fmt.Errorf("nat: %q: the simulator models IPv4 SNAT only", c.NAT)
+		return fieldErr("nat", "%q: the simulator models IPv4 SNAT only", c.NAT)
 	}
 	if _, err := rangeOf(c.NAT); err != nil {
-		return fmt.Errorf("nat: %q: %w", c.NAT, err)
+		return fieldErr("nat", "%q: %w", c.NAT, err)
 	}
 	// The whole scenario must finish: SYNs at most (retries+1) per connection.
 	if uint64(c.Connections)*uint64(1+min(c.SynRetries, 2)) > MaxSYNs {
-		return fmt.Errorf("connections: %d connections would take too long (limit about %d SYNs)", c.Connections, MaxSYNs)
+		return fieldErr("connections", "%d connections would take too long (limit about %d SYNs)", c.Connections, MaxSYNs)
 	}
 	return nil
 }

@@ -3,16 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
 	"github.com/snatrace/snatrace/audit"
-	"github.com/snatrace/snatrace/kernel"
 	"github.com/snatrace/snatrace/ruleset"
-	"github.com/snatrace/snatrace/tool"
 	"github.com/spf13/cobra"
 )
 
@@ -69,7 +66,7 @@ environment error (bad dump: file and line; missing privilege).`,
 				return usageErr("--interval %v: must be 0 (skip counters) or positive", o.interval)
 			}
 			if _, err := audit.ParseSeverity(o.failOn); err != nil {
-				return usageErr("--fail-on: %v", err)
+				return usageErr("--fail-on: %w", err)
 			}
 			valid := false
 			for _, f := range ruleset.Formats() {
@@ -137,11 +134,11 @@ func readDump(stdin io.Reader, name string, format ruleset.Format) (*ruleset.Rul
 		data, err = os.ReadFile(name)
 	}
 	if err != nil {
-		return nil, usageErr("--from-file: %v", err)
+		return nil, usageErr("--from-file: %w", err)
 	}
 	rs, err := ruleset.Parse(string(data), name, format)
 	if err != nil {
-		return nil, usageErr("--from-file: %v", err)
+		return nil, usageErr("--from-file: %w", err)
 	}
 	return rs, nil
 }
@@ -153,30 +150,10 @@ func auditLive(ctx context.Context, in *audit.Input, o auditOpts) error {
 		return err
 	}
 	defer ns.Close()
-	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NS: ns, SkipLegacy: o.noLegacy})
+	live, err := audit.Live(ctx, audit.LiveOptions{NS: ns, Interval: o.interval, SkipLegacy: o.noLegacy, Kernel: in.Kernel, Iptables: in.Iptables})
 	if err != nil {
-		if errors.Is(err, os.ErrPermission) {
-			return envErr(fmt.Errorf("reading netfilter rules needs CAP_NET_ADMIN (run as root): %w", err))
-		}
 		return envErr(err)
 	}
-	in.Rules = rs
-	if in.Kernel == "" {
-		if k, err := kernel.Release(); err == nil {
-			in.Kernel = k
-		}
-	}
-	if in.Iptables == "" {
-		in.Iptables = ruleset.IptablesVersion(ctx, tool.Exec{}, "iptables")
-	}
-	ct, err := audit.ReadConntrack(ctx, ns, o.interval, audit.Sleep)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		rs.Warnings = append(rs.Warnings, fmt.Sprintf("conntrack counters not read: %v", err))
-		return nil
-	}
-	in.Conntrack = ct
+	*in = live
 	return nil
 }

@@ -88,7 +88,7 @@ func (fl exporterFlags) check() error {
 		return usageErr("--web.max-requests: must be positive, got %d", fl.maxRequests)
 	}
 	if err := exporter.ValidateWebConfig(fl.webConfig); err != nil {
-		return usageErr("--web.config.file: %v", err)
+		return usageErr("--web.config.file: %w", err)
 	}
 	return nil
 }
@@ -118,7 +118,7 @@ func runExporter(cmd *cobra.Command, fl exporterFlags) error {
 	}
 	l, err := net.Listen("tcp", fl.listen)
 	if err != nil {
-		return usageErr("--listen: %v", err)
+		return usageErr("--listen: %w", err)
 	}
 	refreshed := make(chan struct{})
 	go func() { defer close(refreshed); e.Run(ctx) }()
@@ -156,7 +156,7 @@ func startClashTrace(ctx context.Context, ns *netns.NS, dests int) (*exporter.Cl
 	if ns != nil {
 		var err error
 		if inode, err = ns.Inode(); err != nil {
-			return nil, nil, usageErr("--netns: %v", err)
+			return nil, nil, usageErr("--netns: %w", err)
 		}
 	}
 	t, err := trace.Start(ctx, trace.Options{NetNS: inode})

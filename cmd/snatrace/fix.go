@@ -150,7 +150,7 @@ func (o *fixOpts) config(cmd *cobra.Command) (fix.Config, error) {
 	}
 	owners, err := fix.ParseOwners(o.owners)
 	if err != nil {
-		return cfg, usageErr("--owner: %v", err)
+		return cfg, usageErr("--owner: %w", err)
 	}
 	if changed("owner") && len(owners) == 0 {
 		return cfg, usageErr("--owner: empty list")
@@ -164,7 +164,7 @@ func (o *fixOpts) config(cmd *cobra.Command) (fix.Config, error) {
 	for _, e := range o.exclude {
 		ex, err := fix.ParseExclusion(e)
 		if err != nil {
-			return cfg, usageErr("--exclude: %v", err)
+			return cfg, usageErr("--exclude: %w", err)
 		}
 		scope.Exclude = append(scope.Exclude, ex)
 	}
@@ -236,7 +236,7 @@ func (r *fixRun) rollback(ctx context.Context) error {
 	r.out.Mode = "rollback"
 	b, err := fix.LoadBackup(r.o.rollback)
 	if err != nil {
-		return usageErr("--rollback: %v", err)
+		return usageErr("--rollback: %w", err)
 	}
 	res, err := r.f.Rollback(ctx, b)
 	if err != nil {
@@ -348,7 +348,7 @@ func backupName(b string) string {
 func readPlan(path string) (*fix.Plan, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, usageErr("--plan: %v", err)
+		return nil, usageErr("--plan: %w", err)
 	}
 	var doc struct {
 		Plan *fix.Plan `json:"plan"`
@@ -358,10 +358,10 @@ func readPlan(path string) (*fix.Plan, error) {
 		if err == nil {
 			err = errors.New("no \"plan\" in the document")
 		}
-		return nil, usageErr("--plan %s: not the output of snatrace fix --json: %v", path, err)
+		return nil, usageErr("--plan %s: not the output of snatrace fix --json: %w", path, err)
 	}
 	if err := doc.Plan.Check(); err != nil {
-		return nil, usageErr("--plan %s: %v; nothing was changed", path, err)
+		return nil, usageErr("--plan %s: %w; nothing was changed", path, err)
 	}
 	return doc.Plan, nil
 }

@@ -109,14 +109,14 @@ func (fl *labFlags) config(cmd *cobra.Command) (lab.Config, error) {
 	for _, s := range fl.nats {
 		m, err := natrule.ParseMode(s)
 		if err != nil {
-			return cfg, usageErr("--nat: %v", err)
+			return cfg, usageErr("--nat: %w", err)
 		}
 		cfg.Modes = append(cfg.Modes, m)
 	}
 	for _, s := range fl.backends {
 		b, err := natrule.ParseBackend(s)
 		if err != nil {
-			return cfg, usageErr("--backend: %v", err)
+			return cfg, usageErr("--backend: %w", err)
 		}
 		cfg.Backends = append(cfg.Backends, b)
 	}
@@ -124,7 +124,7 @@ func (fl *labFlags) config(cmd *cobra.Command) (lab.Config, error) {
 	if fl.rate != "" {
 		r, err := parseRate(fl.rate)
 		if err != nil {
-			return cfg, usageErr("--rate: %v", err)
+			return cfg, usageErr("--rate: %w", err)
 		}
 		cfg.Workload.Rate = r
 	}
@@ -141,7 +141,7 @@ func (fl *labFlags) config(cmd *cobra.Command) (lab.Config, error) {
 	if fl.portRange != "" {
 		lo, hi, err := parsePortRange(fl.portRange)
 		if err != nil {
-			return cfg, usageErr("--port-range: %v", err)
+			return cfg, usageErr("--port-range: %w", err)
 		}
 		cfg.PortRange = [2]uint16{lo, hi}
 	}
@@ -150,7 +150,7 @@ func (fl *labFlags) config(cmd *cobra.Command) (lab.Config, error) {
 	}
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
-		return cfg, usageErr("%v", err)
+		return cfg, usageErr("%w", err)
 	}
 	return cfg, nil
 }

@@ -25,5 +25,5 @@ func openNetNS(spec string) (*netns.NS, error) {
 	case errors.Is(err, os.ErrPermission):
 		return nil, envErr(fmt.Errorf("--netns %s: %w (needs root)", spec, err))
 	}
-	return nil, usageErr("--netns %s: %v", spec, err)
+	return nil, usageErr("--netns %s: %w", spec, err)
 }

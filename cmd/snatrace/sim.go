@@ -2,12 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -127,7 +126,7 @@ func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 	if fl.rate != "" {
 		r, err := parseRate(fl.rate)
 		if err != nil {
-			return c, usageErr("--rate: %v", err)
+			return c, usageErr("--rate: %w", err)
 		}
 		c.Rate = r
 	}
@@ -141,17 +140,17 @@ func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 		if c.Rate == 0 {
 			return c, usageErr("--duration: needs --rate (connections = rate x duration)")
 		}
+		c.Duration = fl.duration
 		if !cmd.Flags().Changed("connections") {
-			n := c.Rate * fl.duration.Seconds()
-			if n > sim.MaxSYNs {
+			if n := c.Rate * fl.duration.Seconds(); sim.ConnectionsFor(c.Rate, fl.duration) > sim.MaxSYNs {
 				return c, usageErr("--duration: %v at %v/s is %.3g connections, more than the limit of %d", fl.duration, c.Rate, n, sim.MaxSYNs)
 			}
-			c.Connections = max(1, int(n))
+			c.Connections = 0 // sim: rate x duration
 		}
 	}
 	lo, hi, err := parsePortRange(fl.portRange)
 	if err != nil {
-		return c, usageErr("--port-range: %v", err)
+		return c, usageErr("--port-range: %w", err)
 	}
 	c.PortRange = [2]uint16{lo, hi}
 	c.Chooser = sim.Chooser(fl.chooser)
@@ -161,7 +160,7 @@ func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 	}{{"window", fl.window, &c.Window}, {"gap", fl.gap, &c.Gap}, {"skew", fl.skew, &c.Skew}, {"lifetime", fl.lifetime, &c.Lifetime}, {"pre-nat", fl.preNAT, &c.PreNAT}} {
 		v, err := sim.ParseDist(d.val)
 		if err != nil {
-			return c, usageErr("--%s: %v", d.flag, err)
+			return c, usageErr("--%s: %w", d.flag, err)
 		}
 		if v == (sim.Dist{}) {
 			v = sim.Dist{Kind: sim.Uniform} // an explicit zero, not "default"
@@ -196,7 +195,7 @@ func parseEras(ss []string) ([]natmodel.Era, error) {
 		for _, p := range strings.Split(s, ",") {
 			e, err := natmodel.ParseEra(p)
 			if err != nil {
-				return nil, usageErr("--era: %v", err)
+				return nil, usageErr("--era: %w", err)
 			}
 			out = append(out, e)
 		}
@@ -212,21 +211,21 @@ func parseModes(ss []string) ([]natrule.Mode, error) {
 	for _, s := range ss {
 		m, err := natrule.ParseMode(s)
 		if err != nil {
-			return nil, usageErr("--nat: %v", err)
+			return nil, usageErr("--nat: %w", err)
 		}
 		out = append(out, m)
 	}
 	return out, nil
 }
 
-// flagErr maps a sim.Config validation error ("pods: ...") to a usage error
-// naming the flag.
+// flagErr turns a sim.Config validation error into a usage error naming
+// the flag.
 func flagErr(err error) error {
-	msg := err.Error()
-	if name, _, ok := strings.Cut(msg, ":"); ok && !strings.Contains(name, " ") {
-		return usageErr("--%s", msg)
+	var fe *sim.FieldError
+	if errors.As(err, &fe) {
+		return usageErr("--%s: %w", fe.Field, fe.Err)
 	}
-	return usageErr("%s", msg)
+	return usageErr("%w", err)
 }
 
 func runSim(cmd *cobra.Command, fl *simFlags) error {
@@ -271,8 +270,7 @@ func runSim(cmd *cobra.Command, fl *simFlags) error {
 			Results []sim.Result `json:"results"`
 		}{res})
 	}
-	printSim(cmd.OutOrStdout(), cfgs[0], res)
-	return nil
+	return sim.WriteResults(cmd.OutOrStdout(), cfgs[0], res)
 }
 
 // check reports flags that do not go together.
@@ -296,7 +294,7 @@ func (fl *simFlags) check() error {
 func runSweep(cmd *cobra.Command, fl *simFlags, base sim.Config, eras []natmodel.Era, modes []natrule.Mode) error {
 	param, values, err := sim.ParseSweep(fl.sweep)
 	if err != nil {
-		return usageErr("--sweep: %v", err)
+		return usageErr("--sweep: %w", err)
 	}
 	spec := sim.SweepSpec{Base: base, Param: param, Values: values, Eras: eras, Modes: modes, Workers: fl.workers}
 	if _, err := spec.Scenarios(); err != nil {
@@ -324,8 +322,7 @@ func runSweep(cmd *cobra.Command, fl *simFlags, base sim.Config, eras []natmodel
 			Series []sim.Series `json:"series"`
 		}{param, values, series})
 	}
-	printSweep(cmd.OutOrStdout(), param, values, series)
-	return nil
+	return sim.WriteSweep(cmd.OutOrStdout(), param, values, series)
 }
 
 func fileExt(p string) string {
@@ -341,69 +338,15 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func pct(x float64) string { return strconv.FormatFloat(100*x, 'g', 3, 64) + "%" }
-
-func printSim(w io.Writer, c sim.Config, res []sim.Result) {
-	fmt.Fprintf(w, "workload %s: %d pods, %d CPUs, %d server(s), window %v, seed %d\n\n",
-		c.Workload, c.Pods, c.CPUs, c.Servers, c.Window, c.Seed)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "era\tnat\tconnections\tSYNs\tclashes\tclash rate (95% CI)\t+1s\t+3s\t+7s…\tfailed\tp99 ms\t")
-	for _, r := range res {
-		var later int
-		for k, n := range r.Delayed {
-			if v, _ := strconv.Atoi(k); v >= 3 {
-				later += n
-			}
-		}
-		later -= r.Failed
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s (%s-%s)\t%d\t%d\t%d\t%d\t%.1f\t\n", r.Era, r.NAT, r.Connections, r.SYNs, r.Clashes,
-			pct(r.ClashRate), pct(r.ClashRateCI95[0]), pct(r.ClashRateCI95[1]), r.Delayed["1"], r.Delayed["2"], later, r.Failed, r.LatencyMS.P99)
-	}
-	tw.Flush()
-	for _, r := range res {
-		if n := r.Steps["exhausted"]; n > 0 {
-			fmt.Fprintf(w, "\nnote: %s %s: %d NAT choices found no free port (port exhaustion, not the race: add addresses, destinations or a shorter TIME_WAIT; 6.5+ evicts closing entries, %d here)\n",
-				r.Era, r.NAT, n, r.Conntrack.Evicted)
-		}
-	}
-}
-
-func printSweep(w io.Writer, param string, values []float64, series []sim.Series) {
-	fmt.Fprintf(w, "clash rate by %s (dropped SYNs / SYNs)\n\n", param)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprint(tw, param+"\t")
-	eras := map[string]bool{}
-	for _, s := range series {
-		eras[s.Era] = true
-	}
-	for _, s := range series {
-		name := s.NAT
-		if len(eras) > 1 {
-			name = s.Era + " " + name
-		}
-		fmt.Fprint(tw, name+"\t")
-	}
-	fmt.Fprintln(tw)
-	for i, v := range values {
-		fmt.Fprintf(tw, "%g\t", v)
-		for _, s := range series {
-			r := s.Points[i].Result
-			fmt.Fprintf(tw, "%s (%d)\t", pct(r.ClashRate), r.Clashes)
-		}
-		fmt.Fprintln(tw)
-	}
-	tw.Flush()
-}
-
 func readLabFile(path, flag string) (sim.LabReport, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return sim.LabReport{}, usageErr("--%s: %v", flag, err)
+		return sim.LabReport{}, usageErr("--%s: %w", flag, err)
 	}
 	defer f.Close()
 	rep, err := sim.ReadLab(f)
 	if err != nil {
-		return sim.LabReport{}, usageErr("--%s: %s: %v", flag, path, err)
+		return sim.LabReport{}, usageErr("--%s: %s: %w", flag, path, err)
 	}
 	return rep, nil
 }
@@ -421,7 +364,7 @@ func runCalibration(cmd *cobra.Command, fl *simFlags, base sim.Config) error {
 	if fl.fit != "" {
 		m, err := natrule.ParseMode(fl.fit)
 		if err != nil {
-			return usageErr("--fit: %v", err)
+			return usageErr("--fit: %w", err)
 		}
 		opt.FitNAT = m.String()
 	}
@@ -430,13 +373,16 @@ func runCalibration(cmd *cobra.Command, fl *simFlags, base sim.Config) error {
 		return err
 	}
 	if fl.calibrate != "" {
-		return printCalibration(cmd.OutOrStdout(), fl.asJSON, rep, cal)
+		if fl.asJSON {
+			return writeJSON(cmd.OutOrStdout(), cal)
+		}
+		return sim.WriteCalibration(cmd.OutOrStdout(), rep, cal)
 	}
 	preds, err := sim.Predict(cmd.Context(), rep, cal, opt)
 	if err != nil {
-		return usageErr("--predict: %s: %v", path, err)
+		return usageErr("--predict: %s: %w", path, err)
 	}
-	if err := printPredictions(cmd.OutOrStdout(), fl.asJSON, rep, cal, preds); err != nil {
+	if err := writePredictions(cmd.OutOrStdout(), fl.asJSON, rep, cal, preds); err != nil {
 		return err
 	}
 	for _, p := range preds {
@@ -452,68 +398,36 @@ func loadOrFit(cmd *cobra.Command, fl *simFlags, rep sim.LabReport, opt sim.Cali
 	if fl.calibration == "" {
 		cal, err := sim.Calibrate(cmd.Context(), rep, opt)
 		if err != nil {
-			return cal, usageErr("--%s: %s: %v", flag, path, err)
+			return cal, usageErr("--%s: %s: %w", flag, path, err)
 		}
 		return cal, nil
 	}
 	f, err := os.Open(fl.calibration)
 	if err != nil {
-		return sim.Calibration{}, usageErr("--calibration: %v", err)
+		return sim.Calibration{}, usageErr("--calibration: %w", err)
 	}
 	defer f.Close()
 	cal, err := sim.ReadCalibration(f)
 	if err != nil {
-		return cal, usageErr("--calibration: %s: %v", fl.calibration, err)
+		return cal, usageErr("--calibration: %s: %w", fl.calibration, err)
 	}
 	return cal, nil
 }
 
-func printCalibration(out io.Writer, asJSON bool, rep sim.LabReport, cal sim.Calibration) error {
-	if asJSON {
-		return writeJSON(out, cal)
+func writePredictions(out io.Writer, asJSON bool, rep sim.LabReport, cal sim.Calibration, preds []sim.Prediction) error {
+	if !asJSON {
+		return sim.WritePredictions(out, rep, cal, preds)
 	}
-	fmt.Fprintf(out, "fitted on %q (kernel %s, %d CPUs, %s, %d pods)\n", cal.FitNAT, rep.Kernel, rep.CPUs, rep.Workload.Name, rep.Workload.Pods)
-	fmt.Fprintf(out, "measured clash rate %s (95%% CI %s-%s), simulated at the fit %s\n", pct(cal.Measured), pct(cal.MeasuredCI95[0]), pct(cal.MeasuredCI95[1]), pct(cal.Fitted))
-	hi := cal.WindowHi
-	if hi == "" {
-		hi = "unbounded"
-	}
-	fmt.Fprintf(out, "race window %s (mean %.3g µs); 95%% range %s .. %s\n", cal.Window, cal.MeanUS, cal.WindowLo, hi)
-	if cal.Note != "" {
-		fmt.Fprintf(out, "note: %s\n", cal.Note)
-	}
-	return nil
-}
-
-func printPredictions(out io.Writer, asJSON bool, rep sim.LabReport, cal sim.Calibration, preds []sim.Prediction) error {
 	agree := true
 	for _, p := range preds {
 		agree = agree && p.Agree
 	}
-	if asJSON {
-		return writeJSON(out, struct {
-			Kernel      string           `json:"kernel"`
-			CPUs        int              `json:"cpus"`
-			Workload    sim.LabWorkload  `json:"workload"`
-			Calibration sim.Calibration  `json:"calibration"`
-			Predictions []sim.Prediction `json:"predictions"`
-			Agree       bool             `json:"agree"`
-		}{rep.Kernel, rep.CPUs, rep.Workload, cal, preds, agree})
-	}
-	fmt.Fprintf(out, "kernel %s, %d CPUs, workload %s, %d pods; window fitted on %q: %s (mean %.3g µs)\n\n",
-		rep.Kernel, rep.CPUs, rep.Workload.Name, rep.Workload.Pods, cal.FitNAT, cal.Window, cal.MeanUS)
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "nat\tSYNs\tmeasured (95% CI)\tpredicted (95% range)\tagree\t")
-	for _, p := range preds {
-		mark := "yes"
-		if !p.Agree {
-			mark = "NO"
-		}
-		if p.Fit {
-			mark += " (fit)"
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%s (%s-%s)\t%s (%s-%s)\t%s\t\n", p.NAT, p.SYNs, pct(p.Measured), pct(p.MeasuredCI95[0]), pct(p.MeasuredCI95[1]),
-			pct(p.Predicted), pct(p.PredictedCI95[0]), pct(p.PredictedCI95[1]), mark)
-	}
-	return tw.Flush()
+	return writeJSON(out, struct {
+		Kernel      string           `json:"kernel"`
+		CPUs        int              `json:"cpus"`
+		Workload    sim.LabWorkload  `json:"workload"`
+		Calibration sim.Calibration  `json:"calibration"`
+		Predictions []sim.Prediction `json:"predictions"`
+		Agree       bool             `json:"agree"`
+	}{rep.Kernel, rep.CPUs, rep.Workload, cal, preds, agree})
 }

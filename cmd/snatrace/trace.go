@@ -45,7 +45,7 @@ tcp:tcp_retransmit_skb tracepoints; says which is missing (exit 2).
 			}
 			m, err := trace.ParseMode(mode)
 			if err != nil {
-				return usageErr("--mode: %v", err)
+				return usageErr("--mode: %w", err)
 			}
 			ino, err := traceInode(nsSpec)
 			if err != nil {

@@ -1,0 +1,112 @@
+package sim
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/snatrace/snatrace/report/text"
+)
+
+// WriteResults writes one table row per scenario and a note for each that
+// ran out of ports.
+func WriteResults(w io.Writer, c Config, res []Result) error {
+	ew := &text.Writer{W: w}
+	w = ew
+	fmt.Fprintf(w, "workload %s: %d pods, %d CPUs, %d server(s), window %v, seed %d\n\n",
+		c.Workload, c.Pods, c.CPUs, c.Servers, c.Window, c.Seed)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "era\tnat\tconnections\tSYNs\tclashes\tclash rate (95% CI)\t+1s\t+3s\t+7s…\tfailed\tp99 ms\t")
+	for _, r := range res {
+		var later int
+		for k, n := range r.Delayed {
+			if v, _ := strconv.Atoi(k); v >= 3 {
+				later += n
+			}
+		}
+		later -= r.Failed
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s (%s-%s)\t%d\t%d\t%d\t%d\t%.1f\t\n", r.Era, r.NAT, r.Connections, r.SYNs, r.Clashes,
+			pct(r.ClashRate), pct(r.ClashRateCI95[0]), pct(r.ClashRateCI95[1]), r.Delayed["1"], r.Delayed["2"], later, r.Failed, r.LatencyMS.P99)
+	}
+	tw.Flush()
+	for _, r := range res {
+		if n := r.Steps["exhausted"]; n > 0 {
+			fmt.Fprintf(w, "\nnote: %s %s: %d NAT choices found no free port (port exhaustion, not the race: add addresses, destinations or a shorter TIME_WAIT; 6.5+ evicts closing entries, %d here)\n",
+				r.Era, r.NAT, n, r.Conntrack.Evicted)
+		}
+	}
+	return ew.Err
+}
+
+// WriteSweep writes the clash rate of every series at every value of the
+// swept parameter.
+func WriteSweep(w io.Writer, param string, values []float64, series []Series) error {
+	ew := &text.Writer{W: w}
+	w = ew
+	fmt.Fprintf(w, "clash rate by %s (dropped SYNs / SYNs)\n\n", param)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, param+"\t")
+	eras := map[string]bool{}
+	for _, s := range series {
+		eras[s.Era] = true
+	}
+	for _, s := range series {
+		name := s.NAT
+		if len(eras) > 1 {
+			name = s.Era + " " + name
+		}
+		fmt.Fprint(tw, name+"\t")
+	}
+	fmt.Fprintln(tw)
+	for i, v := range values {
+		fmt.Fprintf(tw, "%g\t", v)
+		for _, s := range series {
+			r := s.Points[i].Result
+			fmt.Fprintf(tw, "%s (%d)\t", pct(r.ClashRate), r.Clashes)
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	return ew.Err
+}
+
+// WriteCalibration writes a fitted race window for a human.
+func WriteCalibration(w io.Writer, rep LabReport, cal Calibration) error {
+	out := &text.Writer{W: w}
+	fmt.Fprintf(out, "fitted on %q (kernel %s, %d CPUs, %s, %d pods)\n", cal.FitNAT, rep.Kernel, rep.CPUs, rep.Workload.Name, rep.Workload.Pods)
+	fmt.Fprintf(out, "measured clash rate %s (95%% CI %s-%s), simulated at the fit %s\n", pct(cal.Measured), pct(cal.MeasuredCI95[0]), pct(cal.MeasuredCI95[1]), pct(cal.Fitted))
+	hi := cal.WindowHi
+	if hi == "" {
+		hi = "unbounded"
+	}
+	fmt.Fprintf(out, "race window %s (mean %.3g µs); 95%% range %s .. %s\n", cal.Window, cal.MeanUS, cal.WindowLo, hi)
+	if cal.Note != "" {
+		fmt.Fprintf(out, "note: %s\n", cal.Note)
+	}
+	return out.Err
+}
+
+// WritePredictions writes each lab result next to its prediction.
+func WritePredictions(w io.Writer, rep LabReport, cal Calibration, preds []Prediction) error {
+	out := &text.Writer{W: w}
+	fmt.Fprintf(out, "kernel %s, %d CPUs, workload %s, %d pods; window fitted on %q: %s (mean %.3g µs)\n\n",
+		rep.Kernel, rep.CPUs, rep.Workload.Name, rep.Workload.Pods, cal.FitNAT, cal.Window, cal.MeanUS)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "nat\tSYNs\tmeasured (95% CI)\tpredicted (95% range)\tagree\t")
+	for _, p := range preds {
+		mark := "yes"
+		if !p.Agree {
+			mark = "NO"
+		}
+		if p.Fit {
+			mark += " (fit)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s (%s-%s)\t%s (%s-%s)\t%s\t\n", p.NAT, p.SYNs, pct(p.Measured), pct(p.MeasuredCI95[0]), pct(p.MeasuredCI95[1]),
+			pct(p.Predicted), pct(p.PredictedCI95[0]), pct(p.PredictedCI95[1]), mark)
+	}
+	tw.Flush()
+	return out.Err
+}
+
+func pct(x float64) string { return strconv.FormatFloat(100*x, 'g', 3, 64) + "%" }
