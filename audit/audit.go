@@ -18,6 +18,7 @@ import (
 
 	"github.com/snatrace/snatrace/ctstat"
 	"github.com/snatrace/snatrace/kernel"
+	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/report/text"
 	"github.com/snatrace/snatrace/ruleset"
 )
@@ -325,7 +326,7 @@ func hostFindings(rs *ruleset.Ruleset, ipt string, kv kernel.Version, kernelKnow
 			counts[r.Backend]++
 		}
 		host(Low, KindMixedBackends, fmt.Sprintf("NAT rules live in both iptables-legacy (%d) and nftables (%d native, %d iptables-nft): the kernel runs both, but `iptables` and `nft list ruleset` each show only part of them, a classic source of confusion",
-			counts[ruleset.IptablesLegacy], counts[ruleset.Nftables], counts[ruleset.IptablesNft]),
+			counts[natrule.IptablesLegacy], counts[natrule.Nftables], counts[natrule.IptablesNFT]),
 			"make every agent on the node use the same iptables flavour (update-alternatives --set iptables ...), then remove the stale legacy rules")
 	}
 	return out
@@ -334,9 +335,9 @@ func hostFindings(rs *ruleset.Ruleset, ipt string, kv kernel.Version, kernelKnow
 // notReadRemedy says what a read of e's source needs.
 func notReadRemedy(e ruleset.ReadError) string {
 	switch e.Backend {
-	case ruleset.IptablesLegacy:
+	case natrule.IptablesLegacy:
 		return "iptables-legacy-save needs CAP_NET_ADMIN and CAP_NET_RAW (it reads the tables through a raw socket): run as root, or grant both"
-	case ruleset.Nftables:
+	case natrule.Nftables:
 		return "reading nftables over netlink needs CAP_NET_ADMIN in the namespace"
 	}
 	return "install iptables-nft-save (Debian package iptables) and run with CAP_NET_ADMIN"

@@ -3,12 +3,13 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
-	goldenfile "github.com/snatrace/snatrace/internal/golden"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	goldenfile "github.com/snatrace/snatrace/internal/golden"
 
 	"github.com/snatrace/snatrace/ctstat"
 	"github.com/snatrace/snatrace/natrule"
@@ -21,7 +22,7 @@ func rule(t *testing.T, owner ruleset.Owner, mode string) ruleset.Rule {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ruleset.Rule{Location: ruleset.Location{Backend: ruleset.IptablesLegacy, Family: "ip", Table: "nat", Chain: "POSTROUTING", Position: 1},
+	return ruleset.Rule{Location: ruleset.Location{Backend: natrule.IptablesLegacy, Family: "ip", Table: "nat", Chain: "POSTROUTING", Position: 1},
 		NAT: m, FlagsKnown: true, Owner: owner, Text: "-A POSTROUTING " + mode}
 }
 
@@ -98,7 +99,7 @@ func TestRemedyPerOwner(t *testing.T) {
 func TestHostFindings(t *testing.T) {
 	plainLegacy := rule(t, ruleset.Unknown, "masquerade")
 	nft := rule(t, ruleset.Unknown, "masquerade fully-random")
-	nft.Backend = ruleset.Nftables
+	nft.Backend = natrule.Nftables
 	rs := &ruleset.Ruleset{Rules: []ruleset.Rule{plainLegacy, nft}}
 	rep := Run(Input{Rules: rs, Kernel: "6.1.0", Iptables: "1.6.1"})
 	got := strings.Join(kinds(rep), ",")

@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/snatrace/snatrace/ruleset"
+	"github.com/snatrace/snatrace/natrule"
 )
 
 // Apply makes the changes of p, atomically per backend, after writing the
@@ -101,7 +101,7 @@ func (f *Fixer) checkGroup(ctx context.Context, p *Plan, g *restoreGroup, fresh 
 	s := p.saves[g.key()]
 	// A save from before the lock may be reused only for iptables-nft,
 	// whose writers do not take the lock anyway.
-	if !fresh || s == nil || g.backend == ruleset.IptablesLegacy {
+	if !fresh || s == nil || g.backend == natrule.IptablesLegacy {
 		var err error
 		if s, err = f.save(ctx, g); err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/snatrace/snatrace/natmodel"
+	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/ruleset"
 )
 
@@ -92,7 +93,7 @@ func (e *BackupEntry) check() error {
 		}
 		switch e.Method {
 		case MethodNetlink:
-			if e.Backend == ruleset.IptablesLegacy {
+			if e.Backend == natrule.IptablesLegacy {
 				return errors.New("iptables-legacy rules are not changed over nftables netlink")
 			}
 			full := uint32(natmodel.ProtoRandomFully)

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/snatrace/snatrace/audit"
+	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/netns"
-	"github.com/snatrace/snatrace/ruleset"
 )
 
 // dockerNat is the nat and filter tables dockerd (iptables backend) writes
@@ -252,7 +252,7 @@ func TestApplyRollbackRealisticRulesets(t *testing.T) {
 				t.Errorf("%d lines changed, want at least %d", changed, tt.want)
 			}
 			for _, c := range p.Changes {
-				if c.Method == MethodRestore || c.Backend == ruleset.IptablesNft {
+				if c.Method == MethodRestore || c.Backend == natrule.IptablesNFT {
 					if !strings.Contains(after, c.After+"\n") {
 						t.Errorf("dump lacks the planned line %q", c.After)
 					}

@@ -245,16 +245,16 @@ func changeOf(r *ruleset.Rule, kind audit.Kind, opts Options) (Change, string) {
 	to.FullyRandom = true
 	c := Change{Location: r.Location, Owner: r.Owner, Finding: kind, Before: r.Text, Trade: Trade, From: r.NAT.String(), To: to.String()}
 	switch r.Backend {
-	case ruleset.Nftables:
+	case natrule.Nftables:
 		c.Method = MethodNetlink
 		c.After = nftAfter(r.Text, r.NAT, to)
-	case ruleset.IptablesNft:
+	case natrule.IptablesNFT:
 		c.Method = opts.IptablesNft
 		if c.Method == "" {
 			c.Method = MethodNetlink
 		}
 		c.After = IptablesAfter(r.Text)
-	case ruleset.IptablesLegacy:
+	case natrule.IptablesLegacy:
 		c.Method = MethodRestore
 		c.After = IptablesAfter(r.Text)
 	default:
@@ -334,10 +334,10 @@ func (c *Change) check() error {
 	}
 	switch c.Method {
 	case MethodNetlink:
-		if c.Handle == 0 || c.Backend == ruleset.IptablesLegacy {
+		if c.Handle == 0 || c.Backend == natrule.IptablesLegacy {
 			return errors.New("a netlink change needs an nftables rule handle")
 		}
-		if c.Backend == ruleset.IptablesNft && c.Table != "nat" {
+		if c.Backend == natrule.IptablesNFT && c.Table != "nat" {
 			return fmt.Errorf("table %q: iptables source NAT lives in table nat", c.Table)
 		}
 	case MethodRestore:
@@ -351,7 +351,7 @@ func (c *Change) check() error {
 // checkRestore checks a change through iptables-restore: an iptables rule,
 // and an after that is exactly the before with --random-fully.
 func checkRestore(l ruleset.Location, before, after string) error {
-	if l.Backend == ruleset.Nftables {
+	if l.Backend == natrule.Nftables {
 		return errors.New("native nftables rules are not changed through iptables-restore")
 	}
 	if l.Table != "nat" {

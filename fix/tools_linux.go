@@ -25,7 +25,7 @@ func (f *Fixer) tools(ctx context.Context, b ruleset.Backend, fam ruleset.Family
 	if !ok {
 		return "", "", fmt.Errorf("backend %s has no iptables tools", b)
 	}
-	if b == ruleset.IptablesLegacy {
+	if b == natrule.IptablesLegacy {
 		save, restore = natrule.LegacyTools(ctx, f.run, fam)
 	}
 	for _, bin := range []string{save, restore} {
@@ -56,7 +56,7 @@ func (f *Fixer) canHoldLock(ctx context.Context, fams []ruleset.Family) bool {
 		return false
 	}
 	for _, fam := range fams {
-		_, restore, err := f.tools(ctx, ruleset.IptablesLegacy, fam)
+		_, restore, err := f.tools(ctx, natrule.IptablesLegacy, fam)
 		if err != nil {
 			return false
 		}
@@ -75,7 +75,7 @@ func (f *Fixer) canHoldLock(ctx context.Context, fams []ruleset.Family) bool {
 func (f *Fixer) lockLegacy(ctx context.Context, groups []*restoreGroup) (func(), error) {
 	var legacy []ruleset.Family
 	for _, g := range groups {
-		if g.backend == ruleset.IptablesLegacy {
+		if g.backend == natrule.IptablesLegacy {
 			legacy = append(legacy, g.family)
 		}
 	}

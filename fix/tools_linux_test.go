@@ -7,6 +7,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/ruleset"
 	"github.com/snatrace/snatrace/tool"
 )
@@ -37,15 +38,15 @@ func TestTools(t *testing.T) {
 		fam                 ruleset.Family
 		save, restore, miss string
 	}{
-		{"legacy", all, "v1.8.9 (legacy)", ruleset.IptablesLegacy, "ip", "iptables-legacy-save", "iptables-legacy-restore", ""},
-		{"legacy ip6", all, "v1.8.9 (legacy)", ruleset.IptablesLegacy, "ip6", "ip6tables-legacy-save", "ip6tables-legacy-restore", ""},
-		{"nft", all, "v1.8.9 (nf_tables)", ruleset.IptablesNft, "ip", "iptables-nft-save", "iptables-nft-restore", ""},
+		{"legacy", all, "v1.8.9 (legacy)", natrule.IptablesLegacy, "ip", "iptables-legacy-save", "iptables-legacy-restore", ""},
+		{"legacy ip6", all, "v1.8.9 (legacy)", natrule.IptablesLegacy, "ip6", "ip6tables-legacy-save", "ip6tables-legacy-restore", ""},
+		{"nft", all, "v1.8.9 (nf_tables)", natrule.IptablesNFT, "ip", "iptables-nft-save", "iptables-nft-restore", ""},
 		// iptables 1.6: only the plain names, which are legacy.
-		{"old iptables", old, "v1.6.1", ruleset.IptablesLegacy, "ip", "iptables-save", "iptables-restore", ""},
+		{"old iptables", old, "v1.6.1", natrule.IptablesLegacy, "ip", "iptables-save", "iptables-restore", ""},
 		// Plain names that are the nf_tables flavour cannot change legacy rules.
-		{"plain is nft", old, "v1.8.9 (nf_tables)", ruleset.IptablesLegacy, "ip", "", "", "iptables-legacy-save"},
-		{"no restore", []string{"iptables-legacy-save"}, "", ruleset.IptablesLegacy, "ip", "", "", "iptables-legacy-restore"},
-		{"no nft restore", []string{"iptables-nft-save", "iptables-restore"}, "v1.8.9 (legacy)", ruleset.IptablesNft, "ip", "", "", "iptables-nft-restore"},
+		{"plain is nft", old, "v1.8.9 (nf_tables)", natrule.IptablesLegacy, "ip", "", "", "iptables-legacy-save"},
+		{"no restore", []string{"iptables-legacy-save"}, "", natrule.IptablesLegacy, "ip", "", "", "iptables-legacy-restore"},
+		{"no nft restore", []string{"iptables-nft-save", "iptables-restore"}, "v1.8.9 (legacy)", natrule.IptablesNFT, "ip", "", "", "iptables-nft-restore"},
 	}
 	for _, tt := range tests {
 		f := New(Config{Runner: &versions{Fake: tool.Fake{Installed: tt.have}, version: tt.version}})

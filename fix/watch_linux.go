@@ -135,7 +135,7 @@ func (w *watch) round(ctx context.Context, trigger string, at time.Time, digeste
 func (w *watch) legacyChanged(ctx context.Context) bool {
 	h := sha256.New()
 	for _, fam := range []ruleset.Family{natrule.IPv4, natrule.IPv6} {
-		save, _, err := w.f.tools(ctx, ruleset.IptablesLegacy, fam)
+		save, _, err := w.f.tools(ctx, natrule.IptablesLegacy, fam)
 		if err != nil {
 			continue
 		}

@@ -47,9 +47,9 @@ type iptParser struct {
 // Only the nat table is read in detail: its MASQUERADE and SNAT rules become
 // Rules, its chains and jumps the context for owners. Other tables are
 // checked only for their line structure. The backend comes from the dump's
-// header; without one (iptables -S) it is Iptables.
+// header; without one (iptables -S) it is natrule.Iptables.
 func ParseIptablesSave(data, name string) (*Ruleset, error) {
-	p := &iptParser{name: name, rs: &Ruleset{}, backend: Iptables, family: natrule.IPv4, source: -1}
+	p := &iptParser{name: name, rs: &Ruleset{}, backend: natrule.Iptables, family: natrule.IPv4, source: -1}
 	// Size the big collections once: kube-proxy dumps hold ~1e5 rules and
 	// ~4e4 chains, almost all jumps.
 	p.chainHint = strings.Count(data, "\n:") + 8
@@ -116,9 +116,9 @@ func (p *iptParser) line(line string, n int) error {
 			p.version = m[3]
 			switch {
 			case m[2] == "-nft" || m[4] == "nf_tables":
-				p.backend = IptablesNft
+				p.backend = natrule.IptablesNFT
 			default: // "(legacy)", "-legacy", or a pre-1.8 dump: only legacy existed
-				p.backend = IptablesLegacy
+				p.backend = natrule.IptablesLegacy
 			}
 			p.source = -1
 		}

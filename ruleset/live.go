@@ -19,7 +19,7 @@ type ReadOptions struct {
 	Runner tool.Runner
 	// SkipLegacy skips iptables-legacy (its rules are invisible to nftables).
 	SkipLegacy bool
-	// Nftables are extra options for the nftables socket: a test dial.
+	// natrule.Nftables are extra options for the nftables socket: a test dial.
 	Nftables []nftnl.Option
 }
 

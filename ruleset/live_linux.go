@@ -27,7 +27,7 @@ func Read(ctx context.Context, opts ReadOptions) (*Ruleset, error) {
 	if nftErr == nil {
 		nrs := fromNftDump(d)
 		if bin, err := attachIptablesNftText(ctx, run, nrs); err != nil {
-			nrs.readError(IptablesNft, bin, err)
+			nrs.readError(natrule.IptablesNFT, bin, err)
 		}
 		rs.merge(nrs)
 	}
@@ -39,7 +39,7 @@ func Read(ctx context.Context, opts ReadOptions) (*Ruleset, error) {
 		if !legacyRead {
 			return nil, fmt.Errorf("reading nftables over netlink: %w", nftErr)
 		}
-		rs.readError(Nftables, "netlink", nftErr)
+		rs.readError(natrule.Nftables, "netlink", nftErr)
 	}
 	rs.resolveHooks()
 	Attribute(rs)
@@ -53,7 +53,7 @@ func readLegacy(ctx context.Context, run tool.Runner, rs *Ruleset) bool {
 	for _, bin := range legacySaveBinaries(ctx, run) {
 		lrs, err := readSave(ctx, run, bin)
 		if err != nil {
-			rs.readError(IptablesLegacy, bin, err)
+			rs.readError(natrule.IptablesLegacy, bin, err)
 			continue
 		}
 		if lrs == nil {
@@ -61,16 +61,16 @@ func readLegacy(ctx context.Context, run tool.Runner, rs *Ruleset) bool {
 		}
 		read = true
 		for i := range lrs.Rules {
-			lrs.Rules[i].Backend, lrs.Rules[i].Line = IptablesLegacy, 0
+			lrs.Rules[i].Backend, lrs.Rules[i].Line = natrule.IptablesLegacy, 0
 		}
 		for i := range lrs.Chains {
-			lrs.Chains[i].Backend = IptablesLegacy
+			lrs.Chains[i].Backend = natrule.IptablesLegacy
 		}
 		for i := range lrs.Jumps {
-			lrs.Jumps[i].Backend = IptablesLegacy
+			lrs.Jumps[i].Backend = natrule.IptablesLegacy
 		}
 		for i := range lrs.Sources {
-			lrs.Sources[i].Backend, lrs.Sources[i].Where, lrs.Sources[i].Format = IptablesLegacy, bin, "iptables-save"
+			lrs.Sources[i].Backend, lrs.Sources[i].Where, lrs.Sources[i].Format = natrule.IptablesLegacy, bin, "iptables-save"
 		}
 		rs.merge(lrs)
 	}
@@ -120,12 +120,12 @@ func readSave(ctx context.Context, run tool.Runner, bin string, args ...string) 
 func attachIptablesNftText(ctx context.Context, run tool.Runner, rs *Ruleset) (string, error) {
 	need := map[Family]bool{}
 	for _, r := range rs.Rules {
-		if r.Backend == IptablesNft && r.Table == "nat" {
+		if r.Backend == natrule.IptablesNFT && r.Table == "nat" {
 			need[r.Family] = true
 		}
 	}
 	for fam := range need {
-		bin, _, _ := natrule.Tools(IptablesNft, fam)
+		bin, _, _ := natrule.Tools(natrule.IptablesNFT, fam)
 		srs, err := readSave(ctx, run, bin, "-t", "nat")
 		if err != nil {
 			return bin, err
@@ -137,7 +137,7 @@ func attachIptablesNftText(ctx context.Context, run tool.Runner, rs *Ruleset) (s
 			return bin, err
 		}
 		for i := range rs.Sources {
-			if rs.Sources[i].Backend == IptablesNft && len(srs.Sources) > 0 {
+			if rs.Sources[i].Backend == natrule.IptablesNFT && len(srs.Sources) > 0 {
 				rs.Sources[i].Version = srs.Sources[0].Version
 			}
 		}
@@ -158,7 +158,7 @@ func matchSaveLines(rs, srs *Ruleset, fam Family, bin string) error {
 	}
 	for i := range rs.Rules {
 		r := &rs.Rules[i]
-		if r.Backend != IptablesNft || r.Family != fam || r.Table != "nat" {
+		if r.Backend != natrule.IptablesNFT || r.Family != fam || r.Table != "nat" {
 			continue
 		}
 		s, ok := lines[pkey{r.Chain, r.Position}]

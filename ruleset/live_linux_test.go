@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/netns/netnstest"
 	"github.com/snatrace/snatrace/ruleset/internal/kubegen"
@@ -89,18 +90,18 @@ COMMIT
 		textPart string
 	}
 	wants := []want{
-		{Nftables, "inet", "post", 1, "snat to 192.0.2.1-192.0.2.4:2000-2100 random,persistent", Unknown, `oifname "eth0"`},
-		{Nftables, "inet", "post", 2, "snat to [2001:db8::1]:1024-1100 fully-random", Unknown, "ip6 saddr fd00::/64"},
-		{Nftables, "inet", "post", 3, "masquerade to :40000", Unknown, `comment "single port"`},
-		{Nftables, "inet", "post", 4, "masquerade", Unknown, "ip saddr 10.7.0.0/16"},
-		{IptablesNft, "ip", "POSTROUTING", 2, "masquerade", Docker, "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE"},
-		{IptablesNft, "ip", "POSTROUTING", 3, "snat to 192.0.2.9-192.0.2.10:3000-3100 fully-random,persistent", Unknown, "--random-fully --persistent"},
-		{IptablesNft, "ip", "POSTROUTING", 4, "masquerade to :1024-1100 random", Unknown, "--to-ports 1024-1100 --random"},
-		{IptablesNft, "ip", "KUBE-POSTROUTING", 3, "masquerade fully-random", KubeProxy, "kubernetes service traffic requiring SNAT"},
-		{IptablesNft, "ip6", "POSTROUTING", 1, "masquerade fully-random", Unknown, "-s fd00:1::/64"},
-		{IptablesNft, "ip6", "POSTROUTING", 2, "snat to [2001:db8::7]:5000-5100 random", Unknown, "[2001:db8::7]:5000-5100"},
-		{IptablesLegacy, "ip", "FLANNEL-POSTRTG", 2, "masquerade fully-random", Flannel, "! -d 224.0.0.0/4"},
-		{IptablesLegacy, "ip", "FLANNEL-POSTRTG", 3, "masquerade", Flannel, "! -s 10.244.0.0/16 -d 10.244.0.0/16"},
+		{natrule.Nftables, "inet", "post", 1, "snat to 192.0.2.1-192.0.2.4:2000-2100 random,persistent", Unknown, `oifname "eth0"`},
+		{natrule.Nftables, "inet", "post", 2, "snat to [2001:db8::1]:1024-1100 fully-random", Unknown, "ip6 saddr fd00::/64"},
+		{natrule.Nftables, "inet", "post", 3, "masquerade to :40000", Unknown, `comment "single port"`},
+		{natrule.Nftables, "inet", "post", 4, "masquerade", Unknown, "ip saddr 10.7.0.0/16"},
+		{natrule.IptablesNFT, "ip", "POSTROUTING", 2, "masquerade", Docker, "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE"},
+		{natrule.IptablesNFT, "ip", "POSTROUTING", 3, "snat to 192.0.2.9-192.0.2.10:3000-3100 fully-random,persistent", Unknown, "--random-fully --persistent"},
+		{natrule.IptablesNFT, "ip", "POSTROUTING", 4, "masquerade to :1024-1100 random", Unknown, "--to-ports 1024-1100 --random"},
+		{natrule.IptablesNFT, "ip", "KUBE-POSTROUTING", 3, "masquerade fully-random", KubeProxy, "kubernetes service traffic requiring SNAT"},
+		{natrule.IptablesNFT, "ip6", "POSTROUTING", 1, "masquerade fully-random", Unknown, "-s fd00:1::/64"},
+		{natrule.IptablesNFT, "ip6", "POSTROUTING", 2, "snat to [2001:db8::7]:5000-5100 random", Unknown, "[2001:db8::7]:5000-5100"},
+		{natrule.IptablesLegacy, "ip", "FLANNEL-POSTRTG", 2, "masquerade fully-random", Flannel, "! -d 224.0.0.0/4"},
+		{natrule.IptablesLegacy, "ip", "FLANNEL-POSTRTG", 3, "masquerade", Flannel, "! -s 10.244.0.0/16 -d 10.244.0.0/16"},
 	}
 	got := map[string]Rule{}
 	for _, r := range rs.Rules {
@@ -122,7 +123,7 @@ COMMIT
 		if r.Hook != "postrouting" {
 			t.Errorf("%s: hook %q, want postrouting", k, r.Hook)
 		}
-		if r.Backend != IptablesLegacy && (r.Handle == 0 || r.Raw == nil || !r.Raw.Complete) {
+		if r.Backend != natrule.IptablesLegacy && (r.Handle == 0 || r.Raw == nil || !r.Raw.Complete) {
 			t.Errorf("%s: handle %d raw %+v: want the netlink rule", k, r.Handle, r.Raw)
 		}
 	}

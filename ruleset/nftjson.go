@@ -101,7 +101,7 @@ func ParseNftJSON(data, name string) (*Ruleset, error) {
 			rs.Warnings = append(rs.Warnings, fmt.Sprintf("%s: nft -j does not show the flags of iptables-nft targets; read it live or from iptables-save", r.Label()))
 		}
 	}
-	src := Source{Backend: Nftables, Where: name, Format: "nft-json", Rules: len(rs.Rules)}
+	src := Source{Backend: natrule.Nftables, Where: name, Format: "nft-json", Rules: len(rs.Rules)}
 	if len(rs.Rules) > 0 {
 		src.Backend = rs.Rules[0].Backend
 	}
@@ -194,9 +194,9 @@ func (p *jsonParser) chain(raw json.RawMessage, off int) error {
 	if _, dup := p.chainIdx[k]; !dup {
 		p.chainIdx[k] = len(p.rs.Chains)
 	}
-	p.rs.Chains = append(p.rs.Chains, Chain{Backend: Nftables, Family: Family(c.Family), Table: c.Table, Name: c.Name,
+	p.rs.Chains = append(p.rs.Chains, Chain{Backend: natrule.Nftables, Family: Family(c.Family), Table: c.Table, Name: c.Name,
 		Hook: c.Hook, Type: c.Type, Priority: c.Prio, Policy: c.Policy, Handle: c.Handle})
-	p.tables[c.Family+" "+c.Table] = Nftables
+	p.tables[c.Family+" "+c.Table] = natrule.Nftables
 	return nil
 }
 
@@ -204,18 +204,18 @@ func (p *jsonParser) chain(raw json.RawMessage, off int) error {
 // chains of nat/filter/..., or any xt expression.
 func (p *jsonParser) decideBackends() {
 	for k := range iptablesNftTablesOf(p.rs.Chains) {
-		p.tables[string(k.fam)+" "+k.table] = IptablesNft
+		p.tables[string(k.fam)+" "+k.table] = natrule.IptablesNFT
 	}
 	for _, r := range p.rs.Rules {
 		if r.XT {
-			p.tables[string(r.Family)+" "+r.Table] = IptablesNft
+			p.tables[string(r.Family)+" "+r.Table] = natrule.IptablesNFT
 		}
 	}
 	setBackends(p.rs, func(f Family, table string) Backend {
 		if b, ok := p.tables[string(f)+" "+table]; ok {
 			return b
 		}
-		return Nftables
+		return natrule.Nftables
 	})
 }
 

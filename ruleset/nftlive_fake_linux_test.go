@@ -11,6 +11,7 @@ import (
 	"github.com/google/nftables/xt"
 	"golang.org/x/sys/unix"
 
+	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/nftnl"
 	"github.com/snatrace/snatrace/nftnl/nftnltest"
 	"github.com/snatrace/snatrace/tool"
@@ -66,9 +67,9 @@ func TestReadFakeKernel(t *testing.T) {
 		owner     Owner
 		fully     bool
 	}{
-		{"nftables ip docker-bridges postrouting #1", `oifname != "docker0" masquerade`, Nftables, Docker, false},
-		{"nftables ip docker-bridges postrouting #2", `masquerade`, Nftables, Docker, false},
-		{"iptables-nft ip nat KUBE-POSTROUTING #1", `xt target MASQUERADE (masquerade fully-random)`, IptablesNft, KubeProxy, true},
+		{"nftables ip docker-bridges postrouting #1", `oifname != "docker0" masquerade`, natrule.Nftables, Docker, false},
+		{"nftables ip docker-bridges postrouting #2", `masquerade`, natrule.Nftables, Docker, false},
+		{"iptables-nft ip nat KUBE-POSTROUTING #1", `xt target MASQUERADE (masquerade fully-random)`, natrule.IptablesNFT, KubeProxy, true},
 	}
 	for i, w := range want {
 		r := rs.Rules[i]

@@ -11,6 +11,7 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
+	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/nftnl"
 )
 
@@ -79,7 +80,7 @@ func (d *nftDump) readChains(c *nftnl.Conn) (bool, error) {
 // decodeChain decodes one NFT_MSG_NEWCHAIN message of a dump.
 func decodeChain(data []byte) (Chain, error) {
 	fam := Family(nftnl.FamilyName(data[0]))
-	ch := Chain{Backend: Nftables, Family: fam}
+	ch := Chain{Backend: natrule.Nftables, Family: fam}
 	err := nftnl.Walk(data[4:], func(typ uint16, v []byte) error {
 		switch typ {
 		case unix.NFTA_CHAIN_TABLE:
@@ -240,9 +241,9 @@ func fromNftDump(d *nftDump) *Ruleset {
 	}
 	setBackends(rs, func(f Family, table string) Backend {
 		if ipt[tableKey{f, table, ""}] {
-			return IptablesNft
+			return natrule.IptablesNFT
 		}
-		return Nftables
+		return natrule.Nftables
 	})
 	rs.Sources = append(rs.Sources, nftSources(rs, len(d.rules))...)
 	return rs
@@ -304,9 +305,9 @@ func nftSources(rs *Ruleset, scanned int) []Source {
 	for _, r := range rs.Rules {
 		counts[r.Backend]++
 	}
-	out := []Source{{Backend: Nftables, Where: "netlink", Format: "netlink", Rules: counts[Nftables], Scanned: scanned}}
-	if counts[IptablesNft] > 0 {
-		out = append(out, Source{Backend: IptablesNft, Where: "netlink", Format: "netlink", Rules: counts[IptablesNft]})
+	out := []Source{{Backend: natrule.Nftables, Where: "netlink", Format: "netlink", Rules: counts[natrule.Nftables], Scanned: scanned}}
+	if counts[natrule.IptablesNFT] > 0 {
+		out = append(out, Source{Backend: natrule.IptablesNFT, Where: "netlink", Format: "netlink", Rules: counts[natrule.IptablesNFT]})
 	}
 	return out
 }

@@ -57,7 +57,7 @@ type nftParser struct {
 //
 // Rules with a masquerade or snat statement become Rules; iptables-nft rules
 // (tables nat/filter/... with iptables' upper-case chains, or announced by
-// nft's "managed by iptables-nft" warning) get the IptablesNft backend.
+// nft's "managed by iptables-nft" warning) get the natrule.IptablesNFT backend.
 // Sets, maps, flowtables and stateful objects are skipped.
 func ParseNftText(data, name string) (*Ruleset, error) {
 	p := &nftParser{name: name, rs: &Ruleset{}, chain: -1, managed: map[string]bool{}}
@@ -76,15 +76,15 @@ func ParseNftText(data, name string) (*Ruleset, error) {
 	if p.table != nil || p.skipDepth > 0 {
 		return nil, &ParseError{File: name, Line: p.line, Msg: "unexpected end of input: missing '}'"}
 	}
-	src := Source{Backend: Nftables, Where: name, Format: "nft", Rules: len(p.rs.Rules)}
+	src := Source{Backend: natrule.Nftables, Where: name, Format: "nft", Rules: len(p.rs.Rules)}
 	for _, r := range p.rs.Rules {
-		if r.Backend == IptablesNft {
-			src.Backend = IptablesNft
+		if r.Backend == natrule.IptablesNFT {
+			src.Backend = natrule.IptablesNFT
 		}
 	}
 	for _, r := range p.rs.Rules {
-		if r.Backend == Nftables {
-			src.Backend = Nftables
+		if r.Backend == natrule.Nftables {
+			src.Backend = natrule.Nftables
 		}
 	}
 	p.rs.Sources = append(p.rs.Sources, src)
@@ -150,9 +150,9 @@ func (p *nftParser) tableLine(words []string, body string) error {
 	if err != nil {
 		return p.fail("%v", err)
 	}
-	p.table = &nftTable{family: fam, name: tname, backend: Nftables, first: len(p.rs.Chains), rules: len(p.rs.Rules)}
+	p.table = &nftTable{family: fam, name: tname, backend: natrule.Nftables, first: len(p.rs.Chains), rules: len(p.rs.Rules)}
 	if p.managed[string(fam)+" "+tname] {
-		p.table.backend = IptablesNft
+		p.table.backend = natrule.IptablesNFT
 	}
 	return nil
 }
@@ -219,7 +219,7 @@ func (p *nftParser) inChain(words []string, body string, handle uint64) error {
 // finishTable decides whether a table just read was made by iptables-nft and
 // fixes the backend of its chains and rules.
 func finishTable(rs *Ruleset, t *nftTable) {
-	if t.backend != IptablesNft && (t.family == natrule.IPv4 || t.family == natrule.IPv6) && iptablesNftTables[t.name] {
+	if t.backend != natrule.IptablesNFT && (t.family == natrule.IPv4 || t.family == natrule.IPv6) && iptablesNftTables[t.name] {
 		upper := false
 		for _, c := range rs.Chains[t.first:] {
 			if _, ok := builtinHooks[c.Name]; ok && c.Hook != "" {
@@ -227,7 +227,7 @@ func finishTable(rs *Ruleset, t *nftTable) {
 			}
 		}
 		if upper {
-			t.backend = IptablesNft
+			t.backend = natrule.IptablesNFT
 		}
 	}
 	for i := t.first; i < len(rs.Chains); i++ {

@@ -13,14 +13,6 @@ type (
 	Family  = natrule.Family
 )
 
-// The backends of rules, as natrule names them.
-const (
-	Nftables       = natrule.Nftables
-	IptablesNft    = natrule.IptablesNFT
-	IptablesLegacy = natrule.IptablesLegacy
-	Iptables       = natrule.Iptables
-)
-
 // Location is where a rule lives: the coordinates a later change needs to
 // find it again. Rules, audit views, fix plans and backups all carry it, and
 // all name a rule by its Key.
@@ -58,7 +50,7 @@ func (l Location) Label() string {
 // characters, a position.
 func (l Location) Check() error {
 	switch l.Backend {
-	case Nftables, IptablesNft, IptablesLegacy:
+	case natrule.Nftables, natrule.IptablesNFT, natrule.IptablesLegacy:
 	default:
 		return fmt.Errorf("unknown backend %q", l.Backend)
 	}
@@ -229,9 +221,9 @@ func (rs *Ruleset) MixedBackends() bool {
 	var legacy, nft bool
 	for _, r := range rs.Rules {
 		switch r.Backend {
-		case IptablesLegacy:
+		case natrule.IptablesLegacy:
 			legacy = true
-		case Nftables, IptablesNft:
+		case natrule.Nftables, natrule.IptablesNFT:
 			nft = true
 		}
 	}
