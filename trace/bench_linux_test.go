@@ -133,8 +133,7 @@ func (f *fixture) connectBlock(n int, dst netip.AddrPort) (time.Duration, error)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			runtime.LockOSThread() // never unlocked: the thread leaves with the pod ns
-			if err := enterNS(pod); err != nil {
+			if err := pod.Enter(); err != nil { // never unlocked: the thread leaves with the pod ns
 				ready.Done()
 				errs <- err
 				return

@@ -3,21 +3,21 @@
 package trace
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/snatrace/snatrace/ctstat"
 	"github.com/snatrace/snatrace/internal/testenv"
+	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/netns/netnstest"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,10 +30,9 @@ import (
 // The node also drops TCP SYNs to port 9 in forward and to port 7 in
 // postrouting after source NAT: firewall drops that are not SNAT clashes.
 type fixture struct {
-	prefix string
-	node   string
-	server string
-	pods   []string
+	node   *netns.NS
+	server *netns.NS
+	pods   []*netns.NS
 	podIPs []netip.Addr
 	nodeIP netip.Addr // address of up0: the masquerade source
 	srvIP  netip.Addr
@@ -54,16 +53,6 @@ func run(t testing.TB, name string, args ...string) {
 	}
 }
 
-func runStdin(t testing.TB, stdin string, name string, args ...string) {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s\ninput:\n%s", name, strings.Join(args, " "), err, out, stdin)
-	}
-}
-
 func needRoot(t testing.TB) {
 	t.Helper()
 	testenv.NeedRoot(t, "creates network namespaces and loads eBPF programs")
@@ -74,60 +63,51 @@ func needRoot(t testing.TB) {
 	}
 }
 
-// newFixture builds the topology; t.Cleanup deletes every namespace.
+// newFixture builds the topology; every namespace is deleted at cleanup.
 func newFixture(t testing.TB, pods int) *fixture {
 	t.Helper()
-	id := fmt.Sprintf("%d%d", os.Getpid()%10000, fixtureSeq.Add(1))
-	x := int(fixtureSeq.Load()+uint32(os.Getpid()))%200 + 20
+	x := int(fixtureSeq.Add(1)+uint32(os.Getpid()))%200 + 20
 	f := &fixture{
-		prefix:  "snt-tr" + id,
 		nodeIP:  netip.AddrFrom4([4]byte{198, 18, byte(x), 1}),
 		srvIP:   netip.AddrFrom4([4]byte{198, 18, byte(x), 2}),
 		nodeIP6: netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, byte(x), 14: 0, 15: 1}),
 		srvIP6:  netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, byte(x), 14: 0, 15: 2}),
 	}
-	f.node = f.prefix + "-node"
-	f.server = f.prefix + "-srv"
-	all := []string{f.node, f.server}
+	f.node = netnstest.New(t, "tr-node")
+	f.server = netnstest.New(t, "tr-srv")
 	for i := range pods {
-		f.pods = append(f.pods, fmt.Sprintf("%s-p%d", f.prefix, i))
+		f.pods = append(f.pods, netnstest.New(t, fmt.Sprintf("tr-p%d", i)))
 		f.podIPs = append(f.podIPs, netip.AddrFrom4([4]byte{10, 77, 0, byte(10 + i)}))
 		f.podIPs6 = append(f.podIPs6, netip.AddrFrom16([16]byte{0xfd, 0x77, 15: byte(0x10 + i)}))
 	}
-	all = append(all, f.pods...)
-	t.Cleanup(func() {
-		for _, ns := range all {
-			exec.Command("ip", "netns", "del", ns).Run()
-		}
-	})
-	for _, ns := range all {
-		run(t, "ip", "netns", "add", ns)
-		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	for _, ns := range append([]*netns.NS{f.node, f.server}, f.pods...) {
+		run(t, "ip", "-n", ns.Name(), "link", "set", "lo", "up")
 	}
-	n := f.node
+	n := f.node.Name()
 	run(t, "ip", "-n", n, "link", "add", "br0", "type", "bridge")
 	run(t, "ip", "-n", n, "addr", "add", "10.77.0.1/24", "dev", "br0")
 	run(t, "ip", "-n", n, "addr", "add", "fd77::1/64", "dev", "br0", "nodad")
 	run(t, "ip", "-n", n, "link", "set", "br0", "up")
-	for i, p := range f.pods {
+	for i, pns := range f.pods {
+		p := pns
 		hv := fmt.Sprintf("vp%d", i)
-		run(t, "ip", "-n", n, "link", "add", hv, "type", "veth", "peer", "name", "eth0", "netns", p)
+		run(t, "ip", "-n", n, "link", "add", hv, "type", "veth", "peer", "name", "eth0", "netns", p.Name())
 		run(t, "ip", "-n", n, "link", "set", hv, "master", "br0", "up")
-		run(t, "ip", "-n", p, "addr", "add", f.podIPs[i].String()+"/24", "dev", "eth0")
-		run(t, "ip", "-n", p, "addr", "add", f.podIPs6[i].String()+"/64", "dev", "eth0", "nodad")
-		run(t, "ip", "-n", p, "link", "set", "eth0", "up")
-		run(t, "ip", "-n", p, "route", "add", "default", "via", "10.77.0.1")
-		run(t, "ip", "-n", p, "-6", "route", "add", "default", "via", "fd77::1")
+		run(t, "ip", "-n", p.Name(), "addr", "add", f.podIPs[i].String()+"/24", "dev", "eth0")
+		run(t, "ip", "-n", p.Name(), "addr", "add", f.podIPs6[i].String()+"/64", "dev", "eth0", "nodad")
+		run(t, "ip", "-n", p.Name(), "link", "set", "eth0", "up")
+		run(t, "ip", "-n", p.Name(), "route", "add", "default", "via", "10.77.0.1")
+		run(t, "ip", "-n", p.Name(), "-6", "route", "add", "default", "via", "fd77::1")
 	}
-	run(t, "ip", "-n", n, "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", f.server)
+	run(t, "ip", "-n", n, "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", f.server.Name())
 	run(t, "ip", "-n", n, "addr", "add", f.nodeIP.String()+"/24", "dev", "up0")
 	run(t, "ip", "-n", n, "addr", "add", f.nodeIP6.String()+"/64", "dev", "up0", "nodad")
 	run(t, "ip", "-n", n, "link", "set", "up0", "up")
-	run(t, "ip", "-n", f.server, "addr", "add", f.srvIP.String()+"/24", "dev", "eth0")
-	run(t, "ip", "-n", f.server, "addr", "add", f.srvIP6.String()+"/64", "dev", "eth0", "nodad")
-	run(t, "ip", "-n", f.server, "link", "set", "eth0", "up")
-	run(t, "ip", "netns", "exec", n, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
-	runStdin(t, `
+	run(t, "ip", "-n", f.server.Name(), "addr", "add", f.srvIP.String()+"/24", "dev", "eth0")
+	run(t, "ip", "-n", f.server.Name(), "addr", "add", f.srvIP6.String()+"/64", "dev", "eth0", "nodad")
+	run(t, "ip", "-n", f.server.Name(), "link", "set", "eth0", "up")
+	netnstest.Run(t, f.node, "", "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+	netnstest.Run(t, f.node, `
 table inet snt_nat {
 	chain post {
 		type nat hook postrouting priority srcnat; policy accept;
@@ -144,79 +124,19 @@ table inet snt_filter {
 		tcp dport 7 drop
 	}
 }
-`, "ip", "netns", "exec", n, "nft", "-f", "-")
-	var st unix.Stat_t
-	if err := unix.Stat("/run/netns/"+n, &st); err != nil {
-		t.Fatalf("stat node namespace: %v", err)
+`, "nft", "-f", "-")
+	var err error
+	if f.nodeNS, err = f.node.Inode(); err != nil {
+		t.Fatal(err)
 	}
-	f.nodeNS = uint32(st.Ino)
 	return f
 }
 
-// inNS runs fn on a fresh OS thread that has entered namespace ns. The
-// thread is discarded afterwards (never unlocked).
-func inNS(ns string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := enterNS(ns); err != nil {
-			errc <- err
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
-
-func enterNS(ns string) error {
-	fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("opening namespace %s: %w", ns, err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("entering namespace %s: %w", ns, err)
-	}
-	return nil
-}
-
-// insertFailed sums insert_failed over CPUs in namespace ns, reading the
-// column by its header name.
-func insertFailed(ns string) (uint64, error) {
-	var total uint64
-	err := inNS(ns, func() error {
-		fh, err := os.Open("/proc/thread-self/net/stat/nf_conntrack")
-		if err != nil {
-			return err
-		}
-		defer fh.Close()
-		sc := bufio.NewScanner(fh)
-		if !sc.Scan() {
-			return errors.New("nf_conntrack stat: no header")
-		}
-		col := -1
-		for i, name := range strings.Fields(sc.Text()) {
-			if name == "insert_failed" {
-				col = i
-			}
-		}
-		if col < 0 {
-			return errors.New("nf_conntrack stat: no insert_failed column")
-		}
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if col >= len(fields) {
-				return fmt.Errorf("nf_conntrack stat: short line %q", sc.Text())
-			}
-			v, err := strconv.ParseUint(fields[col], 16, 64)
-			if err != nil {
-				return fmt.Errorf("nf_conntrack stat: %w", err)
-			}
-			total += v
-		}
-		return sc.Err()
-	})
-	return total, err
+// insertFailed sums insert_failed over CPUs in namespace ns (/proc, by
+// column name).
+func insertFailed(ns *netns.NS) (uint64, error) {
+	s, err := ctstat.ReadProcIn(ns)
+	return s.Total().InsertFailed, err
 }
 
 // server accepts and closes connections on ports in the server namespace
@@ -224,7 +144,7 @@ func insertFailed(ns string) (uint64, error) {
 func (f *fixture) serve(t testing.TB, ports ...int) {
 	t.Helper()
 	var fds []int
-	err := inNS(f.server, func() error {
+	err := f.server.Do(func() error {
 		for _, port := range ports {
 			for _, a := range []netip.Addr{f.srvIP, f.srvIP6} {
 				ap := netip.AddrPortFrom(a, uint16(port))
@@ -324,8 +244,7 @@ func (f *fixture) burst(t testing.TB, o burstOptions) []conn {
 		podDone.Add(1)
 		go func() {
 			defer podDone.Done()
-			runtime.LockOSThread() // never unlocked: the thread leaves with the pod ns
-			if err := enterNS(pod); err != nil {
+			if err := pod.Enter(); err != nil { // never unlocked: the thread leaves with the pod ns
 				abort.Store(true)
 				errs <- err
 				return

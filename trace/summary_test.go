@@ -3,11 +3,12 @@ package trace
 import (
 	"bytes"
 	"encoding/json"
-	goldenfile "github.com/snatrace/snatrace/internal/golden"
 	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
+
+	goldenfile "github.com/snatrace/snatrace/internal/golden"
 )
 
 func golden(t *testing.T, name string, got []byte) {

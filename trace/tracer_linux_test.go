@@ -64,11 +64,11 @@ func testSamePortBurst(t *testing.T, ipv6 bool) {
 	defer tr.Close()
 	t.Logf("mode %s", tr.Mode())
 	// A second tracer watching the server's namespace, where nothing drops.
-	var st unix.Stat_t
-	if err := unix.Stat("/run/netns/"+f.server, &st); err != nil {
-		t.Fatalf("stat server namespace: %v", err)
+	srvIno, err := f.server.Inode()
+	if err != nil {
+		t.Fatal(err)
 	}
-	elsewhere, err := Start(context.Background(), Options{NetNS: uint32(st.Ino)})
+	elsewhere, err := Start(context.Background(), Options{NetNS: srvIno})
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
