@@ -271,10 +271,7 @@ func patchTarget(data []byte, fam byte, set func(uint32) uint32) ([]byte, natKin
 	if info < 0 {
 		return nil, "", 0, fmt.Errorf("xt %s target without info", tname)
 	}
-	off := 0
-	if fam == unix.NFPROTO_IPV4 && rev == 0 {
-		off = 4
-	}
+	off := nftnl.XTNATFlagsOffset(fam, rev)
 	b := append([]byte(nil), attrs[info].Data...)
 	if len(b) < off+4 {
 		return nil, "", 0, fmt.Errorf("xt %s target info of %d bytes is too short", tname, len(b))

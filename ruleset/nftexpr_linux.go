@@ -16,6 +16,7 @@ import (
 
 	"github.com/snatrace/snatrace/natmodel"
 	"github.com/snatrace/snatrace/natrule"
+	"github.com/snatrace/snatrace/nftnl"
 )
 
 // described is what a rule's expressions say, in nft syntax.
@@ -402,11 +403,12 @@ func xtNAT(t *expr.Target, fam Family) (natrule.Mode, error) {
 	case *xt.NatRange2:
 		flags, minIP, maxIP, minPort, maxPort = uint32(info.Flags), info.MinIP, info.MaxIP, info.MinPort, info.MaxPort
 	case *xt.Unknown:
-		var err error
-		flags, minIP, maxIP, minPort, maxPort, err = decodeNatRange(*info, t.Rev, fam, t.Name)
+		fnum, _ := nftnl.FamilyNumber(string(fam))
+		r, err := nftnl.DecodeXTNATRange(*info, fnum, t.Rev)
 		if err != nil {
-			return m, err
+			return m, fmt.Errorf("xt %s: %w", t.Name, err)
 		}
+		flags, minIP, maxIP, minPort, maxPort = r.Flags, r.MinIP, r.MaxIP, r.MinPort, r.MaxPort
 	default:
 		return m, fmt.Errorf("xt %s: unexpected info %T", t.Name, t.Info)
 	}
@@ -438,21 +440,4 @@ func ipAddr(ip net.IP, v4 bool) (netip.Addr, bool) {
 	}
 	a, ok := netip.AddrFromSlice(ip)
 	return a, ok
-}
-
-// decodeNatRange decodes raw target info the library left undecoded.
-func decodeNatRange(b []byte, rev uint32, fam Family, name string) (flags uint32, minIP, maxIP net.IP, minPort, maxPort uint16, err error) {
-	ne := binary.NativeEndian
-	if fam == natrule.IPv4 && rev == 0 {
-		// nf_nat_ipv4_multi_range_compat: rangesize, flags, min_ip, max_ip, min, max.
-		if len(b) < 20 {
-			return 0, nil, nil, 0, 0, fmt.Errorf("xt %s: info of %d bytes is too short", name, len(b))
-		}
-		return ne.Uint32(b[4:8]), net.IP(b[8:12]), net.IP(b[12:16]), binary.BigEndian.Uint16(b[16:18]), binary.BigEndian.Uint16(b[18:20]), nil
-	}
-	// nf_nat_range{,2}: flags, min_addr[16], max_addr[16], min_proto, max_proto.
-	if len(b) < 40 {
-		return 0, nil, nil, 0, 0, fmt.Errorf("xt %s: info of %d bytes is too short", name, len(b))
-	}
-	return ne.Uint32(b[0:4]), net.IP(b[4:20]), net.IP(b[20:36]), binary.BigEndian.Uint16(b[36:38]), binary.BigEndian.Uint16(b[38:40]), nil
 }
