@@ -171,6 +171,8 @@ type Calibration struct {
 }
 
 // ReadCalibration decodes a Calibration printed with --calibrate --json.
+// The scales are what is used; the window strings, when present, must be
+// Shape scaled by them (empty ones are derived).
 func ReadCalibration(r io.Reader) (Calibration, error) {
 	var c Calibration
 	if err := json.NewDecoder(r).Decode(&c); err != nil {
@@ -186,6 +188,16 @@ func ReadCalibration(r io.Reader) (Calibration, error) {
 	c.shape, c.scale, c.lo, c.hi = shape, c.Scale, c.ScaleLo, c.ScaleHi
 	if c.hi == -1 {
 		c.hi = math.Inf(1)
+	}
+	// The windows are derived from shape and scales; an edited window that
+	// no longer matches would be silently ignored, so it is refused.
+	given := [3]string{c.Window, c.WindowLo, c.WindowHi}
+	c.fill()
+	derived := [3]string{c.Window, c.WindowLo, c.WindowHi}
+	for i, name := range []string{"window", "window_lo", "window_hi"} {
+		if given[i] != "" && given[i] != derived[i] {
+			return Calibration{}, fmt.Errorf("calibration %s %q does not match shape %s × scale (%s): edit the scales, the windows follow", name, given[i], c.Shape, derived[i])
+		}
 	}
 	return c, nil
 }

@@ -114,3 +114,64 @@ func TestSimSweepDeterministicAcrossWorkers(t *testing.T) {
 		t.Errorf("sweep JSON: %v %+v", err, doc)
 	}
 }
+
+// --predict exits 0 when every prediction agrees with its measurement and 1
+// (findings) when one does not, so a drift check can gate on the exit code.
+func TestSimPredictExitCode(t *testing.T) {
+	lab := filepath.Join("..", "..", "sim", "testdata", "lab-same-port-4pods.json")
+	stdout, stderr, code := runCLI(t, "sim", "--calibrate", lab, "--json")
+	if code != 0 {
+		t.Fatalf("calibrate: exit %d: %s", code, stderr)
+	}
+	var cal map[string]any
+	if err := json.Unmarshal([]byte(stdout), &cal); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, doc map[string]any) string {
+		b, err := json.Marshal(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	good := write("good.json", cal)
+	if _, stderr, code := runCLI(t, "sim", "--predict", lab, "--calibration", good); code != 0 {
+		t.Errorf("predicting the fitted run with its own window: exit %d, want 0: %s", code, stderr)
+	}
+	// An edited window that the scales contradict is refused, not ignored.
+	window := cal["window"]
+	cal["window"] = "exp:28us"
+	_, stderr, code = runCLI(t, "sim", "--predict", lab, "--calibration", write("edited.json", cal))
+	if code != exitUsage || !strings.Contains(stderr, `calibration window "exp:28us" does not match shape`) {
+		t.Errorf("edited window: exit %d, stderr %q", code, stderr)
+	}
+	cal["window"] = window
+	// A window 100 times too long predicts far more clashes than measured.
+	for _, k := range []string{"window", "window_lo", "window_hi"} {
+		delete(cal, k)
+	}
+	for _, k := range []string{"scale", "scale_lo", "scale_hi"} {
+		cal[k] = cal[k].(float64) * 100
+	}
+	bad := write("bad.json", cal)
+	stdout, stderr, code = runCLI(t, "sim", "--predict", lab, "--calibration", bad, "--json")
+	if code != exitFindings {
+		t.Fatalf("disagreeing prediction: exit %d, want %d: %s", code, exitFindings, stderr)
+	}
+	var doc struct {
+		Predictions []struct {
+			NAT   string `json:"nat"`
+			Agree bool   `json:"agree"`
+		} `json:"predictions"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil || len(doc.Predictions) == 0 {
+		t.Fatalf("predictions JSON: %v\n%s", err, stdout)
+	}
+	if doc.Predictions[0].NAT != "masquerade" || doc.Predictions[0].Agree {
+		t.Errorf("first prediction %+v: want masquerade, disagreeing", doc.Predictions[0])
+	}
+}
