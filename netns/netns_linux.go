@@ -137,22 +137,17 @@ func openPath(name, path, label string) (*NS, error) {
 
 // findInode returns a path that opens the network namespace with inode.
 func findInode(inode uint32) (string, error) {
-	// Namespace files live on nsfs: compare devices too, so a regular file
-	// with the same inode number never matches.
-	var self unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
-		return "", err
-	}
-	for _, pattern := range []string{"/proc/self/ns/net", "/proc/self/fd/*", "/proc/self/task/*/ns/net", Dir + "/*", "/proc/[0-9]*/ns/net"} {
-		m, _ := filepath.Glob(pattern)
-		for _, p := range m {
-			var st unix.Stat_t
-			if err := unix.Stat(p, &st); err == nil && st.Dev == self.Dev && uint32(st.Ino) == inode {
-				return p, nil
-			}
+	var found string
+	walkNamespaces(func(p string, ino uint32) bool {
+		if ino == inode {
+			found = p
 		}
+		return found == ""
+	})
+	if found == "" {
+		return "", fmt.Errorf("no process or name holds it: %w", os.ErrNotExist)
 	}
-	return "", fmt.Errorf("no process or name holds it: %w", os.ErrNotExist)
+	return found, nil
 }
 
 // Inode returns the namespace's inode number, the identity trace events and

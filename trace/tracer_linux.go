@@ -207,11 +207,28 @@ func (t *Tracer) release() error {
 	return errors.Join(errs...)
 }
 
+// read drains the ring buffer. In ModeTracepoint it hands the events to
+// verify, in order, so the ctnetlink lookups (and the rare scan of /proc for
+// a new namespace) never hold up the ring buffer; otherwise it delivers them.
 func (t *Tracer) read(dec decoder) {
 	defer t.reader.Done()
-	defer close(t.events)
-	checker := newReplyChecker()
-	defer checker.Close()
+	send := t.deliver
+	if t.mode == ModeTracepoint {
+		pending := make(chan Event, cap(t.events))
+		t.reader.Add(1)
+		go t.verify(pending)
+		defer close(pending)
+		send = func(ev Event) bool {
+			select {
+			case pending <- ev:
+				return true
+			case <-t.done:
+				return false
+			}
+		}
+	} else {
+		defer close(t.events)
+	}
 	var rec ringbuf.Record
 	for {
 		if err := t.rd.ReadInto(&rec); err != nil {
@@ -222,6 +239,20 @@ func (t *Tracer) read(dec decoder) {
 		if err != nil {
 			continue
 		}
+		if !send(ev) {
+			return
+		}
+	}
+}
+
+// verify tells the tracepoint's SNAT clash candidates from other drops by
+// their REPLY tuple (replyChecker), and delivers every event.
+func (t *Tracer) verify(pending <-chan Event) {
+	defer t.reader.Done()
+	defer close(t.events)
+	checker := newReplyChecker()
+	defer checker.Close()
+	for ev := range pending {
 		if ev.Kind == KindSNATClash && ev.Hook == HookKfreeSkb {
 			switch taken, ok := checker.taken(ev); {
 			case !ok:
@@ -232,16 +263,24 @@ func (t *Tracer) read(dec decoder) {
 				ev.Kind = KindOtherDrop
 			}
 		}
-		if ev.Kind == KindSNATClash {
-			t.snatClashes.Add(1)
-		} else {
-			t.otherDrops.Add(1)
-		}
-		select {
-		case t.events <- ev:
-		case <-t.done:
+		if !t.deliver(ev) {
 			return
 		}
+	}
+}
+
+// deliver counts ev and sends it on Events; false when the tracer closed.
+func (t *Tracer) deliver(ev Event) bool {
+	if ev.Kind == KindSNATClash {
+		t.snatClashes.Add(1)
+	} else {
+		t.otherDrops.Add(1)
+	}
+	select {
+	case t.events <- ev:
+		return true
+	case <-t.done:
+		return false
 	}
 }
 

@@ -18,20 +18,29 @@ import (
 // the fexit program, from a firewall rule that dropped a source-NATed SYN
 // before confirm: the loser was never inserted, so a conntrack found by its
 // REPLY tuple is the winner.
+//
+// Its sockets are bounded (connCache): at most maxNamespaceConns namespaces,
+// each closed after connIdle unused, so a deleted pod's namespace is
+// released; an unreachable namespace is retried after openRetry. Namespaces
+// are found by inode through a netns.Index, which rescans /proc at most once
+// a second however many new namespaces drop SYNs.
 type replyChecker struct {
-	conns map[uint32]*conntrack.Conn // by namespace inode; nil: unreachable
+	conns *connCache[*conntrack.Conn]
+	index netns.Index
 }
 
 func newReplyChecker() *replyChecker {
-	return &replyChecker{conns: make(map[uint32]*conntrack.Conn)}
+	c := &replyChecker{}
+	c.conns = newConnCache(c.dial)
+	return c
 }
 
 // taken reports whether a conntrack other than the dropped one holds the
 // REPLY tuple of ev (the inverse of ev.NAT) in namespace ev.NetNS. ok is
 // false when the namespace cannot be reached.
 func (c *replyChecker) taken(ev Event) (taken, ok bool) {
-	conn := c.conn(ev.NetNS)
-	if conn == nil {
+	conn, err := c.conns.get(ev.NetNS)
+	if err != nil {
 		return false, false
 	}
 	reply := conntrack.Tuple{
@@ -56,40 +65,19 @@ func (c *replyChecker) taken(ev Event) (taken, ok bool) {
 	return !same, true
 }
 
-func (c *replyChecker) conn(inode uint32) *conntrack.Conn {
-	if conn, seen := c.conns[inode]; seen {
-		return conn
-	}
-	c.conns[inode] = nil
+// dial opens a ctnetlink socket in the namespace with inode.
+func (c *replyChecker) dial(inode uint32) (*conntrack.Conn, error) {
 	if own, err := (*netns.NS)(nil).Inode(); err == nil && own == inode {
 		// This thread's own namespace needs no setns (and so no
 		// CAP_SYS_ADMIN): the DaemonSet's case, hostNetwork.
-		conn, err := conntrack.Dial(nil)
-		if err == nil {
-			c.conns[inode] = conn
-		}
-		return c.conns[inode]
+		return conntrack.Dial(nil)
 	}
-	ns, err := netns.OpenSpec(netns.Spec{Inode: inode})
+	ns, err := c.index.Open(inode)
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	defer ns.Close() // the netlink socket keeps the namespace
-	conn, err := conntrack.Dial(&netlink.Config{NetNS: ns.Fd()})
-	if err != nil {
-		return nil
-	}
-	c.conns[inode] = conn
-	return conn
+	return conntrack.Dial(&netlink.Config{NetNS: ns.Fd()})
 }
 
-func (c *replyChecker) Close() error {
-	var errs []error
-	for _, conn := range c.conns {
-		if conn != nil {
-			errs = append(errs, conn.Close())
-		}
-	}
-	clear(c.conns)
-	return errors.Join(errs...)
-}
+func (c *replyChecker) Close() error { return c.conns.Close() }
