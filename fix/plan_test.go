@@ -297,3 +297,30 @@ func FuzzParseExclusion(f *testing.F) {
 		}
 	})
 }
+
+// A watch's log keeps its last MaxLoggedEvents events and counts the rest:
+// weeks of rewrites do not grow it.
+func TestEventLogBounded(t *testing.T) {
+	var l EventLog
+	n := 3*MaxLoggedEvents + 7
+	for i := range n {
+		e := Event{Trigger: "nftables", Replans: i}
+		if i%100 == 0 {
+			e.Err = "boom"
+		} else {
+			e.Applied = []Change{{}, {}}
+		}
+		l.Add(e)
+	}
+	errs := (n + 99) / 100
+	if len(l.Events) != MaxLoggedEvents || l.Dropped != n-MaxLoggedEvents || l.Errors != errs || l.Changes != 2*(n-errs) {
+		t.Fatalf("kept %d, dropped %d, errors %d, changes %d; want %d, %d, %d, %d",
+			len(l.Events), l.Dropped, l.Errors, l.Changes, MaxLoggedEvents, n-MaxLoggedEvents, errs, 2*(n-errs))
+	}
+	if first, last := l.Events[0].Replans, l.Events[MaxLoggedEvents-1].Replans; first != n-MaxLoggedEvents || last != n-1 {
+		t.Errorf("kept events %d..%d, want the last: %d..%d", first, last, n-MaxLoggedEvents, n-1)
+	}
+	if cap(l.Events) > 2*MaxLoggedEvents {
+		t.Errorf("capacity %d grew past the bound", cap(l.Events))
+	}
+}

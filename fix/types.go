@@ -87,3 +87,33 @@ type WatchOptions struct {
 	// NoMonitor disables the nftables netlink monitor (periodic re-reads only).
 	NoMonitor bool
 }
+
+// MaxLoggedEvents is how many of a watch's events an EventLog keeps.
+const MaxLoggedEvents = 1000
+
+// EventLog is a watch's record for --json: totals over the whole watch and
+// its last MaxLoggedEvents events. A watch runs for weeks; its memory must
+// not grow with them.
+type EventLog struct {
+	Events []Event `json:"events"`
+	// Dropped counts the oldest events not kept.
+	Dropped int `json:"events_dropped"`
+	// Changes counts the rules changed and Errors the failed rounds, over
+	// every event, kept or not.
+	Changes int `json:"changes"`
+	Errors  int `json:"errors"`
+}
+
+// Add records e, dropping the oldest event when MaxLoggedEvents are kept.
+func (l *EventLog) Add(e Event) {
+	l.Changes += len(e.Applied)
+	if e.Err != "" {
+		l.Errors++
+	}
+	if len(l.Events) == MaxLoggedEvents {
+		copy(l.Events, l.Events[1:])
+		l.Events = l.Events[:MaxLoggedEvents-1]
+		l.Dropped++
+	}
+	l.Events = append(l.Events, e)
+}

@@ -171,3 +171,77 @@ func TestWatchKeepsRulesFixed(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchConcurrentWriter rewrites the chain every few milliseconds, never
+// waiting for the watch, while an observer samples it: no sample may show a
+// lost or duplicated rule, the watch must fix rewrites while they keep
+// coming (its plans go stale mid-apply and are redone), no round may fail,
+// and the last rewrite must be fixed within a second.
+func TestWatchConcurrentWriter(t *testing.T) {
+	needRoot(t)
+	ns := newNS(t, "watchc")
+	o := newOwner(t, ns, false)
+	o.rewrite(t, 0)
+	f := New(Config{NS: ns, SkipLegacy: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	var events []Event
+	watchErr := make(chan error, 1)
+	go func() {
+		watchErr <- f.Watch(ctx, WatchOptions{OnEvent: func(e Event) {
+			mu.Lock()
+			events = append(events, e)
+			mu.Unlock()
+		}})
+	}()
+	writerDone := make(chan struct{})
+	rewrites := 0
+	go func() {
+		defer close(writerDone)
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); rewrites++ {
+			o.rewrite(t, rewrites+1)
+			time.Sleep(time.Duration(2+rewrites%20) * time.Millisecond)
+		}
+	}()
+	samples, fixedSamples := 0, 0
+	for observing := true; observing; samples++ {
+		select {
+		case <-writerDone:
+			observing = false
+		default:
+		}
+		rules, fixed := o.state(t)
+		if rules != 3 {
+			t.Fatalf("sample %d: the chain has %d rules, want 3", samples, rules)
+		}
+		if fixed {
+			fixedSamples++
+		}
+	}
+	start := time.Now()
+	for _, fixed := o.state(t); !fixed; _, fixed = o.state(t) {
+		if time.Since(start) > time.Second {
+			t.Fatal("the last rewrite is not fixed after 1 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-watchErr; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	fixes, replans := 0, 0
+	for _, e := range events {
+		if e.Err != "" {
+			t.Errorf("round failed during concurrent rewrites: %s", e.Err)
+		}
+		fixes += len(e.Applied)
+		replans += e.Replans
+	}
+	t.Logf("%d rewrites, %d fixes (%d replans), %d of %d samples fixed", rewrites, fixes, replans, fixedSamples, samples)
+	if fixes < 10 || fixedSamples == 0 {
+		t.Errorf("%d fixes and %d fixed samples during %d rewrites: the watch did not keep up", fixes, fixedSamples, rewrites)
+	}
+}

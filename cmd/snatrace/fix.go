@@ -181,12 +181,12 @@ func (o *fixOpts) config(cmd *cobra.Command) (fix.Config, error) {
 
 // fixOutput is the --json document.
 type fixOutput struct {
-	Mode     string              `json:"mode"` // plan, apply, watch, rollback
-	NetNS    string              `json:"netns,omitempty"`
-	Plan     *fix.Plan           `json:"plan,omitempty"`
-	Result   *fix.Result         `json:"result,omitempty"`
-	Rollback *fix.RollbackResult `json:"rollback,omitempty"`
-	Events   []fix.Event         `json:"events,omitempty"`
+	Mode          string              `json:"mode"` // plan, apply, watch, rollback
+	NetNS         string              `json:"netns,omitempty"`
+	Plan          *fix.Plan           `json:"plan,omitempty"`
+	Result        *fix.Result         `json:"result,omitempty"`
+	Rollback      *fix.RollbackResult `json:"rollback,omitempty"`
+	*fix.EventLog                     // watch: its last events and totals
 }
 
 // fixRun is one snatrace fix command: the fixer and its outputs.
@@ -314,7 +314,7 @@ func (r *fixRun) apply(ctx context.Context, backup string) error {
 }
 
 func runFixWatch(ctx context.Context, r *fixRun, backup string) error {
-	r.out.Mode = "watch"
+	r.out.Mode, r.out.EventLog = "watch", &fix.EventLog{Events: []fix.Event{}}
 	var mu sync.Mutex
 	fmt.Fprintf(r.stderr, "snatrace fix: watching (nftables events%s, re-read every %v); backup %s; SIGTERM to stop\n",
 		map[bool]string{true: " off", false: ""}[r.o.noMonitor], r.o.interval, backupName(backup))
@@ -324,7 +324,7 @@ func runFixWatch(ctx context.Context, r *fixRun, backup string) error {
 			mu.Lock()
 			defer mu.Unlock()
 			if r.o.jsonOut {
-				r.out.Events = append(r.out.Events, e)
+				r.out.EventLog.Add(e)
 			}
 			fmt.Fprintln(r.stderr, "snatrace fix:", fix.FormatEvent(e))
 		},
