@@ -430,6 +430,49 @@ type Prediction struct {
 	Fit bool `json:"fit"`
 }
 
+// Trivial reports whether p is no clash measured against no clash predicted:
+// an agreement that says little about the model.
+func (p Prediction) Trivial() bool { return p.MeasuredDrop == 0 && p.Predicted == 0 }
+
+// Agreement counts how many predictions agree with their measurements: over
+// all, and over the informative ones, which are neither the result the window
+// was fitted on nor Trivial. The informative count is the one to quote.
+type Agreement struct {
+	Results          int `json:"results"`
+	Agree            int `json:"agree"`
+	Fitted           int `json:"fitted"`
+	Trivial          int `json:"zero_against_zero"`
+	Informative      int `json:"informative"`
+	InformativeAgree int `json:"informative_agree"`
+}
+
+// Tally counts preds into a.
+func (a *Agreement) Tally(preds []Prediction) {
+	for _, p := range preds {
+		a.Results++
+		if p.Agree {
+			a.Agree++
+		}
+		switch {
+		case p.Fit:
+			a.Fitted++
+		case p.Trivial():
+			a.Trivial++
+		default:
+			a.Informative++
+			if p.Agree {
+				a.InformativeAgree++
+			}
+		}
+	}
+}
+
+// String says it in one line.
+func (a Agreement) String() string {
+	return fmt.Sprintf("%d of %d informative results agree (%d of %d in all; not counted: %d fitted, %d zero against zero)",
+		a.InformativeAgree, a.Informative, a.Agree, a.Results, a.Fitted, a.Trivial)
+}
+
 // Predict runs the simulator, with the calibrated window, on every result of
 // rep and compares.
 func Predict(ctx context.Context, rep LabReport, cal Calibration, opt CalibrateOptions) ([]Prediction, error) {

@@ -54,6 +54,7 @@ func TestDriftAgainstLab(t *testing.T) {
 	}
 	golden := struct {
 		Calibration Calibration `json:"calibration"`
+		Agreement   Agreement   `json:"agreement"`
 		Files       []filePreds `json:"files"`
 	}{Calibration: cal}
 	for _, file := range files {
@@ -63,6 +64,7 @@ func TestDriftAgainstLab(t *testing.T) {
 			t.Fatalf("%s: %v", file, err)
 		}
 		golden.Files = append(golden.Files, filePreds{File: filepath.Base(file), Predictions: preds})
+		golden.Agreement.Tally(preds)
 		for _, p := range preds {
 			name := filepath.Base(file) + " " + p.NAT
 			if why, ok := knownGaps[name]; ok {
@@ -75,6 +77,13 @@ func TestDriftAgainstLab(t *testing.T) {
 					name, 100*p.Predicted, 100*p.PredictedCI95[0], 100*p.PredictedCI95[1], 100*p.MeasuredCI95[0], 100*p.MeasuredCI95[1], 100*p.Measured)
 			}
 		}
+	}
+	// The table's claim is the informative results: the fitted one and a
+	// zero measured against a zero predicted say nothing about the model.
+	a := golden.Agreement
+	t.Logf("agreement: %s", a)
+	if a.Fitted != 1 || a.Informative < 8 {
+		t.Errorf("%s: want exactly one fitted result and at least 8 informative ones", a)
 	}
 	got, err := json.MarshalIndent(golden, "", "  ")
 	if err != nil {
@@ -126,4 +135,24 @@ func FuzzReadLab(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The fitted result and zero-against-zero results agree by construction:
+// they are counted apart, and a disagreement among the rest shows.
+func TestAgreementTally(t *testing.T) {
+	var a Agreement
+	a.Tally([]Prediction{
+		{Fit: true, Agree: true, MeasuredDrop: 147, Predicted: 0.012},
+		{Agree: true}, // 0 vs 0
+		{Agree: false, MeasuredDrop: 0, Predicted: 0.0001}, // predicted clashes, none measured
+		{Agree: true, MeasuredDrop: 20, Predicted: 0.002},
+		{Agree: false, MeasuredDrop: 5, Predicted: 0},
+	})
+	want := Agreement{Results: 5, Agree: 3, Fitted: 1, Trivial: 1, Informative: 3, InformativeAgree: 1}
+	if a != want {
+		t.Errorf("tally %+v, want %+v", a, want)
+	}
+	if s := a.String(); s != "1 of 3 informative results agree (3 of 5 in all; not counted: 1 fitted, 1 zero against zero)" {
+		t.Errorf("String() = %q", s)
+	}
 }

@@ -102,10 +102,16 @@ func WritePredictions(w io.Writer, rep LabReport, cal Calibration, preds []Predi
 		if p.Fit {
 			mark += " (fit)"
 		}
+		if p.Trivial() {
+			mark += " (0 vs 0)"
+		}
 		fmt.Fprintf(tw, "%s\t%d\t%s (%s-%s)\t%s (%s-%s)\t%s\t\n", p.NAT, p.SYNs, pct(p.Measured), pct(p.MeasuredCI95[0]), pct(p.MeasuredCI95[1]),
 			pct(p.Predicted), pct(p.PredictedCI95[0]), pct(p.PredictedCI95[1]), mark)
 	}
 	tw.Flush()
+	var a Agreement
+	a.Tally(preds)
+	fmt.Fprintf(out, "\n%s\n", a)
 	return out.Err
 }
 

@@ -418,10 +418,8 @@ func writePredictions(out io.Writer, asJSON bool, rep sim.LabReport, cal sim.Cal
 	if !asJSON {
 		return sim.WritePredictions(out, rep, cal, preds)
 	}
-	agree := true
-	for _, p := range preds {
-		agree = agree && p.Agree
-	}
+	var a sim.Agreement
+	a.Tally(preds)
 	return writeJSON(out, struct {
 		Kernel      string           `json:"kernel"`
 		CPUs        int              `json:"cpus"`
@@ -429,5 +427,6 @@ func writePredictions(out io.Writer, asJSON bool, rep sim.LabReport, cal sim.Cal
 		Calibration sim.Calibration  `json:"calibration"`
 		Predictions []sim.Prediction `json:"predictions"`
 		Agree       bool             `json:"agree"`
-	}{rep.Kernel, rep.CPUs, rep.Workload, cal, preds, agree})
+		Agreement   sim.Agreement    `json:"agreement"`
+	}{rep.Kernel, rep.CPUs, rep.Workload, cal, preds, a.Agree == a.Results, a})
 }
