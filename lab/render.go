@@ -16,8 +16,13 @@ import (
 // verdict.
 func WriteText(w io.Writer, rep *Report) error {
 	ew := &text.Writer{W: w}
-	ew.Printf("kernel %s, %d CPUs, workload %s: %d pods, %d server(s), %d connections in %.1f s (stopped: %s)\n\n",
+	ew.Printf("kernel %s, %d CPUs, workload %s: %d pods, %d server(s), %d connections in %.1f s (stopped: %s)\n",
 		rep.Kernel, rep.CPUs, rep.Workload.Name, rep.Workload.Pods, rep.Workload.Servers, rep.Workload.Connections, rep.Seconds, rep.Stopped)
+	if vm := rep.VM; vm != nil {
+		ew.Printf("in a VM: QEMU %s, %s, %d vCPUs, %d MiB; booted in %.1f s (guest kernel %.1f s), %.1f s in all\n",
+			vm.QEMU, vm.Accelerator, vm.VCPUs, vm.MemoryMiB, vm.BootSeconds, vm.GuestBootSeconds, vm.WallSeconds)
+	}
+	ew.Printf("\n")
 	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "nat\tbackend\tconnections\tdelayed\tfailed\tinsert_failed\tdrop\tclash rate (95% CI)\tp50 ms\tp99 ms\tmax ms\t1s\t3s\t7s+\t")
 	for _, r := range rep.Results {

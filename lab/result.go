@@ -29,6 +29,34 @@ type Report struct {
 	// Incomplete is the round an interruption cut short, left out of every
 	// result: its handshakes were abandoned before they could be counted.
 	Incomplete *IncompleteRound `json:"incomplete_round,omitempty"`
+	// VM describes the virtual machine the lab ran in (snatrace lab
+	// --kernel); nil when it ran on the host's own kernel.
+	VM *VM `json:"vm,omitempty"`
+}
+
+// VM is the virtual machine of a lab run on another kernel.
+type VM struct {
+	Accelerator string `json:"accelerator"` // "kvm", or "tcg" (QEMU's multi-threaded emulation)
+	VCPUs       int    `json:"vcpus"`
+	MemoryMiB   int    `json:"memory_mib"`
+	QEMU        string `json:"qemu"`              // QEMU's version
+	Package     string `json:"package,omitempty"` // the kernel package booted
+	Image       string `json:"image"`             // the kernel image booted
+	// BootSeconds is the host's time from starting QEMU to the guest's lab
+	// starting; GuestBootSeconds the guest kernel's uptime then.
+	BootSeconds      float64 `json:"boot_seconds"`
+	GuestBootSeconds float64 `json:"guest_boot_seconds"`
+	// WallSeconds is the host's time from starting QEMU to its exit.
+	WallSeconds float64 `json:"wall_seconds"`
+	// Initramfs is the guest image: its size, modules and build time.
+	InitramfsBytes   int64    `json:"initramfs_bytes"`
+	InitramfsModules int      `json:"initramfs_modules"`
+	InitramfsSeconds float64  `json:"initramfs_seconds"`
+	Tools            []string `json:"tools,omitempty"` // host tools copied in
+	// ModulesLoaded are the modules loaded when the lab ended; the guest
+	// loads none itself, so the kernel asked for each (request_module) as
+	// the lab used its feature.
+	ModulesLoaded []string `json:"modules_loaded,omitempty"`
 }
 
 // IncompleteRound is the round in flight when a run was interrupted.

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/snatrace/snatrace/vmlab/guest"
 	"github.com/spf13/cobra"
 )
 
@@ -125,7 +126,14 @@ func signalContext() (context.Context, func()) {
 }
 
 // run executes the command line args and returns the process exit code.
+// In a VM lab guest, the same binary is the init and the modprobe.
 func run(args []string) int {
+	if guest.IsInit() {
+		guest.Init()
+	}
+	if guest.IsModprobe() {
+		return guest.Modprobe(args)
+	}
 	ctx, stop := signalContext()
 	defer stop()
 	root := newRootCmd()

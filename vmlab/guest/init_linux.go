@@ -1,0 +1,219 @@
+//go:build linux
+
+package guest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/snatrace/snatrace/kmod"
+)
+
+// IsInit reports whether this process is a VM lab guest's init.
+func IsInit() bool {
+	if os.Getpid() != 1 {
+		return false
+	}
+	_, err := os.Stat(ConfigPath)
+	return err == nil
+}
+
+// IsModprobe reports whether this process was started as modprobe (the
+// kernel's usermode helper, or iptables).
+func IsModprobe() bool { return filepath.Base(os.Args[0]) == "modprobe" }
+
+// Init is the guest's PID 1: it mounts the pseudo file systems, runs the
+// configured command with its stdout captured, writes the Result to
+// ResultPort and powers the machine off. It does not return.
+func Init() {
+	console := setup()
+	code, out, report := run(console)
+	fmt.Fprintf(console, "%s%d\n", MarkerExit, code)
+	fmt.Fprintf(console, "%s %s\n", MarkerModules, strings.Join(loadedModules(), " "))
+	if err := sendResult(Result{Exit: code, Stdout: out, Report: report}); err != nil {
+		fmt.Fprintf(console, "snatrace-guest: %v\n", err)
+	}
+	unix.Sync()
+	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	select {}
+}
+
+// setup mounts /proc, /sys, /dev, /run and /tmp and makes the console the
+// standard streams.
+func setup() *os.File {
+	for _, m := range []struct{ src, dst, fs string }{
+		{"proc", "/proc", "proc"}, {"sysfs", "/sys", "sysfs"}, {"devtmpfs", "/dev", "devtmpfs"},
+		{"tmpfs", "/run", "tmpfs"}, {"tmpfs", "/tmp", "tmpfs"},
+	} {
+		os.MkdirAll(m.dst, 0o755)
+		unix.Mount(m.src, m.dst, m.fs, 0, "")
+	}
+	console, err := os.OpenFile("/dev/console", os.O_RDWR, 0)
+	if err != nil {
+		console = os.Stderr
+	} else {
+		for fd := 0; fd <= 2; fd++ {
+			unix.Dup2(int(console.Fd()), fd)
+		}
+	}
+	os.Setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+	return console
+}
+
+// run runs the configured command and returns its exit code, stdout and
+// report file.
+func run(console *os.File) (int, []byte, []byte) {
+	var cfg Config
+	b, err := os.ReadFile(ConfigPath)
+	if err == nil {
+		err = json.Unmarshal(b, &cfg)
+	}
+	if err != nil {
+		fmt.Fprintf(console, "snatrace-guest: reading %s: %v\n", ConfigPath, err)
+		return 2, nil, nil
+	}
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	uptime, _ := os.ReadFile("/proc/uptime")
+	up, _, _ := strings.Cut(string(uptime), " ")
+	fmt.Fprintf(console, "%s%s (up %s s)\n", MarkerStart, unix.ByteSliceToString(uts.Release[:]), up)
+
+	var out bytes.Buffer
+	cmd := exec.Command("/init", cfg.Args...)
+	cmd.Stdout = &out
+	cmd.Stderr = console
+	if !cfg.Terminal {
+		pr, pw, err := os.Pipe()
+		if err == nil {
+			cmd.Stderr = pw
+			go copyLines(console, pr)
+			defer pr.Close()
+			defer pw.Close()
+		}
+	}
+	code := exitCode(cmd.Run(), console)
+	var report []byte
+	if cfg.ReportPath != "" {
+		report, _ = os.ReadFile(cfg.ReportPath)
+	}
+	return code, out.Bytes(), report
+}
+
+func exitCode(err error, console *os.File) int {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		fmt.Fprintf(console, "snatrace-guest: %v\n", err)
+		return 2
+	}
+	return 0
+}
+
+// sendResult writes r to the result port in raw mode (no newline
+// translation).
+func sendResult(r Result) error {
+	f, err := os.OpenFile(ResultPort, os.O_WRONLY|unix.O_NOCTTY, 0)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", ResultPort, err)
+	}
+	defer f.Close()
+	if t, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
+		t.Oflag &^= unix.OPOST
+		t.Lflag &^= unix.ECHO | unix.ICANON | unix.ISIG | unix.IEXTEN
+		unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, t)
+	}
+	if err := WriteResult(f, r); err != nil {
+		return fmt.Errorf("writing the result: %w", err)
+	}
+	unix.IoctlSetInt(int(f.Fd()), unix.TCSBRK, 1) // tcdrain
+	return nil
+}
+
+// Modprobe loads a module the way modprobe(8) does, from the image's index:
+// "modprobe [-q] [-b] [-v] [--] NAME [PARAM=VALUE...]". It returns the
+// exit code (1 when the module cannot be found or loaded).
+func Modprobe(args []string) int {
+	quiet := false
+	var name string
+	var params []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case name != "":
+			params = append(params, a)
+		case a == "--":
+			if i+1 < len(args) {
+				name, params = args[i+1], args[i+2:]
+			}
+			i = len(args)
+		case a == "-q" || a == "--quiet":
+			quiet = true
+		case a == "-r" || a == "--remove":
+			fmt.Fprintln(os.Stderr, "modprobe: removing modules is not supported in a snatrace guest")
+			return 1
+		case strings.HasPrefix(a, "-"):
+		default:
+			name = a
+		}
+	}
+	if err := modprobe(name, strings.Join(params, " ")); err != nil {
+		if !quiet {
+			fmt.Fprintf(os.Stderr, "modprobe: %v\n", err)
+		}
+		// The kernel's own requests (-q) have no stderr: the kernel log is
+		// where a failed load shows. A name no module answers is the
+		// kernel trying one spelling after another, not a failure.
+		if quiet && errors.Is(err, kmod.ErrUnknown) {
+			return 1
+		}
+		if kmsg, kerr := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); kerr == nil {
+			fmt.Fprintf(kmsg, "<4>snatrace modprobe %s: %v\n", name, err)
+			kmsg.Close()
+		}
+		return 1
+	}
+	return 0
+}
+
+func modprobe(name, params string) error {
+	if name == "" {
+		return fmt.Errorf("no module named")
+	}
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return err
+	}
+	dir := filepath.Join(ModulesDir, unix.ByteSliceToString(uts.Release[:]))
+	b, err := os.ReadFile(filepath.Join(dir, IndexName))
+	if err != nil {
+		return fmt.Errorf("reading the module index: %w", err)
+	}
+	var x kmod.Index
+	if err := json.Unmarshal(b, &x); err != nil {
+		return fmt.Errorf("reading the module index: %w", err)
+	}
+	return x.Load(dir, name, params)
+}
+
+// loadedModules returns the names in /proc/modules, sorted.
+func loadedModules() []string {
+	b, _ := os.ReadFile("/proc/modules")
+	var names []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if name, _, ok := strings.Cut(line, " "); ok {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
