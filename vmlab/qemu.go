@@ -52,9 +52,11 @@ type Run struct {
 // finished.
 var ErrInterrupted = errors.New("the VM was stopped before the guest finished")
 
-// Boot boots k with img under QEMU and waits for the guest's result. The QEMU
-// process is killed when ctx ends or the timeout passes; its files are in
-// work.
+// Boot boots k with img under QEMU and waits for the guest's result. When
+// ctx ends, the guest's command is interrupted (as by Ctrl-C: the lab
+// reports the rounds it completed) and QEMU is given InterruptGrace to power
+// off before it is killed; after the timeout it is killed at once. Its files
+// are in work.
 func Boot(ctx context.Context, k *Kernel, img *Image, work string, o VMOptions) (*Run, error) {
 	o = o.withDefaults()
 	qemu, err := exec.LookPath(QEMU)
@@ -68,41 +70,92 @@ func Boot(ctx context.Context, k *Kernel, img *Image, work string, o VMOptions) 
 	}
 	accel := accelerator()
 	resultFile := filepath.Join(work, "result")
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, qemu, qemuArgs(k, img, accel, resultFile, o)...)
+	cmd := exec.Command(qemu, qemuArgs(k, img, accel, resultFile, o)...)
 	con := &console{out: o.Console}
 	cmd.Stdout, cmd.Stderr = con, con
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a terminal's Ctrl-C reaches snatrace, which stops QEMU
-	cmd.WaitDelay = 5 * time.Second
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
 	run := &Run{VM: lab.VM{Accelerator: accel, VCPUs: o.VCPUs, MemoryMiB: o.MemoryMiB, QEMU: qemuVersion(qemu),
 		Package: k.Package, Image: k.imageName(), InitramfsBytes: img.Bytes, InitramfsModules: img.Modules,
 		InitramfsSeconds: img.Took.Seconds(), Tools: img.Tools}}
 	start := time.Now()
-	err = cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", QEMU, err)
+	}
+	end, err := supervise(ctx, cmd, stdin, o.Timeout)
+	run.record(con, start)
+	switch {
+	case end == endTimeout:
+		return run, fmt.Errorf("the VM did not finish within %v (--vm-timeout); last console lines:\n%s", o.Timeout, lastLines(run.Log, 15))
+	case end == endNormal && err != nil:
+		return run, fmt.Errorf("%s: %w; last console lines:\n%s", QEMU, err, lastLines(run.Log, 15))
+	}
+	b, _ := os.ReadFile(resultFile)
+	if run.Result, err = guest.ReadResult(b); err != nil {
+		if end == endInterrupted {
+			return run, ErrInterrupted
+		}
+		return run, fmt.Errorf("%w (kernel panic, or not enough memory? --memory); last console lines:\n%s", err, lastLines(run.Log, 25))
+	}
+	return run, nil
+}
+
+// InterruptGrace is how long an interrupted guest has to report and power
+// off before QEMU is killed.
+const InterruptGrace = 30 * time.Second
+
+// How a VM ended.
+type vmEnd int
+
+const (
+	endNormal      vmEnd = iota // QEMU exited by itself
+	endInterrupted              // ctx ended: the guest was interrupted
+	endTimeout                  // the timeout passed: QEMU was killed
+)
+
+// supervise waits for QEMU, interrupting the guest when ctx ends and killing
+// QEMU after the grace or the timeout. It returns how the VM ended and
+// QEMU's exit error.
+func supervise(ctx context.Context, cmd *exec.Cmd, stdin io.WriteCloser, timeout time.Duration) (vmEnd, error) {
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	select {
+	case err := <-done:
+		return endNormal, err
+	case <-deadline.C:
+		cmd.Process.Kill()
+		return endTimeout, <-done
+	case <-ctx.Done():
+	}
+	fmt.Fprintln(stdin, guest.InterruptLine)
+	grace := time.NewTimer(InterruptGrace)
+	defer grace.Stop()
+	select {
+	case err := <-done:
+		return endInterrupted, err
+	case <-grace.C:
+	case <-deadline.C:
+	}
+	cmd.Process.Kill()
+	return endInterrupted, <-done
+}
+
+// record notes the run's times and the console's findings.
+func (run *Run) record(con *console, start time.Time) {
 	run.VM.WallSeconds = time.Since(start).Seconds()
 	run.Log = con.snapshot()
 	con.mu.Lock()
+	defer con.mu.Unlock()
 	if !con.started.IsZero() {
 		run.VM.BootSeconds = con.started.Sub(start).Seconds()
 		run.VM.GuestBootSeconds, _ = strconv.ParseFloat(con.guestUp, 64)
 	}
 	run.VM.ModulesLoaded = con.modules
-	con.mu.Unlock()
-	if ctx.Err() != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return run, fmt.Errorf("the VM did not finish within %v (--vm-timeout); last console lines:\n%s", o.Timeout, lastLines(run.Log, 15))
-		}
-		return run, ErrInterrupted
-	}
-	if err != nil {
-		return run, fmt.Errorf("%s: %w; last console lines:\n%s", QEMU, err, lastLines(run.Log, 15))
-	}
-	b, _ := os.ReadFile(resultFile)
-	if run.Result, err = guest.ReadResult(b); err != nil {
-		return run, fmt.Errorf("%w (kernel panic, or not enough memory? --memory); last console lines:\n%s", err, lastLines(run.Log, 25))
-	}
-	return run, nil
 }
 
 func (o VMOptions) withDefaults() VMOptions {

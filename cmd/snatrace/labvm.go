@@ -88,15 +88,13 @@ func runLabVM(cmd *cobra.Command, fl labFlags, cfg lab.Config) error {
 	var me *vmlab.MissingError
 	switch {
 	case errors.Is(err, vmlab.ErrInterrupted):
-		code, ok := interrupted(cmd.Context())
-		if !ok {
-			code = exitUsage
-		}
-		return &exitError{code: code, err: err}
+		return &exitError{code: signalCode(cmd), err: err}
 	case errors.As(err, &me), errors.Is(err, vmlab.ErrNotKernel):
 		return envErr(err)
 	case err != nil:
 		return envErr(err)
+	case out.Report == nil && cmd.Context().Err() != nil:
+		return &exitError{code: signalCode(cmd), err: vmlab.ErrInterrupted}
 	case out.Report == nil:
 		return &exitError{code: max(out.Exit, exitUsage), err: fmt.Errorf("the lab in the guest failed (exit %d) before it reported; its messages are above", out.Exit)}
 	}
@@ -109,8 +107,19 @@ func runLabVM(cmd *cobra.Command, fl labFlags, cfg lab.Config) error {
 		}
 		fmt.Fprintf(stderr, "report written to %s (by the lab in the guest)\n", fl.reportFile)
 	}
+	if cmd.Context().Err() != nil {
+		return &exitError{code: signalCode(cmd), err: errors.New("lab run in the VM interrupted: the rounds completed are above")}
+	}
 	if out.Exit != 0 {
 		return silentExit(out.Exit)
 	}
 	return nil
+}
+
+// signalCode is the exit code for the signal that ended cmd's context.
+func signalCode(cmd *cobra.Command) int {
+	if code, ok := interrupted(cmd.Context()); ok {
+		return code
+	}
+	return exitUsage
 }

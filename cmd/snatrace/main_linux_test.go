@@ -6,12 +6,14 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/snatrace/snatrace/internal/testenv"
+	"github.com/snatrace/snatrace/vmlab/vmlabtest"
 )
 
 // TestLabWithoutPrivileges runs the lab as an unprivileged user: exit 2 with
@@ -107,4 +109,59 @@ func nobodyBinary(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return bin
+}
+
+// TestLabKernelSignal interrupts a lab running in a VM: the guest's lab is
+// interrupted in turn, reports its completed rounds, and snatrace exits 130
+// with QEMU gone and its work directory removed.
+func TestLabKernelSignal(t *testing.T) {
+	deb := vmlabtest.StockKernel(t)
+	var out, errb bytes.Buffer
+	cmd := snatrace("lab", "--kernel", deb, "--connections", "400000", "--json")
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	time.Sleep(15 * time.Second) // unpack, build, boot, a round or more
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 130 {
+		t.Fatalf("after SIGINT: %v, stderr %q; want exit 130", err, errb.String())
+	}
+	var rep struct {
+		Stopped string `json:"stopped"`
+		Results []struct {
+			Connections int
+			Accounted   bool
+		}
+		VM *struct{ BootSeconds float64 } `json:"vm"`
+	}
+	if err := jsonUnmarshal(out.Bytes(), &rep); err != nil || rep.Stopped != "interrupted" || rep.VM == nil || len(rep.Results) == 0 {
+		t.Fatalf("partial report: %v %+v\n%s\nstderr %s", err, rep, out.String(), errb.String())
+	}
+	for _, r := range rep.Results {
+		if !r.Accounted {
+			t.Errorf("a result does not add up after the interrupt: %+v", r)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), "snatrace-vm-*")); len(left) != 0 {
+		t.Errorf("work directories left: %v", left)
+	}
+	if procs := processesMentioning("snatrace-vm-"); len(procs) != 0 {
+		t.Errorf("processes left: %v", procs)
+	}
+}
+
+// processesMentioning returns the command lines of processes that contain s.
+func processesMentioning(s string) []string {
+	var found []string
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range cmdlines {
+		if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), s) {
+			found = append(found, strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return found
 }

@@ -6,12 +6,16 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/snatrace/snatrace/vmlab/guest"
 )
 
 // TestMain lets tests run the real binary: with SNATRACE_TEST_MAIN set, the
-// test executable behaves as snatrace itself.
+// test executable behaves as snatrace itself; so it does as a VM guest's
+// init and modprobe (the kernel starts modprobe with an environment of its
+// own).
 func TestMain(m *testing.M) {
-	if os.Getenv("SNATRACE_TEST_MAIN") == "1" {
+	if os.Getenv("SNATRACE_TEST_MAIN") == "1" || guest.IsInit() || guest.IsModprobe() {
 		os.Exit(run(os.Args[1:]))
 	}
 	os.Exit(m.Run())

@@ -37,6 +37,9 @@ const (
 	// MarkerModules begins the line listing the modules loaded when the
 	// command ended (all loaded on demand: the init loads none).
 	MarkerModules = "snatrace-guest: modules loaded:"
+	// InterruptLine, written to the console by the host, interrupts the
+	// guest's command (SIGINT): it reports what it completed and exits.
+	InterruptLine = "snatrace-host: interrupt"
 )
 
 // Config is what the host asks the guest to do.

@@ -3,6 +3,7 @@
 package guest
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -100,7 +101,12 @@ func run(console *os.File) (int, []byte, []byte) {
 			defer pw.Close()
 		}
 	}
-	code := exitCode(cmd.Run(), console)
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(console, "snatrace-guest: %v\n", err)
+		return 2, nil, nil
+	}
+	go forwardInterrupt(console, cmd.Process)
+	code := exitCode(cmd.Wait(), console)
 	var report []byte
 	if cfg.ReportPath != "" {
 		report, _ = os.ReadFile(cfg.ReportPath)
@@ -216,4 +222,19 @@ func loadedModules() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// forwardInterrupt sends SIGINT to p when the host writes InterruptLine to
+// the console.
+func forwardInterrupt(console *os.File, p *os.Process) {
+	if t, err := unix.IoctlGetTermios(int(console.Fd()), unix.TCGETS); err == nil {
+		t.Lflag &^= unix.ECHO // the host's line is not for the output
+		unix.IoctlSetTermios(int(console.Fd()), unix.TCSETS, t)
+	}
+	sc := bufio.NewScanner(console)
+	for sc.Scan() {
+		if strings.TrimSpace(sc.Text()) == InterruptLine {
+			p.Signal(os.Interrupt)
+		}
+	}
 }
