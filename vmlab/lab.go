@@ -44,6 +44,9 @@ type Outcome struct {
 	HTML []byte
 	// Log is the tail of the guest's console.
 	Log string
+	// NoModules is true when the kernel was booted without a modules
+	// directory: features it builds as modules were missing.
+	NoModules bool
 }
 
 // guestReport is where the guest writes the HTML report.
@@ -77,7 +80,7 @@ func Lab(ctx context.Context, o Options) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &Outcome{Exit: run.Result.Exit, HTML: run.Result.Report, Log: run.Log}
+	out := &Outcome{Exit: run.Result.Exit, HTML: run.Result.Report, Log: run.Log, NoModules: k.Modules == nil}
 	if len(bytes.TrimSpace(run.Result.Stdout)) == 0 {
 		return out, nil // the guest's messages say why
 	}

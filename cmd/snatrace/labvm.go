@@ -96,7 +96,11 @@ func runLabVM(cmd *cobra.Command, fl labFlags, cfg lab.Config) error {
 	case out.Report == nil && cmd.Context().Err() != nil:
 		return &exitError{code: signalCode(cmd), err: vmlab.ErrInterrupted}
 	case out.Report == nil:
-		return &exitError{code: max(out.Exit, exitUsage), err: fmt.Errorf("the lab in the guest failed (exit %d) before it reported; its messages are above", out.Exit)}
+		hint := ""
+		if out.NoModules {
+			hint = " (the kernel was booted without modules: no --modules and no /lib/modules for its release; what it builds as modules is missing)"
+		}
+		return &exitError{code: max(out.Exit, exitUsage), err: fmt.Errorf("the lab in the guest failed (exit %d) before it reported; its messages are above%s", out.Exit, hint)}
 	}
 	if err := writeLab(cmd.OutOrStdout(), stderr, labFlags{asJSON: fl.asJSON}, out.Report); err != nil {
 		return envErr(err)
