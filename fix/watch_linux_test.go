@@ -4,6 +4,7 @@ package fix
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -243,5 +244,26 @@ func TestWatchConcurrentWriter(t *testing.T) {
 	t.Logf("%d rewrites, %d fixes (%d replans), %d of %d samples fixed", rewrites, fixes, replans, fixedSamples, samples)
 	if fixes < 10 || fixedSamples == 0 {
 		t.Errorf("%d fixes and %d fixed samples during %d rewrites: the watch did not keep up", fixes, fixedSamples, rewrites)
+	}
+}
+
+// A watch whose nftables monitor died has gone deaf: it must end with an
+// error saying so, not keep looking alive.
+func TestWatchMonitorDies(t *testing.T) {
+	needRoot(t)
+	ns := newNS(t, "watchd")
+	f := New(Config{NS: ns, SkipLegacy: true})
+	w := &watch{f: f, o: WatchOptions{Interval: time.Hour, OnEvent: func(Event) {}},
+		nft: make(chan struct{}, 1), lock: make(chan struct{}, 1), died: make(chan error, 1)}
+	w.died <- unix.ENOBUFS
+	done := make(chan error, 1)
+	go func() { done <- w.loop(context.Background()) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "the nftables monitor stopped, so the watch no longer sees changes") || !errors.Is(err, unix.ENOBUFS) {
+			t.Errorf("loop: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch kept running after its monitor died")
 	}
 }

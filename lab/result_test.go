@@ -34,6 +34,29 @@ func TestAccount(t *testing.T) {
 	}
 }
 
+// An exhausted NAT range (a kernel without the 6.5 eviction) drops every SYN
+// of a failed connection: its last drop has no retransmission after it, and
+// still adds up. One drop more than that does not.
+func TestAccountFailedConnections(t *testing.T) {
+	for _, tt := range []struct {
+		drops uint64
+		ok    bool
+	}{{drops: 8, ok: true}, {drops: 9, ok: false}} {
+		r := &Result{NAT: "masquerade to :1024-1087", Backend: "nft"}
+		r.add([]attempt{
+			{latency: 20 * time.Microsecond},
+			{latency: 8 * time.Second, retrans: 3, err: errTimeout()},
+			{latency: 8 * time.Second, retrans: 3, err: errTimeout()},
+		}, roundDelta{synRetrans: 6})
+		r.Conntrack.InsertFailed, r.Conntrack.Drop = tt.drops, tt.drops
+		r.ConntrackNetlink = r.Conntrack
+		r.finish()
+		if r.Accounted != tt.ok || r.Failed != 2 {
+			t.Errorf("%d drops, 6 retransmissions, %d failed: accounted %v (%s), want %v", tt.drops, r.Failed, r.Accounted, r.Note, tt.ok)
+		}
+	}
+}
+
 func TestVerdict(t *testing.T) {
 	mk := func(nat string, clashes uint64, conns int) *Result {
 		r := &Result{NAT: nat, Backend: "nft", Connections: conns, SynRetrans: clashes}

@@ -12,13 +12,47 @@ import (
 	"github.com/snatrace/snatrace/lab/labnet"
 )
 
-// calibrationLab is the recorded lab run the window is fitted on; every
-// other recorded run is then predicted with that one window.
+// calibrationLab is the recorded lab run of the host's kernel (6.18) the
+// window is fitted on; every other recorded run is then predicted with it.
 const calibrationLab = "testdata/lab-same-port-4pods.json"
 
-// knownGaps are lab results the model does not reproduce yet, with why
-// (VALIDATION.md). They are reported, not asserted.
-var knownGaps = map[string]string{}
+// labSet is the recorded lab runs of one kernel on one machine. The race
+// window is fitted per set, on its same-port 4-pod run: it is the machine's
+// and the kernel's (a VM under TCG emulation has its own).
+type labSet struct {
+	name, dir string
+	// knownGaps are results the model does not reproduce yet, with why
+	// (VALIDATION.md), keyed "file nat". They are reported, not asserted.
+	knownGaps map[string]string
+	// minInformative is how many informative results the set must have.
+	minInformative int
+}
+
+// Why the model misses where it does (VALIDATION.md has the figures).
+const (
+	gapSNAT3 = "SNAT to 3 or more addresses: over-predicted. The address choice is bit-exact (jhash2, checked against the kernel); " +
+		"only pods on different burst slots then share an address, and the simulator's cross-slot timing overlaps them too often (hypothesis)"
+	gapExhaust61 = "an exhausted range without the 6.5 eviction: right in kind (≥ 98% of SYNs dropped, 97% of connections failed), " +
+		"but the lab answers 128 of 15,680 SYNs and the model about 260: its round timing lets more retransmissions meet expired CLOSE entries"
+	gapTCG = "TCG timing: under emulation, bursts of many connects per CPU overlap differently from the 4-pod run the window is fitted on"
+)
+
+var labSets = []labSet{
+	{name: "6.18.44 on the host", dir: "testdata", minInformative: 10, knownGaps: map[string]string{
+		"lab-same-port-4pods-snat3-5.json snat to 198.51.100.10-198.51.100.12": gapSNAT3,
+		"lab-same-port-4pods-snat3-5.json snat to 198.51.100.10-198.51.100.14": gapSNAT3,
+	}},
+	{name: "Debian 6.1.176 in QEMU (TCG)", dir: "testdata/kernel-6.1", minInformative: 10, knownGaps: map[string]string{
+		"lab-same-port-4pods-snat3-5.json snat to 198.51.100.10-198.51.100.12":      gapSNAT3,
+		"lab-same-port-4pods-snat3-5.json snat to 198.51.100.10-198.51.100.14":      gapSNAT3,
+		"lab-same-port-4pods-64natports.json masquerade to :1024-1087":              gapExhaust61,
+		"lab-same-port-4pods-64natports.json masquerade to :1024-1087 fully-random": gapExhaust61,
+		"lab-same-port-4pods-12natports.json masquerade to :1024-1035":              gapExhaust61,
+		"lab-same-port-4pods-12natports.json masquerade to :1024-1047":              gapExhaust61,
+		"lab-same-port-16pods.json masquerade":                                      gapTCG,
+		"lab-ephemeral-2pods-10ports.json masquerade":                               gapTCG,
+	}},
+}
 
 func readLabFile(t *testing.T, path string) LabReport {
 	t.Helper()
@@ -35,28 +69,37 @@ func readLabFile(t *testing.T, path string) LabReport {
 }
 
 // TestDriftAgainstLab fails when the model, calibrated on one recorded lab
-// run, predicts a clash rate outside the 95% interval of another recorded
-// lab result (every mode and workload under testdata/). The predictions are
-// also kept as a golden file, so any change of the model shows up in review.
+// run of a kernel, predicts a clash rate outside the 95% interval of another
+// recorded lab result of that kernel (every mode and workload of each set).
+// The predictions are also kept as a golden file per set, so any change of
+// the model shows up in review.
 func TestDriftAgainstLab(t *testing.T) {
+	for _, set := range labSets {
+		t.Run(filepath.Base(set.dir), func(t *testing.T) { driftSet(t, set) })
+	}
+}
+
+type filePreds struct {
+	File        string       `json:"file"`
+	Predictions []Prediction `json:"predictions"`
+}
+
+func driftSet(t *testing.T, set labSet) {
 	ctx := context.Background()
-	cal, err := Calibrate(ctx, readLabFile(t, calibrationLab), CalibrateOptions{})
+	cal, err := Calibrate(ctx, readLabFile(t, filepath.Join(set.dir, "lab-same-port-4pods.json")), CalibrateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := filepath.Glob("testdata/lab-*.json")
+	files, err := filepath.Glob(filepath.Join(set.dir, "lab-*.json"))
 	if err != nil || len(files) < 3 {
 		t.Fatalf("recorded lab runs: %v %v", files, err)
 	}
-	type filePreds struct {
-		File        string       `json:"file"`
-		Predictions []Prediction `json:"predictions"`
-	}
 	golden := struct {
+		Kernel      string      `json:"kernel"`
 		Calibration Calibration `json:"calibration"`
 		Agreement   Agreement   `json:"agreement"`
 		Files       []filePreds `json:"files"`
-	}{Calibration: cal}
+	}{Kernel: set.name, Calibration: cal}
 	for _, file := range files {
 		rep := readLabFile(t, file)
 		preds, err := Predict(ctx, rep, cal, CalibrateOptions{})
@@ -65,34 +108,37 @@ func TestDriftAgainstLab(t *testing.T) {
 		}
 		golden.Files = append(golden.Files, filePreds{File: filepath.Base(file), Predictions: preds})
 		golden.Agreement.Tally(preds)
-		for _, p := range preds {
-			name := filepath.Base(file) + " " + p.NAT
-			if why, ok := knownGaps[name]; ok {
-				t.Logf("known gap %s: measured %.4g%% [%.4g, %.4g], predicted %.4g%% [%.4g, %.4g]: %s",
-					name, 100*p.Measured, 100*p.MeasuredCI95[0], 100*p.MeasuredCI95[1], 100*p.Predicted, 100*p.PredictedCI95[0], 100*p.PredictedCI95[1], why)
-				continue
-			}
-			if !p.Agree {
-				t.Errorf("%s: predicted %.4g%% [%.4g, %.4g] is outside the lab's 95%% interval [%.4g, %.4g] (measured %.4g%%)",
-					name, 100*p.Predicted, 100*p.PredictedCI95[0], 100*p.PredictedCI95[1], 100*p.MeasuredCI95[0], 100*p.MeasuredCI95[1], 100*p.Measured)
-			}
-		}
+		checkPredictions(t, set, filepath.Base(file), preds)
 	}
 	// The table's claim is the informative results: the fitted one and a
 	// zero measured against a zero predicted say nothing about the model.
 	a := golden.Agreement
-	t.Logf("agreement: %s", a)
-	if a.Fitted != 1 || a.Informative < 8 {
-		t.Errorf("%s: want exactly one fitted result and at least 8 informative ones", a)
+	t.Logf("%s: window %s; agreement: %s", set.name, cal.Window, a)
+	if a.Fitted != 1 || a.Informative < set.minInformative {
+		t.Errorf("%s: want exactly one fitted result and at least %d informative ones", a, set.minInformative)
 	}
 	got, err := json.MarshalIndent(golden, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got = append(got, '\n')
-	const goldenFile = "testdata/predictions.golden.json"
-	if !goldenfile.Check(t, goldenFile, got) {
+	if !goldenfile.Check(t, filepath.Join(set.dir, "predictions.golden.json"), append(got, '\n')) {
 		t.Log("the model changed: check VALIDATION.md and rerun with -update")
+	}
+}
+
+func checkPredictions(t *testing.T, set labSet, file string, preds []Prediction) {
+	t.Helper()
+	for _, p := range preds {
+		name := file + " " + p.NAT
+		if why, ok := set.knownGaps[name]; ok {
+			t.Logf("known gap %s: measured %.4g%% [%.4g, %.4g], predicted %.4g%% [%.4g, %.4g]: %s",
+				name, 100*p.Measured, 100*p.MeasuredCI95[0], 100*p.MeasuredCI95[1], 100*p.Predicted, 100*p.PredictedCI95[0], 100*p.PredictedCI95[1], why)
+			continue
+		}
+		if !p.Agree {
+			t.Errorf("%s: predicted %.4g%% [%.4g, %.4g] is outside the lab's 95%% interval [%.4g, %.4g] (measured %.4g%%)",
+				name, 100*p.Predicted, 100*p.PredictedCI95[0], 100*p.PredictedCI95[1], 100*p.MeasuredCI95[0], 100*p.MeasuredCI95[1], 100*p.Measured)
+		}
 	}
 }
 
