@@ -123,3 +123,42 @@ func copyLines(w io.Writer, r io.Reader) {
 		fmt.Fprintln(w, sc.Text())
 	}
 }
+
+// ModprobeRequest is a parsed modprobe command line.
+type ModprobeRequest struct {
+	Modules []string // to load, in order
+	Params  string   // for the one module of a request without -a
+	Quiet   bool
+}
+
+// ParseModprobe reads "modprobe [-q] [-b] [-v] [--] NAME [PARAM=VALUE...]"
+// and "modprobe -a NAME...", the forms the kernel (request_module: "-q --
+// NAME") and iptables use. Removing (-r) is refused.
+func ParseModprobe(args []string) (ModprobeRequest, error) {
+	var req ModprobeRequest
+	all := false
+	var words []string
+	for i := 0; i < len(args) && len(words) == 0; i++ {
+		switch a := args[i]; {
+		case a == "--":
+			words = args[i+1:]
+		case !strings.HasPrefix(a, "-"):
+			words = args[i:]
+		case a == "-q" || a == "--quiet":
+			req.Quiet = true
+		case a == "-a" || a == "--all":
+			all = true
+		case a == "-r" || a == "--remove":
+			return req, errors.New("removing modules is not supported in a snatrace guest")
+		}
+	}
+	switch {
+	case len(words) == 0:
+		return req, errors.New("no module named")
+	case all:
+		req.Modules = words
+	default:
+		req.Modules, req.Params = words[:1], strings.Join(words[1:], " ")
+	}
+	return req, nil
+}

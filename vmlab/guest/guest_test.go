@@ -3,6 +3,8 @@ package guest
 import (
 	"bytes"
 	"errors"
+	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -65,5 +67,33 @@ func TestParseExit(t *testing.T) {
 	}
 	if _, ok := ParseExit("snatrace-guest: exit x"); ok {
 		t.Error("non-numeric exit parsed")
+	}
+}
+
+func TestParseModprobe(t *testing.T) {
+	tests := []struct {
+		args []string
+		want ModprobeRequest
+		err  string
+	}{
+		{[]string{"-q", "--", "nft-chain-2-nat"}, ModprobeRequest{Modules: []string{"nft-chain-2-nat"}, Quiet: true}, ""},
+		{[]string{"ip_tables"}, ModprobeRequest{Modules: []string{"ip_tables"}}, ""},
+		{[]string{"nf_conntrack", "hashsize=1024", "expect_hashsize=64"}, ModprobeRequest{Modules: []string{"nf_conntrack"}, Params: "hashsize=1024 expect_hashsize=64"}, ""},
+		{[]string{"-a", "nf_conntrack", "nf_nat"}, ModprobeRequest{Modules: []string{"nf_conntrack", "nf_nat"}}, ""},
+		{[]string{"-b", "-v", "-q", "veth"}, ModprobeRequest{Modules: []string{"veth"}, Quiet: true}, ""},
+		{[]string{"-r", "veth"}, ModprobeRequest{}, "removing modules is not supported"},
+		{[]string{"-q"}, ModprobeRequest{Quiet: true}, "no module named"},
+	}
+	for _, tt := range tests {
+		got, err := ParseModprobe(tt.args)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("ParseModprobe(%q) error %v, want %q", tt.args, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("ParseModprobe(%q) = %+v %v, want %+v", tt.args, got, err, tt.want)
+		}
 	}
 }

@@ -145,56 +145,44 @@ func sendResult(r Result) error {
 	return nil
 }
 
-// Modprobe loads a module the way modprobe(8) does, from the image's index:
-// "modprobe [-q] [-b] [-v] [--] NAME [PARAM=VALUE...]". It returns the
-// exit code (1 when the module cannot be found or loaded).
+// Modprobe loads modules the way modprobe(8) does, from the image's index:
+// "modprobe [-q] [-b] [-v] [--] NAME [PARAM=VALUE...]", or with -a (--all)
+// "modprobe -a NAME...". It returns the exit code (1 when a module cannot be
+// found or loaded).
 func Modprobe(args []string) int {
-	quiet := false
-	var name string
-	var params []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case name != "":
-			params = append(params, a)
-		case a == "--":
-			if i+1 < len(args) {
-				name, params = args[i+1], args[i+2:]
-			}
-			i = len(args)
-		case a == "-q" || a == "--quiet":
-			quiet = true
-		case a == "-r" || a == "--remove":
-			fmt.Fprintln(os.Stderr, "modprobe: removing modules is not supported in a snatrace guest")
-			return 1
-		case strings.HasPrefix(a, "-"):
-		default:
-			name = a
-		}
-	}
-	if err := modprobe(name, strings.Join(params, " ")); err != nil {
-		if !quiet {
-			fmt.Fprintf(os.Stderr, "modprobe: %v\n", err)
-		}
-		// The kernel's own requests (-q) have no stderr: the kernel log is
-		// where a failed load shows. A name no module answers is the
-		// kernel trying one spelling after another, not a failure.
-		if quiet && errors.Is(err, kmod.ErrUnknown) {
-			return 1
-		}
-		if kmsg, kerr := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); kerr == nil {
-			fmt.Fprintf(kmsg, "<4>snatrace modprobe %s: %v\n", name, err)
-			kmsg.Close()
-		}
+	req, err := ParseModprobe(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "modprobe: %v\n", err)
 		return 1
 	}
-	return 0
+	code := 0
+	for _, name := range req.Modules {
+		if err := modprobe(name, req.Params); err != nil {
+			report(name, err, req.Quiet)
+			code = 1
+		}
+	}
+	return code
+}
+
+// report says why a module did not load: on stderr unless quiet, and in the
+// kernel log, since the kernel's own requests (-q) have no stderr. A name no
+// module answers is the kernel trying one spelling after another, not a
+// failure.
+func report(name string, err error, quiet bool) {
+	if !quiet {
+		fmt.Fprintf(os.Stderr, "modprobe: %v\n", err)
+	}
+	if quiet && errors.Is(err, kmod.ErrUnknown) {
+		return
+	}
+	if kmsg, kerr := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); kerr == nil {
+		fmt.Fprintf(kmsg, "<4>snatrace modprobe %s: %v\n", name, err)
+		kmsg.Close()
+	}
 }
 
 func modprobe(name, params string) error {
-	if name == "" {
-		return fmt.Errorf("no module named")
-	}
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
 		return err
