@@ -134,6 +134,14 @@ var signatures = []signature{
 	{owner: Docker, variant: "nftables", table: re(`^docker-bridges$`), why: "table docker-bridges (Docker nftables backend)"},
 	{owner: Docker, match: re(`(! -o |oifname != "?)(docker0|docker_gwbridge|br-[0-9a-f]{12})\b`),
 		why: "masquerade of a Docker bridge subnet leaving by another interface (! -o docker0/br-*)"},
+	// A bridge of any name (com.docker.network.bridge.name): the shape,
+	// next to chain DOCKER.
+	{owner: Docker, chain: re(`^POSTROUTING$`), match: re(`^-s \S+ ! -o \S+$`), sibling: re(`^DOCKER$`),
+		why: "masquerade of a bridge subnet leaving by another interface (-s SUBNET ! -o BRIDGE), next to chain DOCKER: a Docker network with its own bridge name"},
+	// Hairpin of a bridge's own traffic when the userland proxy is off
+	// (--userland-proxy=false): -o BRIDGE -m addrtype --src-type LOCAL.
+	{owner: Docker, chain: re(`^POSTROUTING$`), match: re(`^-o \S+ -m addrtype --src-type LOCAL$`), sibling: re(`^DOCKER$`),
+		why: "masquerade of local traffic into a bridge (-o BRIDGE --src-type LOCAL), next to chain DOCKER: Docker with the userland proxy off"},
 	{owner: Docker, chain: re(`^POSTROUTING$`), match: re(`^-s (\S+)/32 -d (\S+)/32 -p (tcp|udp|sctp) -m (tcp|udp|sctp) --dport \d+$`), sibling: re(`^DOCKER$`),
 		why: "hairpin masquerade of a published port, next to chain DOCKER"},
 	{owner: Docker, chain: re(`^POSTROUTING$`), match: re(`^ip saddr (\S+) ip daddr (\S+) (tcp|udp|sctp) dport \d+$`), sibling: re(`^DOCKER$`),

@@ -4,53 +4,24 @@ package vmlab
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/snatrace/snatrace/internal/buildtest"
 	"github.com/snatrace/snatrace/internal/testenv"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/vmlab/vmlabtest"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// snatraceBinary builds the snatrace command once for the guest.
-func snatraceBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "snatrace-vmtest-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "snatrace")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/snatrace/snatrace/cmd/snatrace")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build: %w: %s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatalf("building snatrace: %v", binErr)
-	}
-	return binPath
-}
+func snatraceBinary(t *testing.T) string { return buildtest.Snatrace(t) }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
+	buildtest.Cleanup()
 	os.Exit(code)
 }
 

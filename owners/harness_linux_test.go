@@ -1,0 +1,292 @@
+//go:build linux
+
+package owners
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/snatrace/snatrace/internal/buildtest"
+	"github.com/snatrace/snatrace/internal/testenv"
+	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/netns/netnstest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	buildtest.Cleanup()
+	os.Exit(code)
+}
+
+// node is a throwaway network namespace that a daemon writes its rules in.
+type node struct {
+	t   *testing.T
+	ns  *netns.NS
+	bin string
+	dir string // a short private directory (unix socket paths are limited)
+}
+
+func newNode(t *testing.T, tag string, binaries ...string) *node {
+	t.Helper()
+	testenv.NeedRoot(t, "starts daemons in a network namespace")
+	for _, b := range binaries {
+		if _, err := exec.LookPath(b); err != nil {
+			testenv.Skip(t, "needs %s (.ci/run installs it)", b)
+		}
+	}
+	dir, err := os.MkdirTemp("", "snt-"+tag+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return &node{t: t, ns: netnstest.New(t, tag), bin: buildtest.Snatrace(t), dir: dir}
+}
+
+// run runs a command in the namespace and returns its output.
+func (n *node) run(name string, args ...string) string {
+	n.t.Helper()
+	return netnstest.Run(n.t, n.ns, "", name, args...)
+}
+
+// start starts a daemon from a thread inside the namespace (its network
+// namespace only: `ip netns exec` would remount /sys), logging to a file.
+// Cleanup stops it with SIGTERM, then SIGKILL after 20 s.
+func (n *node) start(name string, args ...string) *exec.Cmd {
+	n.t.Helper()
+	log, err := os.Create(filepath.Join(n.dir, filepath.Base(name)+".log"))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := n.ns.Do(cmd.Start); err != nil {
+		n.t.Fatalf("starting %s: %v", name, err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); log.Close(); close(done) }()
+	n.t.Cleanup(func() { stop(cmd, done) })
+	return cmd
+}
+
+func stop(cmd *exec.Cmd, done chan struct{}) {
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+// logOf returns the daemon's log.
+func (n *node) logOf(name string) string {
+	b, _ := os.ReadFile(filepath.Join(n.dir, filepath.Base(name)+".log"))
+	return string(b)
+}
+
+// snatrace runs the snatrace command against the namespace.
+func (n *node) snatrace(args ...string) (stdout, stderr string, code int) {
+	n.t.Helper()
+	var out, errb bytes.Buffer
+	cmd := exec.Command(n.bin, append(args, "--netns", n.ns.Path())...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		n.t.Fatalf("snatrace %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// auditedRule is what the tests read of audit's JSON.
+type auditedRule struct {
+	Backend       string `json:"backend"`
+	Table         string `json:"table"`
+	Chain         string `json:"chain"`
+	Rule          string `json:"rule"`
+	Owner         string `json:"owner"`
+	OwnerEvidence string `json:"owner_evidence"`
+	FullyRandom   bool   `json:"fully_random"`
+}
+
+type auditDoc struct {
+	Rules    []auditedRule `json:"rules"`
+	Findings []struct {
+		Kind   string `json:"kind"`
+		Remedy string `json:"remedy"`
+	} `json:"findings"`
+}
+
+// audit runs snatrace audit --json.
+func (n *node) audit() auditDoc {
+	n.t.Helper()
+	out, errs, code := n.snatrace("audit", "--interval", "0", "--json")
+	var doc auditDoc
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || (code != 0 && code != 1) {
+		n.t.Fatalf("audit: exit %d, %v\n%s\n%s", code, err, out, errs)
+	}
+	return doc
+}
+
+// dump is every rule of every backend in the namespace, without counters
+// and comment lines: what fix must leave byte-identical.
+func (n *node) dump() string {
+	n.t.Helper()
+	var b strings.Builder
+	for _, c := range [][]string{{"iptables-nft-save"}, {"ip6tables-nft-save"}, {"iptables-legacy-save"}, {"ip6tables-legacy-save"}} {
+		out, err := netnstest.RunErr(n.ns, "", c[0], c[1:]...)
+		if err != nil {
+			n.t.Fatalf("%s: %v: %s", c[0], err, out)
+		}
+		fmt.Fprintf(&b, "$ %s\n%s", c[0], strip(out))
+	}
+	fmt.Fprintf(&b, "$ nft --stateless list ruleset\n%s", strip(n.run("nft", "--stateless", "list", "ruleset")))
+	return b.String()
+}
+
+var counters = regexp.MustCompile(`\[[0-9]+:[0-9]+\]`)
+
+func strip(s string) string {
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(s, "\n") {
+		if !strings.HasPrefix(l, "#") {
+			b.WriteString(counters.ReplaceAllString(l, "[0:0]"))
+		}
+	}
+	return b.String()
+}
+
+// waitFor polls ok every 10 ms until it holds or limit passes, and returns
+// how long it took.
+func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !ok() {
+		if time.Since(start) > limit {
+			t.Fatalf("%s: not within %v", what, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+var randomFlag = regexp.MustCompile(` --random-fully| fully-random`)
+
+// checkFixed compares the dumps before and after a fix: the same lines in
+// the same order, each either byte-identical or the same rule gaining
+// fully-random. It returns how many gained it, per dump section.
+func checkFixed(t *testing.T, before, after string) map[string]int {
+	t.Helper()
+	b, a := strings.Split(before, "\n"), strings.Split(after, "\n")
+	if len(b) != len(a) {
+		t.Fatalf("the fix changed the number of lines (%d → %d):\nbefore:\n%s\nafter:\n%s", len(b), len(a), before, after)
+	}
+	gained := map[string]int{}
+	section := ""
+	for i := range b {
+		if strings.HasPrefix(b[i], "$ ") {
+			section = strings.TrimPrefix(b[i], "$ ")
+		}
+		if b[i] == a[i] {
+			continue
+		}
+		if randomFlag.ReplaceAllString(a[i], "") != randomFlag.ReplaceAllString(b[i], "") || randomFlag.MatchString(b[i]) {
+			t.Errorf("line %d changed beyond fully-random:\n- %s\n+ %s", i+1, b[i], a[i])
+			continue
+		}
+		gained[section]++
+	}
+	return gained
+}
+
+// watch runs snatrace fix --apply --watch until the test ends.
+func (n *node) watch() {
+	n.t.Helper()
+	cmd := exec.Command(n.bin, "fix", "--apply", "--watch", "--no-backup", "--netns", n.ns.Path())
+	log, err := os.Create(filepath.Join(n.dir, "watch.log"))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); log.Close(); close(done) }()
+	n.t.Cleanup(func() { stop(cmd, done) })
+}
+
+// natFixed reports whether every source-NAT rule in the namespace's nat
+// tables (iptables-nft, iptables-legacy) and nftables ruleset is
+// fully-random: cheap enough to poll. An iptables-nft rule is seen twice
+// (its save and nft's listing), which does not change the answer.
+func (n *node) natFixed() bool {
+	n.t.Helper()
+	for _, c := range [][]string{{"iptables-nft-save", "-t", "nat"}, {"iptables-legacy-save", "-t", "nat"}, {"nft", "list", "ruleset"}} {
+		out, _ := netnstest.RunErr(n.ns, "", c[0], c[1:]...)
+		for _, l := range strings.Split(out, "\n") {
+			if sourceNAT.MatchString(l) && !randomFlag.MatchString(l) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+var sourceNAT = regexp.MustCompile(`-j (MASQUERADE|SNAT)\b|\b(masquerade|snat to)\b`)
+
+func tailOf(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// checkRemedy checks that every finding that gives a remedy names want.
+func checkRemedy(t *testing.T, doc auditDoc, want string) {
+	t.Helper()
+	seen := false
+	for _, f := range doc.Findings {
+		if f.Remedy != "" {
+			seen = true
+			if !strings.Contains(f.Remedy, want) {
+				t.Errorf("finding %s: remedy %q does not say %q", f.Kind, f.Remedy, want)
+			}
+		}
+	}
+	if !seen {
+		t.Errorf("no finding gives a remedy")
+	}
+}
+
+// ownerRow is one row of docs/audit.md's owner table.
+type ownerRow struct {
+	Owner, Software          string
+	Rules, Attributed, Fixed int
+	Reactions                map[string]time.Duration
+}
+
+// recordOwner appends the row to $SNATRACE_OWNER_TABLE, if set (the table in
+// docs/audit.md is made from it).
+func recordOwner(t *testing.T, r ownerRow) {
+	path := os.Getenv("SNATRACE_OWNER_TABLE")
+	if path == "" {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	json.NewEncoder(f).Encode(r)
+}
