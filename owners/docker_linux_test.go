@@ -133,6 +133,7 @@ func TestDocker(t *testing.T) {
 		}
 	}
 	checkRemedy(t, doc, "snatrace fix --owner docker --apply --watch")
+	recordDump(t, "docker-20.10.iptables-save", "Debian docker.io "+pkgVersion("docker.io")+", --userland-proxy=false, network mybr0, a published port", n.run("iptables-nft-save"))
 
 	// fix --apply: exactly Docker's rules gain fully-random; rollback
 	// restores the dump.
@@ -155,14 +156,14 @@ func TestDocker(t *testing.T) {
 
 	// fix --apply --watch: Docker's rewrites are fixed again within 1 s.
 	n.watch()
-	waitFor(t, 5*time.Second, "the watch's first fix", n.natFixed)
+	n.waitFixed(5*time.Second, "the watch's first fix")
 	react := map[string]time.Duration{}
 	d.docker(t, "run", "-d", "--name", "web2", "-p", "8081:80", "snt-busybox:1", "/bin/httpd", "-f", "-p", "80", "-h", "/www")
-	react["new container, published port"] = waitFor(t, time.Second, "fix after docker run -p", n.natFixed)
+	react["new container, published port"] = n.waitFixed(time.Second, "fix after docker run -p")
 	d.docker(t, "network", "create", "-o", "com.docker.network.bridge.name=mybr1", "--subnet", "172.31.0.0/16", "net2")
-	react["new network"] = waitFor(t, time.Second, "fix after docker network create", n.natFixed)
+	react["new network"] = n.waitFixed(time.Second, "fix after docker network create")
 	d.restart(t)
-	react["dockerd restart"] = waitFor(t, time.Second, "fix after the dockerd restart", n.natFixed)
+	react["dockerd restart"] = n.waitFixed(time.Second, "fix after the dockerd restart")
 	d.published(t, "8080")
 	t.Logf("Docker Engine %s: 5 rules attributed, 5 fixed; re-fixed after %v", version, react)
 	recordOwner(t, ownerRow{Owner: "docker", Software: "Docker Engine (docker.io) " + version, Rules: 5, Attributed: 5, Fixed: gained["iptables-nft-save"], Reactions: react})

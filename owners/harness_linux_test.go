@@ -62,11 +62,18 @@ func (n *node) run(name string, args ...string) string {
 // Cleanup stops it with SIGTERM, then SIGKILL after 20 s.
 func (n *node) start(name string, args ...string) *exec.Cmd {
 	n.t.Helper()
+	return n.startEnv(nil, name, args...)
+}
+
+// startEnv is start with extra environment settings.
+func (n *node) startEnv(env []string, name string, args ...string) *exec.Cmd {
+	n.t.Helper()
 	log, err := os.Create(filepath.Join(n.dir, filepath.Base(name)+".log"))
 	if err != nil {
 		n.t.Fatal(err)
 	}
 	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := n.ns.Do(cmd.Start); err != nil {
 		n.t.Fatalf("starting %s: %v", name, err)
@@ -230,18 +237,41 @@ func (n *node) watch() {
 // tables (iptables-nft, iptables-legacy) and nftables ruleset is
 // fully-random: cheap enough to poll. An iptables-nft rule is seen twice
 // (its save and nft's listing), which does not change the answer.
-func (n *node) natFixed() bool {
+func (n *node) natFixed() bool { return len(n.unfixed()) == 0 }
+
+// unfixed returns the source-NAT rules that are not fully-random.
+func (n *node) unfixed() []string {
 	n.t.Helper()
+	var bad []string
 	for _, c := range [][]string{{"iptables-nft-save", "-t", "nat"}, {"iptables-legacy-save", "-t", "nat"}, {"nft", "list", "ruleset"}} {
 		out, _ := netnstest.RunErr(n.ns, "", c[0], c[1:]...)
 		for _, l := range strings.Split(out, "\n") {
+			l = quoted.ReplaceAllString(l, `""`) // comments name masquerade too
 			if sourceNAT.MatchString(l) && !randomFlag.MatchString(l) {
-				return false
+				bad = append(bad, c[0]+": "+strings.TrimSpace(l))
 			}
 		}
 	}
-	return true
+	return bad
 }
+
+// waitFixed waits until every source-NAT rule is fully-random, and returns
+// how long it took; it fails the test with the rules left and the watch's
+// log after limit.
+func (n *node) waitFixed(limit time.Duration, what string) time.Duration {
+	n.t.Helper()
+	start := time.Now()
+	for !n.natFixed() {
+		if time.Since(start) > limit {
+			b, _ := os.ReadFile(filepath.Join(n.dir, "watch.log"))
+			n.t.Fatalf("%s: not fixed within %v: %q\nwatch log:\n%s", what, limit, n.unfixed(), tailOf(string(b), 3000))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+var quoted = regexp.MustCompile(`"[^"]*"`)
 
 var sourceNAT = regexp.MustCompile(`-j (MASQUERADE|SNAT)\b|\b(masquerade|snat to)\b`)
 
@@ -289,4 +319,26 @@ func recordOwner(t *testing.T, r ownerRow) {
 	}
 	defer f.Close()
 	json.NewEncoder(f).Encode(r)
+}
+
+// pkgVersion returns the installed version of a Debian package, or "".
+func pkgVersion(pkg string) string {
+	out, err := exec.Command("dpkg-query", "-W", "-f", "${Version}", pkg).Output()
+	if err != nil {
+		return ""
+	}
+	return string(out)
+}
+
+// recordDump writes a dump the test's owner wrote to ruleset's owner
+// dumps, with its provenance, when SNATRACE_RECORD_DUMPS is set: the
+// ruleset tests then hold that real output.
+func recordDump(t *testing.T, file, provenance, dump string) {
+	if os.Getenv("SNATRACE_RECORD_DUMPS") == "" {
+		return
+	}
+	head := "# recorded by " + t.Name() + " (snatrace owners tests): " + provenance + "\n"
+	if err := os.WriteFile(filepath.Join("..", "ruleset", "testdata", "owners", file), []byte(head+dump), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -22,13 +22,15 @@ const (
 	Antrea      Owner = "antrea"
 	KubeRouter  Owner = "kube-router"
 	K3s         Owner = "k3s"
+	CNI         Owner = "cni" // the CNI reference plugins: bridge ipMasq, portmap
+	Firewalld   Owner = "firewalld"
 	Unknown     Owner = "unknown"
 )
 
 // Owners returns every owner id, Unknown last.
 func Owners() []Owner {
 	return []Owner{Docker, Netavark, Libvirt, KubeProxy, Flannel, Calico, Cilium,
-		AWSVPCCNI, IPMasqAgent, Weave, Antrea, KubeRouter, K3s, Unknown}
+		AWSVPCCNI, IPMasqAgent, Weave, Antrea, KubeRouter, K3s, CNI, Firewalld, Unknown}
 }
 
 // ParseOwner returns the Owner named s, or false.
@@ -45,7 +47,7 @@ func ParseOwner(s string) (Owner, bool) {
 // where many clients share few destinations and the race bites hardest.
 func (o Owner) IsPodTraffic() bool {
 	switch o {
-	case Unknown, Libvirt:
+	case Unknown, Libvirt, Firewalld:
 		return false
 	}
 	return true
@@ -150,9 +152,17 @@ var signatures = []signature{
 	{owner: K3s, variant: "servicelb", chain: re(`^POSTROUTING$`), match: re(`^-d \S+/32 -p (tcp|udp|sctp)$`),
 		why: "klipper-lb shape: POSTROUTING -d <service ip>/32 -p <proto> -j MASQUERADE (k3s ServiceLB)"},
 	{owner: K3s, comment: re(`(?i)\bk3s\b|klipper`), why: "comment names k3s"},
-	// Generic CNI plugins: worth naming even without an owner id of their own.
-	{owner: Unknown, variant: "cni-portmap", chain: re(`^CNI-HOSTPORT-MASQ$`), why: "CNI portmap plugin (CNI-HOSTPORT-MASQ; containerd, CRI-O, k3s)"},
-	{owner: Unknown, variant: "cni-bridge", chain: re(`^CNI-`), why: "CNI bridge plugin ipMasq (CNI-* chain)"},
+	// The CNI reference plugins, as containerd, nerdctl, CRI-O, k3s and
+	// bridge-based clusters invoke them (Podman-with-CNI is above).
+	{owner: CNI, variant: "portmap", chain: re(`^CNI-HOSTPORT-MASQ$`), why: "chain CNI-HOSTPORT-MASQ (CNI portmap plugin, snat)"},
+	{owner: CNI, variant: "bridge", chain: re(`^CNI-[0-9a-f]{24}$`), why: "chain CNI-<hash of network and container> (CNI bridge plugin, ipMasq)"},
+	{owner: CNI, variant: "bridge", comment: re(`^name: ".*" id: ".*"$`), why: `comment name: "<network>" id: "<container>" (CNI bridge plugin, ipMasq)`},
+	{owner: CNI, variant: "bridge-nftables", table: re(`^cni_plugins_masquerade$`), why: "table cni_plugins_masquerade (CNI bridge plugin, ipMasqBackend nftables)"},
+	{owner: CNI, variant: "portmap-nftables", table: re(`^cni_hostport$`), why: "table cni_hostport (CNI portmap plugin, nftables backend)"},
+	// firewalld: zone and policy masquerade.
+	{owner: Firewalld, variant: "nftables", table: re(`^firewalld$`), why: "table firewalld (firewalld nftables backend: zone or policy masquerade)"},
+	{owner: Firewalld, variant: "iptables", chain: re(`^POST_[A-Za-z0-9_-]+$`), sibling: re(`^POSTROUTING_ZONES$`),
+		why: "chain POST_<zone>_allow next to POSTROUTING_ZONES (firewalld iptables backend)"},
 }
 
 // Attribute sets Owner and OwnerEvidence of every rule in rs from the

@@ -95,6 +95,9 @@ func TestOwners(t *testing.T) {
 		{"antrea.iptables-save", Antrea, 1},
 		{"kube-router.iptables-save", KubeRouter, 1},
 		{"k3s.iptables-save", K3s, 1},
+		{"cni.iptables-save", CNI, 2},
+		{"firewalld.nft", Firewalld, 1},
+		{"docker-20.10.iptables-save", Docker, 5},
 		{"unknown.iptables-save", Unknown, 3},
 	}
 	covered := map[Owner]bool{}

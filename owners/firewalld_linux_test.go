@@ -1,0 +1,115 @@
+//go:build linux
+
+package owners
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// busConf is a private D-Bus system bus for one test's firewalld.
+const busConf = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=BUS</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="root"/><allow own="*"/><allow send_destination="*"/><allow receive_sender="*"/>
+  </policy>
+</busconfig>
+`
+
+// firewalld is a firewalld on a private system bus in a node's namespace,
+// with its own (empty) system configuration: runtime changes only.
+type firewalld struct {
+	n   *node
+	env []string
+}
+
+func startFirewalld(t *testing.T, n *node) *firewalld {
+	t.Helper()
+	bus := filepath.Join(n.dir, "bus")
+	conf := filepath.Join(n.dir, "bus.conf")
+	if err := os.WriteFile(conf, []byte(strings.Replace(busConf, "BUS", bus, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.start("dbus-daemon", "--config-file="+conf, "--nofork")
+	waitFor(t, 10*time.Second, "the private D-Bus", func() bool { _, err := os.Stat(bus); return err == nil })
+	f := &firewalld{n: n, env: []string{"DBUS_SYSTEM_BUS_ADDRESS=unix:path=" + bus}}
+	etc := filepath.Join(n.dir, "etc")
+	os.MkdirAll(etc, 0o755)
+	os.WriteFile(filepath.Join(etc, "firewalld.conf"), []byte("DefaultZone=public\nFirewallBackend=nftables\n"), 0o644)
+	n.startEnv(f.env, "firewalld", "--nofork", "--nopid", "--system-config", etc, "--log-target", "console")
+	waitFor(t, 30*time.Second, "firewalld running", func() bool { return f.cmd(t, true, "--state") == "running" })
+	return f
+}
+
+// cmd runs firewall-cmd against this firewalld.
+func (f *firewalld) cmd(t *testing.T, quiet bool, args ...string) string {
+	t.Helper()
+	c := exec.Command("firewall-cmd", args...)
+	c.Env = append(os.Environ(), f.env...)
+	out, err := c.CombinedOutput()
+	if err != nil && !quiet {
+		t.Fatalf("firewall-cmd %v: %v: %s\nfirewalld log:\n%s", args, err, out, tailOf(f.n.logOf("firewalld"), 2000))
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestFirewalld runs Debian's firewalld (nftables backend) with masquerade
+// on a zone, then audits, fixes, rolls back and watches its rules through a
+// reload and a second zone.
+func TestFirewalld(t *testing.T) {
+	n := newNode(t, "firewalld", "firewalld", "firewall-cmd", "dbus-daemon")
+	f := startFirewalld(t, n)
+	f.cmd(t, false, "--zone=public", "--add-masquerade")
+	version := pkgVersion("firewalld")
+
+	doc := n.audit()
+	if len(doc.Rules) != 1 {
+		t.Fatalf("%d source-NAT rules, want the public zone's masquerade: %+v", len(doc.Rules), doc.Rules)
+	}
+	for _, r := range doc.Rules {
+		if r.Owner != "firewalld" || r.OwnerEvidence == "" || r.Table != "firewalld" || r.Chain != "nat_POST_public_allow" {
+			t.Errorf("rule %q in %s/%s: owner %q (%s), want firewalld's nat_POST_public_allow", r.Rule, r.Table, r.Chain, r.Owner, r.OwnerEvidence)
+		}
+	}
+	checkRemedy(t, doc, "snatrace fix --owner firewalld --apply --watch")
+	recordDump(t, "firewalld.nft", "Debian firewalld "+version+", nftables backend, zone public --add-masquerade", n.run("nft", "list", "ruleset"))
+
+	before := n.dump()
+	backup := filepath.Join(n.dir, "backup.json")
+	if out, errs, code := n.snatrace("fix", "--owner", "firewalld", "--apply", "--backup", backup); code != 0 {
+		t.Fatalf("fix --apply: exit %d\n%s\n%s", code, out, errs)
+	}
+	gained := checkFixed(t, before, n.dump())
+	if gained["nft --stateless list ruleset"] != 1 {
+		t.Errorf("rules made fully-random: %v, want 1 in the nftables ruleset", gained)
+	}
+	if f.cmd(t, false, "--zone=public", "--query-masquerade") != "yes" {
+		t.Error("firewalld no longer reports the zone's masquerade")
+	}
+	if out, errs, code := n.snatrace("fix", "--rollback", backup); code != 0 {
+		t.Fatalf("rollback: exit %d\n%s\n%s", code, out, errs)
+	}
+	if got := n.dump(); got != before {
+		t.Errorf("rollback did not restore the rules:\nbefore:\n%s\nafter:\n%s", before, got)
+	}
+
+	n.watch()
+	n.waitFixed(5*time.Second, "the watch's first fix")
+	react := map[string]time.Duration{}
+	f.cmd(t, false, "--reload")
+	f.cmd(t, false, "--zone=public", "--add-masquerade") // a reload drops runtime changes
+	react["firewall-cmd --reload, --add-masquerade"] = n.waitFixed(time.Second, "fix after a reload")
+	f.cmd(t, false, "--zone=work", "--add-masquerade")
+	react["masquerade on a second zone"] = n.waitFixed(time.Second, "fix after a second zone's masquerade")
+	t.Logf("firewalld %s: 1 rule attributed, %d fixed; re-fixed after %v", version, gained["nft --stateless list ruleset"], react)
+	recordOwner(t, ownerRow{Owner: "firewalld", Software: "firewalld " + version + " (nftables backend)", Rules: 1, Attributed: 1,
+		Fixed: gained["nft --stateless list ruleset"], Reactions: react})
+}
