@@ -97,6 +97,7 @@ func TestOwners(t *testing.T) {
 		{"k3s.iptables-save", K3s, 1},
 		{"cni.iptables-save", CNI, 2},
 		{"firewalld.nft", Firewalld, 1},
+		{"netavark-1.4.iptables-save", Netavark, 2},
 		{"docker-20.10.iptables-save", Docker, 5},
 		{"unknown.iptables-save", Unknown, 3},
 	}

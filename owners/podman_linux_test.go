@@ -1,0 +1,137 @@
+//go:build linux
+
+package owners
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// podman runs Podman (rootful, netavark) with its storage, run state and
+// network configuration under the node's directory. CONTAINERS_CONF keeps
+// the ulimits within this machine's hard limits and uses runc.
+type podman struct {
+	n    *node
+	args []string
+	env  []string
+}
+
+func newPodman(t *testing.T, n *node) *podman {
+	t.Helper()
+	conf := filepath.Join(n.dir, "containers.conf")
+	body := fmt.Sprintf(`[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "%s"
+[network]
+network_backend = "netavark"
+network_config_dir = "%s"
+`, filepath.Join(n.dir, "events.log"), filepath.Join(n.dir, "net"))
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := &podman{n: n, env: []string{"CONTAINERS_CONF=" + conf},
+		args: []string{"--root", filepath.Join(n.dir, "root"), "--runroot", filepath.Join(n.dir, "run"), "--tmpdir", filepath.Join(n.dir, "tmp")}}
+	t.Cleanup(func() {
+		p.quiet("rm", "-f", "-a", "-t", "0")
+		p.quiet("network", "rm", "-f", "mynet")
+	})
+	return p
+}
+
+// run runs podman in the node's network namespace: netavark writes its rules
+// where podman runs.
+func (p *podman) run(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := p.exec(args...)
+	if err != nil {
+		t.Fatalf("podman %v: %v: %s", args, err, out)
+	}
+	return strings.TrimSpace(out)
+}
+
+func (p *podman) quiet(args ...string) { p.exec(args...) }
+
+func (p *podman) exec(args ...string) (string, error) {
+	cmd := exec.Command("nsenter", append([]string{"--net=" + p.n.ns.Path(), "podman"}, append(p.args, args...)...)...)
+	cmd.Env = append(os.Environ(), p.env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// published checks that a host port answers through netavark's DNAT.
+func (p *podman) published(t *testing.T, port string) {
+	t.Helper()
+	var out []byte
+	waitFor(t, 10*time.Second, "published port "+port+" answering", func() bool {
+		var err error
+		out, err = exec.Command("nsenter", "--net="+p.n.ns.Path(), "curl", "-s", "-m", "2", "http://10.88.0.1:"+port+"/").Output()
+		return err == nil
+	})
+	if string(out) != "hello from a container\n" {
+		t.Errorf("port %s answered %q", port, out)
+	}
+}
+
+// TestPodman runs Debian's Podman with netavark: the default network, a
+// container with a published port, then a user network; audits, fixes, rolls
+// back and watches the rules netavark writes.
+func TestPodman(t *testing.T) {
+	n := newNode(t, "podman", "podman", "busybox", "curl", "runc")
+	n.run("ip", "link", "set", "lo", "up")
+	p := newPodman(t, n)
+	p.run(t, "import", busyboxTar(t, n.dir), "localhost/snt-busybox:1")
+	p.run(t, "run", "-d", "--name", "web", "-p", "8080:80", "localhost/snt-busybox:1", "/bin/httpd", "-f", "-p", "80", "-h", "/www")
+	p.published(t, "8080")
+	version := pkgVersion("podman") + ", netavark " + pkgVersion("netavark")
+
+	doc := n.audit()
+	if len(doc.Rules) != 2 {
+		t.Fatalf("%d source-NAT rules, want netavark's 2 (network, port forwarding): %+v", len(doc.Rules), doc.Rules)
+	}
+	for _, r := range doc.Rules {
+		if r.Owner != "netavark" || r.OwnerEvidence == "" {
+			t.Errorf("rule %q: owner %q (%s), want netavark with evidence", r.Rule, r.Owner, r.OwnerEvidence)
+		}
+	}
+	checkRemedy(t, doc, "snatrace fix --owner netavark --apply --watch")
+	recordDump(t, "netavark-1.4.iptables-save", "Debian podman "+version+", default network, a published port", n.run("iptables-nft-save"))
+
+	before := n.dump()
+	backup := filepath.Join(n.dir, "backup.json")
+	if out, errs, code := n.snatrace("fix", "--owner", "netavark", "--apply", "--backup", backup); code != 0 {
+		t.Fatalf("fix --apply: exit %d\n%s\n%s", code, out, errs)
+	}
+	gained := checkFixed(t, before, n.dump())
+	if gained["iptables-nft-save"] != 2 {
+		t.Errorf("rules made fully-random: %v, want 2 in iptables-nft-save", gained)
+	}
+	p.published(t, "8080")
+	if out, errs, code := n.snatrace("fix", "--rollback", backup); code != 0 {
+		t.Fatalf("rollback: exit %d\n%s\n%s", code, out, errs)
+	}
+	if got := n.dump(); got != before {
+		t.Errorf("rollback did not restore the rules:\nbefore:\n%s\nafter:\n%s", before, got)
+	}
+
+	n.watch()
+	n.waitFixed(5*time.Second, "the watch's first fix")
+	react := map[string]time.Duration{}
+	p.run(t, "network", "create", "--subnet", "10.89.7.0/24", "mynet")
+	p.run(t, "run", "-d", "--name", "web2", "--network", "mynet", "-p", "8081:80", "localhost/snt-busybox:1", "/bin/httpd", "-f", "-p", "80", "-h", "/www")
+	react["user network, container with a published port"] = n.waitFixed(time.Second, "fix after a user network's container")
+	p.run(t, "rm", "-f", "-t", "0", "web")
+	p.run(t, "run", "-d", "--name", "web", "-p", "8080:80", "localhost/snt-busybox:1", "/bin/httpd", "-f", "-p", "80", "-h", "/www")
+	react["container re-created on the default network"] = n.waitFixed(time.Second, "fix after re-creating a container")
+	p.published(t, "8080")
+	t.Logf("Podman %s: 2 rules attributed, %d fixed; re-fixed after %v", version, gained["iptables-nft-save"], react)
+	recordOwner(t, ownerRow{Owner: "netavark", Software: "Podman " + version, Rules: 2, Attributed: 2, Fixed: gained["iptables-nft-save"], Reactions: react})
+}
