@@ -98,6 +98,7 @@ func TestOwners(t *testing.T) {
 		{"cni.iptables-save", CNI, 2},
 		{"firewalld.nft", Firewalld, 1},
 		{"netavark-1.4.iptables-save", Netavark, 2},
+		{"libvirt-9.0.iptables-save", Libvirt, 3},
 		{"docker-20.10.iptables-save", Docker, 5},
 		{"unknown.iptables-save", Unknown, 3},
 	}
