@@ -19,7 +19,7 @@ const (
 
 // Formats lists the formats Parse accepts, for flag help.
 func Formats() []Format {
-	return []Format{FormatAuto, FormatIptablesSave, FormatIptablesS, FormatNft, FormatNftJSON}
+	return []Format{FormatAuto, FormatIptablesSave, FormatIptablesS, FormatIptablesList, FormatNft, FormatNftJSON}
 }
 
 // DetectFormat guesses the format of a dump from its first meaningful line.
@@ -47,8 +47,10 @@ func DetectFormat(data string) (Format, error) {
 			return FormatIptablesSave, nil
 		case strings.HasPrefix(t, "-P "), strings.HasPrefix(t, "-N "), strings.HasPrefix(t, "-A "):
 			return FormatIptablesS, nil
+		case strings.HasPrefix(t, "Chain ") && strings.HasSuffix(t, ")"):
+			return FormatIptablesList, nil
 		}
-		return "", fmt.Errorf("unrecognised dump: first line %q is not iptables-save, iptables -S, nft or nft -j output", clip(t))
+		return "", fmt.Errorf("unrecognised dump: first line %q is not iptables-save, iptables -S, iptables -L, nft or nft -j output", clip(t))
 	}
 	return "", fmt.Errorf("empty dump")
 }
@@ -70,6 +72,8 @@ func Parse(data, name string, format Format) (*Ruleset, error) {
 	switch format {
 	case FormatIptablesSave, FormatIptablesS:
 		rs, err = ParseIptablesSave(data, name)
+	case FormatIptablesList:
+		rs, err = ParseIptablesListing(data, name)
 	case FormatNft:
 		rs, err = ParseNftText(data, name)
 	case FormatNftJSON:
