@@ -22,11 +22,11 @@ var ownerRemedies = map[ruleset.Owner]string{
 		"meanwhile `snatrace fix --owner flannel --apply --watch`",
 	ruleset.Calico: "Calico (Felix) uses --random-fully when feature detection finds it; check the iptables version Felix detects and " +
 		"FelixConfiguration featureDetectOverride (MASQFullyRandom=true) if detection is wrong",
-	ruleset.Cilium:      "Cilium: set the Helm value iptablesRandomFully=true, or use eBPF masquerading (bpf.masquerade=true), which does not use these rules",
-	ruleset.AWSVPCCNI:   "AWS VPC CNI: set AWS_VPC_K8S_CNI_RANDOMIZESNAT=prng on the aws-node DaemonSet (prng gives --random-fully; hashrandom only --random, none nothing)",
+	ruleset.Cilium:    "Cilium: set the Helm value iptablesRandomFully=true, or use eBPF masquerading (bpf.masquerade=true), which does not use these rules",
+	ruleset.AWSVPCCNI: "AWS VPC CNI: set AWS_VPC_K8S_CNI_RANDOMIZESNAT=prng on the aws-node DaemonSet (prng gives --random-fully; hashrandom only --random, none nothing)",
 	ruleset.IPMasqAgent: "ip-masq-agent writes --random-fully from v2.10.0 (flag --random-fully, default true, from v2.11.0): upgrade it and do not set --random-fully=false " +
 		"(GKE/AKS manage the agent: use a node version that ships one)",
-	ruleset.Weave:       "Weave Net has no option for fully-random masquerade (and is no longer maintained): run `snatrace fix --owner weave --apply --watch`, or move to a maintained CNI",
+	ruleset.Weave: "Weave Net has no option for fully-random masquerade (and is no longer maintained): run `snatrace fix --owner weave --apply --watch`, or move to a maintained CNI",
 	ruleset.Antrea: "Antrea 2.2+: set snatFullyRandomPorts: true in the agent configuration (Helm value snatFullyRandomPorts; egress.snatFullyRandomPorts for Egress SNAT); " +
 		"older Antrea has no option: `snatrace fix --owner antrea --apply --watch`",
 	ruleset.KubeRouter: "kube-router adds --random-fully to its pod egress MASQUERADE when the iptables it runs supports it: upgrade kube-router and its iptables; " +
