@@ -31,7 +31,7 @@ type firewalld struct {
 	env []string
 }
 
-func startFirewalld(t *testing.T, n *node) *firewalld {
+func startFirewalld(t *testing.T, n *node, backend string) *firewalld {
 	t.Helper()
 	bus := filepath.Join(n.dir, "bus")
 	conf := filepath.Join(n.dir, "bus.conf")
@@ -43,7 +43,7 @@ func startFirewalld(t *testing.T, n *node) *firewalld {
 	f := &firewalld{n: n, env: []string{"DBUS_SYSTEM_BUS_ADDRESS=unix:path=" + bus}}
 	etc := filepath.Join(n.dir, "etc")
 	os.MkdirAll(etc, 0o755)
-	os.WriteFile(filepath.Join(etc, "firewalld.conf"), []byte("DefaultZone=public\nFirewallBackend=nftables\n"), 0o644)
+	os.WriteFile(filepath.Join(etc, "firewalld.conf"), []byte("DefaultZone=public\nFirewallBackend="+backend+"\n"), 0o644)
 	n.startEnv(f.env, "firewalld", "--nofork", "--nopid", "--system-config", etc, "--log-target", "console")
 	waitFor(t, 30*time.Second, "firewalld running", func() bool { return f.cmd(t, true, "--state") == "running" })
 	return f
@@ -61,12 +61,21 @@ func (f *firewalld) cmd(t *testing.T, quiet bool, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// TestFirewalld runs Debian's firewalld (nftables backend) with masquerade
-// on a zone, then audits, fixes, rolls back and watches its rules through a
-// reload and a second zone.
+// TestFirewalld runs Debian's firewalld, with each of its backends, with
+// masquerade on a zone, then audits, fixes, rolls back and watches its rules
+// through a reload and a second zone.
 func TestFirewalld(t *testing.T) {
+	for _, b := range []struct{ backend, table, chain, section string }{
+		{"nftables", "firewalld", "nat_POST_public_allow", "nft --stateless list ruleset"},
+		{"iptables", "nat", "POST_public_allow", "iptables-nft-save"},
+	} {
+		t.Run(b.backend, func(t *testing.T) { testFirewalld(t, b.backend, b.table, b.chain, b.section) })
+	}
+}
+
+func testFirewalld(t *testing.T, backend, table, chain, section string) {
 	n := newNode(t, "firewalld", "firewalld", "firewall-cmd", "dbus-daemon")
-	f := startFirewalld(t, n)
+	f := startFirewalld(t, n, backend)
 	f.cmd(t, false, "--zone=public", "--add-masquerade")
 	version := pkgVersion("firewalld")
 
@@ -75,12 +84,16 @@ func TestFirewalld(t *testing.T) {
 		t.Fatalf("%d source-NAT rules, want the public zone's masquerade: %+v", len(doc.Rules), doc.Rules)
 	}
 	for _, r := range doc.Rules {
-		if r.Owner != "firewalld" || r.OwnerEvidence == "" || r.Table != "firewalld" || r.Chain != "nat_POST_public_allow" {
-			t.Errorf("rule %q in %s/%s: owner %q (%s), want firewalld's nat_POST_public_allow", r.Rule, r.Table, r.Chain, r.Owner, r.OwnerEvidence)
+		if r.Owner != "firewalld" || r.OwnerEvidence == "" || r.Table != table || r.Chain != chain {
+			t.Errorf("rule %q in %s/%s: owner %q (%s), want firewalld's %s/%s", r.Rule, r.Table, r.Chain, r.Owner, r.OwnerEvidence, table, chain)
 		}
 	}
 	checkRemedy(t, doc, "snatrace fix --owner firewalld --apply --watch")
-	recordDump(t, "firewalld.nft", "Debian firewalld "+version+", nftables backend, zone public --add-masquerade", n.run("nft", "list", "ruleset"))
+	if backend == "nftables" {
+		recordDump(t, "firewalld.nft", "Debian firewalld "+version+", nftables backend, zone public --add-masquerade", n.run("nft", "list", "ruleset"))
+	} else {
+		recordDump(t, "firewalld-iptables.iptables-save", "Debian firewalld "+version+", iptables backend, zone public --add-masquerade", n.run("iptables-nft-save"))
+	}
 
 	before := n.dump()
 	backup := filepath.Join(n.dir, "backup.json")
@@ -88,8 +101,8 @@ func TestFirewalld(t *testing.T) {
 		t.Fatalf("fix --apply: exit %d\n%s\n%s", code, out, errs)
 	}
 	gained := checkFixed(t, before, n.dump())
-	if gained["nft --stateless list ruleset"] != 1 {
-		t.Errorf("rules made fully-random: %v, want 1 in the nftables ruleset", gained)
+	if gained[section] != 1 {
+		t.Errorf("rules made fully-random: %v, want 1 in %s", gained, section)
 	}
 	if f.cmd(t, false, "--zone=public", "--query-masquerade") != "yes" {
 		t.Error("firewalld no longer reports the zone's masquerade")
@@ -109,7 +122,7 @@ func TestFirewalld(t *testing.T) {
 	react["firewall-cmd --reload, --add-masquerade"] = n.waitFixed(time.Second, "fix after a reload")
 	f.cmd(t, false, "--zone=work", "--add-masquerade")
 	react["masquerade on a second zone"] = n.waitFixed(time.Second, "fix after a second zone's masquerade")
-	t.Logf("firewalld %s: 1 rule attributed, %d fixed; re-fixed after %v", version, gained["nft --stateless list ruleset"], react)
-	recordOwner(t, ownerRow{Owner: "firewalld", Software: "firewalld " + version + " (nftables backend)", Rules: 1, Attributed: 1,
-		Fixed: gained["nft --stateless list ruleset"], Reactions: react})
+	t.Logf("firewalld %s (%s): 1 rule attributed, %d fixed; re-fixed after %v", version, backend, gained[section], react)
+	recordOwner(t, ownerRow{Owner: "firewalld", Software: "firewalld " + version + " (" + backend + " backend)", Rules: 1, Attributed: 1,
+		Fixed: gained[section], Reactions: react})
 }

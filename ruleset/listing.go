@@ -231,7 +231,7 @@ func listNeg(opt, v string) []string {
 func listAddr(opt, v string) []string {
 	neg := strings.HasPrefix(v, "!")
 	v = strings.TrimPrefix(v, "!")
-	if v == "0.0.0.0/0" || v == "::/0" {
+	if v == "0.0.0.0/0" || v == "::/0" || v == "anywhere" { // "anywhere": listed without -n
 		return nil
 	}
 	if !strings.Contains(v, "/") {

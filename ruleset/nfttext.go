@@ -256,6 +256,17 @@ func splitHandle(line string) (string, uint64, error) {
 				continue
 			}
 			rest := strings.TrimSpace(line[i+1:])
+			// nft built without xtables prints an iptables-nft target it
+			// cannot translate as "# xt_MASQUERADE": keep it as the
+			// statement it is (its flags unseen).
+			if xt, ok := strings.CutPrefix(rest, "xt_"); ok {
+				name, after, _ := strings.Cut(xt, " ")
+				head, n, err := splitHandle(after)
+				if err != nil {
+					return "", 0, err
+				}
+				return line[:i] + " xt target " + name + " " + head, n, nil
+			}
 			if h, ok := strings.CutPrefix(rest, "handle "); ok {
 				n, err := strconv.ParseUint(strings.TrimSpace(h), 10, 64)
 				if err != nil {

@@ -120,6 +120,8 @@ var signatures = []signature{
 	// kube-router: pod egress masquerade matches its ipsets.
 	{owner: KubeRouter, match: re(`kube-router-pod-subnets|kube-router-node-ips`), why: "ipsets kube-router-pod-subnets / kube-router-node-ips (kube-router pod egress)"},
 	{owner: KubeRouter, chain: re(`^KUBE-ROUTER-`), why: "chain KUBE-ROUTER-*"},
+	{owner: KubeRouter, variant: "ipvs", match: re(`-m ipvs --vdir ORIGINAL --vmethod MASQ`),
+		why: "match -m ipvs --vdir ORIGINAL --vmethod MASQ (kube-router's IPVS service proxy; kube-proxy's ipvs mode does not write it)"},
 	{owner: KubeRouter, comment: re(`(?i)kube-router`), why: `comment "kube-router ..."`},
 	// Podman: netavark chains and table; CNI-era Podman labels its rules.
 	{owner: Netavark, variant: "nftables", table: re(`^netavark$`), why: "table netavark (netavark nftables driver)"},
@@ -163,6 +165,8 @@ var signatures = []signature{
 	{owner: Firewalld, variant: "nftables", table: re(`^firewalld$`), why: "table firewalld (firewalld nftables backend: zone or policy masquerade)"},
 	{owner: Firewalld, variant: "iptables", chain: re(`^POST_[A-Za-z0-9_-]+$`), sibling: re(`^POSTROUTING_ZONES$`),
 		why: "chain POST_<zone>_allow next to POSTROUTING_ZONES (firewalld iptables backend)"},
+	{owner: Firewalld, variant: "iptables", chain: re(`^POST_[A-Za-z0-9_-]+_allow$`), match: re(`^! -o lo$`),
+		why: "masquerade ! -o lo in chain POST_<zone>_allow (firewalld iptables backend)"},
 }
 
 // Attribute sets Owner and OwnerEvidence of every rule in rs from the

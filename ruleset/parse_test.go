@@ -97,6 +97,7 @@ func TestOwners(t *testing.T) {
 		{"k3s.iptables-save", K3s, 1},
 		{"cni.iptables-save", CNI, 2},
 		{"firewalld.nft", Firewalld, 1},
+		{"firewalld-iptables.iptables-save", Firewalld, 1},
 		{"netavark-1.4.iptables-save", Netavark, 2},
 		{"libvirt-9.0.iptables-save", Libvirt, 3},
 		{"docker-20.10.iptables-save", Docker, 5},
