@@ -64,7 +64,9 @@ func corpusCounts(rs *Ruleset, want string) string {
 			parts = append(parts, fmt.Sprintf("%s=%d", o, owners[o]))
 		}
 	}
-	sort.SliceStable(parts, func(i, j int) bool { return strings.Index(want, strings.Split(parts[i], "=")[0]+"=") < strings.Index(want, strings.Split(parts[j], "=")[0]+"=") })
+	sort.SliceStable(parts, func(i, j int) bool {
+		return strings.Index(want, strings.Split(parts[i], "=")[0]+"=") < strings.Index(want, strings.Split(parts[j], "=")[0]+"=")
+	})
 	for _, k := range []struct {
 		name string
 		n    int
