@@ -204,7 +204,7 @@ func Attribute(rs *Ruleset) {
 	for i := range rs.Rules {
 		r := &rs.Rules[i]
 		tk := tkey{r.Backend, r.Family, r.Table}
-		r.Owner, r.OwnerEvidence = Unknown, ""
+		r.Owner, r.OwnerEvidence = Unknown, "no owner signature matches table "+r.Table+", chain "+r.Chain+" and this rule's shape"
 		for _, s := range signatures {
 			if s.matches(r, siblings[tk], jumpComments[ckey{tk, r.Chain}]) {
 				r.Owner, r.OwnerEvidence = s.owner, s.why
