@@ -82,6 +82,13 @@ func Tools(b Backend, fam Family) (save, restore string, ok bool) {
 	return p + flavour + "-save", p + flavour + "-restore", true
 }
 
+// Tool returns the iptables command of backend b for fam ("iptables-nft",
+// "ip6tables-legacy"); ok is false for nftables.
+func Tool(b Backend, fam Family) (string, bool) {
+	save, _, ok := Tools(b, fam)
+	return strings.TrimSuffix(save, "-save"), ok
+}
+
 // PlainTools returns the unflavoured iptables-save and iptables-restore of a
 // family: before iptables 1.8 they are the only names, and the legacy
 // flavour (IsNFTFlavour tells the two apart by their --version).

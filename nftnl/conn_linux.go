@@ -34,6 +34,8 @@ var ErrGeneration = errors.New("the nftables ruleset generation moved on")
 type Conn struct {
 	c    *netlink.Conn
 	test bool
+	// parts is the number of parts the last DumpEach read (for tests).
+	parts int
 }
 
 // Dial opens a socket; on a real socket every request and its answer are
@@ -120,22 +122,17 @@ func (c *Conn) Generation() (uint32, error) {
 
 // Dump sends a dump request of msgType for family with attrs (a filter) and
 // returns every reply, and whether the kernel flagged the dump interrupted
-// (NLM_F_DUMP_INTR: a commit overlapped it).
+// (NLM_F_DUMP_INTR: a commit overlapped it). Large dumps are better read
+// with DumpEach, which keeps no message.
 func (c *Conn) Dump(msgType uint16, family byte, attrs []netlink.Attribute) ([]netlink.Message, bool, error) {
-	var data []byte
-	if len(attrs) > 0 {
-		var err error
-		if data, err = netlink.MarshalAttributes(attrs); err != nil {
-			return nil, false, fmt.Errorf("encoding a dump filter: %w", err)
-		}
-	}
-	msgs, err := c.execute(Message(msgType, netlink.Dump, family, data))
+	var msgs []netlink.Message
+	intr, err := c.DumpEach(msgType, family, attrs, func(m netlink.Message) error {
+		m.Data = append([]byte(nil), m.Data...)
+		msgs = append(msgs, m)
+		return nil
+	})
 	if err != nil {
-		return nil, false, err
-	}
-	intr := false
-	for _, m := range msgs {
-		intr = intr || m.Header.Flags&netlink.DumpInterrupted != 0
+		return nil, intr, err
 	}
 	return msgs, intr, nil
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/tool"
@@ -115,18 +116,20 @@ func readSave(ctx context.Context, run tool.Runner, bin string, args ...string) 
 }
 
 // attachIptablesNftText replaces the rendered nft text of iptables-nft rules
-// with their iptables-nft-save line (what iptables-restore -R takes back),
-// matched by family, chain and position. On error it names the tool.
+// with their iptables line (what iptables-restore -R takes back), matched by
+// family, chain and position. It lists only the chains that hold such rules
+// (`iptables-nft -t nat -S CHAIN`): iptables-nft-save would read the whole
+// table, seconds on a 100,000-rule node. On error it names the tool.
 func attachIptablesNftText(ctx context.Context, run tool.Runner, rs *Ruleset) (string, error) {
-	need := map[Family]bool{}
+	chains := map[Family][]string{}
 	for _, r := range rs.Rules {
-		if r.Backend == natrule.IptablesNFT && r.Table == "nat" {
-			need[r.Family] = true
+		if r.Backend == natrule.IptablesNFT && r.Table == "nat" && !slices.Contains(chains[r.Family], r.Chain) {
+			chains[r.Family] = append(chains[r.Family], r.Chain)
 		}
 	}
-	for fam := range need {
-		bin, _, _ := natrule.Tools(natrule.IptablesNFT, fam)
-		srs, err := readSave(ctx, run, bin, "-t", "nat")
+	for fam, names := range chains {
+		bin, _ := natrule.Tool(natrule.IptablesNFT, fam)
+		srs, err := listChains(ctx, run, bin, names)
 		if err != nil {
 			return bin, err
 		}
@@ -136,13 +139,31 @@ func attachIptablesNftText(ctx context.Context, run tool.Runner, rs *Ruleset) (s
 		if err := matchSaveLines(rs, srs, fam, bin); err != nil {
 			return bin, err
 		}
+		version := IptablesVersion(ctx, run, bin)
 		for i := range rs.Sources {
-			if rs.Sources[i].Backend == natrule.IptablesNFT && len(srs.Sources) > 0 {
-				rs.Sources[i].Version = srs.Sources[0].Version
+			if rs.Sources[i].Backend == natrule.IptablesNFT && version != "" {
+				rs.Sources[i].Version = version
 			}
 		}
 	}
 	return "", nil
+}
+
+// listChains runs `bin -t nat -S CHAIN` for each chain and parses the
+// lines; nil, nil when bin is not installed.
+func listChains(ctx context.Context, run tool.Runner, bin string, chains []string) (*Ruleset, error) {
+	if _, err := run.LookPath(bin); err != nil {
+		return nil, nil
+	}
+	var out []byte
+	for _, c := range chains {
+		b, err := run.Run(ctx, tool.Command(bin, "-t", "nat", "-S", c))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b...)
+	}
+	return ParseIptablesSave(string(out), bin)
 }
 
 // matchSaveLines gives the iptables-nft rules of fam in rs the text, match

@@ -140,7 +140,7 @@ COMMIT
 func BenchmarkReadLive10k(b *testing.B) {
 	ns := netnstest.New(b, "rs-bench")
 	var sb strings.Builder
-	if err := kubegen.WriteNft(&sb, 10000); err != nil {
+	if err := kubegen.WriteNft(&sb, 10000, true); err != nil {
 		b.Fatal(err)
 	}
 	netnstest.Run(b, ns, sb.String(), "nft", "-f", "-")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/snatrace/snatrace/natmodel"
@@ -28,6 +29,9 @@ type dumpRule struct {
 	table, chain string
 	handle       uint64
 	jumps        []string
+	// vmaps are the verdict maps the rule looks up: their elements may
+	// jump or go to other chains.
+	vmaps []string
 	// nat is set for rules holding a masq, nat, target or match expression.
 	nat *nftables.Rule
 	// complete is false when one of nat's expressions could not be decoded.
@@ -36,26 +40,97 @@ type dumpRule struct {
 	warn string
 }
 
-// readRules dumps every rule of every family in one request. Attributes are
-// walked in place (no per-attribute allocation); names are interned.
-func (d *nftDump) readRules(c *nftnl.Conn) (bool, error) {
-	msgs, intr, err := c.Dump(unix.NFT_MSG_GETRULE, unix.AF_UNSPEC, nil)
-	if err != nil {
-		return false, fmt.Errorf("listing nftables rules: %w", err)
-	}
-	d.rules = make([]dumpRule, 0, len(msgs))
-	in := interner{}
-	for _, m := range msgs {
-		if len(m.Data) < 4 {
-			continue
+// sourceNATHook reports whether source NAT can run in base chain c: a nat
+// chain at postrouting or input. The kernel refuses masquerade and snat in
+// any other base chain, and in a regular chain reached from one
+// (nft_masq_validate, nft_nat_validate, xt targets' hook masks).
+func sourceNATHook(c Chain) bool {
+	return c.Type == "nat" && (c.Hook == "postrouting" || c.Hook == "input")
+}
+
+// readReachable reads the rules of every chain source NAT can run in: the
+// nat base chains at postrouting and input, and every chain they reach
+// through jumps, gotos and verdict maps, breadth first. Each chain is one
+// dump filtered by table and chain, which the kernel answers from that
+// chain alone; a dump of the whole ruleset instead resumes each 32 KiB part
+// by walking every rule before it, quadratic in rules (BENCHMARKS.md). Rules
+// are decoded as their part arrives; nothing else of the dump is kept.
+func (d *nftDump) readReachable(c *nftnl.Conn) (bool, error) {
+	idx := make(map[tableKey]int, len(d.chains))
+	d.read = make([]bool, len(d.chains))
+	var queue []int
+	for i, ch := range d.chains {
+		idx[tableKey{ch.Family, ch.Table, ch.Name}] = i
+		if sourceNATHook(ch) {
+			d.read[i] = true
+			queue = append(queue, i)
 		}
-		r, err := decodeDumpRule(m.Data, in)
+	}
+	visit := func(ch Chain, to string) {
+		if j, ok := idx[tableKey{ch.Family, ch.Table, to}]; ok && !d.read[j] {
+			d.read[j] = true
+			queue = append(queue, j)
+		}
+	}
+	in := interner{}
+	intr := false
+	for len(queue) > 0 {
+		ch := d.chains[queue[0]]
+		queue = queue[1:]
+		start := len(d.rules)
+		i, err := d.readChainRules(c, ch, in)
 		if err != nil {
 			return false, err
 		}
-		d.rules = append(d.rules, r)
+		intr = intr || i
+		for k := start; k < len(d.rules); k++ {
+			r := &d.rules[k]
+			for _, set := range r.vmaps {
+				tos, i, err := c.MapJumps(nftFamily(ch.Family), ch.Table, set)
+				if err != nil {
+					return false, err
+				}
+				intr = intr || i
+				for _, to := range tos {
+					r.jumps = append(r.jumps, in.name([]byte(to)))
+				}
+			}
+			for _, to := range r.jumps {
+				visit(ch, to)
+			}
+		}
 	}
 	return intr, nil
+}
+
+// readChainRules appends the rules of chain ch to d.rules, in order.
+func (d *nftDump) readChainRules(c *nftnl.Conn, ch Chain, in interner) (bool, error) {
+	intr, err := c.DumpEach(unix.NFT_MSG_GETRULE, nftFamily(ch.Family), []netlink.Attribute{
+		{Type: unix.NFTA_RULE_TABLE, Data: append([]byte(ch.Table), 0)},
+		{Type: unix.NFTA_RULE_CHAIN, Data: append([]byte(ch.Name), 0)},
+	}, func(m netlink.Message) error {
+		if len(m.Data) < 4 {
+			return nil
+		}
+		r, err := decodeDumpRule(m.Data, in)
+		if err != nil {
+			return err
+		}
+		if r.table == ch.Table && r.chain == ch.Name && r.family == ch.Family {
+			d.rules = append(d.rules, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("listing the rules of %s %s %s: %w", ch.Family, ch.Table, ch.Name, err)
+	}
+	return intr, nil
+}
+
+// nftFamily is the nfproto number of a family read from the kernel.
+func nftFamily(f Family) byte {
+	n, _ := nftnl.FamilyNumber(string(f))
+	return n
 }
 
 // interner shares one string per table, chain and jump target name.
@@ -103,9 +178,14 @@ func decodeDumpRule(data []byte, in interner) (dumpRule, error) {
 	full := false
 	err = walkExprs(exprs, func(kind string, data []byte) error {
 		full = full || natExprs[kind]
-		if kind == "immediate" {
+		switch kind {
+		case "immediate":
 			if to, ok := verdictJump(data); ok {
 				r.jumps = append(r.jumps, in.name(to))
+			}
+		case "lookup":
+			if set, ok := verdictMap(data); ok {
+				r.vmaps = append(r.vmaps, in.name(set))
 			}
 		}
 		return nil
@@ -114,6 +194,9 @@ func decodeDumpRule(data []byte, in interner) (dumpRule, error) {
 		return r, fmt.Errorf("decoding nftables rule: %w", err)
 	}
 	if full {
+		// The dump's buffer is reused: the decoded rule keeps copies
+		// (google/nftables' cmp keeps a view of its data).
+		exprs, udata = bytes.Clone(exprs), bytes.Clone(udata)
 		if r.nat, r.complete, err = decodeRule(fam, &r, exprs, udata); err != nil {
 			return r, err
 		}
@@ -126,7 +209,7 @@ func decodeRule(fam byte, r *dumpRule, exprs, udata []byte) (*nftables.Rule, boo
 	t := &nftables.Table{Name: r.table, Family: nftables.TableFamily(fam)}
 	nr := &nftables.Rule{Table: t, Chain: &nftables.Chain{Name: r.chain, Table: t}, Handle: r.handle}
 	if udata != nil {
-		nr.UserData = append([]byte(nil), udata...)
+		nr.UserData = udata
 	}
 	complete := true
 	err := walkExprs(exprs, func(kind string, data []byte) error {
@@ -211,30 +294,31 @@ func exprKind(v []byte) string {
 
 // verdictJump returns the chain an immediate expression jumps or goes to.
 func verdictJump(data []byte) ([]byte, bool) {
+	var verdict []byte
+	nftnl.Walk(data, func(typ uint16, v []byte) error {
+		if typ == unix.NFTA_IMMEDIATE_DATA {
+			verdict = nftnl.DataVerdict(v)
+		}
+		return nil
+	})
+	return nftnl.VerdictJump(verdict)
+}
+
+// verdictMap returns the set a lookup expression reads a verdict from (a
+// vmap): a lookup whose destination is the verdict register.
+func verdictMap(data []byte) ([]byte, bool) {
 	var (
-		code  int32
-		chain []byte
+		set  []byte
+		dreg = -1
 	)
 	nftnl.Walk(data, func(typ uint16, v []byte) error {
-		if typ != unix.NFTA_IMMEDIATE_DATA {
-			return nil
+		switch {
+		case typ == unix.NFTA_LOOKUP_SET:
+			set = v
+		case typ == unix.NFTA_LOOKUP_DREG && len(v) == 4:
+			dreg = int(binary.BigEndian.Uint32(v))
 		}
-		return nftnl.Walk(v, func(typ uint16, v []byte) error {
-			if typ != unix.NFTA_DATA_VERDICT {
-				return nil
-			}
-			return nftnl.Walk(v, func(typ uint16, v []byte) error {
-				switch typ {
-				case unix.NFTA_VERDICT_CODE:
-					if len(v) == 4 {
-						code = int32(binary.BigEndian.Uint32(v))
-					}
-				case unix.NFTA_VERDICT_CHAIN:
-					chain = v
-				}
-				return nil
-			})
-		})
+		return nil
 	})
-	return chain, chain != nil && (code == unix.NFT_JUMP || code == unix.NFT_GOTO)
+	return set, set != nil && dreg == unix.NFT_REG_VERDICT
 }

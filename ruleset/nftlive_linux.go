@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/snatrace/snatrace/natrule"
@@ -27,15 +28,19 @@ type NftRaw struct {
 	Complete bool
 }
 
-// nftDump is one consistent read of the nftables ruleset of a namespace.
+// nftDump is one consistent read of the nftables ruleset of a namespace:
+// every chain, and the rules of the chains source NAT can run in.
 type nftDump struct {
 	gen    uint32
 	chains []Chain
-	rules  []dumpRule
+	// read[i] is true when the rules of chains[i] were read.
+	read  []bool
+	rules []dumpRule
 }
 
-// readNftDump dumps chains and rules in one request each, in one ruleset
-// generation (nftnl.Consistent retries when a commit overlaps the read).
+// readNftDump dumps the chains, then the rules of the chains source NAT can
+// run in (readReachable), in one ruleset generation (nftnl.Consistent
+// retries when a commit overlaps the read).
 func readNftDump(opts ReadOptions) (*nftDump, error) {
 	c, err := nftnl.Dial(append([]nftnl.Option{nftnl.WithNetNS(opts.NS)}, opts.Nftables...)...)
 	if err != nil {
@@ -49,7 +54,7 @@ func readNftDump(opts ReadOptions) (*nftDump, error) {
 		if err != nil {
 			return false, err
 		}
-		intr2, err := d.readRules(c)
+		intr2, err := d.readReachable(c)
 		return intr || intr2, err
 	})
 	if err != nil {
@@ -60,19 +65,19 @@ func readNftDump(opts ReadOptions) (*nftDump, error) {
 }
 
 func (d *nftDump) readChains(c *nftnl.Conn) (bool, error) {
-	msgs, intr, err := c.Dump(unix.NFT_MSG_GETCHAIN, unix.AF_UNSPEC, nil)
-	if err != nil {
-		return false, fmt.Errorf("listing nftables chains: %w", err)
-	}
-	for _, m := range msgs {
+	intr, err := c.DumpEach(unix.NFT_MSG_GETCHAIN, unix.AF_UNSPEC, nil, func(m netlink.Message) error {
 		if len(m.Data) < 4 {
-			continue
+			return nil
 		}
 		ch, err := decodeChain(m.Data)
 		if err != nil {
-			return false, err
+			return err
 		}
 		d.chains = append(d.chains, ch)
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("listing nftables chains: %w", err)
 	}
 	return intr, nil
 }
@@ -217,6 +222,9 @@ func fromNftDump(d *nftDump) *Ruleset {
 	chainIdx := make(map[tableKey]int, len(d.chains))
 	for i, c := range d.chains {
 		chainIdx[tableKey{c.Family, c.Table, c.Name}] = i
+		if !d.read[i] {
+			rs.Chains[i].Rules = -1
+		}
 	}
 	ipt := iptablesNftTablesOf(d.chains)
 	for _, r := range d.rules {

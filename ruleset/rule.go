@@ -86,7 +86,11 @@ type Chain struct {
 	Policy   string `json:"policy,omitempty"`
 	// Handle is the nftables chain handle, 0 when unknown.
 	Handle uint64 `json:"handle,omitempty"`
-	// Rules is the number of rules in the chain, NAT or not.
+	// Rules is the number of rules in the chain, NAT or not; -1 when they
+	// were not read. A live nftables read reads only the chains source NAT
+	// can run in (the nat base chains at postrouting and input and the
+	// chains they reach), because no other chain can hold a working
+	// masquerade or snat.
 	Rules int `json:"rules"`
 }
 
@@ -158,7 +162,8 @@ type Source struct {
 	// or "netlink".
 	Format string `json:"format"`
 	Rules  int    `json:"nat_rules"`
-	// Scanned is the number of rules of every kind read (netlink only).
+	// Scanned is the number of rules of every kind read (netlink only: the
+	// rules of the chains source NAT can run in).
 	Scanned int `json:"scanned_rules,omitempty"`
 	// Version is the userspace version the dump header or binary reports
 	// ("1.8.9"), empty when unknown.

@@ -103,11 +103,19 @@ COMMIT
 // WriteNft writes an nft ruleset of about rules rules shaped like kube-proxy's
 // nftables mode: a service chain per service, an endpoint chain per
 // endpoint (DNAT), the masquerading base chain, and a host masquerade.
-func WriteNft(out io.Writer, rules int) error {
+// Service chains pick their endpoint with an anonymous verdict map, as
+// kube-proxy does, or, with maps false, with one numgen rule per endpoint:
+// the kernel makes each new anonymous set in O(sets of the table), so a
+// ruleset with 100,000 services' maps takes minutes to load.
+func WriteNft(out io.Writer, rules int, maps bool) error {
 	w := bufio.NewWriterSize(out, 1<<16)
 	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
 	const endpoints = 3
-	services := (rules - 6) / (1 + 2 + 2*endpoints) // + 6 fixed rules
+	perService := 1 + 2 + 2*endpoints
+	if !maps {
+		perService = 1 + 1 + 3*endpoints
+	}
+	services := (rules - 6) / perService // + 6 fixed rules
 	p("table ip kube-proxy {\n")
 	p("\tchain mark-for-masquerade {\n\t\tmeta mark set meta mark | 0x00004000\n\t}\n")
 	p("\tchain masquerading {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n")
@@ -120,14 +128,8 @@ func WriteNft(out io.Writer, rules int) error {
 	for s := 0; s < services; s++ {
 		svc := chainID("svc", s)
 		p("\tchain service-%s {\n\t\tip saddr != 10.244.0.0/16 jump mark-for-masquerade\n", svc)
-		p("\t\tnumgen random mod %d vmap {", endpoints)
-		for e := 0; e < endpoints; e++ {
-			if e > 0 {
-				p(",")
-			}
-			p(" %d : goto endpoint-%s", e, chainID("sep", s*endpoints+e))
-		}
-		p(" }\n\t}\n")
+		writeEndpointChoice(p, s, endpoints, maps)
+		p("\t}\n")
 		for e := 0; e < endpoints; e++ {
 			n := s*endpoints + e
 			pod := fmt.Sprintf("10.244.%d.%d", n/250%256, n%250+1)
@@ -137,4 +139,23 @@ func WriteNft(out io.Writer, rules int) error {
 	p("}\ntable inet host-nat {\n\tchain post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n")
 	p("\t\toifname \"eth0\" ip saddr 10.244.0.0/16 masquerade\n\t}\n}\n")
 	return w.Flush()
+}
+
+// writeEndpointChoice writes the rule (or rules) of service s's chain that
+// pick one of its endpoints' chains at random.
+func writeEndpointChoice(p func(string, ...any), s, endpoints int, maps bool) {
+	if !maps {
+		for e := 0; e < endpoints; e++ {
+			p("\t\tnumgen random mod %d %d goto endpoint-%s\n", endpoints, e, chainID("sep", s*endpoints+e))
+		}
+		return
+	}
+	p("\t\tnumgen random mod %d vmap {", endpoints)
+	for e := 0; e < endpoints; e++ {
+		if e > 0 {
+			p(",")
+		}
+		p(" %d : goto endpoint-%s", e, chainID("sep", s*endpoints+e))
+	}
+	p(" }\n")
 }

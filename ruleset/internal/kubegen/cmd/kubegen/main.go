@@ -16,9 +16,10 @@ func main() {
 	rules := flag.Int("rules", 100000, "approximate number of rules")
 	endpoints := flag.Int("endpoints", 3, "endpoints per service")
 	nft := flag.Bool("nft", false, "write an nft ruleset (kube-proxy nftables mode) instead of iptables-save")
+	maps := flag.Bool("maps", true, "with -nft: pick endpoints with anonymous verdict maps as kube-proxy does (slow to load at 100k rules: the kernel makes each anonymous set in O(sets))")
 	flag.Parse()
 	if *nft {
-		if err := kubegen.WriteNft(os.Stdout, *rules); err != nil {
+		if err := kubegen.WriteNft(os.Stdout, *rules, *maps); err != nil {
 			fmt.Fprintln(os.Stderr, "kubegen:", err)
 			os.Exit(1)
 		}
