@@ -51,6 +51,10 @@ type Choice struct {
 	// Taken is true when the chosen tuple was already in use when chosen
 	// (exhausted search, single-port range): a certain clash at confirm.
 	Taken bool
+	// Work is the model's own cost of the choice, not a kernel quantity:
+	// the hash lookups it made plus the words of port bitsets it scanned
+	// (space.go). A simulator bounds its run time by it.
+	Work int
 }
 
 // SNAT is nf_nat_setup_info(ct, r, NF_NAT_MANIP_SRC) for an unconfirmed
@@ -82,6 +86,9 @@ func (t *Table) SNAT(id ConnID, r *Range) (Choice, error) {
 // used is nf_nat_used_tuple: is the reply of tuple tp in the confirmed hash
 // (as either direction of another entry)?
 func (t *Table) used(tp key, self int32) bool {
+	if s := t.indexOf(tp.invert()); s != nil {
+		return t.usedIn(s, tp, t.sameFlowPorts(self, spaceOf(tp.invert())))
+	}
 	v, ok := t.hash(tp.proto).get(tp.invert().pack())
 	if !ok {
 		return false
@@ -109,8 +116,7 @@ func (t *Table) peekUsed(tp key, self int32) bool {
 // round, a colliding TCP entry that is closing (TIME_WAIT or later), was
 // SNATed and whose sequence numbers the new SYN has passed is killed.
 func (t *Table) usedHarder(tp key, self int32, attemptsLeft uint32, ch *Choice) bool {
-	const harderThresh = 128 / 4
-	if !t.era.EvictTimeWait() || attemptsLeft > harderThresh || tp.proto != TCP || t.conns[self].state != SynSent {
+	if !t.harder(tp, self, attemptsLeft) {
 		return t.used(tp, self)
 	}
 	v, ok := t.hash(tp.proto).get(tp.invert().pack())
@@ -132,6 +138,63 @@ func (t *Table) usedHarder(tp key, self int32, attemptsLeft uint32, ch *Choice) 
 	t.stats.Evicted++
 	ch.Evicted++
 	return false
+}
+
+// harder reports whether usedHarder may evict for this try: 6.5+, a TCP
+// SYN, in the last 32 tries of a round.
+func (t *Table) harder(tp key, self int32, attemptsLeft uint32) bool {
+	const harderThresh = 128 / 4
+	return t.era.EvictTimeWait() && attemptsLeft <= harderThresh && tp.proto == TCP && t.conns[self].state == SynSent
+}
+
+// searchIndex is the port-space index a search answers its tries from,
+// once its space is indexed (space.go).
+type searchIndex struct {
+	set  *portSet
+	flow flowPorts
+	run  int // taken tries in a row before the space was indexed
+}
+
+// start looks up the index of the space of tp's reply.
+func (x *searchIndex) start(t *Table, tp key, self int32) {
+	if x.set = t.spaceFor(tp.invert(), false); x.set != nil {
+		x.flow = t.sameFlowPorts(self, spaceOf(tp.invert()))
+	}
+}
+
+// bulkEnd returns the try of this round up to which the index may answer
+// in bulk: none without an index or with a try callback, all but the last
+// 32 on 6.5+ (where a try may evict), else all.
+func (x *searchIndex) bulkEnd(t *Table, tp key, self int32, attempts uint32) uint32 {
+	const harderThresh = 128 / 4
+	switch {
+	case x.set == nil || t.onTry != nil:
+		return 0
+	case !t.harder(tp, self, 0):
+		return attempts
+	case attempts > harderThresh:
+		return attempts - harderThresh
+	}
+	return 0
+}
+
+// used answers one try: from the index when there is one and no eviction
+// is possible, else as the kernel does; it indexes the space after
+// indexAfter taken tries in a row.
+func (x *searchIndex) used(t *Table, tp key, self int32, attemptsLeft uint32, ch *Choice) bool {
+	if x.set != nil && t.onTry == nil && !t.harder(tp, self, attemptsLeft) {
+		return t.usedIn(x.set, tp, x.flow)
+	}
+	taken := t.usedHarder(tp, self, attemptsLeft, ch)
+	if !taken || x.set != nil {
+		x.run = 0
+		return taken
+	}
+	if x.run++; x.run >= indexAfter && t.onTry == nil {
+		x.set = t.spaceFor(tp.invert(), true)
+		x.flow = t.sameFlowPorts(self, spaceOf(tp.invert()))
+	}
+	return taken
 }
 
 func inRange(tp key, r *rng) bool {
@@ -257,18 +320,12 @@ func (t *Table) search(tp *key, self int32, r *rng, ch *Choice) {
 		attempts = maxAttempts
 	}
 	ch.Rounds = 1
+	var x searchIndex
+	x.start(t, *tp, self)
 	for {
-		for i := uint32(0); i < attempts; i, off = i+1, off+1 {
-			tp.setSport(uint16(min + uint32(off)%size))
-			ch.Tries++
-			taken := t.usedHarder(*tp, self, attempts-i, ch)
-			if t.onTry != nil {
-				t.onTry(tp.sport(), taken)
-			}
-			if !taken {
-				ch.Step = StepSearch
-				return
-			}
+		if _, found := t.round(tp, self, min, size, off, attempts, &x, ch); found {
+			ch.Step = StepSearch
+			return
 		}
 		if attempts >= size || attempts < 16 {
 			ch.Step = StepExhausted
@@ -279,6 +336,43 @@ func (t *Table) search(tp *key, self int32, r *rng, ch *Choice) {
 		off = uint16(t.rnd.Uint32())
 		ch.Rounds++
 	}
+}
+
+// round runs one round of a search: attempts tries of consecutive ports
+// from off. It returns the try that found a free port, or attempts; tp
+// holds the port of the last try either way. Tries the index can answer are
+// answered in bulk (scan); the others, one by one as the kernel makes them.
+func (t *Table) round(tp *key, self int32, min, size uint32, off uint16, attempts uint32, x *searchIndex, ch *Choice) (uint32, bool) {
+	port := func(i uint32) uint16 { return uint16(min + uint32(off+uint16(i))%size) }
+	for i := uint32(0); i < attempts; {
+		if bulk := x.bulkEnd(t, *tp, self, attempts); i < bulk {
+			j := t.scan(x.set, min, size, off, i, bulk, x.flow)
+			ch.Tries += int(j - i)
+			ch.Work += int(bulk-i)/64 + 2
+			if j < bulk {
+				ch.Tries++
+				tp.setSport(port(j))
+				return j, true
+			}
+			i = j
+			continue
+		}
+		tp.setSport(port(i))
+		ch.Tries++
+		ch.Work++
+		taken := x.used(t, *tp, self, attempts-i, ch)
+		if t.onTry != nil {
+			t.onTry(tp.sport(), taken)
+		}
+		if !taken {
+			return i, true
+		}
+		i++
+	}
+	if attempts > 0 {
+		tp.setSport(port(attempts - 1))
+	}
+	return attempts, false
 }
 
 // searchLegacy is nf_nat_l4proto_unique_tuple before 5.0: start at the keyed
@@ -301,29 +395,24 @@ func (t *Table) searchLegacy(tp *key, self int32, r *rng, ch *Choice) {
 		off = *rover
 	}
 	ch.Rounds = 1
-	for i := uint32(0); ; off++ {
-		tp.setSport(uint16(min + uint32(off)%size))
-		i++
+	var x searchIndex
+	x.start(t, *tp, self)
+	// Every candidate but the last is tested; the last is returned even
+	// when taken.
+	j, found := t.round(tp, self, min, size, off, size-1, &x, ch)
+	if !found {
+		tp.setSport(uint16(min + uint32(off+uint16(j))%size))
 		ch.Tries++
-		last := i == size
-		taken := false
-		if !last {
-			taken = t.used(*tp, self)
-		}
 		if t.onTry != nil {
-			t.onTry(tp.sport(), taken || (last && t.peekUsed(*tp, self)))
+			t.onTry(tp.sport(), t.peekUsed(*tp, self))
 		}
-		if taken {
-			continue
-		}
-		if r.flags&RandomAll == 0 {
-			*rover = off
-		}
-		ch.Step = StepSearch
-		if last && t.peekUsed(*tp, self) {
-			ch.Step = StepExhausted
-			ch.Taken = true
-		}
-		return
+	}
+	if r.flags&RandomAll == 0 {
+		*rover = off + uint16(j)
+	}
+	ch.Step = StepSearch
+	if !found && t.peekUsed(*tp, self) {
+		ch.Step = StepExhausted
+		ch.Taken = true
 	}
 }

@@ -130,6 +130,8 @@ type Table struct {
 	srcHint srcHint
 	stats   Stats
 	live    int
+	// spaces indexes the port spaces searches found full (space.go).
+	spaces map[spaceKey]*portSet
 }
 
 type srcHint struct {
@@ -307,9 +309,11 @@ func (t *Table) destroy(idx int32) {
 		if !c.fakeOrig {
 			a, b := c.orig.pack()
 			h.delVal(a, b, idx<<1|dirOriginal)
+			t.indexed(c.orig, false)
 		}
 		a, b := c.reply.pack()
 		h.delVal(a, b, idx<<1|dirReply)
+		t.indexed(c.reply, false)
 		t.live--
 	}
 	if c.natDone {
@@ -423,6 +427,10 @@ func (t *Table) Confirm(id ConnID) (Verdict, error) {
 	oi, oh, clash := h.find(oa, ob)
 	if clash {
 		v = h.value(oi)
+	} else if s := t.indexOf(c.reply); s != nil && s.has(c.reply.dport()) && c.orig.proto == TCP {
+		// The reply is taken (the index says so without reading the
+		// winner, which a TCP clash does not need).
+		return t.dropped(idx), nil
 	} else if ri, rh, found := h.find(ra, rb); found {
 		v, clash = h.value(ri), true
 	} else {
@@ -431,6 +439,8 @@ func (t *Table) Confirm(id ConnID) (Verdict, error) {
 			ri, _, _ = h.find(ra, rb)
 		}
 		h.putAt(ri, rh, idx<<1|dirReply)
+		t.indexed(c.orig, true)
+		t.indexed(c.reply, true)
 		c.confirmed = true
 		t.live++
 		if t.era.CountsInsert() {
@@ -441,8 +451,7 @@ func (t *Table) Confirm(id ConnID) (Verdict, error) {
 	verdict := t.resolveClash(idx, v>>1)
 	switch verdict {
 	case Dropped:
-		t.stats.InsertFailed++
-		t.stats.Drop++
+		return t.dropped(idx), nil
 	default:
 		if t.era.ClashResolveCounter() {
 			t.stats.ClashResolve++
@@ -454,6 +463,14 @@ func (t *Table) Confirm(id ConnID) (Verdict, error) {
 		t.destroy(idx)
 	}
 	return verdict, nil
+}
+
+// dropped counts an unresolved clash and destroys the loser entry.
+func (t *Table) dropped(idx int32) Verdict {
+	t.stats.InsertFailed++
+	t.stats.Drop++
+	t.destroy(idx)
+	return Dropped
 }
 
 // resolveClash is nf_ct_resolve_clash for loser against the confirmed winner.
@@ -475,6 +492,7 @@ func (t *Table) resolveClash(loser, winner int32) Verdict {
 		ra, rb := l.reply.pack()
 		if _, taken := t.hash(UDP).get(ra, rb); !taken {
 			t.hash(UDP).put(ra, rb, loser<<1|dirReply)
+			t.indexed(l.reply, true)
 			l.confirmed = true
 			l.fakeOrig = true
 			t.live++

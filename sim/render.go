@@ -31,12 +31,22 @@ func WriteResults(w io.Writer, c Config, res []Result) error {
 	}
 	tw.Flush()
 	for _, r := range res {
-		if n := r.Steps["exhausted"]; n > 0 {
-			fmt.Fprintf(w, "\nnote: %s %s: %d NAT choices found no free port (port exhaustion, not the race: add addresses, destinations or a shorter TIME_WAIT; 6.5+ evicts closing entries, %d here)\n",
-				r.Era, r.NAT, n, r.Conntrack.Evicted)
-		}
+		writeExhaustion(w, r)
 	}
 	return ew.Err
+}
+
+// writeExhaustion notes what port exhaustion did to r, if anything: the
+// SYNs dropped for want of a NAT tuple, the race's share, and 6.5's
+// evictions of closing entries.
+func writeExhaustion(w io.Writer, r Result) {
+	if r.NoTuple > 0 || r.Steps["exhausted"] > 0 {
+		fmt.Fprintf(w, "\nnote: %s %s: port exhaustion, not the race: %d of %d SYNs found no free NAT tuple and were dropped at confirm (insert_failed %d, drop %d; %d lost the race); %d connections failed. Add NAT addresses or destinations, or shorten TIME_WAIT; 6.5+ evicts closing entries (%d here).\n",
+			r.Era, r.NAT, r.NoTuple, r.SYNs, r.Conntrack.InsertFailed, r.Conntrack.Drop, r.Clashes-r.NoTuple, r.Failed, r.Conntrack.Evicted)
+	} else if r.Conntrack.Evicted > 0 {
+		fmt.Fprintf(w, "\nnote: %s %s: %d TIME_WAIT entries evicted to free a NAT tuple (nf_nat_used_tuple_harder, 6.5+): the range filled up, yet no SYN was dropped for want of a tuple.\n",
+			r.Era, r.NAT, r.Conntrack.Evicted)
+	}
 }
 
 // WriteSweep writes the clash rate of every series at every value of the

@@ -19,8 +19,12 @@ type Result struct {
 
 	Connections int    `json:"connections"` // connect() calls
 	SYNs        uint64 `json:"syns"`        // SYNs sent, retransmissions included
-	// Clashes counts SYNs dropped at confirm because their tuple clashed.
-	Clashes       uint64     `json:"clashes"`
+	// Clashes counts SYNs dropped at confirm because their tuple clashed
+	// (the kernel's insert_failed and drop).
+	Clashes uint64 `json:"clashes"`
+	// NoTuple counts the Clashes whose NAT search found no free tuple
+	// (port exhaustion, not the race): the last port tried was kept.
+	NoTuple       uint64     `json:"no_tuple_drops"`
 	ClashRate     float64    `json:"clash_rate"`      // Clashes / SYNs
 	ClashRateCI95 [2]float64 `json:"clash_rate_ci95"` // 95% Wilson interval
 	// Delayed counts connections by the SYN retransmissions they needed

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"net/netip"
 
@@ -38,98 +37,15 @@ const (
 	evArrival        // steady: the next connection starts
 )
 
-type event struct {
-	at   int64 // ns
-	seq  uint64
-	kind uint8
-	conn int32
-}
-
-// eventHeap is a binary min-heap on (at, kind, seq); seq makes ties
-// deterministic.
-type eventHeap []event
-
-func (h eventHeap) less(i, j int) bool {
-	a, b := &h[i], &h[j]
-	if a.at != b.at {
-		return a.at < b.at
-	}
-	if a.kind != b.kind {
-		return a.kind < b.kind
-	}
-	return a.seq < b.seq
-}
-
-func (h *eventHeap) push(e event) {
-	*h = append(*h, e)
-	s := *h
-	i := len(s) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if !s.less(i, p) {
-			break
-		}
-		s[i], s[p] = s[p], s[i]
-		i = p
-	}
-}
-
-func (h *eventHeap) pop() event {
-	s := *h
-	top := s[0]
-	n := len(s) - 1
-	s[0] = s[n]
-	s = s[:n]
-	i := 0
-	for {
-		l := 2*i + 1
-		if l >= n {
-			break
-		}
-		m := l
-		if r := l + 1; r < n && s.less(r, l) {
-			m = r
-		}
-		if !s.less(m, i) {
-			break
-		}
-		s[i], s[m] = s[m], s[i]
-		i = m
-	}
-	*h = s
-	return top
-}
-
-// fifo is a queue of timed items whose times only grow.
-type fifo[T any] struct {
-	items []T
-	head  int
-}
-
-func (f *fifo[T]) push(x T) { f.items = append(f.items, x) }
-func (f *fifo[T]) peek() (*T, bool) {
-	if f.head >= len(f.items) {
-		return nil, false
-	}
-	return &f.items[f.head], true
-}
-func (f *fifo[T]) pop() {
-	f.head++
-	if f.head > 1024 && f.head*2 > len(f.items) {
-		n := copy(f.items, f.items[f.head:])
-		f.items = f.items[:n]
-		f.head = 0
-	}
-}
-
 type expiry struct {
 	at int64
 	id natmodel.ConnID
 }
 
 type release struct {
-	at  int64
-	key uint64
+	at          int64
+	pod, server int32
+	port        uint16
 }
 
 // connState is one connect() call.
@@ -138,6 +54,7 @@ type connState struct {
 	sport            uint16
 	retrans          int8
 	inBurst          bool  // first SYN of a burst connection in flight
+	noTuple          bool  // the SYN in flight found no free NAT tuple
 	first            int64 // first SYN, ns
 	window           int64 // window of the SYN in flight
 	pre              int64 // PREROUTING-to-NAT time of the SYN in flight
@@ -153,23 +70,24 @@ type runner struct {
 	rnd   *rand.Rand
 	tb    *natmodel.Table
 	nat   []*natmodel.Range // per server: masquerade uses each uplink's address
-	ev    eventHeap
+	ev    eventQueue
 	seq   uint64
-	busy  []int64 // per CPU: end of the window in progress
-	conns []connState
-	dests []destState // per pod × server (hashed chooser)
-	seqP  []uint16    // per pod (sequential chooser)
-	used  map[uint64]int64
+	busy  []int64         // per CPU: end of the window in progress
+	conns slab[connState] // connections in flight; slots are reused
+	free  []int32         // slots of finished connections
+	dests []destState     // per pod × server (hashed chooser)
+	seqP  []uint16        // per pod (sequential chooser)
+	ports []*portBits     // per pod × server, made on first use
 	exp   fifo[expiry]
 	rel   fifo[release]
 	res   Result
 	hist  []int
-	lat   []float32
+	lat   stats.Hist
 	steps [6]uint64
 
 	started   int // connections started
 	now       int64
-	probes    uint64 // ports tried by NAT and pod port searches
+	probes    uint64 // port-search work: NAT choices' Work, pod scans' words
 	maxProbes uint64
 
 	// rounds (Config.RoundSize): after a round's connections the traffic
@@ -196,9 +114,9 @@ var ErrCanceled = errors.New("simulation canceled")
 // MaxProbes allows.
 var ErrTooLong = errors.New("connections: scenario would not finish in reasonable time")
 
-// MaxProbes bounds the ports all searches of one scenario (the NAT's and the
-// pods') may try, about a minute of work: scans of an exhausted range are
-// O(range) per connection.
+// MaxProbes bounds the port-search work of one scenario (the NAT's and the
+// pods': lookups and bitset words), about a minute: scans of an exhausted
+// range are O(range) per connection before 5.0.
 const MaxProbes = 1_000_000_000
 
 // Run simulates cfg. It is deterministic: the same Config gives the same
@@ -227,10 +145,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	r.tb = tb
 	r.busy = make([]int64, cfg.CPUs)
-	r.conns = make([]connState, 0, cfg.Connections+cfg.Pods)
-	r.used = make(map[uint64]int64)
+	r.ports = make([]*portBits, cfg.Pods*cfg.Servers)
 	r.hist = make([]int, cfg.SynRetries+2)
-	r.lat = make([]float32, 0, cfg.Connections+cfg.Pods)
 	switch cfg.Chooser {
 	case Hashed:
 		r.dests = make([]destState, cfg.Pods*cfg.Servers)
@@ -305,14 +221,14 @@ func (r *runner) loop(ctx context.Context) error {
 				return fmt.Errorf("%w: %w", ErrCanceled, ctx.Err())
 			}
 			if r.probes > r.maxProbes {
-				return fmt.Errorf("%w: more than %d port probes after %d connections: a port range is exhausted and every search scans it (lower connections, or add servers, NAT addresses or ports)", ErrTooLong, r.maxProbes, r.started)
+				return fmt.Errorf("%w: more than %d units of port-search work after %d connections: a port range is exhausted and every search scans it (lower connections, or add servers, NAT addresses or ports)", ErrTooLong, r.maxProbes, r.started)
 			}
 		}
-		if len(r.ev) == 0 {
+		next, ok := r.ev.next()
+		if !ok {
 			return nil // traffic is over; entries left in TIME_WAIT do not matter
 		}
 		// Timers that only grow (expiries, port releases) run first when due.
-		next := r.ev[0].at
 		if x, ok := r.exp.peek(); ok && x.at <= next {
 			r.now = x.at
 			r.tb.Destroy(x.id)
@@ -320,9 +236,8 @@ func (r *runner) loop(ctx context.Context) error {
 			continue
 		}
 		if x, ok := r.rel.peek(); ok && x.at <= next {
-			if r.used[x.key] == x.at {
-				delete(r.used, x.key)
-			}
+			// Nothing can take a port in TIME_WAIT: the release is current.
+			r.podPorts(x.pod, x.server).clear(x.port)
 			r.rel.pop()
 			continue
 		}
@@ -408,7 +323,7 @@ func (r *runner) nextInBurst(cpu int32) {
 	pod := q[0]
 	r.qpos[cpu]++
 	if ci := r.newConn(pod, r.burstServer, cpu, r.burstPort, r.now); ci >= 0 {
-		r.conns[ci].inBurst = true
+		r.conns.at(ci).inBurst = true
 		return
 	}
 	r.push(r.now+r.cfg.Gap.sample(r.rnd), evNext, cpu)
@@ -442,17 +357,23 @@ func (r *runner) arrival() {
 	}
 }
 
-func usedKey(pod, server int32, port uint16) uint64 {
-	return uint64(pod)<<32 | uint64(server)<<16 | uint64(port)
+// podPorts returns the ports pod holds towards server.
+func (r *runner) podPorts(pod, server int32) *portBits {
+	i := int(pod)*r.cfg.Servers + int(server)
+	if r.ports[i] == nil {
+		r.ports[i] = new(portBits)
+	}
+	return r.ports[i]
 }
 
 // newConn records a connect() and schedules its first SYN at t. It returns
 // the connection's index, or -1 when the pod had no free port.
 func (r *runner) newConn(pod, server, cpu int32, port uint16, t int64) int32 {
 	r.started++
+	held := r.podPorts(pod, server)
 	if port == 0 {
-		port = r.choosePort(pod, server, t)
-	} else if r.used[usedKey(pod, server, port)] > t {
+		port = r.choosePort(held, pod, server)
+	} else if held.has(port) {
 		port = 0
 	}
 	if port == 0 {
@@ -461,73 +382,104 @@ func (r *runner) newConn(pod, server, cpu int32, port uint16, t int64) int32 {
 		r.res.Failed++
 		return -1
 	}
-	r.used[usedKey(pod, server, port)] = math.MaxInt64
-	r.conns = append(r.conns, connState{pod: pod, server: server, cpu: cpu, sport: port, first: t})
+	held.set(port)
+	cs := connState{pod: pod, server: server, cpu: cpu, sport: port, first: t}
+	var ci int32
+	if n := len(r.free); n > 0 {
+		ci = r.free[n-1]
+		r.free = r.free[:n-1]
+		*r.conns.at(ci) = cs
+	} else {
+		ci = r.conns.add(cs)
+	}
 	r.pending++
-	ci := int32(len(r.conns) - 1)
 	r.push(t, evSYN, ci)
 	return ci
 }
 
-// choosePort picks the pod's source port towards server, or 0 if none is free.
-func (r *runner) choosePort(pod, server int32, t int64) uint16 {
+// choosePort picks the pod's source port towards server, or 0 if none is
+// free. held is what the pod holds towards server.
+func (r *runner) choosePort(held *portBits, pod, server int32) uint16 {
 	c := &r.cfg
 	low, high := uint32(c.PortRange[0]), uint32(c.PortRange[1])+1
-	free := func(p uint32) bool {
-		r.probes++
-		return r.used[usedKey(pod, server, uint16(p))] <= t
-	}
 	switch c.Chooser {
 	case UniformPorts:
 		for try := 0; try < 64; try++ {
 			p := low + uint32(r.rnd.IntN(int(high-low)))
-			if free(p) {
+			r.probes++
+			if !held.has(uint16(p)) {
 				return uint16(p)
 			}
 		}
 		return 0
 	case Sequential:
 		n := high - low
-		for i := uint32(0); i < n; i++ {
-			p := low + (uint32(r.seqP[pod])+i)%n
-			if free(p) {
-				r.seqP[pod] = uint16(p - low + 1)
-				return uint16(p)
-			}
+		start := uint32(r.seqP[pod]) % n
+		k, ok := scanRange(held, low, start, n, n, n, 1)
+		r.probes += uint64(min(k+1, n))/64 + 1
+		if !ok {
+			return 0
 		}
-		return 0
+		p := low + (start+k)%n
+		r.seqP[pod] = uint16(p - low + 1)
+		return uint16(p)
 	}
-	// __inet_hash_connect (5.18+): offset from the per-destination hash and
-	// perturbation, even ports first, then odd; the perturbation grows by
-	// max(i, random even below 16) + 2.
+	return r.hashedPort(held, pod, server, low, high)
+}
+
+// hashedPort is __inet_hash_connect (5.18+): offset from the
+// per-destination hash and perturbation, even ports first, then odd; the
+// perturbation grows by max(i, random even below 16) + 2.
+func (r *runner) hashedPort(held *portBits, pod, server int32, low, high uint32) uint16 {
 	remaining := high - low
 	if remaining > 1 {
 		remaining &^= 1
 	}
-	d := &r.dests[int(pod)*c.Servers+int(server)]
+	d := &r.dests[int(pod)*r.cfg.Servers+int(server)]
 	offset := (d.perturb + d.base) % remaining
 	offset &^= 1
 	for pass := 0; pass < 2 && remaining > 0; pass++ {
-		port := low + offset
-		for i := uint32(0); i < remaining; i, port = i+2, port+2 {
-			if port >= high {
-				port -= remaining
-			}
-			if free(port) {
-				inc := max(i, uint32(r.rnd.IntN(8))*2)
-				d.perturb += inc + 2
-				return uint16(port)
-			}
+		// The kernel's loop: port = low + offset, += 2 for remaining/2
+		// ports, minus remaining when it reaches high.
+		k, ok := scanRange(held, low, offset, high-low, remaining, (remaining+1)/2, 2)
+		r.probes += uint64(min(k+1, (remaining+1)/2))/32 + 1
+		if ok {
+			i := 2 * k
+			d.perturb += max(i, uint32(r.rnd.IntN(8))*2) + 2
+			return uint16(wrapped(low, offset, high-low, remaining, k))
 		}
 		offset++
 	}
 	return 0
 }
 
+// scanRange returns the first free one of n ports low+pos, stepping by
+// step from start and, on reaching low+span, going back by back, as the
+// kernel's loops do: at most two runs of consecutive (or every other) ports.
+func scanRange(held *portBits, low, start, span, back, n, step uint32) (uint32, bool) {
+	first := min(n, (span-start+step-1)/step) // ports before the wrap
+	if k, ok := held.firstFree(low+start, first, step); ok {
+		return k, true
+	}
+	if k, ok := held.firstFree(low+start+step*first-back, n-first, step); ok {
+		return first + k, true
+	}
+	return n, false
+}
+
+// wrapped is the k-th port of a hashed scan from offset (see scanRange).
+func wrapped(low, offset, span, remaining, k uint32) uint32 {
+	pos := offset + 2*k
+	if pos >= span {
+		pos -= remaining
+	}
+	return low + pos
+}
+
 // syn sends a SYN: it queues for its CPU, which runs one packet at a time
 // from conntrack creation (PREROUTING) to confirm.
 func (r *runner) syn(ci int32) {
-	cs := &r.conns[ci]
+	cs := r.conns.at(ci)
 	r.res.SYNs++
 	cs.window = r.cfg.Window.sample(r.rnd)
 	cs.pre = r.cfg.PreNAT.sample(r.rnd)
@@ -543,7 +495,7 @@ func (r *runner) syn(ci int32) {
 // natStep creates the SYN's unconfirmed conntrack entry (resolve_normal_ct
 // at PREROUTING; a closed entry with the same tuple is killed here).
 func (r *runner) natStep(ci int32) {
-	cs := &r.conns[ci]
+	cs := r.conns.at(ci)
 	r.tb.SetTime(durationNS(r.now))
 	id, err := r.tb.NewConn(natmodel.Tuple{
 		Proto: natmodel.TCP,
@@ -567,19 +519,20 @@ func (r *runner) natStep(ci int32) {
 // snatStep is the NAT choice at POSTROUTING; the confirm follows after the
 // race window.
 func (r *runner) snatStep(ci int32) {
-	cs := &r.conns[ci]
+	cs := r.conns.at(ci)
 	if r.nat != nil {
 		ch, err := r.tb.SNAT(cs.ct, r.nat[cs.server])
 		if err == nil {
 			r.steps[ch.Step]++
-			r.probes += uint64(ch.Tries)
+			cs.noTuple = ch.Step == natmodel.StepExhausted
+			r.probes += uint64(ch.Work)
 		}
 	}
 	r.push(r.now+cs.window, evConfirm, ci)
 }
 
 func (r *runner) confirm(ci int32) {
-	cs := &r.conns[ci]
+	cs := r.conns.at(ci)
 	r.burstDone(cs)
 	v, err := r.tb.Confirm(cs.ct)
 	if err != nil {
@@ -589,12 +542,15 @@ func (r *runner) confirm(ci int32) {
 	switch v {
 	case natmodel.Accepted, natmodel.Merged, natmodel.ClashInserted:
 		r.hist[cs.retrans]++
-		r.lat = append(r.lat, float32(float64(r.now-cs.first)/1e6))
+		r.latency(cs)
 		r.push(r.now+r.cfg.Lifetime.sample(r.rnd), evClose, ci)
 		r.pending--
 		r.roundDrained()
 	default:
 		r.res.Clashes++
+		if cs.noTuple {
+			r.res.NoTuple++
+		}
 		if int(cs.retrans) >= r.cfg.SynRetries {
 			r.fail(ci)
 			return
@@ -607,26 +563,31 @@ func (r *runner) confirm(ci int32) {
 }
 
 func (r *runner) fail(ci int32) {
-	cs := &r.conns[ci]
+	cs := r.conns.at(ci)
 	r.burstDone(cs)
 	r.res.Failed++
 	r.hist[len(r.hist)-1]++
-	r.lat = append(r.lat, float32(float64(r.now-cs.first)/1e6))
-	delete(r.used, usedKey(cs.pod, cs.server, cs.sport))
+	r.latency(cs)
+	r.podPorts(cs.pod, cs.server).clear(cs.sport)
 	r.pending--
+	r.free = append(r.free, ci) // no event names ci any more
 	r.roundDrained()
+}
+
+// latency records the connect() latency of cs, ending now.
+func (r *runner) latency(cs *connState) {
+	r.lat.Add(float64(float32(float64(r.now-cs.first) / 1e6)))
 }
 
 // close ends a connection: the conntrack entry waits in TIME_WAIT, the pod's
 // socket too (the client closes first).
 func (r *runner) close(ci int32) {
-	cs := &r.conns[ci]
+	cs := r.conns.at(ci)
 	r.tb.SetState(cs.ct, natmodel.TimeWait)
 	r.exp.push(expiry{r.now + int64(r.cfg.CTTimeWait), cs.ct})
-	k := usedKey(cs.pod, cs.server, cs.sport)
 	at := r.now + int64(r.cfg.ClientTimeWait)
-	r.used[k] = at
-	r.rel.push(release{at, k})
+	r.rel.push(release{at, cs.pod, cs.server, cs.sport})
+	r.free = append(r.free, ci) // no event names ci any more
 }
 
 func (r *runner) result() Result {
@@ -651,7 +612,7 @@ func (r *runner) result() Result {
 		}
 	}
 	res.Conntrack = r.tb.Stats()
-	res.LatencyMS = stats.Summarize(r.lat)
+	res.LatencyMS = r.lat.Latency()
 	res.SimSeconds = float64(r.now) / 1e9
 	return res
 }

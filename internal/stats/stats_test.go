@@ -2,6 +2,7 @@ package stats
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -43,5 +44,30 @@ func TestSummarize(t *testing.T) {
 	}
 	if got := Summarize(h); got.P50 != 50 || got.P99 != 99 || got.Max != 100 || got.Mean != 50.5 {
 		t.Errorf("Summarize(1..100) = %+v", got)
+	}
+}
+
+// TestHistIsSummarize feeds the same latencies to a Hist and to Summarize:
+// p50, p99, max and mean agree.
+func TestHistIsSummarize(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{1, 2, 3, 99, 100, 101, 10000} {
+		var h Hist
+		ms := make([]float32, n)
+		for i := range ms {
+			v := float32(rnd.ExpFloat64() * 0.02)
+			if rnd.IntN(20) == 0 {
+				v += float32(1000 * (int(1) << rnd.IntN(3)))
+			}
+			ms[i] = v
+			h.Add(float64(v))
+		}
+		if got, want := h.Latency(), Summarize(ms); got != want {
+			t.Errorf("%d latencies: Hist %+v, Summarize %+v", n, got, want)
+		}
+	}
+	var empty Hist
+	if got := empty.Latency(); got != (Latency{}) {
+		t.Errorf("empty Hist: %+v", got)
 	}
 }

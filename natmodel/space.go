@@ -1,0 +1,186 @@
+package natmodel
+
+import "math/bits"
+
+// A port space is every tuple that differs from another only in its
+// destination port: (src, dst, sport, proto). "Is this NAT source port
+// free?" asks the confirmed hash for the reply tuple (server -> nat ip:port),
+// which varies only in that port, so a port search walks one space.
+//
+// On a node whose NAT range is exhausted every try of every search hits a
+// confirmed entry, and each hit reads that entry (a cache miss): 248 tries
+// per SYN on 5.0+, the whole range before 5.0. A space that a search found
+// full is therefore indexed: a bitset of its taken ports, kept in step with
+// the confirmed hash from then on, answers the tries instead. Indexing
+// changes no result, only the cost: the index holds exactly the tuples the
+// hash holds.
+
+// spaceKey names a port space.
+type spaceKey struct {
+	addrs uint64
+	sport uint16
+	proto Proto
+}
+
+func spaceOf(k key) spaceKey { return spaceKey{addrs: k.addrs, sport: k.sport(), proto: k.proto} }
+
+// portSet is the taken destination ports of one indexed space.
+type portSet struct {
+	bits [1 << 16 / 64]uint64
+}
+
+func (s *portSet) has(p uint16) bool { return s.bits[p>>6]&(1<<(p&63)) != 0 }
+func (s *portSet) set(p uint16)      { s.bits[p>>6] |= 1 << (p & 63) }
+func (s *portSet) clear(p uint16)    { s.bits[p>>6] &^= 1 << (p & 63) }
+
+// indexAfter is how many taken tries in a row make a search index its
+// space: half a 5.0 round (6.5's eviction ends a round after 96 taken
+// tries when the space is full of closing entries).
+const indexAfter = 64
+
+// spaceFor returns the index of the space of reply tuple k, building it
+// from the confirmed entries when build is set and it does not exist yet.
+func (t *Table) spaceFor(k key, build bool) *portSet {
+	sk := spaceOf(k)
+	if s, ok := t.spaces[sk]; ok || !build {
+		return s
+	}
+	if t.spaces == nil {
+		t.spaces = map[spaceKey]*portSet{}
+	}
+	s := &portSet{}
+	for i := range t.conns {
+		c := &t.conns[i]
+		if !c.inUse || !c.confirmed {
+			continue
+		}
+		if !c.fakeOrig && spaceOf(c.orig) == sk {
+			s.set(c.orig.dport())
+		}
+		if spaceOf(c.reply) == sk {
+			s.set(c.reply.dport())
+		}
+	}
+	t.spaces[sk] = s
+	return s
+}
+
+// indexOf returns the index of the space of tuple k, or nil when it has
+// none or the table reports every try (Config.OnTry: the kernel's way,
+// lookup by lookup).
+func (t *Table) indexOf(k key) *portSet {
+	if len(t.spaces) == 0 || t.onTry != nil {
+		return nil
+	}
+	return t.spaces[spaceOf(k)]
+}
+
+// indexed records a confirmed tuple entering (in) or leaving the hash in
+// the indexed space it belongs to, if any.
+func (t *Table) indexed(k key, in bool) {
+	if len(t.spaces) == 0 {
+		return
+	}
+	if s, ok := t.spaces[spaceOf(k)]; ok {
+		if in {
+			s.set(k.dport())
+		} else {
+			s.clear(k.dport())
+		}
+	}
+}
+
+// flowPorts are the ports an indexed space holds for the one confirmed
+// entry of the searching entry's own flow (same original tuple), which the
+// 5.0+ search does not count as taken; -1 for none.
+type flowPorts [2]int32
+
+var noFlowPorts = flowPorts{-1, -1}
+
+// sameFlowPorts finds, with one lookup, the confirmed entry whose original
+// tuple is self's (there is at most one) and returns its ports in space sk.
+func (t *Table) sameFlowPorts(self int32, sk spaceKey) flowPorts {
+	if !t.era.SameFlowNotTaken() {
+		return noFlowPorts
+	}
+	orig := t.conns[self].orig
+	v, ok := t.hash(orig.proto).get(orig.pack())
+	if !ok || v&1 != dirOriginal {
+		return noFlowPorts
+	}
+	x := &t.conns[v>>1]
+	fp := noFlowPorts
+	if spaceOf(x.orig) == sk {
+		fp[0] = int32(x.orig.dport())
+	}
+	if spaceOf(x.reply) == sk {
+		fp[1] = int32(x.reply.dport())
+	}
+	return fp
+}
+
+// usedIn is used for a candidate whose reply's space is indexed, without
+// reading any entry: the bit says whether the reply tuple is in the hash,
+// and a port of self's own flow is not taken (5.0+).
+func (t *Table) usedIn(s *portSet, tp key, fp flowPorts) bool {
+	p := tp.sport()
+	if !s.has(p) || int32(p) == fp[0] || int32(p) == fp[1] {
+		return false
+	}
+	t.stats.Found++
+	return true
+}
+
+// firstFree returns the position of the first free port among the n
+// consecutive ports from p (which stay within 0..65535): a port whose bit
+// is clear, or one of self's own flow; ok is false when all are taken.
+func (s *portSet) firstFree(p, n uint32, fp flowPorts) (uint32, bool) {
+	best, ok := uint32(0), false
+	for i := uint32(0); i < n; {
+		q := p + i
+		w := ^s.bits[q>>6] >> (q & 63) // free ports from q, in the low bits
+		if span := 64 - q&63; span > n-i {
+			w &= 1<<(n-i) - 1
+		}
+		if w != 0 {
+			best, ok = i+uint32(bits.TrailingZeros64(w)), true
+			break
+		}
+		i += 64 - q&63
+	}
+	for _, f := range fp {
+		if f >= 0 && uint32(f) >= p && uint32(f) < p+n && (!ok || uint32(f)-p < best) {
+			best, ok = uint32(f)-p, true
+		}
+	}
+	return best, ok
+}
+
+// scan answers tries from..to-1 of a search at once: try i tests port
+// min + (off+i) % size, off a u16 that wraps at 65536, as the kernel's loop
+// does. It returns the first try whose port is free, or to when none is,
+// and counts the taken ports it passed as the kernel's lookups would
+// (Found).
+func (t *Table) scan(s *portSet, min, size uint32, off uint16, from, to uint32, fp flowPorts) uint32 {
+	for i := from; i < to; {
+		o := uint32(off + uint16(i))
+		start := o % size
+		n := to - i
+		n = minU32(n, 65536-o)
+		n = minU32(n, size-start)
+		if j, ok := s.firstFree(min+start, n, fp); ok {
+			t.stats.Found += uint64(i - from + j)
+			return i + j
+		}
+		i += n
+	}
+	t.stats.Found += uint64(to - from)
+	return to
+}
+
+func minU32(a, b uint32) uint32 {
+	if a < b {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,212 @@
+package sim
+
+// The simulator's pending events. A run keeps about one timer per
+// connection in flight — a retransmission up to 64 s out, a close — and a
+// few events within the next microseconds. One binary heap over all of
+// them costs a cache-missing walk of ~20 levels per push and pop at a
+// million connections; instead, events within the current slot of bucketNS
+// go to a small heap, and later ones to a ring of buckets (a calendar
+// queue), each moved into the heap when the clock reaches its slot. The
+// order is the heap's, (at, kind, seq), exactly.
+
+const (
+	bucketShift = 20 // a slot of 2^20 ns, about 1 ms
+	ringSize    = 1 << 17
+	ringSpan    = int64(ringSize) << bucketShift // about 137 s
+)
+
+// eventQueue is a min-priority queue of events on (at, kind, seq). Events
+// must not be pushed before the last popped one.
+type eventQueue struct {
+	near    eventHeap // events before horizon
+	horizon int64     // end of the slot the heap covers
+	ring    [][]event // events in [horizon, horizon+ringSpan), by slot
+	inRing  int
+	far     eventHeap // events from horizon+ringSpan on
+	spare   [][]event // emptied slots' arrays, for the next slots to fill
+}
+
+func (q *eventQueue) push(e event) {
+	switch {
+	case e.at < q.horizon:
+		q.near.push(e)
+	case e.at-q.horizon < ringSpan:
+		if q.ring == nil {
+			q.ring = make([][]event, ringSize)
+		}
+		i := (e.at >> bucketShift) & (ringSize - 1)
+		if q.ring[i] == nil && len(q.spare) > 0 {
+			q.ring[i] = q.spare[len(q.spare)-1]
+			q.spare = q.spare[:len(q.spare)-1]
+		}
+		q.ring[i] = append(q.ring[i], e)
+		q.inRing++
+	default:
+		q.far.push(e)
+	}
+}
+
+// next returns the time of the earliest event, moving later slots into the
+// heap as needed; ok is false when the queue is empty.
+func (q *eventQueue) next() (at int64, ok bool) {
+	for len(q.near) == 0 {
+		if q.inRing == 0 && len(q.far) == 0 {
+			return 0, false
+		}
+		q.advance()
+	}
+	return q.near[0].at, true
+}
+
+// pop removes and returns the earliest event; next must have reported one.
+func (q *eventQueue) pop() event { return q.near.pop() }
+
+// advance moves the clock's horizon one slot on: that slot's events, and
+// the far events that now fall within the ring, come into reach.
+func (q *eventQueue) advance() {
+	if q.inRing == 0 && len(q.far) > 0 && q.far[0].at >= q.horizon+ringSpan {
+		// Nothing for a whole ring: jump to the far events' slot.
+		q.horizon = q.far[0].at &^ (1<<bucketShift - 1)
+	}
+	slot := q.horizon
+	q.horizon = slot + 1<<bucketShift
+	if q.ring != nil {
+		i := (slot >> bucketShift) & (ringSize - 1)
+		for _, e := range q.ring[i] {
+			q.near.push(e)
+		}
+		q.inRing -= len(q.ring[i])
+		if q.ring[i] != nil {
+			q.spare = append(q.spare, q.ring[i][:0])
+			q.ring[i] = nil
+		}
+	}
+	for len(q.far) > 0 && q.far[0].at-q.horizon < ringSpan {
+		q.push(q.far.pop())
+	}
+}
+
+type event struct {
+	at   int64 // ns
+	seq  uint64
+	kind uint8
+	conn int32
+}
+
+// eventHeap is a binary min-heap on (at, kind, seq); seq makes ties
+// deterministic.
+type eventHeap []event
+
+func (h eventHeap) less(i, j int) bool {
+	a, b := &h[i], &h[j]
+	if a.at != b.at {
+		return a.at < b.at
+	}
+	if a.kind != b.kind {
+		return a.kind < b.kind
+	}
+	return a.seq < b.seq
+}
+
+func (h *eventHeap) push(e event) {
+	*h = append(*h, e)
+	s := *h
+	i := len(s) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if !s.less(i, p) {
+			break
+		}
+		s[i], s[p] = s[p], s[i]
+		i = p
+	}
+}
+
+func (h *eventHeap) pop() event {
+	s := *h
+	top := s[0]
+	n := len(s) - 1
+	s[0] = s[n]
+	s = s[:n]
+	i := 0
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		m := l
+		if r := l + 1; r < n && s.less(r, l) {
+			m = r
+		}
+		if !s.less(m, i) {
+			break
+		}
+		s[i], s[m] = s[m], s[i]
+		i = m
+	}
+	*h = s
+	return top
+}
+
+// slab is a growing array that never moves what it holds: a million
+// connections in flight are added without copying the ones before.
+type slab[T any] struct {
+	chunks [][]T
+	n      int32
+}
+
+const slabShift = 16
+
+// add appends x and returns its index.
+func (s *slab[T]) add(x T) int32 {
+	if int(s.n>>slabShift) == len(s.chunks) {
+		s.chunks = append(s.chunks, make([]T, 1<<slabShift))
+	}
+	s.chunks[s.n>>slabShift][s.n&(1<<slabShift-1)] = x
+	s.n++
+	return s.n - 1
+}
+
+// at returns the element at index i (< the number added).
+func (s *slab[T]) at(i int32) *T { return &s.chunks[i>>slabShift][i&(1<<slabShift-1)] }
+
+// fifo is a queue of timed items whose times only grow (expiries, port
+// releases), in blocks: a million entries in TIME_WAIT are queued without
+// ever copying the queue, and emptied blocks are reused.
+type fifo[T any] struct {
+	blocks [][]T // blocks[0][head:] is the front
+	head   int
+	spare  [][]T
+}
+
+const fifoBlock = 4096
+
+func (f *fifo[T]) push(x T) {
+	if n := len(f.blocks); n == 0 || len(f.blocks[n-1]) == fifoBlock {
+		var b []T
+		if k := len(f.spare); k > 0 {
+			b, f.spare = f.spare[k-1][:0], f.spare[:k-1]
+		} else {
+			b = make([]T, 0, fifoBlock)
+		}
+		f.blocks = append(f.blocks, b)
+	}
+	last := &f.blocks[len(f.blocks)-1]
+	*last = append(*last, x)
+}
+
+func (f *fifo[T]) peek() (*T, bool) {
+	if len(f.blocks) == 0 || f.head >= len(f.blocks[0]) {
+		return nil, false
+	}
+	return &f.blocks[0][f.head], true
+}
+
+func (f *fifo[T]) pop() {
+	f.head++
+	if f.head == fifoBlock {
+		f.spare = append(f.spare, f.blocks[0])
+		f.blocks = f.blocks[1:]
+		f.head = 0
+	}
+}

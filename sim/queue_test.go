@@ -1,0 +1,87 @@
+package sim
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// TestEventQueueOrder pushes events at random times — within a slot, a few
+// slots on, beyond the ring — interleaved with pops that move the clock,
+// and checks that they come out in (at, kind, seq) order, as one heap
+// gives them.
+func TestEventQueueOrder(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(7, 8))
+	var q eventQueue
+	var ref eventHeap
+	now, seq := int64(0), uint64(0)
+	popped := 0
+	for step := 0; step < 200000; step++ {
+		if rnd.IntN(3) > 0 {
+			var d int64
+			switch rnd.IntN(4) {
+			case 0:
+				d = rnd.Int64N(1000) // same slot, often the same ns
+			case 1:
+				d = rnd.Int64N(10 << bucketShift)
+			case 2:
+				d = rnd.Int64N(2 * ringSpan) // up to twice the ring
+			default:
+				d = 0
+			}
+			seq++
+			e := event{at: now + d, seq: seq, kind: uint8(rnd.IntN(8)), conn: int32(step)}
+			q.push(e)
+			ref.push(e)
+			continue
+		}
+		at, ok := q.next()
+		if ok != (len(ref) > 0) {
+			t.Fatalf("step %d: next ok %v with %d events", step, ok, len(ref))
+		}
+		if !ok {
+			continue
+		}
+		got, want := q.pop(), ref.pop()
+		if got != want || at != want.at {
+			t.Fatalf("pop %d: got %+v (next said %d), want %+v", popped, got, at, want)
+		}
+		now = got.at
+		popped++
+	}
+	for len(ref) > 0 {
+		if _, ok := q.next(); !ok {
+			t.Fatalf("queue empty with %d events left", len(ref))
+		}
+		if got, want := q.pop(), ref.pop(); got != want {
+			t.Fatalf("drain: got %+v, want %+v", got, want)
+		}
+	}
+	if _, ok := q.next(); ok {
+		t.Fatal("queue not empty after every event was popped")
+	}
+}
+
+// TestFifo pushes and pops across block boundaries: first in, first out.
+func TestFifo(t *testing.T) {
+	var f fifo[int]
+	next, want := 0, 0
+	rnd := rand.New(rand.NewPCG(9, 10))
+	for step := 0; step < 50000; step++ {
+		if rnd.IntN(5) < 3 {
+			f.push(next)
+			next++
+			continue
+		}
+		x, ok := f.peek()
+		if ok != (want < next) {
+			t.Fatalf("peek ok %v with %d queued", ok, next-want)
+		}
+		if ok {
+			if *x != want {
+				t.Fatalf("peek %d, want %d", *x, want)
+			}
+			f.pop()
+			want++
+		}
+	}
+}
