@@ -75,7 +75,7 @@ func (f *Fixer) prepare(ctx context.Context, p *Plan, fresh bool) (*txn, error) 
 		}
 	}
 	if len(t.nftDone) > 0 {
-		nft, err := f.prepareNft(p.Generation, t.nftDone)
+		nft, err := f.prepareNft(p.Generation, t.nftDone, fresh)
 		if err != nil {
 			return nil, err
 		}

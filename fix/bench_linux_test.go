@@ -135,22 +135,21 @@ func BenchmarkApply10k(b *testing.B) {
 func BenchmarkWatchReaction(b *testing.B) {
 	needRoot(b)
 	for _, c := range []struct {
-		name      string
-		legacy    bool
-		noMonitor bool
+		name string
+		ro   reactionOpts
 	}{
-		{"nftables-monitor", false, false},
-		{"iptables-legacy-lock-watch", true, false},
-		{"iptables-legacy-periodic-2s", true, true},
+		{"nftables-monitor", reactionOpts{n: 100}},
+		{"nftables-monitor-10k-churn", reactionOpts{n: 100, background: 10_000, churn: 50 * time.Millisecond}},
+		{"nftables-monitor-100k-churn", reactionOpts{n: 100, background: 100_000, churn: 50 * time.Millisecond}},
+		{"iptables-legacy-lock-watch", reactionOpts{legacy: true, n: 100}},
+		{"iptables-legacy-periodic-2s", reactionOpts{legacy: true, noMonitor: true, n: 20}}, // a re-read every 2 s: 100 rewrites would take minutes
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			var all []time.Duration
-			n := 100
-			if c.noMonitor {
-				n = 20 // a re-read every 2 s: 100 rewrites would take minutes
-			}
+			ro := c.ro
+			ro.period, ro.interval, ro.limit = 100*time.Millisecond, DefaultInterval, 5*time.Second
 			for i := 0; i < b.N; i++ {
-				all = append(all, reactions(b, c.legacy, c.noMonitor, n, 100*time.Millisecond, DefaultInterval, 5*time.Second)...)
+				all = append(all, reactionsWith(b, ro)...)
 			}
 			sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

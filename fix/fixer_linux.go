@@ -18,6 +18,8 @@ import (
 type Fixer struct {
 	cfg Config
 	run tool.Runner
+	// chains keeps the nftables chain list between a watch's reads.
+	chains *ruleset.ChainCache
 }
 
 // New returns a Fixer for cfg.
@@ -57,7 +59,7 @@ func (f *Fixer) lockPath() string {
 
 // Read reads the namespace's source-NAT rules.
 func (f *Fixer) Read(ctx context.Context) (*ruleset.Ruleset, error) {
-	return ruleset.Read(ctx, ruleset.ReadOptions{NS: f.cfg.NS, Runner: f.run, SkipLegacy: f.cfg.SkipLegacy, Nftables: f.cfg.Nftables})
+	return ruleset.Read(ctx, ruleset.ReadOptions{NS: f.cfg.NS, Runner: f.run, SkipLegacy: f.cfg.SkipLegacy, Nftables: f.cfg.Nftables, Chains: f.chains})
 }
 
 // Plan reads the namespace and plans the fix. For changes through
@@ -71,6 +73,7 @@ func (f *Fixer) Plan(ctx context.Context) (*Plan, error) {
 			return nil, err
 		}
 		p := MakePlan(rs, f.cfg.Options)
+		p.read = rs
 		p.Warnings = append(p.Warnings, rs.Warnings...)
 		skipAnonymousSets(p, rs)
 		err = f.checksums(ctx, p)

@@ -97,10 +97,14 @@ type nftPrepared struct {
 }
 
 // prepareNft reads the raw rules the changes name and builds their
-// replacements: each rule's own attributes with only the NAT flags word
-// changed. It fails with ErrStale if the generation is no longer gen or a
-// rule is not where the plan says.
-func (f *Fixer) prepareNft(gen uint32, changes []Change) (*nftPrepared, error) {
+// replacement batch, guarded by generation gen: the kernel refuses the
+// batch whole if another commit comes first. A plan of another generation
+// is stale — unless rebase is set (the plan was made a moment ago, as
+// --apply and --watch do): then the batch is built at the current
+// generation, provided every rule it replaces is still the planned rule
+// (same handle, same position), which on a node whose kube-proxy commits
+// every second is what lets a fix through between two commits.
+func (f *Fixer) prepareNft(gen uint32, changes []Change, rebase bool) (*nftPrepared, error) {
 	c, err := f.dialNft()
 	if err != nil {
 		return nil, err
@@ -110,9 +114,10 @@ func (f *Fixer) prepareNft(gen uint32, changes []Change) (*nftPrepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	if now != gen {
+	if now != gen && !rebase {
 		return nil, fmt.Errorf("nftables generation %d, plan made at %d: %w", now, gen, ErrStale)
 	}
+	gen = now
 	cache := newChainCache(c)
 	prep := &nftPrepared{gen: gen}
 	var setID uint32
@@ -134,6 +139,10 @@ func (f *Fixer) prepareNft(gen uint32, changes []Change) (*nftPrepared, error) {
 			Location: ch.Location, Method: MethodNetlink, Before: ch.Before, After: ch.After, From: ch.From, To: ch.To,
 			OldFlags: pr.OldFlags, NewFlags: pr.NewFlags,
 		})
+	}
+	// The rules were read at gen only if no commit came in between.
+	if after, err := c.Generation(); err != nil || after != gen {
+		return nil, fmt.Errorf("nftables generation moved while the rules were read: %w", ErrStale)
 	}
 	return prep, nil
 }

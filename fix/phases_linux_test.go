@@ -66,8 +66,10 @@ func TestPhases(t *testing.T) {
 	}
 }
 
-// TestPrepareStale: prepare refuses a plan whose generation moved, and a
-// rule that is no longer at its position.
+// TestPrepareStale: prepare refuses a plan whose generation moved, unless
+// the plan is fresh (made a moment ago by --apply or --watch) and the rule
+// it replaces is still the planned one: it is then prepared at the current
+// generation. A rule that is no longer at its position is stale either way.
 func TestPrepareStale(t *testing.T) {
 	ctx := context.Background()
 	k := fakeKernel()
@@ -76,11 +78,14 @@ func TestPrepareStale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Generation++
-	if _, err := f.prepare(ctx, p, true); !errors.Is(err, ErrStale) {
-		t.Errorf("prepare of a plan of another generation: %v, want ErrStale", err)
+	k.Gen++ // another writer committed elsewhere
+	if _, err := f.prepare(ctx, p, false); !errors.Is(err, ErrStale) {
+		t.Errorf("prepare of a saved plan of another generation: %v, want ErrStale", err)
 	}
-	p.Generation--
+	tx, err := f.prepare(ctx, p, true)
+	if err != nil || tx.nft == nil || tx.nft.gen != k.Gen {
+		t.Errorf("prepare of a fresh plan after an unrelated commit: %+v, %v; want it prepared at generation %d", tx, err, k.Gen)
+	}
 	p.Changes[0].Position = 2
 	if _, err := f.prepare(ctx, p, true); !errors.Is(err, ErrStale) {
 		t.Errorf("prepare of a rule not at its position: %v, want ErrStale", err)

@@ -184,6 +184,9 @@ type Plan struct {
 	// saves are the iptables-save tables the checksums were taken from, by
 	// restore group; ApplyFresh reuses them instead of saving again.
 	saves map[string]*SaveTable
+	// read is the ruleset the plan was made from (nil for a plan read
+	// from a file): its scope tells a watch which commits can matter.
+	read *ruleset.Ruleset
 }
 
 // ChainID names the iptables chain of l in Plan.Chains: "iptables-legacy ip nat POSTROUTING".

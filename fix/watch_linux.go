@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -33,7 +34,9 @@ func (f *Fixer) Watch(ctx context.Context, o WatchOptions) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w := &watch{f: f, o: o, nft: make(chan struct{}, 1), lock: make(chan struct{}, 1), died: make(chan error, 1)}
+	wf := *f // the watch's reads share a chain list kept from its commits
+	wf.chains = &ruleset.ChainCache{}
+	w := &watch{f: &wf, o: o, nft: make(chan struct{}, 1), lock: make(chan struct{}, 1), died: make(chan error, 1)}
 	if !o.NoMonitor {
 		if err := w.start(ctx); err != nil {
 			return err
@@ -50,6 +53,9 @@ type watch struct {
 	lock   chan struct{} // a close of the xtables lock file
 	died   chan error    // the monitor's end
 	legacy [32]byte      // digest of the legacy nat tables at the last round
+	// last is the rules the last round read: an nftables commit that
+	// cannot have changed them wakes nothing (nil: every commit wakes).
+	last atomic.Pointer[ruleset.Ruleset]
 }
 
 // start subscribes to nftables events and watches the xtables lock.
@@ -58,7 +64,18 @@ func (w *watch) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	go func() { w.died <- mon.Run(ctx, w.nft) }()
+	go func() {
+		w.died <- mon.RunCommits(ctx, func(c nftnl.Commit) {
+			w.f.chains.Observe(c)
+			if !w.last.Load().Affected(c) {
+				return // another table's or chain's commit: kube-proxy's service churn
+			}
+			select {
+			case w.nft <- struct{}{}:
+			default:
+			}
+		})
+	}()
 	// iptables-legacy sends no netlink events, but its writers take the
 	// xtables lock: a close of the lock file ends a write. The lock is
 	// shared by every namespace of the mount namespace, so an event is
@@ -111,8 +128,13 @@ func (w *watch) round(ctx context.Context, trigger string, at time.Time, digeste
 	if !digested && !w.f.cfg.SkipLegacy {
 		w.legacyChanged(ctx)
 	}
-	_, res, err := w.f.ApplyFresh(ctx, w.o.Backup, 10)
+	p, res, err := w.f.ApplyFresh(ctx, w.o.Backup, 10)
 	ev := Event{Time: time.Now(), Trigger: trigger}
+	if p != nil {
+		w.last.Store(p.read)
+	} else {
+		w.last.Store(nil)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return

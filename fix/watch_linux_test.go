@@ -12,6 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+
+	"github.com/snatrace/snatrace/internal/kubegen"
 	"github.com/snatrace/snatrace/netns"
 	"golang.org/x/sys/unix"
 )
@@ -42,14 +47,47 @@ func newOwner(t testing.TB, ns *netns.NS, legacy bool) *owner {
 		return o
 	}
 	sh(t, ns, watchChain, "nft", "-f", "-")
+	// One netlink batch per rewrite, as an agent that speaks netlink writes
+	// it (the nft tool would first read the namespace's whole ruleset: on a
+	// 100,000-rule node, for seconds). The same rules as
+	//   flush chain ip agent postrouting
+	//   add rule ip agent postrouting ip daddr 10.N.0.0/16 counter return
+	//   add rule ip agent postrouting ip saddr 10.244.0.0/16 counter masquerade comment "pods"
+	//   add rule ip agent postrouting ip saddr 10.245.0.0/16 masquerade fully-random
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns.Fd())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: "agent"}
+	chain := &nftables.Chain{Table: table, Name: "postrouting"}
 	o.rewrite = func(t testing.TB, gen int) {
-		doc := fmt.Sprintf("flush chain ip agent postrouting\n"+
-			"add rule ip agent postrouting ip daddr 10.%d.0.0/16 counter return\n"+
-			"add rule ip agent postrouting ip saddr 10.244.0.0/16 counter masquerade comment \"pods\"\n"+
-			"add rule ip agent postrouting ip saddr 10.245.0.0/16 masquerade fully-random\n", gen%250)
-		sh(t, ns, doc, "nft", "-f", "-")
+		c.FlushChain(chain)
+		for i, r := range [][]expr.Any{
+			append(ipMatch(16, 10, byte(gen%250)), &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictReturn}),
+			append(ipMatch(12, 10, 244), &expr.Counter{}, &expr.Masq{}),
+			append(ipMatch(12, 10, 245), &expr.Masq{FullyRandom: true}),
+		} {
+			rule := &nftables.Rule{Table: table, Chain: chain, Exprs: r}
+			if i == 1 {
+				rule.UserData = userdata.AppendString(nil, userdata.TypeComment, "pods")
+			}
+			c.AddRule(rule)
+		}
+		if err := c.Flush(); err != nil {
+			t.Fatalf("rewriting the agent chain: %v", err)
+		}
 	}
 	return o
+}
+
+// ipMatch matches the IPv4 address at offset (12: saddr, 16: daddr) against
+// a.b.0.0/16.
+func ipMatch(offset uint32, a, b byte) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{255, 255, 0, 0}, Xor: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{a, b, 0, 0}},
+	}
 }
 
 // state reads the agent chain: its number of rules and whether the racing
@@ -84,11 +122,34 @@ func (o *owner) state(t testing.TB) (rules int, fixed bool) {
 	return len(rules2), flags&flagsFullyR != 0
 }
 
+// reactionOpts shape a reactions run.
+type reactionOpts struct {
+	legacy, noMonitor bool
+	n                 int
+	period, interval  time.Duration
+	limit             time.Duration
+	background        int           // nft rules of a kube-proxy-like table loaded first
+	churn             time.Duration // how often that table's unrelated chain is rewritten (0: never)
+}
+
 // reactions rewrites the chain n times, period apart, while a watch runs,
 // and returns how long each rewrite stayed unfixed. It fails the test if a
 // rewrite is not fixed within limit or a rule is lost.
 func reactions(t testing.TB, legacy, noMonitor bool, n int, period, interval, limit time.Duration) []time.Duration {
+	return reactionsWith(t, reactionOpts{legacy: legacy, noMonitor: noMonitor, n: n, period: period, interval: interval, limit: limit})
+}
+
+func reactionsWith(t testing.TB, ro reactionOpts) []time.Duration {
+	legacy, noMonitor, n, period, interval, limit := ro.legacy, ro.noMonitor, ro.n, ro.period, ro.interval, ro.limit
 	ns := newNS(t, "watch")
+	if ro.background > 0 {
+		var b strings.Builder
+		if err := kubegen.WriteNft(&b, ro.background, false); err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString("add chain ip kube-proxy churn\n")
+		sh(t, ns, b.String(), "nft", "-f", "-")
+	}
 	o := newOwner(t, ns, legacy)
 	o.rewrite(t, 0)
 	f := New(Config{NS: ns, SkipLegacy: !legacy})
@@ -109,11 +170,22 @@ func reactions(t testing.TB, legacy, noMonitor bool, n int, period, interval, li
 		}
 	}()
 	defer func() { cancel(); wg.Wait() }()
+	if ro.churn > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); churn(ctx, t, ns, ro.churn) }()
+	}
 	waitFixed := func(start time.Time) time.Duration {
 		for {
 			rules, fixed := o.state(t)
 			if rules != 3 {
-				t.Fatalf("the chain has %d rules, want 3: a rule was lost or duplicated", rules)
+				// A dump that overlaps a commit (the churn's) can see both
+				// generations' rules: the kernel bumps the generation id
+				// before it switches the rules, so one read can slip between.
+				// A rule really lost or duplicated is still so a moment later.
+				time.Sleep(2 * time.Millisecond)
+				if rules, fixed = o.state(t); rules != 3 {
+					t.Fatalf("the chain has %d rules, want 3: a rule was lost or duplicated", rules)
+				}
 			}
 			if fixed {
 				return time.Since(start)
@@ -143,7 +215,36 @@ func reactions(t testing.TB, legacy, noMonitor bool, n int, period, interval, li
 			t.Errorf("watch round failed: %s", e.Err)
 		}
 	}
+
 	return out
+}
+
+// churn rewrites a chain of the kube-proxy table that no source-NAT hook
+// reaches, every period, as kube-proxy rewrites its service chains: one
+// netlink batch each (the nft tool would first read the whole table).
+func churn(ctx context.Context, t testing.TB, ns *netns.NS, period time.Duration) {
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns.Fd())))
+	if err != nil {
+		t.Errorf("churn: %v", err)
+		return
+	}
+	table := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: "kube-proxy"}
+	chain := &nftables.Chain{Table: table, Name: "churn"}
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		c.FlushChain(chain)
+		c.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: []expr.Any{&expr.Counter{}}})
+		if err := c.Flush(); err != nil && ctx.Err() == nil {
+			t.Errorf("churn: %v", err)
+			return
+		}
+	}
 }
 
 func TestWatchKeepsRulesFixed(t *testing.T) {

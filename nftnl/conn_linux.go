@@ -74,6 +74,9 @@ func (c *Conn) execute(m netlink.Message) ([]netlink.Message, error) {
 	return c.c.Execute(m)
 }
 
+// Test reports whether c answers from a test function, not a kernel.
+func (c *Conn) Test() bool { return c.test }
+
 // Close closes the socket.
 func (c *Conn) Close() error { return c.c.Close() }
 
@@ -152,6 +155,14 @@ func (c *Conn) Get(msgType uint16, family byte, attrs []netlink.Attribute) ([]ne
 // generation, or ErrChanging after MaxTries reads. read must start afresh
 // each time.
 func (c *Conn) Consistent(read func() (interrupted bool, err error)) (uint32, error) {
+	return c.ConsistentUnless(read, nil)
+}
+
+// ConsistentUnless is Consistent, except that a read overlapped by commits
+// is also accepted when harmless says they could not have changed what it
+// read (harmless sees the generations before and after the read); the
+// generation returned is then the one after.
+func (c *Conn) ConsistentUnless(read func() (interrupted bool, err error), harmless func(before, after uint32) bool) (uint32, error) {
 	for attempt := 0; attempt < MaxTries; attempt++ {
 		before, err := c.Generation()
 		if err != nil {
@@ -167,6 +178,9 @@ func (c *Conn) Consistent(read func() (interrupted bool, err error)) (uint32, er
 		}
 		if !intr && before == after {
 			return before, nil
+		}
+		if harmless != nil && harmless(before, after) {
+			return after, nil
 		}
 	}
 	return 0, fmt.Errorf("%w (%d reads)", ErrChanging, MaxTries)

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/snatrace/snatrace/ruleset/internal/kubegen"
+	"github.com/snatrace/snatrace/internal/kubegen"
 )
 
 // BenchmarkParseKubeProxy100k parses a 100,000-rule kube-proxy iptables-save

@@ -77,3 +77,12 @@ func corpusCounts(rs *Ruleset, want string) string {
 	}
 	return strings.Join(parts, " ")
 }
+
+func headerValue(data, key string) string {
+	for _, l := range strings.Split(data, "\n") {
+		if v, ok := strings.CutPrefix(l, "# "+key+": "); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}

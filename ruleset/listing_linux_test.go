@@ -3,7 +3,6 @@
 package ruleset
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,16 +19,6 @@ var listingVariants = [][]string{
 	{"-t", "nat", "-L", "-n"},
 	{"-t", "nat", "-L", "-n", "-v", "--line-numbers"},
 	{"-t", "nat", "-nvxL", "--line-numbers"},
-}
-
-// natView is what a listing must agree on with the dump: each NAT rule's
-// place, family, owner, mode and comment.
-func natView(rs *Ruleset) string {
-	var b strings.Builder
-	for _, r := range rs.Rules {
-		fmt.Fprintf(&b, "%s %s #%d owner=%s nat=%q comment=%q\n", r.Family, r.Chain, r.Position, r.Owner, r.NAT.String(), r.Comment)
-	}
-	return b.String()
 }
 
 // TestListingAgainstIptables loads every owner's rules (testdata/owners/src)
@@ -88,15 +77,6 @@ func TestListingAgainstIptables(t *testing.T) {
 			}
 		})
 	}
-}
-
-func headerValue(data, key string) string {
-	for _, l := range strings.Split(data, "\n") {
-		if v, ok := strings.CutPrefix(l, "# "+key+": "); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
 }
 
 // unknownOwners renders both rule sets with each owner the listing lost

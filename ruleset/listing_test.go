@@ -1,6 +1,7 @@
 package ruleset
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -103,4 +104,14 @@ func FuzzParseIptablesListing(f *testing.F) {
 			}
 		}
 	})
+}
+
+// natView is what a listing must agree on with the dump: each NAT rule's
+// place, family, owner, mode and comment.
+func natView(rs *Ruleset) string {
+	var b strings.Builder
+	for _, r := range rs.Rules {
+		fmt.Fprintf(&b, "%s %s #%d owner=%s nat=%q comment=%q\n", r.Family, r.Chain, r.Position, r.Owner, r.NAT.String(), r.Comment)
+	}
+	return b.String()
 }

@@ -21,6 +21,9 @@ type ReadOptions struct {
 	SkipLegacy bool
 	// natrule.Nftables are extra options for the nftables socket: a test dial.
 	Nftables []nftnl.Option
+	// Chains, if set, keeps the chain list between reads of a watcher
+	// that feeds it the namespace's commits (Linux only).
+	Chains *ChainCache
 }
 
 func (o ReadOptions) runner() tool.Runner {

@@ -8,10 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/snatrace/snatrace/internal/kubegen"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/netns/netnstest"
-	"github.com/snatrace/snatrace/ruleset/internal/kubegen"
 )
 
 // labNS creates a throwaway namespace snt-rs-<pid>-<n> deleted on cleanup.

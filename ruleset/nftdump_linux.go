@@ -56,18 +56,19 @@ func sourceNATHook(c Chain) bool {
 // by walking every rule before it, quadratic in rules (BENCHMARKS.md). Rules
 // are decoded as their part arrives; nothing else of the dump is kept.
 func (d *nftDump) readReachable(c *nftnl.Conn) (bool, error) {
-	idx := make(map[tableKey]int, len(d.chains))
+	if d.idx == nil {
+		d.idx = indexChains(d.chains)
+	}
 	d.read = make([]bool, len(d.chains))
 	var queue []int
 	for i, ch := range d.chains {
-		idx[tableKey{ch.Family, ch.Table, ch.Name}] = i
 		if sourceNATHook(ch) {
 			d.read[i] = true
 			queue = append(queue, i)
 		}
 	}
 	visit := func(ch Chain, to string) {
-		if j, ok := idx[tableKey{ch.Family, ch.Table, to}]; ok && !d.read[j] {
+		if j, ok := d.idx[tableKey{ch.Family, ch.Table, to}]; ok && !d.read[j] {
 			d.read[j] = true
 			queue = append(queue, j)
 		}
@@ -86,6 +87,7 @@ func (d *nftDump) readReachable(c *nftnl.Conn) (bool, error) {
 		for k := start; k < len(d.rules); k++ {
 			r := &d.rules[k]
 			for _, set := range r.vmaps {
+				d.maps = append(d.maps, tableKey{ch.Family, ch.Table, set})
 				tos, i, err := c.MapJumps(nftFamily(ch.Family), ch.Table, set)
 				if err != nil {
 					return false, err
@@ -101,6 +103,15 @@ func (d *nftDump) readReachable(c *nftnl.Conn) (bool, error) {
 		}
 	}
 	return intr, nil
+}
+
+// indexChains maps each chain's family, table and name to its index.
+func indexChains(chains []Chain) map[tableKey]int {
+	idx := make(map[tableKey]int, len(chains))
+	for i, c := range chains {
+		idx[tableKey{c.Family, c.Table, c.Name}] = i
+	}
+	return idx
 }
 
 // readChainRules appends the rules of chain ch to d.rules, in order.

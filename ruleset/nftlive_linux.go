@@ -36,32 +36,64 @@ type nftDump struct {
 	// read[i] is true when the rules of chains[i] were read.
 	read  []bool
 	rules []dumpRule
+	// maps are the verdict maps followed (chain: the set's name).
+	maps []tableKey
+	// cached is true when chains came from a ChainCache.
+	cached bool
+	// idx maps a chain to its index in chains (shared with the cache:
+	// read-only).
+	idx map[tableKey]int
 }
 
 // readNftDump dumps the chains, then the rules of the chains source NAT can
-// run in (readReachable), in one ruleset generation (nftnl.Consistent
-// retries when a commit overlaps the read).
+// run in (readReachable), as of one ruleset generation: a read that commits
+// overlapped is repeated, unless the commits' events show they touched no
+// chain and nothing the read depended on (overlaps).
 func readNftDump(opts ReadOptions) (*nftDump, error) {
 	c, err := nftnl.Dial(append([]nftnl.Option{nftnl.WithNetNS(opts.NS)}, opts.Nftables...)...)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
+	var ov *overlaps
+	if !c.Test() {
+		ov = watchOverlaps(opts.NS)
+		defer ov.close()
+	}
 	var d *nftDump
-	gen, err := c.Consistent(func() (bool, error) {
+	gen, err := c.ConsistentUnless(func() (bool, error) {
 		d = &nftDump{}
-		intr, err := d.readChains(c)
+		intr, err := d.chainList(c, opts.Chains)
 		if err != nil {
 			return false, err
 		}
 		intr2, err := d.readReachable(c)
 		return intr || intr2, err
-	})
+	}, func(before, after uint32) bool { return ov.harmless(d, before, after) })
 	if err != nil {
 		return nil, fmt.Errorf("reading nftables rules: %w", err)
 	}
 	d.gen = gen
+	if !d.cached {
+		opts.Chains.remember(append([]Chain(nil), d.chains...), d.idx, gen)
+	}
 	return d, nil
+}
+
+// chainList fills d.chains: from cc when it describes the current
+// generation, else from a chain dump.
+func (d *nftDump) chainList(c *nftnl.Conn, cc *ChainCache) (bool, error) {
+	if cc != nil {
+		gen, err := c.Generation()
+		if err != nil {
+			return false, err
+		}
+		if chains, idx, ok := cc.valid(gen); ok {
+			d.chains, d.idx, d.cached = append([]Chain(nil), chains...), idx, true
+			return false, nil
+		}
+	}
+	return d.readChains(c)
 }
 
 func (d *nftDump) readChains(c *nftnl.Conn) (bool, error) {
@@ -219,9 +251,9 @@ func exprFromName(name string) expr.Any {
 // fromNftDump turns a netlink dump into a Ruleset.
 func fromNftDump(d *nftDump) *Ruleset {
 	rs := &Ruleset{Generation: d.gen, Chains: d.chains}
-	chainIdx := make(map[tableKey]int, len(d.chains))
-	for i, c := range d.chains {
-		chainIdx[tableKey{c.Family, c.Table, c.Name}] = i
+	chainIdx := d.idx
+	for i := range rs.Chains {
+		rs.Chains[i].Rules = 0 // counted below (a cached list holds old counts)
 		if !d.read[i] {
 			rs.Chains[i].Rules = -1
 		}
@@ -254,6 +286,7 @@ func fromNftDump(d *nftDump) *Ruleset {
 		return natrule.Nftables
 	})
 	rs.Sources = append(rs.Sources, nftSources(rs, len(d.rules))...)
+	rs.scope = d.scope()
 	return rs
 }
 

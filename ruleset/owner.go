@@ -177,10 +177,17 @@ func Attribute(rs *Ruleset) {
 		f     Family
 		table string
 	}
+	// The chains of the NAT rules' tables (only those: a kube-proxy node
+	// has 1e5 chains elsewhere).
 	siblings := map[tkey][]string{}
+	for _, r := range rs.Rules {
+		siblings[tkey{r.Backend, r.Family, r.Table}] = nil
+	}
 	for _, c := range rs.Chains {
 		k := tkey{c.Backend, c.Family, c.Table}
-		siblings[k] = append(siblings[k], c.Name)
+		if names, ok := siblings[k]; ok {
+			siblings[k] = append(names, c.Name)
+		}
 	}
 	type ckey struct {
 		tkey

@@ -186,6 +186,8 @@ type Ruleset struct {
 	// in part: their rules are missing from Rules, or lack their iptables
 	// text. An audit with read errors is incomplete and must say so.
 	ReadErrors []ReadError `json:"read_errors,omitempty"`
+	// scope is what a live nftables read depended on (nil otherwise).
+	scope *nftScope
 }
 
 // ReadError is a source of rules that could not be read.
@@ -237,6 +239,10 @@ func (rs *Ruleset) MixedBackends() bool {
 
 // merge appends o to rs.
 func (rs *Ruleset) merge(o *Ruleset) {
+	if len(rs.Chains) == 0 {
+		// Take o's chains as they are: a kube-proxy node has 1e5 of them.
+		rs.Chains, o.Chains = o.Chains, nil
+	}
 	rs.Rules = append(rs.Rules, o.Rules...)
 	rs.Chains = append(rs.Chains, o.Chains...)
 	rs.Jumps = append(rs.Jumps, o.Jumps...)
@@ -245,6 +251,9 @@ func (rs *Ruleset) merge(o *Ruleset) {
 	rs.ReadErrors = append(rs.ReadErrors, o.ReadErrors...)
 	if o.Generation != 0 {
 		rs.Generation = o.Generation
+	}
+	if o.scope != nil {
+		rs.scope = o.scope
 	}
 }
 

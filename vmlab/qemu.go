@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/snatrace/snatrace/lab"
@@ -73,7 +72,7 @@ func Boot(ctx context.Context, k *Kernel, img *Image, work string, o VMOptions) 
 	cmd := exec.Command(qemu, qemuArgs(k, img, accel, resultFile, o)...)
 	con := &console{out: o.Console}
 	cmd.Stdout, cmd.Stderr = con, con
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a terminal's Ctrl-C reaches snatrace, which stops QEMU
+	cmd.SysProcAttr = ownProcessGroup() // a terminal's Ctrl-C reaches snatrace, which stops QEMU
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err

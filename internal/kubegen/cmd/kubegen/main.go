@@ -1,7 +1,7 @@
 // Command kubegen writes a kube-proxy sized iptables-save dump to stdout:
 //
-//	go run ./ruleset/internal/kubegen/cmd/kubegen -rules 100000 > kube100k.rules
-//	go run ./ruleset/internal/kubegen/cmd/kubegen -nft -rules 10000 > kube10k.nft
+//	go run ./internal/kubegen/cmd/kubegen -rules 100000 > kube100k.rules
+//	go run ./internal/kubegen/cmd/kubegen -nft -rules 10000 > kube10k.nft
 package main
 
 import (
@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/snatrace/snatrace/ruleset/internal/kubegen"
+	"github.com/snatrace/snatrace/internal/kubegen"
 )
 
 func main() {

@@ -1,0 +1,87 @@
+//go:build linux
+
+package ruleset
+
+import (
+	"time"
+
+	"github.com/snatrace/snatrace/nftnl"
+)
+
+// Observe records a commit the watcher's monitor reported.
+func (cc *ChainCache) Observe(c nftnl.Commit) {
+	if cc == nil {
+		return
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.next != nil {
+		close(cc.next)
+		cc.next = nil
+	}
+	if !cc.ok {
+		return
+	}
+	if c.ChangesChains() || c.Gen != cc.gen+1 {
+		cc.ok = false
+		return
+	}
+	cc.gen = c.Gen
+}
+
+// catchUp bounds how long a read waits for the watcher's monitor to report
+// the commits that brought the ruleset to the generation it is reading
+// (their events arrive just after the commit).
+const catchUp = 10 * time.Millisecond
+
+// valid returns the cached chains if they describe generation gen, waiting
+// up to catchUp for commits the monitor has not reported yet.
+func (cc *ChainCache) valid(gen uint32) ([]Chain, map[tableKey]int, bool) {
+	if cc == nil {
+		return nil, nil, false
+	}
+	deadline := time.NewTimer(catchUp)
+	defer deadline.Stop()
+	for {
+		cc.mu.Lock()
+		ok, at, chains, idx := cc.ok, cc.gen, cc.chains, cc.idx
+		cc.mu.Unlock()
+		switch {
+		case !ok:
+			return nil, nil, false
+		case at == gen:
+			return chains, idx, true
+		case int32(gen-at) < 0: // the cache is ahead of the read
+			return nil, nil, false
+		}
+		select {
+		case <-cc.observed():
+		case <-deadline.C:
+			return nil, nil, false
+		}
+	}
+}
+
+// observed returns a channel that receives after the next Observe.
+func (cc *ChainCache) observed() <-chan struct{} {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.next == nil {
+		cc.next = make(chan struct{})
+	}
+	return cc.next
+}
+
+// remember stores the chains of a full read at generation gen, unless the
+// cache already follows a later generation.
+func (cc *ChainCache) remember(chains []Chain, idx map[tableKey]int, gen uint32) {
+	if cc == nil {
+		return
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.ok && int32(cc.gen-gen) > 0 {
+		return
+	}
+	cc.chains, cc.idx, cc.gen, cc.ok = chains, idx, gen, true
+}

@@ -1,0 +1,7 @@
+package vmlab
+
+import "syscall"
+
+// ownProcessGroup is the default on Windows, which has no process groups
+// of this kind (QEMU under snatrace lab --kernel is run on Linux).
+func ownProcessGroup() *syscall.SysProcAttr { return nil }
