@@ -32,6 +32,7 @@ type simFlags struct {
 	cfg                                  sim.Config
 	duration, ctTimeWait, clientTimeWait time.Duration
 	rto                                  time.Duration
+	proto                                string
 }
 
 func newSimCmd() *cobra.Command {
@@ -77,7 +78,10 @@ Sweeps vary one parameter across every --nat and --era, on all cores:
 	f := cmd.Flags()
 	f.StringArrayVar(&fl.eras, "era", nil, "kernel era: legacy, 5.0, 6.5 or a version such as 4.19 or 6.18; repeat or comma-separate to compare (default 6.5)")
 	f.StringArrayVar(&fl.nats, "nat", nil, "NAT mode, nft syntax; repeat to compare (default: masquerade, masquerade fully-random)")
-	f.StringVar(&fl.workload, "workload", labnet.SamePort, "traffic: same-port, ephemeral or steady")
+	f.StringVar(&fl.workload, "workload", labnet.SamePort, "traffic: same-port, ephemeral or steady; pairs with --proto udp")
+	f.StringVar(&fl.proto, "proto", "tcp", "tcp (connections) or udp (resolver-like queries, as snatrace lab --proto udp)")
+	f.DurationVar(&fl.cfg.UDPTimeout, "udp-timeout", sim.DefaultUDPTimeout, "udp: the client's wait before it sends a lost query again")
+	f.IntVar(&fl.cfg.UDPAttempts, "udp-attempts", sim.DefaultUDPAttempts, "udp: transmissions of a query at most")
 	f.IntVar(&fl.cfg.Pods, "pods", 16, "client pods")
 	f.IntVar(&fl.cfg.CPUs, "cpus", 2, "CPUs of the NAT node")
 	f.IntVar(&fl.cfg.Servers, "servers", 1, "destinations (server addresses)")
@@ -114,6 +118,9 @@ Sweeps vary one parameter across every --nat and --era, on all cores:
 func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 	c := fl.cfg
 	c.Workload = fl.workload
+	if err := fl.protoConfig(cmd, &c); err != nil {
+		return c, err
+	}
 	// Zero means "default" in sim.Config; on the command line it is an error.
 	for _, n := range []struct {
 		flag   string
@@ -184,6 +191,34 @@ func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 		return c, usageErr("--syn-retries: %d is out of range 1..20", c.SynRetries)
 	}
 	return c, nil
+}
+
+// protoConfig sets the protocol; the udp flags are usage errors with tcp.
+func (fl *simFlags) protoConfig(cmd *cobra.Command, c *sim.Config) error {
+	switch fl.proto {
+	case sim.UDP:
+		if c.UDPTimeout <= 0 || c.UDPTimeout > time.Minute {
+			return usageErr("--udp-timeout: %v is out of range (0, 1m]", c.UDPTimeout)
+		}
+		if c.UDPAttempts < 1 || c.UDPAttempts > 5 {
+			return usageErr("--udp-attempts: %d is out of range 1..5", c.UDPAttempts)
+		}
+		if fl.rate != "" {
+			return usageErr("--rate: the udp workloads send bursts back to back")
+		}
+	case "tcp":
+		for _, name := range []string{"udp-timeout", "udp-attempts"} {
+			if cmd.Flags().Changed(name) {
+				return usageErr("--%s: only with --proto udp", name)
+			}
+		}
+		c.UDPTimeout, c.UDPAttempts = 0, 0
+		return nil
+	default:
+		return usageErr("--proto: %q is not tcp or udp", fl.proto)
+	}
+	c.Proto = fl.proto
+	return nil
 }
 
 func parseEras(ss []string) ([]natmodel.Era, error) {
