@@ -16,7 +16,8 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"github.com/vishvananda/netlink"
+	mdnetlink "github.com/mdlayher/netlink"
+	"github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
 
 	"github.com/snatrace/snatrace/lab/labnet"
@@ -136,14 +137,15 @@ func installService(t *Topology, port uint16) error {
 
 // flushConntrack empties the node's conntrack table between UDP rounds: a
 // query's entry lives 30 s, and a later query on the same tuple would ride
-// on it instead of racing through NAT again.
+// on it instead of racing through NAT again. The ctnetlink socket is
+// opened in the node namespace (never the host's).
 func flushConntrack(t *Topology) error {
-	h, err := t.Node.RouteHandle()
+	c, err := conntrack.Dial(&mdnetlink.Config{NetNS: t.Node.Fd()})
 	if err != nil {
-		return err
+		return fmt.Errorf("opening ctnetlink in %s: %w", t.Node, err)
 	}
-	defer h.Close()
-	if err := h.ConntrackTableFlush(netlink.ConntrackTable); err != nil {
+	defer c.Close()
+	if err := c.Flush(); err != nil {
 		return fmt.Errorf("flushing conntrack in %s: %w", t.Node, err)
 	}
 	return nil
@@ -159,6 +161,11 @@ func (s *Session) udpRound(ctx context.Context, r *Result, n int, until uint64) 
 	before, err := s.Topo.readUDP()
 	if err != nil {
 		return false, err
+	}
+	if before.proc.Entries != 0 {
+		// Entries left over from earlier rounds would take part in this
+		// one's NAT choices (their ports are taken).
+		return false, fmt.Errorf("flushing conntrack in %s left %d entries", s.Topo.Node, before.proc.Entries)
 	}
 	u, err := s.newUDPRound(s.plan.nextUDP(n))
 	if err != nil {

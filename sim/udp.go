@@ -342,3 +342,24 @@ func (c *Config) validateProto() error {
 	}
 	return nil
 }
+
+// confirmClashes is the clashes a result's confirms found: for TCP its
+// drops; for UDP every clash, resolved or not, which is what the lab's
+// insert_failed + clash_resolve count in every era (before 5.10
+// insert_failed counts both and clash_resolve is absent).
+func (r Result) confirmClashes() uint64 {
+	if r.UDPStats != nil {
+		return r.Conntrack.InsertFailed + r.Conntrack.ClashResolve
+	}
+	return r.Clashes
+}
+
+// labClashes is the clashes a lab result counted at confirm, the measure
+// calibration and prediction compare: insert_failed, plus clash_resolve
+// for a UDP run (see confirmClashes).
+func labClashes(rep LabReport, r LabResult) uint64 {
+	if rep.Proto == UDP {
+		return r.Conntrack.InsertFailed + r.Conntrack.ClashResolve
+	}
+	return r.Conntrack.InsertFailed
+}
