@@ -153,6 +153,9 @@ func (c Config) WithDefaults() Config {
 	if c.Prefix == "" {
 		c.Prefix = NewPrefix()
 	}
+	if c.Proto == UDP {
+		c.fitUDPRound()
+	}
 	return c
 }
 

@@ -313,6 +313,12 @@ type TraceResult struct {
 	Unmatched  int `json:"unmatched"`   // delayed connections with no attributed drop
 	Extra      int `json:"extra"`       // SNAT-clash drops that match no delayed connection
 	OtherDrops int `json:"other_drops"` // netfilter SYN drops in the node that were not SNAT clashes
+	// Resolved counts the UDP clashes the tracer saw resolved (merged or
+	// inserted, nothing lost): as many as clash_resolve in fexit mode; the
+	// tracepoint mode cannot see them (no packet is dropped).
+	Resolved int `json:"resolved,omitempty"`
+	// Mode is the tracer's mode: "fexit" or "tracepoint".
+	Mode string `json:"mode,omitempty"`
 }
 
 func (t *TraceResult) add(o TraceResult) {
@@ -320,6 +326,8 @@ func (t *TraceResult) add(o TraceResult) {
 	t.Unmatched += o.Unmatched
 	t.Extra += o.Extra
 	t.OtherDrops += o.OtherDrops
+	t.Resolved += o.Resolved
+	t.Mode = o.Mode
 }
 
 // attempt is the outcome of one connect().

@@ -67,6 +67,21 @@ func (c *Config) udpDefaults() {
 	}
 }
 
+// fitUDPRound caps the round size of a UDP run whose pods choose their
+// ports from a narrowed --port-range: every query of a round holds its own
+// bound socket until the round ends (pairs: one per pair), so a pod can
+// take part in at most as many queries per round as it has ports.
+func (c *Config) fitUDPRound() {
+	if c.PortRange == [2]uint16{} || c.Workload.Name == SamePort {
+		return
+	}
+	perSocket := 1
+	if c.Workload.Name == Pairs {
+		perSocket = 2
+	}
+	c.RoundSize = min(c.RoundSize, c.Pods*perSocket*(int(c.PortRange[1])-int(c.PortRange[0])+1))
+}
+
 // burstSize is the number of connections or queries of one burst.
 func (c Config) burstSize() int {
 	if c.Workload.Name == Pairs {
@@ -101,9 +116,6 @@ func (c Config) validateProto() error {
 	}
 	if c.UDP.Attempts < 1 || c.UDP.Attempts > MaxUDPAttempts {
 		return fmt.Errorf("udp-attempts: %d is out of range 1..%d", c.UDP.Attempts, MaxUDPAttempts)
-	}
-	if c.Trace {
-		return fmt.Errorf("trace: the lab's --trace pairs TCP SYNs only; trace UDP drops with snatrace trace --proto udp")
 	}
 	return nil
 }

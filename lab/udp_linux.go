@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/snatrace/snatrace/lab/labnet"
+	"github.com/snatrace/snatrace/trace"
 )
 
 // serviceTable is the node's nftables table of the cluster-DNS service
@@ -155,21 +156,17 @@ func flushConntrack(t *Topology) error {
 // table, sends about n queries, waits for every answer (retrying after
 // the client's timeout), and accounts them with the kernel's counters.
 func (s *Session) udpRound(ctx context.Context, r *Result, n int, until uint64) (hit bool, err error) {
-	if err := flushConntrack(s.Topo); err != nil {
-		return false, err
-	}
-	before, err := s.Topo.readUDP()
+	before, err := s.emptyTable()
 	if err != nil {
 		return false, err
-	}
-	if before.proc.Entries != 0 {
-		// Entries left over from earlier rounds would take part in this
-		// one's NAT choices (their ports are taken).
-		return false, fmt.Errorf("flushing conntrack in %s left %d entries", s.Topo.Node, before.proc.Entries)
 	}
 	u, err := s.newUDPRound(s.plan.nextUDP(n))
 	if err != nil {
 		return false, err
+	}
+	mark := 0
+	if s.trace != nil {
+		mark = s.trace.mark()
 	}
 	outs, err := u.run(ctx, s.untilStop(before.counters, until))
 	if err != nil {
@@ -184,7 +181,34 @@ func (s *Session) udpRound(ctx context.Context, r *Result, n int, until uint64) 
 	}
 	d := before.delta(after)
 	r.addUDP(outs, d)
+	if s.trace != nil {
+		if r.Trace == nil {
+			r.Trace = &TraceResult{}
+		}
+		r.Trace.add(s.matchUDPTrace(outs, s.trace.since(mark)))
+	}
 	return until > 0 && d.proc.InsertFailed >= until, nil
+}
+
+// emptyTable flushes the node's conntrack table and reads the counters
+// once it is empty: entries left over from earlier rounds would take part
+// in this one's NAT choices (their ports are taken). A straggler (an answer
+// later than its client's timeout, arriving after the flush) can make a new
+// entry: the flush is tried again a few times before the round gives up.
+func (s *Session) emptyTable() (udpCounters, error) {
+	for try := 0; ; try++ {
+		if err := flushConntrack(s.Topo); err != nil {
+			return udpCounters{}, err
+		}
+		c, err := s.Topo.readUDP()
+		if err != nil || c.proc.Entries == 0 {
+			return c, err
+		}
+		if try == 4 {
+			return c, fmt.Errorf("flushing conntrack in %s left %d entries", s.Topo.Node, c.proc.Entries)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // udpSock is one client socket of a round and the queries it sends.
@@ -350,4 +374,26 @@ func (u *udpRoundState) send(sk *udpSock, i int, buf *[]byte) {
 		o.err = fmt.Errorf("sending query: %w", err)
 		o.failed = true
 	}
+}
+
+// matchUDPTrace pairs one round's tracer events with its lost queries by
+// original tuple (pod ip:port -> resolver or service:53) and time: a drop
+// comes at most a few ms after the query's first send, or a timeout or
+// more later for a retry.
+func (s *Session) matchUDPTrace(outs []udpOutcome, events []trace.Event) TraceResult {
+	var delayed []trace.Delayed
+	for _, o := range outs {
+		if o.lost == 0 {
+			continue
+		}
+		dst := s.Topo.Servers[o.server].Addr
+		if s.cfg.UDP.Service {
+			dst = labnet.ServiceAddr
+		}
+		delayed = append(delayed, trace.Delayed{
+			Orig:  trace.Tuple{Src: netip.AddrPortFrom(s.Topo.Pods[o.pod].Addr, o.localPort), Dst: netip.AddrPortFrom(dst, s.cfg.Workload.Dport)},
+			Start: o.first,
+		})
+	}
+	return traceResult(s.trace.t.Mode(), delayed, events, time.Duration(s.cfg.UDP.Attempts)*s.cfg.UDP.Timeout)
 }

@@ -170,7 +170,6 @@ func TestValidateProto(t *testing.T) {
 		{Config{Proto: UDP, Workload: WorkloadConfig{Name: Steady, Rate: 10}}, "not a UDP workload"},
 		{Config{Proto: UDP, UDP: UDPConfig{Timeout: -1}}, "udp-timeout"},
 		{Config{Proto: UDP, UDP: UDPConfig{Attempts: 9}}, "udp-attempts"},
-		{Config{Proto: UDP, Trace: true}, "trace"},
 		{Config{Proto: UDP, Workload: WorkloadConfig{Name: Pairs}}, ""},
 	} {
 		err := tc.cfg.WithDefaults().Validate()

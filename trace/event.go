@@ -8,17 +8,32 @@ import (
 	"time"
 )
 
-// Kind classifies a dropped SYN.
+// Kind classifies a dropped SYN or UDP datagram, or a UDP clash the kernel
+// resolved.
 type Kind string
 
 const (
-	// KindSNATClash is a SYN dropped because its source-NATed conntrack
-	// failed to confirm: another flow confirmed the same REPLY tuple first.
+	// KindSNATClash is a SYN or UDP datagram dropped because its
+	// source-NATed conntrack failed to confirm: another flow confirmed the
+	// same REPLY tuple first.
 	KindSNATClash Kind = "snat_clash"
-	// KindOtherDrop is any other netfilter drop of a TCP SYN: a firewall
-	// rule, a failed confirm of a conntrack that was not source NATed.
+	// KindOtherDrop is any other netfilter drop of a TCP SYN or UDP
+	// datagram: a firewall rule, a failed confirm of a conntrack that was not
+	// source NATed.
 	KindOtherDrop Kind = "other_drop"
+	// KindClashMerged is a UDP datagram whose conntrack clashed at confirm
+	// and that the kernel attached to the winning conntrack instead (the
+	// entries were the same flow both ways, or the winner was not NATed):
+	// nothing was lost. Seen by the fexit program only.
+	KindClashMerged Kind = "clash_merged"
+	// KindClashInserted is a UDP datagram whose conntrack clashed in the
+	// original direction only and that the kernel inserted in its reply
+	// direction (5.6+, IPS_NAT_CLASH): nothing was lost. Fexit only.
+	KindClashInserted Kind = "clash_inserted"
 )
+
+// Resolved reports whether k is a clash the kernel resolved without loss.
+func (k Kind) Resolved() bool { return k == KindClashMerged || k == KindClashInserted }
 
 // Hook names the program that saw a drop.
 type Hook string
@@ -54,7 +69,8 @@ type Tuple struct {
 // String formats t as "src -> dst".
 func (t Tuple) String() string { return t.Src.String() + " -> " + t.Dst.String() }
 
-// Event is one TCP SYN dropped by netfilter.
+// Event is one TCP SYN or UDP datagram dropped by netfilter, or one UDP
+// clash resolved at confirm.
 type Event struct {
 	// Time is when the drop happened, on the wall clock.
 	Time time.Time `json:"time"`
@@ -80,6 +96,8 @@ type Event struct {
 	Evidence Evidence `json:"evidence,omitempty"`
 	// CTStatus holds the conntrack status bits (IPS_*), 0 without conntrack.
 	CTStatus uint64 `json:"ct_status"`
+	// Proto is "tcp" or "udp".
+	Proto string `json:"proto"`
 }
 
 // Layout of struct event in bpf/trace.bpf.c (host byte order, ports in
@@ -103,17 +121,22 @@ const (
 	offOrigDport  = 98
 	offReplySport = 100
 	offReplyDport = 102
-	recordSize    = 104
+	offProto      = 104
+	recordSize    = 112
 )
 
 // Values of struct event fields, as in bpf/trace.bpf.c.
 const (
-	rawKindSNATClash = 1
-	rawKindOtherDrop = 2
-	rawSourceConfirm = 1
-	rawSourceKfree   = 2
-	afInet           = 2
-	afInet6          = 10
+	rawKindSNATClash     = 1
+	rawKindOtherDrop     = 2
+	rawKindClashMerged   = 3
+	rawKindClashInserted = 4
+	ipprotoTCP           = 6
+	ipprotoUDP           = 17
+	rawSourceConfirm     = 1
+	rawSourceKfree       = 2
+	afInet               = 2
+	afInet6              = 10
 )
 
 // clock converts the kernel's CLOCK_MONOTONIC nanoseconds to wall time from
@@ -153,6 +176,10 @@ func (d decoder) decode(b []byte) (Event, error) {
 		e.Kind = KindSNATClash
 	case rawKindOtherDrop:
 		e.Kind = KindOtherDrop
+	case rawKindClashMerged:
+		e.Kind = KindClashMerged
+	case rawKindClashInserted:
+		e.Kind = KindClashInserted
 	default:
 		return Event{}, fmt.Errorf("decoding event: unknown kind %d", b[offKind])
 	}
@@ -162,7 +189,9 @@ func (d decoder) decode(b []byte) (Event, error) {
 		if e.Kind == KindSNATClash {
 			e.Evidence = EvidenceConfirmDrop
 		}
-		e.Reason = "NETFILTER_DROP" // what nf_hook_slow reports next
+		if !e.Kind.Resolved() {
+			e.Reason = "NETFILTER_DROP" // what nf_hook_slow reports next
+		}
 	case rawSourceKfree:
 		e.Hook = HookKfreeSkb
 		reason := ne.Uint32(b[offReason:])
@@ -173,6 +202,14 @@ func (d decoder) decode(b []byte) (Event, error) {
 		}
 	default:
 		return Event{}, fmt.Errorf("decoding event: unknown source %d", b[offSource])
+	}
+	switch b[offProto] {
+	case ipprotoTCP:
+		e.Proto = "tcp"
+	case ipprotoUDP:
+		e.Proto = "udp"
+	default:
+		return Event{}, fmt.Errorf("decoding event: unknown protocol %d", b[offProto])
 	}
 	addr := func(off int) (netip.Addr, error) {
 		switch b[offFamily] {
