@@ -229,7 +229,8 @@ type udpOutcome struct {
 	lost        int           // transmissions unanswered within the timeout
 	late        int           // answers to an attempt that had timed out
 	answered    bool
-	failed      bool // no answer after every attempt, or a send error
+	seen        uint8 // attempts whose answer came (bit a: attempt a)
+	failed      bool  // no answer after every attempt, or a send error
 	sent        bool
 	deadline    time.Time
 	err         error

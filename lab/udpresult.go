@@ -51,6 +51,8 @@ type UDPResult struct {
 	ServerRcvbufErrors uint64 `json:"server_rcvbuf_errors"`
 	// LossCauses accounts for every lost transmission, with Causes.
 	LossCauses UDPCauses `json:"udp_causes"`
+
+	lateSeen uint64 // late answers the clients read
 }
 
 // CPUConntrack is one CPU's share of the node's UDP clash counters.
@@ -69,7 +71,8 @@ type UDPCauses struct {
 	ChainTooLong uint64 `json:"chain_too_long"`
 	// SocketBuffer: a pod's or a server's socket was full (RcvbufErrors).
 	SocketBuffer uint64 `json:"socket_buffer"`
-	// Late: the answer came, after the client's timeout.
+	// Late: the answer came, after the client's timeout (seen by the
+	// client, or arriving at its closed socket: the pods' Udp NoPorts).
 	Late uint64 `json:"late"`
 }
 
@@ -86,7 +89,7 @@ func (r *Result) addUDP(outs []udpOutcome, d udpDelta) {
 		r.latencies = append(r.latencies, o.latency)
 		u.Datagrams += uint64(o.attempt) + 1
 		u.Lost += uint64(o.lost)
-		u.LossCauses.Late += uint64(o.late)
+		u.lateSeen += uint64(o.late)
 		if o.attempt > 0 {
 			u.Retried++
 		}
@@ -144,6 +147,9 @@ func accountUDP(r *Result) (Causes, UDPCauses, bool, string) {
 	uc := u.LossCauses
 	uc.ChainTooLong = ct.ChainTooLong
 	uc.SocketBuffer = u.PodRcvbufErrors + u.ServerRcvbufErrors
+	// An answer that found its socket closed came after its client had
+	// stopped waiting for it: a late answer to a transmission counted lost.
+	uc.Late = u.lateSeen + u.PodNoPorts
 	c := Causes{SNATClash: min(ct.Drop, ct.InsertFailed-min(ct.InsertFailed, ct.ChainTooLong))}
 	c.TableFull = ct.Drop - c.SNATClash
 	explained := c.SNATClash + c.TableFull + uc.ChainTooLong + uc.SocketBuffer + uc.Late

@@ -79,8 +79,9 @@ func (u *udpRoundState) nextDeadline(sk *udpSock) (next time.Time, open bool) {
 }
 
 // answer matches an answer to its query by id and type. An answer to an
-// earlier attempt than the last one sent came after its timeout: that
-// transmission was late, not lost. A second answer is ignored.
+// attempt earlier than the last one sent came after that attempt's
+// timeout: that transmission was late, not lost. A query is answered by
+// its first answer, whichever attempt it answers.
 func (u *udpRoundState) answer(sk *udpSock, msg []byte, now time.Time) {
 	id, resp, qtype, err := ParseDNSQuestion(msg)
 	if err != nil || !resp {
@@ -89,14 +90,18 @@ func (u *udpRoundState) answer(sk *udpSock, msg []byte, now time.Time) {
 	const mask = 1<<attemptBits - 1
 	for _, i := range sk.qs {
 		q, o := &u.qs[i], &u.outs[i]
-		if q.id != id&^mask || q.qtype != qtype || o.answered {
+		a := int(id & mask)
+		if q.id != id&^mask || q.qtype != qtype || o.seen&(1<<a) != 0 {
 			continue
 		}
-		if int(id&mask) < o.attempt {
+		o.seen |= 1 << a
+		if a < o.attempt {
 			o.late++
 		}
-		o.answered, o.failed = true, false
-		o.latency = now.Sub(o.first)
+		if !o.answered {
+			o.answered, o.failed = true, false
+			o.latency = now.Sub(o.first)
+		}
 		return
 	}
 }
