@@ -5,9 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/snatrace/snatrace/trace"
 )
@@ -61,34 +59,9 @@ func TestClashDropsUDP(t *testing.T) {
 		"snatrace_snat_clash_drops_total":     "\nsnatrace_snat_clash_drops_total{dst=\"198.51.100.2:80\"} 1\n",
 		"snatrace_udp_clashes_resolved_total": "\nsnatrace_udp_clashes_resolved_total{how=\"inserted\"} 1\nsnatrace_udp_clashes_resolved_total{how=\"merged\"} 2\n",
 	} {
-		got := collectText(t, c)
+		got := string(exposition(t, c))
 		if !strings.Contains(got, want) {
 			t.Errorf("%s: want %q in\n%s", name, want, got)
 		}
 	}
-}
-
-func gatherer(t *testing.T, c prometheus.Collector) *prometheus.Registry {
-	t.Helper()
-	r := prometheus.NewPedanticRegistry()
-	if err := r.Register(c); err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-// collectText renders c's metrics in the text exposition format.
-func collectText(t *testing.T, c prometheus.Collector) string {
-	t.Helper()
-	mfs, err := gatherer(t, c).Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	for _, mf := range mfs {
-		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return b.String()
 }

@@ -197,25 +197,13 @@ func (t *Topology) readUDP() (udpCounters, error) {
 	return c, nil
 }
 
-// udpStats reads the Udp counters of ns (/proc/<tid>/net/snmp of a thread
-// inside it).
+// udpStats reads the Udp counters of ns (/proc/<tid>/net/snmp).
 func udpStats(ns *netns.NS) (procfs.Udp, error) {
 	var u procfs.Udp
-	err := ns.Do(func() error {
-		fs, err := procfs.NewFS("/proc")
-		if err != nil {
-			return err
-		}
-		p, err := fs.Proc(unix.Gettid())
-		if err != nil {
-			return err
-		}
+	err := inProc(ns, func(p procfs.Proc) error {
 		st, err := p.Snmp()
-		if err != nil {
-			return err
-		}
 		u = st.Udp
-		return nil
+		return err
 	})
 	if err != nil {
 		return u, fmt.Errorf("reading Udp counters of %s: %w", ns, err)

@@ -139,6 +139,32 @@ const (
 	afInet6              = 10
 )
 
+// kindOf names a struct event kind.
+func kindOf(raw uint8) (Kind, error) {
+	switch raw {
+	case rawKindSNATClash:
+		return KindSNATClash, nil
+	case rawKindOtherDrop:
+		return KindOtherDrop, nil
+	case rawKindClashMerged:
+		return KindClashMerged, nil
+	case rawKindClashInserted:
+		return KindClashInserted, nil
+	}
+	return "", fmt.Errorf("decoding event: unknown kind %d", raw)
+}
+
+// protoOf names a struct event protocol.
+func protoOf(raw uint8) (string, error) {
+	switch raw {
+	case ipprotoTCP:
+		return "tcp", nil
+	case ipprotoUDP:
+		return "udp", nil
+	}
+	return "", fmt.Errorf("decoding event: unknown protocol %d", raw)
+}
+
 // clock converts the kernel's CLOCK_MONOTONIC nanoseconds to wall time from
 // one pair of readings taken together.
 type clock struct {
@@ -171,17 +197,9 @@ func (d decoder) decode(b []byte) (Event, error) {
 		NetNS:    ne.Uint32(b[offNetNS:]),
 		CPU:      int(ne.Uint32(b[offCPU:])),
 	}
-	switch b[offKind] {
-	case rawKindSNATClash:
-		e.Kind = KindSNATClash
-	case rawKindOtherDrop:
-		e.Kind = KindOtherDrop
-	case rawKindClashMerged:
-		e.Kind = KindClashMerged
-	case rawKindClashInserted:
-		e.Kind = KindClashInserted
-	default:
-		return Event{}, fmt.Errorf("decoding event: unknown kind %d", b[offKind])
+	var err error
+	if e.Kind, err = kindOf(b[offKind]); err != nil {
+		return Event{}, err
 	}
 	switch b[offSource] {
 	case rawSourceConfirm:
@@ -203,13 +221,8 @@ func (d decoder) decode(b []byte) (Event, error) {
 	default:
 		return Event{}, fmt.Errorf("decoding event: unknown source %d", b[offSource])
 	}
-	switch b[offProto] {
-	case ipprotoTCP:
-		e.Proto = "tcp"
-	case ipprotoUDP:
-		e.Proto = "udp"
-	default:
-		return Event{}, fmt.Errorf("decoding event: unknown protocol %d", b[offProto])
+	if e.Proto, err = protoOf(b[offProto]); err != nil {
+		return Event{}, err
 	}
 	addr := func(off int) (netip.Addr, error) {
 		switch b[offFamily] {
@@ -228,7 +241,6 @@ func (d decoder) decode(b []byte) (Event, error) {
 		}
 		return netip.AddrPortFrom(a, port(poff)), nil
 	}
-	var err error
 	if e.Orig.Src, err = ap(offOrigSrc, offOrigSport); err != nil {
 		return Event{}, err
 	}
