@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -205,6 +206,9 @@ func (fl *simFlags) protoConfig(cmd *cobra.Command, c *sim.Config) error {
 		}
 		if fl.rate != "" {
 			return usageErr("--rate: the udp workloads send bursts back to back")
+		}
+		if !slices.Contains(labnet.UDPWorkloads, fl.workload) {
+			return usageErr("--workload: %s is not a UDP workload: want %s", fl.workload, strings.Join(labnet.UDPWorkloads, ", "))
 		}
 	case "tcp":
 		for _, name := range []string{"udp-timeout", "udp-attempts"} {
