@@ -132,14 +132,13 @@ type Report struct {
 	Rules     []RuleView       `json:"rules"`
 	Findings  []Finding        `json:"findings"`
 	Conntrack *ConntrackView   `json:"conntrack"`
+	DNS       *DNSPath         `json:"dns,omitempty"` // the DNS path's service and NOTRACK rules, when scanned
 	Warnings  []string         `json:"warnings,omitempty"`
 	// ReadErrors are the sources of rules that could not be read: the
 	// audit saw none of their rules.
 	ReadErrors []ruleset.ReadError `json:"read_errors,omitempty"`
 	Owners     []ruleset.Owner     `json:"owners"`
 	Counts     map[string]int      `json:"severity_counts"`
-	// DNS is the DNS path's service and NOTRACK rules, when scanned.
-	DNS *DNSPath `json:"dns,omitempty"`
 	rules      []ruleset.Rule      // for the text report
 	remedies   map[ruleset.Owner]string
 }
