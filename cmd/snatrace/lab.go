@@ -95,6 +95,8 @@ func newLabCmd() *cobra.Command {
   sudo snatrace lab --nat masquerade --backend nft --backend iptables-nft --backend iptables-legacy
   sudo snatrace lab --workload ephemeral --pods 32 --port-range 32768-32867 --json
   sudo snatrace lab --workload steady --rate 2000/s --duration 10s --report lab.html
+  sudo snatrace lab --proto udp --workload same-port --until 10 --udp-timeout 1s
+  sudo snatrace lab --proto udp --workload pairs --service --servers 3
   snatrace lab --kernel linux-image-6.1.0-50-cloud-amd64_6.1.176-1_amd64.deb --until 10`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

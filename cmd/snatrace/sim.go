@@ -56,7 +56,12 @@ modes with --predict.
 
 Workloads are the lab's: same-port (every pod connects from one source port
 per burst), ephemeral (bursts, ports chosen by each pod's kernel), steady
-(--rate connections per second). In a burst every pod connects once; pods go
+(--rate connections per second). With --proto udp: the lab's UDP rounds of
+resolver queries (same-port, ephemeral, pairs: A and AAAA from one socket on
+two CPUs), with each era's UDP clash resolution (none before 4.6, 4.19's
+identical entries, 5.0's same flow, 5.6's reply-only insertion) and a lost
+query sent again after --udp-timeout; --pre-nat sets how long a pair has to
+race (conntrack creation to NAT). In a burst every pod connects once; pods go
 round-robin to one client thread per CPU, which connects for them one after
 another. Steady connection i runs on CPU i mod C.
 
@@ -70,7 +75,8 @@ Sweeps vary one parameter across every --nat and --era, on all cores:
   snatrace sim --era legacy --era 6.5 --nat masquerade --nat "masquerade random" --nat "masquerade fully-random"
   snatrace sim --workload same-port --sweep pods=2:256:x2 --nat masquerade --nat "masquerade fully-random" --plot pods.svg
   snatrace sim --calibrate lab.json --json > calib.json
-  snatrace sim --predict lab.json`,
+  snatrace sim --predict lab.json
+  snatrace sim --proto udp --workload pairs --pods 1 --era 4.14,4.19,5.0,5.6 --nat masquerade --nat "masquerade fully-random" --pre-nat exp:10us`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runSim(cmd, &fl)
