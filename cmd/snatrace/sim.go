@@ -36,12 +36,7 @@ type simFlags struct {
 	proto                                string
 }
 
-func newSimCmd() *cobra.Command {
-	var fl simFlags
-	cmd := &cobra.Command{
-		Use:   "sim",
-		Short: "Predict the SNAT race for other kernels, NAT modes and loads (no root)",
-		Long: `snatrace sim simulates a NAT node: CPUs that each run one packet's
+const simLong = `snatrace sim simulates a NAT node: CPUs that each run one packet's
 NAT-to-confirm window at a time, pods that choose their own source ports, and
 the kernel's port choice and conntrack confirm modelled branch by branch for a
 kernel era (package natmodel): legacy (before 5.0: global rover, keyed-hash
@@ -70,7 +65,14 @@ Distributions (--window, --gap, --skew, --lifetime, --pre-nat):
 
 Sweeps vary one parameter across every --nat and --era, on all cores:
   --sweep pods=16,64,256 | cpus=2:64:x2 | rate=1000:10000:+1000 |
-          range=100:28232:x4 | nat-range=64:4096:x2 | window=1:100:x10 (µs)`,
+          range=100:28232:x4 | nat-range=64:4096:x2 | window=1:100:x10 (µs)`
+
+func newSimCmd() *cobra.Command {
+	var fl simFlags
+	cmd := &cobra.Command{
+		Use:   "sim",
+		Short: "Predict the SNAT race for other kernels, NAT modes and loads (no root)",
+		Long:  simLong,
 		Example: `  snatrace sim --era 5.0 --nat masquerade --workload ephemeral --pods 64 --cpus 16 --rate 5000/s --duration 60s --seed 1
   snatrace sim --era legacy --era 6.5 --nat masquerade --nat "masquerade random" --nat "masquerade fully-random"
   snatrace sim --workload same-port --sweep pods=2:256:x2 --nat masquerade --nat "masquerade fully-random" --plot pods.svg
