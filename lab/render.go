@@ -90,10 +90,15 @@ func WriteHTML(path string, rep *Report) error {
 	if err != nil {
 		return err
 	}
+	tables := []report.Table{{Title: "Results", Rows: rows}}
+	workload := rep.Workload.Name
+	if rep.Proto == UDP {
+		tables, workload = append(tables, udpCPUTable(rep)), "UDP "+workload
+	}
 	return report.WriteHTMLFile(path, report.Page{
-		Title:   fmt.Sprintf("snatrace lab: kernel %s, %d CPUs, %s workload, %d pods", rep.Kernel, rep.CPUs, rep.Workload.Name, rep.Workload.Pods),
+		Title:   fmt.Sprintf("snatrace lab: kernel %s, %d CPUs, %s workload, %d pods", rep.Kernel, rep.CPUs, workload, rep.Workload.Pods),
 		Summary: rep.Verdict,
-		Tables:  []report.Table{{Title: "Results", Rows: rows}},
+		Tables:  tables,
 		Plots:   []template.HTML{plot},
 		Notes:   notes,
 		JSON:    rep,

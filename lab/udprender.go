@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"text/tabwriter"
 
+	"github.com/snatrace/snatrace/report"
 	"github.com/snatrace/snatrace/report/text"
 )
 
@@ -65,4 +66,20 @@ func udpRows(rep *Report) [][]string {
 			fmt.Sprintf("%.2f", r.LatencyMS.P50), fmt.Sprintf("%.1f", r.LatencyMS.P99), fmt.Sprintf("%.1f", r.LatencyMS.Max)})
 	}
 	return rows
+}
+
+// udpCPUTable is the HTML table of the node's clash counters per CPU and
+// mode.
+func udpCPUTable(rep *Report) report.Table {
+	rows := [][]string{{"nat", "backend", "cpu", "insert_failed", "drop", "clash_resolve"}}
+	for _, r := range rep.Results {
+		if r.UDPResult == nil {
+			continue
+		}
+		for _, c := range r.ConntrackPerCPU {
+			rows = append(rows, []string{r.NAT, r.Backend, strconv.Itoa(c.CPU),
+				strconv.FormatUint(c.InsertFailed, 10), strconv.FormatUint(c.Drop, 10), strconv.FormatUint(c.ClashResolve, 10)})
+		}
+	}
+	return report.Table{Title: "Conntrack per CPU", Rows: rows}
 }
