@@ -25,6 +25,11 @@ type LabReport struct {
 	// Proto is "udp" for a UDP run: its results are compared by their
 	// clashes at confirm, resolved or not (labClashes).
 	Proto string `json:"proto,omitempty"`
+	// UDP describes a UDP run's client; Service is set when the queries went
+	// to the DNAT service address.
+	UDP *struct {
+		Service string `json:"service"`
+	} `json:"udp,omitempty"`
 }
 
 // LabWorkload is the lab's traffic description.
@@ -119,6 +124,7 @@ func LabConfig(rep LabReport, res LabResult, base Config) (Config, error) {
 	}
 	c.Era, c.NAT = era, m
 	c.Proto = rep.Proto
+	c.UDPService = rep.UDP != nil && rep.UDP.Service != ""
 	c.Workload = rep.Workload.Name
 	c.Pods = rep.Workload.Pods
 	c.CPUs = rep.CPUs

@@ -98,6 +98,10 @@ type Config struct {
 	Proto       string
 	UDPTimeout  time.Duration
 	UDPAttempts int
+	// UDPService sends the queries to the lab's cluster-DNS service address
+	// (labnet.ServiceAddr), DNATed at conntrack creation to one of the
+	// servers chosen at random per new flow, then SNATed towards it.
+	UDPService bool
 }
 
 // Defaults.

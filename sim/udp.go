@@ -225,10 +225,14 @@ const (
 func (r *udpRunner) step(q *udpQuery, kind int) bool {
 	switch kind {
 	case stepCreate:
+		dst := labnet.ServerAddr(q.server)
+		if r.cfg.UDPService {
+			dst = labnet.ServiceAddr
+		}
 		id, err := r.tb.NewConn(natmodel.Tuple{
 			Proto: natmodel.UDP,
 			Src:   netip.AddrPortFrom(labnet.PodAddr(q.pod), q.sport),
-			Dst:   netip.AddrPortFrom(labnet.ServerAddr(q.server), r.cfg.Dport),
+			Dst:   netip.AddrPortFrom(dst, r.cfg.Dport),
 		})
 		if err != nil { // its flow is confirmed already: no new entry
 			r.udp.RodeEntry++
@@ -237,6 +241,10 @@ func (r *udpRunner) step(q *udpQuery, kind int) bool {
 		}
 		q.ct = id
 		r.live = append(r.live, id)
+		if r.cfg.UDPService { // PREROUTING: the service picks a backend per new flow
+			q.server = r.rnd.IntN(r.cfg.Servers)
+			r.tb.DNAT(id, netip.AddrPortFrom(labnet.ServerAddr(q.server), r.cfg.Dport))
+		}
 	case stepSNAT:
 		if r.nat != nil {
 			if ch, err := r.tb.SNAT(q.ct, r.nat[q.server]); err == nil {

@@ -21,16 +21,26 @@ import (
 // conntrack entries are created before the first confirm: PreNAT (conntrack
 // creation at PREROUTING to the NAT choice) plus the window. preNAT was
 // fitted by hand on the pairs run's masquerade result (VALIDATION.md); the
-// informative check is the pairs run's fully-random result, which the
-// kernel resolves by another path (reply-only insertion, not merging).
+// informative checks are the pairs run's fully-random result, which the
+// kernel resolves by another path (reply-only insertion, not merging), and
+// the pairs sent to a DNAT service with two backends (natmodel.DNAT).
 type udpLabSet struct {
 	name, dir string
 	preNAT    Dist
+	knownGaps map[string]string // as labSet's: reported, not asserted
 }
 
+// gapUDPRun: a service run is a separate lab run (the service is not a NAT
+// mode the lab alternates), recorded minutes apart from the run its timing
+// was fitted on; on the shared 2-core host the clash rate of one command
+// moves by more than its interval from run to run (VALIDATION.md).
+const gapUDPRun = "a separate lab run: the machine's timing moved between it and the fitted runs"
+
 var udpLabSets = []udpLabSet{
-	{name: "6.18.44 on the host", dir: "testdata/udp", preNAT: Dist{Kind: Exp, A: 10 * time.Microsecond}},
-	{name: "Debian 6.1.192 in QEMU (TCG)", dir: "testdata/udp-6.1", preNAT: Dist{Kind: Exp, A: 1200 * time.Nanosecond}},
+	{name: "6.18.44 on the host", dir: "testdata/udp", preNAT: Dist{Kind: Exp, A: 10 * time.Microsecond},
+		knownGaps: map[string]string{"lab-udp-pairs-1pod-service.json masquerade": gapUDPRun}},
+	{name: "Debian 6.1.192 in QEMU (TCG)", dir: "testdata/udp-6.1", preNAT: Dist{Kind: Exp, A: 1200 * time.Nanosecond},
+		knownGaps: map[string]string{"lab-udp-pairs-1pod-service.json masquerade": gapUDPRun}},
 }
 
 // TestUDPAgainstLab calibrates the window on each set's same-port run and
@@ -46,7 +56,7 @@ func TestUDPAgainstLab(t *testing.T) {
 				t.Fatal(err)
 			}
 			var a Agreement
-			for _, file := range []string{"lab-udp-same-port-2pods.json", "lab-udp-pairs-1pod.json"} {
+			for _, file := range []string{"lab-udp-same-port-2pods.json", "lab-udp-pairs-1pod.json", "lab-udp-pairs-1pod-service.json"} {
 				rep := readLabFile(t, filepath.Join(set.dir, file))
 				if rep.Proto != UDP {
 					t.Fatalf("%s: proto %q, want udp", file, rep.Proto)
@@ -56,10 +66,10 @@ func TestUDPAgainstLab(t *testing.T) {
 					t.Fatal(err)
 				}
 				a.Tally(preds)
-				checkPredictions(t, labSet{}, file, preds)
+				checkPredictions(t, labSet{knownGaps: set.knownGaps}, file, preds)
 			}
 			t.Logf("%s: window %s, pre-NAT %s; %s", set.name, cal.Window, set.preNAT, a)
-			if a.Fitted != 1 || a.Informative < 2 {
+			if a.Fitted != 1 || a.Informative < 4 {
 				t.Errorf("%s: want one fitted result and the pairs results informative", a)
 			}
 		})
@@ -118,5 +128,27 @@ func TestUDPEras(t *testing.T) {
 		if plain == 0 || 10*full > plain {
 			t.Errorf("%v two pods on one port: %d lost through masquerade, %d fully-random", tc.era, plain, full)
 		}
+	}
+}
+
+// TestUDPServiceEras: parallel queries DNATed to one of two backends (the
+// kube-dns case) through plain masquerade: the half that meet on one
+// backend are identical and merged from 4.19 (5.0 when NATed late), the
+// half sent to different backends are lost until 5.6 inserts them.
+func TestUDPServiceEras(t *testing.T) {
+	m, _ := natrule.ParseMode("masquerade")
+	run := func(era natmodel.Era) Result {
+		r, err := Run(context.Background(), Config{
+			Proto: UDP, Era: era, NAT: m, Workload: labnet.Pairs, Pods: 1, CPUs: 2, Servers: 2, UDPService: true,
+			Connections: 4000, Window: Dist{Kind: Exp, A: 4778 * time.Nanosecond}, PreNAT: udpLabSets[0].preNAT, Seed: 1,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	before, after := run(natmodel.Era50), run(natmodel.Era{Major: 5, Minor: 6})
+	if before.Lost == 0 || before.Merged == 0 || after.Lost != 0 || after.Inserted == 0 || after.Merged == 0 {
+		t.Errorf("5.0: lost %d, merged %d; 5.6: lost %d, merged %d, inserted %d", before.Lost, before.Merged, after.Lost, after.Merged, after.Inserted)
 	}
 }

@@ -91,6 +91,7 @@ func newSimCmd() *cobra.Command {
 	f.StringVar(&fl.proto, "proto", "tcp", "tcp (connections) or udp (resolver-like queries, as snatrace lab --proto udp)")
 	f.DurationVar(&fl.cfg.UDPTimeout, "udp-timeout", sim.DefaultUDPTimeout, "udp: the client's wait before it sends a lost query again")
 	f.IntVar(&fl.cfg.UDPAttempts, "udp-attempts", sim.DefaultUDPAttempts, "udp: transmissions of a query at most")
+	f.BoolVar(&fl.cfg.UDPService, "service", false, "udp: query a service address DNATed to one of --servers at random per flow (kube-proxy's cluster DNS)")
 	f.IntVar(&fl.cfg.Pods, "pods", 16, "client pods")
 	f.IntVar(&fl.cfg.CPUs, "cpus", 2, "CPUs of the NAT node")
 	f.IntVar(&fl.cfg.Servers, "servers", 1, "destinations (server addresses)")
@@ -219,7 +220,7 @@ func (fl *simFlags) protoConfig(cmd *cobra.Command, c *sim.Config) error {
 			return usageErr("--workload: %s is not a UDP workload: want %s", fl.workload, strings.Join(labnet.UDPWorkloads, ", "))
 		}
 	case "tcp":
-		for _, name := range []string{"udp-timeout", "udp-attempts"} {
+		for _, name := range []string{"udp-timeout", "udp-attempts", "service"} {
 			if cmd.Flags().Changed(name) {
 				return usageErr("--%s: only with --proto udp", name)
 			}
