@@ -3,9 +3,11 @@ package lab
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"strings"
 
 	"github.com/snatrace/snatrace/internal/stats"
+	"github.com/snatrace/snatrace/lab/labnet"
 )
 
 // UDPReport describes a UDP run's client (Report.UDP).
@@ -24,7 +26,7 @@ func protoReport(cfg Config) (string, *UDPReport) {
 	}
 	u := &UDPReport{TimeoutSeconds: cfg.UDP.Timeout.Seconds(), Attempts: cfg.UDP.Attempts}
 	if cfg.UDP.Service {
-		u.Service = fmt.Sprintf("%s:%d", "10.96.0.10", cfg.Workload.Dport)
+		u.Service = netip.AddrPortFrom(labnet.ServiceAddr, cfg.Workload.Dport).String()
 	}
 	return UDP, u
 }
