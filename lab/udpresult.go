@@ -124,17 +124,19 @@ func (r *Result) finishUDP() {
 	u := r.UDPResult
 	r.LatencyMS = stats.Summarize(r.LatencyMillis())
 	r.synsSent = u.Datagrams
+	r.CountersAgree = r.Conntrack == r.ConntrackNetlink
+	r.Causes, u.LossCauses, r.Accounted, r.Note = accountUDP(r)
+	// The clash rate counts the drops of unresolved clashes: before 5.10
+	// insert_failed also counts the resolved ones.
 	r.ClashRate, u.LossRate = 0, 0
 	if u.Datagrams > 0 {
-		r.ClashRate = float64(r.Conntrack.InsertFailed) / float64(u.Datagrams)
+		r.ClashRate = float64(r.Causes.SNATClash) / float64(u.Datagrams)
 		u.LossRate = float64(u.Lost) / float64(u.Datagrams)
 	}
-	lo, hi := stats.Wilson(r.Conntrack.InsertFailed, u.Datagrams)
+	lo, hi := stats.Wilson(r.Causes.SNATClash, u.Datagrams)
 	r.ClashRateCI95 = [2]float64{lo, hi}
 	lo, hi = stats.Wilson(u.Lost, u.Datagrams)
 	u.LossRateCI95 = [2]float64{lo, hi}
-	r.CountersAgree = r.Conntrack == r.ConntrackNetlink
-	r.Causes, u.LossCauses, r.Accounted, r.Note = accountUDP(r)
 }
 
 // accountUDP explains the lost transmissions by what the kernel counted.
