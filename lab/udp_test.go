@@ -142,6 +142,14 @@ func TestAccountUDP(t *testing.T) {
 	if len(r.ConntrackPerCPU) != 2 || r.ConntrackPerCPU[1].Drop != 3 {
 		t.Errorf("per CPU %+v", r.ConntrackPerCPU)
 	}
+	// A query answered by the late answer to its first attempt: its second
+	// attempt's answer finds the socket closed (NoPorts) but was never lost.
+	r = &Result{}
+	r.addUDP([]udpOutcome{{answered: true, attempt: 1, lost: 1, late: 1, seen: 1}}, udpDelta{podNoPorts: 1})
+	r.finish()
+	if r.LossCauses.Late != 1 || !r.Accounted {
+		t.Errorf("straggler: late %d, accounted %v: %s", r.LossCauses.Late, r.Accounted, r.Note)
+	}
 	// One more lost transmission than the kernel explains does not add up.
 	r = &Result{}
 	r.addUDP(append(outs, udpOutcome{answered: true, attempt: 1, lost: 1}), d)

@@ -54,7 +54,8 @@ type UDPResult struct {
 	// LossCauses accounts for every lost transmission, with Causes.
 	LossCauses UDPCauses `json:"udp_causes"`
 
-	lateSeen uint64 // late answers the clients read
+	lateSeen   uint64 // late answers the clients read
+	stragglers uint64 // answers still due when their query was answered by an earlier attempt's
 }
 
 // CPUConntrack is one CPU's share of the node's UDP clash counters.
@@ -92,6 +93,12 @@ func (r *Result) addUDP(outs []udpOutcome, d udpDelta) {
 		u.Datagrams += uint64(o.attempt) + 1
 		u.Lost += uint64(o.lost)
 		u.lateSeen += uint64(o.late)
+		if o.answered && o.seen&(1<<o.attempt) == 0 {
+			// Answered by a late answer to an earlier attempt: the last
+			// attempt, which never timed out, is answered after the socket
+			// closed (Udp NoPorts) without having been lost.
+			u.stragglers++
+		}
 		if o.attempt > 0 {
 			u.Retried++
 		}
@@ -152,8 +159,10 @@ func accountUDP(r *Result) (Causes, UDPCauses, bool, string) {
 	uc.ChainTooLong = ct.ChainTooLong
 	uc.SocketBuffer = u.PodRcvbufErrors + u.ServerRcvbufErrors
 	// An answer that found its socket closed came after its client had
-	// stopped waiting for it: a late answer to a transmission counted lost.
-	uc.Late = u.lateSeen + u.PodNoPorts
+	// stopped waiting for it: a late answer to a transmission counted lost,
+	// unless it answers the last attempt of a query an earlier attempt's
+	// late answer had answered (a straggler, never lost).
+	uc.Late = u.lateSeen + u.PodNoPorts - min(u.PodNoPorts, u.stragglers)
 	c := Causes{SNATClash: min(ct.Drop, ct.InsertFailed-min(ct.InsertFailed, ct.ChainTooLong))}
 	c.TableFull = ct.Drop - c.SNATClash
 	explained := c.SNATClash + c.TableFull + uc.ChainTooLong + uc.SocketBuffer + uc.Late
