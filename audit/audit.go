@@ -76,6 +76,10 @@ const (
 	KindClashResolve  Kind = "clash-resolved"
 	KindMixedBackends Kind = "mixed-backends" // iptables-legacy and nftables rules side by side
 	KindNotRead       Kind = "rules-not-read" // a source of rules could not be read: the audit is incomplete
+	// The DNS path (dns.go).
+	KindDNSConntrack Kind = "dns-conntrack" // port-53 service DNAT through conntrack, no NOTRACK
+	KindDNSSNAT      Kind = "dns-snat-race" // UDP through SNAT without fully-random: cross-pod reply clashes
+	KindDNSNoTrack   Kind = "dns-notrack"   // NodeLocal DNSCache-style NOTRACK for port 53 (info)
 )
 
 // Finding is one thing to fix or know.
@@ -114,6 +118,9 @@ type Input struct {
 	Iptables string
 	// Conntrack is nil when counters were not read (dumps).
 	Conntrack *Conntrack
+	// DNS is what the dumps say about the DNS path (ScanDNS); nil when no
+	// dump text was scanned.
+	DNS *DNSPath
 }
 
 // Report is the outcome of an audit.
@@ -125,6 +132,7 @@ type Report struct {
 	Rules     []RuleView       `json:"rules"`
 	Findings  []Finding        `json:"findings"`
 	Conntrack *ConntrackView   `json:"conntrack"`
+	DNS       *DNSPath         `json:"dns,omitempty"` // the DNS path's service and NOTRACK rules, when scanned
 	Warnings  []string         `json:"warnings,omitempty"`
 	// ReadErrors are the sources of rules that could not be read: the
 	// audit saw none of their rules.
@@ -204,7 +212,8 @@ func Run(in Input) *Report {
 	kernelKnown := kerr == nil
 	preRover := kernelKnown && !kv.AtLeast(5, 0)
 
-	racy := 0 // rules that can race through port preservation or the rover
+	racy := 0    // rules that can race through port preservation or the rover
+	racyUDP := 0 // of those, rules that carry UDP too (dns.go)
 	seenOwner := map[ruleset.Owner]bool{}
 	for i := range rs.Rules {
 		r := &rs.Rules[i]
@@ -214,6 +223,9 @@ func Run(in Input) *Report {
 			rep.Owners = append(rep.Owners, r.Owner)
 		}
 		fs := ruleFindings(r, i, preRover, kernelKnown, in.Kernel)
+		if racyForUDP(r) {
+			racyUDP++
+		}
 		for _, f := range fs {
 			if f.Kind == KindNoFullyRandom || f.Kind == KindRandomOnly && preRover {
 				racy++
@@ -225,6 +237,8 @@ func Run(in Input) *Report {
 		rep.Findings = append(rep.Findings, fs...)
 	}
 	rep.Findings = append(rep.Findings, hostFindings(rs, rep.Iptables, kv, kernelKnown, in.Kernel)...)
+	rep.DNS = in.DNS
+	rep.Findings = append(rep.Findings, dnsFindings(in.DNS, racyUDP, kv, kernelKnown)...)
 	if in.Conntrack != nil {
 		view, fs := conntrackFindings(in.Conntrack, racy)
 		rep.Conntrack = view

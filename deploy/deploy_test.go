@@ -339,10 +339,11 @@ func TestDashboard(t *testing.T) {
 }
 
 // TestMetricNamesExist: every snatrace_* metric the rules, their tests and the
-// dashboard use is one the exporter describes.
+// dashboard use is one the exporter describes (its tracer metrics included).
 func TestMetricNamesExist(t *testing.T) {
 	ch := make(chan *prometheus.Desc, 100)
 	exporter.New(exporter.WithKernelRelease("6.18.0")).Describe(ch)
+	exporter.NewClashDrops(1).Describe(ch) // served with --trace
 	close(ch)
 	served := map[string]bool{}
 	fq := regexp.MustCompile(`fqName: "([^"]+)"`)

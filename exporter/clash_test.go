@@ -35,3 +35,33 @@ snatrace_snat_clash_drops_total{dst="other"} 1
 		t.Error(err)
 	}
 }
+
+// UDP drops are counted apart from TCP's, by destination with the same
+// label budget, and resolved clashes by how they were resolved.
+func TestClashDropsUDP(t *testing.T) {
+	c := NewClashDrops(2)
+	ev := func(dst string, kind trace.Kind, proto string) trace.Event {
+		return trace.Event{Kind: kind, Proto: proto, Orig: trace.Tuple{Src: netip.MustParseAddrPort("10.98.0.2:40000"), Dst: netip.MustParseAddrPort(dst)}}
+	}
+	for _, e := range []trace.Event{
+		ev("198.51.100.2:53", trace.KindSNATClash, "udp"),
+		ev("198.51.100.2:53", trace.KindSNATClash, "udp"),
+		ev("198.51.100.2:80", trace.KindSNATClash, "tcp"),
+		ev("198.51.100.2:53", trace.KindClashMerged, "udp"),
+		ev("198.51.100.2:53", trace.KindClashInserted, "udp"),
+		ev("198.51.100.2:53", trace.KindClashMerged, "udp"),
+		ev("198.51.100.2:53", trace.KindOtherDrop, "udp"),
+	} {
+		c.Observe(e)
+	}
+	for name, want := range map[string]string{
+		"snatrace_udp_snat_clash_drops_total": "\nsnatrace_udp_snat_clash_drops_total{dst=\"198.51.100.2:53\"} 2\n",
+		"snatrace_snat_clash_drops_total":     "\nsnatrace_snat_clash_drops_total{dst=\"198.51.100.2:80\"} 1\n",
+		"snatrace_udp_clashes_resolved_total": "\nsnatrace_udp_clashes_resolved_total{how=\"inserted\"} 1\nsnatrace_udp_clashes_resolved_total{how=\"merged\"} 2\n",
+	} {
+		got := string(exposition(t, c))
+		if !strings.Contains(got, want) {
+			t.Errorf("%s: want %q in\n%s", name, want, got)
+		}
+	}
+}

@@ -187,7 +187,7 @@ func scrapeFamilies(t *testing.T, e *Exporter) map[string]*dto.MetricFamily {
 }
 
 // exposition scrapes e alone, through a pedantic registry, in the text format.
-func exposition(t *testing.T, e *Exporter) []byte {
+func exposition(t *testing.T, e prometheus.Collector) []byte {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	if err := reg.Register(e); err != nil {

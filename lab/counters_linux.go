@@ -65,11 +65,24 @@ func val(p *float64) uint64 {
 	return uint64(*p)
 }
 
-// tcpExt reads the TcpExt counters of ns through /proc/<tid>/net/netstat of a
-// thread inside it (/proc/self/net would be the main thread's namespace).
+// tcpExt reads the TcpExt counters of ns (/proc/<tid>/net/netstat).
 func tcpExt(ns *netns.NS) (procfs.TcpExt, error) {
 	var ext procfs.TcpExt
-	err := ns.Do(func() error {
+	err := inProc(ns, func(p procfs.Proc) error {
+		st, err := p.Netstat()
+		ext = st.TcpExt
+		return err
+	})
+	if err != nil {
+		return ext, fmt.Errorf("reading TcpExt of %s: %w", ns, err)
+	}
+	return ext, nil
+}
+
+// inProc runs fn on the procfs entry of a thread inside ns: /proc/self/net
+// would be the main thread's namespace.
+func inProc(ns *netns.NS, fn func(procfs.Proc) error) error {
+	return ns.Do(func() error {
 		fs, err := procfs.NewFS("/proc")
 		if err != nil {
 			return err
@@ -78,15 +91,6 @@ func tcpExt(ns *netns.NS) (procfs.TcpExt, error) {
 		if err != nil {
 			return err
 		}
-		st, err := p.Netstat()
-		if err != nil {
-			return err
-		}
-		ext = st.TcpExt
-		return nil
+		return fn(p)
 	})
-	if err != nil {
-		return ext, fmt.Errorf("reading TcpExt of %s: %w", ns, err)
-	}
-	return ext, nil
 }

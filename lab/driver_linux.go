@@ -90,6 +90,13 @@ func listenBacklog(ap netip.AddrPort, backlog int) (net.Listener, error) {
 // sockets of ts (bound to their source port when one is given). A socket
 // keeps the namespace it was created in, so any thread may connect it.
 func (d *driver) openSockets(ts []target) ([]int, error) {
+	return d.openSocketsOf(ts, unix.SOCK_STREAM)
+}
+
+// openSocketsOf is openSockets for sockets of type typ (unix.SOCK_STREAM or
+// unix.SOCK_DGRAM). Datagram sockets are always bound (port 0: one the
+// kernel picks now), so that sends from several threads share one port.
+func (d *driver) openSocketsOf(ts []target, typ int) ([]int, error) {
 	fds := make([]int, len(ts))
 	for i := range fds {
 		fds[i] = -1
@@ -109,7 +116,7 @@ func (d *driver) openSockets(ts []target) ([]int, error) {
 		p := d.topo.Pods[pod]
 		err := p.NS.Do(func() error {
 			for _, i := range idx {
-				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+				fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 				if err != nil {
 					return fmt.Errorf("socket: %w", err)
 				}
@@ -117,8 +124,12 @@ func (d *driver) openSockets(ts []target) ([]int, error) {
 				// Reset on close: no TIME_WAIT, so narrowed port ranges and
 				// repeated source ports stay usable.
 				unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-				if port := ts[i].port; port != 0 {
-					unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+				if port := ts[i].port; port != 0 || typ == unix.SOCK_DGRAM {
+					// Not for UDP port 0: two UDP sockets with SO_REUSEADDR
+					// may be given one port, and one steals the other's answers.
+					if port != 0 {
+						unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+					}
 					if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(port), Addr: p.Addr.As4()}); err != nil {
 						return fmt.Errorf("binding %s:%d: %w", p.Addr, port, err)
 					}
@@ -266,11 +277,8 @@ func (r *driverRound) worker(ctx context.Context, w int) {
 	}()
 	// The thread is pinned to one CPU and never returned to the runtime's
 	// pool: the goroutine ends still locked.
-	runtime.LockOSThread()
-	var set unix.CPUSet
-	set.Set(d.cpus[w])
-	if err := unix.SchedSetaffinity(0, &set); err != nil {
-		r.errc <- fmt.Errorf("pinning client thread to CPU %d: %w", d.cpus[w], err)
+	if err := pinThread(d.cpus[w]); err != nil {
+		r.errc <- err
 	}
 	for _, idx := range r.shares[w] {
 		if !r.steady && r.barrier.wait() {
@@ -291,6 +299,19 @@ func (r *driverRound) worker(ctx context.Context, w int) {
 			r.fds[i] = -1
 		}
 	}
+}
+
+// pinThread locks the calling goroutine to its thread and the thread to
+// cpu. The goroutine must end still locked, so the thread is never returned
+// to the runtime's pool with its narrowed affinity.
+func pinThread(cpu int) error {
+	runtime.LockOSThread()
+	var set unix.CPUSet
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return fmt.Errorf("pinning client thread to CPU %d: %w", cpu, err)
+	}
+	return nil
 }
 
 // waitUntil sleeps until start+at; false if ctx ended first.
@@ -327,8 +348,19 @@ func (w *waiters) add(f *os.File, deadline time.Time) {
 	if w.cancelled {
 		deadline = time.Now()
 	}
-	f.SetWriteDeadline(deadline)
+	f.SetDeadline(deadline)
 	w.files[f] = true
+}
+
+// setDeadline moves the deadline of f (added before) unless the wait was
+// cancelled, and reports whether it was not.
+func (w *waiters) setDeadline(f *os.File, deadline time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.cancelled {
+		f.SetDeadline(deadline)
+	}
+	return !w.cancelled
 }
 
 func (w *waiters) remove(f *os.File) {
@@ -337,12 +369,19 @@ func (w *waiters) remove(f *os.File) {
 	w.mu.Unlock()
 }
 
+// isCancelled reports whether cancel was called.
+func (w *waiters) isCancelled() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cancelled
+}
+
 func (w *waiters) cancel() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.cancelled = true
 	for f := range w.files {
-		f.SetWriteDeadline(time.Now())
+		f.SetDeadline(time.Now())
 	}
 }
 

@@ -27,6 +27,11 @@ type Config struct {
 	Modes    []natrule.Mode
 	Backends []natrule.Backend
 
+	// Proto is the traffic's protocol: TCP (connections, the default) or
+	// UDP (resolver-like queries, shaped by UDP).
+	Proto string
+	UDP   UDPConfig
+
 	Workload WorkloadConfig
 	Pods     int
 	Servers  int
@@ -107,6 +112,12 @@ func (c Config) WithDefaults() Config {
 	if c.Workload.Name == "" {
 		c.Workload.Name = SamePort
 	}
+	if c.Proto == "" {
+		c.Proto = TCP
+	}
+	if c.Proto == UDP {
+		c.udpDefaults()
+	}
 	if c.Workload.Dport == 0 {
 		c.Workload.Dport = DefaultDport
 	}
@@ -119,6 +130,9 @@ func (c Config) WithDefaults() Config {
 		c.Pods = DefaultPods
 		if c.Workload.Name == SamePort {
 			c.Pods = max(2, runtime.NumCPU())
+		}
+		if c.Workload.Name == Pairs {
+			c.Pods = max(1, runtime.NumCPU()/2) // a pair takes two CPUs
 		}
 	}
 	if c.Servers == 0 {
@@ -139,6 +153,9 @@ func (c Config) WithDefaults() Config {
 	if c.Prefix == "" {
 		c.Prefix = NewPrefix()
 	}
+	if c.Proto == UDP {
+		c.fitUDPRound()
+	}
 	return c
 }
 
@@ -146,6 +163,9 @@ func (c Config) WithDefaults() Config {
 // naming the offending setting as the CLI flag of the same name. It does not
 // change c.
 func (c Config) Validate() error {
+	if err := c.validateProto(); err != nil {
+		return err
+	}
 	if err := c.Workload.validate(); err != nil {
 		return err
 	}
@@ -169,7 +189,7 @@ func (c Config) Validate() error {
 			return err
 		}
 		for _, b := range c.Backends {
-			if err := installable(m, b); err != nil {
+			if err := installable(m, b, c.Proto); err != nil {
 				return err
 			}
 		}
@@ -178,19 +198,19 @@ func (c Config) Validate() error {
 }
 
 // sessionRules are the node's rules for mode: one per uplink,
-// ip saddr 10.98.0.0/16 oifname "upK" meta l4proto tcp MODE.
-func sessionRules(mode natrule.Mode, servers int) []natrule.Rule {
+// ip saddr 10.98.0.0/16 oifname "upK" meta l4proto PROTO MODE.
+func sessionRules(mode natrule.Mode, servers int, proto string) []natrule.Rule {
 	rules := make([]natrule.Rule, servers)
 	for k := range rules {
-		rules[k] = natrule.Rule{Src: labnet.PodNet, OutIface: labnet.UplinkName(k), Proto: "tcp", Mode: mode}
+		rules[k] = natrule.Rule{Src: labnet.PodNet, OutIface: labnet.UplinkName(k), Proto: proto, Mode: mode}
 	}
 	return rules
 }
 
 // installable checks, before anything is built, that backend can express
 // the rule the lab installs for m.
-func installable(m natrule.Mode, b natrule.Backend) error {
-	r := sessionRules(m, 1)[0]
+func installable(m natrule.Mode, b natrule.Backend, proto string) error {
+	r := sessionRules(m, 1, proto)[0]
 	var err error
 	if b == natrule.Nftables {
 		_, err = r.NFTStatement()

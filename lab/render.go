@@ -16,13 +16,22 @@ import (
 // verdict.
 func WriteText(w io.Writer, rep *Report) error {
 	ew := &text.Writer{W: w}
-	ew.Printf("kernel %s, %d CPUs, workload %s: %d pods, %d server(s), %d connections in %.1f s (stopped: %s)\n",
-		rep.Kernel, rep.CPUs, rep.Workload.Name, rep.Workload.Pods, rep.Workload.Servers, rep.Workload.Connections, rep.Seconds, rep.Stopped)
+	noun := "connections"
+	if rep.Proto == UDP {
+		noun = "UDP queries"
+	}
+	ew.Printf("kernel %s, %d CPUs, workload %s: %d pods, %d server(s), %d %s in %.1f s (stopped: %s)\n",
+		rep.Kernel, rep.CPUs, rep.Workload.Name, rep.Workload.Pods, rep.Workload.Servers, rep.Workload.Connections, noun, rep.Seconds, rep.Stopped)
 	if vm := rep.VM; vm != nil {
 		ew.Printf("in a VM: QEMU %s, %s, %d vCPUs, %d MiB; booted in %.1f s (guest kernel %.1f s), %.1f s in all\n",
 			vm.QEMU, vm.Accelerator, vm.VCPUs, vm.MemoryMiB, vm.BootSeconds, vm.GuestBootSeconds, vm.WallSeconds)
 	}
 	ew.Printf("\n")
+	if rep.Proto == UDP {
+		writeUDPBody(ew, rep)
+		ew.Printf("\nverdict: %s\n", rep.Verdict)
+		return ew.Err
+	}
 	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "nat\tbackend\tconnections\tdelayed\tfailed\tinsert_failed\tdrop\tclash rate (95% CI)\tp50 ms\tp99 ms\tmax ms\t1s\t3s\t7s+\t")
 	for _, r := range rep.Results {
@@ -60,24 +69,36 @@ func WriteHTML(path string, rep *Report) error {
 	var series []report.Series
 	rows := [][]string{{"nat", "backend", "connections", "delayed", "failed", "insert_failed", "drop", "clash rate", "95% CI", "p50 ms", "p99 ms", "max ms"}}
 	var notes []string
+	title := "connect latency by NAT mode"
+	if rep.Proto == UDP {
+		rows, title = udpRows(rep), "query latency by NAT mode (a lost query waits the client's timeout)"
+	}
 	for _, r := range rep.Results {
 		series = append(series, report.Series{Name: r.NAT + " (" + r.Backend + ")", Values: r.LatencyMillis()})
+		if !r.Accounted {
+			notes = append(notes, r.NAT+" ("+r.Backend+"): "+r.Note)
+		}
+		if rep.Proto == UDP {
+			continue
+		}
 		rows = append(rows, []string{r.NAT, r.Backend, strconv.Itoa(r.Connections), strconv.Itoa(r.Retransmitted), strconv.Itoa(r.Failed),
 			strconv.FormatUint(r.Conntrack.InsertFailed, 10), strconv.FormatUint(r.Conntrack.Drop, 10),
 			fmt.Sprintf("%.4f%%", 100*r.ClashRate), fmt.Sprintf("%.4f-%.4f%%", 100*r.ClashRateCI95[0], 100*r.ClashRateCI95[1]),
 			fmt.Sprintf("%.2f", r.LatencyMS.P50), fmt.Sprintf("%.1f", r.LatencyMS.P99), fmt.Sprintf("%.1f", r.LatencyMS.Max)})
-		if !r.Accounted {
-			notes = append(notes, r.NAT+" ("+r.Backend+"): "+r.Note)
-		}
 	}
-	plot, err := report.LatencyCCDF("connect latency by NAT mode", series)
+	plot, err := report.LatencyCCDF(title, series)
 	if err != nil {
 		return err
 	}
+	tables := []report.Table{{Title: "Results", Rows: rows}}
+	workload := rep.Workload.Name
+	if rep.Proto == UDP {
+		tables, workload = append(tables, udpCPUTable(rep)), "UDP "+workload
+	}
 	return report.WriteHTMLFile(path, report.Page{
-		Title:   fmt.Sprintf("snatrace lab: kernel %s, %d CPUs, %s workload, %d pods", rep.Kernel, rep.CPUs, rep.Workload.Name, rep.Workload.Pods),
+		Title:   fmt.Sprintf("snatrace lab: kernel %s, %d CPUs, %s workload, %d pods", rep.Kernel, rep.CPUs, workload, rep.Workload.Pods),
 		Summary: rep.Verdict,
-		Tables:  []report.Table{{Title: "Results", Rows: rows}},
+		Tables:  tables,
 		Plots:   []template.HTML{plot},
 		Notes:   notes,
 		JSON:    rep,

@@ -32,6 +32,9 @@ type Report struct {
 	// VM describes the virtual machine the lab ran in (snatrace lab
 	// --kernel); nil when it ran on the host's own kernel.
 	VM *VM `json:"vm,omitempty"`
+	// Proto is "udp" for a UDP run (absent for TCP), and UDP its client.
+	Proto string     `json:"proto,omitempty"`
+	UDP   *UDPReport `json:"udp,omitempty"`
 }
 
 // VM is the virtual machine of a lab run on another kernel.
@@ -145,6 +148,8 @@ type Result struct {
 	Note          string     `json:"note,omitempty"`
 	// Trace is set by --trace: the eBPF tracer's view of the same drops.
 	Trace *TraceResult `json:"trace,omitempty"`
+	// UDPResult is set for a UDP run (Config.Proto), its fields inline.
+	*UDPResult
 
 	latencies []time.Duration // for plots
 	synsSent  uint64
@@ -216,6 +221,10 @@ func latencyClass(l time.Duration) string {
 
 // finish computes the derived figures once all rounds are in.
 func (r *Result) finish() {
+	if r.UDPResult != nil {
+		r.finishUDP()
+		return
+	}
 	r.LatencyMS = stats.Summarize(r.LatencyMillis())
 	r.synsSent = uint64(r.Connections) + r.SynRetrans
 	r.ClashRate = 0
@@ -262,6 +271,9 @@ func verdict(rs []*Result) string {
 	if len(rs) == 0 {
 		return "no results"
 	}
+	if rs[0].UDPResult != nil {
+		return udpVerdict(rs)
+	}
 	b := rs[0]
 	var s strings.Builder
 	if b.Conntrack.InsertFailed == 0 {
@@ -301,6 +313,12 @@ type TraceResult struct {
 	Unmatched  int `json:"unmatched"`   // delayed connections with no attributed drop
 	Extra      int `json:"extra"`       // SNAT-clash drops that match no delayed connection
 	OtherDrops int `json:"other_drops"` // netfilter SYN drops in the node that were not SNAT clashes
+	// Resolved counts the UDP clashes the tracer saw resolved (merged or
+	// inserted, nothing lost): as many as clash_resolve in fexit mode; the
+	// tracepoint mode cannot see them (no packet is dropped).
+	Resolved int `json:"resolved,omitempty"`
+	// Mode is the tracer's mode: "fexit" or "tracepoint".
+	Mode string `json:"mode,omitempty"`
 }
 
 func (t *TraceResult) add(o TraceResult) {
@@ -308,6 +326,8 @@ func (t *TraceResult) add(o TraceResult) {
 	t.Unmatched += o.Unmatched
 	t.Extra += o.Extra
 	t.OtherDrops += o.OtherDrops
+	t.Resolved += o.Resolved
+	t.Mode = o.Mode
 }
 
 // attempt is the outcome of one connect().

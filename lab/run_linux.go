@@ -41,7 +41,7 @@ func CheckPrivileges() error {
 func checkBinaries(cfg Config) error {
 	for _, b := range cfg.Backends {
 		for _, m := range cfg.Modes {
-			for _, bin := range natrule.Binaries(b, sessionRules(m, cfg.Servers)) {
+			for _, bin := range natrule.Binaries(b, sessionRules(m, cfg.Servers, cfg.Proto)) {
 				if _, err := (tool.Exec{}).LookPath(bin); err != nil {
 					return err
 				}
@@ -109,7 +109,11 @@ func Open(ctx context.Context, cfg Config) (s *Session, err error) {
 		return s, err
 	}
 	s.d = &driver{topo: s.Topo, dport: cfg.Workload.Dport, cpus: cpus, timeout: cfg.Timeout}
-	if s.stopListen, err = s.d.listen(ctx); err != nil {
+	serve := s.d.listen
+	if cfg.Proto == UDP {
+		serve = s.openUDP
+	}
+	if s.stopListen, err = serve(ctx); err != nil {
 		return s, err
 	}
 	s.plan = newPlanner(cfg.Workload, cfg.Pods, cfg.Servers, cfg.Seed)
@@ -120,7 +124,7 @@ func Open(ctx context.Context, cfg Config) (s *Session, err error) {
 func (s *Session) Node() *netns.NS { return s.Topo.Node }
 
 // Install puts mode on the node through backend (one rule per uplink:
-// ip saddr 10.98.0.0/16 oifname "upK" meta l4proto tcp MODE), removing what
+// ip saddr 10.98.0.0/16 oifname "upK" meta l4proto tcp|udp MODE), removing what
 // the session installed through other backends.
 func (s *Session) Install(ctx context.Context, mode natrule.Mode, backend natrule.Backend) error {
 	for b := range s.installed {
@@ -140,7 +144,7 @@ func (s *Session) Install(ctx context.Context, mode natrule.Mode, backend natrul
 
 // Rules returns the rules Install puts on the node for mode.
 func (s *Session) Rules(mode natrule.Mode) []natrule.Rule {
-	return sessionRules(mode, len(s.Topo.Servers))
+	return sessionRules(mode, len(s.Topo.Servers), s.cfg.Proto)
 }
 
 // Round sends about n connections of the session's workload under whatever
@@ -183,22 +187,14 @@ func (s *Session) Round(ctx context.Context, n int, until uint64) (*Result, erro
 
 // round runs one round into r and says whether until was reached.
 func (s *Session) round(ctx context.Context, r *Result, n int, until uint64) (hit bool, err error) {
+	if s.cfg.Proto == UDP {
+		return s.udpRound(ctx, r, n, until)
+	}
 	before, err := s.Topo.read()
 	if err != nil {
 		return false, err
 	}
-	var calls atomic.Int64
-	var reached atomic.Bool
-	stop := func() bool {
-		if until == 0 || calls.Add(1)%4 != 0 {
-			return false
-		}
-		snap, err := ctstat.ReadProcIn(s.Topo.Node)
-		if err == nil && ctstatDelta(before.proc, snap) >= until {
-			reached.Store(true)
-		}
-		return reached.Load()
-	}
+	stop := s.untilStop(before, until)
 	mark := 0
 	if s.trace != nil {
 		mark = s.trace.mark()
@@ -226,6 +222,24 @@ func (s *Session) round(ctx context.Context, r *Result, n int, until uint64) (hi
 		r.Trace.add(tr)
 	}
 	return until > 0 && delta.proc.InsertFailed >= until, nil
+}
+
+// untilStop returns the stop function of a round that ends once the node
+// has counted until more insert failures than before (never for 0). It
+// reads the counters on every fourth call: it is polled between bursts.
+func (s *Session) untilStop(before counters, until uint64) func() bool {
+	var calls atomic.Int64
+	var reached atomic.Bool
+	return func() bool {
+		if until == 0 || calls.Add(1)%4 != 0 {
+			return false
+		}
+		snap, err := ctstat.ReadProcIn(s.Topo.Node)
+		if err == nil && ctstatDelta(before.proc, snap) >= until {
+			reached.Store(true)
+		}
+		return reached.Load()
+	}
 }
 
 // Close stops the servers and removes every namespace of the session.

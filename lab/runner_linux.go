@@ -88,6 +88,7 @@ func newRun(cfg Config, s *Session) *run {
 			Rate: cfg.Workload.Rate, Poisson: cfg.Workload.Poisson,
 		},
 	}
+	r.rep.Proto, r.rep.UDP = protoReport(cfg)
 	for _, v := range r.vs {
 		r.rep.Results = append(r.rep.Results, &Result{NAT: v.mode.String(), Backend: v.backend.Flag()})
 	}
@@ -175,7 +176,7 @@ func (r *run) round(ctx context.Context, i, n int, until uint64) (bool, error) {
 	sent := res.Connections - before
 	r.rep.Workload.Connections += sent
 	if r.cfg.Workload.Name != Steady {
-		r.rep.Workload.Bursts += (sent + r.cfg.Pods - 1) / r.cfg.Pods
+		r.rep.Workload.Bursts += (sent + r.cfg.burstSize() - 1) / r.cfg.burstSize()
 	}
 	if r.cfg.Progress != nil {
 		done := 0

@@ -84,10 +84,19 @@ func (s *Session) matchTrace(atts []attempt, events []trace.Event) TraceResult {
 	}
 	// A drop comes at most a few ms after the first SYN, or 1 s, 3 s... after
 	// it for a retransmission; the timeout bounds them all.
-	m := trace.Match(delayed, events, s.cfg.Timeout, 5*time.Millisecond)
-	tr := TraceResult{Attributed: m.Attributed, Unmatched: len(m.Unmatched), Extra: len(m.Extra)}
+	return traceResult(s.trace.t.Mode(), delayed, events, s.cfg.Timeout)
+}
+
+// traceResult pairs events with the delayed connections or queries whose
+// drops came at most window after their start.
+func traceResult(mode trace.Mode, delayed []trace.Delayed, events []trace.Event, window time.Duration) TraceResult {
+	m := trace.Match(delayed, events, window, 5*time.Millisecond)
+	tr := TraceResult{Attributed: m.Attributed, Unmatched: len(m.Unmatched), Extra: len(m.Extra), Mode: string(mode)}
 	for _, ev := range events {
-		if ev.Kind != trace.KindSNATClash {
+		switch {
+		case ev.Kind.Resolved():
+			tr.Resolved++
+		case ev.Kind != trace.KindSNATClash:
 			tr.OtherDrops++
 		}
 	}

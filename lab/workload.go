@@ -37,7 +37,7 @@ type WorkloadConfig struct {
 
 func (w WorkloadConfig) validate() error {
 	switch w.Name {
-	case SamePort, Ephemeral:
+	case SamePort, Ephemeral, Pairs:
 		if w.Rate != 0 {
 			return fmt.Errorf("rate: only the steady workload takes a rate (workload %s sends bursts)", w.Name)
 		}

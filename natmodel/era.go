@@ -75,6 +75,30 @@ func (e Era) Before(o Era) bool {
 // l4 protocol port rovers" and "limit port clash resolution attempts", 5.0).
 func (e Era) Rover() bool { return e.Before(Era50) }
 
+// ClashMerge reports whether a UDP clash at confirm can be resolved at all:
+// the packet is attached to the winning entry when the winner was not
+// NATed ("netfilter: conntrack: introduce clash resolution on insertion
+// race", 71d8c47fc653, 4.6). Before, every clash dropped the packet.
+func (e Era) ClashMerge() bool { return !e.Before(Era{4, 6}) }
+
+// MatchMerge reports whether a UDP clash is also merged when the two
+// entries are identical in both directions although NATed (nf_ct_match:
+// "netfilter: nf_conntrack: resolve clash for matching conntracks",
+// ed07d9a021df, 4.19): parallel packets of one socket through the same
+// port-preserving SNAT.
+func (e Era) MatchMerge() bool { return !e.Before(Era{4, 19}) }
+
+// MergeReverse reports the 6.12 rules of __nf_ct_resolve_clash
+// (nf_ct_can_merge): entries are merged only when they match, or match with
+// directions swapped ("netfilter: conntrack: add clash resolution for
+// reverse collisions"); a winner merely not NATed no longer merges a loser
+// whose reply differs (that loser goes to the 5.6 reply-only insertion).
+// The companion "netfilter: nf_nat: don't try nat source port reallocation
+// for reverse dir clash" (nf_nat_used_tuple_new) and its 2025 fix "also
+// check reverse tuple to obtain clashing entry" only concern flows no NAT
+// rule changed, which this model does not create.
+func (e Era) MergeReverse() bool { return !e.Before(Era{6, 12}) }
+
 // SameFlowNotTaken reports whether nf_conntrack_tuple_taken ignores an entry
 // whose original tuple equals the new one's (same flow on two CPUs), and
 // clash resolution accepts entries that match in both directions (5.0).

@@ -72,9 +72,10 @@ func (t *Table) SNAT(id ConnID, r *Range) (Choice, error) {
 	t.bysrc.reserve(1)
 	t.srcHint.valid = false
 	var ch Choice
-	nt := t.uniqueTuple(idx, &x, &ch)
+	cur := t.conns[idx].reply.invert() // the original tuple, as DNAT left it
+	nt := t.uniqueTuple(idx, cur, &x, &ch)
 	c := &t.conns[idx]
-	if nt != c.orig {
+	if nt != cur {
 		c.reply = nt.invert()
 		c.srcNAT = true
 	}
@@ -207,9 +208,9 @@ func inRange(tp key, r *rng) bool {
 	return tp.sport() >= r.minPort && tp.sport() <= r.maxPort
 }
 
-// uniqueTuple is get_unique_tuple for NF_NAT_MANIP_SRC.
-func (t *Table) uniqueTuple(self int32, r *rng, ch *Choice) key {
-	orig := t.conns[self].orig
+// uniqueTuple is get_unique_tuple for NF_NAT_MANIP_SRC of the current
+// tuple orig: the original tuple with the destination DNAT gave it.
+func (t *Table) uniqueTuple(self int32, orig key, r *rng, ch *Choice) key {
 	// 1) the original tuple, or an existing mapping of this source.
 	if r.flags&RandomAll == 0 {
 		if inRange(orig, r) {

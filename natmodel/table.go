@@ -474,18 +474,24 @@ func (t *Table) dropped(idx int32) Verdict {
 }
 
 // resolveClash is nf_ct_resolve_clash for loser against the confirmed winner.
+// Per era: no resolution before 4.6; merge when the winner was not NATed
+// (4.6), or when both entries match both ways (4.19); the loser inserted in
+// its reply direction only when that direction is free (5.6); from 6.12
+// merge only matching entries, or entries matching with directions
+// swapped. A clash in the reply direction between different flows (two
+// pods SNATed onto one port) is dropped in every era.
 func (t *Table) resolveClash(loser, winner int32) Verdict {
 	l, w := &t.conns[loser], &t.conns[winner]
-	if l.orig.proto != UDP { // allow_clash is unset for TCP in every kernel
+	if l.orig.proto != UDP || !t.era.ClashMerge() { // allow_clash is unset for TCP in every kernel
 		return Dropped
 	}
-	if t.era.Rover() {
-		if !w.natDone {
+	match := w.orig == l.orig && w.reply == l.reply
+	switch {
+	case t.era.MergeReverse():
+		if match || (w.orig == l.reply && w.reply == l.orig) {
 			return Merged
 		}
-		return Dropped
-	}
-	if !w.natDone || (w.orig == l.orig && w.reply == l.reply) {
+	case !w.natDone || (t.era.MatchMerge() && match):
 		return Merged
 	}
 	if t.era.ResolveHarder() {

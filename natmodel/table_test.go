@@ -22,7 +22,12 @@ func TestUDPClashResolution(t *testing.T) {
 		want     Verdict
 		c        counters
 	}{
-		{"legacy same flow", Legacy, "sameFlow", Dropped, counters{1, 1, 0}},
+		{"4.4 same flow", Era{4, 4}, "sameFlow", Dropped, counters{1, 1, 0}},
+		{"4.14 same flow", Era{4, 14}, "sameFlow", Dropped, counters{1, 1, 0}},
+		{"legacy (4.19) same flow", Legacy, "sameFlow", Merged, counters{1, 0, 0}},
+		{"6.12 same flow", Era{6, 12}, "sameFlow", Merged, counters{0, 0, 1}},
+		{"6.12 orig only", Era{6, 12}, "origOnly", ClashInserted, counters{0, 0, 1}},
+		{"6.12 cross pod", Era{6, 12}, "crossPod", Dropped, counters{1, 1, 0}},
 		{"5.0 same flow", Era50, "sameFlow", Merged, counters{1, 0, 0}},
 		{"5.10 same flow", Era{5, 10}, "sameFlow", Merged, counters{0, 0, 1}},
 		{"5.0 orig only", Era50, "origOnly", Dropped, counters{1, 1, 0}},

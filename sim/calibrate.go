@@ -22,6 +22,14 @@ type LabReport struct {
 	CPUs     int         `json:"cpus"`
 	Workload LabWorkload `json:"workload"`
 	Results  []LabResult `json:"results"`
+	// Proto is "udp" for a UDP run: its results are compared by their
+	// clashes at confirm, resolved or not (labClashes).
+	Proto string `json:"proto,omitempty"`
+	// UDP describes a UDP run's client; Service is set when the queries went
+	// to the DNAT service address.
+	UDP *struct {
+		Service string `json:"service"`
+	} `json:"udp,omitempty"`
 }
 
 // LabWorkload is the lab's traffic description.
@@ -53,11 +61,16 @@ type LabResult struct {
 	} `json:"conntrack"`
 	ClashRate     float64    `json:"clash_rate"`
 	ClashRateCI95 [2]float64 `json:"clash_rate_ci95"`
+	// Datagrams is a UDP result's transmissions, retries included.
+	Datagrams *uint64 `json:"datagrams,omitempty"`
 }
 
 // SYNs returns the SYNs the result's clients sent: connections plus
 // retransmissions (from syn_retrans, else from the histogram).
 func (r LabResult) SYNs() uint64 {
+	if r.Datagrams != nil {
+		return *r.Datagrams
+	}
 	n := uint64(r.Connections)
 	if r.SynRetrans != nil {
 		return n + *r.SynRetrans
@@ -110,6 +123,8 @@ func LabConfig(rep LabReport, res LabResult, base Config) (Config, error) {
 		return c, err
 	}
 	c.Era, c.NAT = era, m
+	c.Proto = rep.Proto
+	c.UDPService = rep.UDP != nil && rep.UDP.Service != ""
 	c.Workload = rep.Workload.Name
 	c.Pods = rep.Workload.Pods
 	c.CPUs = rep.CPUs
@@ -239,7 +254,7 @@ func clashRate(ctx context.Context, cfg Config, shape Dist, scale float64, repli
 		if err != nil {
 			return 0, 0, 0, err
 		}
-		clashes += r.Clashes
+		clashes += r.confirmClashes()
 		syns += r.SYNs
 	}
 	if syns == 0 {
@@ -331,7 +346,7 @@ func Calibrate(ctx context.Context, rep LabReport, opt CalibrateOptions) (Calibr
 			}
 			continue
 		}
-		if r.Conntrack.InsertFailed > 0 {
+		if labClashes(rep, r) > 0 {
 			fit = i
 			break
 		}
@@ -343,7 +358,7 @@ func Calibrate(ctx context.Context, rep LabReport, opt CalibrateOptions) (Calibr
 		return Calibration{}, errors.New("lab report has no result with clashes: a window cannot be fitted to zero clashes")
 	}
 	res := rep.Results[fit]
-	if res.Conntrack.InsertFailed == 0 {
+	if labClashes(rep, res) == 0 {
 		return Calibration{}, fmt.Errorf("lab result %q has no clashes: a window cannot be fitted to zero clashes (fit on a mode that clashes)", res.NAT)
 	}
 	cfg, err := LabConfig(rep, res, opt.Base)
@@ -351,8 +366,8 @@ func Calibrate(ctx context.Context, rep LabReport, opt CalibrateOptions) (Calibr
 		return Calibration{}, fmt.Errorf("lab result %q: %w", res.NAT, err)
 	}
 	syns := res.SYNs()
-	measured := float64(res.Conntrack.InsertFailed) / float64(syns)
-	lo, hi := stats.Wilson(res.Conntrack.InsertFailed, syns)
+	measured := float64(labClashes(rep, res)) / float64(syns)
+	lo, hi := stats.Wilson(labClashes(rep, res), syns)
 	cal := Calibration{FitNAT: res.NAT, FitWorkload: rep.Workload.Name, FitPods: rep.Workload.Pods, FitSYNs: syns, Shape: shape.String(), Measured: measured, MeasuredCI95: [2]float64{lo, hi}, Replicas: replicas, shape: shape}
 	// The clash rate grows with the window up to a ceiling (every race that
 	// can happen does); a measured rate at or above the ceiling only bounds
@@ -487,10 +502,10 @@ func Predict(ctx context.Context, rep LabReport, cal Calibration, opt CalibrateO
 			return nil, fmt.Errorf("lab result %q: %w", res.NAT, err)
 		}
 		syns := res.SYNs()
-		p := Prediction{NAT: res.NAT, Backend: res.Backend, Workload: rep.Workload.Name, MeasuredDrop: res.Conntrack.InsertFailed, SYNs: syns}
+		p := Prediction{NAT: res.NAT, Backend: res.Backend, Workload: rep.Workload.Name, MeasuredDrop: labClashes(rep, res), SYNs: syns}
 		p.Fit = res.NAT == cal.FitNAT && rep.Workload.Name == cal.FitWorkload && rep.Workload.Pods == cal.FitPods && syns == cal.FitSYNs
-		p.Measured = float64(res.Conntrack.InsertFailed) / float64(syns)
-		lo, hi := stats.Wilson(res.Conntrack.InsertFailed, syns)
+		p.Measured = float64(labClashes(rep, res)) / float64(syns)
+		lo, hi := stats.Wilson(labClashes(rep, res), syns)
 		p.MeasuredCI95 = [2]float64{lo, hi}
 		// Predicted interval: over the window's own interval, each point
 		// widened by the simulation's Wilson interval.

@@ -89,6 +89,19 @@ type Config struct {
 	RoundSize int
 	// MaxProbes, if > 0, replaces MaxProbes as the scenario's work bound.
 	MaxProbes uint64
+
+	// Proto is "tcp" (connections, the default) or UDP: resolver-like
+	// queries in the lab's UDP rounds (workloads same-port, ephemeral and
+	// pairs), each lost query sent again after UDPTimeout, up to
+	// UDPAttempts times; Connections counts queries, RoundSize the queries
+	// between two conntrack flushes.
+	Proto       string
+	UDPTimeout  time.Duration
+	UDPAttempts int
+	// UDPService sends the queries to the lab's cluster-DNS service address
+	// (labnet.ServiceAddr), DNATed at conntrack creation to one of the
+	// servers chosen at random per new flow, then SNATed towards it.
+	UDPService bool
 }
 
 // Defaults.
@@ -134,6 +147,9 @@ func ConnectionsFor(rate float64, d time.Duration) int {
 }
 
 func (c *Config) defaults() {
+	if c.Proto == UDP {
+		c.udpDefaults()
+	}
 	if c.Era == (natmodel.Era{}) {
 		c.Era = natmodel.Era{Major: 6, Minor: 5}
 	}
@@ -215,8 +231,11 @@ func fieldErr(field, format string, a ...any) error {
 // naming the offending setting as the CLI flag of the same name.
 func (c *Config) Validate() error {
 	c.defaults()
+	if err := c.validateProto(); err != nil {
+		return err
+	}
 	switch c.Workload {
-	case labnet.SamePort, labnet.Ephemeral:
+	case labnet.SamePort, labnet.Ephemeral, labnet.Pairs:
 		if c.Rate < 0 || c.Rate > 1e8 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
 			return fieldErr("rate", "%v connections/s is out of range [0, 1e8]", c.Rate)
 		}

@@ -12,6 +12,9 @@ import (
 // WriteResults writes one table row per scenario and a note for each that
 // ran out of ports.
 func WriteResults(w io.Writer, c Config, res []Result) error {
+	if c.Proto == UDP {
+		return writeUDPResults(w, c, res)
+	}
 	ew := &text.Writer{W: w}
 	w = ew
 	fmt.Fprintf(w, "workload %s: %d pods, %d CPUs, %d server(s), window %v, seed %d\n\n",

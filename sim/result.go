@@ -39,6 +39,36 @@ type Result struct {
 	LatencyMS Latency           `json:"latency_ms"`
 	// SimSeconds is the virtual time the scenario spanned.
 	SimSeconds float64 `json:"sim_seconds"`
+	// UDPStats is set for a UDP scenario (Config.Proto), its fields inline.
+	*UDPStats
+}
+
+// summarize fills res's figures from a finished scenario: started
+// connections (or queries), the retransmission histogram, the NAT steps,
+// the latencies (ms), the table's counters and the virtual clock (ns).
+func summarize(c *Config, res Result, started int, hist []int, steps [6]uint64, lat Latency, st natmodel.Stats, now int64) Result {
+	res.Era = c.Era.String()
+	res.NAT = c.NAT.String()
+	res.Workload = c.Workload
+	res.Pods, res.CPUs, res.Seed = c.Pods, c.CPUs, c.Seed
+	res.Window = c.Window.String()
+	res.Connections = started
+	if res.SYNs > 0 {
+		res.ClashRate = float64(res.Clashes) / float64(res.SYNs)
+	}
+	lo, hi := stats.Wilson(res.Clashes, res.SYNs)
+	res.ClashRateCI95 = [2]float64{lo, hi}
+	res.Delayed = delayedMap(hist)
+	res.Steps = map[string]uint64{}
+	for s, n := range steps {
+		if n > 0 {
+			res.Steps[natmodel.Step(s).String()] = n
+		}
+	}
+	res.Conntrack = st
+	res.LatencyMS = lat
+	res.SimSeconds = float64(now) / 1e9
+	return res
 }
 
 // Latency summarizes connection setup delays in milliseconds, as the lab

@@ -23,6 +23,24 @@ func MasqueradeAddr(k int) netip.Addr { return labnet.NodeAddr(k) }
 // 0, or nil for none.
 func rangeOf(m natrule.Mode) (*natmodel.Range, error) { return m.Range(MasqueradeAddr(0)) }
 
+// natRanges returns the range of m towards each server (masquerade takes
+// each uplink's address), or nil for no NAT.
+func natRanges(m natrule.Mode, servers int) []*natmodel.Range {
+	nat, _ := rangeOf(m)
+	if nat == nil {
+		return nil
+	}
+	out := make([]*natmodel.Range, servers)
+	for k := range out {
+		rk := *nat
+		if m.Action == natrule.Masquerade {
+			rk.MinAddr, rk.MaxAddr = MasqueradeAddr(k), MasqueradeAddr(k)
+		}
+		out[k] = &rk
+	}
+	return out
+}
+
 // Event kinds, in the order events of one instant run: a confirm at t
 // comes before a NAT step at t, so that a CPU finishes one packet before it
 // starts the next.
@@ -129,15 +147,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.MaxProbes > 0 {
 		r.maxProbes = cfg.MaxProbes
 	}
-	if nat, _ := rangeOf(cfg.NAT); nat != nil {
-		r.nat = make([]*natmodel.Range, cfg.Servers)
-		for k := range r.nat {
-			rk := *nat
-			if cfg.NAT.Action == natrule.Masquerade {
-				rk.MinAddr, rk.MaxAddr = MasqueradeAddr(k), MasqueradeAddr(k)
-			}
-			r.nat[k] = &rk
-		}
+	r.nat = natRanges(cfg.NAT, cfg.Servers)
+	if cfg.Proto == UDP {
+		return runUDP(ctx, cfg, r.nat)
 	}
 	tb, err := natmodel.NewTable(natmodel.Config{Era: cfg.Era, Rand: rand.New(rand.NewPCG(cfg.Seed, 0x7ab1e)), SizeHint: min(cfg.Connections, 1<<20)})
 	if err != nil {
@@ -591,28 +603,5 @@ func (r *runner) close(ci int32) {
 }
 
 func (r *runner) result() Result {
-	c := &r.cfg
-	res := r.res
-	res.Era = c.Era.String()
-	res.NAT = c.NAT.String()
-	res.Workload = c.Workload
-	res.Pods, res.CPUs, res.Seed = c.Pods, c.CPUs, c.Seed
-	res.Window = c.Window.String()
-	res.Connections = r.started
-	if res.SYNs > 0 {
-		res.ClashRate = float64(res.Clashes) / float64(res.SYNs)
-	}
-	lo, hi := stats.Wilson(res.Clashes, res.SYNs)
-	res.ClashRateCI95 = [2]float64{lo, hi}
-	res.Delayed = delayedMap(r.hist)
-	res.Steps = map[string]uint64{}
-	for s, n := range r.steps {
-		if n > 0 {
-			res.Steps[natmodel.Step(s).String()] = n
-		}
-	}
-	res.Conntrack = r.tb.Stats()
-	res.LatencyMS = r.lat.Latency()
-	res.SimSeconds = float64(r.now) / 1e9
-	return res
+	return summarize(&r.cfg, r.res, r.started, r.hist, r.steps, r.lat.Latency(), r.tb.Stats(), r.now)
 }

@@ -8,17 +8,32 @@ import (
 	"time"
 )
 
-// Kind classifies a dropped SYN.
+// Kind classifies a dropped SYN or UDP datagram, or a UDP clash the kernel
+// resolved.
 type Kind string
 
 const (
-	// KindSNATClash is a SYN dropped because its source-NATed conntrack
-	// failed to confirm: another flow confirmed the same REPLY tuple first.
+	// KindSNATClash is a SYN or UDP datagram dropped because its
+	// source-NATed conntrack failed to confirm: another flow confirmed the
+	// same REPLY tuple first.
 	KindSNATClash Kind = "snat_clash"
-	// KindOtherDrop is any other netfilter drop of a TCP SYN: a firewall
-	// rule, a failed confirm of a conntrack that was not source NATed.
+	// KindOtherDrop is any other netfilter drop of a TCP SYN or UDP
+	// datagram: a firewall rule, a failed confirm of a conntrack that was not
+	// source NATed.
 	KindOtherDrop Kind = "other_drop"
+	// KindClashMerged is a UDP datagram whose conntrack clashed at confirm
+	// and that the kernel attached to the winning conntrack instead (the
+	// entries were the same flow both ways, or the winner was not NATed):
+	// nothing was lost. Seen by the fexit program only.
+	KindClashMerged Kind = "clash_merged"
+	// KindClashInserted is a UDP datagram whose conntrack clashed in the
+	// original direction only and that the kernel inserted in its reply
+	// direction (5.6+, IPS_NAT_CLASH): nothing was lost. Fexit only.
+	KindClashInserted Kind = "clash_inserted"
 )
+
+// Resolved reports whether k is a clash the kernel resolved without loss.
+func (k Kind) Resolved() bool { return k == KindClashMerged || k == KindClashInserted }
 
 // Hook names the program that saw a drop.
 type Hook string
@@ -54,7 +69,8 @@ type Tuple struct {
 // String formats t as "src -> dst".
 func (t Tuple) String() string { return t.Src.String() + " -> " + t.Dst.String() }
 
-// Event is one TCP SYN dropped by netfilter.
+// Event is one TCP SYN or UDP datagram dropped by netfilter, or one UDP
+// clash resolved at confirm.
 type Event struct {
 	// Time is when the drop happened, on the wall clock.
 	Time time.Time `json:"time"`
@@ -80,6 +96,8 @@ type Event struct {
 	Evidence Evidence `json:"evidence,omitempty"`
 	// CTStatus holds the conntrack status bits (IPS_*), 0 without conntrack.
 	CTStatus uint64 `json:"ct_status"`
+	// Proto is "tcp" or "udp".
+	Proto string `json:"proto"`
 }
 
 // Layout of struct event in bpf/trace.bpf.c (host byte order, ports in
@@ -103,18 +121,49 @@ const (
 	offOrigDport  = 98
 	offReplySport = 100
 	offReplyDport = 102
-	recordSize    = 104
+	offProto      = 104
+	recordSize    = 112
 )
 
 // Values of struct event fields, as in bpf/trace.bpf.c.
 const (
-	rawKindSNATClash = 1
-	rawKindOtherDrop = 2
-	rawSourceConfirm = 1
-	rawSourceKfree   = 2
-	afInet           = 2
-	afInet6          = 10
+	rawKindSNATClash     = 1
+	rawKindOtherDrop     = 2
+	rawKindClashMerged   = 3
+	rawKindClashInserted = 4
+	ipprotoTCP           = 6
+	ipprotoUDP           = 17
+	rawSourceConfirm     = 1
+	rawSourceKfree       = 2
+	afInet               = 2
+	afInet6              = 10
 )
+
+// kindOf names a struct event kind.
+func kindOf(raw uint8) (Kind, error) {
+	switch raw {
+	case rawKindSNATClash:
+		return KindSNATClash, nil
+	case rawKindOtherDrop:
+		return KindOtherDrop, nil
+	case rawKindClashMerged:
+		return KindClashMerged, nil
+	case rawKindClashInserted:
+		return KindClashInserted, nil
+	}
+	return "", fmt.Errorf("decoding event: unknown kind %d", raw)
+}
+
+// protoOf names a struct event protocol.
+func protoOf(raw uint8) (string, error) {
+	switch raw {
+	case ipprotoTCP:
+		return "tcp", nil
+	case ipprotoUDP:
+		return "udp", nil
+	}
+	return "", fmt.Errorf("decoding event: unknown protocol %d", raw)
+}
 
 // clock converts the kernel's CLOCK_MONOTONIC nanoseconds to wall time from
 // one pair of readings taken together.
@@ -148,13 +197,9 @@ func (d decoder) decode(b []byte) (Event, error) {
 		NetNS:    ne.Uint32(b[offNetNS:]),
 		CPU:      int(ne.Uint32(b[offCPU:])),
 	}
-	switch b[offKind] {
-	case rawKindSNATClash:
-		e.Kind = KindSNATClash
-	case rawKindOtherDrop:
-		e.Kind = KindOtherDrop
-	default:
-		return Event{}, fmt.Errorf("decoding event: unknown kind %d", b[offKind])
+	var err error
+	if e.Kind, err = kindOf(b[offKind]); err != nil {
+		return Event{}, err
 	}
 	switch b[offSource] {
 	case rawSourceConfirm:
@@ -162,7 +207,9 @@ func (d decoder) decode(b []byte) (Event, error) {
 		if e.Kind == KindSNATClash {
 			e.Evidence = EvidenceConfirmDrop
 		}
-		e.Reason = "NETFILTER_DROP" // what nf_hook_slow reports next
+		if !e.Kind.Resolved() {
+			e.Reason = "NETFILTER_DROP" // what nf_hook_slow reports next
+		}
 	case rawSourceKfree:
 		e.Hook = HookKfreeSkb
 		reason := ne.Uint32(b[offReason:])
@@ -173,6 +220,9 @@ func (d decoder) decode(b []byte) (Event, error) {
 		}
 	default:
 		return Event{}, fmt.Errorf("decoding event: unknown source %d", b[offSource])
+	}
+	if e.Proto, err = protoOf(b[offProto]); err != nil {
+		return Event{}, err
 	}
 	addr := func(off int) (netip.Addr, error) {
 		switch b[offFamily] {
@@ -191,7 +241,6 @@ func (d decoder) decode(b []byte) (Event, error) {
 		}
 		return netip.AddrPortFrom(a, port(poff)), nil
 	}
-	var err error
 	if e.Orig.Src, err = ap(offOrigSrc, offOrigSport); err != nil {
 		return Event{}, err
 	}

@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"net/netip"
@@ -14,6 +15,7 @@ type record struct {
 	status                               uint64
 	netns, cpu, reason                   uint32
 	kind, source, family, hasCT          uint8
+	proto                                uint8 // 0: TCP
 	origSrc, origDst, replySrc, replyDst netip.AddrPort
 }
 
@@ -26,6 +28,7 @@ func (r record) bytes() []byte {
 	ne.PutUint32(b[offCPU:], r.cpu)
 	ne.PutUint32(b[offReason:], r.reason)
 	b[offKind], b[offSource], b[offFamily], b[offHasCT] = r.kind, r.source, r.family, r.hasCT
+	b[offProto] = cmp.Or(r.proto, ipprotoTCP)
 	put := func(aoff, poff int, ap netip.AddrPort) {
 		if !ap.IsValid() {
 			return
@@ -70,7 +73,7 @@ func TestDecode(t *testing.T) {
 				Orig: Tuple{ap("10.77.0.10:20000"), ap("198.18.5.2:80")},
 				NAT:  Tuple{ap("198.18.5.1:20000"), ap("198.18.5.2:80")},
 				Kind: KindSNATClash, Reason: "NETFILTER_DROP", Hook: HookConfirm,
-				Evidence: EvidenceConfirmDrop, CTStatus: 0x190,
+				Evidence: EvidenceConfirmDrop, CTStatus: 0x190, Proto: "tcp",
 			},
 		},
 		{
@@ -83,7 +86,40 @@ func TestDecode(t *testing.T) {
 			want: Event{
 				Time: testWall, NetNS: 1,
 				Orig: Tuple{ap("[2001:db8::1]:4000"), ap("[2001:db8::2]:9")},
-				Kind: KindOtherDrop, Reason: "NETFILTER_DROP", Hook: HookKfreeSkb,
+				Kind: KindOtherDrop, Reason: "NETFILTER_DROP", Hook: HookKfreeSkb, Proto: "tcp",
+			},
+		},
+		{
+			// two pods' queries met on 198.18.5.1:5353 -> 10.96.0.10's backend
+			name: "udp snat clash seen by fexit",
+			rec: record{
+				ts: uint64(12 * time.Second), status: 0x1b0, netns: 7, cpu: 0, proto: ipprotoUDP,
+				kind: rawKindSNATClash, source: rawSourceConfirm, family: afInet, hasCT: 1,
+				origSrc: ap("10.98.0.3:5353"), origDst: ap("198.51.100.2:53"),
+				replySrc: ap("198.51.100.2:53"), replyDst: ap("198.51.100.1:5353"),
+			},
+			want: Event{
+				Time: testWall.Add(2 * time.Second), NetNS: 7, Proto: "udp",
+				Orig: Tuple{ap("10.98.0.3:5353"), ap("198.51.100.2:53")},
+				NAT:  Tuple{ap("198.51.100.1:5353"), ap("198.51.100.2:53")},
+				Kind: KindSNATClash, Reason: "NETFILTER_DROP", Hook: HookConfirm,
+				Evidence: EvidenceConfirmDrop, CTStatus: 0x1b0,
+			},
+		},
+		{
+			// an AAAA query merged into its A query's conntrack: no reason, no evidence
+			name: "udp clash merged",
+			rec: record{
+				ts: uint64(10 * time.Second), status: 0x198, netns: 7, cpu: 1, proto: ipprotoUDP,
+				kind: rawKindClashMerged, source: rawSourceConfirm, family: afInet, hasCT: 1,
+				origSrc: ap("10.98.0.2:40000"), origDst: ap("198.51.100.2:53"),
+				replySrc: ap("198.51.100.2:53"), replyDst: ap("198.51.100.1:40000"),
+			},
+			want: Event{
+				Time: testWall, CPU: 1, NetNS: 7, Proto: "udp",
+				Orig: Tuple{ap("10.98.0.2:40000"), ap("198.51.100.2:53")},
+				NAT:  Tuple{ap("198.51.100.1:40000"), ap("198.51.100.2:53")},
+				Kind: KindClashMerged, Hook: HookConfirm, CTStatus: 0x198,
 			},
 		},
 		{
@@ -96,7 +132,7 @@ func TestDecode(t *testing.T) {
 			want: Event{
 				Time: testWall,
 				Orig: Tuple{ap("10.0.0.1:1"), ap("10.0.0.2:2")},
-				Kind: KindOtherDrop, Reason: "reason_77", Hook: HookKfreeSkb,
+				Kind: KindOtherDrop, Reason: "reason_77", Hook: HookKfreeSkb, Proto: "tcp",
 			},
 		},
 	}
@@ -124,6 +160,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"kind", func() []byte { r := good; r.kind = 9; return r.bytes() }(), nil},
 		{"source", func() []byte { r := good; r.source = 9; return r.bytes() }(), nil},
 		{"family", func() []byte { r := good; r.family = 7; return r.bytes() }(), nil},
+		{"proto", func() []byte { r := good; r.proto = 1; return r.bytes() }(), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -141,14 +178,18 @@ func TestDecodeErrors(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add(record{kind: 1, source: 1, family: afInet, hasCT: 1}.bytes())
 	f.Add(record{kind: 2, source: 2, family: afInet6}.bytes())
+	f.Add(record{kind: 3, source: 1, family: afInet, hasCT: 1, proto: ipprotoUDP}.bytes())
 	f.Add([]byte{1, 2, 3})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ev, err := testDec.decode(b)
 		if err != nil {
 			return
 		}
-		if ev.Kind != KindSNATClash && ev.Kind != KindOtherDrop {
+		if ev.Kind != KindSNATClash && ev.Kind != KindOtherDrop && !ev.Kind.Resolved() {
 			t.Errorf("decoded kind %q", ev.Kind)
+		}
+		if ev.Proto != "tcp" && ev.Proto != "udp" {
+			t.Errorf("decoded proto %q", ev.Proto)
 		}
 		if !ev.Orig.Src.IsValid() || !ev.Orig.Dst.IsValid() {
 			t.Errorf("decoded invalid tuple %v", ev.Orig)

@@ -38,6 +38,7 @@ func TestRecordLayout(t *testing.T) {
 		{"orig_dport", unsafe.Offsetof(e.OrigDport), offOrigDport},
 		{"reply_sport", unsafe.Offsetof(e.ReplySport), offReplySport},
 		{"reply_dport", unsafe.Offsetof(e.ReplyDport), offReplyDport},
+		{"proto", unsafe.Offsetof(e.Proto), offProto},
 	}
 	for _, c := range checks {
 		if c.got != c.off {

@@ -49,10 +49,13 @@ type Options struct {
 
 // Stats are the tracer's counters since Start.
 type Stats struct {
-	SNATClashes    uint64 `json:"snat_clashes"`    // SNAT clash drops reported (Options.NetNS)
-	OtherDrops     uint64 `json:"other_drops"`     // other netfilter SYN drops reported (Options.NetNS)
-	SYNRetransmits uint64 `json:"syn_retransmits"` // SYN retransmissions seen
-	Lost           uint64 `json:"lost"`            // events lost: the ring buffer was full
+	SNATClashes uint64 `json:"snat_clashes"` // SNAT clash drops reported (Options.NetNS)
+	OtherDrops  uint64 `json:"other_drops"`  // other netfilter SYN and UDP drops reported (Options.NetNS)
+	// ResolvedClashes counts the UDP clashes the kernel resolved at confirm
+	// (merged or inserted; fexit mode only): nothing was lost.
+	ResolvedClashes uint64 `json:"resolved_clashes"`
+	SYNRetransmits  uint64 `json:"syn_retransmits"` // SYN retransmissions seen
+	Lost            uint64 `json:"lost"`            // events lost: the ring buffer was full
 	// Missed counts the runs the kernel skipped because the same program was
 	// already running on that CPU (bpf_prog_info recursion_misses, summed over
 	// the programs): the drops and SYN retransmissions of those runs are in

@@ -24,6 +24,12 @@ type Summary struct {
 	Mode        Mode          `json:"mode"`
 	SNATClashes uint64        `json:"snat_clashes"`
 	OtherDrops  uint64        `json:"other_drops"`
+	// UDPSNATClashes are the UDP datagrams among SNATClashes: each cost its
+	// client a resolver timeout (5 s with glibc).
+	UDPSNATClashes uint64 `json:"udp_snat_clashes"`
+	// ResolvedClashes are UDP clashes the kernel resolved at confirm
+	// (merged or inserted, nothing lost), kept apart from the drops.
+	ResolvedClashes uint64 `json:"resolved_clashes"`
 	// ByDestination counts SNAT clashes per destination ip:port, most first.
 	ByDestination []Count `json:"by_destination"`
 	// BySource counts SNAT clashes per source pod address, most first.
@@ -36,16 +42,24 @@ type Summary struct {
 
 // Summarizer accumulates events into a Summary. The zero value is ready.
 type Summarizer struct {
-	clashes, others uint64
-	byDst           map[netip.AddrPort]uint64
-	bySrc           map[netip.Addr]uint64
+	clashes, others    uint64
+	udpClashes, solved uint64
+	byDst              map[netip.AddrPort]uint64
+	bySrc              map[netip.Addr]uint64
 }
 
 // Add counts ev.
 func (s *Summarizer) Add(ev Event) {
+	if ev.Kind.Resolved() {
+		s.solved++
+		return
+	}
 	if ev.Kind != KindSNATClash {
 		s.others++
 		return
+	}
+	if ev.Proto == "udp" {
+		s.udpClashes++
 	}
 	if s.byDst == nil {
 		s.byDst = make(map[netip.AddrPort]uint64)
@@ -60,14 +74,16 @@ func (s *Summarizer) Add(ev Event) {
 // from the tracer.
 func (s *Summarizer) Summary(d time.Duration, mode Mode, retransmits map[netip.AddrPort]uint64, st Stats) Summary {
 	return Summary{
-		Duration:      d,
-		Mode:          mode,
-		SNATClashes:   s.clashes,
-		OtherDrops:    s.others,
-		ByDestination: ranked(s.byDst, netip.AddrPort.Compare),
-		BySource:      ranked(s.bySrc, netip.Addr.Compare),
-		Retransmits:   ranked(retransmits, netip.AddrPort.Compare),
-		Lost:          st.Lost,
+		Duration:        d,
+		Mode:            mode,
+		SNATClashes:     s.clashes,
+		OtherDrops:      s.others,
+		UDPSNATClashes:  s.udpClashes,
+		ResolvedClashes: s.solved,
+		ByDestination:   ranked(s.byDst, netip.AddrPort.Compare),
+		BySource:        ranked(s.bySrc, netip.Addr.Compare),
+		Retransmits:     ranked(retransmits, netip.AddrPort.Compare),
+		Lost:            st.Lost,
 	}
 }
 
@@ -96,9 +112,14 @@ func ranked[K interface {
 // FormatEvent renders ev as one human line:
 //
 //	01:02:03.123456 snat_clash 10.77.0.10:20000 -> 198.18.5.2:80 nat 198.18.5.1:20000 cpu 1 netns 4026532177
+//	01:02:03.123456 clash_merged udp 10.98.0.2:40000 -> 198.51.100.2:53 nat 198.51.100.1:40000 cpu 1 netns 4026532177
 func FormatEvent(ev Event) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %-10s %s", ev.Time.UTC().Format("15:04:05.000000"), ev.Kind, ev.Orig)
+	fmt.Fprintf(&b, "%s %-10s", ev.Time.UTC().Format("15:04:05.000000"), ev.Kind)
+	if ev.Proto == "udp" {
+		b.WriteString(" udp")
+	}
+	fmt.Fprintf(&b, " %s", ev.Orig)
 	if ev.NAT.Src.IsValid() {
 		fmt.Fprintf(&b, " nat %s", ev.NAT.Src)
 	}
@@ -113,6 +134,9 @@ func FormatEvent(ev Event) string {
 func WriteSummary(w io.Writer, s Summary) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "traced %s (%s): %d SNAT clash drops, %d other SYN drops", s.Duration.Round(time.Millisecond), s.Mode, s.SNATClashes, s.OtherDrops)
+	if s.UDPSNATClashes > 0 || s.ResolvedClashes > 0 {
+		fmt.Fprintf(tw, "; UDP: %d of the drops (each a resolver timeout), %d clashes resolved without loss", s.UDPSNATClashes, s.ResolvedClashes)
+	}
 	if s.Lost > 0 {
 		fmt.Fprintf(tw, ", %d events lost", s.Lost)
 	}

@@ -40,6 +40,8 @@ type traceBPFEvent struct {
 	OrigDport  uint16
 	ReplySport uint16
 	ReplyDport uint16
+	Proto      uint8
+	Pad        [7]uint8
 }
 
 type traceBPFTracerConfig struct {
@@ -56,10 +58,12 @@ type traceBPFTracerConfig struct {
 const (
 	traceBPFMapClaimed        = "claimed"
 	traceBPFMapConfig         = "config"
+	traceBPFMapEntryCt        = "entry_ct"
 	traceBPFMapEventLayout    = "event_layout"
 	traceBPFMapEvents         = "events"
 	traceBPFMapStats          = "stats"
 	traceBPFMapSynRetransmits = "syn_retransmits"
+	traceBPFProgConfirmEntry  = "confirm_entry"
 	traceBPFProgConfirmExit   = "confirm_exit"
 	traceBPFProgKfreeSkb      = "kfree_skb"
 	traceBPFProgRetransmit    = "retransmit"
@@ -107,9 +111,10 @@ type traceBPFSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type traceBPFProgramSpecs struct {
-	ConfirmExit *ebpf.ProgramSpec `ebpf:"confirm_exit"`
-	KfreeSkb    *ebpf.ProgramSpec `ebpf:"kfree_skb"`
-	Retransmit  *ebpf.ProgramSpec `ebpf:"retransmit"`
+	ConfirmEntry *ebpf.ProgramSpec `ebpf:"confirm_entry"`
+	ConfirmExit  *ebpf.ProgramSpec `ebpf:"confirm_exit"`
+	KfreeSkb     *ebpf.ProgramSpec `ebpf:"kfree_skb"`
+	Retransmit   *ebpf.ProgramSpec `ebpf:"retransmit"`
 }
 
 // traceBPFMapSpecs contains maps before they are loaded into the kernel.
@@ -118,6 +123,7 @@ type traceBPFProgramSpecs struct {
 type traceBPFMapSpecs struct {
 	Claimed        *ebpf.MapSpec `ebpf:"claimed"`
 	Config         *ebpf.MapSpec `ebpf:"config"`
+	EntryCt        *ebpf.MapSpec `ebpf:"entry_ct"`
 	EventLayout    *ebpf.MapSpec `ebpf:"event_layout"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	Stats          *ebpf.MapSpec `ebpf:"stats"`
@@ -152,6 +158,7 @@ func (o *traceBPFObjects) Close() error {
 type traceBPFMaps struct {
 	Claimed        *ebpf.Map `ebpf:"claimed"`
 	Config         *ebpf.Map `ebpf:"config"`
+	EntryCt        *ebpf.Map `ebpf:"entry_ct"`
 	EventLayout    *ebpf.Map `ebpf:"event_layout"`
 	Events         *ebpf.Map `ebpf:"events"`
 	Stats          *ebpf.Map `ebpf:"stats"`
@@ -162,6 +169,7 @@ func (m *traceBPFMaps) Close() error {
 	return _TraceBPFClose(
 		m.Claimed,
 		m.Config,
+		m.EntryCt,
 		m.EventLayout,
 		m.Events,
 		m.Stats,
@@ -179,13 +187,15 @@ type traceBPFVariables struct {
 //
 // It can be passed to loadTraceBPFObjects or ebpf.CollectionSpec.LoadAndAssign.
 type traceBPFPrograms struct {
-	ConfirmExit *ebpf.Program `ebpf:"confirm_exit"`
-	KfreeSkb    *ebpf.Program `ebpf:"kfree_skb"`
-	Retransmit  *ebpf.Program `ebpf:"retransmit"`
+	ConfirmEntry *ebpf.Program `ebpf:"confirm_entry"`
+	ConfirmExit  *ebpf.Program `ebpf:"confirm_exit"`
+	KfreeSkb     *ebpf.Program `ebpf:"kfree_skb"`
+	Retransmit   *ebpf.Program `ebpf:"retransmit"`
 }
 
 func (p *traceBPFPrograms) Close() error {
 	return _TraceBPFClose(
+		p.ConfirmEntry,
 		p.ConfirmExit,
 		p.KfreeSkb,
 		p.Retransmit,

@@ -45,6 +45,7 @@ type Tracer struct {
 
 	snatClashes atomic.Uint64
 	otherDrops  atomic.Uint64
+	resolved    atomic.Uint64
 
 	mu        sync.RWMutex // guards coll and closed against Close
 	closed    bool
@@ -153,6 +154,7 @@ func (t *Tracer) load(kspec *btf.Spec, nfDrop, netns uint32, withFexit bool) (er
 		t.mode = ModeFexit
 	} else {
 		delete(spec.Programs, "confirm_exit")
+		delete(spec.Programs, "confirm_entry")
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
 		Programs: ebpf.ProgramOptions{KernelTypes: kspec},
@@ -171,7 +173,7 @@ func (t *Tracer) load(kspec *btf.Spec, nfDrop, netns uint32, withFexit bool) (er
 	}
 	// confirm_exit first: a clash between the two attaches must not be
 	// seen by kfree_skb as an other drop.
-	for _, name := range []string{"confirm_exit", "kfree_skb", "retransmit"} {
+	for _, name := range []string{"confirm_entry", "confirm_exit", "kfree_skb", "retransmit"} {
 		prog, ok := coll.Programs[name]
 		if !ok {
 			continue
@@ -271,9 +273,12 @@ func (t *Tracer) verify(pending <-chan Event) {
 
 // deliver counts ev and sends it on Events; false when the tracer closed.
 func (t *Tracer) deliver(ev Event) bool {
-	if ev.Kind == KindSNATClash {
+	switch {
+	case ev.Kind == KindSNATClash:
 		t.snatClashes.Add(1)
-	} else {
+	case ev.Kind.Resolved():
+		t.resolved.Add(1)
+	default:
 		t.otherDrops.Add(1)
 	}
 	select {
@@ -337,7 +342,7 @@ func (t *Tracer) Stats() (Stats, error) {
 	if t.closed {
 		return Stats{}, errors.New("reading tracer stats: tracer closed")
 	}
-	s := Stats{SNATClashes: t.snatClashes.Load(), OtherDrops: t.otherDrops.Load()}
+	s := Stats{SNATClashes: t.snatClashes.Load(), OtherDrops: t.otherDrops.Load(), ResolvedClashes: t.resolved.Load()}
 	for idx, dst := range []*uint64{&s.Lost, &s.SYNRetransmits} {
 		var perCPU []uint64
 		if err := t.coll.Maps["stats"].Lookup(uint32(idx), &perCPU); err != nil {

@@ -49,7 +49,7 @@ func (c *replyChecker) taken(ev Event) (taken, ok bool) {
 			DestinationAddress: ev.NAT.Src.Addr(),
 		},
 		Proto: conntrack.ProtoTuple{
-			Protocol:        unix.IPPROTO_TCP,
+			Protocol:        protoNumber(ev.Proto),
 			SourcePort:      ev.NAT.Dst.Port(),
 			DestinationPort: ev.NAT.Src.Port(),
 		},
@@ -81,3 +81,11 @@ func (c *replyChecker) dial(inode uint32) (*conntrack.Conn, error) {
 }
 
 func (c *replyChecker) Close() error { return c.conns.Close() }
+
+// protoNumber is the IP protocol number of an Event's Proto.
+func protoNumber(p string) uint8 {
+	if p == "udp" {
+		return unix.IPPROTO_UDP
+	}
+	return unix.IPPROTO_TCP
+}

@@ -94,11 +94,15 @@ environment error (bad dump: file and line; missing privilege).`,
 func runAudit(ctx context.Context, stdout io.Writer, stdin io.Reader, o auditOpts) error {
 	in := audit.Input{Kernel: o.kernel, Iptables: o.iptablesVer}
 	if o.fromFile != "" {
-		rs, err := readDump(stdin, o.fromFile, ruleset.Format(o.format))
+		rs, data, err := readDump(stdin, o.fromFile, ruleset.Format(o.format))
 		if err != nil {
 			return err
 		}
 		in.Rules = rs
+		if o.format != string(ruleset.FormatNftJSON) && (len(data) == 0 || data[0] != '{') {
+			in.DNS = &audit.DNSPath{}
+			audit.ScanDNS(in.DNS, o.fromFile, string(data))
+		}
 	} else {
 		if err := auditLive(ctx, &in, o); err != nil {
 			return err
@@ -121,8 +125,8 @@ func runAudit(ctx context.Context, stdout io.Writer, stdin io.Reader, o auditOpt
 	return nil
 }
 
-// readDump reads and parses the --from-file dump.
-func readDump(stdin io.Reader, name string, format ruleset.Format) (*ruleset.Ruleset, error) {
+// readDump reads and parses the --from-file dump, and returns its text.
+func readDump(stdin io.Reader, name string, format ruleset.Format) (*ruleset.Ruleset, []byte, error) {
 	var (
 		data []byte
 		err  error
@@ -134,13 +138,13 @@ func readDump(stdin io.Reader, name string, format ruleset.Format) (*ruleset.Rul
 		data, err = os.ReadFile(name)
 	}
 	if err != nil {
-		return nil, usageErr("--from-file: %w", err)
+		return nil, nil, usageErr("--from-file: %w", err)
 	}
 	rs, err := ruleset.Parse(string(data), name, format)
 	if err != nil {
-		return nil, usageErr("--from-file: %w", err)
+		return nil, nil, usageErr("--from-file: %w", err)
 	}
-	return rs, nil
+	return rs, data, nil
 }
 
 // auditLive fills in from the running kernel: rules, counters, versions.

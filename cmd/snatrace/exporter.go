@@ -70,7 +70,7 @@ func newExporterCmd() *cobra.Command {
 	f.BoolVar(&fl.auditOnly, "audit-only", false, "export only the rule audit, no conntrack counters")
 	f.BoolVar(&fl.noAudit, "no-audit", false, "export only the conntrack counters, no rule audit")
 	f.IntVar(&fl.maxRequests, "web.max-requests", 10, "concurrent scrapes served; more get 503")
-	f.BoolVar(&fl.withTrace, "trace", false, "attach the eBPF tracer and export snatrace_snat_clash_drops_total{dst} (CAP_BPF, CAP_PERFMON)")
+	f.BoolVar(&fl.withTrace, "trace", false, "attach the eBPF tracer and export snatrace_snat_clash_drops_total{dst}, snatrace_udp_snat_clash_drops_total{dst} and snatrace_udp_clashes_resolved_total{how} (CAP_BPF, CAP_PERFMON)")
 	f.IntVar(&fl.traceDests, "trace-destinations", exporter.DefaultClashDestinations, "destinations named in the dst label; the rest are \"other\"")
 	return cmd
 }
@@ -150,7 +150,7 @@ func (fl exporterFlags) options(log *slog.Logger, ns *netns.NS) []exporter.Optio
 }
 
 // startClashTrace attaches the tracer to ns (nil: every namespace) and feeds
-// snatrace_snat_clash_drops_total from it.
+// snatrace_snat_clash_drops_total and its UDP twins from it.
 func startClashTrace(ctx context.Context, ns *netns.NS, dests int) (*exporter.ClashDrops, func(), error) {
 	var inode uint32
 	if ns != nil {

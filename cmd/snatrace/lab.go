@@ -29,6 +29,7 @@ type labFlags struct {
 	asJSON         bool
 	reportFile     string
 	failOnRace     bool
+	proto          string
 	cfg            lab.Config
 	vm             vmFlags
 }
@@ -53,6 +54,21 @@ Workloads:
              bursts: the deterministic trigger of the port-preservation race
   ephemeral  bursts with kernel-chosen source ports (narrow them with --port-range)
   steady     a constant (or --poisson) --rate of connections, kernel-chosen ports
+  pairs      (udp) one socket per pod sends an A and an AAAA query at the same
+             instant from two CPUs, as glibc's parallel lookups can race
+
+UDP (--proto udp): the servers run a resolver-like responder on port 53 that
+answers every query; the pods' clients wait --udp-timeout (5s, glibc's
+timeout) for each answer and send it again, up to --udp-attempts (2) times.
+same-port bursts are the cross-pod trigger (two pods SNATed onto one node
+port towards one resolver clash in the reply direction, which no kernel
+resolves); pairs are the same-socket variant that kernels resolve
+(clash_resolve rises, nothing is lost). --service sends the queries to a
+cluster-DNS service address (10.96.0.10:53) that the node DNATs to one of
+--servers at random per flow, as kube-proxy does. Lost queries are accounted
+with the node's insert_failed/drop/clash_resolve (per CPU) and the pods' and
+servers' Udp counters. Waits run concurrently: a round that lost queries
+takes one timeout longer, however many it lost.
 
 Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN). Without it, use snatrace sim.
 
@@ -79,6 +95,8 @@ func newLabCmd() *cobra.Command {
   sudo snatrace lab --nat masquerade --backend nft --backend iptables-nft --backend iptables-legacy
   sudo snatrace lab --workload ephemeral --pods 32 --port-range 32768-32867 --json
   sudo snatrace lab --workload steady --rate 2000/s --duration 10s --report lab.html
+  sudo snatrace lab --proto udp --workload same-port --until 10 --udp-timeout 1s
+  sudo snatrace lab --proto udp --workload pairs --service --servers 3
   snatrace lab --kernel linux-image-6.1.0-50-cloud-amd64_6.1.176-1_amd64.deb --until 10`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -98,7 +116,11 @@ func newLabCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringArrayVar(&fl.nats, "nat", nil, "NAT mode to test, nft syntax; repeat to compare (default: masquerade, masquerade fully-random)")
 	f.StringArrayVar(&fl.backends, "backend", nil, "rule backend: nft, iptables-nft, iptables-legacy; repeat to compare (default nft)")
-	f.StringVar(&fl.workload, "workload", lab.SamePort, "traffic: same-port, ephemeral or steady")
+	f.StringVar(&fl.workload, "workload", lab.SamePort, "traffic: same-port, ephemeral or steady; pairs with --proto udp")
+	f.StringVar(&fl.proto, "proto", lab.TCP, "protocol: tcp (connections) or udp (resolver-like queries)")
+	f.DurationVar(&fl.cfg.UDP.Timeout, "udp-timeout", lab.DefaultUDPTimeout, "udp: how long a client waits for an answer before it sends the query again")
+	f.IntVar(&fl.cfg.UDP.Attempts, "udp-attempts", lab.DefaultUDPAttempts, "udp: transmissions of a query at most (glibc attempts:)")
+	f.BoolVar(&fl.cfg.UDP.Service, "service", false, "udp: query a cluster-DNS service address that the node DNATs to one of --servers at random")
 	f.IntVar(&fl.cfg.Pods, "pods", 0, "client pod namespaces (default: one per CPU for same-port, 16 otherwise)")
 	f.IntVar(&fl.cfg.Servers, "servers", 1, "server namespaces, each behind its own uplink")
 	f.IntVar(&fl.cfg.Connections, "connections", lab.DefaultConnections, "connect()s per NAT mode and backend (steady with --duration: rate x duration)")
@@ -138,6 +160,9 @@ func (fl *labFlags) config(cmd *cobra.Command) (lab.Config, error) {
 		cfg.Backends = append(cfg.Backends, b)
 	}
 	cfg.Workload.Name = fl.workload
+	if err := fl.protoConfig(cmd, &cfg); err != nil {
+		return cfg, err
+	}
 	if fl.rate != "" {
 		r, err := parseRate(fl.rate)
 		if err != nil {
@@ -170,6 +195,38 @@ func (fl *labFlags) config(cmd *cobra.Command) (lab.Config, error) {
 		return cfg, usageErr("%w", err)
 	}
 	return cfg, nil
+}
+
+// protoConfig sets the protocol and, for udp, its client; the udp flags
+// are usage errors with tcp.
+func (fl *labFlags) protoConfig(cmd *cobra.Command, cfg *lab.Config) error {
+	changed := cmd.Flags().Changed
+	switch fl.proto {
+	case lab.UDP:
+		if cfg.UDP.Timeout <= 0 {
+			return usageErr("--udp-timeout: %v must be positive", cfg.UDP.Timeout)
+		}
+		if cfg.UDP.Attempts < 1 || cfg.UDP.Attempts > lab.MaxUDPAttempts {
+			return usageErr("--udp-attempts: %d is out of range 1..%d", cfg.UDP.Attempts, lab.MaxUDPAttempts)
+		}
+	case lab.TCP:
+		for _, name := range []string{"udp-timeout", "udp-attempts", "service"} {
+			if changed(name) {
+				return usageErr("--%s: only with --proto udp", name)
+			}
+		}
+		cfg.UDP = lab.UDPConfig{}
+	default:
+		return usageErr("--proto: %q is not tcp or udp", fl.proto)
+	}
+	cfg.Proto = fl.proto
+	if fl.proto == lab.UDP && changed("rate") || changed("poisson") && fl.proto == lab.UDP {
+		return usageErr("--rate/--poisson: the udp workloads send bursts (same-port, ephemeral, pairs)")
+	}
+	if fl.proto == lab.UDP && !changed("round-size") {
+		cfg.RoundSize = 0 // the udp default
+	}
+	return nil
 }
 
 func runLab(cmd *cobra.Command, fl labFlags, cfg lab.Config) error {

@@ -63,6 +63,17 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"lab", "--rate", "100/s"}, "snatrace: rate: only the steady workload takes a rate (workload same-port sends bursts)"},
 		{[]string{"lab", "--workload", "ephemeral", "--poisson"}, "snatrace: poisson: only the steady workload has Poisson arrivals (workload ephemeral sends bursts)"},
 		{[]string{"lab", "--nat", "masquerade persistent", "--backend", "iptables-legacy"}, `snatrace: nat "masquerade persistent": cannot be installed through iptables-legacy: "masquerade persistent": iptables MASQUERADE has no --persistent: not supported by this backend`},
+		{[]string{"lab", "--proto", "sctp"}, `snatrace: --proto: "sctp" is not tcp or udp`},
+		{[]string{"lab", "--udp-timeout", "1s"}, "snatrace: --udp-timeout: only with --proto udp"},
+		{[]string{"lab", "--service"}, "snatrace: --service: only with --proto udp"},
+		{[]string{"lab", "--workload", "pairs"}, "snatrace: workload: pairs is a UDP workload (use --proto udp)"},
+		{[]string{"lab", "--proto", "udp", "--workload", "steady"}, "snatrace: workload: steady is not a UDP workload: want same-port, ephemeral, pairs"},
+		{[]string{"lab", "--proto", "udp", "--udp-timeout", "0"}, "snatrace: --udp-timeout: 0s must be positive"},
+		{[]string{"lab", "--proto", "udp", "--udp-attempts", "9"}, "snatrace: --udp-attempts: 9 is out of range 1..5"},
+		{[]string{"lab", "--proto", "udp", "--rate", "100/s"}, "snatrace: --rate/--poisson: the udp workloads send bursts (same-port, ephemeral, pairs)"},
+		{[]string{"sim", "--proto", "udp", "--rate", "100/s"}, "snatrace: --rate: the udp workloads send bursts back to back"},
+		{[]string{"sim", "--udp-attempts", "3"}, "snatrace: --udp-attempts: only with --proto udp"},
+		{[]string{"sim", "--proto", "udp", "--workload", "steady"}, "snatrace: --workload: steady is not a UDP workload: want same-port, ephemeral, pairs"},
 		{[]string{"frobnicate"}, `snatrace: unknown command "frobnicate" for "snatrace"`},
 	}
 	for _, tt := range tests {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,14 +33,10 @@ type simFlags struct {
 	cfg                                  sim.Config
 	duration, ctTimeWait, clientTimeWait time.Duration
 	rto                                  time.Duration
+	proto                                string
 }
 
-func newSimCmd() *cobra.Command {
-	var fl simFlags
-	cmd := &cobra.Command{
-		Use:   "sim",
-		Short: "Predict the SNAT race for other kernels, NAT modes and loads (no root)",
-		Long: `snatrace sim simulates a NAT node: CPUs that each run one packet's
+const simLong = `snatrace sim simulates a NAT node: CPUs that each run one packet's
 NAT-to-confirm window at a time, pods that choose their own source ports, and
 the kernel's port choice and conntrack confirm modelled branch by branch for a
 kernel era (package natmodel): legacy (before 5.0: global rover, keyed-hash
@@ -54,7 +51,12 @@ modes with --predict.
 
 Workloads are the lab's: same-port (every pod connects from one source port
 per burst), ephemeral (bursts, ports chosen by each pod's kernel), steady
-(--rate connections per second). In a burst every pod connects once; pods go
+(--rate connections per second). With --proto udp: the lab's UDP rounds of
+resolver queries (same-port, ephemeral, pairs: A and AAAA from one socket on
+two CPUs), with each era's UDP clash resolution (none before 4.6, 4.19's
+identical entries, 5.0's same flow, 5.6's reply-only insertion) and a lost
+query sent again after --udp-timeout; --pre-nat sets how long a pair has to
+race (conntrack creation to NAT). In a burst every pod connects once; pods go
 round-robin to one client thread per CPU, which connects for them one after
 another. Steady connection i runs on CPU i mod C.
 
@@ -63,12 +65,20 @@ Distributions (--window, --gap, --skew, --lifetime, --pre-nat):
 
 Sweeps vary one parameter across every --nat and --era, on all cores:
   --sweep pods=16,64,256 | cpus=2:64:x2 | rate=1000:10000:+1000 |
-          range=100:28232:x4 | nat-range=64:4096:x2 | window=1:100:x10 (µs)`,
+          range=100:28232:x4 | nat-range=64:4096:x2 | window=1:100:x10 (µs)`
+
+func newSimCmd() *cobra.Command {
+	var fl simFlags
+	cmd := &cobra.Command{
+		Use:   "sim",
+		Short: "Predict the SNAT race for other kernels, NAT modes and loads (no root)",
+		Long:  simLong,
 		Example: `  snatrace sim --era 5.0 --nat masquerade --workload ephemeral --pods 64 --cpus 16 --rate 5000/s --duration 60s --seed 1
   snatrace sim --era legacy --era 6.5 --nat masquerade --nat "masquerade random" --nat "masquerade fully-random"
   snatrace sim --workload same-port --sweep pods=2:256:x2 --nat masquerade --nat "masquerade fully-random" --plot pods.svg
   snatrace sim --calibrate lab.json --json > calib.json
-  snatrace sim --predict lab.json`,
+  snatrace sim --predict lab.json
+  snatrace sim --proto udp --workload pairs --pods 1 --era 4.14,4.19,5.0,5.6 --nat masquerade --nat "masquerade fully-random" --pre-nat exp:10us`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runSim(cmd, &fl)
@@ -77,7 +87,11 @@ Sweeps vary one parameter across every --nat and --era, on all cores:
 	f := cmd.Flags()
 	f.StringArrayVar(&fl.eras, "era", nil, "kernel era: legacy, 5.0, 6.5 or a version such as 4.19 or 6.18; repeat or comma-separate to compare (default 6.5)")
 	f.StringArrayVar(&fl.nats, "nat", nil, "NAT mode, nft syntax; repeat to compare (default: masquerade, masquerade fully-random)")
-	f.StringVar(&fl.workload, "workload", labnet.SamePort, "traffic: same-port, ephemeral or steady")
+	f.StringVar(&fl.workload, "workload", labnet.SamePort, "traffic: same-port, ephemeral or steady; pairs with --proto udp")
+	f.StringVar(&fl.proto, "proto", "tcp", "tcp (connections) or udp (resolver-like queries, as snatrace lab --proto udp)")
+	f.DurationVar(&fl.cfg.UDPTimeout, "udp-timeout", sim.DefaultUDPTimeout, "udp: the client's wait before it sends a lost query again")
+	f.IntVar(&fl.cfg.UDPAttempts, "udp-attempts", sim.DefaultUDPAttempts, "udp: transmissions of a query at most")
+	f.BoolVar(&fl.cfg.UDPService, "service", false, "udp: query a service address DNATed to one of --servers at random per flow (kube-proxy's cluster DNS)")
 	f.IntVar(&fl.cfg.Pods, "pods", 16, "client pods")
 	f.IntVar(&fl.cfg.CPUs, "cpus", 2, "CPUs of the NAT node")
 	f.IntVar(&fl.cfg.Servers, "servers", 1, "destinations (server addresses)")
@@ -114,6 +128,9 @@ Sweeps vary one parameter across every --nat and --era, on all cores:
 func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 	c := fl.cfg
 	c.Workload = fl.workload
+	if err := fl.protoConfig(cmd, &c); err != nil {
+		return c, err
+	}
 	// Zero means "default" in sim.Config; on the command line it is an error.
 	for _, n := range []struct {
 		flag   string
@@ -184,6 +201,37 @@ func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 		return c, usageErr("--syn-retries: %d is out of range 1..20", c.SynRetries)
 	}
 	return c, nil
+}
+
+// protoConfig sets the protocol; the udp flags are usage errors with tcp.
+func (fl *simFlags) protoConfig(cmd *cobra.Command, c *sim.Config) error {
+	switch fl.proto {
+	case sim.UDP:
+		if c.UDPTimeout <= 0 || c.UDPTimeout > time.Minute {
+			return usageErr("--udp-timeout: %v is out of range (0, 1m]", c.UDPTimeout)
+		}
+		if c.UDPAttempts < 1 || c.UDPAttempts > 5 {
+			return usageErr("--udp-attempts: %d is out of range 1..5", c.UDPAttempts)
+		}
+		if fl.rate != "" {
+			return usageErr("--rate: the udp workloads send bursts back to back")
+		}
+		if !slices.Contains(labnet.UDPWorkloads, fl.workload) {
+			return usageErr("--workload: %s is not a UDP workload: want %s", fl.workload, strings.Join(labnet.UDPWorkloads, ", "))
+		}
+	case "tcp":
+		for _, name := range []string{"udp-timeout", "udp-attempts", "service"} {
+			if cmd.Flags().Changed(name) {
+				return usageErr("--%s: only with --proto udp", name)
+			}
+		}
+		c.UDPTimeout, c.UDPAttempts = 0, 0
+		return nil
+	default:
+		return usageErr("--proto: %q is not tcp or udp", fl.proto)
+	}
+	c.Proto = fl.proto
+	return nil
 }
 
 func parseEras(ss []string) ([]natmodel.Era, error) {

@@ -25,13 +25,19 @@ func newTraceCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "trace",
-		Short: "Name the connections that lose a SYN to the SNAT race, live (eBPF, root)",
+		Short: "Name the connections that lose a SYN or a UDP query to the SNAT race, live (eBPF, root)",
 		Long: `trace attaches eBPF programs to the kernel and prints a line for every TCP
-SYN dropped because its source-NATed conntrack lost the race at confirm: the
-pod's original tuple, the NAT'd tuple, CPU and network namespace. On exit it
-prints a summary by destination and by source pod, with the SYN
-retransmissions (1 s client delays) counted per destination in every
+SYN or UDP datagram dropped because its source-NATed conntrack lost the race
+at confirm: the pod's original tuple, the NAT'd tuple, CPU and network
+namespace. On exit it prints a summary by destination and by source pod, with
+the SYN retransmissions (1 s client delays) counted per destination in every
 namespace.
+
+UDP (DNS): a lost query costs its client a resolver timeout (5 s with glibc);
+its line says "snat_clash udp". The UDP clashes the kernel resolved at
+confirm (merged into the winner, or inserted in the reply direction only:
+nothing lost) are kept apart: counted in the summary, printed with --all as
+clash_merged / clash_inserted (fexit mode only).
 
 Needs kernel BTF, CAP_BPF and CAP_PERFMON (or root), and the skb:kfree_skb and
 tcp:tcp_retransmit_skb tracepoints; says which is missing (exit 2).
@@ -57,7 +63,7 @@ tcp:tcp_retransmit_skb tracepoints; says which is missing (exit 2).
 	f := cmd.Flags()
 	f.DurationVar(&duration, "duration", 0, "stop after this long (0: until interrupted)")
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object per event, then the summary")
-	f.BoolVar(&all, "all", false, "also print other netfilter SYN drops (firewall rules)")
+	f.BoolVar(&all, "all", false, "also print other netfilter SYN/UDP drops (firewall rules) and resolved UDP clashes")
 	f.StringVar(&mode, "mode", "auto", "attach points: auto, fexit (require fexit on __nf_conntrack_confirm) or tracepoint")
 	f.StringVar(&nsSpec, "netns", "", "only drops in this namespace: "+netnsHelp)
 	return cmd

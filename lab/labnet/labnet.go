@@ -67,3 +67,17 @@ const (
 
 // Workloads lists the workload names.
 var Workloads = []string{SamePort, Ephemeral, Steady}
+
+// Pairs is the UDP workload of glibc-like query pairs: one socket sends an A
+// and an AAAA query at the same instant from two CPUs (UDP only).
+const Pairs = "pairs"
+
+// UDPWorkloads lists the workload names a UDP run takes: same-port and
+// ephemeral bursts of single queries, and pairs.
+var UDPWorkloads = []string{SamePort, Ephemeral, Pairs}
+
+// ServiceAddr is the lab's cluster-DNS service address on the node (the
+// ClusterIP kube-dns gets by default): queries to it are DNATed to one of the
+// servers at random, as kube-proxy does. Nothing owns it; it only exists in
+// the node's DNAT rules.
+var ServiceAddr = netip.MustParseAddr("10.96.0.10")

@@ -1,12 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
 //
-// snatrace trace: attribute netfilter SYN drops to the SNAT source-port race.
+// snatrace trace: attribute netfilter drops of TCP SYNs and UDP datagrams to
+// the SNAT source-port race, and report the UDP clashes the kernel resolved.
 //
-// Three programs:
+// Four programs:
+//   confirm_entry   fentry on __nf_conntrack_confirm: remembers, per CPU, the
+//                   conntrack the skb carries in (confirm_exit compares).
 //   confirm_exit    fexit on __nf_conntrack_confirm: a return of NF_DROP for a
-//                   TCP SYN whose conntrack is source NATed is exactly the
-//                   race's drop (the REPLY tuple was taken at confirm).
-//   kfree_skb       tp_btf on skb:kfree_skb: other netfilter drops of TCP SYNs;
+//                   TCP SYN or a UDP datagram whose conntrack is source NATed
+//                   is exactly the race's drop (the REPLY tuple was taken at
+//                   confirm). A UDP datagram accepted with another conntrack
+//                   than it came with was merged into the winner of a clash
+//                   (nf_ct_resolve_clash); one whose conntrack has
+//                   IPS_NAT_CLASH was inserted in its reply direction only
+//                   (nf_ct_resolve_clash_harder, 5.6+).
+//   kfree_skb       tp_btf on skb:kfree_skb: other netfilter drops of TCP SYNs
+//                   and UDP datagrams;
 //                   when confirm_exit is not attached, it also flags SYNs whose
 //                   source-NATed conntrack was never inserted as candidates,
 //                   which user space checks against the conntrack table.
@@ -27,7 +36,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define NF_DROP 0
 #define NFCT_PTRMASK (~7UL)
 #define IPS_SRC_NAT (1UL << 4)
+#define IPS_NAT_CLASH (1UL << 12) // IPS_NAT_CLASH_BIT, the former IPS_UNTRACKED_BIT
 #define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
 #define AF_INET 2
 #define AF_INET6 10
 #define TCP_SYN_SENT 2
@@ -36,6 +47,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define KIND_SNAT_CLASH 1
 #define KIND_OTHER_DROP 2
+#define KIND_CLASH_MERGED 3   // UDP: resolved, attached to the winning conntrack
+#define KIND_CLASH_INSERTED 4 // UDP: resolved, inserted in the reply direction only
 
 #define SOURCE_CONFIRM 1
 #define SOURCE_KFREE_SKB 2
@@ -63,6 +76,8 @@ struct event {
 	__be16 orig_dport;
 	__be16 reply_sport;
 	__be16 reply_dport;
+	__u8 proto;           // IPPROTO_TCP or IPPROTO_UDP
+	__u8 pad[7];
 };
 
 // Settings written by user space before the programs are attached. A map,
@@ -114,6 +129,16 @@ struct {
 	__type(value, __u64);
 } claimed SEC(".maps");
 
+// The conntrack each CPU's skb carried into __nf_conntrack_confirm, so
+// confirm_exit can tell a UDP datagram merged into another conntrack. Confirm
+// runs with bottom halves off: one call per CPU at a time.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} entry_ct SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
@@ -143,6 +168,7 @@ static __always_inline struct nf_conn *skb_ct(struct sk_buff *skb)
 
 struct l4 {
 	__u8 family;
+	__u8 proto;   // IPPROTO_TCP or IPPROTO_UDP
 	__u8 flags;   // TCP flags
 	__u8 saddr[16];
 	__u8 daddr[16];
@@ -150,9 +176,10 @@ struct l4 {
 	__be16 dport;
 };
 
-// parse_tcp reads the IP and TCP headers of skb. It returns 0 for a TCP
-// segment (IPv4, or IPv6 without extension headers), -1 otherwise.
-static __always_inline int parse_tcp(struct sk_buff *skb, struct l4 *out)
+// parse_l4 reads the IP and TCP or UDP headers of skb. It returns 0 for a
+// TCP segment or UDP datagram (IPv4, or IPv6 without extension headers), -1
+// otherwise.
+static __always_inline int parse_l4(struct sk_buff *skb, struct l4 *out)
 {
 	unsigned char *head = BPF_CORE_READ(skb, head);
 	__u16 nh = BPF_CORE_READ(skb, network_header);
@@ -165,8 +192,9 @@ static __always_inline int parse_tcp(struct sk_buff *skb, struct l4 *out)
 		__u8 proto;
 		if (bpf_probe_read_kernel(&proto, 1, head + nh + 9))
 			return -1;
-		if (proto != IPPROTO_TCP)
+		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 			return -1;
+		out->proto = proto;
 		out->family = AF_INET;
 		if (bpf_probe_read_kernel(out->saddr, 4, head + nh + 12))
 			return -1;
@@ -177,8 +205,9 @@ static __always_inline int parse_tcp(struct sk_buff *skb, struct l4 *out)
 		__u8 next;
 		if (bpf_probe_read_kernel(&next, 1, head + nh + 6))
 			return -1;
-		if (next != IPPROTO_TCP)
+		if (next != IPPROTO_TCP && next != IPPROTO_UDP)
 			return -1;
+		out->proto = next;
 		out->family = AF_INET6;
 		if (bpf_probe_read_kernel(out->saddr, 16, head + nh + 8))
 			return -1;
@@ -192,13 +221,19 @@ static __always_inline int parse_tcp(struct sk_buff *skb, struct l4 *out)
 		return -1;
 	if (bpf_probe_read_kernel(&out->dport, 2, head + thoff + 2))
 		return -1;
-	if (bpf_probe_read_kernel(&out->flags, 1, head + thoff + 13))
+	if (out->proto == IPPROTO_TCP &&
+	    bpf_probe_read_kernel(&out->flags, 1, head + thoff + 13))
 		return -1;
 	return 0;
 }
 
-static __always_inline bool is_syn(const struct l4 *l4)
+// opens_flow reports whether the packet is one that creates a conntrack: a
+// TCP SYN, or any UDP datagram (a UDP flow has no handshake; confirm only
+// runs for the first datagram of a conntrack anyway).
+static __always_inline bool opens_flow(const struct l4 *l4)
 {
+	if (l4->proto == IPPROTO_UDP)
+		return true;
 	return (l4->flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
 }
 
@@ -251,6 +286,7 @@ static __always_inline bool emit(const struct tracer_config *cfg,
 	e->kind = kind;
 	e->source = source;
 	e->family = l4->family;
+	e->proto = l4->proto;
 	e->ct_status = status;
 	if (ct) {
 		e->has_ct = 1;
@@ -272,6 +308,41 @@ static __always_inline bool emit(const struct tracer_config *cfg,
 	return true;
 }
 
+SEC("fentry/__nf_conntrack_confirm")
+int BPF_PROG(confirm_entry, struct sk_buff *skb)
+{
+	__u32 zero = 0;
+	__u64 *in = bpf_map_lookup_elem(&entry_ct, &zero);
+
+	if (in)
+		*in = (__u64)skb_ct(skb);
+	return 0;
+}
+
+// resolved reports a UDP datagram that __nf_conntrack_confirm accepted after
+// a clash: merged into the winner (its conntrack changed), or inserted in
+// the reply direction only (IPS_NAT_CLASH).
+static __always_inline void resolved(const struct tracer_config *cfg,
+				     struct sk_buff *skb, struct nf_conn *ct)
+{
+	struct l4 l4 = {};
+	__u32 zero = 0;
+	__u64 *in = bpf_map_lookup_elem(&entry_ct, &zero);
+	__u64 status;
+	__u8 kind;
+
+	if (!in || parse_l4(skb, &l4) || l4.proto != IPPROTO_UDP)
+		return;
+	status = BPF_CORE_READ(ct, status);
+	if (*in != (__u64)ct)
+		kind = KIND_CLASH_MERGED;
+	else if (status & IPS_NAT_CLASH)
+		kind = KIND_CLASH_INSERTED;
+	else
+		return;
+	emit(cfg, skb, ct, &l4, kind, SOURCE_CONFIRM, 0, status);
+}
+
 SEC("fexit/__nf_conntrack_confirm")
 int BPF_PROG(confirm_exit, struct sk_buff *skb, int ret)
 {
@@ -282,15 +353,17 @@ int BPF_PROG(confirm_exit, struct sk_buff *skb, int ret)
 	__u64 *last;
 	struct tracer_config *cfg;
 
-	if (ret != NF_DROP)
-		return 0;
 	cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg)
 		return 0;
 	ct = skb_ct(skb);
 	if (!ct)
 		return 0;
-	if (parse_tcp(skb, &l4) || !is_syn(&l4))
+	if (ret != NF_DROP) {
+		resolved(cfg, skb, ct);
+		return 0;
+	}
+	if (parse_l4(skb, &l4) || !opens_flow(&l4))
 		return 0;
 	status = BPF_CORE_READ(ct, status);
 	// Claimed even when filtered out, so kfree_skb does not report it.
@@ -320,7 +393,7 @@ int BPF_PROG(kfree_skb, struct sk_buff *skb, void *location, __u32 reason)
 		*last = 0;
 		return 0;
 	}
-	if (parse_tcp(skb, &l4) || !is_syn(&l4))
+	if (parse_l4(skb, &l4) || !opens_flow(&l4))
 		return 0;
 	ct = skb_ct(skb);
 	if (ct)

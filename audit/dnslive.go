@@ -1,0 +1,97 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/snatrace/snatrace/natrule"
+	"github.com/snatrace/snatrace/ruleset"
+	"github.com/snatrace/snatrace/tool"
+)
+
+// maxDNSChains bounds the chains a live scan lists one by one.
+const maxDNSChains = 64
+
+// ScanDNSLive scans, for the DNS path, only the chains that can hold it,
+// listed one by one through r (in the audited namespace): whole-ruleset
+// dumps (nft list ruleset, iptables-nft-save) take seconds on a
+// kube-proxy node of 100,000 rules. Those chains are, in the chain list rs
+// read:
+//
+//   - nftables: base chains at prerouting or output of type nat or of raw
+//     priority (conntrack's and NOTRACK's place), and chains whose name says
+//     DNS (kube-proxy's service-…/kube-dns/… and endpoint-… chains);
+//   - iptables-nft: nat PREROUTING, OUTPUT and KUBE-SERVICES, raw PREROUTING
+//     and OUTPUT;
+//   - iptables-legacy: the nat and raw tables (iptables-legacy-save reads
+//     one table at a time, linearly).
+//
+// A tool that is missing is skipped; one that fails is a warning.
+func ScanDNSLive(ctx context.Context, r tool.Runner, rs *ruleset.Ruleset, skipLegacy bool) (*DNSPath, []string) {
+	p := &DNSPath{}
+	var warnings []string
+	for _, c := range dnsCommands(rs, skipLegacy) {
+		if _, err := r.LookPath(c.Name); err != nil {
+			continue
+		}
+		out, err := r.Run(ctx, c)
+		if err != nil {
+			warnings = append(warnings, fmt.Sprintf("DNS path: %s: %v", c, err))
+			continue
+		}
+		ScanDNS(p, c.String(), string(out))
+	}
+	if len(p.Scanned) == 0 {
+		return nil, warnings
+	}
+	return p, warnings
+}
+
+// dnsCommands lists the chains (and legacy tables) ScanDNSLive reads.
+func dnsCommands(rs *ruleset.Ruleset, skipLegacy bool) []tool.Cmd {
+	var cmds []tool.Cmd
+	nft := 0
+	for _, c := range rs.Chains {
+		switch c.Backend {
+		case natrule.Nftables:
+			if dnsNftChain(c) && nft < maxDNSChains {
+				nft++
+				cmds = append(cmds, tool.Command("nft", "list", "chain", string(c.Family), c.Table, c.Name))
+			}
+		case natrule.IptablesNFT:
+			if dnsIptChain(c) {
+				bin, _ := natrule.Tool(natrule.IptablesNFT, c.Family)
+				cmds = append(cmds, tool.Command(bin, "-t", c.Table, "-S", c.Name))
+			}
+		}
+	}
+	if !skipLegacy {
+		for _, fam := range []ruleset.Family{natrule.IPv4, natrule.IPv6} {
+			save, _, _ := natrule.Tools(natrule.IptablesLegacy, fam)
+			cmds = append(cmds, tool.Command(save, "-t", "nat"), tool.Command(save, "-t", "raw"))
+		}
+	}
+	return cmds
+}
+
+// dnsNftChain reports whether a native nftables chain can hold the DNS
+// path: a prerouting or output base chain of type nat or at raw priority
+// (-300, NOTRACK's), or a chain named for DNS.
+func dnsNftChain(c ruleset.Chain) bool {
+	if c.Hook == "prerouting" || c.Hook == "output" {
+		return c.Type == "nat" || c.Priority <= -200
+	}
+	return strings.Contains(c.Name, "dns")
+}
+
+// dnsIptChain reports whether an iptables-nft chain can hold the DNS path.
+func dnsIptChain(c ruleset.Chain) bool {
+	switch c.Table {
+	case "nat":
+		return c.Name == "PREROUTING" || c.Name == "OUTPUT" || c.Name == "KUBE-SERVICES"
+	case "raw":
+		return c.Name == "PREROUTING" || c.Name == "OUTPUT"
+	}
+	return false
+}
