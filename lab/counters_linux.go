@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/snatrace/snatrace/ctstat"
+	"github.com/snatrace/snatrace/internal/netstat"
 	"github.com/snatrace/snatrace/netns"
 )
 
@@ -18,6 +19,7 @@ type counters struct {
 	synRetrans      uint64          // Σ pods' TcpExt TCPSynRetrans
 	listenOverflows uint64          // Σ servers' TcpExt ListenOverflows
 	listenDrops     uint64          // Σ servers' TcpExt ListenDrops
+	paws            PAWSCounters    // Σ servers' PAWS rejections at TIME_WAIT (serverPAWS)
 }
 
 func (a counters) delta(b counters) roundDelta {
@@ -27,6 +29,12 @@ func (a counters) delta(b counters) roundDelta {
 		synRetrans:      b.synRetrans - a.synRetrans,
 		listenOverflows: b.listenOverflows - a.listenOverflows,
 		listenDrops:     b.listenDrops - a.listenDrops,
+		paws: PAWSCounters{
+			Counter:            b.paws.Counter,
+			TimewaitRejected:   b.paws.TimewaitRejected - a.paws.TimewaitRejected,
+			ACKSkippedTimewait: b.paws.ACKSkippedTimewait - a.paws.ACKSkippedTimewait,
+			TimewaitOverflow:   b.paws.TimewaitOverflow - a.paws.TimewaitOverflow,
+		},
 	}
 }
 
@@ -48,14 +56,33 @@ func (t *Topology) read() (counters, error) {
 		c.synRetrans += val(ext.TCPSynRetrans)
 	}
 	for _, s := range t.Servers {
-		ext, err := tcpExt(s.NS)
+		ext, err := netstat.ReadIn(s.NS)
 		if err != nil {
 			return c, err
 		}
-		c.listenOverflows += val(ext.ListenOverflows)
-		c.listenDrops += val(ext.ListenDrops)
+		get := func(name string) uint64 { v, _ := ext.Get("TcpExt", name); return v }
+		c.listenOverflows += get("ListenOverflows")
+		c.listenDrops += get("ListenDrops")
+		c.paws.add(serverPAWS(ext))
 	}
 	return c, nil
+}
+
+// serverPAWS reads a server's PAWS rejections at TIME_WAIT: TcpExt
+// PAWSTimewait where the kernel has it (6.16+), else PAWSEstab, where
+// tcp_timewait_state_process counted them before (it also counts
+// established connections' PAWS drops, which the lab's servers do not see).
+func serverPAWS(ext netstat.Counters) PAWSCounters {
+	p := PAWSCounters{Counter: "PAWSTimewait"}
+	v, ok := ext.Get("TcpExt", p.Counter)
+	if !ok {
+		p.Counter = "PAWSEstab"
+		v, _ = ext.Get("TcpExt", p.Counter)
+	}
+	p.TimewaitRejected = v
+	p.ACKSkippedTimewait, _ = ext.Get("TcpExt", "TCPACKSkippedTimeWait")
+	p.TimewaitOverflow, _ = ext.Get("TcpExt", "TCPTimeWaitOverflow")
+	return p
 }
 
 func val(p *float64) uint64 {

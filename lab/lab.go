@@ -128,7 +128,7 @@ func (c Config) WithDefaults() Config {
 		// One same-port client per CPU is the sharpest trigger: the race is
 		// between the first SYN on each CPU of a burst.
 		c.Pods = DefaultPods
-		if c.Workload.Name == SamePort {
+		if c.Workload.Name == SamePort || c.Workload.Name == Short {
 			c.Pods = max(2, runtime.NumCPU())
 		}
 		if c.Workload.Name == Pairs {
@@ -140,7 +140,7 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Connections == 0 {
 		c.Connections = DefaultConnections
-		if c.Workload.Name == Steady && c.Duration > 0 {
+		if c.Workload.paced() && c.Duration > 0 {
 			c.Connections = max(1, int(c.Workload.Rate*c.Duration.Seconds()))
 		}
 	}

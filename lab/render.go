@@ -48,8 +48,12 @@ func WriteText(w io.Writer, rep *Report) error {
 		if !r.Accounted {
 			status = "DOES NOT ADD UP: " + r.Note
 		}
-		ew.Printf("%s (%s): %d SYNs retransmitted = %d SNAT clash + %d listen overflow + %d table full + %d unexplained; %s\n",
-			r.NAT, r.Backend, r.SynRetrans, c.SNATClash, c.ListenOverflow, c.TableFull, c.Unexplained, status)
+		paws := ""
+		if rep.Workload.Name == Short || c.PAWSTimewait > 0 {
+			paws = fmt.Sprintf(" + %d PAWS at TIME_WAIT", c.PAWSTimewait)
+		}
+		ew.Printf("%s (%s): %d SYNs retransmitted = %d SNAT clash + %d listen overflow + %d table full%s + %d unexplained; %s\n",
+			r.NAT, r.Backend, r.SynRetrans, c.SNATClash, c.ListenOverflow, c.TableFull, paws, c.Unexplained, status)
 		if t := r.Trace; t != nil {
 			ew.Printf("  trace: %d SNAT-clash drops attributed to delayed connections, %d delayed connections unmatched, %d unmatched drops, %d other netfilter drops\n",
 				t.Attributed, t.Unmatched, t.Extra, t.OtherDrops)

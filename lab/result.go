@@ -109,6 +109,9 @@ type Causes struct {
 	ListenOverflow uint64 `json:"listen_overflow"` // server TcpExt ListenDrops
 	TableFull      uint64 `json:"table_full"`      // node conntrack drops that were not insert failures
 	Unexplained    uint64 `json:"unexplained"`     // retransmitted SYNs none of the above explains
+	// PAWSTimewait: SYNs a server's TIME_WAIT socket rejected by PAWS
+	// (the servers' TcpExt PAWSTimewait, PAWSEstab before 6.16).
+	PAWSTimewait uint64 `json:"paws_timewait"`
 }
 
 // Result is what one NAT mode, through one backend, did to the workload.
@@ -137,6 +140,9 @@ type Result struct {
 
 	ListenOverflows uint64 `json:"listen_overflows"`
 	ListenDrops     uint64 `json:"listen_drops"`
+	// ServerPAWS is what the servers counted of SYNs meeting their
+	// TIME_WAIT sockets (TCP only).
+	ServerPAWS PAWSCounters `json:"server_paws,omitzero"`
 
 	LatencyMS Latency `json:"latency_ms"`
 	// ClashRate is insert_failed over SYNs sent (connections + retransmissions),
@@ -193,6 +199,7 @@ func (r *Result) add(atts []attempt, d roundDelta) {
 	r.SynRetransKernel += d.synRetrans
 	r.ListenOverflows += d.listenOverflows
 	r.ListenDrops += d.listenDrops
+	r.ServerPAWS.add(d.paws)
 	add := func(c *Conntrack, x ctstat.Counters) {
 		c.InsertFailed += x.InsertFailed
 		c.Drop += x.Drop
@@ -239,11 +246,11 @@ func (r *Result) finish() {
 
 // account explains the retransmitted SYNs by the drops the kernel counted.
 func account(r *Result) (Causes, bool, string) {
-	c := Causes{SNATClash: r.Conntrack.InsertFailed, ListenOverflow: r.ListenDrops}
+	c := Causes{SNATClash: r.Conntrack.InsertFailed, ListenOverflow: r.ListenDrops, PAWSTimewait: r.ServerPAWS.TimewaitRejected}
 	if r.Conntrack.Drop > r.Conntrack.InsertFailed {
 		c.TableFull = r.Conntrack.Drop - r.Conntrack.InsertFailed
 	}
-	explained := c.SNATClash + c.ListenOverflow + c.TableFull
+	explained := c.SNATClash + c.ListenOverflow + c.TableFull + c.PAWSTimewait
 	var notes []string
 	if r.SynRetrans > explained {
 		c.Unexplained = r.SynRetrans - explained
@@ -266,8 +273,13 @@ func account(r *Result) (Causes, bool, string) {
 }
 
 // verdict compares every result against the first (the baseline, normally
-// plain masquerade) in one sentence.
-func verdict(rs []*Result) string {
+// plain masquerade) in one sentence: SNAT clashes, and the PAWS rejections
+// at the servers' TIME_WAIT when there are any or the workload is short.
+func verdict(rs []*Result, short bool) string {
+	return clashVerdict(rs) + pawsVerdict(rs, short)
+}
+
+func clashVerdict(rs []*Result) string {
 	if len(rs) == 0 {
 		return "no results"
 	}
@@ -346,4 +358,5 @@ type roundDelta struct {
 	synRetrans      uint64
 	listenOverflows uint64
 	listenDrops     uint64
+	paws            PAWSCounters // servers'
 }

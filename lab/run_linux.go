@@ -108,10 +108,13 @@ func Open(ctx context.Context, cfg Config) (s *Session, err error) {
 	if err := ensureConntrack(ctx, s.Topo.Node, cfg.Backends[0]); err != nil {
 		return s, err
 	}
-	s.d = &driver{topo: s.Topo, dport: cfg.Workload.Dport, cpus: cpus, timeout: cfg.Timeout}
+	s.d = &driver{topo: s.Topo, dport: cfg.Workload.Dport, cpus: cpus, timeout: cfg.Timeout, short: cfg.Workload.Name == Short}
 	serve := s.d.listen
-	if cfg.Proto == UDP {
+	switch {
+	case cfg.Proto == UDP:
 		serve = s.openUDP
+	case s.d.short:
+		serve = s.listenShort
 	}
 	if s.stopListen, err = serve(ctx); err != nil {
 		return s, err

@@ -165,6 +165,9 @@ func (r *run) round(ctx context.Context, i, n int, until uint64) (bool, error) {
 	}
 	res := r.rep.Results[i]
 	before := res.Connections
+	if r.cfg.Workload.Name == Short {
+		r.s.d.dport = r.cfg.shortPort(i)
+	}
 	hit, err := r.s.round(ctx, res, n, until)
 	var cut *CutError
 	if errors.As(err, &cut) {
@@ -175,7 +178,7 @@ func (r *run) round(ctx context.Context, i, n int, until uint64) (bool, error) {
 	}
 	sent := res.Connections - before
 	r.rep.Workload.Connections += sent
-	if r.cfg.Workload.Name != Steady {
+	if r.cfg.Workload.Name != Steady && r.cfg.Workload.Name != Short {
 		r.rep.Workload.Bursts += (sent + r.cfg.burstSize() - 1) / r.cfg.burstSize()
 	}
 	if r.cfg.Progress != nil {
@@ -197,5 +200,5 @@ func (r *run) finish() {
 	for _, res := range r.rep.Results {
 		res.finish()
 	}
-	r.rep.Verdict = verdict(r.rep.Results)
+	r.rep.Verdict = verdict(r.rep.Results, r.cfg.Workload.Name == Short)
 }

@@ -1,0 +1,60 @@
+package lab
+
+import (
+	"fmt"
+	"strings"
+)
+
+// PAWSCounters are the servers' counters of SYNs that met a TIME_WAIT
+// socket of theirs, summed over a result's rounds (Result.ServerPAWS).
+type PAWSCounters struct {
+	// Counter names the TcpExt counter read: "PAWSTimewait" (6.16 and
+	// later) or "PAWSEstab", which counted the TIME_WAIT rejections before
+	// (tcp_timewait_state_process in 6.1 and 6.12, read in their sources).
+	Counter string `json:"counter"`
+	// TimewaitRejected is the segments a TIME_WAIT socket rejected because
+	// their timestamp was older than the last one it saw (PAWS).
+	TimewaitRejected uint64 `json:"timewait_rejected"`
+	// ACKSkippedTimewait counts the answers to such segments the server
+	// did not send (TCPACKSkippedTimeWait: one per 500 ms per socket).
+	ACKSkippedTimewait uint64 `json:"ack_skipped_timewait"`
+	// TimewaitOverflow counts connections that closed without a TIME_WAIT
+	// socket (TCPTimeWaitOverflow: tcp_max_tw_buckets reached).
+	TimewaitOverflow uint64 `json:"timewait_overflow"`
+}
+
+func (p *PAWSCounters) add(d PAWSCounters) {
+	if d.Counter != "" {
+		p.Counter = d.Counter
+	}
+	p.TimewaitRejected += d.TimewaitRejected
+	p.ACKSkippedTimewait += d.ACKSkippedTimewait
+	p.TimewaitOverflow += d.TimewaitOverflow
+}
+
+// pawsVerdict is the verdict's sentence on PAWS rejections at the servers'
+// TIME_WAIT ("" when no result has any and the workload cannot show them):
+// the cost a NAT mode that remaps ports pays on a kernel with per-port
+// timestamp offsets, beside the SNAT clashes it removes.
+func pawsVerdict(rs []*Result, short bool) string {
+	any := false
+	for _, r := range rs {
+		any = any || r.Causes.PAWSTimewait > 0
+	}
+	if len(rs) == 0 || !any && !short {
+		return ""
+	}
+	var parts []string
+	for _, r := range rs {
+		name := r.NAT
+		if r.Backend != rs[0].Backend {
+			name += " (" + r.Backend + ")"
+		}
+		parts = append(parts, fmt.Sprintf("%s %d", name, r.Causes.PAWSTimewait))
+	}
+	s := "; SYNs rejected by PAWS at the server's TIME_WAIT (each a 1 s retransmission): " + strings.Join(parts, ", ")
+	if any {
+		s += " — a mode that maps other source ports onto a tuple the server still holds pays this on a kernel with per-port timestamp offsets"
+	}
+	return s
+}
