@@ -264,23 +264,6 @@ type driverRound struct {
 	errc    chan error
 }
 
-// shareBursts splits every burst across n client threads, round-robin.
-func shareBursts(bursts [][]target, n int) [][][]int {
-	shares := make([][][]int, n)
-	base := 0
-	for _, b := range bursts {
-		for w := range n {
-			var mine []int
-			for j := w; j < len(b); j += n {
-				mine = append(mine, base+j)
-			}
-			shares[w] = append(shares[w], mine)
-		}
-		base += len(b)
-	}
-	return shares
-}
-
 // worker is client thread w: pinned to its CPU, it connects its share of
 // each burst when the barrier releases it (or each steady attempt at its
 // time).

@@ -125,3 +125,20 @@ func (p *planner) next(n int) [][]target {
 		return bursts
 	}
 }
+
+// shareBursts splits every burst across n client threads, round-robin.
+func shareBursts(bursts [][]target, n int) [][][]int {
+	shares := make([][][]int, n)
+	base := 0
+	for _, b := range bursts {
+		for w := range n {
+			var mine []int
+			for j := w; j < len(b); j += n {
+				mine = append(mine, base+j)
+			}
+			shares[w] = append(shares[w], mine)
+		}
+		base += len(b)
+	}
+	return shares
+}
