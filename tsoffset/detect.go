@@ -84,7 +84,9 @@ func Detect(samples []Sample) Detection {
 	for k := range groups {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i][0].Compare(keys[j][0]) < 0 || keys[i][0] == keys[j][0] && keys[i][1].Compare(keys[j][1]) < 0 })
+	sort.Slice(keys, func(i, j int) bool {
+		return keys[i][0].Compare(keys[j][0]) < 0 || keys[i][0] == keys[j][0] && keys[i][1].Compare(keys[j][1]) < 0
+	})
 	for _, k := range keys {
 		g := groups[k]
 		for i := range g {
