@@ -26,6 +26,9 @@ func WriteText(w io.Writer, rep *Report) error {
 		ew.Printf("in a VM: QEMU %s, %s, %d vCPUs, %d MiB; booted in %.1f s (guest kernel %.1f s), %.1f s in all\n",
 			vm.QEMU, vm.Accelerator, vm.VCPUs, vm.MemoryMiB, vm.BootSeconds, vm.GuestBootSeconds, vm.WallSeconds)
 	}
+	if d := rep.TSOffsets; d != nil {
+		ew.Printf("TCP timestamp offsets: %s (%s)\n", d.Kind, d.Reason)
+	}
 	ew.Printf("\n")
 	if rep.Proto == UDP {
 		writeUDPBody(ew, rep)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/snatrace/snatrace/ctstat"
 	"github.com/snatrace/snatrace/internal/stats"
+	"github.com/snatrace/snatrace/tsoffset"
 )
 
 // Report is the outcome of one lab run: one Result per NAT mode and backend.
@@ -35,6 +36,10 @@ type Report struct {
 	// Proto is "udp" for a UDP run (absent for TCP), and UDP its client.
 	Proto string     `json:"proto,omitempty"`
 	UDP   *UDPReport `json:"udp,omitempty"`
+	// TSOffsets is how the kernel offsets TCP timestamps, probed before a
+	// short run (tsoffset.Probe): per-port offsets are what turn a NAT
+	// mode's port remapping into PAWS rejections at the server.
+	TSOffsets *tsoffset.Detection `json:"ts_offsets,omitempty"`
 }
 
 // VM is the virtual machine of a lab run on another kernel.

@@ -41,6 +41,9 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		}
 	}
 	r := newRun(cfg, s)
+	if cfg.Workload.Name == Short {
+		r.rep.TSOffsets = probeTSOffsets(ctx)
+	}
 	err = r.loop(ctx)
 	r.finish()
 	var cut *CutError

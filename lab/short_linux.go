@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/snatrace/snatrace/tsoffset"
 )
 
 // shortPort is the server port of variant i (a mode through a backend) in
@@ -124,4 +126,14 @@ func pollUntil(ctx context.Context, fd int, events int16, deadline time.Time) er
 			return nil
 		}
 	}
+}
+
+// probeTSOffsets probes the kernel's timestamp offsets for the report; a
+// probe that fails says why in the detection, and the run goes on.
+func probeTSOffsets(ctx context.Context) *tsoffset.Detection {
+	d, err := tsoffset.Probe(ctx)
+	if err != nil {
+		d = tsoffset.Detection{Kind: tsoffset.Unknown, Reason: err.Error()}
+	}
+	return &d
 }

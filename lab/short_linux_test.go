@@ -1,0 +1,76 @@
+//go:build linux
+
+package lab
+
+import (
+	"context"
+	"testing"
+
+	"github.com/snatrace/snatrace/tsoffset"
+)
+
+// TestShortPAWS is the short workload's promise on this kernel: the server
+// closes first and holds every tuple in TIME_WAIT; with a 16-port NAT range
+// fully-random maps other source ports onto tuples the server still holds,
+// and on a kernel with per-port timestamp offsets the server's PAWS check
+// rejects some of those SYNs. Every retransmitted SYN is matched by a
+// kernel counter (PAWS at the server's TIME_WAIT, or an SNAT clash), and
+// plain masquerade, which maps the pod's 16 ports onto themselves, shows
+// no PAWS rejection at all. On a kernel whose offsets do not depend on the
+// ports, one pod's SYNs share one clock and fully-random shows none either.
+func TestShortPAWS(t *testing.T) {
+	needRoot(t)
+	host := hostState(t)
+	rep, err := Run(context.Background(), Config{
+		Modes:       modes(t, "masquerade", "masquerade to :20000-20015 fully-random"),
+		Workload:    WorkloadConfig{Name: Short},
+		Pods:        1,
+		PortRange:   [2]uint16{40000, 40015},
+		Connections: 200,
+		RoundSize:   100,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertNoNamespaces(t, rep.Prefix)
+	if got := hostState(t); got != host {
+		t.Errorf("host namespace changed:\nbefore:\n%s\nafter:\n%s", host, got)
+	}
+	t.Logf("verdict: %s", rep.Verdict)
+	if rep.TSOffsets == nil || rep.TSOffsets.Kind == tsoffset.Unknown {
+		t.Fatalf("the run did not probe the timestamp offsets: %+v", rep.TSOffsets)
+	}
+	t.Logf("timestamp offsets: %s", rep.TSOffsets.Kind)
+	plain, full := rep.Results[0], rep.Results[1]
+	for _, r := range rep.Results {
+		t.Logf("%s: %d connections, %d delayed, %d SYNs retransmitted, %d failed, server %s %d, insert_failed %d",
+			r.NAT, r.Connections, r.Retransmitted, r.SynRetrans, r.Failed, r.ServerPAWS.Counter, r.ServerPAWS.TimewaitRejected, r.Conntrack.InsertFailed)
+		if !r.Accounted {
+			t.Errorf("%s: does not add up: %s", r.NAT, r.Note)
+		}
+		if r.Connections != 200 {
+			t.Errorf("%s: %d connections, want 200", r.NAT, r.Connections)
+		}
+		if r.Causes.PAWSTimewait != r.ServerPAWS.TimewaitRejected {
+			t.Errorf("%s: causes.paws_timewait %d is not the servers' counter %d", r.NAT, r.Causes.PAWSTimewait, r.ServerPAWS.TimewaitRejected)
+		}
+	}
+	if plain.Causes.PAWSTimewait != 0 || plain.Retransmitted != 0 {
+		t.Errorf("plain masquerade (port preserved): %d PAWS rejections, %d delayed connections; want none", plain.Causes.PAWSTimewait, plain.Retransmitted)
+	}
+	if rep.TSOffsets.Kind != tsoffset.PerPort {
+		if full.Causes.PAWSTimewait != 0 {
+			t.Errorf("offsets %s: fully-random shows %d PAWS rejections from one pod, want none", rep.TSOffsets.Kind, full.Causes.PAWSTimewait)
+		}
+		return
+	}
+	if full.Causes.PAWSTimewait == 0 || full.Retransmitted == 0 {
+		t.Fatalf("fully-random with 16 NAT ports on a per-port kernel: %d PAWS rejections, %d delayed connections; want some", full.Causes.PAWSTimewait, full.Retransmitted)
+	}
+	// Each delayed connection's retransmissions are matched by the
+	// server's counter: every SYN it rejected cost one retransmission (the
+	// last SYN of a failed connection none).
+	if got := full.Causes.PAWSTimewait + full.Causes.SNATClash; got < full.SynRetrans || got > full.SynRetrans+uint64(full.Failed) {
+		t.Errorf("fully-random: %d PAWS + %d SNAT clash for %d retransmitted SYNs and %d failed connections", full.Causes.PAWSTimewait, full.Causes.SNATClash, full.SynRetrans, full.Failed)
+	}
+}
