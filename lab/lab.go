@@ -194,7 +194,7 @@ func (c Config) Validate() error {
 			}
 		}
 	}
-	return (TopologyConfig{Prefix: c.Prefix, Pods: c.Pods, Servers: c.Servers, PortRange: c.PortRange}).validate()
+	return (TopologyConfig{Prefix: c.Prefix, Pods: c.topologyPods(), Servers: c.Servers, PortRange: c.PortRange}).validate()
 }
 
 // sessionRules are the node's rules for mode: one per uplink,

@@ -65,6 +65,7 @@ type Session struct {
 	restore    func()
 	t0         time.Time
 	trace      *sessionTrace // nil unless EnableTrace
+	podBase    int           // short: the first pod of the variant in flight (Config.topologyPods)
 }
 
 // Open fills in cfg's defaults, validates it, checks privileges, binaries
@@ -99,7 +100,7 @@ func Open(ctx context.Context, cfg Config) (s *Session, err error) {
 			s = nil
 		}
 	}()
-	if s.Topo, err = Build(ctx, TopologyConfig{Prefix: cfg.Prefix, Pods: cfg.Pods, Servers: cfg.Servers, PortRange: cfg.PortRange}); err != nil {
+	if s.Topo, err = Build(ctx, TopologyConfig{Prefix: cfg.Prefix, Pods: cfg.topologyPods(), Servers: cfg.Servers, PortRange: cfg.PortRange}); err != nil {
 		return s, fmt.Errorf("building lab topology: %w", err)
 	}
 	if err := addSNATAddresses(s.Topo, cfg.Modes); err != nil {
@@ -202,7 +203,7 @@ func (s *Session) round(ctx context.Context, r *Result, n int, until uint64) (hi
 	if s.trace != nil {
 		mark = s.trace.mark()
 	}
-	atts, err := s.d.round(ctx, s.plan.next(n), stop)
+	atts, err := s.d.round(ctx, s.shortPods(s.plan.next(n)), stop)
 	if err != nil {
 		return false, err
 	}

@@ -169,7 +169,7 @@ func (r *run) round(ctx context.Context, i, n int, until uint64) (bool, error) {
 	res := r.rep.Results[i]
 	before := res.Connections
 	if r.cfg.Workload.Name == Short {
-		r.s.d.dport = r.cfg.shortPort(i)
+		r.s.d.dport, r.s.podBase = r.cfg.shortPort(i), i*r.cfg.Pods
 	}
 	hit, err := r.s.round(ctx, res, n, until)
 	var cut *CutError

@@ -16,8 +16,11 @@ import (
 // before) and the client retransmits 1 s later. Each client thread runs its
 // connections one after another (closed loop: at most one per CPU in flight),
 // at full speed or paced at Rate; each mode and backend gets its own server
-// port (Dport + its index), so one mode's TIME_WAIT sockets and conntrack
-// entries never meet another's tuples.
+// port (Dport + its index) and its own pods, so that one mode's TIME_WAIT
+// sockets and conntrack entries never meet another's tuples: the kernel
+// keeps a source ip:port's NAT mapping for its flows to other destinations
+// (the bysource hash of get_unique_tuple), so pods shared between modes
+// would carry one mode's remapped ports into the other's flows.
 
 // validateShort checks a short workload: Rate 0 is the driver's full rate.
 func (w WorkloadConfig) validateShort() error {
@@ -33,4 +36,13 @@ func (w WorkloadConfig) validateShort() error {
 // paced reports whether a workload's attempts carry their own start times.
 func (w WorkloadConfig) paced() bool {
 	return w.Name == Steady || w.Name == Short && w.Rate > 0
+}
+
+// topologyPods is the number of pod namespaces a run builds: Pods, or for
+// a short run Pods per mode and backend.
+func (c Config) topologyPods() int {
+	if c.Workload.Name != Short {
+		return c.Pods
+	}
+	return c.Pods * max(1, len(c.Modes)*len(c.Backends))
 }

@@ -20,6 +20,20 @@ import (
 // conntrack entries never share a tuple with another's.
 func (c Config) shortPort(i int) uint16 { return c.Workload.Dport + uint16(i) }
 
+// shortPods moves a round's attempts onto the pods of the variant in
+// flight (Session.podBase): none for other workloads.
+func (s *Session) shortPods(bursts [][]target) [][]target {
+	if s.podBase == 0 {
+		return bursts
+	}
+	for _, b := range bursts {
+		for i := range b {
+			b[i].pod += s.podBase
+		}
+	}
+	return bursts
+}
+
 // listenShort starts, in every server namespace, a listener on the port of
 // every variant that reads the client's byte, answers one byte and closes
 // first: the server keeps the TIME_WAIT, as HTTP/1.0 servers do.
