@@ -88,3 +88,20 @@ func TestByVersion(t *testing.T) {
 		}
 	}
 }
+
+func TestByKernel(t *testing.T) {
+	for _, tc := range []struct {
+		release, version string
+		want             Kind
+	}{
+		{"6.1.0-57-cloud-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3 (2026-11-26)", PerPort},
+		{"6.1.0-50-cloud-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 6.1.176-1 (2026-06-01)", Unknown},
+		{"6.12.118+deb12-cloud-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 6.12.118-1~deb12u1", PerPort},
+		{"7.0.1", "#1 SMP", PerPort},
+		{"6.18.44-fc-v1272", "#1 SMP PREEMPT_DYNAMIC @0", Unknown},
+	} {
+		if d := ByKernel(tc.release, tc.version); d.Kind != tc.want {
+			t.Errorf("ByKernel(%q, %q) = %s (%s), want %s", tc.release, tc.version, d.Kind, d.Reason, tc.want)
+		}
+	}
+}

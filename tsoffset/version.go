@@ -2,6 +2,7 @@ package tsoffset
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/snatrace/snatrace/kernel"
 )
@@ -39,4 +40,22 @@ func ByVersion(version string) Detection {
 		}
 	}
 	return Detection{Kind: Unknown, Reason: fmt.Sprintf("kernel %s: its version does not say whether the timestamp offset depends on the ports (7.0, 6.12.94 and 6.1.191 do; a backport or a distribution's version string would not show): probe it", v)}
+}
+
+// ByKernel is ByVersion for a running kernel: release is `uname -r`,
+// version `uname -v`, where distributions name the upstream version that
+// the release string hides ("#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3
+// (2026-11-26)" for release "6.1.0-57-cloud-amd64"). The upstream version
+// is taken from a "Debian X.Y.Z" or "Ubuntu X.Y.Z" in version when there is
+// one, from release otherwise.
+func ByKernel(release, version string) Detection {
+	fields := strings.Fields(version)
+	for i, f := range fields {
+		if (f == "Debian" || f == "Ubuntu") && i+1 < len(fields) {
+			if d := ByVersion(fields[i+1]); d.Kind != Unknown {
+				return d
+			}
+		}
+	}
+	return ByVersion(release)
 }
