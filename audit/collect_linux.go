@@ -57,11 +57,11 @@ func ReadConntrack(ctx context.Context, ns *netns.NS, interval time.Duration, sl
 	return c, nil
 }
 
-// liveTSOffsets says how the running kernel offsets TCP timestamps: by
+// KernelTSOffsets says how the running kernel offsets TCP timestamps: by
 // probing it (tsoffset.Probe, in a throwaway namespace: CAP_SYS_ADMIN),
 // else from its version and `uname -v`. An override release (--kernel) is
 // judged by its version alone.
-func liveTSOffsets(ctx context.Context, override string) *tsoffset.Detection {
+func KernelTSOffsets(ctx context.Context, override string) *tsoffset.Detection {
 	if override != "" {
 		d := tsoffset.ByVersion(override)
 		return &d

@@ -16,9 +16,9 @@ func ReadConntrack(ctx context.Context, ns *netns.NS, interval time.Duration, sl
 	return nil, errors.New("reading the kernel needs Linux")
 }
 
-// liveTSOffsets judges an override release by its version; there is no
+// KernelTSOffsets judges an override release by its version; there is no
 // running Linux kernel to probe.
-func liveTSOffsets(ctx context.Context, override string) *tsoffset.Detection {
+func KernelTSOffsets(ctx context.Context, override string) *tsoffset.Detection {
 	d := tsoffset.ByVersion(override)
 	return &d
 }

@@ -61,7 +61,7 @@ func Live(ctx context.Context, o LiveOptions) (Input, error) {
 	if o.Sleep == nil {
 		o.Sleep = Sleep
 	}
-	in.TSOffsets = liveTSOffsets(ctx, o.Kernel)
+	in.TSOffsets = KernelTSOffsets(ctx, o.Kernel)
 	before, _ := netstat.ReadIn(o.NS)
 	ct, err := ReadConntrack(ctx, o.NS, o.Interval, o.Sleep)
 	if err != nil {
