@@ -10,10 +10,7 @@ import (
 )
 
 func TestPlanPAWSNote(t *testing.T) {
-	rs, err := ruleset.ParseIptablesSave("*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -s 10.244.0.0/16 -j MASQUERADE\nCOMMIT\n", "t")
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs := readDump(t, "docker-legacy.save")
 	for _, tc := range []struct {
 		kind tsoffset.Kind
 		want string // in the text plan; "" for no note
