@@ -294,9 +294,19 @@ func (r *driverRound) worker(ctx context.Context, w int) {
 				return
 			}
 			r.sent[i] = true
-			if d.short {
+			switch {
+			case d.short && r.steady:
+				if d.shortStart(r.fds[i], &r.dsts[r.flat[i].server], &r.atts[i]) {
+					fd, a := r.fds[i], &r.atts[i]
+					r.pending.wg.Add(1)
+					go func() {
+						defer r.pending.wg.Done()
+						d.shortFinish(ctx, fd, a)
+					}()
+				}
+			case d.short:
 				d.shortConn(ctx, r.fds[i], &r.dsts[r.flat[i].server], &r.atts[i])
-			} else {
+			default:
 				d.connect(r.fds[i], &r.dsts[r.flat[i].server], &r.atts[i], r.pending)
 			}
 			r.fds[i] = -1

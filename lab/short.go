@@ -13,9 +13,12 @@ import (
 // offset depends on the ports (165573e41f2f, 7.0 and stable backports), the
 // new SYN's TSval is unrelated to the last one the server saw: if lower, the
 // server's PAWS check rejects it (TcpExt PAWSTimewait from 6.16, PAWSEstab
-// before) and the client retransmits 1 s later. Each client thread runs its
-// connections one after another (closed loop: at most one per CPU in flight),
-// at full speed or paced at Rate; each mode and backend gets its own server
+// before) and the client retransmits (ms later, or 1 s when its retry is
+// rejected again). Without a Rate each client thread runs its connections
+// one after another (closed loop: at most one per CPU in flight, a delayed
+// connection holds up its thread); with a Rate each connection leaves at
+// its planned time from its CPU's thread and ends on its own (open loop: a
+// delayed connection holds up nothing). Each mode and backend gets its own server
 // port (Dport + its index) and its own pods, so that one mode's TIME_WAIT
 // sockets and conntrack entries never meet another's tuples: the kernel
 // keeps a source ip:port's NAT mapping for its flows to other destinations

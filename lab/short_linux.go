@@ -66,24 +66,42 @@ func (s *Session) listenShort(ctx context.Context) (stop func(), err error) {
 }
 
 // shortConn runs one short connection on fd from the calling client thread:
-// the handshake (its latency and SYN retransmissions are the attempt's),
-// one byte each way, the server's FIN, then close. Everything is bounded by
-// the driver's timeout from the connect; a cancelled ctx cuts it short.
+// shortStart, then shortFinish. A paced run (Rate) hands shortFinish to a
+// goroutine instead (driverRound.worker), so that a delayed connection
+// does not hold up the ones planned after it.
 func (d *driver) shortConn(ctx context.Context, fd int, dst *unix.SockaddrInet4, a *attempt) {
-	defer unix.Close(fd)
+	if d.shortStart(fd, dst, a) {
+		d.shortFinish(ctx, fd, a)
+	}
+}
+
+// shortStart sends the SYN of a short connection on fd from the calling
+// (pinned) thread; false when connect failed at once (fd is then closed).
+func (d *driver) shortStart(fd int, dst *unix.SockaddrInet4, a *attempt) bool {
 	a.start = time.Now()
-	deadline := a.start.Add(d.timeout)
 	err := unix.Connect(fd, dst)
 	if err != nil && !errors.Is(err, unix.EINPROGRESS) {
 		a.latency, a.err = time.Since(a.start), err
-		return
+		unix.Close(fd)
+		return false
 	}
 	if sa, err := unix.Getsockname(fd); err == nil {
 		if in4, ok := sa.(*unix.SockaddrInet4); ok {
 			a.localPort = uint16(in4.Port)
 		}
 	}
-	err = pollUntil(ctx, fd, unix.POLLOUT, deadline)
+	return true
+}
+
+// shortFinish waits for the handshake of a started short connection (its
+// latency and SYN retransmissions are the attempt's), sends one byte,
+// reads the answer and the server's FIN, and closes fd. Everything is
+// bounded by the driver's timeout from the connect; a cancelled ctx cuts
+// it short.
+func (d *driver) shortFinish(ctx context.Context, fd int, a *attempt) {
+	defer unix.Close(fd)
+	deadline := a.start.Add(d.timeout)
+	err := pollUntil(ctx, fd, unix.POLLOUT, deadline)
 	a.latency = time.Since(a.start)
 	if err == nil {
 		_, err = connected(fd)
