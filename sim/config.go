@@ -30,7 +30,8 @@ type Chooser string
 // Ephemeral port choosers.
 const (
 	// Hashed is Linux's __inet_hash_connect: a keyed hash of (saddr, daddr,
-	// dport) plus a per-destination perturbation that grows by 2..16 per
+	// dport) and of the time in 10 s periods (so the offset jumps every
+	// 10 s), plus a per-destination perturbation that grows by 2..16 per
 	// connection, even ports first (RFC 6056 algorithm 4 style).
 	Hashed Chooser = "hashed"
 	// UniformPorts picks uniformly in ip_local_port_range.

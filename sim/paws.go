@@ -194,3 +194,14 @@ func (r Result) pawsRate() float64 {
 	}
 	return float64(r.PAWSTimewait) / float64(r.SYNs)
 }
+
+// shufflePeriod is EPHEMERAL_PORT_SHUFFLE_PERIOD: secure_ipv4_port_ephemeral
+// hashes jiffies / (10 * HZ) with the addresses and port (5.18 and later,
+// read in the 6.1 and 6.12 sources), so a pod's port offset towards one
+// destination jumps every 10 s.
+const shufflePeriod = int64(10 * time.Second)
+
+// shuffled is a destination's hash base in the shuffle period of now.
+func shuffled(base uint32, now int64) uint32 {
+	return uint32(mix(uint64(base) ^ uint64(now/shufflePeriod)<<32))
+}

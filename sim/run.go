@@ -451,7 +451,7 @@ func (r *runner) hashedPort(held *portBits, pod, server int32, low, high uint32)
 		remaining &^= 1
 	}
 	d := &r.dests[int(pod)*r.cfg.Servers+int(server)]
-	offset := (d.perturb + d.base) % remaining
+	offset := (d.perturb + shuffled(d.base, r.now)) % remaining
 	offset &^= 1
 	for pass := 0; pass < 2 && remaining > 0; pass++ {
 		// The kernel's loop: port = low + offset, += 2 for remaining/2
