@@ -31,6 +31,12 @@ func TestDetectRecorded(t *testing.T) {
 		// Linux 6.18.44 (this project's VM): 40001-40004, 10 ms apart,
 		// TSvals up to 1.4e9 apart.
 		{"testdata/syns-6.18.44.json", PerPort},
+		// Debian 6.1.192 (stable 6.1.191's backport), in QEMU by snatrace
+		// lab --kernel: TSvals up to 1.8e9 apart.
+		{"testdata/syns-6.1.192.json", PerPort},
+		// Debian 6.1.176, before the backport: TSvals 31, 12 and 13 apart
+		// for SYNs 32, 13 and 12 ms apart.
+		{"testdata/syns-6.1.176.json", PerAddress},
 	} {
 		d := Detect(loadSamples(t, tc.file))
 		if d.Kind != tc.want {
