@@ -19,9 +19,7 @@ import (
 // no PAWS rejection at all. On a kernel whose offsets do not depend on the
 // ports, one pod's SYNs share one clock and fully-random shows none either.
 func TestShortPAWS(t *testing.T) {
-	needRoot(t)
-	host := hostState(t)
-	rep, err := Run(context.Background(), Config{
+	rep := runClean(t, Config{
 		Modes:       modes(t, "masquerade", "masquerade to :20000-20015 fully-random"),
 		Workload:    WorkloadConfig{Name: Short},
 		Pods:        1,
@@ -29,14 +27,6 @@ func TestShortPAWS(t *testing.T) {
 		Connections: 200,
 		RoundSize:   100,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertNoNamespaces(t, rep.Prefix)
-	if got := hostState(t); got != host {
-		t.Errorf("host namespace changed:\nbefore:\n%s\nafter:\n%s", host, got)
-	}
-	t.Logf("verdict: %s", rep.Verdict)
 	if rep.TSOffsets == nil || rep.TSOffsets.Kind == tsoffset.Unknown {
 		t.Fatalf("the run did not probe the timestamp offsets: %+v", rep.TSOffsets)
 	}
@@ -73,4 +63,22 @@ func TestShortPAWS(t *testing.T) {
 	if got := full.Causes.PAWSTimewait + full.Causes.SNATClash; got < full.SynRetrans || got > full.SynRetrans+uint64(full.Failed) {
 		t.Errorf("fully-random: %d PAWS + %d SNAT clash for %d retransmitted SYNs and %d failed connections", full.Causes.PAWSTimewait, full.Causes.SNATClash, full.SynRetrans, full.Failed)
 	}
+}
+
+// runClean runs the lab with cfg as root and checks that it left no
+// namespace behind and the host namespace as it was; it logs the verdict.
+func runClean(t *testing.T, cfg Config) *Report {
+	t.Helper()
+	needRoot(t)
+	host := hostState(t)
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertNoNamespaces(t, rep.Prefix)
+	if got := hostState(t); got != host {
+		t.Errorf("host namespace changed:\nbefore:\n%s\nafter:\n%s", host, got)
+	}
+	t.Logf("verdict: %s", rep.Verdict)
+	return rep
 }
