@@ -52,7 +52,11 @@ modes with --predict.
 
 Workloads are the lab's: same-port (every pod connects from one source port
 per burst), ephemeral (bursts, ports chosen by each pod's kernel), steady
-(--rate connections per second). With --proto udp: the lab's UDP rounds of
+(--rate connections per second), short (--rate connections that the server
+closes first: it holds the NAT tuple in TIME_WAIT for --server-timewait, and a
+SYN remapped onto a held tuple is rejected by PAWS when its timestamp is
+older; --ts-offsets per-port, as 7.0, stable 6.12.94 and 6.1.191 compute it,
+or per-address for older kernels; the table adds a PAWS column). With --proto udp: the lab's UDP rounds of
 resolver queries (same-port, ephemeral, pairs: A and AAAA from one socket on
 two CPUs), with each era's UDP clash resolution (none before 4.6, 4.19's
 identical entries, 5.0's same flow, 5.6's reply-only insertion) and a lost
