@@ -34,6 +34,7 @@ func (a counters) delta(b counters) roundDelta {
 			TimewaitRejected:   b.paws.TimewaitRejected - a.paws.TimewaitRejected,
 			ACKSkippedTimewait: b.paws.ACKSkippedTimewait - a.paws.ACKSkippedTimewait,
 			TimewaitOverflow:   b.paws.TimewaitOverflow - a.paws.TimewaitOverflow,
+			ClientResets:       b.paws.ClientResets - a.paws.ClientResets,
 		},
 	}
 }
@@ -49,11 +50,17 @@ func (t *Topology) read() (counters, error) {
 		return c, fmt.Errorf("reading conntrack statistics of %s over ctnetlink: %w", t.Node, err)
 	}
 	for _, p := range t.Pods {
-		ext, err := tcpExt(p.NS)
+		ext, err := netstat.ReadIn(p.NS)
 		if err != nil {
 			return c, err
 		}
-		c.synRetrans += val(ext.TCPSynRetrans)
+		v, _ := ext.Get("TcpExt", "TCPSynRetrans")
+		c.synRetrans += v
+		// A SYN rejected at a server's TIME_WAIT is answered by an ACK the
+		// client resets (tcp_rcv_synsent_state_process): short clients
+		// send no other reset.
+		v, _ = ext.Get("Tcp", "OutRsts")
+		c.paws.ClientResets += v
 	}
 	for _, s := range t.Servers {
 		ext, err := netstat.ReadIn(s.NS)
@@ -90,20 +97,6 @@ func val(p *float64) uint64 {
 		return 0
 	}
 	return uint64(*p)
-}
-
-// tcpExt reads the TcpExt counters of ns (/proc/<tid>/net/netstat).
-func tcpExt(ns *netns.NS) (procfs.TcpExt, error) {
-	var ext procfs.TcpExt
-	err := inProc(ns, func(p procfs.Proc) error {
-		st, err := p.Netstat()
-		ext = st.TcpExt
-		return err
-	})
-	if err != nil {
-		return ext, fmt.Errorf("reading TcpExt of %s: %w", ns, err)
-	}
-	return ext, nil
 }
 
 // inProc runs fn on the procfs entry of a thread inside ns: /proc/self/net

@@ -21,6 +21,22 @@ type PAWSCounters struct {
 	// TimewaitOverflow counts connections that closed without a TIME_WAIT
 	// socket (TCPTimeWaitOverflow: tcp_max_tw_buckets reached).
 	TimewaitOverflow uint64 `json:"timewait_overflow"`
+	// ClientResets is the pods' Tcp OutRsts: a client resets the ACK a
+	// server's TIME_WAIT answers a rejected SYN with, and a short client
+	// sends no other reset. Before 6.16 it tells the SYNs rejected at
+	// TIME_WAIT (at most ClientResets + ACKSkippedTimewait) from the
+	// established connections' PAWS drops that PAWSEstab counts too.
+	ClientResets uint64 `json:"client_resets"`
+}
+
+// timewaitSYNs is how many SYNs the servers' TIME_WAIT rejected: the
+// PAWSTimewait counter where the kernel has it; before 6.16 PAWSEstab,
+// bounded by the resets the clients answered those rejections with.
+func (p PAWSCounters) timewaitSYNs() uint64 {
+	if p.Counter != "PAWSEstab" {
+		return p.TimewaitRejected
+	}
+	return min(p.TimewaitRejected, p.ClientResets+p.ACKSkippedTimewait)
 }
 
 func (p *PAWSCounters) add(d PAWSCounters) {
@@ -30,6 +46,7 @@ func (p *PAWSCounters) add(d PAWSCounters) {
 	p.TimewaitRejected += d.TimewaitRejected
 	p.ACKSkippedTimewait += d.ACKSkippedTimewait
 	p.TimewaitOverflow += d.TimewaitOverflow
+	p.ClientResets += d.ClientResets
 }
 
 // pawsVerdict is the verdict's sentence on PAWS rejections at the servers'

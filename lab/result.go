@@ -251,7 +251,7 @@ func (r *Result) finish() {
 
 // account explains the retransmitted SYNs by the drops the kernel counted.
 func account(r *Result) (Causes, bool, string) {
-	c := Causes{SNATClash: r.Conntrack.InsertFailed, ListenOverflow: r.ListenDrops, PAWSTimewait: r.ServerPAWS.TimewaitRejected}
+	c := Causes{SNATClash: r.Conntrack.InsertFailed, ListenOverflow: r.ListenDrops, PAWSTimewait: r.ServerPAWS.timewaitSYNs()}
 	if r.Conntrack.Drop > r.Conntrack.InsertFailed {
 		c.TableFull = r.Conntrack.Drop - r.Conntrack.InsertFailed
 	}

@@ -41,8 +41,11 @@ func TestShortPAWS(t *testing.T) {
 		if r.Connections != 200 {
 			t.Errorf("%s: %d connections, want 200", r.NAT, r.Connections)
 		}
-		if r.Causes.PAWSTimewait != r.ServerPAWS.TimewaitRejected {
-			t.Errorf("%s: causes.paws_timewait %d is not the servers' counter %d", r.NAT, r.Causes.PAWSTimewait, r.ServerPAWS.TimewaitRejected)
+		if r.Causes.PAWSTimewait != r.ServerPAWS.timewaitSYNs() || r.ServerPAWS.Counter == "PAWSTimewait" && r.Causes.PAWSTimewait != r.ServerPAWS.TimewaitRejected {
+			t.Errorf("%s: causes.paws_timewait %d is not the servers' counter %+v", r.NAT, r.Causes.PAWSTimewait, r.ServerPAWS)
+		}
+		if r.ServerPAWS.TimewaitOverflow != 0 {
+			t.Errorf("%s: %d connections closed without TIME_WAIT at the server", r.NAT, r.ServerPAWS.TimewaitOverflow)
 		}
 	}
 	if plain.Causes.PAWSTimewait != 0 || plain.Retransmitted != 0 {
