@@ -27,6 +27,19 @@ type PAWSCounters struct {
 	// TIME_WAIT (at most ClientResets + ACKSkippedTimewait) from the
 	// established connections' PAWS drops that PAWSEstab counts too.
 	ClientResets uint64 `json:"client_resets"`
+	// OtherSegments are TIME_WAIT rejections that match no retransmitted
+	// SYN: segments of a closed connection that arrived late (reordered
+	// on their way), which a TIME_WAIT socket rejects by PAWS too and the
+	// client answers with a reset from its closed port.
+	OtherSegments uint64 `json:"other_segments,omitempty"`
+}
+
+// splitPAWS divides the servers' TIME_WAIT rejections into the SYNs the
+// clients retransmitted (room: retransmitted SYNs and failed connections
+// that no other cause explains) and other segments.
+func (p PAWSCounters) splitPAWS(room uint64) (syns, other uint64) {
+	n := p.timewaitSYNs()
+	return min(n, room), n - min(n, room)
 }
 
 // timewaitSYNs is how many SYNs the servers' TIME_WAIT rejected: the

@@ -55,6 +55,9 @@ func WriteText(w io.Writer, rep *Report) error {
 		if rep.Workload.Name == Short || c.PAWSTimewait > 0 {
 			paws = fmt.Sprintf(" + %d PAWS at TIME_WAIT", c.PAWSTimewait)
 		}
+		if o := r.ServerPAWS.OtherSegments; o > 0 {
+			status += fmt.Sprintf(" (and %d late segments of closed connections rejected at TIME_WAIT)", o)
+		}
 		ew.Printf("%s (%s): %d SYNs retransmitted = %d SNAT clash + %d listen overflow + %d table full%s + %d unexplained; %s\n",
 			r.NAT, r.Backend, r.SynRetrans, c.SNATClash, c.ListenOverflow, c.TableFull, paws, c.Unexplained, status)
 		if t := r.Trace; t != nil {

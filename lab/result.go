@@ -251,11 +251,13 @@ func (r *Result) finish() {
 
 // account explains the retransmitted SYNs by the drops the kernel counted.
 func account(r *Result) (Causes, bool, string) {
-	c := Causes{SNATClash: r.Conntrack.InsertFailed, ListenOverflow: r.ListenDrops, PAWSTimewait: r.ServerPAWS.timewaitSYNs()}
+	c := Causes{SNATClash: r.Conntrack.InsertFailed, ListenOverflow: r.ListenDrops}
 	if r.Conntrack.Drop > r.Conntrack.InsertFailed {
 		c.TableFull = r.Conntrack.Drop - r.Conntrack.InsertFailed
 	}
-	explained := c.SNATClash + c.ListenOverflow + c.TableFull + c.PAWSTimewait
+	others := c.SNATClash + c.ListenOverflow + c.TableFull
+	c.PAWSTimewait, r.ServerPAWS.OtherSegments = r.ServerPAWS.splitPAWS(r.SynRetrans + uint64(r.Failed) - min(others, r.SynRetrans+uint64(r.Failed)))
+	explained := others + c.PAWSTimewait
 	var notes []string
 	if r.SynRetrans > explained {
 		c.Unexplained = r.SynRetrans - explained

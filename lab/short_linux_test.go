@@ -41,7 +41,7 @@ func TestShortPAWS(t *testing.T) {
 		if r.Connections != 200 {
 			t.Errorf("%s: %d connections, want 200", r.NAT, r.Connections)
 		}
-		if r.Causes.PAWSTimewait != r.ServerPAWS.timewaitSYNs() || r.ServerPAWS.Counter == "PAWSTimewait" && r.Causes.PAWSTimewait != r.ServerPAWS.TimewaitRejected {
+		if r.Causes.PAWSTimewait+r.ServerPAWS.OtherSegments != r.ServerPAWS.timewaitSYNs() || r.ServerPAWS.Counter == "PAWSTimewait" && r.Causes.PAWSTimewait+r.ServerPAWS.OtherSegments != r.ServerPAWS.TimewaitRejected {
 			t.Errorf("%s: causes.paws_timewait %d is not the servers' counter %+v", r.NAT, r.Causes.PAWSTimewait, r.ServerPAWS)
 		}
 		if r.ServerPAWS.TimewaitOverflow != 0 {
