@@ -20,7 +20,7 @@ type PAWSNote struct {
 // pawsAlternatives keep the SNAT race away from the traffic without
 // remapping it onto tuples servers still hold.
 var pawsAlternatives = []string{
-	"keep port preservation for the rule that carries many short connections to one server port (HTTP/1.0, health checks, a connection per request): --exclude owner=NAME or --exclude chain=NAME, where `snatrace audit --interval 60s` shows no race on it",
+	"keep port preservation for the rule that carries many short connections to one server port (HTTP/1.0, health checks, a connection per request): --exclude owner=NAME or --exclude chain=NAME, where `snatrace audit --interval 60s` shows no race on it; it remaps only pods that meet on one port number (fewer rejections, none for a single client)",
 	"reuse connections (HTTP keep-alive, connection pools): no short connections, no TIME_WAIT to meet",
 	"widen the pods' net.ipv4.ip_local_port_range: a pod that reuses its ports less often frees fewer tuples that servers still hold",
 	"give the NAT more source addresses or a wider port range: lowers the odds that a remapped flow lands on a held tuple, does not remove them",

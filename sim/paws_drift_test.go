@@ -39,11 +39,12 @@ var shortKnownGaps = map[string]string{
 }
 
 // TestShortAgainstLab predicts the PAWS rejections of short lab runs
-// recorded on 6.18.44 (sim/testdata/short-6.18: one pod, full port
-// ranges, fully-random at 100-1000/s for 100 s and an A/B of plain and
-// fully-random at the lab's full rate): steady arrivals at the run's
-// achieved rate, its connection count, per-port offsets, 4 seeds pooled;
-// the prediction's 95% interval must overlap the measurement's.
+// recorded on 6.18.44 (sim/testdata/short-6.18, full port ranges: one pod
+// fully-random at 100-1000/s for 100 s, an A/B of plain and fully-random at
+// the lab's full rate, four pods plain and fully-random at 600/s): steady
+// arrivals at the run's achieved rate, its pods and connection count,
+// per-port offsets, 4 seeds pooled; the prediction's 95% interval must
+// overlap the measurement's.
 func TestShortAgainstLab(t *testing.T) {
 	files, _ := filepath.Glob("testdata/short-6.18/lab-short-*.json")
 	if len(files) == 0 {
