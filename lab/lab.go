@@ -194,6 +194,9 @@ func (c Config) Validate() error {
 			}
 		}
 	}
+	if n := c.topologyPods(); n != c.Pods && n > MaxPods {
+		return fmt.Errorf("pods: %d per mode × %d modes and backends is more than %d (the short workload gives each mode its own pods)", c.Pods, n/c.Pods, MaxPods)
+	}
 	return (TopologyConfig{Prefix: c.Prefix, Pods: c.topologyPods(), Servers: c.Servers, PortRange: c.PortRange}).validate()
 }
 
