@@ -94,7 +94,7 @@ func pawsFindings(rules []ruleset.Rule, ts *tsoffset.Detection, ev *PAWSEvidence
 	for _, i := range idx {
 		r := &rules[i]
 		out = append(out, Finding{Severity: sev, Kind: KindPAWSRemap, Rule: r.Text, RuleIndex: i, Owner: r.Owner, Evidence: evidence, Remedy: pawsRemedy,
-			Message: fmt.Sprintf("%s maps flows onto source ports other than their own, and this kernel's TCP timestamp offsets depend on the ports: a short connection (one the server closes first: HTTP/1.0, health checks, a connection per request) remapped onto a tuple the server still holds in TIME_WAIT (60 s) carries an unrelated timestamp, and the server's PAWS check rejects about half of such SYNs (a retransmission: ms, or 1 s when the retry is rejected again). Not a reason to drop fully-random where the SNAT race is the bigger cost: measure both with snatrace lab --workload short", r.NAT)})
+			Message: fmt.Sprintf("%s maps flows onto source ports other than their own, and this kernel's TCP timestamp offsets depend on the ports: a short connection (one the server closes first: HTTP/1.0, health checks, a connection per request) remapped onto a tuple the server still holds in TIME_WAIT (60 s) carries an unrelated timestamp, and the server's PAWS check rejects about half of such SYNs (a retransmission: ms, or 2 s when the retry is rejected again). Not a reason to drop fully-random where the SNAT race is the bigger cost: measure both with snatrace lab --workload short", r.NAT)})
 	}
 	return out
 }

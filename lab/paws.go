@@ -83,7 +83,7 @@ func pawsVerdict(rs []*Result, short bool) string {
 		late := r.Delayed["1s"] + r.Delayed["3s"] + r.Delayed["7s+"]
 		parts = append(parts, fmt.Sprintf("%s %d (%d connections ≥ 0.9 s late)", name, r.Causes.PAWSTimewait, late))
 	}
-	s := "; SYNs rejected by PAWS at the server's TIME_WAIT (each cost a retransmission: ms when the client's reset clears the TIME_WAIT, 1 s when its retry is rejected again): " + strings.Join(parts, ", ")
+	s := "; SYNs rejected by PAWS at the server's TIME_WAIT (each cost a retransmission: ms when the client's reset clears the TIME_WAIT, 2 s when its retry is rejected again): " + strings.Join(parts, ", ")
 	if any {
 		s += " — a mode that maps other source ports onto a tuple the server still holds pays this on a kernel with per-port timestamp offsets"
 	}

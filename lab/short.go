@@ -13,7 +13,7 @@ import (
 // offset depends on the ports (165573e41f2f, 7.0 and stable backports), the
 // new SYN's TSval is unrelated to the last one the server saw: if lower, the
 // server's PAWS check rejects it (TcpExt PAWSTimewait from 6.16, PAWSEstab
-// before) and the client retransmits (ms later, or 1 s when its retry is
+// before) and the client retransmits (ms later, or 2 s when its retry is
 // rejected again). Without a Rate each client thread runs its connections
 // one after another (closed loop: at most one per CPU in flight, a delayed
 // connection holds up its thread); with a Rate each connection leaves at
