@@ -45,7 +45,7 @@ func pawsNote(ts *tsoffset.Detection, changes int) *PAWSNote {
 	rules := text.Plural(changes, "this rule maps", "these rules map")
 	if ts.Kind == tsoffset.PerPort {
 		n.Message = "this kernel's TCP timestamp offsets depend on the ports (" + ts.Reason + "): once fully-random, " + rules +
-			" connections onto source ports other than their own, and a short connection that lands on a tuple a server still holds in TIME_WAIT (60 s after the server closed it) is rejected by the server's PAWS check about half of the time — a retransmitted SYN, ms or 1 s late. fully-random removes SNAT clashes and adds these delays: weigh both on your traffic (snatrace lab --workload short shows both on this kernel)"
+			" connections onto source ports other than their own, and a short connection that lands on a tuple a server still holds in TIME_WAIT (60 s after the server closed it) is rejected by the server's PAWS check about half of the time — a retransmitted SYN, ms or 2 s late. fully-random removes SNAT clashes and adds these delays: weigh both on your traffic (snatrace lab --workload short shows both on this kernel)"
 	} else {
 		n.Message = "whether this kernel's TCP timestamp offsets depend on the ports is not known (" + ts.Reason + "); if they do (7.0, stable 6.12.94 and 6.1.191 on), fully-random adds PAWS delays at servers' TIME_WAIT for short connections: snatrace lab --workload short measures it on this kernel"
 	}
