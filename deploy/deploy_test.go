@@ -63,6 +63,11 @@ type kustomization struct {
 			DisableNameSuffixHash bool              `json:"disableNameSuffixHash"`
 		} `json:"options"`
 	} `json:"configMapGenerator"`
+	Images []struct {
+		Name    string `json:"name"`
+		NewName string `json:"newName"`
+		NewTag  string `json:"newTag"`
+	} `json:"images"`
 }
 
 func load(t *testing.T) manifests {
