@@ -74,7 +74,7 @@ func Start(t testing.TB, ns *netns.NS, cfg Config) *Prometheus {
 	listen := fmt.Sprintf("127.0.0.1:%d", port)
 	p.URL = "http://" + listen
 	cmd := exec.Command(bin, "--config.file="+conf, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+listen, "--web.enable-lifecycle=false", "--log.level=warn")
+		"--web.listen-address="+listen, "--log.level=warn")
 	logf, err := os.Create(p.log)
 	if err != nil {
 		t.Fatal(err)
