@@ -43,7 +43,7 @@ func shortRules(t *testing.T) string {
 
 // alertState returns the state ("pending", "firing") of alert name for
 // node, or "" when it is not active, and the alert's labels.
-func alertState(t *testing.T, prom *promtest.Prometheus, name, node string) (v1.AlertState, model.LabelSet) {
+func alertState(t testing.TB, prom *promtest.Prometheus, name, node string) (v1.AlertState, model.LabelSet) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -81,7 +81,7 @@ func waitAlert(t *testing.T, prom *promtest.Prometheus, name, node string, want 
 }
 
 // query runs an instant query and returns its result.
-func query(t *testing.T, prom *promtest.Prometheus, q string) model.Value {
+func query(t testing.TB, prom *promtest.Prometheus, q string) model.Value {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

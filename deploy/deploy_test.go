@@ -26,7 +26,7 @@ import (
 )
 
 // decodeStrict decodes one YAML document into v, failing on unknown fields.
-func decodeStrict(t *testing.T, path string, v any) {
+func decodeStrict(t testing.TB, path string, v any) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

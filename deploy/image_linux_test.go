@@ -47,7 +47,7 @@ func manifestImage(t *testing.T) string {
 
 // buildImage builds the image into p's storage with the documented command,
 // deploy/image/build.sh --offline, and returns the reference it printed.
-func buildImage(t *testing.T, p *podmantest.Podman) string {
+func buildImage(t testing.TB, p *podmantest.Podman) string {
 	t.Helper()
 	for _, b := range []string{"mmdebstrap", "go"} {
 		if _, err := exec.LookPath(b); err != nil {
@@ -72,7 +72,7 @@ type podSpec struct {
 	c  corev1.Container
 }
 
-func loadPod(t *testing.T) podSpec {
+func loadPod(t testing.TB) podSpec {
 	t.Helper()
 	var ds appsv1.DaemonSet
 	decodeStrict(t, "kubernetes/daemonset.yaml", &ds)
@@ -87,7 +87,7 @@ func loadPod(t *testing.T) podSpec {
 // manifest's user, exactly its capabilities, no new privileges, a
 // read-only root without podman's tmpfs mounts, its resource limits and
 // its environment with the pod IP podIP.
-func (ps podSpec) runArgs(t *testing.T, podIP string) []string {
+func (ps podSpec) runArgs(t testing.TB, podIP string) []string {
 	t.Helper()
 	sc := ps.c.SecurityContext
 	if !ps.ds.Spec.Template.Spec.HostNetwork || sc == nil || sc.Capabilities == nil || sc.RunAsUser == nil {
@@ -152,7 +152,7 @@ func ownedRules(t *testing.T, ns *netns.NS) {
 }
 
 // shortDir is a short private directory: podman's socket paths are limited.
-func shortDir(t *testing.T, tag string) string {
+func shortDir(t testing.TB, tag string) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "snt-"+tag+"-")
 	if err != nil {
