@@ -49,8 +49,8 @@ func usageOf(b *testing.B, pid string) procUsage {
 		b.Fatal(err)
 	}
 	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64) // utime, field 14
-	st, _ := strconv.ParseInt(f[12], 10, 64) // stime, field 15
+	ut, _ := strconv.ParseInt(f[11], 10, 64)                      // utime, field 14
+	st, _ := strconv.ParseInt(f[12], 10, 64)                      // stime, field 15
 	u := procUsage{cpu: time.Duration(ut+st) * time.Second / 100} // USER_HZ
 	status, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
