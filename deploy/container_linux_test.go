@@ -66,7 +66,11 @@ func containerAudit(t *testing.T, p *podmantest.Podman, ref string, ps podSpec) 
 		}
 		ReadErrors []json.RawMessage `json:"read_errors"`
 	}
-	if jerr := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &rep); jerr != nil {
+	doc := out
+	if i := strings.Index(out, "{"); i > 0 { // podman's warnings, if any, come first
+		doc = out[i:]
+	}
+	if jerr := json.Unmarshal([]byte(doc), &rep); jerr != nil {
 		t.Fatalf("audit in the container: %v, %v\n%s", err, jerr, out)
 	}
 	got := map[string]string{}
