@@ -95,6 +95,20 @@ func load(t *testing.T) manifests {
 	return m
 }
 
+// manifestImage is the image reference the kustomization deploys.
+func manifestImage(t *testing.T) string {
+	t.Helper()
+	m := load(t)
+	if len(m.kustomz.Images) != 1 {
+		t.Fatalf("kustomization images: %+v, want one entry", m.kustomz.Images)
+	}
+	im := m.kustomz.Images[0]
+	if im.Name != m.ds.Spec.Template.Spec.Containers[0].Image {
+		t.Fatalf("kustomization images: names %q, the DaemonSet runs %q", im.Name, m.ds.Spec.Template.Spec.Containers[0].Image)
+	}
+	return im.NewName + ":" + im.NewTag
+}
+
 // TestManifestsStrict decodes every manifest strictly into its API type and
 // checks that the kustomization lists every file of the directory.
 func TestManifestsStrict(t *testing.T) {

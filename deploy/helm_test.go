@@ -138,14 +138,12 @@ func TestHelmMatchesKustomize(t *testing.T) {
 // TestHelmValues: each value changes what it says and nothing else; trace
 // gives the kustomize trace overlay's args and capabilities.
 func TestHelmValues(t *testing.T) {
-	tr := containerOf(t, "kubernetes/trace/daemonset-trace.yaml")
+	var patch appsv1.DaemonSet
+	decodeStrict(t, "kubernetes/trace/daemonset-trace.yaml", &patch)
+	tr := patch.Spec.Template.Spec.Containers[0]
 	c := render(t, "trace.enabled=true").ds.Spec.Template.Spec.Containers[0]
-	var caps []string
-	for _, a := range c.SecurityContext.Capabilities.Add {
-		caps = append(caps, strings.ToLower(string(a)))
-	}
-	if !slices.Equal(c.Args, tr.args) || !slices.Equal(caps, tr.caps) {
-		t.Errorf("trace.enabled: args %v caps %v, the trace overlay has %v %v", c.Args, caps, tr.args, tr.caps)
+	if !slices.Equal(c.Args, tr.Args) || !reflect.DeepEqual(c.SecurityContext.Capabilities, tr.SecurityContext.Capabilities) {
+		t.Errorf("trace.enabled: args %v capabilities %+v, the trace overlay has %v %+v", c.Args, c.SecurityContext.Capabilities, tr.Args, tr.SecurityContext.Capabilities)
 	}
 	if c := render(t, "trace.enabled=true", "trace.destinations=50").ds.Spec.Template.Spec.Containers[0]; !slices.Contains(c.Args, "--trace-destinations=50") {
 		t.Errorf("trace.destinations=50: args %v", c.Args)

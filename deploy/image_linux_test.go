@@ -31,20 +31,6 @@ func baseCache() string {
 	return "/var/cache/snatrace-ci/image"
 }
 
-// manifestImage is the image reference the kustomization deploys.
-func manifestImage(t *testing.T) string {
-	t.Helper()
-	m := load(t)
-	if len(m.kustomz.Images) != 1 {
-		t.Fatalf("kustomization images: %+v, want one entry", m.kustomz.Images)
-	}
-	im := m.kustomz.Images[0]
-	if im.Name != m.ds.Spec.Template.Spec.Containers[0].Image {
-		t.Fatalf("kustomization images: names %q, the DaemonSet runs %q", im.Name, m.ds.Spec.Template.Spec.Containers[0].Image)
-	}
-	return im.NewName + ":" + im.NewTag
-}
-
 // buildImage builds the image into p's storage with the documented command,
 // deploy/image/build.sh --offline, and returns the reference it printed.
 func buildImage(t testing.TB, p *podmantest.Podman) string {
