@@ -8,15 +8,18 @@
 // within the machine's hard limits. Podman runs in a given network
 // namespace (nsenter --net, never `ip netns exec`, which remounts /sys), so
 // a container on the host network lives in that namespace and netavark
-// writes its rules there. Every container is removed when the test ends.
+// writes its rules there. Every container is removed, and the storage
+// unmounted, when the test ends.
 package podmantest
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/snatrace/snatrace/internal/testenv"
@@ -58,8 +61,36 @@ network_config_dir = "%s"
 	}
 	p := &Podman{ns: ns, env: []string{"CONTAINERS_CONF=" + conf},
 		args: []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"), "--tmpdir", filepath.Join(dir, "tmp")}}
-	t.Cleanup(func() { p.Exec("rm", "-f", "-a", "-t", "0") })
+	t.Cleanup(func() {
+		p.Exec("rm", "-f", "-a", "-t", "0")
+		// The overlay driver bind-mounts its directory onto itself and
+		// leaves it mounted: without this, dir cannot be removed.
+		if err := unmountUnder(dir); err != nil {
+			t.Errorf("unmounting podman's storage: %v", err)
+		}
+	})
 	return p
+}
+
+// unmountUnder unmounts every mount point at or under dir, deepest first.
+func unmountUnder(dir string) error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var points []string
+	for _, l := range strings.Split(string(b), "\n") {
+		// id parent major:minor root mountpoint ...
+		if f := strings.Fields(l); len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			points = append(points, f[4])
+		}
+	}
+	for i := len(points) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(points[i], syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			return fmt.Errorf("unmounting %s: %w", points[i], err)
+		}
+	}
+	return nil
 }
 
 // Run runs podman with args and returns its trimmed output; it fails t
