@@ -26,6 +26,9 @@ type LiveOptions struct {
 	Kernel, Iptables string
 	// Sleep waits the interval; nil is Sleep.
 	Sleep Sleeper
+	// Chains keeps the nftables chain list between the reads of a caller
+	// that follows the namespace's commits (ruleset.ChainCache).
+	Chains *ruleset.ChainCache
 }
 
 // ErrPermission wraps a live read refused for lack of privilege.
@@ -38,7 +41,7 @@ var ErrPermission = errors.New("reading netfilter rules needs CAP_NET_ADMIN (run
 // cannot be read are a warning, not an error.
 func Live(ctx context.Context, o LiveOptions) (Input, error) {
 	in := Input{Kernel: o.Kernel, Iptables: o.Iptables}
-	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NS: o.NS, SkipLegacy: o.SkipLegacy})
+	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NS: o.NS, SkipLegacy: o.SkipLegacy, Chains: o.Chains})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return in, fmt.Errorf("%w: %w", ErrPermission, err)

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/snatrace/snatrace/ruleset"
@@ -48,13 +47,10 @@ func command(name string, args ...string) tool.Cmd {
 
 // lockPath is the xtables lock iptables writers take.
 func (f *Fixer) lockPath() string {
-	switch {
-	case f.cfg.LockPath != "":
+	if f.cfg.LockPath != "" {
 		return f.cfg.LockPath
-	case os.Getenv("XTABLES_LOCKFILE") != "":
-		return os.Getenv("XTABLES_LOCKFILE")
 	}
-	return "/run/xtables.lock"
+	return ruleset.XtablesLockPath()
 }
 
 // Read reads the namespace's source-NAT rules.
