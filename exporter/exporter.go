@@ -101,8 +101,8 @@ type Option func(*Exporter)
 // WithConntrack sets the readers of the conntrack statistics: netlink first,
 // proc when netlink fails, max when the snapshot carries no table size. A nil
 // reader is skipped. The default reads the process's own namespace through
-// ctstat.ReadNetlink(nil), ctstat.ReadProc(ctstat.ProcPath) and
-// ctstat.ReadMax("").
+// a ctstat.NetlinkReader of its own namespace (one socket kept between
+// scrapes), ctstat.ReadProc(ctstat.ProcPath) and ctstat.ReadMax("").
 func WithConntrack(netlink, proc SnapshotFunc, max MaxFunc) Option {
 	return func(e *Exporter) { e.netlink, e.proc, e.max = netlink, proc, max }
 }
@@ -185,7 +185,7 @@ type Exporter struct {
 // New returns an Exporter.
 func New(opts ...Option) *Exporter {
 	e := &Exporter{
-		netlink:       func() (ctstat.Snapshot, error) { return ctstat.ReadNetlink(nil) },
+		netlink:       ctstat.NewNetlinkReader(nil).Read,
 		proc:          func() (ctstat.Snapshot, error) { return ctstat.ReadProc(ctstat.ProcPath) },
 		max:           func() (uint64, error) { return ctstat.ReadMax("") },
 		auditInterval: 60 * time.Second,
