@@ -227,9 +227,12 @@ func (e *Exporter) Run(ctx context.Context) {
 	}
 	t := time.NewTicker(e.auditInterval)
 	defer t.Stop()
+	// A change waits for the gap since the last refresh, but never longer
+	// than the interval would have.
+	gap := min(e.minGap, e.auditInterval)
 	trigger, last := TriggerStart, time.Time{}
 	for {
-		if wait := e.minGap - time.Since(last); trigger != TriggerStart && trigger != TriggerInterval && wait > 0 {
+		if wait := gap - time.Since(last); trigger != TriggerStart && trigger != TriggerInterval && wait > 0 {
 			select { // changes coalesce during the gap
 			case <-ctx.Done():
 				return
