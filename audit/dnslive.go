@@ -27,11 +27,11 @@ const maxDNSChains = 64
 //     over netlink and rendered as nft statements (ruleset.ReadChainText);
 //   - iptables-nft: nat PREROUTING, OUTPUT and KUBE-SERVICES, raw PREROUTING
 //     and OUTPUT (iptables-nft -t TABLE -S CHAIN);
-//   - iptables-legacy: the nat and raw tables (iptables-legacy-save reads
-//     one table at a time, linearly).
+//   - iptables-legacy: every table, from the save the rule read already ran
+//     (rs.TakeDumps).
 //
 // A tool that is missing is skipped; one that fails is a warning.
-func ScanDNSLive(ctx context.Context, ns *netns.NS, r tool.Runner, rs *ruleset.Ruleset, skipLegacy bool) (*DNSPath, []string) {
+func ScanDNSLive(ctx context.Context, ns *netns.NS, r tool.Runner, rs *ruleset.Ruleset) (*DNSPath, []string) {
 	p := &DNSPath{}
 	var warnings []string
 	texts, err := ruleset.ReadChainText(ctx, ruleset.ReadOptions{NS: ns}, dnsNftChains(rs))
@@ -42,7 +42,10 @@ func ScanDNSLive(ctx context.Context, ns *netns.NS, r tool.Runner, rs *ruleset.R
 		c := ct.Chain
 		ScanDNS(p, fmt.Sprintf("netlink %s %s %s", c.Family, c.Table, c.Name), strings.Join(ct.Rules, "\n"))
 	}
-	for _, c := range dnsCommands(rs, skipLegacy) {
+	for _, d := range rs.TakeDumps() {
+		ScanDNS(p, d.Tool, d.Text)
+	}
+	for _, c := range dnsCommands(rs) {
 		if _, err := r.LookPath(c.Name); err != nil {
 			continue
 		}
@@ -70,20 +73,14 @@ func dnsNftChains(rs *ruleset.Ruleset) []ruleset.Chain {
 	return out
 }
 
-// dnsCommands lists the iptables chains (and legacy tables) ScanDNSLive
-// reads with the iptables tools.
-func dnsCommands(rs *ruleset.Ruleset, skipLegacy bool) []tool.Cmd {
+// dnsCommands lists the iptables-nft chains ScanDNSLive reads with
+// iptables-nft.
+func dnsCommands(rs *ruleset.Ruleset) []tool.Cmd {
 	var cmds []tool.Cmd
 	for _, c := range rs.Chains {
 		if c.Backend == natrule.IptablesNFT && dnsIptChain(c) {
 			bin, _ := natrule.Tool(natrule.IptablesNFT, c.Family)
 			cmds = append(cmds, tool.Command(bin, "-t", c.Table, "-S", c.Name))
-		}
-	}
-	if !skipLegacy {
-		for _, fam := range []ruleset.Family{natrule.IPv4, natrule.IPv6} {
-			save, _, _ := natrule.Tools(natrule.IptablesLegacy, fam)
-			cmds = append(cmds, tool.Command(save, "-t", "nat"), tool.Command(save, "-t", "raw"))
 		}
 	}
 	return cmds

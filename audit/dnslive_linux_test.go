@@ -62,7 +62,7 @@ table ip nodelocal {
 		t.Fatal(err)
 	}
 	rec := &recorder{Runner: tool.Exec{NS: ns}}
-	p, warnings := ScanDNSLive(ctx, ns, rec, rs, false)
+	p, warnings := ScanDNSLive(ctx, ns, rec, rs)
 	if len(warnings) > 0 {
 		t.Errorf("warnings: %q", warnings)
 	}

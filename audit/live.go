@@ -57,7 +57,7 @@ func Live(ctx context.Context, o LiveOptions) (Input, error) {
 	if in.Iptables == "" {
 		in.Iptables = ruleset.IptablesVersion(ctx, tool.Exec{NS: o.NS}, "iptables")
 	}
-	dns, warnings := ScanDNSLive(ctx, o.NS, tool.Exec{NS: o.NS}, rs, o.SkipLegacy)
+	dns, warnings := ScanDNSLive(ctx, o.NS, tool.Exec{NS: o.NS}, rs)
 	in.DNS = dns
 	rs.Warnings = append(rs.Warnings, warnings...)
 	if o.Sleep == nil {
