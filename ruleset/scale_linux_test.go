@@ -89,18 +89,23 @@ func writer(ctx context.Context, tb testing.TB, ns *netns.NS, chainName string, 
 }
 
 // BenchmarkReadUnderChurn reads a 100,000-rule namespace while another
-// writer commits every 10 ms, as kube-proxy does: to a chain no source-NAT
+// writer commits, as kube-proxy does: every 10 ms to a chain no source-NAT
 // hook reaches (the read accepts the overlapped read: nothing it read
-// changed) or to the masquerading chain itself (it must read again, and may
-// give up: ErrChanging after nftnl.MaxTries).
+// changed), every second or every 10 ms to the masquerading chain itself
+// (the read must start again, and may give up: ErrChanging after
+// nftnl.MaxTries).
 func BenchmarkReadUnderChurn(b *testing.B) {
 	ns := kubeNS(b, 100_000)
-	for _, chain := range []string{"churn", "masquerading"} {
-		b.Run(chain, func(b *testing.B) {
+	for _, c := range []struct {
+		chain  string
+		period time.Duration
+	}{{"churn", 10 * time.Millisecond}, {"masquerading", time.Second}, {"masquerading", 10 * time.Millisecond}} {
+		chain := c.chain
+		b.Run(fmt.Sprintf("%s/every=%v", c.chain, c.period), func(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
 			var commits atomic.Int64
 			done := make(chan struct{})
-			go func() { defer close(done); writer(ctx, b, ns, chain, 10*time.Millisecond, &commits) }()
+			go func() { defer close(done); writer(ctx, b, ns, chain, c.period, &commits) }()
 			reads, gaveUp := 0, 0
 			b.ResetTimer()
 			for range b.N {
