@@ -46,8 +46,15 @@ func ScanDNS(p *DNSPath, source, text string) {
 	table := ""
 	for _, line := range strings.Split(text, "\n") {
 		line = strings.TrimSpace(line)
-		if m := iptTableRe.FindStringSubmatch(line); m != nil {
-			table = m[1]
+		if strings.HasPrefix(line, "*") {
+			if m := iptTableRe.FindStringSubmatch(line); m != nil {
+				table = m[1]
+				continue
+			}
+		}
+		// Cheap words first: a kube-proxy dump has 1e5 lines, and every
+		// line the regular expressions look at costs microseconds.
+		if !strings.Contains(line, "53") && !strings.Contains(line, "kube-dns") {
 			continue
 		}
 		if line == "" || strings.HasPrefix(line, "#") || !(dport53.MatchString(line) || kubeDNSRe.MatchString(line)) {

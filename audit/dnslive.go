@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/snatrace/snatrace/netns"
+
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/ruleset"
 	"github.com/snatrace/snatrace/tool"
@@ -13,25 +15,37 @@ import (
 // maxDNSChains bounds the chains a live scan lists one by one.
 const maxDNSChains = 64
 
-// ScanDNSLive scans, for the DNS path, only the chains that can hold it,
-// listed one by one through r (in the audited namespace): whole-ruleset
-// dumps (nft list ruleset, iptables-nft-save) take seconds on a
-// kube-proxy node of 100,000 rules. Those chains are, in the chain list rs
-// read:
+// ScanDNSLive scans, for the DNS path, only the chains of namespace ns that
+// can hold it, read one by one (tools run through r, inside ns): a
+// whole-ruleset dump (nft list ruleset, iptables-nft-save) takes seconds on
+// a kube-proxy node of 100,000 rules, and so does nft list chain on a table
+// with 10,000 anonymous maps. Those chains are, in the chain list rs read:
 //
 //   - nftables: base chains at prerouting or output of type nat or of raw
 //     priority (conntrack's and NOTRACK's place), and chains whose name says
-//     DNS (kube-proxy's service-…/kube-dns/… and endpoint-… chains);
+//     DNS (kube-proxy's service-…/kube-dns/… and endpoint-… chains), read
+//     over netlink and rendered as nft statements (ruleset.ReadChainText);
 //   - iptables-nft: nat PREROUTING, OUTPUT and KUBE-SERVICES, raw PREROUTING
-//     and OUTPUT;
-//   - iptables-legacy: the nat and raw tables (iptables-legacy-save reads
-//     one table at a time, linearly).
+//     and OUTPUT (iptables-nft -t TABLE -S CHAIN);
+//   - iptables-legacy: every table, from the save the rule read already ran
+//     (rs.TakeDumps).
 //
 // A tool that is missing is skipped; one that fails is a warning.
-func ScanDNSLive(ctx context.Context, r tool.Runner, rs *ruleset.Ruleset, skipLegacy bool) (*DNSPath, []string) {
+func ScanDNSLive(ctx context.Context, ns *netns.NS, r tool.Runner, rs *ruleset.Ruleset) (*DNSPath, []string) {
 	p := &DNSPath{}
 	var warnings []string
-	for _, c := range dnsCommands(rs, skipLegacy) {
+	texts, err := ruleset.ReadChainText(ctx, ruleset.ReadOptions{NS: ns}, dnsNftChains(rs))
+	if err != nil {
+		warnings = append(warnings, fmt.Sprintf("DNS path: nftables: %v", err))
+	}
+	for _, ct := range texts {
+		c := ct.Chain
+		ScanDNS(p, fmt.Sprintf("netlink %s %s %s", c.Family, c.Table, c.Name), strings.Join(ct.Rules, "\n"))
+	}
+	for _, d := range rs.TakeDumps() {
+		ScanDNS(p, d.Tool, d.Text)
+	}
+	for _, c := range dnsCommands(rs) {
 		if _, err := r.LookPath(c.Name); err != nil {
 			continue
 		}
@@ -48,28 +62,25 @@ func ScanDNSLive(ctx context.Context, r tool.Runner, rs *ruleset.Ruleset, skipLe
 	return p, warnings
 }
 
-// dnsCommands lists the chains (and legacy tables) ScanDNSLive reads.
-func dnsCommands(rs *ruleset.Ruleset, skipLegacy bool) []tool.Cmd {
-	var cmds []tool.Cmd
-	nft := 0
+// dnsNftChains lists the native nftables chains ScanDNSLive reads.
+func dnsNftChains(rs *ruleset.Ruleset) []ruleset.Chain {
+	var out []ruleset.Chain
 	for _, c := range rs.Chains {
-		switch c.Backend {
-		case natrule.Nftables:
-			if dnsNftChain(c) && nft < maxDNSChains {
-				nft++
-				cmds = append(cmds, tool.Command("nft", "list", "chain", string(c.Family), c.Table, c.Name))
-			}
-		case natrule.IptablesNFT:
-			if dnsIptChain(c) {
-				bin, _ := natrule.Tool(natrule.IptablesNFT, c.Family)
-				cmds = append(cmds, tool.Command(bin, "-t", c.Table, "-S", c.Name))
-			}
+		if c.Backend == natrule.Nftables && dnsNftChain(c) && len(out) < maxDNSChains {
+			out = append(out, c)
 		}
 	}
-	if !skipLegacy {
-		for _, fam := range []ruleset.Family{natrule.IPv4, natrule.IPv6} {
-			save, _, _ := natrule.Tools(natrule.IptablesLegacy, fam)
-			cmds = append(cmds, tool.Command(save, "-t", "nat"), tool.Command(save, "-t", "raw"))
+	return out
+}
+
+// dnsCommands lists the iptables-nft chains ScanDNSLive reads with
+// iptables-nft.
+func dnsCommands(rs *ruleset.Ruleset) []tool.Cmd {
+	var cmds []tool.Cmd
+	for _, c := range rs.Chains {
+		if c.Backend == natrule.IptablesNFT && dnsIptChain(c) {
+			bin, _ := natrule.Tool(natrule.IptablesNFT, c.Family)
+			cmds = append(cmds, tool.Command(bin, "-t", c.Table, "-S", c.Name))
 		}
 	}
 	return cmds

@@ -27,6 +27,9 @@ type LiveOptions struct {
 	Kernel, Iptables string
 	// Sleep waits the interval; nil is Sleep.
 	Sleep Sleeper
+	// Chains keeps the nftables chain list between the reads of a caller
+	// that follows the namespace's commits (ruleset.ChainCache).
+	Chains *ruleset.ChainCache
 }
 
 // ErrPermission wraps a live read refused for lack of privilege.
@@ -39,7 +42,7 @@ var ErrPermission = errors.New("reading netfilter rules needs CAP_NET_ADMIN (run
 // cannot be read are a warning, not an error.
 func Live(ctx context.Context, o LiveOptions) (Input, error) {
 	in := Input{Kernel: o.Kernel, Iptables: o.Iptables}
-	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NS: o.NS, SkipLegacy: o.SkipLegacy})
+	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NS: o.NS, SkipLegacy: o.SkipLegacy, Chains: o.Chains})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return in, fmt.Errorf("%w: %w", ErrPermission, err)
@@ -55,7 +58,7 @@ func Live(ctx context.Context, o LiveOptions) (Input, error) {
 	if in.Iptables == "" {
 		in.Iptables = ruleset.IptablesVersion(ctx, tool.Exec{NS: o.NS}, "iptables")
 	}
-	dns, warnings := ScanDNSLive(ctx, tool.Exec{NS: o.NS}, rs, o.SkipLegacy)
+	dns, warnings := ScanDNSLive(ctx, o.NS, tool.Exec{NS: o.NS}, rs)
 	in.DNS = dns
 	rs.Warnings = append(rs.Warnings, warnings...)
 	if o.Sleep == nil {

@@ -4,6 +4,7 @@ package ctstat
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -22,6 +23,11 @@ func ReadNetlink(ns *netns.NS) (Snapshot, error) {
 		return Snapshot{}, err
 	}
 	defer c.Close()
+	return readSnapshot(c)
+}
+
+// readSnapshot reads the per-CPU statistics and the global ones on c.
+func readSnapshot(c *netlink.Conn) (Snapshot, error) {
 	msgs, err := queryStatsCPU(c)
 	if err != nil {
 		return Snapshot{}, err
@@ -38,6 +44,56 @@ func ReadNetlink(ns *netns.NS) (Snapshot, error) {
 		return Snapshot{}, err
 	}
 	return Snapshot{Source: SourceNetlink, Entries: g.Entries, Max: g.Max, CPUs: cpus}, nil
+}
+
+// NetlinkReader reads the statistics of one namespace over a ctnetlink
+// socket it keeps between reads, for a caller that reads often (the
+// exporter, at every scrape): opening a socket, inside a namespace at that,
+// costs more than the read. A failed read closes the socket; the next read
+// opens a new one. It is safe for concurrent use, one read at a time.
+type NetlinkReader struct {
+	ns *netns.NS
+	mu sync.Mutex
+	c  *netlink.Conn
+}
+
+// NewNetlinkReader returns a reader of namespace ns (nil: the caller's).
+func NewNetlinkReader(ns *netns.NS) *NetlinkReader { return &NetlinkReader{ns: ns} }
+
+// Read is ReadNetlink on the kept socket.
+func (r *NetlinkReader) Read() (Snapshot, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.c == nil {
+		c, err := dial(r.ns)
+		if err != nil {
+			return Snapshot{}, err
+		}
+		r.c = c
+	} else if err := r.c.SetDeadline(time.Now().Add(timeout)); err != nil {
+		r.closeLocked()
+		return Snapshot{}, fmt.Errorf("setting a ctnetlink deadline: %w", err)
+	}
+	s, err := readSnapshot(r.c)
+	if err != nil {
+		r.closeLocked()
+	}
+	return s, err
+}
+
+// Close closes the kept socket.
+func (r *NetlinkReader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closeLocked()
+	return nil
+}
+
+func (r *NetlinkReader) closeLocked() {
+	if r.c != nil {
+		r.c.Close()
+		r.c = nil
+	}
 }
 
 // ReadNetlinkGlobal reads the entry count and the table size (nf_conntrack_max)

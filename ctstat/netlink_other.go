@@ -31,3 +31,15 @@ func ReadMaxIn(ns *netns.NS) (uint64, error) {
 	}
 	return ReadMax("")
 }
+
+// NetlinkReader needs Linux.
+type NetlinkReader struct{}
+
+// NewNetlinkReader returns a reader whose reads fail: ctnetlink needs Linux.
+func NewNetlinkReader(*netns.NS) *NetlinkReader { return &NetlinkReader{} }
+
+// Read fails: ctnetlink needs Linux.
+func (*NetlinkReader) Read() (Snapshot, error) { return Snapshot{}, errNotLinux }
+
+// Close does nothing.
+func (*NetlinkReader) Close() error { return nil }

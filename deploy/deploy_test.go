@@ -26,7 +26,7 @@ import (
 )
 
 // decodeStrict decodes one YAML document into v, failing on unknown fields.
-func decodeStrict(t *testing.T, path string, v any) {
+func decodeStrict(t testing.TB, path string, v any) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -63,6 +63,11 @@ type kustomization struct {
 			DisableNameSuffixHash bool              `json:"disableNameSuffixHash"`
 		} `json:"options"`
 	} `json:"configMapGenerator"`
+	Images []struct {
+		Name    string `json:"name"`
+		NewName string `json:"newName"`
+		NewTag  string `json:"newTag"`
+	} `json:"images"`
 }
 
 func load(t *testing.T) manifests {
@@ -88,6 +93,20 @@ func load(t *testing.T) manifests {
 		}
 	}
 	return m
+}
+
+// manifestImage is the image reference the kustomization deploys.
+func manifestImage(t *testing.T) string {
+	t.Helper()
+	m := load(t)
+	if len(m.kustomz.Images) != 1 {
+		t.Fatalf("kustomization images: %+v, want one entry", m.kustomz.Images)
+	}
+	im := m.kustomz.Images[0]
+	if im.Name != m.ds.Spec.Template.Spec.Containers[0].Image {
+		t.Fatalf("kustomization images: names %q, the DaemonSet runs %q", im.Name, m.ds.Spec.Template.Spec.Containers[0].Image)
+	}
+	return im.NewName + ":" + im.NewTag
 }
 
 // TestManifestsStrict decodes every manifest strictly into its API type and

@@ -27,7 +27,7 @@ func BenchmarkCollect(b *testing.B) {
 		name string
 		opt  Option
 	}{
-		{"netlink", WithConntrack(func() (ctstat.Snapshot, error) { return ctstat.ReadNetlink(nil) }, nil, nil)},
+		{"netlink", WithConntrack(ctstat.NewNetlinkReader(nil).Read, nil, nil)},
 		{"proc", WithConntrack(nil, func() (ctstat.Snapshot, error) { return ctstat.ReadProc(ctstat.ProcPath) },
 			func() (uint64, error) { return ctstat.ReadMax("") })},
 	} {

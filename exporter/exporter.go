@@ -26,6 +26,18 @@ type MaxFunc func() (uint64, error)
 // refresh loop only, never at scrape time.
 type AuditFunc func(ctx context.Context) (AuditResult, error)
 
+// WatchFunc follows the watched host's rules until ctx ends, calling wake
+// (with what woke it: "nftables", "xtables-lock") when they may have
+// changed since the last audit. It returns an error when it can no longer
+// follow them.
+type WatchFunc func(ctx context.Context, wake func(trigger string)) error
+
+// Triggers of snatrace_audit_refreshes_total{trigger}.
+const (
+	TriggerStart    = "start"
+	TriggerInterval = "interval"
+)
+
 // AuditResult is what the exporter needs from an audit: the SNAT rules and the
 // findings, reduced to the labels it exports, and the rule sources it could
 // not read (by RuleSource name; each becomes snatrace_scrape_error{source}).
@@ -89,8 +101,8 @@ type Option func(*Exporter)
 // WithConntrack sets the readers of the conntrack statistics: netlink first,
 // proc when netlink fails, max when the snapshot carries no table size. A nil
 // reader is skipped. The default reads the process's own namespace through
-// ctstat.ReadNetlink(nil), ctstat.ReadProc(ctstat.ProcPath) and
-// ctstat.ReadMax("").
+// a ctstat.NetlinkReader of its own namespace (one socket kept between
+// scrapes), ctstat.ReadProc(ctstat.ProcPath) and ctstat.ReadMax("").
 func WithConntrack(netlink, proc SnapshotFunc, max MaxFunc) Option {
 	return func(e *Exporter) { e.netlink, e.proc, e.max = netlink, proc, max }
 }
@@ -107,6 +119,21 @@ func WithAudit(f AuditFunc, interval time.Duration) Option {
 		e.audit = f
 		if interval > 0 {
 			e.auditInterval = interval
+		}
+	}
+}
+
+// WithAuditWatch refreshes the audit when w says the rules may have changed,
+// at most once per minGap (1 s if not positive), besides the periodic
+// refresh of WithAudit, which becomes a safety net: on a node whose rules
+// stand still the exporter then reads them once per interval, and a change
+// shows within about a second.
+func WithAuditWatch(w WatchFunc, minGap time.Duration) Option {
+	return func(e *Exporter) {
+		e.watch = w
+		e.minGap = time.Second
+		if minGap > 0 {
+			e.minGap = minGap
 		}
 	}
 }
@@ -134,6 +161,8 @@ type Exporter struct {
 	noConntrack   bool
 	audit         AuditFunc
 	auditInterval time.Duration
+	watch         WatchFunc
+	minGap        time.Duration
 	release       string
 	build         BuildInfo
 	log           *slog.Logger
@@ -149,12 +178,14 @@ type Exporter struct {
 	auditErr    bool
 	auditEver   bool
 	auditRunDur time.Duration
+	refreshes   map[string]uint64 // by trigger
+	watching    bool              // the watch is following the rules
 }
 
 // New returns an Exporter.
 func New(opts ...Option) *Exporter {
 	e := &Exporter{
-		netlink:       func() (ctstat.Snapshot, error) { return ctstat.ReadNetlink(nil) },
+		netlink:       ctstat.NewNetlinkReader(nil).Read,
 		proc:          func() (ctstat.Snapshot, error) { return ctstat.ReadProc(ctstat.ProcPath) },
 		max:           func() (uint64, error) { return ctstat.ReadMax("") },
 		auditInterval: 60 * time.Second,
@@ -163,6 +194,7 @@ func New(opts ...Option) *Exporter {
 		now:           time.Now,
 		errTotal:      make(map[string]uint64),
 		failing:       make(map[string]bool),
+		refreshes:     make(map[string]uint64),
 	}
 	for _, o := range opts {
 		o(e)
@@ -181,23 +213,72 @@ func New(opts ...Option) *Exporter {
 // AuditInterval is the refresh period Run uses.
 func (e *Exporter) AuditInterval() time.Duration { return e.auditInterval }
 
-// Run refreshes the audit now and then every audit interval until ctx is done.
+// Run refreshes the audit now, then every audit interval and, with a
+// watch (WithAuditWatch), whenever it reports a change, until ctx is done.
 // Each refresh gets at most one interval. Without an audit it just waits.
 func (e *Exporter) Run(ctx context.Context) {
 	if e.audit == nil {
 		<-ctx.Done()
 		return
 	}
+	changed := make(chan string, 1)
+	if e.watch != nil {
+		go e.follow(ctx, changed)
+	}
 	t := time.NewTicker(e.auditInterval)
 	defer t.Stop()
+	// A change waits for the gap since the last refresh, but never longer
+	// than the interval would have.
+	gap := min(e.minGap, e.auditInterval)
+	trigger, last := TriggerStart, time.Time{}
 	for {
-		e.RefreshAudit(ctx) // failures are recorded in the metrics and the log
+		if wait := gap - time.Since(last); trigger != TriggerStart && trigger != TriggerInterval && wait > 0 {
+			select { // changes coalesce during the gap
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
+		e.refresh(ctx, trigger) // failures are recorded in the metrics and the log
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			trigger = TriggerInterval
+		case trigger = <-changed:
 		}
 	}
+}
+
+// follow runs the watch, passing its wake-ups to changed (one pending is
+// enough), and records whether it is following.
+func (e *Exporter) follow(ctx context.Context, changed chan<- string) {
+	e.setWatching(true)
+	err := e.watch(ctx, func(trigger string) {
+		select {
+		case changed <- trigger:
+		default:
+		}
+	})
+	e.setWatching(false)
+	if err != nil && ctx.Err() == nil {
+		e.log.Warn("no longer following rule changes; the audit refreshes every interval only", "err", err, "interval", e.auditInterval)
+	}
+}
+
+func (e *Exporter) setWatching(on bool) {
+	e.mu.Lock()
+	e.watching = on
+	e.mu.Unlock()
+}
+
+// refresh runs RefreshAudit and counts it under its trigger.
+func (e *Exporter) refresh(ctx context.Context, trigger string) {
+	e.RefreshAudit(ctx)
+	e.mu.Lock()
+	e.refreshes[trigger]++
+	e.mu.Unlock()
 }
 
 // RefreshAudit runs the audit once and keeps its result for the following
@@ -288,6 +369,10 @@ var (
 		"When the last successful audit finished, in seconds since the epoch.", nil, nil)
 	auditDurDesc = prometheus.NewDesc("snatrace_audit_duration_seconds",
 		"How long the last audit took.", nil, nil)
+	refreshDesc = prometheus.NewDesc("snatrace_audit_refreshes_total",
+		"Audit refreshes, by what started them: start, interval (the safety net), nftables or xtables-lock (a change).", []string{"trigger"}, nil)
+	watchingDesc = prometheus.NewDesc("snatrace_audit_watching",
+		"1 while the exporter follows rule changes (nftables events, the xtables lock); 0 when it only re-reads every interval.", nil, nil)
 	buildDesc = prometheus.NewDesc("snatrace_build_info",
 		"Build of the running snatrace.", []string{"version", "revision", "goversion"}, nil)
 	kernelDesc = prometheus.NewDesc("snatrace_kernel_info",
@@ -304,7 +389,7 @@ func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{entriesDesc, maxDesc, statsSourceDesc, rulesDesc, findingsDesc,
-		auditTimeDesc, auditDurDesc, buildDesc, kernelDesc, errDesc, errTotalDesc} {
+		auditTimeDesc, auditDurDesc, refreshDesc, watchingDesc, buildDesc, kernelDesc, errDesc, errTotalDesc} {
 		ch <- d
 	}
 }
@@ -325,6 +410,12 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	if e.auditRes != nil {
 		collectAudit(ch, *e.auditRes)
 		ch <- prometheus.MustNewConstMetric(auditTimeDesc, prometheus.GaugeValue, float64(e.auditOK.UnixNano())/1e9)
+	}
+	for trigger, n := range e.refreshes {
+		ch <- prometheus.MustNewConstMetric(refreshDesc, prometheus.CounterValue, float64(n), trigger)
+	}
+	if e.watch != nil {
+		ch <- prometheus.MustNewConstMetric(watchingDesc, prometheus.GaugeValue, b2f(e.watching))
 	}
 	if e.auditEver {
 		ch <- prometheus.MustNewConstMetric(auditDurDesc, prometheus.GaugeValue, e.auditRunDur.Seconds())

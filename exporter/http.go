@@ -23,7 +23,10 @@ type HandlerOpts struct {
 	// MaxRequestsInFlight answers 503 beyond this many concurrent scrapes
 	// (default 10): memory stays bounded however many scrapers there are.
 	MaxRequestsInFlight int
-	// Timeout answers 503 to a scrape that takes longer (default 10 s).
+	// Timeout, if positive, answers 503 to a scrape that takes longer. By
+	// default there is none: every kernel read of a scrape is bounded on
+	// its own (ctnetlink's socket deadline), and promhttp's timeout runs
+	// each scrape in a goroutine of its own with its body buffered twice.
 	Timeout time.Duration
 	// Logger receives the errors of promhttp.
 	Logger *slog.Logger
@@ -31,14 +34,11 @@ type HandlerOpts struct {
 	Extra []prometheus.Collector
 }
 
-// NewHandler serves e, the Go runtime and the process metrics on
+// NewHandler serves e, the Go runtime and the process metrics (processCollector) on
 // MetricsPath and a landing page on /.
 func NewHandler(e *Exporter, o HandlerOpts) (http.Handler, error) {
 	if o.MaxRequestsInFlight <= 0 {
 		o.MaxRequestsInFlight = 10
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 10 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -47,7 +47,7 @@ func NewHandler(e *Exporter, o HandlerOpts) (http.Handler, error) {
 	if err := reg.Register(e); err != nil {
 		return nil, fmt.Errorf("registering the snatrace collector: %w", err)
 	}
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), newProcessCollector())
 	for _, c := range o.Extra {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering a collector: %w", err)

@@ -12,7 +12,7 @@ import (
 // that enters it for the read.
 func ConntrackOf(ns *netns.NS) Option {
 	return WithConntrack(
-		func() (ctstat.Snapshot, error) { return ctstat.ReadNetlink(ns) },
+		ctstat.NewNetlinkReader(ns).Read,
 		func() (ctstat.Snapshot, error) { return ctstat.ReadProcIn(ns) },
 		func() (uint64, error) { return ctstat.ReadMaxIn(ns) },
 	)

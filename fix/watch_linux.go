@@ -6,11 +6,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"os"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/nftnl"
@@ -81,7 +78,7 @@ func (w *watch) start(ctx context.Context) error {
 	// shared by every namespace of the mount namespace, so an event is
 	// only a hint.
 	if !w.f.cfg.SkipLegacy {
-		if err := watchLock(ctx, w.f.lockPath(), w.lock); err != nil {
+		if err := ruleset.WatchXtablesLock(ctx, w.f.lockPath(), w.lock); err != nil {
 			return err
 		}
 	}
@@ -214,37 +211,4 @@ func settle(ctx context.Context, events <-chan struct{}, quiet, max time.Duratio
 			return
 		}
 	}
-}
-
-// watchLock signals events each time a process closes path (inotify
-// IN_CLOSE), until ctx ends.
-func watchLock(ctx context.Context, path string, events chan<- struct{}) error {
-	// iptables creates the lock file on first use; so does the watch, to
-	// see the first writer too.
-	if lf, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o600); err == nil {
-		lf.Close()
-	}
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		return fmt.Errorf("watching %s: %w", path, err)
-	}
-	if _, err := unix.InotifyAddWatch(fd, path, unix.IN_CLOSE_WRITE|unix.IN_CLOSE_NOWRITE); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("watching %s: %w", path, err)
-	}
-	f := os.NewFile(uintptr(fd), "inotify "+path)
-	context.AfterFunc(ctx, func() { f.Close() })
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			if _, err := f.Read(buf); err != nil || ctx.Err() != nil {
-				return
-			}
-			select {
-			case events <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	return nil
 }

@@ -3,68 +3,31 @@
 package owners
 
 import (
-	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/snatrace/snatrace/internal/podmantest"
 )
 
-// podman runs Podman (rootful, netavark) with its storage, run state and
-// network configuration under the node's directory. CONTAINERS_CONF keeps
-// the ulimits within this machine's hard limits and uses runc.
+// podman is Podman with its state under the node's directory, run in the
+// node's namespace: netavark writes its rules where podman runs.
 type podman struct {
-	n    *node
-	args []string
-	env  []string
+	*podmantest.Podman
+	n *node
 }
 
 func newPodman(t *testing.T, n *node) *podman {
 	t.Helper()
-	conf := filepath.Join(n.dir, "containers.conf")
-	body := fmt.Sprintf(`[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = "%s"
-[network]
-network_backend = "netavark"
-network_config_dir = "%s"
-`, filepath.Join(n.dir, "events.log"), filepath.Join(n.dir, "net"))
-	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := &podman{n: n, env: []string{"CONTAINERS_CONF=" + conf},
-		args: []string{"--root", filepath.Join(n.dir, "root"), "--runroot", filepath.Join(n.dir, "run"), "--tmpdir", filepath.Join(n.dir, "tmp")}}
-	t.Cleanup(func() {
-		p.quiet("rm", "-f", "-a", "-t", "0")
-		p.quiet("network", "rm", "-f", "mynet")
-	})
+	p := &podman{Podman: podmantest.New(t, n.dir, n.ns), n: n}
+	t.Cleanup(func() { p.Exec("network", "rm", "-f", "mynet") })
 	return p
 }
 
-// run runs podman in the node's network namespace: netavark writes its rules
-// where podman runs.
 func (p *podman) run(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := p.exec(args...)
-	if err != nil {
-		t.Fatalf("podman %v: %v: %s", args, err, out)
-	}
-	return strings.TrimSpace(out)
-}
-
-func (p *podman) quiet(args ...string) { p.exec(args...) }
-
-func (p *podman) exec(args ...string) (string, error) {
-	cmd := exec.Command("nsenter", append([]string{"--net=" + p.n.ns.Path(), "podman"}, append(p.args, args...)...)...)
-	cmd.Env = append(os.Environ(), p.env...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return p.Run(t, args...)
 }
 
 // published checks that a host port answers through netavark's DNAT.

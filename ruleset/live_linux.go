@@ -112,6 +112,7 @@ func readSave(ctx context.Context, run tool.Runner, bin string, args ...string) 
 		}
 		return nil, err
 	}
+	rs.dumps = []Dump{{Tool: bin, Text: string(out)}}
 	return rs, nil
 }
 

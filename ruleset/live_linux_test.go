@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/snatrace/snatrace/internal/kubegen"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/netns/netnstest"
@@ -132,26 +131,5 @@ COMMIT
 	}
 	if rs.Generation == 0 {
 		t.Errorf("Generation = 0")
-	}
-}
-
-// BenchmarkReadLive10k reads a namespace holding ~10,000 nftables rules
-// (kube-proxy nftables shape) over netlink.
-func BenchmarkReadLive10k(b *testing.B) {
-	ns := netnstest.New(b, "rs-bench")
-	var sb strings.Builder
-	if err := kubegen.WriteNft(&sb, 10000, true); err != nil {
-		b.Fatal(err)
-	}
-	netnstest.Run(b, ns, sb.String(), "nft", "-f", "-")
-	b.ReportAllocs()
-	for b.Loop() {
-		rs, err := Read(context.Background(), ReadOptions{NS: ns, SkipLegacy: true})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if len(rs.Rules) != 2 || rs.Sources[0].Scanned < 9900 {
-			b.Fatalf("read %d NAT rules of %d", len(rs.Rules), rs.Sources[0].Scanned)
-		}
 	}
 }

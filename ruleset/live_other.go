@@ -11,3 +11,14 @@ import (
 func Read(ctx context.Context, opts ReadOptions) (*Ruleset, error) {
 	return nil, errors.New("reading live rules needs Linux")
 }
+
+// ChainText is the rules of one chain rendered as nft statements.
+type ChainText struct {
+	Chain Chain
+	Rules []string
+}
+
+// ReadChainText reads chains of a live network namespace; it needs Linux.
+func ReadChainText(ctx context.Context, opts ReadOptions, chains []Chain) ([]ChainText, error) {
+	return nil, errors.New("reading live rules needs Linux")
+}

@@ -92,6 +92,8 @@ func (w *describer) expr(e expr.Any) {
 	case *expr.Immediate:
 		w.regs[e.Register] = regVal{kind: "imm", data: e.Data, bits: -1}
 	case *expr.Counter:
+	case *expr.Notrack:
+		w.d.stmts = append(w.d.stmts, "notrack")
 	case *expr.Verdict:
 		w.verdict(e)
 	case *expr.Masq:
@@ -167,7 +169,7 @@ func (w *describer) verdict(e *expr.Verdict) {
 
 func (w *describer) nat(e *expr.NAT) {
 	if e.Type != expr.NATTypeSourceNAT {
-		w.d.stmts = append(w.d.stmts, "dnat")
+		w.d.stmts = append(w.d.stmts, dnatText(w.regs, e))
 		return
 	}
 	m := natrule.Mode{Action: natrule.SNAT, Random: e.Random, FullyRandom: e.FullyRandom, Persistent: e.Persistent}
@@ -187,6 +189,27 @@ func (w *describer) nat(e *expr.NAT) {
 		m.PortMin, m.PortMax = regPorts(w.regs, e.RegProtoMin, e.RegProtoMax)
 	}
 	w.d.nat, w.d.natText = &m, m.String()
+}
+
+// dnatText renders a destination NAT statement as nft does ("dnat to
+// 10.244.0.5:53"), or just "dnat" when its address comes from a map.
+func dnatText(regs map[uint32]regVal, e *expr.NAT) string {
+	a, ok := regAddr(regs[e.RegAddrMin])
+	if e.RegAddrMin == 0 || !ok {
+		return "dnat"
+	}
+	to := a.String()
+	if a.Is6() {
+		to = "[" + to + "]"
+	}
+	if e.RegProtoMin != 0 {
+		if lo, hi := regPorts(regs, e.RegProtoMin, e.RegProtoMax); hi != lo {
+			to = fmt.Sprintf("%s:%d-%d", to, lo, hi)
+		} else {
+			to = fmt.Sprintf("%s:%d", to, lo)
+		}
+	}
+	return "dnat to " + to
 }
 
 func (w *describer) target(e *expr.Target) {

@@ -55,12 +55,22 @@ func readNftDump(opts ReadOptions) (*nftDump, error) {
 		return nil, err
 	}
 	defer c.Close()
-	var ov *overlaps
-	if !c.Test() {
-		ov = watchOverlaps(opts.NS)
-		defer ov.close()
+	// The commits that overlap a read are followed only once one did: the
+	// watcher subscribes after the first inconsistent read, for the next.
+	var (
+		ov *overlaps
+		d  *nftDump
+	)
+	defer func() { ov.close() }()
+	harmless := func(before, after uint32) bool {
+		if ov == nil {
+			if !c.Test() {
+				ov = watchOverlaps(opts.NS)
+			}
+			return false
+		}
+		return ov.harmless(d, before, after)
 	}
-	var d *nftDump
 	gen, err := c.ConsistentUnless(func() (bool, error) {
 		d = &nftDump{}
 		intr, err := d.chainList(c, opts.Chains)
@@ -69,7 +79,7 @@ func readNftDump(opts ReadOptions) (*nftDump, error) {
 		}
 		intr2, err := d.readReachable(c)
 		return intr || intr2, err
-	}, func(before, after uint32) bool { return ov.harmless(d, before, after) })
+	}, harmless)
 	if err != nil {
 		return nil, fmt.Errorf("reading nftables rules: %w", err)
 	}

@@ -18,8 +18,9 @@ func init() { register(newExporterCmd) }
 // exporterFlags are the raw flag values of snatrace exporter.
 type exporterFlags struct {
 	listen, webConfig, netns      string
-	auditInterval                 time.Duration
+	auditInterval, auditMinGap    time.Duration
 	auditOnly, noAudit, withTrace bool
+	noWatch                       bool
 	maxRequests, traceDests       int
 }
 
@@ -30,10 +31,15 @@ back to /proc/.../stat/nf_conntrack read by column name) and exports them as
 counters: snatrace_conntrack_insert_failed_total{cpu}, _drop_total,
 _clash_resolve_total, _chaintoolong_total, _early_drop_total, _invalid_total,
 _search_restart_total, _found_total, with snatrace_conntrack_entries and
-snatrace_conntrack_max. Every --audit-interval it audits the SNAT rules:
-snatrace_snat_rules{owner,backend,randomness} and
-snatrace_audit_findings{severity,kind}. A source that fails sets
-snatrace_scrape_error{source} and the other metrics still come.
+snatrace_conntrack_max. It audits the SNAT rules
+(snatrace_snat_rules{owner,backend,randomness},
+snatrace_audit_findings{severity,kind}) at start, whenever they may have
+changed — an nftables commit that touches the chains source NAT runs in (a
+commit elsewhere, such as kube-proxy's service churn, wakes nothing) or a
+close of the xtables lock (iptables-legacy writers), at most once per
+--audit-min-gap — and every --audit-interval as a safety net
+(snatrace_audit_refreshes_total{trigger} counts them). A source that fails
+sets snatrace_scrape_error{source} and the other metrics still come.
 
 TLS and basic auth: --web.config.file, the prometheus/exporter-toolkit format.
 
@@ -66,7 +72,9 @@ func newExporterCmd() *cobra.Command {
 	f.StringVar(&fl.listen, "listen", "127.0.0.1:9808", "address to serve metrics on (a Kubernetes pod sets its own)")
 	f.StringVar(&fl.webConfig, "web.config.file", "", "exporter-toolkit web config file for TLS and basic auth")
 	f.StringVar(&fl.netns, "netns", "", "watch another namespace: "+netnsHelp)
-	f.DurationVar(&fl.auditInterval, "audit-interval", 60*time.Second, "how often to re-audit the SNAT rules")
+	f.DurationVar(&fl.auditInterval, "audit-interval", 10*time.Minute, "re-audit the SNAT rules at least this often (a safety net: changes are followed as they happen)")
+	f.DurationVar(&fl.auditMinGap, "audit-min-gap", 10*time.Second, "re-audit after a change at most this often")
+	f.BoolVar(&fl.noWatch, "no-watch", false, "do not follow rule changes: re-audit every --audit-interval only")
 	f.BoolVar(&fl.auditOnly, "audit-only", false, "export only the rule audit, no conntrack counters")
 	f.BoolVar(&fl.noAudit, "no-audit", false, "export only the conntrack counters, no rule audit")
 	f.IntVar(&fl.maxRequests, "web.max-requests", 10, "concurrent scrapes served; more get 503")
@@ -82,6 +90,8 @@ func (fl exporterFlags) check() error {
 		return usageErr("--audit-only and --no-audit exclude each other")
 	case fl.auditInterval <= 0:
 		return usageErr("--audit-interval: must be positive, got %v", fl.auditInterval)
+	case fl.auditMinGap <= 0:
+		return usageErr("--audit-min-gap: must be positive, got %v", fl.auditMinGap)
 	case fl.traceDests <= 0:
 		return usageErr("--trace-destinations: must be positive, got %d", fl.traceDests)
 	case fl.maxRequests <= 0:
@@ -144,7 +154,11 @@ func (fl exporterFlags) options(log *slog.Logger, ns *netns.NS) []exporter.Optio
 		opts = append(opts, exporter.WithoutConntrack())
 	}
 	if !fl.noAudit {
-		opts = append(opts, exporter.WithAudit(exporter.LiveAudit(ns), fl.auditInterval))
+		a := exporter.NewLiveAuditor(ns, "")
+		opts = append(opts, exporter.WithAudit(a.Audit, fl.auditInterval))
+		if !fl.noWatch {
+			opts = append(opts, exporter.WithAuditWatch(a.Watch, fl.auditMinGap))
+		}
 	}
 	return opts
 }

@@ -52,8 +52,11 @@ not. --apply applies:
 
   nftables (native and iptables-nft rules): every rule is replaced by handle
     in one netlink batch, with its own expressions, counters and comment and
-    only the NAT flags changed; the batch carries the ruleset generation the
-    plan was made at, so the kernel refuses it whole if anything changed;
+    only the NAT flags changed; the batch carries a ruleset generation, so
+    the kernel refuses it whole if any commit comes first (a saved --plan:
+    the plan's generation; --apply: the one at which the rules to replace
+    were read again and found as planned, so commits elsewhere do not stall
+    it);
   iptables-legacy: one iptables-restore --noflush -w run per table with
     "-R CHAIN N", after checking a checksum of each chain against the plan.
 
@@ -63,9 +66,10 @@ Before changing anything the original rules are written to a backup file;
 --rollback FILE restores exactly those rules.
 
 --watch (with --apply) keeps the rules fixed: it re-applies within
-milliseconds of an nftables change (netlink monitor) and re-reads every
---interval for iptables-legacy, logs every change on stderr and exits
-cleanly on SIGTERM/SIGINT.
+milliseconds of an nftables commit that touches the chains source NAT runs
+in (netlink monitor; commits elsewhere wake nothing) and of an iptables
+writer releasing the xtables lock, re-reads every --interval anyway, logs
+every change on stderr and exits cleanly on SIGTERM/SIGINT.
 
 Scope: --owner docker,kube-proxy keeps only those owners' rules; --chain
 only those chains; --exclude owner=NAME|chain=NAME (repeatable) keeps rules

@@ -72,6 +72,7 @@ dropped; the client retransmits after 1 s, then 3 s, 7 s...
   snatrace fix        make those rules fully-random, atomically, and keep them so
   snatrace exporter   Prometheus metrics for every node (DaemonSet in deploy/)
   snatrace trace      name the exact connections that lost a SYN (eBPF)
+  snatrace top        which nodes of the cluster race, from Prometheus
 
 Every job takes --json (one JSON document on stdout) and --help.
 

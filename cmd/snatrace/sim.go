@@ -154,14 +154,16 @@ func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 		}
 		c.Rate = r
 	}
-	if (c.Workload == labnet.Steady || c.Workload == labnet.Short) && c.Rate == 0 {
+	// A rate sweep gives every scenario its rate.
+	sweepsRate := strings.HasPrefix(fl.sweep, sim.ParamRate+"=")
+	if (c.Workload == labnet.Steady || c.Workload == labnet.Short) && c.Rate == 0 && !sweepsRate {
 		return c, usageErr("--rate: the %s workload needs a rate, e.g. --rate 5000/s", c.Workload)
 	}
 	if fl.duration < 0 {
 		return c, usageErr("--duration: %v must not be negative", fl.duration)
 	}
 	if fl.duration > 0 {
-		if c.Rate == 0 {
+		if c.Rate == 0 && !sweepsRate {
 			return c, usageErr("--duration: needs --rate (connections = rate x duration)")
 		}
 		c.Duration = fl.duration

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/snatrace/snatrace/sim"
 )
 
 func TestSimUsageErrors(t *testing.T) {
@@ -176,5 +178,38 @@ func TestSimPredictExitCode(t *testing.T) {
 	}
 	if doc.Predictions[0].NAT != "masquerade" || doc.Predictions[0].Agree {
 		t.Errorf("first prediction %+v: want masquerade, disagreeing", doc.Predictions[0])
+	}
+}
+
+// A rate sweep of the steady workload needs no --rate: each value is the
+// rate, and with --duration each point sends rate x duration connections.
+// Below the NAT range's capacity (100 ports held 10 s: 10/s) nothing is
+// lost; above it, SYNs are dropped for lack of a tuple.
+func TestSimSweepRate(t *testing.T) {
+	stdout, stderr, code := runCLI(t, "sim", "--workload", "steady", "--era", "5.0", "--nat", "masquerade to :20000-20099",
+		"--pods", "4", "--duration", "20s", "--ct-timewait", "10s", "--client-timewait", "1ns", "--syn-retries", "3",
+		"--sweep", "rate=5,20", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var doc struct {
+		Series []struct {
+			Points []struct {
+				Result sim.Result `json:"result"`
+			} `json:"points"`
+		} `json:"series"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil || len(doc.Series) != 1 || len(doc.Series[0].Points) != 2 {
+		t.Fatalf("sweep JSON: %v %s", err, stdout)
+	}
+	below, above := doc.Series[0].Points[0].Result, doc.Series[0].Points[1].Result
+	if below.Connections != 100 || above.Connections != 400 {
+		t.Errorf("connections %d, %d; want rate x duration: 100, 400", below.Connections, above.Connections)
+	}
+	if below.Clashes != 0 {
+		t.Errorf("5/s into 100 ports held 10 s: %d drops, want 0", below.Clashes)
+	}
+	if above.NoTuple == 0 || above.NoTuple != above.Clashes {
+		t.Errorf("20/s into 100 ports held 10 s: %d drops, %d for lack of a tuple; want drops, all for lack of a tuple", above.Clashes, above.NoTuple)
 	}
 }

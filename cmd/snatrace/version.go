@@ -11,8 +11,10 @@ import (
 
 func init() { register(newVersionCmd) }
 
-// version is set at build time with -ldflags "-X main.version=v1.2.3".
-var version = "dev"
+// version is set at build time with -ldflags "-X main.version=v1.2.3";
+// revision likewise (-X main.revision=<commit>) where the build cannot stamp
+// the VCS revision itself (deploy/image/build.sh, a build without .git).
+var version, revision = "dev", ""
 
 type versionInfo struct {
 	Version   string `json:"version"`
@@ -22,7 +24,7 @@ type versionInfo struct {
 }
 
 func buildVersion() versionInfo {
-	v := versionInfo{Version: version, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	v := versionInfo{Version: version, Revision: revision, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" {
