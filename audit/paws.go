@@ -100,7 +100,7 @@ func pawsFindings(rules []ruleset.Rule, ts *tsoffset.Detection, ev *PAWSEvidence
 }
 
 // pawsRemedy names the alternatives to weigh (docs/fix.md#paws).
-const pawsRemedy = "for the traffic that makes many short connections to one server port: keep port preservation on its rule (snatrace fix --exclude owner=NAME or chain=NAME, if the SNAT race is not happening there), reuse connections (HTTP keep-alive), or widen the pods' ip_local_port_range so that a pod reuses a port less than once per 60 s; a wider NAT port range lowers the odds but does not remove them; net.ipv4.tcp_tw_reuse (client-side TIME_WAIT) and turning timestamps off (the server then judges the SYN by its sequence number, hashed with the ports too) are not fixes"
+const pawsRemedy = "for the traffic that makes many short connections to one server port: reuse connections (HTTP keep-alive), or keep port preservation on its rule (snatrace fix --exclude owner=NAME or chain=NAME, where the SNAT race is not happening: it remaps only pods that meet on one port number, so fewer rejections, none for a single client); a wider pods' ip_local_port_range, more NAT addresses or a wider NAT port range lower the odds without removing them; net.ipv4.tcp_tw_reuse (client-side TIME_WAIT) and turning timestamps off (the server then judges the SYN by its sequence number, hashed with the ports too) are not fixes (docs/paws.md)"
 
 // String is the evidence line of a PAWS finding.
 func (e *PAWSEvidence) String() string {
