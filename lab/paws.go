@@ -89,3 +89,28 @@ func pawsVerdict(rs []*Result, short bool) string {
 	}
 	return s
 }
+
+// PAWSTrace pairs the SYNs the tracer saw rejected at the servers'
+// TIME_WAIT with the connections that retransmitted them.
+type PAWSTrace struct {
+	// Seen is the rejections the tracer reported; 0 with Note set when the
+	// kernel does not show them (no TCP_RFC7323_TW_PAWS before 6.16).
+	Seen int `json:"seen"`
+	// Attributed rejections matched a delayed connection of the same
+	// mode (its server port) that started at most its timeout before;
+	// Connections is how many delayed connections got one or more.
+	Attributed  int    `json:"attributed"`
+	Connections int    `json:"connections"`
+	Extra       int    `json:"extra"` // rejections no delayed connection explains
+	Note        string `json:"note,omitempty"`
+}
+
+func (p *PAWSTrace) add(o PAWSTrace) {
+	p.Seen += o.Seen
+	p.Attributed += o.Attributed
+	p.Connections += o.Connections
+	p.Extra += o.Extra
+	if o.Note != "" {
+		p.Note = o.Note
+	}
+}

@@ -72,6 +72,12 @@ func WriteText(w io.Writer, rep *Report) error {
 		if t := r.Trace; t != nil {
 			ew.Printf("  trace: %d SNAT-clash drops attributed to delayed connections, %d delayed connections unmatched, %d unmatched drops, %d other netfilter drops\n",
 				t.Attributed, t.Unmatched, t.Extra, t.OtherDrops)
+			if p := t.PAWS; p != nil && p.Note != "" {
+				ew.Printf("  trace: PAWS at TIME_WAIT not seen: %s\n", p.Note)
+			} else if p != nil {
+				ew.Printf("  trace: %d SYNs rejected at the servers' TIME_WAIT, %d attributed to %d delayed connections, %d unmatched\n",
+					p.Seen, p.Attributed, p.Connections, p.Extra)
+			}
 		}
 	}
 	if c := rep.Incomplete; c != nil {

@@ -338,6 +338,9 @@ type TraceResult struct {
 	Resolved int `json:"resolved,omitempty"`
 	// Mode is the tracer's mode: "fexit" or "tracepoint".
 	Mode string `json:"mode,omitempty"`
+	// PAWS is a short run's SYNs rejected at the servers' TIME_WAIT as
+	// the tracer saw them (6.16+: the drop reason TCP_RFC7323_TW_PAWS).
+	PAWS *PAWSTrace `json:"paws,omitempty"`
 }
 
 func (t *TraceResult) add(o TraceResult) {
@@ -347,6 +350,12 @@ func (t *TraceResult) add(o TraceResult) {
 	t.OtherDrops += o.OtherDrops
 	t.Resolved += o.Resolved
 	t.Mode = o.Mode
+	if o.PAWS != nil {
+		if t.PAWS == nil {
+			t.PAWS = &PAWSTrace{}
+		}
+		t.PAWS.add(*o.PAWS)
+	}
 }
 
 // attempt is the outcome of one connect().
