@@ -118,6 +118,9 @@ func TestSamePortRaceAndFix(t *testing.T) {
 	}
 	plain, full := rep.Results[0], rep.Results[1]
 	t.Logf("verdict: %s", rep.Verdict)
+	if rep.Workload.TimeoutSeconds != DefaultTimeout.Seconds() {
+		t.Errorf("report: timeout_seconds %v, want the default %v", rep.Workload.TimeoutSeconds, DefaultTimeout.Seconds())
+	}
 	if rep.Stopped != "until" {
 		t.Fatalf("stopped by %q, want until (no race in %d connections?)", rep.Stopped, plain.Connections)
 	}

@@ -84,6 +84,10 @@ type WorkloadReport struct {
 	PortRange   [2]uint16 `json:"port_range,omitzero"`
 	Rate        float64   `json:"rate,omitempty"` // steady: connections/s asked for
 	Poisson     bool      `json:"poisson,omitempty"`
+	// TimeoutSeconds is how long a TCP connection may take before the
+	// client gives up and counts it failed (--timeout): the SYNs it sends
+	// are those retransmitted before then.
+	TimeoutSeconds float64 `json:"timeout_seconds,omitempty"`
 }
 
 // Conntrack is a delta of the node's conntrack counters over a mode's rounds.

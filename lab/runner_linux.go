@@ -92,6 +92,9 @@ func newRun(cfg Config, s *Session) *run {
 		},
 	}
 	r.rep.Proto, r.rep.UDP = protoReport(cfg)
+	if r.rep.UDP == nil {
+		r.rep.Workload.TimeoutSeconds = cfg.Timeout.Seconds()
+	}
 	for _, v := range r.vs {
 		r.rep.Results = append(r.rep.Results, &Result{NAT: v.mode.String(), Backend: v.backend.Flag()})
 	}

@@ -92,34 +92,10 @@ func TestCNIPlugins(t *testing.T) {
 	n.cniPublished(t, 8080, "ctr1")
 	version := pkgVersion("containernetworking-plugins")
 
-	doc := n.audit()
-	if len(doc.Rules) != 2 {
-		t.Fatalf("%d source-NAT rules, want the bridge's and portmap's: %+v", len(doc.Rules), doc.Rules)
-	}
-	for _, r := range doc.Rules {
-		if r.Owner != "cni" || r.OwnerEvidence == "" {
-			t.Errorf("rule %q: owner %q (%s), want cni with evidence", r.Rule, r.Owner, r.OwnerEvidence)
-		}
-	}
-	checkRemedy(t, doc, "snatrace fix --owner cni --apply --watch")
+	n.auditOwned("cni", 2, "the bridge's and portmap's", nil)
 	recordDump(t, "cni.iptables-save", "Debian containernetworking-plugins "+version+", bridge ipMasq + portmap snat", n.run("iptables-nft-save"))
 
-	before := n.dump()
-	backup := filepath.Join(n.dir, "backup.json")
-	if out, errs, code := n.snatrace("fix", "--owner", "cni", "--apply", "--backup", backup); code != 0 {
-		t.Fatalf("fix --apply: exit %d\n%s\n%s", code, out, errs)
-	}
-	gained := checkFixed(t, before, n.dump())
-	if gained["iptables-nft-save"] != 2 {
-		t.Errorf("rules made fully-random: %v, want 2 in iptables-nft-save", gained)
-	}
-	n.cniPublished(t, 8080, "ctr1")
-	if out, errs, code := n.snatrace("fix", "--rollback", backup); code != 0 {
-		t.Fatalf("rollback: exit %d\n%s\n%s", code, out, errs)
-	}
-	if got := n.dump(); got != before {
-		t.Errorf("rollback did not restore the rules:\nbefore:\n%s\nafter:\n%s", before, got)
-	}
+	fixed := n.fixAndRollback("cni", "iptables-nft-save", 2, func() { n.cniPublished(t, 8080, "ctr1") })
 
 	n.watch()
 	n.waitFixed(5*time.Second, "the watch's first fix")
@@ -127,7 +103,7 @@ func TestCNIPlugins(t *testing.T) {
 	n.cniAdd(t, "ctr2", 8081)
 	react["new container (bridge ADD, portmap ADD)"] = n.waitFixed(time.Second, "fix after a new container")
 	n.cniPublished(t, 8081, "ctr2")
-	t.Logf("CNI plugins %s: 2 rules attributed, %d fixed; re-fixed after %v", version, gained["iptables-nft-save"], react)
+	t.Logf("CNI plugins %s: 2 rules attributed, %d fixed; re-fixed after %v", version, fixed, react)
 	recordOwner(t, ownerRow{Owner: "cni", Software: "CNI reference plugins (containernetworking-plugins) " + version,
-		Rules: 2, Attributed: 2, Fixed: gained["iptables-nft-save"], Reactions: react})
+		Rules: 2, Attributed: 2, Fixed: fixed, Reactions: react})
 }

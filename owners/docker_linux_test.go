@@ -123,36 +123,12 @@ func TestDocker(t *testing.T) {
 	version := d.docker(t, "version", "--format", "{{.Server.Version}}")
 
 	// audit: every source-NAT rule is Docker's, with evidence and its remedy.
-	doc := n.audit()
-	if len(doc.Rules) != 5 {
-		t.Fatalf("%d source-NAT rules, want Docker's 5: %+v", len(doc.Rules), doc.Rules)
-	}
-	for _, r := range doc.Rules {
-		if r.Owner != "docker" || r.OwnerEvidence == "" {
-			t.Errorf("rule %q: owner %q (%s), want docker with evidence", r.Rule, r.Owner, r.OwnerEvidence)
-		}
-	}
-	checkRemedy(t, doc, "snatrace fix --owner docker --apply --watch")
+	n.auditOwned("docker", 5, "Docker's 5", nil)
 	recordDump(t, "docker-20.10.iptables-save", "Debian docker.io "+pkgVersion("docker.io")+", --userland-proxy=false, network mybr0, a published port", n.run("iptables-nft-save"))
 
 	// fix --apply: exactly Docker's rules gain fully-random; rollback
 	// restores the dump.
-	before := n.dump()
-	backup := filepath.Join(n.dir, "backup.json")
-	if out, errs, code := n.snatrace("fix", "--owner", "docker", "--apply", "--backup", backup); code != 0 {
-		t.Fatalf("fix --apply: exit %d\n%s\n%s", code, out, errs)
-	}
-	gained := checkFixed(t, before, n.dump())
-	if gained["iptables-nft-save"] != 5 {
-		t.Errorf("rules made fully-random: %v, want 5 in iptables-nft-save", gained)
-	}
-	d.published(t, "8080")
-	if out, errs, code := n.snatrace("fix", "--rollback", backup); code != 0 {
-		t.Fatalf("rollback: exit %d\n%s\n%s", code, out, errs)
-	}
-	if got := n.dump(); got != before {
-		t.Errorf("rollback did not restore the rules:\nbefore:\n%s\nafter:\n%s", before, got)
-	}
+	fixed := n.fixAndRollback("docker", "iptables-nft-save", 5, func() { d.published(t, "8080") })
 
 	// fix --apply --watch: Docker's rewrites are fixed again within 1 s.
 	n.watch()
@@ -166,5 +142,5 @@ func TestDocker(t *testing.T) {
 	react["dockerd restart"] = n.waitFixed(time.Second, "fix after the dockerd restart")
 	d.published(t, "8080")
 	t.Logf("Docker Engine %s: 5 rules attributed, 5 fixed; re-fixed after %v", version, react)
-	recordOwner(t, ownerRow{Owner: "docker", Software: "Docker Engine (docker.io) " + version, Rules: 5, Attributed: 5, Fixed: gained["iptables-nft-save"], Reactions: react})
+	recordOwner(t, ownerRow{Owner: "docker", Software: "Docker Engine (docker.io) " + version, Rules: 5, Attributed: 5, Fixed: fixed, Reactions: react})
 }

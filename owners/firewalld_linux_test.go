@@ -79,40 +79,18 @@ func testFirewalld(t *testing.T, backend, table, chain, section string) {
 	f.cmd(t, false, "--zone=public", "--add-masquerade")
 	version := pkgVersion("firewalld")
 
-	doc := n.audit()
-	if len(doc.Rules) != 1 {
-		t.Fatalf("%d source-NAT rules, want the public zone's masquerade: %+v", len(doc.Rules), doc.Rules)
-	}
-	for _, r := range doc.Rules {
-		if r.Owner != "firewalld" || r.OwnerEvidence == "" || r.Table != table || r.Chain != chain {
-			t.Errorf("rule %q in %s/%s: owner %q (%s), want firewalld's %s/%s", r.Rule, r.Table, r.Chain, r.Owner, r.OwnerEvidence, table, chain)
-		}
-	}
-	checkRemedy(t, doc, "snatrace fix --owner firewalld --apply --watch")
+	n.auditOwned("firewalld", 1, "the public zone's masquerade", func(r auditedRule) bool { return r.Table == table && r.Chain == chain })
 	if backend == "nftables" {
 		recordDump(t, "firewalld.nft", "Debian firewalld "+version+", nftables backend, zone public --add-masquerade", n.run("nft", "list", "ruleset"))
 	} else {
 		recordDump(t, "firewalld-iptables.iptables-save", "Debian firewalld "+version+", iptables backend, zone public --add-masquerade", n.run("iptables-nft-save"))
 	}
 
-	before := n.dump()
-	backup := filepath.Join(n.dir, "backup.json")
-	if out, errs, code := n.snatrace("fix", "--owner", "firewalld", "--apply", "--backup", backup); code != 0 {
-		t.Fatalf("fix --apply: exit %d\n%s\n%s", code, out, errs)
-	}
-	gained := checkFixed(t, before, n.dump())
-	if gained[section] != 1 {
-		t.Errorf("rules made fully-random: %v, want 1 in %s", gained, section)
-	}
-	if f.cmd(t, false, "--zone=public", "--query-masquerade") != "yes" {
-		t.Error("firewalld no longer reports the zone's masquerade")
-	}
-	if out, errs, code := n.snatrace("fix", "--rollback", backup); code != 0 {
-		t.Fatalf("rollback: exit %d\n%s\n%s", code, out, errs)
-	}
-	if got := n.dump(); got != before {
-		t.Errorf("rollback did not restore the rules:\nbefore:\n%s\nafter:\n%s", before, got)
-	}
+	fixed := n.fixAndRollback("firewalld", section, 1, func() {
+		if f.cmd(t, false, "--zone=public", "--query-masquerade") != "yes" {
+			t.Error("firewalld no longer reports the zone's masquerade")
+		}
+	})
 
 	n.watch()
 	n.waitFixed(5*time.Second, "the watch's first fix")
@@ -122,7 +100,7 @@ func testFirewalld(t *testing.T, backend, table, chain, section string) {
 	react["firewall-cmd --reload, --add-masquerade"] = n.waitFixed(time.Second, "fix after a reload")
 	f.cmd(t, false, "--zone=work", "--add-masquerade")
 	react["masquerade on a second zone"] = n.waitFixed(time.Second, "fix after a second zone's masquerade")
-	t.Logf("firewalld %s (%s): 1 rule attributed, %d fixed; re-fixed after %v", version, backend, gained[section], react)
+	t.Logf("firewalld %s (%s): 1 rule attributed, %d fixed; re-fixed after %v", version, backend, fixed, react)
 	recordOwner(t, ownerRow{Owner: "firewalld", Software: "firewalld " + version + " (" + backend + " backend)", Rules: 1, Attributed: 1,
-		Fixed: gained[section], Reactions: react})
+		Fixed: fixed, Reactions: react})
 }

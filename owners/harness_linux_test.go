@@ -145,6 +145,50 @@ func (n *node) audit() auditDoc {
 	return doc
 }
 
+// auditOwned runs snatrace audit and checks that it reports want source-NAT
+// rules (what names them for the failure message), each attributed to owner
+// with evidence and, if in is not nil, in the chain in says; and that every
+// remedy names the owner's fix.
+func (n *node) auditOwned(owner string, want int, what string, in func(auditedRule) bool) auditDoc {
+	n.t.Helper()
+	doc := n.audit()
+	if len(doc.Rules) != want {
+		n.t.Fatalf("%d source-NAT rules, want %s: %+v", len(doc.Rules), what, doc.Rules)
+	}
+	for _, r := range doc.Rules {
+		if r.Owner != owner || r.OwnerEvidence == "" || (in != nil && !in(r)) {
+			n.t.Errorf("rule %q in %s/%s: owner %q (%s), want %s with evidence, in its chain", r.Rule, r.Table, r.Chain, r.Owner, r.OwnerEvidence, owner)
+		}
+	}
+	checkRemedy(n.t, doc, "snatrace fix --owner "+owner+" --apply --watch")
+	return doc
+}
+
+// fixAndRollback runs snatrace fix --owner OWNER --apply and checks that
+// exactly want rules of the dump's section gained fully-random and that the
+// owner's software still works (works), then --rollback and checks that the
+// dump is restored byte for byte. It returns the rules made fully-random.
+func (n *node) fixAndRollback(owner, section string, want int, works func()) int {
+	n.t.Helper()
+	before := n.dump()
+	backup := filepath.Join(n.dir, "backup.json")
+	if out, errs, code := n.snatrace("fix", "--owner", owner, "--apply", "--backup", backup); code != 0 {
+		n.t.Fatalf("fix --apply: exit %d\n%s\n%s", code, out, errs)
+	}
+	gained := checkFixed(n.t, before, n.dump())
+	if gained[section] != want {
+		n.t.Errorf("rules made fully-random: %v, want %d in %s", gained, want, section)
+	}
+	works()
+	if out, errs, code := n.snatrace("fix", "--rollback", backup); code != 0 {
+		n.t.Fatalf("rollback: exit %d\n%s\n%s", code, out, errs)
+	}
+	if got := n.dump(); got != before {
+		n.t.Errorf("rollback did not restore the rules:\nbefore:\n%s\nafter:\n%s", before, got)
+	}
+	return gained[section]
+}
+
 // dump is every rule of every backend in the namespace, without counters
 // and comment lines: what fix must leave byte-identical.
 func (n *node) dump() string {

@@ -91,36 +91,14 @@ func TestLibvirt(t *testing.T) {
 	l.netCreate(t, name, "virbr9", "192.168.122")
 	version := pkgVersion("libvirt-daemon")
 
-	doc := n.audit()
-	if len(doc.Rules) != 3 {
-		t.Fatalf("%d source-NAT rules, want the network's 3 (tcp, udp, other): %+v", len(doc.Rules), doc.Rules)
-	}
-	for _, r := range doc.Rules {
-		if r.Owner != "libvirt" || r.OwnerEvidence == "" || r.Chain != "LIBVIRT_PRT" {
-			t.Errorf("rule %q in %s: owner %q (%s), want libvirt's LIBVIRT_PRT", r.Rule, r.Chain, r.Owner, r.OwnerEvidence)
-		}
-	}
-	checkRemedy(t, doc, "snatrace fix --owner libvirt --apply --watch")
+	n.auditOwned("libvirt", 3, "the network's 3 (tcp, udp, other)", func(r auditedRule) bool { return r.Chain == "LIBVIRT_PRT" })
 	recordDump(t, "libvirt-9.0.iptables-save", "Debian libvirt-daemon "+version+", a NAT network like the default one", n.run("iptables-nft-save"))
 
-	before := n.dump()
-	backup := filepath.Join(n.dir, "backup.json")
-	if out, errs, code := n.snatrace("fix", "--owner", "libvirt", "--apply", "--backup", backup); code != 0 {
-		t.Fatalf("fix --apply: exit %d\n%s\n%s", code, out, errs)
-	}
-	gained := checkFixed(t, before, n.dump())
-	if gained["iptables-nft-save"] != 3 {
-		t.Errorf("rules made fully-random: %v, want 3 in iptables-nft-save", gained)
-	}
-	if !strings.Contains(l.virsh(t, "net-list"), name) {
-		t.Error("the network is no longer listed after the fix")
-	}
-	if out, errs, code := n.snatrace("fix", "--rollback", backup); code != 0 {
-		t.Fatalf("rollback: exit %d\n%s\n%s", code, out, errs)
-	}
-	if got := n.dump(); got != before {
-		t.Errorf("rollback did not restore the rules:\nbefore:\n%s\nafter:\n%s", before, got)
-	}
+	fixed := n.fixAndRollback("libvirt", "iptables-nft-save", 3, func() {
+		if !strings.Contains(l.virsh(t, "net-list"), name) {
+			t.Error("the network is no longer listed after the fix")
+		}
+	})
 
 	n.watch()
 	n.waitFixed(5*time.Second, "the watch's first fix")
@@ -131,6 +109,6 @@ func TestLibvirt(t *testing.T) {
 	react["network restarted (net-destroy, net-create)"] = n.waitFixed(time.Second, "fix after the network restarted")
 	l.netCreate(t, name+"b", "virbr8", "192.168.123")
 	react["second network"] = n.waitFixed(time.Second, "fix after a second network")
-	t.Logf("libvirt %s: 3 rules attributed, %d fixed; re-fixed after %v", version, gained["iptables-nft-save"], react)
-	recordOwner(t, ownerRow{Owner: "libvirt", Software: "libvirt " + version, Rules: 3, Attributed: 3, Fixed: gained["iptables-nft-save"], Reactions: react})
+	t.Logf("libvirt %s: 3 rules attributed, %d fixed; re-fixed after %v", version, fixed, react)
+	recordOwner(t, ownerRow{Owner: "libvirt", Software: "libvirt " + version, Rules: 3, Attributed: 3, Fixed: fixed, Reactions: react})
 }

@@ -4,7 +4,6 @@ package owners
 
 import (
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -56,34 +55,10 @@ func TestPodman(t *testing.T) {
 	p.published(t, "8080")
 	version := pkgVersion("podman") + ", netavark " + pkgVersion("netavark")
 
-	doc := n.audit()
-	if len(doc.Rules) != 2 {
-		t.Fatalf("%d source-NAT rules, want netavark's 2 (network, port forwarding): %+v", len(doc.Rules), doc.Rules)
-	}
-	for _, r := range doc.Rules {
-		if r.Owner != "netavark" || r.OwnerEvidence == "" {
-			t.Errorf("rule %q: owner %q (%s), want netavark with evidence", r.Rule, r.Owner, r.OwnerEvidence)
-		}
-	}
-	checkRemedy(t, doc, "snatrace fix --owner netavark --apply --watch")
+	n.auditOwned("netavark", 2, "netavark's 2 (network, port forwarding)", nil)
 	recordDump(t, "netavark-1.4.iptables-save", "Debian podman "+version+", default network, a published port", n.run("iptables-nft-save"))
 
-	before := n.dump()
-	backup := filepath.Join(n.dir, "backup.json")
-	if out, errs, code := n.snatrace("fix", "--owner", "netavark", "--apply", "--backup", backup); code != 0 {
-		t.Fatalf("fix --apply: exit %d\n%s\n%s", code, out, errs)
-	}
-	gained := checkFixed(t, before, n.dump())
-	if gained["iptables-nft-save"] != 2 {
-		t.Errorf("rules made fully-random: %v, want 2 in iptables-nft-save", gained)
-	}
-	p.published(t, "8080")
-	if out, errs, code := n.snatrace("fix", "--rollback", backup); code != 0 {
-		t.Fatalf("rollback: exit %d\n%s\n%s", code, out, errs)
-	}
-	if got := n.dump(); got != before {
-		t.Errorf("rollback did not restore the rules:\nbefore:\n%s\nafter:\n%s", before, got)
-	}
+	fixed := n.fixAndRollback("netavark", "iptables-nft-save", 2, func() { p.published(t, "8080") })
 
 	n.watch()
 	n.waitFixed(5*time.Second, "the watch's first fix")
@@ -95,6 +70,6 @@ func TestPodman(t *testing.T) {
 	p.run(t, "run", "-d", "--name", "web", "-p", "8080:80", "localhost/snt-busybox:1", "/bin/httpd", "-f", "-p", "80", "-h", "/www")
 	react["container re-created on the default network"] = n.waitFixed(time.Second, "fix after re-creating a container")
 	p.published(t, "8080")
-	t.Logf("Podman %s: 2 rules attributed, %d fixed; re-fixed after %v", version, gained["iptables-nft-save"], react)
-	recordOwner(t, ownerRow{Owner: "netavark", Software: "Podman " + version, Rules: 2, Attributed: 2, Fixed: gained["iptables-nft-save"], Reactions: react})
+	t.Logf("Podman %s: 2 rules attributed, %d fixed; re-fixed after %v", version, fixed, react)
+	recordOwner(t, ownerRow{Owner: "netavark", Software: "Podman " + version, Rules: 2, Attributed: 2, Fixed: fixed, Reactions: react})
 }

@@ -42,6 +42,9 @@ type LabWorkload struct {
 	PortRange   [2]uint16 `json:"port_range"`
 	Rate        float64   `json:"rate"`
 	Poisson     bool      `json:"poisson"`
+	// TimeoutSeconds is the lab's --timeout (reports before it was
+	// recorded used 8 s).
+	TimeoutSeconds float64 `json:"timeout_seconds"`
 }
 
 // LabResult is one NAT mode's measured outcome.
@@ -143,6 +146,9 @@ func LabConfig(rep LabReport, res LabResult, base Config) (Config, error) {
 	c.Lifetime = Dist{Kind: Const, A: labLifetime}
 	c.ClientTimeWait = 1
 	c.CTTimeWait = labCloseTimeout
+	if c.Proto != UDP {
+		c.SynRetries = labRetries(rep.Workload.TimeoutSeconds, c.RTO)
+	}
 	if err := c.Validate(); err != nil {
 		return c, err
 	}
@@ -234,7 +240,28 @@ type CalibrateOptions struct {
 const (
 	labLifetime     = 20 * time.Microsecond
 	labCloseTimeout = 10 * time.Second // nf_conntrack_tcp_timeout_close
+	labTimeout      = 8 * time.Second  // lab.DefaultTimeout
 )
+
+// labRetries is the SYN retransmissions a lab client sends before it gives
+// up after timeout seconds (0: the lab's default): retransmission k leaves
+// (2^k - 1) RTOs after the first SYN. An 8 s timeout sees 3 (at 1, 3 and 7
+// s), where the pods' tcp_syn_retries would allow 6. At least 1, as
+// tcp_syn_retries is (a timeout within the first RTO is modelled as one).
+func labRetries(timeout float64, rto time.Duration) int {
+	t := labTimeout
+	if timeout > 0 {
+		t = time.Duration(timeout * float64(time.Second))
+	}
+	if rto <= 0 {
+		rto = time.Second
+	}
+	k := 1
+	for k < 6 && time.Duration((int64(1)<<(k+1))-1)*rto < t {
+		k++
+	}
+	return k
+}
 
 const (
 	minScale = 1e-3

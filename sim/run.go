@@ -153,7 +153,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Proto == UDP {
 		return runUDP(ctx, cfg, r.nat)
 	}
-	tb, err := natmodel.NewTable(natmodel.Config{Era: cfg.Era, Rand: rand.New(rand.NewPCG(cfg.Seed, 0x7ab1e)), SizeHint: min(cfg.Connections, 1<<20)})
+	// Entries live at once are bounded by the connections and, for long,
+	// by the tuples: 65,536 ports a destination (more than that only with
+	// several NAT addresses, and then the table grows). A table sized for
+	// every connection of an exhausted run would be 30 MiB of cache misses.
+	tb, err := natmodel.NewTable(natmodel.Config{Era: cfg.Era, Rand: rand.New(rand.NewPCG(cfg.Seed, 0x7ab1e)), SizeHint: min(cfg.Connections, cfg.Servers<<16)})
 	if err != nil {
 		return Result{}, err
 	}

@@ -124,3 +124,22 @@ func TestCalibrationRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// A lab client gives up after its timeout: the simulated one sends the SYNs
+// that fit in it (retransmission k leaves 2^k - 1 RTOs after the first).
+func TestLabConfigTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		timeout float64
+		want    int
+	}{{0, 3}, {8, 3}, {7, 2}, {7.5, 3}, {1, 1}, {20, 4}, {600, 6}} {
+		rep := readLabFile(t, calibrationLab)
+		rep.Workload.TimeoutSeconds = tc.timeout
+		c, err := LabConfig(rep, rep.Results[0], Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.SynRetries != tc.want {
+			t.Errorf("timeout %vs: %d retransmissions, want %d", tc.timeout, c.SynRetries, tc.want)
+		}
+	}
+}
