@@ -21,6 +21,7 @@ import (
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/report/text"
 	"github.com/snatrace/snatrace/ruleset"
+	"github.com/snatrace/snatrace/tsoffset"
 )
 
 // Severity ranks findings; higher is worse.
@@ -121,6 +122,11 @@ type Input struct {
 	// DNS is what the dumps say about the DNS path (ScanDNS); nil when no
 	// dump text was scanned.
 	DNS *DNSPath
+	// TSOffsets is how the kernel offsets TCP timestamps (probed, or from
+	// its version); nil when not known. PAWS is the namespace's own PAWS
+	// counters; nil when not read.
+	TSOffsets *tsoffset.Detection
+	PAWS      *PAWSEvidence
 }
 
 // Report is the outcome of an audit.
@@ -133,7 +139,10 @@ type Report struct {
 	Findings  []Finding        `json:"findings"`
 	Conntrack *ConntrackView   `json:"conntrack"`
 	DNS       *DNSPath         `json:"dns,omitempty"` // the DNS path's service and NOTRACK rules, when scanned
-	Warnings  []string         `json:"warnings,omitempty"`
+	// TSOffsets and PAWS are the inputs of the paws-timewait findings.
+	TSOffsets *tsoffset.Detection `json:"ts_offsets,omitempty"`
+	PAWS      *PAWSEvidence       `json:"paws,omitempty"`
+	Warnings  []string            `json:"warnings,omitempty"`
 	// ReadErrors are the sources of rules that could not be read: the
 	// audit saw none of their rules.
 	ReadErrors []ruleset.ReadError `json:"read_errors,omitempty"`
@@ -239,6 +248,8 @@ func Run(in Input) *Report {
 	rep.Findings = append(rep.Findings, hostFindings(rs, rep.Iptables, kv, kernelKnown, in.Kernel)...)
 	rep.DNS = in.DNS
 	rep.Findings = append(rep.Findings, dnsFindings(in.DNS, racyUDP, kv, kernelKnown)...)
+	rep.TSOffsets, rep.PAWS = in.TSOffsets, in.PAWS
+	rep.Findings = append(rep.Findings, pawsFindings(rs.Rules, in.TSOffsets, in.PAWS)...)
 	if in.Conntrack != nil {
 		view, fs := conntrackFindings(in.Conntrack, racy)
 		rep.Conntrack = view

@@ -5,10 +5,14 @@ package audit
 import (
 	"context"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/snatrace/snatrace/ctstat"
+	"github.com/snatrace/snatrace/kernel"
 	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/tsoffset"
 )
 
 // ReadConntrack reads the conntrack counters of the network namespace ns
@@ -51,4 +55,25 @@ func ReadConntrack(ctx context.Context, ns *netns.NS, interval time.Duration, sl
 		c.Interval = interval
 	}
 	return c, nil
+}
+
+// KernelTSOffsets says how the running kernel offsets TCP timestamps: by
+// probing it (tsoffset.Probe, in a throwaway namespace: CAP_SYS_ADMIN),
+// else from its version and `uname -v`. An override release (--kernel) is
+// judged by its version alone.
+func KernelTSOffsets(ctx context.Context, override string) *tsoffset.Detection {
+	if override != "" {
+		d := tsoffset.ByVersion(override)
+		return &d
+	}
+	d, err := tsoffset.Probe(ctx)
+	if err == nil {
+		d.Reason = "probed: " + d.Reason
+		return &d
+	}
+	release, _ := kernel.Release()
+	version, _ := os.ReadFile("/proc/sys/kernel/version")
+	d = tsoffset.ByKernel(release, strings.TrimSpace(string(version)))
+	d.Reason += fmt.Sprintf(" (not probed: %v)", err)
+	return &d
 }

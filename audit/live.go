@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/snatrace/snatrace/internal/netstat"
 	"github.com/snatrace/snatrace/kernel"
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/ruleset"
@@ -63,6 +64,8 @@ func Live(ctx context.Context, o LiveOptions) (Input, error) {
 	if o.Sleep == nil {
 		o.Sleep = Sleep
 	}
+	in.TSOffsets = KernelTSOffsets(ctx, o.Kernel)
+	before, _ := netstat.ReadIn(o.NS)
 	ct, err := ReadConntrack(ctx, o.NS, o.Interval, o.Sleep)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -72,5 +75,11 @@ func Live(ctx context.Context, o LiveOptions) (Input, error) {
 		return in, nil
 	}
 	in.Conntrack = ct
+	if after, err := netstat.ReadIn(o.NS); err == nil {
+		if o.Interval <= 0 {
+			before = nil
+		}
+		in.PAWS = PAWSFrom(before, after, ct.Interval)
+	}
 	return in, nil
 }

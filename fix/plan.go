@@ -8,6 +8,7 @@ import (
 	"github.com/snatrace/snatrace/audit"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/ruleset"
+	"github.com/snatrace/snatrace/tsoffset"
 )
 
 // Method is how a change reaches the kernel.
@@ -180,6 +181,9 @@ type Plan struct {
 	Changes  []Change          `json:"changes"`
 	Skipped  []Skipped         `json:"skipped"`
 	Warnings []string          `json:"warnings,omitempty"`
+	// PAWS is the cost fully-random has on a kernel with per-port TCP
+	// timestamp offsets, and the alternatives (nil elsewhere).
+	PAWS *PAWSNote `json:"paws,omitempty"`
 
 	// saves are the iptables-save tables the checksums were taken from, by
 	// restore group; ApplyFresh reuses them instead of saving again.
@@ -202,6 +206,9 @@ type Options struct {
 	IptablesNft Method
 	// Kernel is the kernel release audit judges against ("" unknown).
 	Kernel string
+	// TSOffsets is how the kernel offsets TCP timestamps (nil: not
+	// known); on a per-port kernel the plan carries a PAWSNote.
+	TSOffsets *tsoffset.Detection
 }
 
 // fixable kinds: the ones a fully-random flag resolves.
@@ -236,6 +243,7 @@ func MakePlan(rs *ruleset.Ruleset, opts Options) *Plan {
 		}
 		p.Changes = append(p.Changes, c)
 	}
+	p.PAWS = pawsNote(opts.TSOffsets, len(p.Changes))
 	return p
 }
 

@@ -41,6 +41,7 @@ func WritePlan(w io.Writer, p *Plan, applied bool) error {
 	}
 	if n > 0 {
 		ew.Printf("\nTrade-off: %s.\n", Trade)
+		writePAWS(ew, p.PAWS)
 		if !applied {
 			ew.Printf("Run with --apply to change them (one atomic change per backend, original rules saved to a backup file); add --watch to keep them fixed when their owner rewrites them.\n")
 		}

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/snatrace/snatrace/ctstat"
+	"github.com/snatrace/snatrace/internal/netstat"
 	"github.com/snatrace/snatrace/netns"
 )
 
@@ -18,6 +19,7 @@ type counters struct {
 	synRetrans      uint64          // Σ pods' TcpExt TCPSynRetrans
 	listenOverflows uint64          // Σ servers' TcpExt ListenOverflows
 	listenDrops     uint64          // Σ servers' TcpExt ListenDrops
+	paws            PAWSCounters    // Σ servers' PAWS rejections at TIME_WAIT (serverPAWS)
 }
 
 func (a counters) delta(b counters) roundDelta {
@@ -27,6 +29,13 @@ func (a counters) delta(b counters) roundDelta {
 		synRetrans:      b.synRetrans - a.synRetrans,
 		listenOverflows: b.listenOverflows - a.listenOverflows,
 		listenDrops:     b.listenDrops - a.listenDrops,
+		paws: PAWSCounters{
+			Counter:            b.paws.Counter,
+			TimewaitRejected:   b.paws.TimewaitRejected - a.paws.TimewaitRejected,
+			ACKSkippedTimewait: b.paws.ACKSkippedTimewait - a.paws.ACKSkippedTimewait,
+			TimewaitOverflow:   b.paws.TimewaitOverflow - a.paws.TimewaitOverflow,
+			ClientResets:       b.paws.ClientResets - a.paws.ClientResets,
+		},
 	}
 }
 
@@ -41,21 +50,46 @@ func (t *Topology) read() (counters, error) {
 		return c, fmt.Errorf("reading conntrack statistics of %s over ctnetlink: %w", t.Node, err)
 	}
 	for _, p := range t.Pods {
-		ext, err := tcpExt(p.NS)
+		ext, err := netstat.ReadIn(p.NS)
 		if err != nil {
 			return c, err
 		}
-		c.synRetrans += val(ext.TCPSynRetrans)
+		v, _ := ext.Get("TcpExt", "TCPSynRetrans")
+		c.synRetrans += v
+		// A SYN rejected at a server's TIME_WAIT is answered by an ACK the
+		// client resets (tcp_rcv_synsent_state_process): short clients
+		// send no other reset.
+		v, _ = ext.Get("Tcp", "OutRsts")
+		c.paws.ClientResets += v
 	}
 	for _, s := range t.Servers {
-		ext, err := tcpExt(s.NS)
+		ext, err := netstat.ReadIn(s.NS)
 		if err != nil {
 			return c, err
 		}
-		c.listenOverflows += val(ext.ListenOverflows)
-		c.listenDrops += val(ext.ListenDrops)
+		get := func(name string) uint64 { v, _ := ext.Get("TcpExt", name); return v }
+		c.listenOverflows += get("ListenOverflows")
+		c.listenDrops += get("ListenDrops")
+		c.paws.add(serverPAWS(ext))
 	}
 	return c, nil
+}
+
+// serverPAWS reads a server's PAWS rejections at TIME_WAIT: TcpExt
+// PAWSTimewait where the kernel has it (6.16+), else PAWSEstab, where
+// tcp_timewait_state_process counted them before (it also counts
+// established connections' PAWS drops, which the lab's servers do not see).
+func serverPAWS(ext netstat.Counters) PAWSCounters {
+	p := PAWSCounters{Counter: "PAWSTimewait"}
+	v, ok := ext.Get("TcpExt", p.Counter)
+	if !ok {
+		p.Counter = "PAWSEstab"
+		v, _ = ext.Get("TcpExt", p.Counter)
+	}
+	p.TimewaitRejected = v
+	p.ACKSkippedTimewait, _ = ext.Get("TcpExt", "TCPACKSkippedTimeWait")
+	p.TimewaitOverflow, _ = ext.Get("TcpExt", "TCPTimeWaitOverflow")
+	return p
 }
 
 func val(p *float64) uint64 {
@@ -63,20 +97,6 @@ func val(p *float64) uint64 {
 		return 0
 	}
 	return uint64(*p)
-}
-
-// tcpExt reads the TcpExt counters of ns (/proc/<tid>/net/netstat).
-func tcpExt(ns *netns.NS) (procfs.TcpExt, error) {
-	var ext procfs.TcpExt
-	err := inProc(ns, func(p procfs.Proc) error {
-		st, err := p.Netstat()
-		ext = st.TcpExt
-		return err
-	})
-	if err != nil {
-		return ext, fmt.Errorf("reading TcpExt of %s: %w", ns, err)
-	}
-	return ext, nil
 }
 
 // inProc runs fn on the procfs entry of a thread inside ns: /proc/self/net

@@ -26,11 +26,21 @@ type driver struct {
 	dport   uint16
 	cpus    []int
 	timeout time.Duration // how long a round waits for late handshakes
+	// short: every connection exchanges a byte each way and is closed
+	// after the server's FIN (no reset on close), in the client thread.
+	short bool
 }
 
 // listen starts an accept-and-close server on every server namespace. The
-// listeners live until ctx ends.
+// listeners live until stop is called.
 func (d *driver) listen(ctx context.Context) (stop func(), err error) {
+	return d.serve([]uint16{d.dport}, func(c net.Conn) { c.Close() })
+}
+
+// serve listens on every port of ports in every server namespace and hands
+// each accepted connection to handle, in the accepting goroutine. stop
+// closes the listeners and waits for their goroutines.
+func (d *driver) serve(ports []uint16, handle func(net.Conn)) (stop func(), err error) {
 	var lns []net.Listener
 	var wg sync.WaitGroup
 	stop = func() {
@@ -40,27 +50,29 @@ func (d *driver) listen(ctx context.Context) (stop func(), err error) {
 		wg.Wait()
 	}
 	for _, s := range d.topo.Servers {
-		var ln net.Listener
-		err := s.NS.Do(func() (err error) {
-			ln, err = listenBacklog(netip.AddrPortFrom(s.Addr, d.dport), 4096)
-			return err
-		})
-		if err != nil {
-			stop()
-			return nil, fmt.Errorf("listening in %s: %w", s.NS, err)
-		}
-		lns = append(lns, ln)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
+		for _, port := range ports {
+			var ln net.Listener
+			err := s.NS.Do(func() (err error) {
+				ln, err = listenBacklog(netip.AddrPortFrom(s.Addr, port), 4096)
+				return err
+			})
+			if err != nil {
+				stop()
+				return nil, fmt.Errorf("listening in %s: %w", s.NS, err)
 			}
-		}()
+			lns = append(lns, ln)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					handle(c)
+				}
+			}()
+		}
 	}
 	return stop, nil
 }
@@ -122,8 +134,12 @@ func (d *driver) openSocketsOf(ts []target, typ int) ([]int, error) {
 				}
 				fds[i] = fd
 				// Reset on close: no TIME_WAIT, so narrowed port ranges and
-				// repeated source ports stay usable.
-				unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+				// repeated source ports stay usable. Not for short
+				// connections: the server closes first and keeps the
+				// TIME_WAIT, as it does in the field.
+				if !d.short {
+					unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+				}
 				if port := ts[i].port; port != 0 || typ == unix.SOCK_DGRAM {
 					// Not for UDP port 0: two UDP sockets with SO_REUSEADDR
 					// may be given one port, and one steals the other's answers.
@@ -248,23 +264,6 @@ type driverRound struct {
 	errc    chan error
 }
 
-// shareBursts splits every burst across n client threads, round-robin.
-func shareBursts(bursts [][]target, n int) [][][]int {
-	shares := make([][][]int, n)
-	base := 0
-	for _, b := range bursts {
-		for w := range n {
-			var mine []int
-			for j := w; j < len(b); j += n {
-				mine = append(mine, base+j)
-			}
-			shares[w] = append(shares[w], mine)
-		}
-		base += len(b)
-	}
-	return shares
-}
-
 // worker is client thread w: pinned to its CPU, it connects its share of
 // each burst when the barrier releases it (or each steady attempt at its
 // time).
@@ -295,7 +294,21 @@ func (r *driverRound) worker(ctx context.Context, w int) {
 				return
 			}
 			r.sent[i] = true
-			d.connect(r.fds[i], &r.dsts[r.flat[i].server], &r.atts[i], r.pending)
+			switch {
+			case d.short && r.steady:
+				if d.shortStart(r.fds[i], &r.dsts[r.flat[i].server], &r.atts[i]) {
+					fd, a := r.fds[i], &r.atts[i]
+					r.pending.wg.Add(1)
+					go func() {
+						defer r.pending.wg.Done()
+						d.shortFinish(ctx, fd, a)
+					}()
+				}
+			case d.short:
+				d.shortConn(ctx, r.fds[i], &r.dsts[r.flat[i].server], &r.atts[i])
+			default:
+				d.connect(r.fds[i], &r.dsts[r.flat[i].server], &r.atts[i], r.pending)
+			}
 			r.fds[i] = -1
 		}
 	}

@@ -128,7 +128,7 @@ func (c Config) WithDefaults() Config {
 		// One same-port client per CPU is the sharpest trigger: the race is
 		// between the first SYN on each CPU of a burst.
 		c.Pods = DefaultPods
-		if c.Workload.Name == SamePort {
+		if c.Workload.Name == SamePort || c.Workload.Name == Short {
 			c.Pods = max(2, runtime.NumCPU())
 		}
 		if c.Workload.Name == Pairs {
@@ -140,7 +140,7 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Connections == 0 {
 		c.Connections = DefaultConnections
-		if c.Workload.Name == Steady && c.Duration > 0 {
+		if c.Workload.paced() && c.Duration > 0 {
 			c.Connections = max(1, int(c.Workload.Rate*c.Duration.Seconds()))
 		}
 	}
@@ -194,7 +194,10 @@ func (c Config) Validate() error {
 			}
 		}
 	}
-	return (TopologyConfig{Prefix: c.Prefix, Pods: c.Pods, Servers: c.Servers, PortRange: c.PortRange}).validate()
+	if n := c.topologyPods(); n != c.Pods && n > MaxPods {
+		return fmt.Errorf("pods: %d per mode × %d modes and backends is more than %d (the short workload gives each mode its own pods)", c.Pods, n/c.Pods, MaxPods)
+	}
+	return (TopologyConfig{Prefix: c.Prefix, Pods: c.topologyPods(), Servers: c.Servers, PortRange: c.PortRange}).validate()
 }
 
 // sessionRules are the node's rules for mode: one per uplink,

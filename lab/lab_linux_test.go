@@ -271,7 +271,10 @@ func TestValidate(t *testing.T) {
 	}{
 		{Config{Pods: MaxPods + 1}, "pods: 1001 is out of range 1..1000"},
 		{Config{Connections: -1}, "connections: -1 is out of range 1..2000000"},
-		{Config{Workload: WorkloadConfig{Name: "burst"}}, `unknown workload "burst": want same-port, ephemeral, steady`},
+		{Config{Workload: WorkloadConfig{Name: "burst"}}, `unknown workload "burst": want same-port, ephemeral, steady, short`},
+		{Config{Workload: WorkloadConfig{Name: Short, Rate: -5}}, "rate: -5 connections/s is out of range [0, 1000000] (0: as fast as connections end)"},
+		{Config{Workload: WorkloadConfig{Name: Short, Poisson: true}}, "poisson: Poisson arrivals need a --rate"},
+		{Config{Workload: WorkloadConfig{Name: Short}, Pods: 600}, "pods: 600 per mode × 2 modes and backends is more than 1000 (the short workload gives each mode its own pods)"},
 		{Config{Workload: WorkloadConfig{Name: Steady, Rate: -5}}, "rate: -5 connections/s is out of range (0, 1000000]"},
 		{Config{PortRange: [2]uint16{2000, 1000}}, "port range 2000-1000: want 1024 <= first <= last"},
 		{Config{Modes: modes(t, "snat to 192.0.2.1")}, `nat "snat to 192.0.2.1": snat addresses must be hosts of the lab uplink 198.51.100.0/24 other than 198.51.100.2 (the server)`},

@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/snatrace/snatrace/report"
@@ -26,6 +27,9 @@ func WriteText(w io.Writer, rep *Report) error {
 		ew.Printf("in a VM: QEMU %s, %s, %d vCPUs, %d MiB; booted in %.1f s (guest kernel %.1f s), %.1f s in all\n",
 			vm.QEMU, vm.Accelerator, vm.VCPUs, vm.MemoryMiB, vm.BootSeconds, vm.GuestBootSeconds, vm.WallSeconds)
 	}
+	if d := rep.TSOffsets; d != nil {
+		ew.Printf("TCP timestamp offsets: %s (%s)\n", d.Kind, d.Reason)
+	}
 	ew.Printf("\n")
 	if rep.Proto == UDP {
 		writeUDPBody(ew, rep)
@@ -33,10 +37,18 @@ func WriteText(w io.Writer, rep *Report) error {
 		return ew.Err
 	}
 	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "nat\tbackend\tconnections\tdelayed\tfailed\tinsert_failed\tdrop\tclash rate (95% CI)\tp50 ms\tp99 ms\tmax ms\t1s\t3s\t7s+\t")
+	short := rep.Workload.Name == Short
+	head := "nat\tbackend\tconnections\tdelayed\tfailed\tinsert_failed\tdrop\tclash rate (95% CI)\tp50 ms\tp99 ms\tmax ms\t1s\t3s\t7s+\t"
+	if short {
+		head = strings.Replace(head, "\tdrop\t", "\tdrop\tPAWS\t", 1)
+	}
+	fmt.Fprintln(tw, head)
 	for _, r := range rep.Results {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%.2f\t%.1f\t%.1f\t%d\t%d\t%d\t\n",
-			r.NAT, r.Backend, r.Connections, r.Retransmitted, r.Failed, r.Conntrack.InsertFailed, r.Conntrack.Drop,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t", r.NAT, r.Backend, r.Connections, r.Retransmitted, r.Failed, r.Conntrack.InsertFailed, r.Conntrack.Drop)
+		if short {
+			fmt.Fprintf(tw, "%d\t", r.Causes.PAWSTimewait)
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%.1f\t%.1f\t%d\t%d\t%d\t\n",
 			fmt.Sprintf("%.3f%% (%.3f-%.3f%%)", 100*r.ClashRate, 100*r.ClashRateCI95[0], 100*r.ClashRateCI95[1]),
 			r.LatencyMS.P50, r.LatencyMS.P99, r.LatencyMS.Max, r.Delayed["1s"], r.Delayed["3s"], r.Delayed["7s+"])
 	}
@@ -48,11 +60,24 @@ func WriteText(w io.Writer, rep *Report) error {
 		if !r.Accounted {
 			status = "DOES NOT ADD UP: " + r.Note
 		}
-		ew.Printf("%s (%s): %d SYNs retransmitted = %d SNAT clash + %d listen overflow + %d table full + %d unexplained; %s\n",
-			r.NAT, r.Backend, r.SynRetrans, c.SNATClash, c.ListenOverflow, c.TableFull, c.Unexplained, status)
+		paws := ""
+		if rep.Workload.Name == Short || c.PAWSTimewait > 0 {
+			paws = fmt.Sprintf(" + %d PAWS at TIME_WAIT", c.PAWSTimewait)
+		}
+		if o := r.ServerPAWS.OtherSegments; o > 0 {
+			status += fmt.Sprintf(" (and %d late segments of closed connections rejected at TIME_WAIT)", o)
+		}
+		ew.Printf("%s (%s): %d SYNs retransmitted = %d SNAT clash + %d listen overflow + %d table full%s + %d unexplained; %s\n",
+			r.NAT, r.Backend, r.SynRetrans, c.SNATClash, c.ListenOverflow, c.TableFull, paws, c.Unexplained, status)
 		if t := r.Trace; t != nil {
 			ew.Printf("  trace: %d SNAT-clash drops attributed to delayed connections, %d delayed connections unmatched, %d unmatched drops, %d other netfilter drops\n",
 				t.Attributed, t.Unmatched, t.Extra, t.OtherDrops)
+			if p := t.PAWS; p != nil && p.Note != "" {
+				ew.Printf("  trace: PAWS at TIME_WAIT not seen: %s\n", p.Note)
+			} else if p != nil {
+				ew.Printf("  trace: %d SYNs rejected at the servers' TIME_WAIT, %d attributed to %d delayed connections, %d unmatched\n",
+					p.Seen, p.Attributed, p.Connections, p.Extra)
+			}
 		}
 	}
 	if c := rep.Incomplete; c != nil {
@@ -68,6 +93,9 @@ func WriteText(w io.Writer, rep *Report) error {
 func WriteHTML(path string, rep *Report) error {
 	var series []report.Series
 	rows := [][]string{{"nat", "backend", "connections", "delayed", "failed", "insert_failed", "drop", "clash rate", "95% CI", "p50 ms", "p99 ms", "max ms"}}
+	if rep.Workload.Name == Short {
+		rows[0] = append(rows[0], "PAWS at TIME_WAIT")
+	}
 	var notes []string
 	title := "connect latency by NAT mode"
 	if rep.Proto == UDP {
@@ -85,6 +113,9 @@ func WriteHTML(path string, rep *Report) error {
 			strconv.FormatUint(r.Conntrack.InsertFailed, 10), strconv.FormatUint(r.Conntrack.Drop, 10),
 			fmt.Sprintf("%.4f%%", 100*r.ClashRate), fmt.Sprintf("%.4f-%.4f%%", 100*r.ClashRateCI95[0], 100*r.ClashRateCI95[1]),
 			fmt.Sprintf("%.2f", r.LatencyMS.P50), fmt.Sprintf("%.1f", r.LatencyMS.P99), fmt.Sprintf("%.1f", r.LatencyMS.Max)})
+		if rep.Workload.Name == Short {
+			rows[len(rows)-1] = append(rows[len(rows)-1], strconv.FormatUint(r.Causes.PAWSTimewait, 10))
+		}
 	}
 	plot, err := report.LatencyCCDF(title, series)
 	if err != nil {

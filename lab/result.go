@@ -9,6 +9,7 @@ import (
 
 	"github.com/snatrace/snatrace/ctstat"
 	"github.com/snatrace/snatrace/internal/stats"
+	"github.com/snatrace/snatrace/tsoffset"
 )
 
 // Report is the outcome of one lab run: one Result per NAT mode and backend.
@@ -35,6 +36,10 @@ type Report struct {
 	// Proto is "udp" for a UDP run (absent for TCP), and UDP its client.
 	Proto string     `json:"proto,omitempty"`
 	UDP   *UDPReport `json:"udp,omitempty"`
+	// TSOffsets is how the kernel offsets TCP timestamps, probed before a
+	// short run (tsoffset.Probe): per-port offsets are what turn a NAT
+	// mode's port remapping into PAWS rejections at the server.
+	TSOffsets *tsoffset.Detection `json:"ts_offsets,omitempty"`
 }
 
 // VM is the virtual machine of a lab run on another kernel.
@@ -113,6 +118,9 @@ type Causes struct {
 	ListenOverflow uint64 `json:"listen_overflow"` // server TcpExt ListenDrops
 	TableFull      uint64 `json:"table_full"`      // node conntrack drops that were not insert failures
 	Unexplained    uint64 `json:"unexplained"`     // retransmitted SYNs none of the above explains
+	// PAWSTimewait: SYNs a server's TIME_WAIT socket rejected by PAWS
+	// (the servers' TcpExt PAWSTimewait, PAWSEstab before 6.16).
+	PAWSTimewait uint64 `json:"paws_timewait"`
 }
 
 // Result is what one NAT mode, through one backend, did to the workload.
@@ -141,6 +149,9 @@ type Result struct {
 
 	ListenOverflows uint64 `json:"listen_overflows"`
 	ListenDrops     uint64 `json:"listen_drops"`
+	// ServerPAWS is what the servers counted of SYNs meeting their
+	// TIME_WAIT sockets (TCP only).
+	ServerPAWS PAWSCounters `json:"server_paws,omitzero"`
 
 	LatencyMS Latency `json:"latency_ms"`
 	// ClashRate is insert_failed over SYNs sent (connections + retransmissions),
@@ -197,6 +208,7 @@ func (r *Result) add(atts []attempt, d roundDelta) {
 	r.SynRetransKernel += d.synRetrans
 	r.ListenOverflows += d.listenOverflows
 	r.ListenDrops += d.listenDrops
+	r.ServerPAWS.add(d.paws)
 	add := func(c *Conntrack, x ctstat.Counters) {
 		c.InsertFailed += x.InsertFailed
 		c.Drop += x.Drop
@@ -247,7 +259,9 @@ func account(r *Result) (Causes, bool, string) {
 	if r.Conntrack.Drop > r.Conntrack.InsertFailed {
 		c.TableFull = r.Conntrack.Drop - r.Conntrack.InsertFailed
 	}
-	explained := c.SNATClash + c.ListenOverflow + c.TableFull
+	others := c.SNATClash + c.ListenOverflow + c.TableFull
+	c.PAWSTimewait, r.ServerPAWS.OtherSegments = r.ServerPAWS.splitPAWS(r.SynRetrans + uint64(r.Failed) - min(others, r.SynRetrans+uint64(r.Failed)))
+	explained := others + c.PAWSTimewait
 	var notes []string
 	if r.SynRetrans > explained {
 		c.Unexplained = r.SynRetrans - explained
@@ -270,8 +284,13 @@ func account(r *Result) (Causes, bool, string) {
 }
 
 // verdict compares every result against the first (the baseline, normally
-// plain masquerade) in one sentence.
-func verdict(rs []*Result) string {
+// plain masquerade) in one sentence: SNAT clashes, and the PAWS rejections
+// at the servers' TIME_WAIT when there are any or the workload is short.
+func verdict(rs []*Result, short bool) string {
+	return clashVerdict(rs) + pawsVerdict(rs, short)
+}
+
+func clashVerdict(rs []*Result) string {
 	if len(rs) == 0 {
 		return "no results"
 	}
@@ -323,6 +342,9 @@ type TraceResult struct {
 	Resolved int `json:"resolved,omitempty"`
 	// Mode is the tracer's mode: "fexit" or "tracepoint".
 	Mode string `json:"mode,omitempty"`
+	// PAWS is a short run's SYNs rejected at the servers' TIME_WAIT as
+	// the tracer saw them (6.16+: the drop reason TCP_RFC7323_TW_PAWS).
+	PAWS *PAWSTrace `json:"paws,omitempty"`
 }
 
 func (t *TraceResult) add(o TraceResult) {
@@ -332,6 +354,12 @@ func (t *TraceResult) add(o TraceResult) {
 	t.OtherDrops += o.OtherDrops
 	t.Resolved += o.Resolved
 	t.Mode = o.Mode
+	if o.PAWS != nil {
+		if t.PAWS == nil {
+			t.PAWS = &PAWSTrace{}
+		}
+		t.PAWS.add(*o.PAWS)
+	}
 }
 
 // attempt is the outcome of one connect().
@@ -350,4 +378,5 @@ type roundDelta struct {
 	synRetrans      uint64
 	listenOverflows uint64
 	listenDrops     uint64
+	paws            PAWSCounters // servers'
 }

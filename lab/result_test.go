@@ -65,12 +65,12 @@ func TestVerdict(t *testing.T) {
 		r.finish()
 		return r
 	}
-	got := verdict([]*Result{mk("masquerade", 708, 20000), mk("masquerade fully-random", 0, 20000)})
+	got := verdict([]*Result{mk("masquerade", 708, 20000), mk("masquerade fully-random", 0, 20000)}, false)
 	want := "this kernel drops 3.4% of SYNs through the SNAT race under masquerade (708 of 20708); masquerade fully-random: 0 in 20000 — ≥ 165× fewer"
 	if got != want {
 		t.Errorf("verdict\n%s\nwant\n%s", got, want)
 	}
-	got = verdict([]*Result{mk("masquerade", 2, 20000), mk("masquerade fully-random", 0, 20000)})
+	got = verdict([]*Result{mk("masquerade", 2, 20000), mk("masquerade fully-random", 0, 20000)}, false)
 	if want := "this kernel drops 0.01% of SYNs through the SNAT race under masquerade (2 of 20002); masquerade fully-random: 0 in 20000 — too few clashes to tell the modes apart; run more connections"; got != want {
 		t.Errorf("verdict\n%s\nwant\n%s", got, want)
 	}

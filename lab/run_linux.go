@@ -65,6 +65,7 @@ type Session struct {
 	restore    func()
 	t0         time.Time
 	trace      *sessionTrace // nil unless EnableTrace
+	podBase    int           // short: the first pod of the variant in flight (Config.topologyPods)
 }
 
 // Open fills in cfg's defaults, validates it, checks privileges, binaries
@@ -99,7 +100,7 @@ func Open(ctx context.Context, cfg Config) (s *Session, err error) {
 			s = nil
 		}
 	}()
-	if s.Topo, err = Build(ctx, TopologyConfig{Prefix: cfg.Prefix, Pods: cfg.Pods, Servers: cfg.Servers, PortRange: cfg.PortRange}); err != nil {
+	if s.Topo, err = Build(ctx, TopologyConfig{Prefix: cfg.Prefix, Pods: cfg.topologyPods(), Servers: cfg.Servers, PortRange: cfg.PortRange}); err != nil {
 		return s, fmt.Errorf("building lab topology: %w", err)
 	}
 	if err := addSNATAddresses(s.Topo, cfg.Modes); err != nil {
@@ -108,10 +109,13 @@ func Open(ctx context.Context, cfg Config) (s *Session, err error) {
 	if err := ensureConntrack(ctx, s.Topo.Node, cfg.Backends[0]); err != nil {
 		return s, err
 	}
-	s.d = &driver{topo: s.Topo, dport: cfg.Workload.Dport, cpus: cpus, timeout: cfg.Timeout}
+	s.d = &driver{topo: s.Topo, dport: cfg.Workload.Dport, cpus: cpus, timeout: cfg.Timeout, short: cfg.Workload.Name == Short}
 	serve := s.d.listen
-	if cfg.Proto == UDP {
+	switch {
+	case cfg.Proto == UDP:
 		serve = s.openUDP
+	case s.d.short:
+		serve = s.listenShort
 	}
 	if s.stopListen, err = serve(ctx); err != nil {
 		return s, err
@@ -199,7 +203,7 @@ func (s *Session) round(ctx context.Context, r *Result, n int, until uint64) (hi
 	if s.trace != nil {
 		mark = s.trace.mark()
 	}
-	atts, err := s.d.round(ctx, s.plan.next(n), stop)
+	atts, err := s.d.round(ctx, s.shortPods(s.plan.next(n)), stop)
 	if err != nil {
 		return false, err
 	}
@@ -215,7 +219,11 @@ func (s *Session) round(ctx context.Context, r *Result, n int, until uint64) (hi
 	delta := before.delta(after)
 	r.add(atts, delta)
 	if s.trace != nil {
-		tr := s.matchTrace(atts, s.trace.since(mark))
+		evs := s.trace.since(mark)
+		tr := s.matchTrace(atts, evs)
+		if s.d.short {
+			tr.PAWS = s.matchPAWS(atts, evs)
+		}
 		if r.Trace == nil {
 			r.Trace = &TraceResult{}
 		}

@@ -41,6 +41,9 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		}
 	}
 	r := newRun(cfg, s)
+	if cfg.Workload.Name == Short {
+		r.rep.TSOffsets = probeTSOffsets(ctx)
+	}
 	err = r.loop(ctx)
 	r.finish()
 	var cut *CutError
@@ -168,6 +171,9 @@ func (r *run) round(ctx context.Context, i, n int, until uint64) (bool, error) {
 	}
 	res := r.rep.Results[i]
 	before := res.Connections
+	if r.cfg.Workload.Name == Short {
+		r.s.d.dport, r.s.podBase = r.cfg.shortPort(i), i*r.cfg.Pods
+	}
 	hit, err := r.s.round(ctx, res, n, until)
 	var cut *CutError
 	if errors.As(err, &cut) {
@@ -178,7 +184,7 @@ func (r *run) round(ctx context.Context, i, n int, until uint64) (bool, error) {
 	}
 	sent := res.Connections - before
 	r.rep.Workload.Connections += sent
-	if r.cfg.Workload.Name != Steady {
+	if r.cfg.Workload.Name != Steady && r.cfg.Workload.Name != Short {
 		r.rep.Workload.Bursts += (sent + r.cfg.burstSize() - 1) / r.cfg.burstSize()
 	}
 	if r.cfg.Progress != nil {
@@ -200,5 +206,5 @@ func (r *run) finish() {
 	for _, res := range r.rep.Results {
 		res.finish()
 	}
-	r.rep.Verdict = verdict(r.rep.Results)
+	r.rep.Verdict = verdict(r.rep.Results, r.cfg.Workload.Name == Short)
 }

@@ -4,6 +4,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"sync"
 	"time"
@@ -17,6 +18,10 @@ type sessionTrace struct {
 	mu     sync.Mutex
 	events []trace.Event
 	done   chan struct{}
+	// servers are a short session's tracers of the server namespaces,
+	// reporting SYNs their TIME_WAIT sockets reject by PAWS (shorttrace_linux.go).
+	servers []*trace.Tracer
+	readers sync.WaitGroup
 }
 
 // EnableTrace attaches the eBPF tracer to the node namespace; every later
@@ -41,6 +46,9 @@ func (s *Session) EnableTrace(ctx context.Context) error {
 		}
 	}()
 	s.trace = st2
+	if s.cfg.Workload.Name == Short {
+		return s.traceServers(ctx)
+	}
 	return nil
 }
 
@@ -62,7 +70,11 @@ func (st *sessionTrace) since(m int) []trace.Event {
 
 func (st *sessionTrace) close() error {
 	err := st.t.Close()
+	for _, t := range st.servers {
+		err = errors.Join(err, t.Close())
+	}
 	<-st.done
+	st.readers.Wait()
 	return err
 }
 
@@ -94,6 +106,8 @@ func traceResult(mode trace.Mode, delayed []trace.Delayed, events []trace.Event,
 	tr := TraceResult{Attributed: m.Attributed, Unmatched: len(m.Unmatched), Extra: len(m.Extra), Mode: string(mode)}
 	for _, ev := range events {
 		switch {
+		case ev.Kind == trace.KindPAWSTimewait:
+			// The servers' side (matchPAWS), not a netfilter drop.
 		case ev.Kind.Resolved():
 			tr.Resolved++
 		case ev.Kind != trace.KindSNATClash:

@@ -218,24 +218,6 @@ type udpSock struct {
 	unsent atomic.Int32 // the thread sending its last query starts its wait
 }
 
-// udpOutcome is what became of one query.
-type udpOutcome struct {
-	pod, server int
-	qtype       uint16
-	localPort   uint16
-	first       time.Time     // the first transmission
-	latency     time.Duration // until the answer, or until the client gave up
-	attempt     int           // transmissions - 1
-	lost        int           // transmissions unanswered within the timeout
-	late        int           // answers to an attempt that had timed out
-	answered    bool
-	seen        uint8 // attempts whose answer came (bit a: attempt a)
-	failed      bool  // no answer after every attempt, or a send error
-	sent        bool
-	deadline    time.Time
-	err         error
-}
-
 // udpRoundState is a UDP round in flight.
 type udpRoundState struct {
 	s       *Session

@@ -3,7 +3,6 @@
 package lab
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -16,19 +15,9 @@ import (
 // up to the totals.
 func udpRun(t *testing.T, cfg Config) *Report {
 	t.Helper()
-	needRoot(t)
-	host := hostState(t)
 	cfg.Proto = UDP
 	cfg.UDP.Timeout = 500 * time.Millisecond
-	rep, err := Run(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertNoNamespaces(t, rep.Prefix)
-	if got := hostState(t); got != host {
-		t.Errorf("host namespace changed:\nbefore:\n%s\nafter:\n%s", host, got)
-	}
-	t.Logf("verdict: %s", rep.Verdict)
+	rep := runClean(t, cfg)
 	for _, r := range rep.Results {
 		t.Logf("%s: %d queries, %d lost, %d retried, insert_failed %d, drop %d, clash_resolve %d",
 			r.NAT, r.Queries, r.Lost, r.Retried, r.Conntrack.InsertFailed, r.Conntrack.Drop, r.Conntrack.ClashResolve)

@@ -150,14 +150,6 @@ type udpCounters struct {
 	srvRcvbuf, srvInErrors             uint64
 }
 
-// udpDelta is the difference of two udpCounters readings.
-type udpDelta struct {
-	roundDelta
-	perCPU                             []ctstat.CPU // the node's conntrack counters per CPU, from /proc
-	podRcvbuf, podNoPorts, podInErrors uint64
-	srvRcvbuf, srvInErrors             uint64
-}
-
 func (a udpCounters) delta(b udpCounters) udpDelta {
 	return udpDelta{
 		roundDelta:  a.counters.delta(b.counters),

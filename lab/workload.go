@@ -15,6 +15,7 @@ const (
 	SamePort  = labnet.SamePort
 	Ephemeral = labnet.Ephemeral
 	Steady    = labnet.Steady
+	Short     = labnet.Short
 )
 
 // Workloads lists the workload names.
@@ -48,6 +49,8 @@ func (w WorkloadConfig) validate() error {
 		if w.Rate <= 0 || w.Rate > 1e6 || math.IsNaN(w.Rate) {
 			return fmt.Errorf("rate: %v connections/s is out of range (0, 1000000]", w.Rate)
 		}
+	case Short:
+		return w.validateShort()
 	default:
 		return fmt.Errorf("unknown workload %q: want %s", w.Name, strings.Join(Workloads, ", "))
 	}
@@ -87,10 +90,15 @@ func newPlanner(w WorkloadConfig, pods, servers int, seed uint64) *planner {
 // whose targets carry their own start offsets.
 func (p *planner) next(n int) [][]target {
 	switch p.w.Name {
-	case Steady:
+	case Steady, Short:
+		// Short without a rate: every at is 0, each client thread connects
+		// as fast as its connections end.
 		ts := make([]target, 0, n)
 		var at time.Duration
-		gap := time.Duration(float64(time.Second) / p.w.Rate)
+		var gap time.Duration
+		if p.w.Rate > 0 {
+			gap = time.Duration(float64(time.Second) / p.w.Rate)
+		}
 		for i := 0; i < n; i++ {
 			ts = append(ts, target{pod: p.rng.IntN(p.pods), server: i % p.servers, at: at})
 			if p.w.Poisson {
@@ -116,4 +124,21 @@ func (p *planner) next(n int) [][]target {
 		}
 		return bursts
 	}
+}
+
+// shareBursts splits every burst across n client threads, round-robin.
+func shareBursts(bursts [][]target, n int) [][][]int {
+	shares := make([][][]int, n)
+	base := 0
+	for _, b := range bursts {
+		for w := range n {
+			var mine []int
+			for j := w; j < len(b); j += n {
+				mine = append(mine, base+j)
+			}
+			shares[w] = append(shares[w], mine)
+		}
+		base += len(b)
+	}
+	return shares
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/snatrace/snatrace/lab/labnet"
 	"github.com/snatrace/snatrace/natmodel"
 	"github.com/snatrace/snatrace/natrule"
+	"github.com/snatrace/snatrace/tsoffset"
 )
 
 // Chooser is how a pod's kernel picks an ephemeral source port.
@@ -29,7 +30,8 @@ type Chooser string
 // Ephemeral port choosers.
 const (
 	// Hashed is Linux's __inet_hash_connect: a keyed hash of (saddr, daddr,
-	// dport) plus a per-destination perturbation that grows by 2..16 per
+	// dport) and of the time in 10 s periods (so the offset jumps every
+	// 10 s), plus a per-destination perturbation that grows by 2..16 per
 	// connection, even ports first (RFC 6056 algorithm 4 style).
 	Hashed Chooser = "hashed"
 	// UniformPorts picks uniformly in ip_local_port_range.
@@ -102,6 +104,12 @@ type Config struct {
 	// (labnet.ServiceAddr), DNATed at conntrack creation to one of the
 	// servers chosen at random per new flow, then SNATed towards it.
 	UDPService bool
+
+	// ServerTimeWait is how long a server holds a tuple it closed first
+	// (the short workload, sim/paws.go); TSOffsets how the pods' kernel
+	// offsets TCP timestamps (tsoffset.PerPort, the default, or PerAddress).
+	ServerTimeWait time.Duration
+	TSOffsets      tsoffset.Kind
 }
 
 // Defaults.
@@ -211,6 +219,12 @@ func (c *Config) defaults() {
 	if c.RTO == 0 {
 		c.RTO = time.Second
 	}
+	if c.ServerTimeWait == 0 {
+		c.ServerTimeWait = DefaultServerTimeWait
+	}
+	if c.TSOffsets == "" {
+		c.TSOffsets = tsoffset.PerPort
+	}
 }
 
 // FieldError is a setting of a Config that cannot work. Field is the name of
@@ -239,12 +253,15 @@ func (c *Config) Validate() error {
 		if c.Rate < 0 || c.Rate > 1e8 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
 			return fieldErr("rate", "%v connections/s is out of range [0, 1e8]", c.Rate)
 		}
-	case labnet.Steady:
+	case labnet.Steady, labnet.Short:
 		if !(c.Rate > 0) || c.Rate > 1e8 || math.IsInf(c.Rate, 0) {
-			return fieldErr("rate", "%v connections/s is out of range (0, 1e8] (steady needs a rate)", c.Rate)
+			return fieldErr("rate", "%v connections/s is out of range (0, 1e8] (%s needs a rate)", c.Rate, c.Workload)
 		}
 	default:
 		return fieldErr("workload", "unknown workload %q: want %s", c.Workload, strings.Join(labnet.Workloads, ", "))
+	}
+	if err := c.validatePAWS(); err != nil {
+		return err
 	}
 	if c.Pods < 1 || c.Pods > MaxPods {
 		return fieldErr("pods", "%d is out of range 1..%d", c.Pods, MaxPods)

@@ -41,10 +41,10 @@ var labSets = []labSet{
 		"lab-same-port-4pods-snat3-5.json snat to 198.51.100.10-198.51.100.14": gapSNAT3,
 	}},
 	{name: "Debian 6.1.176 in QEMU (TCG)", dir: "testdata/kernel-6.1", minInformative: 10, knownGaps: map[string]string{
-		"lab-same-port-4pods-snat3-5.json snat to 198.51.100.10-198.51.100.12":      gapSNAT3,
-		"lab-same-port-4pods-snat3-5.json snat to 198.51.100.10-198.51.100.14":      gapSNAT3,
-		"lab-same-port-16pods.json masquerade":                                      gapTCG,
-		"lab-ephemeral-2pods-10ports.json masquerade":                               gapTCG,
+		"lab-same-port-4pods-snat3-5.json snat to 198.51.100.10-198.51.100.12": gapSNAT3,
+		"lab-same-port-4pods-snat3-5.json snat to 198.51.100.10-198.51.100.14": gapSNAT3,
+		"lab-same-port-16pods.json masquerade":                                 gapTCG,
+		"lab-ephemeral-2pods-10ports.json masquerade":                          gapTCG,
 	}},
 }
 

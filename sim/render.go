@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
+	"github.com/snatrace/snatrace/lab/labnet"
 	"github.com/snatrace/snatrace/report/text"
 )
 
@@ -20,7 +22,12 @@ func WriteResults(w io.Writer, c Config, res []Result) error {
 	fmt.Fprintf(w, "workload %s: %d pods, %d CPUs, %d server(s), window %v, seed %d\n\n",
 		c.Workload, c.Pods, c.CPUs, c.Servers, c.Window, c.Seed)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "era\tnat\tconnections\tSYNs\tclashes\tclash rate (95% CI)\t+1s\t+3s\t+7s…\tfailed\tp99 ms\t")
+	short := c.Workload == labnet.Short
+	head := "era\tnat\tconnections\tSYNs\tclashes\tclash rate (95% CI)\t+1s\t+3s\t+7s…\tfailed\tp99 ms\t"
+	if short {
+		head = strings.Replace(head, "\t+1s", "\tPAWS at TIME_WAIT\t+1s", 1)
+	}
+	fmt.Fprintln(tw, head)
 	for _, r := range res {
 		var later int
 		for k, n := range r.Delayed {
@@ -29,8 +36,12 @@ func WriteResults(w io.Writer, c Config, res []Result) error {
 			}
 		}
 		later -= r.Failed
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s (%s-%s)\t%d\t%d\t%d\t%d\t%.1f\t\n", r.Era, r.NAT, r.Connections, r.SYNs, r.Clashes,
-			pct(r.ClashRate), pct(r.ClashRateCI95[0]), pct(r.ClashRateCI95[1]), r.Delayed["1"], r.Delayed["2"], later, r.Failed, r.LatencyMS.P99)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s (%s-%s)\t", r.Era, r.NAT, r.Connections, r.SYNs, r.Clashes,
+			pct(r.ClashRate), pct(r.ClashRateCI95[0]), pct(r.ClashRateCI95[1]))
+		if short {
+			fmt.Fprintf(tw, "%d (%s)\t", r.PAWSTimewait, pct(r.pawsRate()))
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%.1f\t\n", r.Delayed["1"], r.Delayed["2"], later, r.Failed, r.LatencyMS.P99)
 	}
 	tw.Flush()
 	for _, r := range res {
@@ -57,7 +68,12 @@ func writeExhaustion(w io.Writer, r Result) {
 func WriteSweep(w io.Writer, param string, values []float64, series []Series) error {
 	ew := &text.Writer{W: w}
 	w = ew
-	fmt.Fprintf(w, "clash rate by %s (dropped SYNs / SYNs)\n\n", param)
+	short := len(series) > 0 && len(series[0].Points) > 0 && series[0].Points[0].Result.Workload == labnet.Short
+	if short {
+		fmt.Fprintf(w, "clash rate by %s (dropped SYNs / SYNs), and SYNs rejected by PAWS at the server's TIME_WAIT\n\n", param)
+	} else {
+		fmt.Fprintf(w, "clash rate by %s (dropped SYNs / SYNs)\n\n", param)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, param+"\t")
 	eras := map[string]bool{}
@@ -76,6 +92,10 @@ func WriteSweep(w io.Writer, param string, values []float64, series []Series) er
 		fmt.Fprintf(tw, "%g\t", v)
 		for _, s := range series {
 			r := s.Points[i].Result
+			if short {
+				fmt.Fprintf(tw, "%s (%d), PAWS %s (%d)\t", pct(r.ClashRate), r.Clashes, pct(r.pawsRate()), r.PAWSTimewait)
+				continue
+			}
 			fmt.Fprintf(tw, "%s (%d)\t", pct(r.ClashRate), r.Clashes)
 		}
 		fmt.Fprintln(tw)

@@ -33,6 +33,9 @@ type Result struct {
 	Failed  int            `json:"failed"` // gave up after tcp_syn_retries
 	// NoPort counts connect()s that found no free local port.
 	NoPort int `json:"no_port,omitempty"`
+	// PAWSTimewait counts SYNs the server's TIME_WAIT rejected by PAWS
+	// (short workload: sim/paws.go), the lab's causes.paws_timewait.
+	PAWSTimewait uint64 `json:"paws_timewait"`
 	// Steps counts the NAT choices by get_unique_tuple branch.
 	Steps     map[string]uint64 `json:"steps"`
 	Conntrack natmodel.Stats    `json:"conntrack"`

@@ -77,6 +77,7 @@ type connState struct {
 	window           int64 // window of the SYN in flight
 	pre              int64 // PREROUTING-to-NAT time of the SYN in flight
 	ct               natmodel.ConnID
+	quick            bool // a PAWS rejection armed the 2 ms retry (paws.go)
 }
 
 type destState struct {
@@ -102,6 +103,7 @@ type runner struct {
 	hist  []int
 	lat   stats.Hist
 	steps [6]uint64
+	paws  *pawsModel // short workload: the servers' TIME_WAIT (paws.go)
 
 	started   int // connections started
 	now       int64
@@ -160,6 +162,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	r.tb = tb
+	r.paws = newPAWS(&r.cfg, cfg.Seed^0x7a5)
 	r.busy = make([]int64, cfg.CPUs)
 	r.ports = make([]*portBits, cfg.Pods*cfg.Servers)
 	r.hist = make([]int, cfg.SynRetries+2)
@@ -176,7 +179,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 	}
 	r.roundLeft = r.roundSize()
-	if cfg.Workload == labnet.Steady {
+	if arrivals(cfg.Workload) {
 		r.push(0, evArrival, -1)
 	} else {
 		r.push(0, evBurst, -1)
@@ -194,7 +197,7 @@ func (r *runner) roundSize() int {
 	if n <= 0 {
 		return 0
 	}
-	if r.cfg.Workload == labnet.Steady {
+	if arrivals(r.cfg.Workload) {
 		return n
 	}
 	return (n + r.cfg.Pods - 1) / r.cfg.Pods
@@ -452,7 +455,7 @@ func (r *runner) hashedPort(held *portBits, pod, server int32, low, high uint32)
 		remaining &^= 1
 	}
 	d := &r.dests[int(pod)*r.cfg.Servers+int(server)]
-	offset := (d.perturb + d.base) % remaining
+	offset := (d.perturb + shuffled(d.base, r.now)) % remaining
 	offset &^= 1
 	for pass := 0; pass < 2 && remaining > 0; pass++ {
 		// The kernel's loop: port = low + offset, += 2 for remaining/2
@@ -555,6 +558,9 @@ func (r *runner) confirm(ci int32) {
 		// The entry was evicted or reopened under us: treat as a drop.
 		v = natmodel.Dropped
 	}
+	if v == natmodel.Accepted && r.pawsRejects(ci) {
+		return
+	}
 	switch v {
 	case natmodel.Accepted, natmodel.Merged, natmodel.ClashInserted:
 		r.hist[cs.retrans]++
@@ -602,6 +608,9 @@ func (r *runner) close(ci int32) {
 	r.tb.SetState(cs.ct, natmodel.TimeWait)
 	r.exp.push(expiry{r.now + int64(r.cfg.CTTimeWait), cs.ct})
 	at := r.now + int64(r.cfg.ClientTimeWait)
+	if r.paws != nil {
+		at = r.serverClosed(cs) // the server holds the TIME_WAIT
+	}
 	r.rel.push(release{at, cs.pod, cs.server, cs.sport})
 	r.free = append(r.free, ci) // no event names ci any more
 }

@@ -30,6 +30,11 @@ const (
 	// original direction only and that the kernel inserted in its reply
 	// direction (5.6+, IPS_NAT_CLASH): nothing was lost. Fexit only.
 	KindClashInserted Kind = "clash_inserted"
+	// KindPAWSTimewait is a TCP SYN that a TIME_WAIT socket in the traced
+	// namespace rejected because its timestamp was older than the last one
+	// it saw (drop reason TCP_RFC7323_TW_PAWS, 6.16+; Options.PAWS): the
+	// server's side of a remapped short connection. Not a netfilter drop.
+	KindPAWSTimewait Kind = "paws_timewait"
 )
 
 // Resolved reports whether k is a clash the kernel resolved without loss.
@@ -131,6 +136,7 @@ const (
 	rawKindOtherDrop     = 2
 	rawKindClashMerged   = 3
 	rawKindClashInserted = 4
+	rawKindPAWSTimewait  = 5
 	ipprotoTCP           = 6
 	ipprotoUDP           = 17
 	rawSourceConfirm     = 1
@@ -150,6 +156,8 @@ func kindOf(raw uint8) (Kind, error) {
 		return KindClashMerged, nil
 	case rawKindClashInserted:
 		return KindClashInserted, nil
+	case rawKindPAWSTimewait:
+		return KindPAWSTimewait, nil
 	}
 	return "", fmt.Errorf("decoding event: unknown kind %d", raw)
 }

@@ -48,7 +48,7 @@ var (
 	testWall = time.Date(2026, 11, 26, 1, 0, 0, 0, time.UTC)
 	testDec  = decoder{
 		clock:   clock{wall: testWall, mono: 10 * time.Second},
-		reasons: map[uint32]string{9: "NETFILTER_DROP"},
+		reasons: map[uint32]string{9: "NETFILTER_DROP", 115: "TCP_RFC7323_TW_PAWS"},
 	}
 	ap = netip.MustParseAddrPort
 )
@@ -74,6 +74,20 @@ func TestDecode(t *testing.T) {
 				NAT:  Tuple{ap("198.18.5.1:20000"), ap("198.18.5.2:80")},
 				Kind: KindSNATClash, Reason: "NETFILTER_DROP", Hook: HookConfirm,
 				Evidence: EvidenceConfirmDrop, CTStatus: 0x190, Proto: "tcp",
+			},
+		},
+		{
+			// a server's TIME_WAIT rejected a SYN remapped onto 198.51.100.1:20003
+			name: "PAWS at a server's TIME_WAIT",
+			rec: record{
+				ts: uint64(10 * time.Second), netns: 4026532180, reason: 115,
+				kind: rawKindPAWSTimewait, source: rawSourceKfree, family: afInet,
+				origSrc: ap("198.51.100.1:20003"), origDst: ap("198.51.100.2:81"),
+			},
+			want: Event{
+				Time: testWall, NetNS: 4026532180,
+				Orig: Tuple{ap("198.51.100.1:20003"), ap("198.51.100.2:81")},
+				Kind: KindPAWSTimewait, Reason: "TCP_RFC7323_TW_PAWS", Hook: HookKfreeSkb, Proto: "tcp",
 			},
 		},
 		{

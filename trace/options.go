@@ -41,6 +41,10 @@ type Options struct {
 	// programs filter, so other namespaces cost no events); 0 keeps all.
 	// SYN retransmissions are counted in every namespace.
 	NetNS uint32
+	// PAWS also reports the SYNs that TIME_WAIT sockets reject by PAWS
+	// (KindPAWSTimewait), where the kernel has the drop reason
+	// (TCP_RFC7323_TW_PAWS, 6.16+; Tracer.PAWS says whether it does).
+	PAWS bool
 	// Buffer is the capacity of the Events channel; 0 means 1024.
 	Buffer int
 	// Now is the wall clock used to date events; nil means time.Now.
@@ -55,7 +59,10 @@ type Stats struct {
 	// (merged or inserted; fexit mode only): nothing was lost.
 	ResolvedClashes uint64 `json:"resolved_clashes"`
 	SYNRetransmits  uint64 `json:"syn_retransmits"` // SYN retransmissions seen
-	Lost            uint64 `json:"lost"`            // events lost: the ring buffer was full
+	// PAWSTimewait counts the SYNs TIME_WAIT sockets rejected by PAWS
+	// (Options.PAWS).
+	PAWSTimewait uint64 `json:"paws_timewait,omitempty"`
+	Lost         uint64 `json:"lost"` // events lost: the ring buffer was full
 	// Missed counts the runs the kernel skipped because the same program was
 	// already running on that CPU (bpf_prog_info recursion_misses, summed over
 	// the programs): the drops and SYN retransmissions of those runs are in

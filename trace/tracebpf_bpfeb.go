@@ -50,6 +50,7 @@ type traceBPFTracerConfig struct {
 	Netns               uint32
 	ClassifyInTp        uint8
 	Pad                 [3]uint8
+	ReasonTwPaws        uint32
 }
 
 // Names of all BPF objects in the ELF.

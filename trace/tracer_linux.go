@@ -45,6 +45,8 @@ type Tracer struct {
 
 	snatClashes atomic.Uint64
 	otherDrops  atomic.Uint64
+	paws        atomic.Uint64
+	twPAWS      uint32 // the drop reason of a TIME_WAIT PAWS rejection asked for, 0 none
 	resolved    atomic.Uint64
 
 	mu        sync.RWMutex // guards coll and closed against Close
@@ -90,6 +92,9 @@ func Start(ctx context.Context, opts Options) (*Tracer, error) {
 	}
 
 	t := &Tracer{events: make(chan Event, opts.Buffer), done: make(chan struct{})}
+	if opts.PAWS {
+		t.twPAWS = reasonValue(reasons, twPAWSReason)
+	}
 	switch opts.Mode {
 	case ModeTracepoint:
 		err = t.load(kspec, nfDrop, opts.NetNS, false)
@@ -147,7 +152,7 @@ func (t *Tracer) load(kspec *btf.Spec, nfDrop, netns uint32, withFexit bool) (er
 	if err != nil {
 		return fmt.Errorf("loading eBPF object: %w", err)
 	}
-	cfg := traceBPFTracerConfig{ReasonNetfilterDrop: nfDrop, Netns: netns, ClassifyInTp: 1}
+	cfg := traceBPFTracerConfig{ReasonNetfilterDrop: nfDrop, Netns: netns, ClassifyInTp: 1, ReasonTwPaws: t.twPAWS}
 	t.mode = ModeTracepoint
 	if withFexit {
 		cfg.ClassifyInTp = 0
@@ -278,6 +283,8 @@ func (t *Tracer) deliver(ev Event) bool {
 		t.snatClashes.Add(1)
 	case ev.Kind.Resolved():
 		t.resolved.Add(1)
+	case ev.Kind == KindPAWSTimewait:
+		t.paws.Add(1)
 	default:
 		t.otherDrops.Add(1)
 	}
@@ -291,6 +298,25 @@ func (t *Tracer) deliver(ev Event) bool {
 
 // Mode returns the mode in use: ModeFexit or ModeTracepoint.
 func (t *Tracer) Mode() Mode { return t.mode }
+
+// PAWS reports whether the tracer reports TIME_WAIT PAWS rejections: they
+// were asked for (Options.PAWS) and the kernel has their drop reason.
+func (t *Tracer) PAWS() bool { return t.twPAWS != 0 }
+
+// twPAWSReason is the drop reason of a SYN a TIME_WAIT socket rejected by
+// PAWS ("tcp: add TCP_RFC7323_TW_PAWS drop reason", 6.16).
+const twPAWSReason = "TCP_RFC7323_TW_PAWS"
+
+// reasonValue returns the value of the drop reason named name, 0 when the
+// kernel has none.
+func reasonValue(reasons map[uint32]string, name string) uint32 {
+	for v, n := range reasons {
+		if n == name {
+			return v
+		}
+	}
+	return 0
+}
 
 // Fallback returns why ModeAuto runs in ModeTracepoint (the fexit program
 // could not be loaded or attached), or nil.
@@ -342,7 +368,7 @@ func (t *Tracer) Stats() (Stats, error) {
 	if t.closed {
 		return Stats{}, errors.New("reading tracer stats: tracer closed")
 	}
-	s := Stats{SNATClashes: t.snatClashes.Load(), OtherDrops: t.otherDrops.Load(), ResolvedClashes: t.resolved.Load()}
+	s := Stats{SNATClashes: t.snatClashes.Load(), OtherDrops: t.otherDrops.Load(), ResolvedClashes: t.resolved.Load(), PAWSTimewait: t.paws.Load()}
 	for idx, dst := range []*uint64{&s.Lost, &s.SYNRetransmits} {
 		var perCPU []uint64
 		if err := t.coll.Maps["stats"].Lookup(uint32(idx), &perCPU); err != nil {

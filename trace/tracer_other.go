@@ -29,6 +29,9 @@ func (t *Tracer) Stats() (Stats, error) { return Stats{}, ErrUnsupported }
 // Mode returns ModeAuto.
 func (t *Tracer) Mode() Mode { return ModeAuto }
 
+// PAWS reports false: there is no tracer.
+func (t *Tracer) PAWS() bool { return false }
+
 // Fallback returns nil.
 func (t *Tracer) Fallback() error { return nil }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/snatrace/snatrace/audit"
 	"github.com/snatrace/snatrace/ruleset"
+	"github.com/snatrace/snatrace/tsoffset"
 	"github.com/spf13/cobra"
 )
 
@@ -102,6 +103,10 @@ func runAudit(ctx context.Context, stdout io.Writer, stdin io.Reader, o auditOpt
 		if o.format != string(ruleset.FormatNftJSON) && (len(data) == 0 || data[0] != '{') {
 			in.DNS = &audit.DNSPath{}
 			audit.ScanDNS(in.DNS, o.fromFile, string(data))
+		}
+		if o.kernel != "" {
+			ts := tsoffset.ByVersion(o.kernel)
+			in.TSOffsets = &ts
 		}
 	} else {
 		if err := auditLive(ctx, &in, o); err != nil {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/snatrace/snatrace/audit"
 	"github.com/snatrace/snatrace/fix"
 	"github.com/snatrace/snatrace/tool"
 	"github.com/spf13/cobra"
@@ -179,7 +180,7 @@ func (o *fixOpts) config(cmd *cobra.Command) (fix.Config, error) {
 	default:
 		return cfg, usageErr("--iptables-nft-via %q: want netlink or iptables-restore", o.nftMethod)
 	}
-	cfg = fix.Config{SkipLegacy: o.noLegacy, Options: fix.Options{Scope: scope, IptablesNft: method}}
+	cfg = fix.Config{SkipLegacy: o.noLegacy, Options: fix.Options{Scope: scope, IptablesNft: method, TSOffsets: audit.KernelTSOffsets(context.Background(), "")}}
 	return cfg, nil
 }
 

@@ -54,6 +54,14 @@ Workloads:
              bursts: the deterministic trigger of the port-preservation race
   ephemeral  bursts with kernel-chosen source ports (narrow them with --port-range)
   steady     a constant (or --poisson) --rate of connections, kernel-chosen ports
+  short      HTTP/1.0-style connections: one byte each way, the server closes
+             first and keeps the TIME_WAIT; each CPU's client runs them one
+             after another (or paced at --rate), each mode to its own server
+             port. Narrow the NAT range (masquerade to :20000-20015
+             fully-random) and the pods' --port-range to cycle the tuples
+             within the server's 60 s TIME_WAIT in seconds: on a kernel with
+             per-port TCP timestamp offsets, SYNs remapped onto a tuple the
+             server still holds are rejected by PAWS (causes.paws_timewait)
   pairs      (udp) one socket per pod sends an A and an AAAA query at the same
              instant from two CPUs, as glibc's parallel lookups can race
 
@@ -95,6 +103,8 @@ func newLabCmd() *cobra.Command {
   sudo snatrace lab --nat masquerade --backend nft --backend iptables-nft --backend iptables-legacy
   sudo snatrace lab --workload ephemeral --pods 32 --port-range 32768-32867 --json
   sudo snatrace lab --workload steady --rate 2000/s --duration 10s --report lab.html
+  sudo snatrace lab --workload short --pods 1 --port-range 40000-40015 --connections 300 \
+      --nat masquerade --nat "masquerade to :20000-20015 fully-random"
   sudo snatrace lab --proto udp --workload same-port --until 10 --udp-timeout 1s
   sudo snatrace lab --proto udp --workload pairs --service --servers 3
   snatrace lab --kernel linux-image-6.1.0-50-cloud-amd64_6.1.176-1_amd64.deb --until 10`,
@@ -116,7 +126,7 @@ func newLabCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringArrayVar(&fl.nats, "nat", nil, "NAT mode to test, nft syntax; repeat to compare (default: masquerade, masquerade fully-random)")
 	f.StringArrayVar(&fl.backends, "backend", nil, "rule backend: nft, iptables-nft, iptables-legacy; repeat to compare (default nft)")
-	f.StringVar(&fl.workload, "workload", lab.SamePort, "traffic: same-port, ephemeral or steady; pairs with --proto udp")
+	f.StringVar(&fl.workload, "workload", lab.SamePort, "traffic: same-port, ephemeral, steady or short; pairs with --proto udp")
 	f.StringVar(&fl.proto, "proto", lab.TCP, "protocol: tcp (connections) or udp (resolver-like queries)")
 	f.DurationVar(&fl.cfg.UDP.Timeout, "udp-timeout", lab.DefaultUDPTimeout, "udp: how long a client waits for an answer before it sends the query again")
 	f.IntVar(&fl.cfg.UDP.Attempts, "udp-attempts", lab.DefaultUDPAttempts, "udp: transmissions of a query at most (glibc attempts:)")
@@ -125,8 +135,8 @@ func newLabCmd() *cobra.Command {
 	f.IntVar(&fl.cfg.Servers, "servers", 1, "server namespaces, each behind its own uplink")
 	f.IntVar(&fl.cfg.Connections, "connections", lab.DefaultConnections, "connect()s per NAT mode and backend (steady with --duration: rate x duration)")
 	f.DurationVar(&fl.cfg.Duration, "duration", 0, "bound the traffic's wall time (steady: connections = rate x duration)")
-	f.StringVar(&fl.rate, "rate", "", "steady: connections per second, e.g. 2000/s (default 1000/s)")
-	f.BoolVar(&fl.cfg.Workload.Poisson, "poisson", false, "steady: Poisson arrivals instead of evenly spaced")
+	f.StringVar(&fl.rate, "rate", "", "steady and short: connections per second, e.g. 2000/s (steady's default 1000/s; short's: as fast as connections end)")
+	f.BoolVar(&fl.cfg.Workload.Poisson, "poisson", false, "steady and short with --rate: Poisson arrivals instead of evenly spaced")
 	f.StringVar(&fl.portRange, "port-range", "", "set the pods' ip_local_port_range, e.g. 32768-32867")
 	f.IntVar(&fl.cfg.Until, "until", 0, "stop once a mode has N SNAT clashes confirmed by the kernel counters")
 	f.IntVar(&fl.cfg.RoundSize, "round-size", lab.DefaultRoundSize, "connections per round; modes alternate every round")

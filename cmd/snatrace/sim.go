@@ -16,6 +16,7 @@ import (
 	"github.com/snatrace/snatrace/natmodel"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/sim"
+	"github.com/snatrace/snatrace/tsoffset"
 )
 
 func init() { register(newSimCmd) }
@@ -51,7 +52,11 @@ modes with --predict.
 
 Workloads are the lab's: same-port (every pod connects from one source port
 per burst), ephemeral (bursts, ports chosen by each pod's kernel), steady
-(--rate connections per second). With --proto udp: the lab's UDP rounds of
+(--rate connections per second), short (--rate connections that the server
+closes first: it holds the NAT tuple in TIME_WAIT for --server-timewait, and a
+SYN remapped onto a held tuple is rejected by PAWS when its timestamp is
+older; --ts-offsets per-port, as 7.0, stable 6.12.94 and 6.1.191 compute it,
+or per-address for older kernels; the table adds a PAWS column). With --proto udp: the lab's UDP rounds of
 resolver queries (same-port, ephemeral, pairs: A and AAAA from one socket on
 two CPUs), with each era's UDP clash resolution (none before 4.6, 4.19's
 identical entries, 5.0's same flow, 5.6's reply-only insertion) and a lost
@@ -87,7 +92,7 @@ func newSimCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringArrayVar(&fl.eras, "era", nil, "kernel era: legacy, 5.0, 6.5 or a version such as 4.19 or 6.18; repeat or comma-separate to compare (default 6.5)")
 	f.StringArrayVar(&fl.nats, "nat", nil, "NAT mode, nft syntax; repeat to compare (default: masquerade, masquerade fully-random)")
-	f.StringVar(&fl.workload, "workload", labnet.SamePort, "traffic: same-port, ephemeral or steady; pairs with --proto udp")
+	f.StringVar(&fl.workload, "workload", labnet.SamePort, "traffic: same-port, ephemeral, steady or short (--rate; the server closes first); pairs with --proto udp")
 	f.StringVar(&fl.proto, "proto", "tcp", "tcp (connections) or udp (resolver-like queries, as snatrace lab --proto udp)")
 	f.DurationVar(&fl.cfg.UDPTimeout, "udp-timeout", sim.DefaultUDPTimeout, "udp: the client's wait before it sends a lost query again")
 	f.IntVar(&fl.cfg.UDPAttempts, "udp-attempts", sim.DefaultUDPAttempts, "udp: transmissions of a query at most")
@@ -111,6 +116,8 @@ func newSimCmd() *cobra.Command {
 	f.IntVar(&fl.cfg.SynRetries, "syn-retries", 6, "net.ipv4.tcp_syn_retries")
 	f.IntVar(&fl.cfg.RoundSize, "round-size", 0, "send rounds of N connections, each waiting for the last to finish, as the lab does (0: one stream)")
 	f.DurationVar(&fl.rto, "rto", time.Second, "initial SYN retransmission timeout")
+	f.DurationVar(&fl.cfg.ServerTimeWait, "server-timewait", sim.DefaultServerTimeWait, "short: how long the server holds a tuple it closed first (TCP_TIMEWAIT_LEN)")
+	f.StringVar((*string)(&fl.cfg.TSOffsets), "ts-offsets", string(tsoffset.PerPort), "short: the pods' TCP timestamp offsets: per-port (7.0, stable 6.12.94 and 6.1.191 on) or per-address (older)")
 	f.Uint64Var(&fl.cfg.Seed, "seed", 1, "random seed; the same seed gives the same results")
 	f.BoolVar(&fl.asJSON, "json", false, "print one JSON document on stdout")
 	f.StringVar(&fl.sweep, "sweep", "", "vary one parameter: PARAM=V1,V2,... or PARAM=START:END:xF|+D")
@@ -149,8 +156,8 @@ func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 	}
 	// A rate sweep gives every scenario its rate.
 	sweepsRate := strings.HasPrefix(fl.sweep, sim.ParamRate+"=")
-	if c.Workload == labnet.Steady && c.Rate == 0 && !sweepsRate {
-		return c, usageErr("--rate: the steady workload needs a rate, e.g. --rate 5000/s")
+	if (c.Workload == labnet.Steady || c.Workload == labnet.Short) && c.Rate == 0 && !sweepsRate {
+		return c, usageErr("--rate: the %s workload needs a rate, e.g. --rate 5000/s", c.Workload)
 	}
 	if fl.duration < 0 {
 		return c, usageErr("--duration: %v must not be negative", fl.duration)

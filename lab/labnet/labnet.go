@@ -58,15 +58,18 @@ func SNATHost(a netip.Addr) bool {
 
 // Workload names, the same in the lab and the simulator: same-port bursts
 // (every pod connects from one source port per burst), ephemeral bursts
-// (ports chosen by each pod's kernel) and steady arrivals at a rate.
+// (ports chosen by each pod's kernel), steady arrivals at a rate, and short
+// connections that exchange data and that the server closes first (so the
+// server holds each NAT tuple in TIME_WAIT).
 const (
 	SamePort  = "same-port"
 	Ephemeral = "ephemeral"
 	Steady    = "steady"
+	Short     = "short"
 )
 
 // Workloads lists the workload names.
-var Workloads = []string{SamePort, Ephemeral, Steady}
+var Workloads = []string{SamePort, Ephemeral, Steady, Short}
 
 // Pairs is the UDP workload of glibc-like query pairs: one socket sends an A
 // and an AAAA query at the same instant from two CPUs (UDP only).

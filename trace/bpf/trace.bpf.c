@@ -49,6 +49,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define KIND_OTHER_DROP 2
 #define KIND_CLASH_MERGED 3   // UDP: resolved, attached to the winning conntrack
 #define KIND_CLASH_INSERTED 4 // UDP: resolved, inserted in the reply direction only
+#define KIND_PAWS_TIMEWAIT 5  // TCP: a SYN a TIME_WAIT socket rejected by PAWS
 
 #define SOURCE_CONFIRM 1
 #define SOURCE_KFREE_SKB 2
@@ -89,6 +90,9 @@ struct tracer_config {
 	__u32 netns;                 // report drops in this namespace only; 0: all
 	__u8 classify_in_tp;         // 1 when confirm_exit is not attached
 	__u8 pad[3];
+	// SKB_DROP_REASON_TCP_RFC7323_TW_PAWS (6.16+): a SYN a TIME_WAIT socket
+	// rejected by PAWS; 0 when not asked for or the kernel has no such reason.
+	__u32 reason_tw_paws;
 };
 
 struct dest_key {
@@ -386,7 +390,15 @@ int BPF_PROG(kfree_skb, struct sk_buff *skb, void *location, __u32 reason)
 	__u8 kind = KIND_OTHER_DROP;
 	struct tracer_config *cfg = bpf_map_lookup_elem(&config, &zero);
 
-	if (!cfg || reason != cfg->reason_netfilter_drop)
+	if (!cfg)
+		return 0;
+	if (cfg->reason_tw_paws && reason == cfg->reason_tw_paws) {
+		// No conntrack here: the server's own stack dropped the SYN.
+		if (!parse_l4(skb, &l4) && opens_flow(&l4))
+			emit(cfg, skb, NULL, &l4, KIND_PAWS_TIMEWAIT, SOURCE_KFREE_SKB, reason, 0);
+		return 0;
+	}
+	if (reason != cfg->reason_netfilter_drop)
 		return 0;
 	last = bpf_map_lookup_elem(&claimed, &zero);
 	if (last && *last == (__u64)skb) {
