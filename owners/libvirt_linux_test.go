@@ -91,7 +91,22 @@ func TestLibvirt(t *testing.T) {
 	l.netCreate(t, name, "virbr9", "192.168.122")
 	version := pkgVersion("libvirt-daemon")
 
-	n.auditOwned("libvirt", 3, "the network's 3 (tcp, udp, other)", func(r auditedRule) bool { return r.Chain == "LIBVIRT_PRT" })
+	doc := n.auditOwned("libvirt", 3, "the network's 3 (tcp, udp, other)", func(r auditedRule) bool { return r.Chain == "LIBVIRT_PRT" })
+	// libvirt's tcp and udp rules map onto --to-ports 1024-65535: they remap
+	// the ports below 1024, a PAWS cost where the kernel's timestamp offsets
+	// are per port (6.18 here: probed by the audit).
+	paws, want := 0, 0
+	if doc.TSOffsets.Kind == "per-port" {
+		want = 2
+	}
+	for _, f := range doc.Findings {
+		if f.Kind == "paws-timewait" {
+			paws++
+		}
+	}
+	if paws != want {
+		t.Errorf("%d paws-timewait findings, want %d (timestamp offsets %q; the tcp and udp rules' --to-ports 1024-65535)", paws, want, doc.TSOffsets.Kind)
+	}
 	recordDump(t, "libvirt-9.0.iptables-save", "Debian libvirt-daemon "+version+", a NAT network like the default one", n.run("iptables-nft-save"))
 
 	fixed := n.fixAndRollback("libvirt", "iptables-nft-save", 3, func() {
@@ -109,6 +124,6 @@ func TestLibvirt(t *testing.T) {
 	react["network restarted (net-destroy, net-create)"] = n.waitFixed(time.Second, "fix after the network restarted")
 	l.netCreate(t, name+"b", "virbr8", "192.168.123")
 	react["second network"] = n.waitFixed(time.Second, "fix after a second network")
-	t.Logf("libvirt %s: 3 rules attributed, %d fixed; re-fixed after %v", version, fixed, react)
+	t.Logf("libvirt %s: 3 rules attributed, %d fixed, %d paws-timewait (offsets %s); re-fixed after %v", version, fixed, paws, doc.TSOffsets.Kind, react)
 	recordOwner(t, ownerRow{Owner: "libvirt", Software: "libvirt " + version, Rules: 3, Attributed: 3, Fixed: fixed, Reactions: react})
 }
