@@ -1,15 +1,14 @@
 package ctstat
 
 import (
-	"bufio"
 	"encoding/binary"
-	"encoding/hex"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/mdlayher/netlink"
+	"github.com/snatrace/snatrace/ctstat/ctstattest"
 )
 
 // statsMsg builds a reply to IPCTNL_MSG_CT_GET_STATS_CPU for cpu, as the kernel
@@ -98,40 +97,11 @@ func TestDecodeStats(t *testing.T) {
 	}
 }
 
-// readRecorded reads testdata/netlink-*.hex: one raw netlink message (header
-// included) per line, in hex, as the kernel sent them.
-func readRecorded(t testing.TB, path string) []netlink.Message {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var msgs []netlink.Message
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		b, err := hex.DecodeString(line)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m netlink.Message
-		if err := m.UnmarshalBinary(b); err != nil {
-			t.Fatal(err)
-		}
-		msgs = append(msgs, m)
-	}
-	return msgs
-}
-
 // TestDecodeStatsCPURecorded decodes replies recorded from Linux 6.18 (go test
 // -run TestFreshNamespaceProcAndNetlinkAgree -record, as root) and compares
 // them with the conntrack -S output recorded beside them.
 func TestDecodeStatsCPURecorded(t *testing.T) {
-	msgs := readRecorded(t, "testdata/netlink-6.18.hex")
+	msgs := ctstattest.Recorded(t, "testdata/netlink-6.18.hex")
 	cpus, err := DecodeStatsCPU(msgs)
 	if err != nil {
 		t.Fatal(err)

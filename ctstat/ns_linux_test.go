@@ -22,27 +22,8 @@ import (
 
 var record = flag.Bool("record", false, "record testdata/netlink-6.18.* from a fresh namespace (root)")
 
-// freshNS creates a throwaway namespace with lo up and a rule that makes
-// conntrack track it.
-func freshNS(t *testing.T) *netns.NS {
-	t.Helper()
-	ns := netnstest.New(t, "ctstat")
-	h, err := ns.RouteHandle()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	lo, err := h.LinkByName("lo")
-	if err == nil {
-		err = h.LinkSetUp(lo)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Conntrack hooks a namespace only once a rule needs it.
-	netnstest.Run(t, ns, "table inet snt {\n chain out {\n  type filter hook output priority 0; ct state new counter\n }\n}\n", "nft", "-f", "-")
-	return ns
-}
+// freshNS is a throwaway namespace that conntrack tracks.
+func freshNS(t *testing.T) *netns.NS { return netnstest.Tracked(t, "ctstat") }
 
 // TestFreshNamespaceProcAndNetlinkAgree reads both sources in a fresh
 // namespace before and after refused connections on lo, and checks them against

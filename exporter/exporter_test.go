@@ -1,28 +1,24 @@
 package exporter
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	goldenfile "github.com/snatrace/snatrace/internal/golden"
-
-	"github.com/mdlayher/netlink"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/snatrace/snatrace/ctstat"
+	"github.com/snatrace/snatrace/ctstat/ctstattest"
+	goldenfile "github.com/snatrace/snatrace/internal/golden"
 )
 
 func procReader(t *testing.T, file string) SnapshotFunc {
@@ -38,28 +34,7 @@ func procReader(t *testing.T, file string) SnapshotFunc {
 // entry count and table size a CTA_STATS reply would add.
 func netlinkReader(t *testing.T, file string, entries, max uint64) SnapshotFunc {
 	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var msgs []netlink.Message
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		l := strings.TrimSpace(sc.Text())
-		if l == "" || l[0] == '#' {
-			continue
-		}
-		b, err := hex.DecodeString(l)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m netlink.Message
-		if err := m.UnmarshalBinary(b); err != nil {
-			t.Fatal(err)
-		}
-		msgs = append(msgs, m)
-	}
+	msgs := ctstattest.Recorded(t, filepath.Join("testdata", file))
 	cpus, err := ctstat.DecodeStatsCPU(msgs)
 	if err != nil {
 		t.Fatal(err)

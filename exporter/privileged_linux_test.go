@@ -18,26 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// freshNS creates a throwaway network namespace with lo up and a rule that
-// makes conntrack track it; it is deleted when the test ends.
-func freshNS(t *testing.T) *netns.NS {
-	t.Helper()
-	ns := netnstest.New(t, "exporter")
-	h, err := ns.RouteHandle()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	lo, err := h.LinkByName("lo")
-	if err == nil {
-		err = h.LinkSetUp(lo)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	netnstest.Run(t, ns, "table inet snt {\n chain out {\n  type filter hook output priority 0; ct state new counter\n }\n}\n", "nft", "-f", "-")
-	return ns
-}
+// freshNS is a throwaway namespace that conntrack tracks.
+func freshNS(t *testing.T) *netns.NS { return netnstest.Tracked(t, "exporter") }
 
 // traffic opens conns TCP connections on lo inside n and closes them (each
 // leaves one entry in TIME_WAIT), then sends conns raw TCP segments with
