@@ -3,11 +3,12 @@ package ctstat
 import (
 	"bytes"
 	"encoding/json"
-	goldenfile "github.com/snatrace/snatrace/internal/golden"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	goldenfile "github.com/snatrace/snatrace/internal/golden"
 )
 
 // TestParseProcGolden parses a recorded file of each header era and compares

@@ -64,26 +64,11 @@ func ruleText(data []byte) (string, error) {
 	if len(data) < 4 {
 		return "", nil
 	}
-	fam := data[0]
-	r := dumpRule{family: Family(nftnl.FamilyName(fam))}
-	var exprs, udata []byte
-	err := nftnl.Walk(data[4:], func(typ uint16, v []byte) error {
-		switch typ {
-		case unix.NFTA_RULE_TABLE:
-			r.table = nftnl.CString(v)
-		case unix.NFTA_RULE_CHAIN:
-			r.chain = nftnl.CString(v)
-		case unix.NFTA_RULE_USERDATA:
-			udata = bytes.Clone(v)
-		case unix.NFTA_RULE_EXPRESSIONS:
-			exprs = bytes.Clone(v)
-		}
-		return nil
-	})
+	r, exprs, udata, err := ruleAttrs(data, interner{})
 	if err != nil {
-		return "", fmt.Errorf("decoding nftables rule: %w", err)
+		return "", err
 	}
-	nr, _, err := decodeRule(fam, &r, exprs, udata)
+	nr, _, err := decodeRule(data[0], &r, bytes.Clone(exprs), bytes.Clone(udata))
 	if err != nil {
 		return "", err
 	}

@@ -157,13 +157,15 @@ func (in interner) name(b []byte) string {
 	return s
 }
 
-// decodeDumpRule decodes one NFT_MSG_NEWRULE message: its place and jumps
-// always, its expressions only when one of them can be source NAT.
-func decodeDumpRule(data []byte, in interner) (dumpRule, error) {
-	fam := data[0]
-	r := dumpRule{family: Family(nftnl.FamilyName(fam))}
-	var exprs, udata []byte
-	err := nftnl.Walk(data[4:], func(typ uint16, v []byte) error {
+// ruleAttrs walks one NFT_MSG_NEWRULE message: the rule's family, table,
+// chain and handle, and views of its expressions and user data (in data:
+// copy them to keep them past the dump's next read).
+func ruleAttrs(data []byte, in interner) (r dumpRule, exprs, udata []byte, err error) {
+	if len(data) < 4 {
+		return r, nil, nil, errors.New("decoding nftables rule: message too short")
+	}
+	r.family = Family(nftnl.FamilyName(data[0]))
+	err = nftnl.Walk(data[4:], func(typ uint16, v []byte) error {
 		switch typ {
 		case unix.NFTA_RULE_TABLE:
 			r.table = in.name(v)
@@ -181,8 +183,19 @@ func decodeDumpRule(data []byte, in interner) (dumpRule, error) {
 		return nil
 	})
 	if err != nil {
-		return r, fmt.Errorf("decoding nftables rule: %w", err)
+		return r, nil, nil, fmt.Errorf("decoding nftables rule: %w", err)
 	}
+	return r, exprs, udata, nil
+}
+
+// decodeDumpRule decodes one NFT_MSG_NEWRULE message: its place and jumps
+// always, its expressions only when one of them can be source NAT.
+func decodeDumpRule(data []byte, in interner) (dumpRule, error) {
+	r, exprs, udata, err := ruleAttrs(data, in)
+	if err != nil {
+		return r, err
+	}
+	fam := data[0]
 	if r.table == "" || r.chain == "" {
 		return r, errors.New("decoding nftables rule: no table or chain")
 	}

@@ -52,13 +52,32 @@ type describer struct {
 // describeExprs renders exprs of a rule in family fam.
 func describeExprs(fam Family, exprs []expr.Any, udata []byte) described {
 	w := &describer{regs: map[uint32]regVal{}, l3: fam, fam: fam}
-	if c, ok := userdata.GetString(udata, userdata.TypeComment); ok {
+	if c, ok := ruleComment(udata); ok {
 		w.d.comment = c
 	}
 	for _, e := range exprs {
 		w.expr(e)
 	}
 	return w.d
+}
+
+// ruleComment returns the comment in a rule's user data (type-length-value
+// records, as nft writes them). It is userdata.GetString with the bounds
+// checked: google/nftables v0.3.0 slices a record before checking that its
+// length fits, and panics on user data that any other writer may have set.
+func ruleComment(udata []byte) (string, bool) {
+	for len(udata) >= 2 {
+		typ, n := userdata.Type(udata[0]), int(udata[1])
+		if len(udata) < 2+n {
+			return "", false
+		}
+		if typ == userdata.TypeComment {
+			c, _ := strings.CutSuffix(string(udata[2:2+n]), "\x00")
+			return c, true
+		}
+		udata = udata[2+n:]
+	}
+	return "", false
 }
 
 func (w *describer) expr(e expr.Any) {

@@ -4,6 +4,7 @@ package ruleset
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -126,6 +127,9 @@ func (d *nftDump) readChains(c *nftnl.Conn) (bool, error) {
 
 // decodeChain decodes one NFT_MSG_NEWCHAIN message of a dump.
 func decodeChain(data []byte) (Chain, error) {
+	if len(data) < 4 {
+		return Chain{}, errors.New("decoding nftables chain: message too short")
+	}
 	fam := Family(nftnl.FamilyName(data[0]))
 	ch := Chain{Backend: natrule.Nftables, Family: fam}
 	err := nftnl.Walk(data[4:], func(typ uint16, v []byte) error {

@@ -3,11 +3,12 @@ package ruleset
 import (
 	"errors"
 	"fmt"
-	goldenfile "github.com/snatrace/snatrace/internal/golden"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	goldenfile "github.com/snatrace/snatrace/internal/golden"
 )
 
 // summary renders a Ruleset one rule per line, for golden files.
