@@ -177,18 +177,66 @@ func decodeExpr(fam byte, name string, data []byte) (expr.Any, bool, error) {
 	if e == nil {
 		return nil, false, nil
 	}
-	if err := expr.Unmarshal(fam, data, e); err != nil {
+	if name == "target" {
+		if err := checkCompatRanges(fam, data); err != nil {
+			return nil, false, fmt.Errorf("decoding nftables %s expression: %w", name, err)
+		}
+	}
+	if err := unmarshalExpr(fam, data, e); err != nil {
 		return nil, false, fmt.Errorf("decoding nftables %s expression: %w", name, err)
 	}
 	// A verdict is an immediate into the verdict register.
 	if imm, ok := e.(*expr.Immediate); ok && imm.Register == unix.NFT_REG_VERDICT && len(imm.Data) == 0 {
 		v := &expr.Verdict{}
-		if err := expr.Unmarshal(fam, data, v); err != nil {
+		if err := unmarshalExpr(fam, data, v); err != nil {
 			return nil, false, fmt.Errorf("decoding nftables verdict: %w", err)
 		}
 		return v, true, nil
 	}
 	return e, true, nil
+}
+
+// checkCompatRanges refuses an xtables NAT target whose IPv4 range list
+// (nf_nat_ipv4_multi_range_compat: MASQUERADE, and SNAT, DNAT and REDIRECT
+// revision 0) does not hold exactly the one range the kernel accepts:
+// google/nftables allocates as many ranges as the list's count says, up to
+// 2^32, before reading them.
+func checkCompatRanges(fam byte, data []byte) error {
+	var name string
+	var rev uint32
+	var info []byte
+	nftnl.Walk(data, func(typ uint16, v []byte) error {
+		switch {
+		case typ == unix.NFTA_TARGET_NAME:
+			name = nftnl.CString(v)
+		case typ == unix.NFTA_TARGET_REV && len(v) == 4:
+			rev = binary.BigEndian.Uint32(v)
+		case typ == unix.NFTA_TARGET_INFO:
+			info = v
+		}
+		return nil
+	})
+	compat := fam == unix.NFPROTO_IPV4 && (name == "MASQUERADE" || (rev == 0 && (name == "SNAT" || name == "DNAT" || name == "REDIRECT")))
+	if !compat || info == nil {
+		return nil
+	}
+	if len(info) < 4 || binary.NativeEndian.Uint32(info) != 1 {
+		return fmt.Errorf("%s target: a range list that does not hold exactly one range", name)
+	}
+	return nil
+}
+
+// unmarshalExpr is expr.Unmarshal, with a panic turned into an error:
+// google/nftables v0.3.0's decoders index attributes without checking their
+// length (a verdict's data, a comment's user data), and the kernel returns
+// whatever bytes a rule was written with.
+func unmarshalExpr(fam byte, data []byte, e expr.Any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed attributes (google/nftables: %v)", r)
+		}
+	}()
+	return expr.Unmarshal(fam, data, e)
 }
 
 // exprFromName mirrors google/nftables' own table of expression types.

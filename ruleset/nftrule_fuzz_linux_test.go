@@ -8,6 +8,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/google/nftables/xt"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -91,6 +92,12 @@ func FuzzDecodeDumpRule(f *testing.F) {
 	f.Add(masqFullyRandom(f))
 	f.Add(jumpRule(f))
 	f.Add([]byte{2, 0, 0, 0})
+	f.Add(ruleMsg(f, unix.NFPROTO_IPV4, "nat", "POSTROUTING", 3,
+		&expr.Immediate{Register: 1, Data: []byte{192, 0, 2, 1}},
+		&expr.Immediate{Register: 2, Data: []byte{0x07, 0xd0}},
+		&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Random: true, Persistent: true}))
+	f.Add(ruleMsg(f, unix.NFPROTO_IPV4, "nat", "POSTROUTING", 4,
+		&expr.Target{Name: "MASQUERADE", Rev: 0, Info: &xt.NatRange{Flags: 0x4}}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := decodeDumpRule(data, interner{})
 		if err == nil && (r.table == "" || r.chain == "") {
