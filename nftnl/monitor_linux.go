@@ -167,6 +167,9 @@ func (c *Commit) add(msg netlink.Message) bool {
 // ParseEvent decodes one event message: data is the nfgenmsg header and
 // the attributes.
 func ParseEvent(typ uint16, data []byte) (Event, error) {
+	if len(data) < 4 {
+		return Event{Type: typ}, fmt.Errorf("decoding an nftables event: %d bytes, shorter than its header", len(data))
+	}
 	ev := Event{Type: typ, Family: data[0]}
 	tableAttr, nameAttr := uint16(1), uint16(0) // NFTA_*_TABLE is 1 for chains, rules, sets, elements
 	switch typ {
