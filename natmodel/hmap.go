@@ -224,7 +224,15 @@ func (m *hmap) grow() {
 // simulator passes its connection count), so a small table grows further
 // as it fills rather than taking 8 slots a key up front.
 func (m *hmap) presize(n int) {
-	for 2*n > len(m.slots) {
+	size := len(m.slots)
+	for 2*n > size {
+		size *= 2
+	}
+	if size > len(m.slots) && m.n == 0 {
+		// Empty: allocate the final size at once rather than doubling.
+		m.slots, m.mask = make([]slot, size), uint64(size-1)
+	}
+	for len(m.slots) < size {
 		m.grow()
 	}
 }

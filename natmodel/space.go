@@ -42,7 +42,7 @@ const indexAfter = 64
 // from the confirmed entries when build is set and it does not exist yet.
 func (t *Table) spaceFor(k key, build bool) *portSet {
 	sk := spaceOf(k)
-	if s, ok := t.spaces[sk]; ok || !build {
+	if s := t.lookupSpace(sk); s != nil || !build {
 		return s
 	}
 	if t.spaces == nil {
@@ -62,6 +62,26 @@ func (t *Table) spaceFor(k key, build bool) *portSet {
 		}
 	}
 	t.spaces[sk] = s
+	t.lastSpace = lastSpace{key: sk, set: s, valid: true}
+	return s
+}
+
+// lastSpace remembers the last space looked up, found or not: one SNAT
+// asks for the same space up to three times (the preserved port, the
+// search, the confirm), and a map lookup hashes its 16-byte key each time.
+type lastSpace struct {
+	key   spaceKey
+	set   *portSet
+	valid bool
+}
+
+// lookupSpace returns the index of space sk, or nil.
+func (t *Table) lookupSpace(sk spaceKey) *portSet {
+	if t.lastSpace.valid && t.lastSpace.key == sk {
+		return t.lastSpace.set
+	}
+	s := t.spaces[sk]
+	t.lastSpace = lastSpace{key: sk, set: s, valid: true}
 	return s
 }
 
@@ -72,7 +92,7 @@ func (t *Table) indexOf(k key) *portSet {
 	if len(t.spaces) == 0 || t.onTry != nil {
 		return nil
 	}
-	return t.spaces[spaceOf(k)]
+	return t.lookupSpace(spaceOf(k))
 }
 
 // indexed records a confirmed tuple entering (in) or leaving the hash in
@@ -81,7 +101,7 @@ func (t *Table) indexed(k key, in bool) {
 	if len(t.spaces) == 0 {
 		return
 	}
-	if s, ok := t.spaces[spaceOf(k)]; ok {
+	if s := t.lookupSpace(spaceOf(k)); s != nil {
 		if in {
 			s.set(k.dport())
 		} else {

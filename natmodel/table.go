@@ -131,7 +131,8 @@ type Table struct {
 	stats   Stats
 	live    int
 	// spaces indexes the port spaces searches found full (space.go).
-	spaces map[spaceKey]*portSet
+	spaces    map[spaceKey]*portSet
+	lastSpace lastSpace
 }
 
 type srcHint struct {
