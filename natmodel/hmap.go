@@ -1,5 +1,7 @@
 package natmodel
 
+import "github.com/snatrace/snatrace/internal/hugepage"
+
 // hmap is an open-addressing hash map from a 96-bit key to an int32 value,
 // with linear probing and backward-shift deletion (no tombstones, so probe
 // chains stay short however many entries come and go). It is the model's
@@ -207,6 +209,7 @@ func (m *hmap) delAt(i uint64) {
 func (m *hmap) grow() {
 	old := m.slots
 	m.slots = make([]slot, 2*len(old))
+	hugepage.Slice(m.slots)
 	m.mask = uint64(len(m.slots) - 1)
 	for _, s := range old {
 		if s.v1 == 0 {
@@ -231,6 +234,7 @@ func (m *hmap) presize(n int) {
 	if size > len(m.slots) && m.n == 0 {
 		// Empty: allocate the final size at once rather than doubling.
 		m.slots, m.mask = make([]slot, size), uint64(size-1)
+		hugepage.Slice(m.slots)
 	}
 	for len(m.slots) < size {
 		m.grow()

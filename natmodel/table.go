@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"time"
+
+	"github.com/snatrace/snatrace/internal/hugepage"
 )
 
 // State is the conntrack TCP state of an entry, in the kernel's enum order
@@ -183,6 +185,7 @@ func NewTable(cfg Config) (*Table, error) {
 	if n := cfg.SizeHint; n > 0 {
 		n = min(n, 1<<24)
 		t.conns = make([]conn, 0, n)
+		hugepage.Slice(t.conns)
 		t.hashes[0].presize(2 * n)
 		t.bysrc.presize(n)
 	}

@@ -1,6 +1,10 @@
 package sim
 
-import "math/bits"
+import (
+	"math/bits"
+
+	"github.com/snatrace/snatrace/internal/hugepage"
+)
 
 // portBits is the source ports one pod holds towards one server: in use,
 // or in the pod's TIME_WAIT. A port is set when a connect() takes it and
@@ -43,4 +47,23 @@ func (b *portBits) firstFree(p, n, step uint32) (uint32, bool) {
 		}
 	}
 	return 0, false
+}
+
+// portPool hands out portBits from arrays of up to 256 (2 MiB, marked for
+// huge pages): a run with thousands of pod × server pairs reads their
+// bitsets at random.
+type portPool struct {
+	free []portBits
+	left int // pairs not yet given a bitset
+}
+
+func (p *portPool) get() *portBits {
+	if len(p.free) == 0 {
+		p.free = make([]portBits, max(1, min(256, p.left)))
+		hugepage.Slice(p.free)
+	}
+	b := &p.free[0]
+	p.free = p.free[1:]
+	p.left--
+	return b
 }

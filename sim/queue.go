@@ -1,5 +1,7 @@
 package sim
 
+import "github.com/snatrace/snatrace/internal/hugepage"
+
 // The simulator's pending events. A run keeps about one timer per
 // connection in flight — a retransmission up to 64 s out, a close — and a
 // few events within the next microseconds. One binary heap over all of
@@ -191,7 +193,9 @@ const slabShift = 16
 // add appends x and returns its index.
 func (s *slab[T]) add(x T) int32 {
 	if int(s.n>>slabShift) == len(s.chunks) {
-		s.chunks = append(s.chunks, make([]T, 1<<slabShift))
+		c := make([]T, 1<<slabShift)
+		hugepage.Slice(c)
+		s.chunks = append(s.chunks, c)
 	}
 	s.chunks[s.n>>slabShift][s.n&(1<<slabShift-1)] = x
 	s.n++
@@ -203,22 +207,30 @@ func (s *slab[T]) at(i int32) *T { return &s.chunks[i>>slabShift][i&(1<<slabShif
 
 // fifo is a queue of timed items whose times only grow (expiries, port
 // releases), in blocks: a million entries in TIME_WAIT are queued without
-// ever copying the queue, and emptied blocks are reused.
+// ever copying the queue, and emptied blocks are reused. Blocks grow from
+// 4,096 items to 65,536 (2 MiB and more, marked for huge pages) as the
+// queue does: a small run allocates little, a large one faults in few pages.
 type fifo[T any] struct {
-	blocks [][]T // blocks[0][head:] is the front
+	blocks [][]T // blocks[0][head:] is the front; each is filled to its capacity
 	head   int
 	spare  [][]T
+	grown  int // blocks made so far
 }
 
-const fifoBlock = 4096
+const (
+	fifoBlock    = 4096
+	fifoMaxBlock = 1 << 16
+)
 
 func (f *fifo[T]) push(x T) {
-	if n := len(f.blocks); n == 0 || len(f.blocks[n-1]) == fifoBlock {
+	if n := len(f.blocks); n == 0 || len(f.blocks[n-1]) == cap(f.blocks[n-1]) {
 		var b []T
 		if k := len(f.spare); k > 0 {
 			b, f.spare = f.spare[k-1][:0], f.spare[:k-1]
 		} else {
-			b = make([]T, 0, fifoBlock)
+			b = make([]T, 0, min(fifoMaxBlock, fifoBlock<<f.grown))
+			hugepage.Slice(b)
+			f.grown++
 		}
 		f.blocks = append(f.blocks, b)
 	}
@@ -235,7 +247,7 @@ func (f *fifo[T]) peek() (*T, bool) {
 
 func (f *fifo[T]) pop() {
 	f.head++
-	if f.head == fifoBlock {
+	if f.head == cap(f.blocks[0]) {
 		f.spare = append(f.spare, f.blocks[0])
 		f.blocks = f.blocks[1:]
 		f.head = 0

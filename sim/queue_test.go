@@ -66,22 +66,31 @@ func TestFifo(t *testing.T) {
 	var f fifo[int]
 	next, want := 0, 0
 	rnd := rand.New(rand.NewPCG(9, 10))
-	for step := 0; step < 50000; step++ {
-		if rnd.IntN(5) < 3 {
+	// Grow to ~80,000 queued (blocks of 4,096 up to 65,536), drain, and
+	// grow again on the spare blocks of mixed sizes.
+	for step := 0; step < 1_000_000; step++ {
+		push := rnd.IntN(5) < 3
+		if step >= 400_000 && step < 600_000 {
+			push = rnd.IntN(5) < 1
+		}
+		if push {
 			f.push(next)
 			next++
 			continue
 		}
 		x, ok := f.peek()
 		if ok != (want < next) {
-			t.Fatalf("peek ok %v with %d queued", ok, next-want)
+			t.Fatalf("step %d: peek ok %v with %d queued", step, ok, next-want)
 		}
 		if ok {
 			if *x != want {
-				t.Fatalf("peek %d, want %d", *x, want)
+				t.Fatalf("step %d: peek %d, want %d", step, *x, want)
 			}
 			f.pop()
 			want++
 		}
+	}
+	if f.grown < 5 {
+		t.Errorf("%d blocks made: the test did not reach the largest block", f.grown)
 	}
 }

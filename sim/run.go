@@ -97,6 +97,7 @@ type runner struct {
 	dests []destState     // per pod × server (hashed chooser)
 	seqP  []uint16        // per pod (sequential chooser)
 	ports []*portBits     // per pod × server, made on first use
+	pool  portPool        // where ports come from
 	exp   fifo[expiry]
 	rel   fifo[release]
 	res   Result
@@ -165,6 +166,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	r.paws = newPAWS(&r.cfg, cfg.Seed^0x7a5)
 	r.busy = make([]int64, cfg.CPUs)
 	r.ports = make([]*portBits, cfg.Pods*cfg.Servers)
+	r.pool.left = len(r.ports)
 	r.hist = make([]int, cfg.SynRetries+2)
 	switch cfg.Chooser {
 	case Hashed:
@@ -380,7 +382,7 @@ func (r *runner) arrival() {
 func (r *runner) podPorts(pod, server int32) *portBits {
 	i := int(pod)*r.cfg.Servers + int(server)
 	if r.ports[i] == nil {
-		r.ports[i] = new(portBits)
+		r.ports[i] = r.pool.get()
 	}
 	return r.ports[i]
 }
