@@ -49,7 +49,7 @@ func (b *portBits) firstFree(p, n, step uint32) (uint32, bool) {
 	return 0, false
 }
 
-// portPool hands out portBits from arrays of up to 256 (2 MiB, marked for
+// portPool hands out portBits from arrays of up to 1,024 (8 MiB, marked for
 // huge pages): a run with thousands of pod × server pairs reads their
 // bitsets at random.
 type portPool struct {
@@ -59,7 +59,7 @@ type portPool struct {
 
 func (p *portPool) get() *portBits {
 	if len(p.free) == 0 {
-		p.free = make([]portBits, max(1, min(256, p.left)))
+		p.free = make([]portBits, max(1, min(1024, p.left)))
 		hugepage.Slice(p.free)
 	}
 	b := &p.free[0]
