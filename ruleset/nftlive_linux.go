@@ -3,6 +3,7 @@
 package ruleset
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/google/nftables/xt"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
@@ -178,8 +180,12 @@ func decodeExpr(fam byte, name string, data []byte) (expr.Any, bool, error) {
 		return nil, false, nil
 	}
 	if name == "target" {
-		if err := checkCompatRanges(fam, data); err != nil {
+		t, err := xtTarget(fam, data)
+		if err != nil {
 			return nil, false, fmt.Errorf("decoding nftables %s expression: %w", name, err)
+		}
+		if t != nil {
+			return t, true, nil
 		}
 	}
 	if err := unmarshalExpr(fam, data, e); err != nil {
@@ -196,34 +202,42 @@ func decodeExpr(fam byte, name string, data []byte) (expr.Any, bool, error) {
 	return e, true, nil
 }
 
-// checkCompatRanges refuses an xtables NAT target whose IPv4 range list
-// (nf_nat_ipv4_multi_range_compat: MASQUERADE, and SNAT, DNAT and REDIRECT
-// revision 0) does not hold exactly the one range the kernel accepts:
-// google/nftables allocates as many ranges as the list's count says, up to
-// 2^32, before reading them.
-func checkCompatRanges(fam byte, data []byte) error {
-	var name string
-	var rev uint32
+// xtTarget decodes, instead of google/nftables, the xtables NAT targets its
+// v0.3.0 gets wrong, and checks those it decodes as an IPv4 range list
+// (nf_nat_ipv4_multi_range_compat: MASQUERADE, SNAT, DNAT and REDIRECT
+// revision 0), which it allocates by the list's count, up to 2^32, before
+// reading: the kernel accepts exactly one range. It returns nil (and no
+// error) for targets google/nftables reads right. An IPv4 SNAT of revision
+// 1 or 2 (nf_nat_range, nf_nat_range2), which google/nftables reads as the
+// compat list, is returned with its raw info, which xtNAT decodes by
+// revision.
+func xtTarget(fam byte, data []byte) (*expr.Target, error) {
+	t := &expr.Target{}
 	var info []byte
 	nftnl.Walk(data, func(typ uint16, v []byte) error {
 		switch {
 		case typ == unix.NFTA_TARGET_NAME:
-			name = nftnl.CString(v)
+			t.Name = nftnl.CString(v)
 		case typ == unix.NFTA_TARGET_REV && len(v) == 4:
-			rev = binary.BigEndian.Uint32(v)
+			t.Rev = binary.BigEndian.Uint32(v)
 		case typ == unix.NFTA_TARGET_INFO:
 			info = v
 		}
 		return nil
 	})
-	compat := fam == unix.NFPROTO_IPV4 && (name == "MASQUERADE" || (rev == 0 && (name == "SNAT" || name == "DNAT" || name == "REDIRECT")))
-	if !compat || info == nil {
-		return nil
+	if fam != unix.NFPROTO_IPV4 || info == nil {
+		return nil, nil
 	}
-	if len(info) < 4 || binary.NativeEndian.Uint32(info) != 1 {
-		return fmt.Errorf("%s target: a range list that does not hold exactly one range", name)
+	if t.Name == "SNAT" && t.Rev > 0 {
+		raw := xt.Unknown(bytes.Clone(info))
+		t.Info = &raw
+		return t, nil
 	}
-	return nil
+	compat := t.Name == "MASQUERADE" || (t.Rev == 0 && (t.Name == "SNAT" || t.Name == "DNAT" || t.Name == "REDIRECT"))
+	if compat && (len(info) < 4 || binary.NativeEndian.Uint32(info) != 1) {
+		return nil, fmt.Errorf("%s target: a range list that does not hold exactly one range", t.Name)
+	}
+	return nil, nil
 }
 
 // unmarshalExpr is expr.Unmarshal, with a panic turned into an error:

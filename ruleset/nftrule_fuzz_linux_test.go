@@ -10,6 +10,7 @@ import (
 	"github.com/google/nftables/userdata"
 	"github.com/google/nftables/xt"
 	"github.com/mdlayher/netlink"
+	"github.com/snatrace/snatrace/natmodel"
 	"golang.org/x/sys/unix"
 )
 
@@ -79,6 +80,23 @@ func TestDecodeDumpRule(t *testing.T) {
 	text, err := ruleText(masqFullyRandom(t))
 	if want := `oifname != "lo" masquerade fully-random`; err != nil || text != want {
 		t.Errorf("ruleText: %q, %v; want %q", text, err, want)
+	}
+	// An IPv4 SNAT of revision 2 (nf_nat_range2), which google/nftables
+	// v0.3.0 would read as the revision-0 range list.
+	info := make([]byte, 44)
+	binary.NativeEndian.PutUint32(info, uint32(natmodel.MapIPs|natmodel.ProtoSpecified|natmodel.ProtoRandomFully))
+	copy(info[4:], []byte{192, 0, 2, 9})
+	copy(info[20:], []byte{192, 0, 2, 10})
+	binary.BigEndian.PutUint16(info[36:], 3000)
+	binary.BigEndian.PutUint16(info[38:], 3100)
+	raw := xt.Unknown(info)
+	s2, err := decodeDumpRule(ruleMsg(t, unix.NFPROTO_IPV4, "nat", "POSTROUTING", 5, &expr.Target{Name: "SNAT", Rev: 2, Info: &raw}), interner{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule, warn, ok := nftRuleOf(&Chain{Family: "ip", Table: "nat", Name: "POSTROUTING", Rules: 1}, s2)
+	if want := "snat to 192.0.2.9-192.0.2.10:3000-3100 fully-random"; !ok || warn != "" || !rule.NAT.FullyRandom || rule.NAT.String() != want {
+		t.Errorf("SNAT rev 2: %q (%+v), warn %q; want %q", rule.NAT.String(), rule.NAT, warn, want)
 	}
 	if _, err := decodeDumpRule([]byte{2, 0}, interner{}); err == nil {
 		t.Error("a 2-byte message decoded without an error")

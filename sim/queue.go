@@ -39,7 +39,12 @@ type chunk struct {
 	prev int32 // the slot's previous chunk + 1, 0 for none
 }
 
-const chunkLen = 16
+const (
+	chunkLen = 16
+	// chunkSlabShift: chunks are made 1,024 at a time (392 KiB): a small
+	// scenario of a sweep allocates little.
+	chunkSlabShift = 10
+)
 
 func (q *eventQueue) push(e event) {
 	switch {
@@ -48,6 +53,7 @@ func (q *eventQueue) push(e event) {
 	case e.at-q.horizon < ringSpan:
 		if q.ring == nil {
 			q.ring = make([]int32, ringSize)
+			q.chunks.shift = chunkSlabShift
 		}
 		i := (e.at >> bucketShift) & (ringSize - 1)
 		h := q.ring[i]
@@ -182,28 +188,34 @@ func (h *eventHeap) pop() event {
 }
 
 // slab is a growing array that never moves what it holds: a million
-// connections in flight are added without copying the ones before.
+// connections in flight are added without copying the ones before. It
+// grows by chunks of 2^shift items (slabShift when shift is 0 at the first
+// add).
 type slab[T any] struct {
 	chunks [][]T
 	n      int32
+	shift  uint8
 }
 
 const slabShift = 16
 
 // add appends x and returns its index.
 func (s *slab[T]) add(x T) int32 {
-	if int(s.n>>slabShift) == len(s.chunks) {
-		c := make([]T, 1<<slabShift)
+	if s.shift == 0 {
+		s.shift = slabShift
+	}
+	if int(s.n>>s.shift) == len(s.chunks) {
+		c := make([]T, 1<<s.shift)
 		hugepage.Slice(c)
 		s.chunks = append(s.chunks, c)
 	}
-	s.chunks[s.n>>slabShift][s.n&(1<<slabShift-1)] = x
+	s.chunks[s.n>>s.shift][s.n&(1<<s.shift-1)] = x
 	s.n++
 	return s.n - 1
 }
 
 // at returns the element at index i (< the number added).
-func (s *slab[T]) at(i int32) *T { return &s.chunks[i>>slabShift][i&(1<<slabShift-1)] }
+func (s *slab[T]) at(i int32) *T { return &s.chunks[i>>s.shift][i&(1<<s.shift-1)] }
 
 // fifo is a queue of timed items whose times only grow (expiries, port
 // releases), in blocks: a million entries in TIME_WAIT are queued without
@@ -218,8 +230,8 @@ type fifo[T any] struct {
 }
 
 const (
-	fifoBlock    = 4096
-	fifoMaxBlock = 1 << 16
+	fifoBlock     = 4096
+	fifoMaxGrowth = 4 // blocks stop growing at 4,096 << 4 = 65,536 items
 )
 
 func (f *fifo[T]) push(x T) {
@@ -228,7 +240,7 @@ func (f *fifo[T]) push(x T) {
 		if k := len(f.spare); k > 0 {
 			b, f.spare = f.spare[k-1][:0], f.spare[:k-1]
 		} else {
-			b = make([]T, 0, min(fifoMaxBlock, fifoBlock<<f.grown))
+			b = make([]T, 0, fifoBlock<<min(f.grown, fifoMaxGrowth))
 			hugepage.Slice(b)
 			f.grown++
 		}

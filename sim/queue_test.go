@@ -93,4 +93,11 @@ func TestFifo(t *testing.T) {
 	if f.grown < 5 {
 		t.Errorf("%d blocks made: the test did not reach the largest block", f.grown)
 	}
+	// A queue that has made many blocks (3 million items at once) keeps
+	// making the largest; the shift must not overflow.
+	g := fifo[int]{grown: 63}
+	g.push(1)
+	if c := cap(g.blocks[0]); c != fifoBlock<<fifoMaxGrowth {
+		t.Errorf("block of %d items after 63 blocks, want %d", c, fifoBlock<<fifoMaxGrowth)
+	}
 }

@@ -199,7 +199,7 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if ev.Kind != KindSNATClash && ev.Kind != KindOtherDrop && !ev.Kind.Resolved() {
+		if ev.Kind != KindSNATClash && ev.Kind != KindOtherDrop && ev.Kind != KindPAWSTimewait && !ev.Kind.Resolved() {
 			t.Errorf("decoded kind %q", ev.Kind)
 		}
 		if ev.Proto != "tcp" && ev.Proto != "udp" {
