@@ -19,6 +19,9 @@ func TestLabKernelBadInput(t *testing.T) {
 	os.WriteFile(image, vmlabtest.FakeImage("6.1.0-99-test"), 0o644)
 	noMods := vmlabtest.WriteDeb(t, dir, vmlabtest.Deb{Release: "6.1.0-98-test", Image: true})
 	emptyPath := t.TempDir()
+	// Work directories go to this test's own TMPDIR: another VM run's in
+	// /tmp is not this test's to judge.
+	tmp := t.TempDir()
 	tests := []struct {
 		args []string
 		env  []string
@@ -38,7 +41,7 @@ func TestLabKernelBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		cmd := snatrace(tt.args...)
-		cmd.Env = append(cmd.Env, tt.env...)
+		cmd.Env = append(cmd.Env, append([]string{"TMPDIR=" + tmp}, tt.env...)...)
 		var out, errb strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		err := cmd.Run()
@@ -50,7 +53,7 @@ func TestLabKernelBadInput(t *testing.T) {
 			t.Errorf("snatrace %v: exit %d, stderr %q, stdout %q; want exit 2 and %q", tt.args, code, errb.String(), out.String(), tt.want)
 		}
 	}
-	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), "snatrace-vm-*")); len(left) != 0 {
+	if left, _ := filepath.Glob(filepath.Join(tmp, "snatrace-vm-*")); len(left) != 0 {
 		t.Errorf("work directories left: %v", left)
 	}
 }

@@ -118,6 +118,8 @@ func TestLabKernelSignal(t *testing.T) {
 	deb := vmlabtest.StockKernel(t)
 	var out, errb bytes.Buffer
 	cmd := snatrace("lab", "--kernel", deb, "--connections", "400000", "--json")
+	tmp := t.TempDir() // the work directory goes here, apart from other runs'
+	cmd.Env = append(cmd.Env, "TMPDIR="+tmp)
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -146,10 +148,10 @@ func TestLabKernelSignal(t *testing.T) {
 			t.Errorf("a result does not add up after the interrupt: %+v", r)
 		}
 	}
-	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), "snatrace-vm-*")); len(left) != 0 {
+	if left, _ := filepath.Glob(filepath.Join(tmp, "snatrace-vm-*")); len(left) != 0 {
 		t.Errorf("work directories left: %v", left)
 	}
-	if procs := processesMentioning("snatrace-vm-"); len(procs) != 0 {
+	if procs := processesMentioning(tmp); len(procs) != 0 {
 		t.Errorf("processes left: %v", procs)
 	}
 }
