@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/nftnl"
 )
 
@@ -45,15 +46,7 @@ table ip unrelated {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mon, err := nftnl.NewMonitor(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	commits := make(chan nftnl.Commit, 16)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mon.RunCommits(ctx, func(c nftnl.Commit) { commits <- c }) }()
-	defer func() { cancel(); <-done }()
+	commits := watchCommits(t, ns)
 
 	for _, c := range []struct {
 		nft  string
@@ -115,15 +108,7 @@ func TestChainCache(t *testing.T) {
 	a, b := read()
 	same("first read", a, b)
 
-	mon, err := nftnl.NewMonitor(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	commits := make(chan nftnl.Commit, 16)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mon.RunCommits(ctx, func(c nftnl.Commit) { commits <- c }) }()
-	defer func() { cancel(); <-done }()
+	commits := watchCommits(t, ns)
 	commit := func(nft string) {
 		t.Helper()
 		inNS(t, ns, nft+"\n", "nft", "-f", "-")
@@ -160,4 +145,20 @@ func TestChainCache(t *testing.T) {
 	if _, _, ok := cc.valid(a.Generation + 5); ok {
 		t.Errorf("a gap in generations left the chain list valid")
 	}
+}
+
+// watchCommits follows the namespace's nftables commits until the test
+// ends.
+func watchCommits(t *testing.T, ns *netns.NS) <-chan nftnl.Commit {
+	t.Helper()
+	mon, err := nftnl.NewMonitor(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commits := make(chan nftnl.Commit, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mon.RunCommits(ctx, func(c nftnl.Commit) { commits <- c }) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return commits
 }
