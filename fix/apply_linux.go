@@ -224,7 +224,7 @@ func (f *Fixer) verifyNft(changes []Change, handles map[string]uint64) (bool, er
 			ok = false
 			continue
 		}
-		handles[c.Key()] = r.Handle
+		handles[ruleKey(c.Location, c.Before)] = r.Handle
 	}
 	return ok, nil
 }

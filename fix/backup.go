@@ -23,9 +23,12 @@ const BackupVersion = 1
 type Backup struct {
 	Version int       `json:"version"`
 	Created time.Time `json:"created"`
-	// NetNS is the namespace the rules live in ("" for the host's).
-	NetNS   string        `json:"netns,omitempty"`
-	Entries []BackupEntry `json:"entries"`
+	// NetNS is the namespace the rules live in ("" for the host's), as
+	// given; NetNSInode is its nsfs inode, which names it however it is
+	// given (0 in backups from before it was recorded).
+	NetNS      string        `json:"netns,omitempty"`
+	NetNSInode uint32        `json:"netns_inode,omitempty"`
+	Entries    []BackupEntry `json:"entries"`
 }
 
 // BackupEntry is one changed rule: where it is and what it was. Its Handle
@@ -152,23 +155,31 @@ func LoadBackup(path string) (*Backup, error) {
 	return ReadBackup(data, path)
 }
 
-// merge adds entries to b, replacing an older entry for the same rule
-// position: after a watch re-applies a fix to a rule its owner rewrote,
-// rollback restores the owner's latest version.
+// merge adds entries to b, replacing an older entry for the same rule: the
+// same position and the same original text. After a watch re-applies a fix
+// to a rule its owner rewrote, rollback restores the owner's latest
+// version; a different rule now at a fixed rule's position (one inserted
+// above it) is added, and the fixed rule, which moved, keeps its entry
+// (rollback finds nftables rules by handle, iptables rules by their line).
 func (b *Backup) merge(entries []BackupEntry) {
 	idx := map[string]int{}
 	for i := range b.Entries {
-		idx[b.Entries[i].Key()] = i
+		idx[ruleKey(b.Entries[i].Location, b.Entries[i].Before)] = i
 	}
 	for _, e := range entries {
-		if i, ok := idx[e.Key()]; ok {
+		k := ruleKey(e.Location, e.Before)
+		if i, ok := idx[k]; ok {
 			b.Entries[i] = e
 			continue
 		}
-		idx[e.Key()] = len(b.Entries)
+		idx[k] = len(b.Entries)
 		b.Entries = append(b.Entries, e)
 	}
 }
+
+// ruleKey names one rule across the fixes that share a backup: its
+// position and its original text.
+func ruleKey(l ruleset.Location, before string) string { return l.Key() + "\x00" + before }
 
 // WriteJSON writes v as indented JSON.
 func WriteJSON(w io.Writer, v any) error {

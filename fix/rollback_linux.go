@@ -18,6 +18,14 @@ import (
 // Every entry is checked first (a tampered backup is ErrTampered and
 // changes nothing): a rollback can only take away the flag a fix added.
 func (f *Fixer) Rollback(ctx context.Context, b *Backup) (*RollbackResult, error) {
+	ino, err := f.cfg.NS.Inode()
+	if err != nil {
+		return nil, err
+	}
+	here := &Backup{NetNS: f.nsName(), NetNSInode: ino}
+	if err := here.sameNamespace(b); err != nil {
+		return nil, err
+	}
 	for i := range b.Entries {
 		if err := b.Entries[i].check(); err != nil {
 			return nil, fmt.Errorf("entry %d: %w", i+1, err)

@@ -36,6 +36,11 @@ var ErrStale = errors.New("the ruleset changed since the plan was made")
 // other than what snatrace itself computes: nothing was changed.
 var ErrTampered = errors.New("the file asks for a change snatrace would not make")
 
+// ErrOtherNamespace is returned when a backup belongs to another network
+// namespace than the one the command acts on: a rollback there would take
+// fully-random off rules that merely look the same.
+var ErrOtherNamespace = errors.New("the backup was made in another network namespace")
+
 // Result is what Apply did.
 type Result struct {
 	Applied []Change `json:"applied"`
