@@ -302,6 +302,20 @@ func (m *Mode) parseSNATTarget(spec string) error {
 		addrs, ports = spec[:i], spec[i+1:]
 	}
 	lo, hi, found := strings.Cut(addrs, "-")
+	if !found && strings.Contains(lo, "/") {
+		// nft lists "snat to 10.0.0.0/30" for the range the prefix covers.
+		p, err := netip.ParsePrefix(lo)
+		if err != nil {
+			return fmt.Errorf("bad address prefix %q: %w", lo, err)
+		}
+		m.AddrMin, m.AddrMax = PrefixRange(p)
+		if ports != "" {
+			if m.PortMin, m.PortMax, err = parsePorts(ports); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	min, err := netip.ParseAddr(lo)
 	if err != nil {
 		return fmt.Errorf("bad address %q: %w", lo, err)
@@ -325,6 +339,25 @@ func (m *Mode) parseSNATTarget(spec string) error {
 		}
 	}
 	return nil
+}
+
+// PrefixRange returns the first and last address of p: the range nft makes
+// of "snat to ADDR/LEN".
+func PrefixRange(p netip.Prefix) (first, last netip.Addr) {
+	p = p.Masked()
+	b := p.Addr().As16()
+	bits := p.Bits()
+	if p.Addr().Is4() {
+		bits += 96
+	}
+	for i := bits; i < 128; i++ {
+		b[i/8] |= 1 << (7 - i%8)
+	}
+	last = netip.AddrFrom16(b)
+	if p.Addr().Is4() {
+		last = last.Unmap()
+	}
+	return p.Addr(), last
 }
 
 // ParsePortRange parses a source port range as rules write it: "PORT" or

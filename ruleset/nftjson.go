@@ -403,9 +403,23 @@ func jsonRange(v json.RawMessage) (string, string, error) {
 	var r struct {
 		Range []json.RawMessage `json:"range"`
 	}
+	var pr struct {
+		Prefix *struct {
+			Addr string `json:"addr"`
+			Len  int    `json:"len"`
+		} `json:"prefix"`
+	}
 	if len(v) > 0 && v[0] == '{' {
 		if err := json.Unmarshal(v, &r); err == nil && len(r.Range) == 2 {
 			return scalar(r.Range[0]), scalar(r.Range[1]), nil
+		}
+		if err := json.Unmarshal(v, &pr); err == nil && pr.Prefix != nil {
+			p, err := netip.ParsePrefix(fmt.Sprintf("%s/%d", pr.Prefix.Addr, pr.Prefix.Len))
+			if err != nil {
+				return "", "", fmt.Errorf("bad prefix %s: %w", clip(string(v)), err)
+			}
+			lo, hi := natrule.PrefixRange(p)
+			return lo.String(), hi.String(), nil
 		}
 		// An expression (map lookup): not a literal range.
 		return jsonTerm(v), jsonTerm(v), nil

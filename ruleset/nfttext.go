@@ -419,7 +419,7 @@ func nftRule(rs *Ruleset, c *Chain, w []string, body string, handle uint64, line
 	}
 	start := -1
 	for i, x := range w {
-		if x == "masquerade" || x == "snat" || (x == "xt" && i+2 < len(w) && w[i+1] == "target") {
+		if x == "masquerade" || isSNATStatement(w, i) || (x == "xt" && i+2 < len(w) && w[i+1] == "target") {
 			start = i
 			break
 		}
@@ -463,6 +463,20 @@ func nftRule(rs *Ruleset, c *Chain, w []string, body string, handle uint64, line
 	r.Match = nftMatch(w[:start])
 	rs.Rules = append(rs.Rules, r)
 	return nil
+}
+
+// isSNATStatement reports whether w[i] starts an snat statement ("snat to",
+// "snat ip to", "snat ip6 to"), not the conntrack status flag of a match
+// such as "ct status snat".
+func isSNATStatement(w []string, i int) bool {
+	if w[i] != "snat" || i+1 >= len(w) {
+		return false
+	}
+	switch w[i+1] {
+	case "to", "ip", "ip6":
+		return true
+	}
+	return false
 }
 
 // nftStatement reads a masquerade or snat statement. One whose addresses
