@@ -33,6 +33,8 @@ type iptParser struct {
 	version string
 	table   string // current table ("" before the first *table line)
 	sFormat bool   // iptables -S output: no *table lines, table is nat
+	sawV6   bool   // an -S rule named an IPv6 address: the dump is ip6tables'
+
 	chains  map[string]int
 	words   []string
 	source  int // index of the current Source in rs.Sources
@@ -79,8 +81,39 @@ func ParseIptablesSave(data, name string) (*Ruleset, error) {
 	if p.source < 0 {
 		return nil, &ParseError{File: name, Msg: "no iptables rules or tables found"}
 	}
+	if p.sFormat && p.sawV6 {
+		p.setFamily(natrule.IPv6)
+	}
 	p.rs.resolveHooks()
 	return p.rs, nil
+}
+
+// setFamily gives every chain, jump and rule read the family f: an -S dump
+// does not say which tool made it, and only its addresses tell.
+func (p *iptParser) setFamily(f Family) {
+	for i := range p.rs.Chains {
+		p.rs.Chains[i].Family = f
+	}
+	for i := range p.rs.Jumps {
+		p.rs.Jumps[i].Family = f
+	}
+	for i := range p.rs.Rules {
+		p.rs.Rules[i].Family = f
+	}
+}
+
+// namesV6 reports whether a rule's words give an IPv6 source or
+// destination (-s, -d and their long forms).
+func namesV6(w []string) bool {
+	for i := 0; i+1 < len(w); i++ {
+		switch w[i] {
+		case "-s", "-d", "--source", "--destination", "--src", "--dst":
+			if strings.Contains(w[i+1], ":") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (p *iptParser) fail(line int, format string, a ...any) error {
@@ -301,6 +334,7 @@ func (p *iptParser) appendLine(orig string, w []string, n int) error {
 	if err != nil {
 		return p.fail(n, "%v", err)
 	}
+	p.sawV6 = p.sawV6 || (p.sFormat && namesV6(w))
 	switch rw.target {
 	case "MASQUERADE", "SNAT":
 	case "":
@@ -319,6 +353,7 @@ func (p *iptParser) appendLine(orig string, w []string, n int) error {
 	if mode.AddrMin.Is6() {
 		fam = natrule.IPv6
 	}
+	p.sawV6 = p.sawV6 || (p.sFormat && fam == natrule.IPv6)
 	r := Rule{
 		Location: Location{Backend: p.backend, Family: fam, Table: "nat", Chain: chain, Position: pos},
 		Hook:     p.rs.Chains[ci].Hook,

@@ -168,3 +168,29 @@ func TestParseErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestIptablesSFamily: `ip6tables -t nat -S` has no header naming its
+// tool; one IPv6 address makes every rule of the dump IPv6, including a
+// rule that names none (it was read as IPv4, so a plan would have aimed at
+// the IPv4 table).
+func TestIptablesSFamily(t *testing.T) {
+	dump := "-P POSTROUTING ACCEPT\n" +
+		"-A POSTROUTING -s fd00:1::/64 -j SNAT --to-source 2001:db8::7\n" +
+		"-A POSTROUTING -o eth1 -j MASQUERADE\n"
+	rs, err := ParseIptablesSave(dump, "ip6tables-S")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs.Rules) != 2 {
+		t.Fatalf("%d rules, want 2", len(rs.Rules))
+	}
+	for _, r := range rs.Rules {
+		if r.Family != "ip6" {
+			t.Errorf("rule %d (%s): family %s, want ip6", r.Position, r.Text, r.Family)
+		}
+	}
+	v4, err := ParseIptablesSave("-P POSTROUTING ACCEPT\n-A POSTROUTING -o eth1 -j MASQUERADE\n", "iptables-S")
+	if err != nil || len(v4.Rules) != 1 || v4.Rules[0].Family != "ip" {
+		t.Errorf("an -S dump with no address: %v, %+v; want one ip rule", err, v4)
+	}
+}
