@@ -35,9 +35,9 @@ type iptParser struct {
 	sFormat bool   // iptables -S output: no *table lines, table is nat
 	sawV6   bool   // an -S rule named an IPv6 address: the dump is ip6tables'
 
-	chains  map[string]int
-	words   []string
-	source  int // index of the current Source in rs.Sources
+	chains map[string]int
+	words  []string
+	source int // index of the current Source in rs.Sources
 	// chainHint sizes the chain index.
 	chainHint int
 }
