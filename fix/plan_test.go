@@ -324,3 +324,19 @@ func TestEventLogBounded(t *testing.T) {
 		t.Errorf("capacity %d grew past the bound", cap(l.Events))
 	}
 }
+
+// TestFormatEventPartial: a watch round that changed a rule and then failed
+// says both, and the log counts the change.
+func TestFormatEventPartial(t *testing.T) {
+	c := Change{Location: ruleset.Location{Backend: natrule.Nftables, Family: "ip", Table: "t", Chain: "pr", Position: 1}, From: "masquerade", To: "masquerade fully-random"}
+	e := Event{Trigger: "nftables", Applied: []Change{c}, Err: "replacing 1 rules of iptables-legacy: exit status 1"}
+	want := "error: replacing 1 rules of iptables-legacy: exit status 1 (after making 1 rule fully-random: nftables ip t pr #1 (): masquerade -> masquerade fully-random)"
+	if got := FormatEvent(e); !strings.HasSuffix(got, want) {
+		t.Errorf("FormatEvent = %q, want it to end %q", got, want)
+	}
+	var l EventLog
+	l.Add(e)
+	if l.Changes != 1 || l.Errors != 1 {
+		t.Errorf("log counts %d changes, %d errors; want 1 and 1", l.Changes, l.Errors)
+	}
+}

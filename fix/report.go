@@ -86,12 +86,16 @@ func WriteRollback(w io.Writer, r *RollbackResult) error {
 
 // FormatEvent renders a watch event as one log line.
 func FormatEvent(e Event) string {
-	if e.Err != "" {
-		return fmt.Sprintf("%s %s: error: %s", e.Time.UTC().Format("2006-01-02T15:04:05.000Z"), e.Trigger, e.Err)
-	}
 	var parts []string
 	for _, c := range e.Applied {
 		parts = append(parts, fmt.Sprintf("%s %s %s %s #%d (%s): %s -> %s", c.Backend, c.Family, c.Table, c.Chain, c.Position, c.Owner, c.From, c.To))
+	}
+	if e.Err != "" {
+		msg := fmt.Sprintf("%s %s: error: %s", e.Time.UTC().Format("2006-01-02T15:04:05.000Z"), e.Trigger, e.Err)
+		if len(parts) > 0 {
+			msg += fmt.Sprintf(" (after making %d %s fully-random: %s)", len(parts), text.Plural(len(parts), "rule", "rules"), strings.Join(parts, "; "))
+		}
+		return msg
 	}
 	return fmt.Sprintf("%s %s: made %d %s fully-random in %v: %s", e.Time.UTC().Format("2006-01-02T15:04:05.000Z"), e.Trigger,
 		len(e.Applied), text.Plural(len(e.Applied), "rule", "rules"), e.Took.Round(100_000), strings.Join(parts, "; "))

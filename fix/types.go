@@ -51,6 +51,8 @@ type Result struct {
 	Verified bool `json:"verified"`
 	// Replans counts plans that went stale before one applied (ApplyFresh).
 	Replans int `json:"replans,omitempty"`
+	// Error is set when the apply failed after Applied were changed.
+	Error string `json:"error,omitempty"`
 }
 
 // RollbackResult is what Rollback did.

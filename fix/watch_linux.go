@@ -133,7 +133,13 @@ func (w *watch) round(ctx context.Context, trigger string, at time.Time, digeste
 		w.last.Store(nil)
 	}
 	if err != nil {
-		if ctx.Err() != nil {
+		// A round that changed rules before it failed (or was stopped)
+		// reports them with its error: they are in the kernel and the
+		// backup.
+		if res != nil {
+			ev.Applied, ev.Replans, ev.Took = res.Applied, res.Replans, time.Since(at)
+		}
+		if ctx.Err() != nil && len(ev.Applied) == 0 {
 			return
 		}
 		ev.Err = err.Error()

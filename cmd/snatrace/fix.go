@@ -295,7 +295,7 @@ func (r *fixRun) apply(ctx context.Context, backup string) error {
 		if r.o.planFile != "" && (errors.Is(err, fix.ErrStale) || errors.Is(err, fix.ErrTampered)) {
 			return envErr(fmt.Errorf("--plan %s: %w; nothing was changed: make a new plan", r.o.planFile, err))
 		}
-		return fixErr(err)
+		return r.partial(p, res, err)
 	}
 	if len(res.Applied) == 0 {
 		res.Backup = ""
@@ -318,6 +318,30 @@ func (r *fixRun) apply(ctx context.Context, backup string) error {
 	return nil
 }
 
+// partial reports an apply that failed after it changed rules (one
+// backend committed, the next failed; or the verify failed): what is now
+// fully-random and where its backup is, then the error. Without changes it
+// is the error alone.
+func (r *fixRun) partial(p *fix.Plan, res *fix.Result, err error) error {
+	if res == nil || len(res.Applied) == 0 {
+		return fixErr(err)
+	}
+	res.Error = err.Error()
+	r.out.Plan, r.out.Result = p, res
+	if r.o.jsonOut {
+		if werr := r.emit(); werr != nil {
+			return werr
+		}
+	} else {
+		fmt.Fprintf(r.stderr, "snatrace fix: the apply failed after changing %d %s (undo them with snatrace fix --rollback %s):\n",
+			len(res.Applied), map[bool]string{true: "rule", false: "rules"}[len(res.Applied) == 1], backupName(res.Backup))
+		for _, c := range res.Applied {
+			fmt.Fprintf(r.stderr, "  %s: %s -> %s\n", c.Label(), c.From, c.To)
+		}
+	}
+	return fixErr(err)
+}
+
 func runFixWatch(ctx context.Context, r *fixRun, backup string) error {
 	r.out.Mode, r.out.EventLog = "watch", &fix.EventLog{Events: []fix.Event{}}
 	var mu sync.Mutex
@@ -334,12 +358,16 @@ func runFixWatch(ctx context.Context, r *fixRun, backup string) error {
 			fmt.Fprintln(r.stderr, "snatrace fix:", fix.FormatEvent(e))
 		},
 	})
+	mu.Lock()
+	defer mu.Unlock()
 	if err != nil {
+		// The events so far are the record of what the watch changed.
+		if eerr := r.emit(); eerr != nil {
+			fmt.Fprintln(r.stderr, "snatrace fix:", eerr)
+		}
 		return fixErr(err)
 	}
 	fmt.Fprintln(r.stderr, "snatrace fix: stopped")
-	mu.Lock()
-	defer mu.Unlock()
 	return r.emit()
 }
 

@@ -305,3 +305,48 @@ func TestFixWatchCLI(t *testing.T) {
 		t.Errorf("backup after watch: %v\n%s", err, b)
 	}
 }
+
+// TestFixPartialApply makes iptables-legacy-restore fail after the
+// nftables rule of the same plan was committed: the exit is non-zero, and
+// the output says which rule is now fully-random and which backup undoes
+// it (in JSON too); the rollback then restores it.
+func TestFixPartialApply(t *testing.T) {
+	ns := fixNS(t, "partial")
+	inNS(t, ns, fixLegacyNat, "iptables-legacy-restore", "-w")
+	inNS(t, ns, fixNftNat, "nft", "-f", "-")
+	before := saveAll(t, ns)
+	dir := t.TempDir()
+	for _, tool := range []string{"iptables-legacy-save", "ip6tables-legacy-save", "iptables-nft-save", "ip6tables-nft-save"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			testenv.Skip(t, "%v", err)
+		}
+		os.Symlink(p, filepath.Join(dir, tool))
+	}
+	os.WriteFile(filepath.Join(dir, "iptables-legacy-restore"), []byte("#!/bin/sh\necho 'iptables-legacy-restore: simulated failure' >&2\nexit 1\n"), 0o755)
+	backup := filepath.Join(t.TempDir(), "b.json")
+	var out, errb bytes.Buffer
+	cmd := snatrace("fix", "--netns", ns.Path(), "--apply", "--backup", backup, "--json")
+	cmd.Env = append(cmd.Env, "PATH="+dir)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 {
+		t.Fatalf("partial apply: %v, want a non-zero exit", err)
+	}
+	var doc struct {
+		Result struct {
+			Applied []struct{ Backend string }
+			Backup  string
+			Error   string
+		}
+	}
+	if err := jsonUnmarshal(out.Bytes(), &doc); err != nil || len(doc.Result.Applied) != 1 || doc.Result.Applied[0].Backend != "nftables" || doc.Result.Backup != backup || doc.Result.Error == "" {
+		t.Fatalf("partial apply's JSON: %v %+v\n%s\nstderr %s", err, doc, out.String(), errb.String())
+	}
+	if _, errs, code := runCLI(t, "fix", "--netns", ns.Path(), "--rollback", backup); code != exitOK {
+		t.Fatalf("rollback: exit %d: %s", code, errs)
+	}
+	if saveAll(t, ns) != before {
+		t.Error("rollback did not restore the rules of the partial apply")
+	}
+}
