@@ -133,16 +133,17 @@ func (w *watch) round(ctx context.Context, trigger string, at time.Time, digeste
 		w.last.Store(nil)
 	}
 	if err != nil {
-		// A round that changed rules before it failed (or was stopped)
-		// reports them with its error: they are in the kernel and the
-		// backup.
+		// A round that changed rules before it failed reports them with
+		// its error; one stopped after its change (the verify cut short)
+		// reports the change alone: it is in the kernel and the backup.
 		if res != nil {
 			ev.Applied, ev.Replans, ev.Took = res.Applied, res.Replans, time.Since(at)
 		}
-		if ctx.Err() != nil && len(ev.Applied) == 0 {
-			return
+		if ctx.Err() == nil {
+			ev.Err = err.Error()
+		} else if len(ev.Applied) == 0 {
+			return // stopped: not a failure, and nothing changed
 		}
-		ev.Err = err.Error()
 		w.o.OnEvent(ev)
 		return
 	}
