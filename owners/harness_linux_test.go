@@ -165,7 +165,59 @@ func (n *node) auditOwned(owner string, want int, what string, in func(auditedRu
 		}
 	}
 	checkRemedy(n.t, doc, owner)
+	n.dumpsAgree(owner, doc)
 	return doc
+}
+
+// dumpsAgree reads the namespace's rules from nft's own dumps (text and
+// JSON) with audit --from-file and checks that the rules the live read
+// found in nftables (nft and iptables-nft) come out with the same owner.
+func (n *node) dumpsAgree(owner string, live auditDoc) {
+	n.t.Helper()
+	want := 0
+	for _, r := range live.Rules {
+		if r.Backend != "iptables-legacy" {
+			want++
+		}
+	}
+	for _, args := range [][]string{{"list", "ruleset"}, {"-j", "list", "ruleset"}} {
+		dump := filepath.Join(n.dir, "nft-dump")
+		if err := os.WriteFile(dump, []byte(n.run("nft", args...)), 0o644); err != nil {
+			n.t.Fatal(err)
+		}
+		out, errs, code := runBinary(n.bin, "audit", "--from-file", dump, "--json")
+		var doc auditDoc
+		if err := json.Unmarshal([]byte(out), &doc); err != nil || (code != 0 && code != 1) {
+			n.t.Errorf("audit --from-file (nft %v): exit %d, %v\n%s", args, code, err, errs)
+			continue
+		}
+		got := 0
+		for _, r := range doc.Rules {
+			if r.Owner == owner {
+				got++
+			} else {
+				n.t.Errorf("from nft %v: rule %q in %s/%s: owner %q (%s), live says %s", args, r.Rule, r.Table, r.Chain, r.Owner, r.OwnerEvidence, owner)
+			}
+		}
+		if got != want {
+			n.t.Errorf("from nft %v: %d rules of %s, the live read %d", args, got, owner, want)
+		}
+	}
+}
+
+// runBinary runs bin with args (no namespace) and returns its output and
+// exit code.
+func runBinary(bin string, args ...string) (stdout, stderr string, code int) {
+	var out, errb bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		code = -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+	}
+	return out.String(), errb.String(), code
 }
 
 // fixAndRollback runs snatrace fix --owner OWNER --apply and checks that

@@ -146,6 +146,12 @@ var signatures = []signature{
 	// (--userland-proxy=false): -o BRIDGE -m addrtype --src-type LOCAL.
 	{owner: Docker, chain: re(`^POSTROUTING$`), match: re(`^-o \S+ -m addrtype --src-type LOCAL$`), sibling: re(`^DOCKER$`),
 		why: "masquerade of local traffic into a bridge (-o BRIDGE --src-type LOCAL), next to chain DOCKER: Docker with the userland proxy off"},
+	// The same two as nft lists them (iptables-nft rules read from an nft
+	// dump: nft text, or nft -j where addrtype stays an xt match).
+	{owner: Docker, chain: re(`^POSTROUTING$`), match: re(`^(oifname != "?[^" ]+"? ip saddr \S+|ip saddr \S+ oifname != "?[^" ]+"?)$`), sibling: re(`^DOCKER$`),
+		why: "masquerade of a bridge subnet leaving by another interface (ip saddr SUBNET oifname != BRIDGE), next to chain DOCKER: a Docker network with its own bridge name"},
+	{owner: Docker, chain: re(`^POSTROUTING$`), match: re(`^oifname "?[^" ]+"? (fib saddr type local|xt match addrtype)$`), sibling: re(`^DOCKER$`),
+		why: "masquerade of local traffic into a bridge (oifname BRIDGE fib saddr type local), next to chain DOCKER: Docker with the userland proxy off"},
 	{owner: Docker, chain: re(`^POSTROUTING$`), match: re(`^-s (\S+)/32 -d (\S+)/32 -p (tcp|udp|sctp) -m (tcp|udp|sctp) --dport \d+$`), sibling: re(`^DOCKER$`),
 		why: "hairpin masquerade of a published port, next to chain DOCKER"},
 	{owner: Docker, chain: re(`^POSTROUTING$`), match: re(`^ip saddr (\S+) ip daddr (\S+) (tcp|udp|sctp) dport \d+$`), sibling: re(`^DOCKER$`),
