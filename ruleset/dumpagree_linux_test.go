@@ -12,7 +12,8 @@ import (
 // with the real nft, and checks that `nft list ruleset` and `nft -j list
 // ruleset`, read from the dump, give the source-NAT rules the live read
 // gives: a filter chain matching the conntrack status flag "snat" (not a
-// statement), and snat to an address prefix (a range to the kernel).
+// statement), snat to an address prefix (a range to the kernel), and
+// chains reached through inline and named verdict maps (their hook).
 func TestDumpsAgreeWithLive(t *testing.T) {
 	ns := labNS(t)
 	inNS(t, ns, `table ip t {
@@ -28,9 +29,21 @@ func TestDumpsAgreeWithLive(t *testing.T) {
 	}
 }
 table inet i {
+	map m {
+		type ifname : verdict
+		elements = { "eth4" : jump named }
+	}
 	chain post {
 		type nat hook postrouting priority srcnat; policy accept;
 		oifname "eth2" snat ip to 10.9.0.0/31 fully-random
+		oifname vmap { "eth3" : jump inline }
+		oifname vmap @m
+	}
+	chain inline {
+		masquerade
+	}
+	chain named {
+		masquerade persistent
 	}
 }
 `, "nft", "-f", "-")
@@ -39,8 +52,8 @@ table inet i {
 		t.Fatal(err)
 	}
 	want := modes(live)
-	if len(want) != 3 {
-		t.Fatalf("live read: %v, want 3 source-NAT rules", want)
+	if len(want) != 5 {
+		t.Fatalf("live read: %v, want 5 source-NAT rules", want)
 	}
 	for _, d := range []struct {
 		format Format
@@ -61,11 +74,11 @@ table inet i {
 	}
 }
 
-// modes lists each source-NAT rule as "family table chain: mode".
+// modes lists each source-NAT rule as "family table chain (hook): mode".
 func modes(rs *Ruleset) []string {
 	var out []string
 	for _, r := range rs.Rules {
-		out = append(out, string(r.Family)+" "+r.Table+" "+r.Chain+": "+r.NAT.String())
+		out = append(out, string(r.Family)+" "+r.Table+" "+r.Chain+" ("+r.Hook+"): "+r.NAT.String())
 	}
 	return out
 }

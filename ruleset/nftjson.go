@@ -62,6 +62,17 @@ type jsonParser struct {
 	rs       *Ruleset
 	tables   map[string]Backend // "family name" -> backend, decided at the end
 	chainIdx map[tableKey]int   // index in rs.Chains
+	// mapJumps are the chains each named verdict map's elements jump or
+	// go to; mapRefs the rules' lookups of them (a chain, the map),
+	// joined into jumps once the whole document is read.
+	mapJumps map[tableKey][]string
+	mapRefs  []mapRef
+}
+
+// mapRef is a rule of chain from looking up the verdict map set.
+type mapRef struct {
+	from, set tableKey
+	comment   string
 }
 
 func (p *jsonParser) fail(off int, format string, a ...any) error {
@@ -94,6 +105,7 @@ func ParseNftJSON(data, name string) (*Ruleset, error) {
 	if err := p.document(); err != nil {
 		return nil, err
 	}
+	p.mapRefJumps()
 	p.decideBackends()
 	rs := p.rs
 	for _, r := range rs.Rules {
@@ -165,6 +177,9 @@ func (p *jsonParser) elements() error {
 			if err := p.chain(raw, off); err != nil {
 				return err
 			}
+		}
+		if raw, ok := el["map"]; ok {
+			p.verdictMap(raw)
 		}
 		if raw, ok := el["rule"]; ok {
 			var r jsonRule
@@ -259,6 +274,83 @@ func (p *jsonParser) rule(r *jsonRule, line int) error {
 	return nil
 }
 
+// verdictMap records the chains a named verdict map's elements jump or go
+// to.
+func (p *jsonParser) verdictMap(raw json.RawMessage) {
+	var m struct {
+		Family string          `json:"family"`
+		Table  string          `json:"table"`
+		Name   string          `json:"name"`
+		Elem   json.RawMessage `json:"elem"`
+	}
+	if json.Unmarshal(raw, &m) != nil || len(m.Elem) == 0 {
+		return
+	}
+	if p.mapJumps == nil {
+		p.mapJumps = map[tableKey][]string{}
+	}
+	k := tableKey{Family(m.Family), m.Table, m.Name}
+	p.mapJumps[k] = append(p.mapJumps[k], verdictTargets(m.Elem)...)
+}
+
+// verdictTargets finds every {"jump"|"goto": {"target": CHAIN}} in v, at
+// any depth (the elements of an inline or named verdict map).
+func verdictTargets(v json.RawMessage) []string {
+	var out []string
+	var walk func(x any)
+	walk = func(x any) {
+		switch x := x.(type) {
+		case map[string]any:
+			for k, e := range x {
+				if t, ok := e.(map[string]any); ok && (k == "jump" || k == "goto") {
+					if to, ok := t["target"].(string); ok {
+						out = append(out, to)
+						continue
+					}
+				}
+				walk(e)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	var x any
+	if json.Unmarshal(v, &x) == nil {
+		walk(x)
+	}
+	return out
+}
+
+// vmapJumps records the jumps of a rule's vmap expression: inline
+// elements now, a named map's ("@name") once the document is read.
+func (p *jsonParser) vmapJumps(r *jsonRule, v json.RawMessage) {
+	var vm struct {
+		Data json.RawMessage `json:"data"`
+	}
+	if json.Unmarshal(v, &vm) != nil {
+		return
+	}
+	var named string
+	if json.Unmarshal(vm.Data, &named) == nil && strings.HasPrefix(named, "@") {
+		p.mapRefs = append(p.mapRefs, mapRef{from: tableKey{Family(r.Family), r.Table, r.Chain}, set: tableKey{Family(r.Family), r.Table, named[1:]}, comment: r.Comment})
+		return
+	}
+	for _, to := range verdictTargets(vm.Data) {
+		p.rs.Jumps = append(p.rs.Jumps, Jump{Family: Family(r.Family), Table: r.Table, From: r.Chain, To: to, Comment: r.Comment})
+	}
+}
+
+// mapRefJumps turns the rules' lookups of named verdict maps into jumps.
+func (p *jsonParser) mapRefJumps() {
+	for _, ref := range p.mapRefs {
+		for _, to := range p.mapJumps[ref.set] {
+			p.rs.Jumps = append(p.rs.Jumps, Jump{Family: ref.from.fam, Table: ref.from.table, From: ref.from.chain, To: to, Comment: ref.comment})
+		}
+	}
+}
+
 // exprs reads a rule's expressions: its match words, its jumps (recorded)
 // and its NAT statement (nil for a rule without one).
 func (p *jsonParser) exprs(r *jsonRule) (match []string, rule *Rule, err error) {
@@ -277,6 +369,9 @@ func (p *jsonParser) exprs(r *jsonRule) (match []string, rule *Rule, err error) 
 					return nil, nil, fmt.Errorf("bad %s: %w", k, err)
 				}
 				p.rs.Jumps = append(p.rs.Jumps, Jump{Family: Family(r.Family), Table: r.Table, From: r.Chain, To: t.Target, Comment: r.Comment})
+			case "vmap":
+				p.vmapJumps(r, v)
+				match = append(match, k+" "+jsonTerm(v))
 			case "masquerade", "snat":
 				m, err := jsonNAT(k, v)
 				if err != nil {

@@ -48,7 +48,11 @@ type nftParser struct {
 	chain     int // index in rs.Chains of the open chain, -1 outside one
 	skipDepth int // >0 while inside a set/map/flowtable/object block
 	skipKind  string
-	managed   map[string]bool // "family name" tables nft warned about
+	skipMap   string // the named map being skipped ("" for other blocks)
+	// mapJumps are the chains each named verdict map's elements jump or
+	// go to (maps are listed before the chains that look them up).
+	mapJumps map[tableKey][]string
+	managed  map[string]bool // "family name" tables nft warned about
 	line      int
 }
 
@@ -115,6 +119,7 @@ func (p *nftParser) parseLine(line string) error {
 		if p.skipDepth += d; p.skipDepth < 0 {
 			return p.fail("unbalanced '}' in %s", p.skipKind)
 		}
+		p.mapElements(body)
 		return nil
 	}
 	words, err := nftWords(body)
@@ -183,11 +188,33 @@ func (p *nftParser) inTable(words []string, body string, handle uint64) error {
 		if d < 0 {
 			return p.fail("unbalanced '}' in %s", words[0])
 		}
-		p.skipDepth, p.skipKind = d, words[0]
+		p.skipDepth, p.skipKind, p.skipMap = d, words[0], ""
+		if words[0] == "map" && len(words) > 1 {
+			p.skipMap = unquote(words[1])
+			p.mapElements(body)
+		}
 	default:
 		return p.fail("unexpected %q in table %s", clip(body), p.table.name)
 	}
 	return nil
+}
+
+// mapElements records the jump and goto targets on a line of the named map
+// being skipped.
+func (p *nftParser) mapElements(body string) {
+	if p.skipMap == "" || p.table == nil {
+		return
+	}
+	w := strings.FieldsFunc(body, func(r rune) bool { return r == ' ' || r == '\t' || r == ',' || r == '{' || r == '}' })
+	for i := 0; i+1 < len(w); i++ {
+		if w[i] == "jump" || w[i] == "goto" {
+			if p.mapJumps == nil {
+				p.mapJumps = map[tableKey][]string{}
+			}
+			k := tableKey{p.table.family, p.table.name, p.skipMap}
+			p.mapJumps[k] = append(p.mapJumps[k], unquote(w[i+1]))
+		}
+	}
 }
 
 // inChain handles a line of a chain: its header, its end or a rule.
@@ -211,6 +238,13 @@ func (p *nftParser) inChain(words []string, body string, handle uint64) error {
 		c.Rules++
 		if err := nftRule(p.rs, c, words, body, handle, p.line); err != nil {
 			return p.fail("%v", err)
+		}
+		for i := 0; i+1 < len(words); i++ {
+			if words[i] == "vmap" && strings.HasPrefix(words[i+1], "@") {
+				for _, to := range p.mapJumps[tableKey{c.Family, c.Table, strings.TrimPrefix(words[i+1], "@")}] {
+					p.rs.Jumps = append(p.rs.Jumps, Jump{Backend: c.Backend, Family: c.Family, Table: c.Table, From: c.Name, To: to})
+				}
+			}
 		}
 	}
 	return nil
