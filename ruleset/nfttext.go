@@ -53,7 +53,7 @@ type nftParser struct {
 	// go to (maps are listed before the chains that look them up).
 	mapJumps map[tableKey][]string
 	managed  map[string]bool // "family name" tables nft warned about
-	line      int
+	line     int
 }
 
 // ParseNftText reads the output of `nft list ruleset` (with or without -a
