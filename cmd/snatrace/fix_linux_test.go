@@ -151,18 +151,7 @@ func TestFixStalePlanFile(t *testing.T) {
 // save tools but not iptables-legacy-restore: exit 2 naming it, nothing
 // changed, the nftables rule in the same plan included.
 func TestFixMissingIptables(t *testing.T) {
-	ns := fixNS(t, "nobin")
-	inNS(t, ns, fixLegacyNat, "iptables-legacy-restore", "-w")
-	inNS(t, ns, fixNftNat, "nft", "-f", "-")
-	before := saveAll(t, ns)
-	dir := t.TempDir()
-	for _, tool := range []string{"iptables-legacy-save", "ip6tables-legacy-save", "iptables-nft-save", "ip6tables-nft-save"} {
-		p, err := exec.LookPath(tool)
-		if err != nil {
-			testenv.Skip(t, "%v", err)
-		}
-		os.Symlink(p, filepath.Join(dir, tool))
-	}
+	ns, before, dir := legacyAndNftNode(t, "nobin")
 	var out, errb bytes.Buffer
 	cmd := snatrace("fix", "--netns", ns.Path(), "--apply", "--no-backup")
 	cmd.Env = append(cmd.Env, "PATH="+dir)
@@ -311,18 +300,7 @@ func TestFixWatchCLI(t *testing.T) {
 // the output says which rule is now fully-random and which backup undoes
 // it (in JSON too); the rollback then restores it.
 func TestFixPartialApply(t *testing.T) {
-	ns := fixNS(t, "partial")
-	inNS(t, ns, fixLegacyNat, "iptables-legacy-restore", "-w")
-	inNS(t, ns, fixNftNat, "nft", "-f", "-")
-	before := saveAll(t, ns)
-	dir := t.TempDir()
-	for _, tool := range []string{"iptables-legacy-save", "ip6tables-legacy-save", "iptables-nft-save", "ip6tables-nft-save"} {
-		p, err := exec.LookPath(tool)
-		if err != nil {
-			testenv.Skip(t, "%v", err)
-		}
-		os.Symlink(p, filepath.Join(dir, tool))
-	}
+	ns, before, dir := legacyAndNftNode(t, "partial")
 	os.WriteFile(filepath.Join(dir, "iptables-legacy-restore"), []byte("#!/bin/sh\necho 'iptables-legacy-restore: simulated failure' >&2\nexit 1\n"), 0o755)
 	backup := filepath.Join(t.TempDir(), "b.json")
 	var out, errb bytes.Buffer
@@ -349,4 +327,23 @@ func TestFixPartialApply(t *testing.T) {
 	if saveAll(t, ns) != before {
 		t.Error("rollback did not restore the rules of the partial apply")
 	}
+}
+
+// legacyAndNftNode is a namespace with an iptables-legacy and an nftables
+// masquerade rule, its rules as saveAll gives them, and a directory for
+// PATH holding only the four save tools (a test adds what it needs).
+func legacyAndNftNode(t *testing.T, name string) (*netns.NS, string, string) {
+	t.Helper()
+	ns := fixNS(t, name)
+	inNS(t, ns, fixLegacyNat, "iptables-legacy-restore", "-w")
+	inNS(t, ns, fixNftNat, "nft", "-f", "-")
+	dir := t.TempDir()
+	for _, tool := range []string{"iptables-legacy-save", "ip6tables-legacy-save", "iptables-nft-save", "ip6tables-nft-save"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			testenv.Skip(t, "%v", err)
+		}
+		os.Symlink(p, filepath.Join(dir, tool))
+	}
+	return ns, saveAll(t, ns), dir
 }
