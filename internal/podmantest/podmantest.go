@@ -21,6 +21,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/snatrace/snatrace/internal/testenv"
 	"github.com/snatrace/snatrace/netns"
@@ -63,6 +64,10 @@ network_config_dir = "%s"
 		args: []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"), "--tmpdir", filepath.Join(dir, "tmp")}}
 	t.Cleanup(func() {
 		p.Exec("rm", "-f", "-a", "-t", "0")
+		// conmon runs `podman container cleanup` when a container exits,
+		// and that can mount the storage again after rm returned: wait
+		// for the processes of this store (bounded) before unmounting.
+		waitProcesses(dir, 10*time.Second)
 		// The overlay driver bind-mounts its directory onto itself and
 		// leaves it mounted: without this, dir cannot be removed.
 		if err := unmountUnder(dir); err != nil {
@@ -70,6 +75,23 @@ network_config_dir = "%s"
 		}
 	})
 	return p
+}
+
+// waitProcesses waits, at most d, until no process's command line names dir.
+func waitProcesses(dir string, d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		busy := false
+		m, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, f := range m {
+			if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), dir) {
+				busy = true
+				break
+			}
+		}
+		if !busy {
+			return
+		}
+	}
 }
 
 // unmountUnder unmounts every mount point at or under dir, deepest first.
