@@ -340,3 +340,24 @@ func TestFormatEventPartial(t *testing.T) {
 		t.Errorf("log counts %d changes, %d errors; want 1 and 1", l.Changes, l.Errors)
 	}
 }
+
+// TestWriteRollback checks the rollback report: a backup with no applied
+// change says there was nothing to restore; otherwise restored and left
+// alone rules are listed.
+func TestWriteRollback(t *testing.T) {
+	e := BackupEntry{Location: ruleset.Location{Backend: natrule.IptablesLegacy, Family: "ip", Table: "nat", Chain: "POSTROUTING", Position: 1},
+		Before: "-A POSTROUTING -j MASQUERADE", After: "-A POSTROUTING -j MASQUERADE --random-fully"}
+	for _, tt := range []struct {
+		res  RollbackResult
+		want string
+	}{
+		{RollbackResult{}, "Nothing to restore: the backup records no change that was applied.\n"},
+		{RollbackResult{Restored: []BackupEntry{e}}, "Restored 1 rule.\n  iptables-legacy ip nat POSTROUTING #1: -A POSTROUTING -j MASQUERADE\n"},
+		{RollbackResult{Missing: []BackupEntry{e}}, "Restored 0 rules.\nLeft alone 1 rule no longer as the fix left them (rewritten or removed by their owner):\n  iptables-legacy ip nat POSTROUTING #1: -A POSTROUTING -j MASQUERADE --random-fully\n"},
+	} {
+		var b bytes.Buffer
+		if err := WriteRollback(&b, &tt.res); err != nil || b.String() != tt.want {
+			t.Errorf("WriteRollback(%+v) = %q, %v; want %q", tt.res, b.String(), err, tt.want)
+		}
+	}
+}

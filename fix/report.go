@@ -71,6 +71,10 @@ func WriteResult(w io.Writer, r *Result) error {
 // WriteRollback writes what a rollback did.
 func WriteRollback(w io.Writer, r *RollbackResult) error {
 	ew := &text.Writer{W: w}
+	if len(r.Restored)+len(r.Missing) == 0 {
+		ew.Printf("Nothing to restore: the backup records no change that was applied.\n")
+		return ew.Err
+	}
 	ew.Printf("Restored %d %s.\n", len(r.Restored), text.Plural(len(r.Restored), "rule", "rules"))
 	for _, e := range r.Restored {
 		ew.Printf("  %s %s %s %s #%d: %s\n", e.Backend, e.Family, e.Table, e.Chain, e.Position, e.Before)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/snatrace/snatrace/audit"
@@ -51,7 +52,9 @@ detected unless --format says it. Give --kernel to judge a dump from another
 host's kernel.
 
 Exit codes: 0 no findings at or above --fail-on, 1 findings, 2 usage or
-environment error (bad dump: file and line; missing privilege).`,
+environment error (bad dump: file and line; missing privilege), and 2 when
+nothing at or above --fail-on was found but a source of rules could not be
+read (the report still lists what was read and what was not).`,
 		Example: `  sudo snatrace audit
   sudo snatrace audit --netns snt-lab-node --interval 10s --json
   iptables-save | snatrace audit --from-file - --kernel 4.19.0`,
@@ -127,7 +130,21 @@ func runAudit(ctx context.Context, stdout io.Writer, stdin io.Reader, o auditOpt
 	if rep.HasFindings(min) {
 		return silentExit(exitFindings)
 	}
-	return nil
+	return incomplete(rep.ReadErrors, o.failOn)
+}
+
+// incomplete is the error of an audit that found nothing at or above
+// --fail-on but could not read every source: "nothing found" would be a
+// claim about rules it never saw, so it exits 2 and names them.
+func incomplete(errs []ruleset.ReadError, failOn string) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	var parts []string
+	for _, e := range errs {
+		parts = append(parts, fmt.Sprintf("the %s rules could not be read (%s: %s)", e.Backend, e.Source, e.Err))
+	}
+	return envErr(fmt.Errorf("audit incomplete: %s; no finding at or above %s among the rules that were read", strings.Join(parts, "; "), failOn))
 }
 
 // readDump reads and parses the --from-file dump, and returns its text.

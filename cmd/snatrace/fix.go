@@ -13,6 +13,7 @@ import (
 
 	"github.com/snatrace/snatrace/audit"
 	"github.com/snatrace/snatrace/fix"
+	"github.com/snatrace/snatrace/report/text"
 	"github.com/snatrace/snatrace/tool"
 	"github.com/spf13/cobra"
 )
@@ -253,7 +254,15 @@ func (r *fixRun) rollback(ctx context.Context) error {
 			return err
 		}
 	}
-	return r.emit()
+	if err := r.emit(); err != nil {
+		return err
+	}
+	if n := len(res.Missing); n > 0 {
+		fmt.Fprintf(r.stderr, "snatrace fix: rollback incomplete: %d %s left alone, no longer as the fix left %s (rewritten or removed by an owner)\n",
+			n, text.Plural(n, "rule", "rules"), text.Plural(n, "it", "them"))
+		return silentExit(exitFindings)
+	}
+	return nil
 }
 
 func (r *fixRun) plan(ctx context.Context) error {
@@ -334,7 +343,7 @@ func (r *fixRun) partial(p *fix.Plan, res *fix.Result, err error) error {
 		}
 	} else {
 		fmt.Fprintf(r.stderr, "snatrace fix: the apply failed after changing %d %s (undo them with snatrace fix --rollback %s):\n",
-			len(res.Applied), map[bool]string{true: "rule", false: "rules"}[len(res.Applied) == 1], backupName(res.Backup))
+			len(res.Applied), text.Plural(len(res.Applied), "rule", "rules"), backupName(res.Backup))
 		for _, c := range res.Applied {
 			fmt.Fprintf(r.stderr, "  %s: %s -> %s\n", c.Label(), c.From, c.To)
 		}
@@ -383,14 +392,21 @@ func readPlan(path string) (*fix.Plan, error) {
 	if err != nil {
 		return nil, usageErr("--plan: %w", err)
 	}
-	var doc struct {
-		Plan *fix.Plan `json:"plan"`
-	}
+	// The whole document is checked, not only its plan: a field snatrace
+	// does not write (a typo, a hand edit such as "fully_random": false)
+	// would otherwise be ignored without a word.
+	var doc fixOutput
 	dec := json.NewDecoder(strings.NewReader(string(data)))
-	if err := dec.Decode(&doc); err != nil || doc.Plan == nil {
-		if err == nil {
-			err = errors.New("no \"plan\" in the document")
-		}
+	dec.DisallowUnknownFields()
+	err = dec.Decode(&doc)
+	switch {
+	case err != nil:
+	case doc.Plan == nil:
+		err = errors.New("no \"plan\" in the document")
+	case dec.More():
+		err = errors.New("trailing data after the document")
+	}
+	if err != nil {
 		return nil, usageErr("--plan %s: not the output of snatrace fix --json: %w", path, err)
 	}
 	if err := doc.Plan.Check(); err != nil {

@@ -347,3 +347,34 @@ func legacyAndNftNode(t *testing.T, name string) (*netns.NS, string, string) {
 	}
 	return ns, saveAll(t, ns), dir
 }
+
+// TestRollbackLeftAlone rolls back a fix after the owner rewrote the fixed
+// rule: the rollback must leave the rewritten rule alone, list it, and exit
+// 1 (incomplete) rather than 0, in text and in JSON.
+func TestRollbackLeftAlone(t *testing.T) {
+	ns := fixNS(t, "leftalone")
+	inNS(t, ns, fixLegacyNat, "iptables-legacy-restore", "-w")
+	backup := filepath.Join(t.TempDir(), "b.json")
+	if out, errs, code := runCLI(t, "fix", "--netns", ns.Path(), "--apply", "--backup", backup); code != exitOK {
+		t.Fatalf("apply: exit %d\n%s\n%s", code, out, errs)
+	}
+	// The owner rewrites its rule (another subnet, its own --random-fully).
+	inNS(t, ns, "*nat\n-R POSTROUTING 1 -s 172.18.0.0/16 ! -o docker0 -j MASQUERADE --random-fully\nCOMMIT\n", "iptables-legacy-restore", "-w", "--noflush")
+	rewritten := saveAll(t, ns)
+	out, errs, code := runCLI(t, "fix", "--netns", ns.Path(), "--rollback", backup)
+	const want = "snatrace fix: rollback incomplete: 1 rule left alone, no longer as the fix left it (rewritten or removed by an owner)\n"
+	if code != exitFindings || errs != want || !strings.Contains(out, "Restored 0 rules.\nLeft alone 1 rule") {
+		t.Fatalf("rollback: exit %d, stdout %q, stderr %q; want exit 1 and %q", code, out, errs, want)
+	}
+	out, _, code = runCLI(t, "fix", "--netns", ns.Path(), "--rollback", backup, "--json")
+	var doc struct {
+		Rollback struct{ Restored, Missing []struct{ After string } }
+	}
+	if code != exitFindings || jsonUnmarshal([]byte(out), &doc) != nil || len(doc.Rollback.Restored) != 0 || len(doc.Rollback.Missing) != 1 ||
+		doc.Rollback.Missing[0].After != "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE --random-fully" {
+		t.Fatalf("rollback --json: exit %d, %+v\n%s", code, doc, out)
+	}
+	if saveAll(t, ns) != rewritten {
+		t.Fatal("the rollback changed the owner's rewritten rule")
+	}
+}

@@ -53,6 +53,44 @@ func TestFixTamperedPlanCLI(t *testing.T) {
 	}
 }
 
+// TestFixPlanUnknownField hands --plan a saved plan with a field snatrace
+// does not write, and one with a second document after it: both must be
+// refused by name (exit 2), changing nothing, instead of being ignored.
+func TestFixPlanUnknownField(t *testing.T) {
+	ns := fixNS(t, "planfield")
+	inNS(t, ns, fixLegacyNat, "iptables-legacy-restore", "-w")
+	out, _, code := runCLI(t, "fix", "--netns", ns.Path(), "--json")
+	if code != exitFindings {
+		t.Fatalf("plan: exit %d\n%s", code, out)
+	}
+	orig := saveAll(t, ns)
+	for _, tt := range []struct{ name, doc, want string }{
+		{"unknown field", strings.Replace(out, `"before": `, `"fully_random": false, "before": `, 1), `json: unknown field "fully_random"`},
+		{"trailing document", out + out, "trailing data after the document"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.doc == out {
+				t.Fatal("the edit did not apply")
+			}
+			plan := filepath.Join(t.TempDir(), "plan.json")
+			os.WriteFile(plan, []byte(tt.doc), 0o600)
+			_, errs, code := runCLI(t, "fix", "--netns", ns.Path(), "--apply", "--plan", plan, "--no-backup")
+			if code != exitUsage || !strings.Contains(errs, "not the output of snatrace fix --json: "+tt.want) {
+				t.Errorf("exit %d, stderr %q", code, errs)
+			}
+			if got := saveAll(t, ns); stripVolatile(got) != stripVolatile(orig) {
+				t.Fatalf("the plan was applied:\n%s", got)
+			}
+		})
+	}
+	// The untouched document is still accepted.
+	plan := filepath.Join(t.TempDir(), "plan.json")
+	os.WriteFile(plan, []byte(out), 0o600)
+	if _, errs, code := runCLI(t, "fix", "--netns", ns.Path(), "--apply", "--plan", plan, "--no-backup"); code != exitOK {
+		t.Fatalf("the saved plan: exit %d, stderr %q", code, errs)
+	}
+}
+
 // TestFixTamperedBackupCLI edits a real backup so that a rollback would
 // write another rule: the rollback must exit 2 and change nothing.
 func TestFixTamperedBackupCLI(t *testing.T) {
