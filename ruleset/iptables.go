@@ -238,7 +238,7 @@ func (p *iptParser) rule(orig, line string, n int) error {
 	if err != nil {
 		return p.fail(n, "%v", err)
 	}
-	w := p.words
+	w := dropCounters(p.words)
 	if len(w) == 0 {
 		return p.fail(n, "counters without a rule")
 	}
@@ -252,6 +252,29 @@ func (p *iptParser) rule(orig, line string, n int) error {
 		return p.appendLine(orig, w, n)
 	}
 	return p.fail(n, "unexpected %q: want -A CHAIN", w[0])
+}
+
+// dropCounters removes the counters "-c PACKETS BYTES" that iptables -S -v
+// writes into each line (and iptables-restore accepts) from w, in place.
+func dropCounters(w []string) []string {
+	for i := 0; i+2 < len(w); i++ {
+		if (w[i] == "-c" || w[i] == "--set-counters") && isDecimal(w[i+1]) && isDecimal(w[i+2]) {
+			return append(w[:i], w[i+3:]...)
+		}
+	}
+	return w
+}
+
+func isDecimal(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // chainLine handles the -P and -N lines of iptables -S output.

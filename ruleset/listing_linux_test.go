@@ -19,10 +19,11 @@ var listingVariants = [][]string{
 	{"-t", "nat", "-L", "-n"},
 	{"-t", "nat", "-L", "-n", "-v", "--line-numbers"},
 	{"-t", "nat", "-nvxL", "--line-numbers"},
+	{"-t", "nat", "-S", "-v"}, // rules with "-c PACKETS BYTES" in them
 }
 
 // TestListingAgainstIptables loads every owner's rules (testdata/owners/src)
-// into a namespace with the real iptables, prints them the four ways people
+// into a namespace with the real iptables, prints them the five ways people
 // list the nat table, and reads each listing: every NAT rule must come out
 // where, as whose and with the flags the iptables-save dump of the same
 // rules says.
