@@ -77,6 +77,7 @@ const (
 	KindClashResolve  Kind = "clash-resolved"
 	KindMixedBackends Kind = "mixed-backends" // iptables-legacy and nftables rules side by side
 	KindNotRead       Kind = "rules-not-read" // a source of rules could not be read: the audit is incomplete
+	KindUnreachable   Kind = "unreachable"    // no NAT hook reaches the rule's chain: no packet runs it (info)
 	// The DNS path (dns.go).
 	KindDNSConntrack Kind = "dns-conntrack" // port-53 service DNAT through conntrack, no NOTRACK
 	KindDNSSNAT      Kind = "dns-snat-race" // UDP through SNAT without fully-random: cross-pod reply clashes
@@ -166,6 +167,7 @@ func (r *Report) HasFindings(min Severity) bool {
 type RuleView struct {
 	ruleset.Location
 	Hook          string        `json:"hook,omitempty"`
+	Unreachable   bool          `json:"unreachable,omitempty"` // no NAT hook reaches its chain
 	Match         string        `json:"match,omitempty"`
 	Action        string        `json:"action"`
 	Mode          string        `json:"mode"`
@@ -184,7 +186,7 @@ type RuleView struct {
 
 func viewOf(r *ruleset.Rule) RuleView {
 	v := RuleView{
-		Location: r.Location, Hook: r.Hook, Match: r.Match, Action: r.NAT.Action.String(),
+		Location: r.Location, Hook: r.Hook, Unreachable: r.Unreachable, Match: r.Match, Action: r.NAT.Action.String(),
 		Mode: r.NAT.String(), Ports: r.Ports(), Random: r.NAT.Random, FullyRandom: r.NAT.FullyRandom,
 		Persistent: r.NAT.Persistent, FlagsKnown: r.FlagsKnown, Comment: r.Comment, Owner: r.Owner,
 		OwnerEvidence: r.OwnerEvidence, Line: r.Line, Rule: r.Text,
@@ -271,6 +273,11 @@ func ruleFindings(r *ruleset.Rule, idx int, preRover, kernelKnown bool, release 
 			Severity: sev, Kind: kind, Rule: r.Text, RuleIndex: idx, Owner: r.Owner,
 			Message: msg, Evidence: ev, Remedy: Remedy(r, kind),
 		})
+	}
+	if r.Unreachable {
+		add(Info, KindUnreachable, fmt.Sprintf("%s rule in chain %s, which no NAT hook reaches (nothing jumps to it): no packet runs it, so it cannot race; not judged further", r.NAT.Action, r.Chain),
+			"no jump, goto or verdict map leads to "+r.Chain+" from a base chain of its table")
+		return out
 	}
 	m := r.NAT
 	pod := r.Owner.IsPodTraffic()

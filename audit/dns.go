@@ -128,7 +128,7 @@ func first(s []string, n int) []string { return s[:min(n, len(s))] }
 // racyForUDP reports whether r is an SNAT rule that matches UDP and keeps
 // source ports (no fully-random): the cross-pod reply clash.
 func racyForUDP(r *ruleset.Rule) bool {
-	if r.NAT.FullyRandom || !r.FlagsKnown {
+	if r.NAT.FullyRandom || !r.FlagsKnown || r.Unreachable {
 		return false
 	}
 	m := " " + r.Match + " " + r.Text + " "

@@ -57,7 +57,7 @@ func PAWSFrom(before, after netstat.Counters, interval time.Duration) *PAWSEvide
 // its own: the random flags always do, a port range does for every source
 // port outside it.
 func remaps(r *ruleset.Rule) bool {
-	return r.FlagsKnown && (r.NAT.Random || r.NAT.FullyRandom || r.NAT.HasPorts())
+	return r.FlagsKnown && !r.Unreachable && (r.NAT.Random || r.NAT.FullyRandom || r.NAT.HasPorts())
 }
 
 // pawsFindings judges the remapping rules against the kernel's timestamp

@@ -48,6 +48,8 @@ func Remedy(r *ruleset.Rule, kind Kind) string {
 		return fmt.Sprintf("widen the rule's source port range (%s) to thousands of ports, or drop it to use the whole range; with a narrow range even fully-random collides", r.Ports())
 	case KindFlagsUnknown:
 		return "run `snatrace audit` on the host (or give it iptables-save / nft list ruleset output) to see the flags"
+	case KindUnreachable:
+		return fmt.Sprintf("nothing to fix while no NAT hook reaches chain %s; if its owner meant it to run, the jump into it is missing (and the rule, once reached, is judged like any other)", r.Chain)
 	}
 	if s, ok := ownerRemedies[r.Owner]; ok {
 		return s

@@ -7,7 +7,7 @@ import (
 )
 
 // FromAuditReport reduces an audit report to the labels the exporter serves:
-// per rule its owner, backend and randomness (RandomnessUnknown when the
+// per rule no NAT hook leaves unreached, its owner, backend and randomness (RandomnessUnknown when the
 // source did not show the NAT flags), per finding its severity and kind.
 func FromAuditReport(rep *audit.Report) AuditResult {
 	var r AuditResult
@@ -15,6 +15,9 @@ func FromAuditReport(rep *audit.Report) AuditResult {
 		return r
 	}
 	for _, v := range rep.Rules {
+		if v.Unreachable {
+			continue // no packet runs it: not a rule that can race
+		}
 		rnd := RandomnessNone
 		switch {
 		case !v.FlagsKnown:

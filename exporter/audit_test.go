@@ -69,3 +69,21 @@ func TestFromAuditReportNil(t *testing.T) {
 		t.Errorf("nil report gave %+v", r)
 	}
 }
+
+// TestFromAuditReportUnreachable: a masquerade rule in a chain nothing
+// jumps to is not served as a rule (it would fire the racing-rules alert
+// for a rule no packet runs); its info finding is.
+func TestFromAuditReportUnreachable(t *testing.T) {
+	rs, err := ruleset.Parse("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:ORPHAN - [0:0]\n"+
+		"-A POSTROUTING -s 10.1.0.0/16 -j MASQUERADE --random-fully\n-A ORPHAN -s 10.2.0.0/16 -j MASQUERADE\nCOMMIT\n", "dump", ruleset.FormatAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := FromAuditReport(audit.Run(audit.Input{Rules: rs, Kernel: "6.1.0"}))
+	if len(res.Rules) != 1 || res.Rules[0].Randomness != RandomnessFullyRandom {
+		t.Errorf("rules %+v, want only the fully-random one", res.Rules)
+	}
+	if len(res.Findings) != 1 || res.Findings[0].Kind != string(audit.KindUnreachable) {
+		t.Errorf("findings %+v, want the one unreachable", res.Findings)
+	}
+}

@@ -131,6 +131,12 @@ type Rule struct {
 	Line int `json:"line,omitempty"`
 	// XT is true when the action is an xtables target inside nftables.
 	XT bool `json:"xt,omitempty"`
+	// Unreachable is true when no packet runs the rule: its table's base
+	// chains were read (a dump of the whole table) and none of them reaches
+	// the rule's chain through jumps, gotos or verdict maps. A live nftables
+	// read never sees such rules (it reads only reachable chains); a dump
+	// or iptables-legacy's save does.
+	Unreachable bool `json:"unreachable,omitempty"`
 	// Owner is the software that installed the rule, set by Attribute.
 	Owner Owner `json:"owner"`
 	// OwnerEvidence says which signature matched.
@@ -276,72 +282,106 @@ func (rs *Ruleset) merge(o *Ruleset) {
 }
 
 // resolveHooks fills Rule.Hook for rules in regular chains from the base
-// chains that reach them, when exactly one hook does. Jumps are indexed by
-// their target once and each chain is resolved once, however many NAT rules
-// it holds, so a dump with 1e5 jumps and 1e3 NAT rules costs a few linear
-// passes.
+// chains that reach them, when exactly one hook does, and marks
+// Rule.Unreachable the rules of chains no base chain of a table that has
+// some reaches. Jumps are indexed by their target once and each chain is
+// resolved once, however many NAT rules it holds, so a dump with 1e5 jumps
+// and 1e3 NAT rules costs a few linear passes.
 func (rs *Ruleset) resolveHooks() {
-	type tkey struct {
-		b          Backend
-		f          Family
-		table, chn string
-	}
-	hooks := map[tkey]string{}
+	hooks := map[chainKey]string{}
+	bases := map[chainKey]int{} // base chains by table (chn "")
 	for _, c := range rs.Chains {
 		if c.Hook != "" {
-			hooks[tkey{c.Backend, c.Family, c.Table, c.Name}] = c.Hook
+			k := chainKey{c.Backend, c.Family, c.Table, c.Name}
+			hooks[k] = c.Hook
+			k.chn = ""
+			bases[k]++
 		}
 	}
-	var callers map[tkey][]tkey // built on first need
-	resolved := map[tkey]string{}
+	var callers map[chainKey][]chainKey // built on first need
+	type reach struct {
+		hook        string
+		unreachable bool
+	}
+	resolved := map[chainKey]reach{}
 	for i := range rs.Rules {
 		r := &rs.Rules[i]
 		if r.Hook != "" {
 			continue
 		}
-		start := tkey{r.Backend, r.Family, r.Table, r.Chain}
+		start := chainKey{r.Backend, r.Family, r.Table, r.Chain}
 		if h, ok := hooks[start]; ok {
 			r.Hook = h
 			continue
 		}
-		if h, ok := resolved[start]; ok {
-			r.Hook = h
-			continue
-		}
-		if callers == nil {
-			callers = make(map[tkey][]tkey, len(rs.Jumps))
-			for _, j := range rs.Jumps {
-				to := tkey{j.Backend, j.Family, j.Table, j.To}
-				callers[to] = append(callers[to], tkey{j.Backend, j.Family, j.Table, j.From})
-			}
-		}
-		seen := map[tkey]bool{start: true}
-		frontier := []tkey{start}
-		found := map[string]bool{}
-		for depth := 0; depth < 32 && len(frontier) > 0; depth++ {
-			var next []tkey
-			for _, to := range frontier {
-				for _, from := range callers[to] {
-					if seen[from] {
-						continue
-					}
-					seen[from] = true
-					if h, ok := hooks[from]; ok {
-						found[h] = true
-						continue
-					}
-					next = append(next, from)
+		res, ok := resolved[start]
+		if !ok {
+			if callers == nil {
+				callers = make(map[chainKey][]chainKey, len(rs.Jumps))
+				for _, j := range rs.Jumps {
+					to := chainKey{j.Backend, j.Family, j.Table, j.To}
+					callers[to] = append(callers[to], chainKey{j.Backend, j.Family, j.Table, j.From})
 				}
 			}
-			frontier = next
+			table := start
+			table.chn = ""
+			found, complete := reachingHooks(start, hooks, callers)
+			res.unreachable = complete && len(found) == 0 && wholeTable(table, bases[table])
+			if len(found) == 1 {
+				for f := range found {
+					res.hook = f
+				}
+			}
+			resolved[start] = res
 		}
-		h := ""
-		if len(found) == 1 {
-			for f := range found {
-				h = f
+		r.Hook, r.Unreachable = res.hook, res.unreachable
+	}
+}
+
+// wholeTable reports whether a dump that shows bases base chains of table
+// shows the whole table, so that a chain no base chain reaches is
+// unreached and not merely cut out of the dump. An iptables nat table
+// always has its four built-in chains (iptables-save and iptables -S
+// declare them; "iptables -S CHAIN" shows one); an nftables dump lists
+// tables whole unless it is "nft list chain", which holds one chain.
+func wholeTable(table chainKey, bases int) bool {
+	if table.b.IsIptables() {
+		return bases >= 4
+	}
+	return bases > 0
+}
+
+// chainKey names a chain (or, with chn "", a table) of one backend and
+// family.
+type chainKey struct {
+	b          Backend
+	f          Family
+	table, chn string
+}
+
+// reachingHooks walks the jumps backwards from start, at most 32 deep, and
+// returns the hooks of the base chains it meets; complete is false when the
+// walk stopped at the depth limit with chains left to visit.
+func reachingHooks(start chainKey, hooks map[chainKey]string, callers map[chainKey][]chainKey) (found map[string]bool, complete bool) {
+	seen := map[chainKey]bool{start: true}
+	frontier := []chainKey{start}
+	found = map[string]bool{}
+	for depth := 0; depth < 32 && len(frontier) > 0; depth++ {
+		var next []chainKey
+		for _, to := range frontier {
+			for _, from := range callers[to] {
+				if seen[from] {
+					continue
+				}
+				seen[from] = true
+				if h, ok := hooks[from]; ok {
+					found[h] = true
+					continue
+				}
+				next = append(next, from)
 			}
 		}
-		resolved[start] = h
-		r.Hook = h
+		frontier = next
 	}
+	return found, len(frontier) == 0
 }
