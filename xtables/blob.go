@@ -1,0 +1,367 @@
+package xtables
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// Sizes and offsets of the kernel's structures (linux/netfilter_ipv4/ip_tables.h,
+// linux/netfilter/x_tables.h), as the 64-bit kernel lays them out for
+// userspace: every entry and every match or target is 8-byte aligned.
+const (
+	entrySize      = 112 // struct ipt_entry
+	ipSize         = 84  // struct ipt_ip
+	offTargetOff   = 88  // ipt_entry.target_offset (u16)
+	offNextOff     = 90  // ipt_entry.next_offset (u16)
+	offCounters    = 96  // ipt_entry.counters (two u64)
+	xtHeaderSize   = 32  // struct xt_entry_match / xt_entry_target, user view
+	xtNameLen      = 29
+	errorNameLen   = 32 // xt_error_target.errorname
+	standardTarget = "" // XT_STANDARD_TARGET
+	errorTarget    = "ERROR"
+	// IPT_F_GOTO in ipt_ip.flags: the jump is a goto.
+	flagGoto = 0x02
+)
+
+// Standard verdicts (-NF_x - 1) and XT_RETURN.
+const (
+	verdictDrop   = -1
+	verdictAccept = -2
+	verdictQueue  = -4
+	verdictReturn = -5
+)
+
+// hookNames are the built-in chains by hook number (NF_INET_*).
+var hookNames = [5]string{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
+
+// ErrMalformed is returned for an entry table that breaks the kernel's own
+// layout rules (it never hands one out; a fuzzer or a truncated copy does).
+var ErrMalformed = errors.New("malformed iptables entry table")
+
+// Info is what IPT_SO_GET_INFO says about a table.
+type Info struct {
+	Name       string
+	ValidHooks uint32
+	HookEntry  [5]uint32
+	Underflow  [5]uint32
+	NumEntries uint32
+	Size       uint32
+}
+
+// Table is a snapshot of one iptables-legacy table: its info and the entry
+// table exactly as IPT_SO_GET_ENTRIES returned it.
+type Table struct {
+	Info
+	Entries []byte
+}
+
+// Extension is a match or target of an entry: its name, revision and the
+// data after the 32-byte header.
+type Extension struct {
+	Name     string
+	Revision uint8
+	Data     []byte
+}
+
+// Entry locates one entry in Table.Entries; its parts are read from the
+// table on demand (a kube-proxy node has 170,000 entries, of which a fix
+// reads a handful).
+type Entry struct {
+	Offset    int32 // of the entry
+	TargetOff int32 // of its target
+	Next      int32 // offset of the next entry
+}
+
+// Verdict returns the standard target's verdict of entry i: negative for
+// ACCEPT, DROP, QUEUE and RETURN, else the offset jumped to. ok is false
+// for other targets.
+func (p *Parsed) Verdict(i int) (v int32, ok bool) {
+	t := p.Target(i)
+	if t.Name != standardTarget || len(t.Data) < 4 {
+		return 0, false
+	}
+	return int32(binary.NativeEndian.Uint32(t.Data)), true
+}
+
+// IP returns entry i's struct ipt_ip.
+func (p *Parsed) IP(i int) []byte {
+	off := p.Entries[i].Offset
+	return p.Table.Entries[off : off+ipSize]
+}
+
+// Goto reports whether entry i's jump is a goto (-g).
+func (p *Parsed) Goto(i int) bool { return p.IP(i)[82]&flagGoto != 0 }
+
+// Counters returns entry i's packet and byte counters.
+func (p *Parsed) Counters(i int) (packets, bytes uint64) {
+	b := p.Table.Entries[p.Entries[i].Offset+offCounters:]
+	return binary.NativeEndian.Uint64(b), binary.NativeEndian.Uint64(b[8:])
+}
+
+// Target returns entry i's target.
+func (p *Parsed) Target(i int) Extension {
+	e := p.Entries[i]
+	x, _, _ := extensionAt(p.Table.Entries, int(e.TargetOff), int(e.Next)) // checked by Parse
+	return x
+}
+
+// targetIs reports whether entry i's target is the named one, without
+// copying the name.
+func (p *Parsed) targetIs(i int, name string) bool {
+	off := int(p.Entries[i].TargetOff) + 2
+	return cStringIs(p.Table.Entries[off:off+xtNameLen], name)
+}
+
+// Matches returns entry i's matches in order.
+func (p *Parsed) Matches(i int) []Extension {
+	e := p.Entries[i]
+	var out []Extension
+	for m := int(e.Offset) + entrySize; m < int(e.TargetOff); {
+		x, size, _ := extensionAt(p.Table.Entries, m, int(e.TargetOff)) // checked by Parse
+		out = append(out, x)
+		m += size
+	}
+	return out
+}
+
+// Chain is a chain of the table: its name, for a built-in chain its hook
+// and policy, and its rules (indexes into Parsed.Entries), without the
+// chain's head and tail entries.
+type Chain struct {
+	Name    string
+	Hook    int // -1 for a user chain
+	Policy  string
+	Rules   []int
+	first   int // entry offset range the chain covers, head to tail
+	last    int
+	tailIdx int
+}
+
+// Parsed is a table cut into entries and chains, as libiptc sees it.
+type Parsed struct {
+	Table   *Table
+	Entries []Entry
+	Chains  []Chain
+	byName  map[string]int
+}
+
+// Parse walks t's entries and chains. It checks every size and offset
+// against the table, so a malformed table is an error, never a panic.
+func Parse(t *Table) (*Parsed, error) {
+	p := &Parsed{Table: t, byName: map[string]int{}}
+	if err := p.entries(); err != nil {
+		return nil, err
+	}
+	if err := p.chains(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Parsed) entries() error {
+	b := p.Table.Entries
+	p.Entries = make([]Entry, 0, min(int(p.Table.NumEntries), len(b)/entrySize)) // the count is a claim
+	for off := 0; off < len(b); {
+		e, err := entryAt(b, off)
+		if err != nil {
+			return err
+		}
+		p.Entries = append(p.Entries, e)
+		off = int(e.Next)
+	}
+	if len(p.Entries) != int(p.Table.NumEntries) {
+		return fmt.Errorf("%w: %d entries, the table says %d", ErrMalformed, len(p.Entries), p.Table.NumEntries)
+	}
+	return nil
+}
+
+// entryAt checks the entry at off, its matches and its target, and
+// locates them.
+func entryAt(b []byte, off int) (Entry, error) {
+	if off%8 != 0 || off+entrySize > len(b) {
+		return Entry{}, fmt.Errorf("%w: entry at %d runs past the table (%d bytes)", ErrMalformed, off, len(b))
+	}
+	tOff := int(binary.NativeEndian.Uint16(b[off+offTargetOff:]))
+	next := int(binary.NativeEndian.Uint16(b[off+offNextOff:]))
+	if tOff < entrySize || tOff+xtHeaderSize > next || off+next > len(b) || next%8 != 0 {
+		return Entry{}, fmt.Errorf("%w: entry at %d: target offset %d, next offset %d", ErrMalformed, off, tOff, next)
+	}
+	for m := off + entrySize; m < off+tOff; {
+		_, size, err := extensionAt(b, m, off+tOff)
+		if err != nil {
+			return Entry{}, fmt.Errorf("entry at %d: match: %w", off, err)
+		}
+		m += size
+	}
+	if _, _, err := extensionAt(b, off+tOff, off+next); err != nil {
+		return Entry{}, fmt.Errorf("entry at %d: target: %w", off, err)
+	}
+	return Entry{Offset: int32(off), TargetOff: int32(off + tOff), Next: int32(off + next)}, nil
+}
+
+// extensionAt decodes the match or target at off, which must end by end.
+func extensionAt(b []byte, off, end int) (Extension, int, error) {
+	if off+xtHeaderSize > end {
+		return Extension{}, 0, fmt.Errorf("%w: header at %d runs past %d", ErrMalformed, off, end)
+	}
+	size := int(binary.NativeEndian.Uint16(b[off:]))
+	if size < xtHeaderSize || off+size > end || size%8 != 0 {
+		return Extension{}, 0, fmt.Errorf("%w: size %d at %d", ErrMalformed, size, off)
+	}
+	return Extension{Name: cString(b[off+2 : off+2+xtNameLen]), Revision: b[off+2+xtNameLen], Data: b[off+xtHeaderSize : off+size]}, size, nil
+}
+
+// chains cuts the entries into chains the way libiptc does: a chain starts
+// at a hook entry or at an ERROR entry naming it, and its last entry (the
+// built-in chain's policy, the user chain's RETURN) is not a rule. The
+// table ends with an ERROR entry named "ERROR".
+func (p *Parsed) chains() error {
+	hookAt := map[int]int{}
+	for h := range hookNames {
+		if p.Table.ValidHooks&(1<<h) != 0 {
+			hookAt[int(p.Table.HookEntry[h])] = h
+		}
+	}
+	cur := -1
+	closeChain := func(i int) error {
+		if cur < 0 {
+			return nil
+		}
+		c := &p.Chains[cur]
+		n := len(c.Rules)
+		if n == 0 {
+			return fmt.Errorf("%w: chain %s has no tail entry", ErrMalformed, c.Name)
+		}
+		tail := c.Rules[n-1]
+		c.Rules, c.tailIdx, c.last = c.Rules[:n-1], tail, int(p.Entries[tail].Offset)
+		v, ok := p.Verdict(tail)
+		if !ok {
+			return fmt.Errorf("%w: chain %s does not end in a standard verdict", ErrMalformed, c.Name)
+		}
+		if c.Hook >= 0 {
+			if int(p.Table.Underflow[c.Hook]) != c.last {
+				return fmt.Errorf("%w: chain %s: policy at %d, underflow %d", ErrMalformed, c.Name, c.last, p.Table.Underflow[c.Hook])
+			}
+			c.Policy = verdictName(v)
+		}
+		return nil
+	}
+	for i := range p.Entries {
+		off := int(p.Entries[i].Offset)
+		last := i == len(p.Entries)-1
+		h, isHook := hookAt[off]
+		switch {
+		case p.targetIs(i, errorTarget):
+			if err := closeChain(i); err != nil {
+				return err
+			}
+			data := p.Target(i).Data
+			name := cString(data[:min(len(data), errorNameLen)])
+			if last {
+				if name != errorTarget {
+					return fmt.Errorf("%w: the table ends with %q, not ERROR", ErrMalformed, name)
+				}
+				return nil
+			}
+			cur = p.addChain(Chain{Name: name, Hook: -1, first: off})
+			if cur < 0 {
+				return fmt.Errorf("%w: chain %q twice", ErrMalformed, name)
+			}
+			continue
+		case isHook:
+			if err := closeChain(i); err != nil {
+				return err
+			}
+			cur = p.addChain(Chain{Name: hookNames[h], Hook: h, first: off})
+			if cur < 0 {
+				return fmt.Errorf("%w: hook %s twice", ErrMalformed, hookNames[h])
+			}
+		case cur < 0:
+			return fmt.Errorf("%w: entry at %d outside any chain", ErrMalformed, off)
+		}
+		p.Chains[cur].Rules = append(p.Chains[cur].Rules, i)
+	}
+	return fmt.Errorf("%w: no final ERROR entry", ErrMalformed)
+}
+
+// addChain appends c and returns its index, or -1 if its name is taken.
+func (p *Parsed) addChain(c Chain) int {
+	if _, ok := p.byName[c.Name]; ok {
+		return -1
+	}
+	p.byName[c.Name] = len(p.Chains)
+	p.Chains = append(p.Chains, c)
+	return len(p.Chains) - 1
+}
+
+// Chain returns the named chain, or nil.
+func (p *Parsed) Chain(name string) *Chain {
+	i, ok := p.byName[name]
+	if !ok {
+		return nil
+	}
+	return &p.Chains[i]
+}
+
+// chainAt returns the chain whose entries cover offset (a jump's verdict
+// points just past a user chain's head), or nil. Chains are in entry
+// order.
+func (p *Parsed) chainAt(offset int) *Chain {
+	i := sort.Search(len(p.Chains), func(i int) bool { return p.Chains[i].last >= offset })
+	if i < len(p.Chains) && p.Chains[i].first <= offset {
+		return &p.Chains[i]
+	}
+	return nil
+}
+
+// JumpTarget returns where entry i's standard target goes: a chain's name
+// (chain true), a verdict's name (ACCEPT, DROP, QUEUE, RETURN), or "" for
+// a fall-through or another target.
+func (p *Parsed) JumpTarget(i int) (name string, chain bool) {
+	v, ok := p.Verdict(i)
+	if !ok {
+		return "", false
+	}
+	if v < 0 {
+		return verdictName(v), false
+	}
+	if v == p.Entries[i].Next {
+		return "", false
+	}
+	c := p.chainAt(int(v))
+	if c == nil {
+		return "", false
+	}
+	return c.Name, true
+}
+
+func verdictName(v int32) string {
+	switch v {
+	case verdictAccept:
+		return "ACCEPT"
+	case verdictDrop:
+		return "DROP"
+	case verdictQueue:
+		return "QUEUE"
+	case verdictReturn:
+		return "RETURN"
+	}
+	return fmt.Sprintf("verdict %d", v)
+}
+
+// cStringIs reports whether the NUL-terminated string in b is s.
+func cStringIs(b []byte, s string) bool {
+	return len(b) > len(s) && string(b[:len(s)]) == s && b[len(s)] == 0
+}
+
+// cString is b up to its first NUL.
+func cString(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}

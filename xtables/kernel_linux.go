@@ -1,0 +1,160 @@
+//go:build linux
+
+package xtables
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"runtime"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/snatrace/snatrace/netns"
+)
+
+// The legacy iptables socket options (linux/netfilter_ipv4/ip_tables.h).
+const (
+	soSetReplace     = 64 // IPT_SO_SET_REPLACE
+	soSetAddCounters = 65 // IPT_SO_SET_ADD_COUNTERS
+	soGetInfo        = 64 // IPT_SO_GET_INFO
+	soGetEntries     = 65 // IPT_SO_GET_ENTRIES
+
+	tableNameLen     = 32 // XT_TABLE_MAXNAMELEN
+	getInfoSize      = 84 // struct ipt_getinfo
+	getEntriesHeader = 40 // struct ipt_get_entries, up to entrytable
+	replaceHeader    = 96 // struct ipt_replace, up to entries
+	countersHeader   = 40 // struct xt_counters_info, up to counters
+	counterSize      = 16 // struct xt_counters
+)
+
+// ErrNoTable is returned by Get when the namespace has no such table.
+var ErrNoTable = errors.New("no such iptables-legacy table")
+
+// ErrChanged is returned by Replace when the table's entry count is no
+// longer the snapshot's: another writer changed it since it was read.
+var ErrChanged = errors.New("the table changed since it was read")
+
+// Socket reaches one network namespace's iptables-legacy tables through a
+// raw IPv4 socket, as libiptc does. It needs CAP_NET_ADMIN (and CAP_NET_RAW
+// for the socket) in that namespace.
+type Socket struct{ fd int }
+
+// Open opens a Socket in ns (nil: the caller's namespace).
+func Open(ns *netns.NS) (*Socket, error) {
+	s := &Socket{fd: -1}
+	err := ns.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+		s.fd = fd
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening the iptables-legacy socket: %w", err)
+	}
+	return s, nil
+}
+
+// Close closes the socket.
+func (s *Socket) Close() error { return unix.Close(s.fd) }
+
+// Get returns a snapshot of the named table. A table that changes between
+// the kernel's two answers (size, then entries) is asked for again.
+func (s *Socket) Get(name string) (*Table, error) {
+	for try := 0; ; try++ {
+		t, err := s.get(name)
+		if errors.Is(err, unix.EAGAIN) && try < 10 {
+			continue
+		}
+		return t, err
+	}
+}
+
+func (s *Socket) get(name string) (*Table, error) {
+	if len(name) >= tableNameLen {
+		return nil, fmt.Errorf("table name %q too long", name)
+	}
+	info := make([]byte, getInfoSize)
+	copy(info, name)
+	if err := s.getsockopt(soGetInfo, info); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, fmt.Errorf("%w %s", ErrNoTable, name)
+		}
+		return nil, fmt.Errorf("reading iptables-legacy table %s (IPT_SO_GET_INFO): %w", name, err)
+	}
+	t := &Table{Info: Info{Name: name}}
+	ne := binary.NativeEndian
+	t.ValidHooks = ne.Uint32(info[32:])
+	for h := 0; h < 5; h++ {
+		t.HookEntry[h] = ne.Uint32(info[36+4*h:])
+		t.Underflow[h] = ne.Uint32(info[56+4*h:])
+	}
+	t.NumEntries, t.Size = ne.Uint32(info[76:]), ne.Uint32(info[80:])
+	buf := make([]byte, getEntriesHeader+int(t.Size))
+	copy(buf, name)
+	ne.PutUint32(buf[32:], t.Size)
+	if err := s.getsockopt(soGetEntries, buf); err != nil {
+		return nil, fmt.Errorf("reading iptables-legacy table %s (IPT_SO_GET_ENTRIES): %w", name, err)
+	}
+	t.Entries = buf[getEntriesHeader:]
+	return t, nil
+}
+
+// Replace puts entries in place of t's entry table in one commit
+// (IPT_SO_SET_REPLACE), keeping t's hooks, then adds the counters the old
+// table had to the new one, entry by entry, as libiptc does: entries must
+// have t's entries' count and order. The kernel refuses the commit (EAGAIN)
+// if the table's entry count is no longer t's: someone changed it since t
+// was read.
+func (s *Socket) Replace(t *Table, entries []byte) error {
+	n := int(t.NumEntries)
+	counters := make([]byte, n*counterSize)
+	repl := make([]byte, replaceHeader+len(entries))
+	ne := binary.NativeEndian
+	copy(repl, t.Name)
+	ne.PutUint32(repl[32:], t.ValidHooks)
+	ne.PutUint32(repl[36:], t.NumEntries)
+	ne.PutUint32(repl[40:], uint32(len(entries)))
+	for h := 0; h < 5; h++ {
+		ne.PutUint32(repl[44+4*h:], t.HookEntry[h])
+		ne.PutUint32(repl[64+4*h:], t.Underflow[h])
+	}
+	ne.PutUint32(repl[84:], uint32(n))
+	ne.PutUint64(repl[88:], uint64(uintptr(unsafe.Pointer(&counters[0]))))
+	copy(repl[replaceHeader:], entries)
+	err := s.setsockopt(soSetReplace, repl)
+	runtime.KeepAlive(counters) // the kernel wrote to it through an address stored as an integer
+	if errors.Is(err, unix.EAGAIN) {
+		err = fmt.Errorf("%w: %w", ErrChanged, err)
+	}
+	if err != nil {
+		return fmt.Errorf("replacing iptables-legacy table %s (IPT_SO_SET_REPLACE): %w", t.Name, err)
+	}
+	add := make([]byte, countersHeader+len(counters))
+	copy(add, t.Name)
+	ne.PutUint32(add[32:], uint32(n))
+	copy(add[countersHeader:], counters)
+	if err := s.setsockopt(soSetAddCounters, add); err != nil {
+		return fmt.Errorf("restoring the counters of iptables-legacy table %s (IPT_SO_SET_ADD_COUNTERS): %w", t.Name, err)
+	}
+	return nil
+}
+
+func (s *Socket) getsockopt(opt int, buf []byte) error {
+	l := uint32(len(buf))
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(s.fd), unix.SOL_IP, uintptr(opt),
+		uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&l)), 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+func (s *Socket) setsockopt(opt int, buf []byte) error {
+	_, _, errno := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(s.fd), unix.SOL_IP, uintptr(opt),
+		uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
