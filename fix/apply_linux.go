@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/snatrace/snatrace/natrule"
+	"github.com/snatrace/snatrace/ruleset"
 )
 
 // Apply makes the changes of p, atomically per backend, after writing the
@@ -81,9 +82,12 @@ func (f *Fixer) prepare(ctx context.Context, p *Plan, fresh bool) (*txn, error) 
 		}
 		t.nft, t.entries = nft, append(t.entries, nft.entries...)
 	}
-	unlock, err := f.lockLegacy(ctx, t.groups)
-	if err != nil {
-		return nil, err
+	unlock := func() {}
+	if !p.lockHeld {
+		var err error
+		if unlock, err = f.lockLegacy(ctx, t.groups); err != nil {
+			return nil, err
+		}
 	}
 	for _, g := range t.groups {
 		if err := f.checkGroup(ctx, p, g, fresh, t); err != nil {
@@ -100,10 +104,11 @@ func (f *Fixer) prepare(ctx context.Context, p *Plan, fresh bool) (*txn, error) 
 func (f *Fixer) checkGroup(ctx context.Context, p *Plan, g *restoreGroup, fresh bool, t *txn) error {
 	s := p.saves[g.key()]
 	// A save from before the lock may be reused only for iptables-nft,
-	// whose writers do not take the lock anyway.
-	if !fresh || s == nil || g.backend == natrule.IptablesLegacy {
+	// whose writers do not take the lock anyway, or when the lock was held
+	// since before the read.
+	if !fresh || s == nil || g.backend == natrule.IptablesLegacy && !p.lockHeld {
 		var err error
-		if s, err = f.save(ctx, g); err != nil {
+		if s, err = f.saveTable(ctx, g); err != nil {
 			return err
 		}
 	}
@@ -138,15 +143,7 @@ func (f *Fixer) commit(ctx context.Context, t *txn, bk *backupFile) ([]Change, e
 		}
 	}
 	for _, g := range t.groups {
-		s := t.saves[g]
-		reps := make([]Replacement, 0, len(g.changes))
-		for _, c := range g.changes {
-			// The line written is computed here from the line in the
-			// kernel, which the checksum showed equal to the plan's.
-			line := s.Chains[c.Chain][c.Position-1]
-			reps = append(reps, Replacement{Chain: c.Chain, Position: c.Position, Line: IptablesAfter(line), Counters: s.Counters[c.Chain][c.Position-1]})
-		}
-		if err := f.restore(ctx, g, reps); err != nil {
+		if err := f.commitGroup(ctx, g, t.saves[g]); err != nil {
 			return applied, err
 		}
 		applied = append(applied, g.changes...)
@@ -157,6 +154,23 @@ func (f *Fixer) commit(ctx context.Context, t *txn, bk *backupFile) ([]Change, e
 		}
 	}
 	return applied, nil
+}
+
+// commitGroup makes g's changes in one table commit: the flag set in the
+// kernel's table as read (s.direct), or iptables-restore with the lines
+// computed from s.
+func (f *Fixer) commitGroup(ctx context.Context, g *restoreGroup, s *SaveTable) error {
+	if s.direct != nil {
+		return f.replaceDirect(s, g)
+	}
+	reps := make([]Replacement, 0, len(g.changes))
+	for _, c := range g.changes {
+		// The line written is computed here from the line in the
+		// kernel, which the checksum showed equal to the plan's.
+		line := s.Chains[c.Chain][c.Position-1]
+		reps = append(reps, Replacement{Chain: c.Chain, Position: c.Position, Line: IptablesAfter(line), Counters: s.Counters[c.Chain][c.Position-1]})
+	}
+	return f.restore(ctx, g, reps)
 }
 
 // verify re-reads the changed chains (not the whole ruleset: the kernel's
@@ -181,7 +195,7 @@ func (f *Fixer) verify(ctx context.Context, applied []Change) (bool, map[string]
 		ok = ok && good
 	}
 	for _, g := range groupRestore(applied) {
-		s, err := f.save(ctx, g)
+		s, err := f.saveTable(ctx, g)
 		if err != nil {
 			return false, nil, err
 		}
@@ -237,11 +251,7 @@ func (f *Fixer) ApplyFresh(ctx context.Context, backupPath string, tries int) (*
 	}
 	replans := 0
 	for {
-		p, err := f.Plan(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		res, err := f.apply(ctx, p, backupPath, true)
+		p, res, err := f.planAndApply(ctx, backupPath)
 		if errors.Is(err, ErrStale) && replans+1 < tries {
 			replans++
 			continue
@@ -251,6 +261,29 @@ func (f *Fixer) ApplyFresh(ctx context.Context, backupPath string, tries int) (*
 		}
 		return p, res, err
 	}
+}
+
+// planAndApply is one round of ApplyFresh. With Config.HoldLock it takes
+// the xtables lock before the read, when iptables-legacy is read and its
+// tools allow it, and holds it through the apply: the legacy tables the
+// plan read are then the ones changed, and are not read again.
+func (f *Fixer) planAndApply(ctx context.Context, backupPath string) (*Plan, *Result, error) {
+	unlock, held := func() {}, false
+	if f.cfg.HoldLock && !f.cfg.SkipLegacy && f.canHoldLock(ctx, []ruleset.Family{natrule.IPv4, natrule.IPv6}) {
+		var err error
+		if unlock, err = lockXtables(ctx, f.lockPath()); err != nil {
+			return nil, nil, err
+		}
+		held = true
+	}
+	defer unlock()
+	p, err := f.Plan(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	p.lockHeld = held
+	res, err := f.apply(ctx, p, backupPath, true)
+	return p, res, err
 }
 
 // ApplySaved applies a plan read from a file. It applies only what snatrace

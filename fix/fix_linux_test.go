@@ -5,9 +5,13 @@ package fix
 import (
 	"context"
 	"errors"
+	"fmt"
+	"github.com/snatrace/snatrace/tool"
+	"golang.org/x/sys/unix"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +19,7 @@ import (
 	"github.com/snatrace/snatrace/audit"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/ruleset"
 )
 
 // dockerNat is the nat and filter tables dockerd (iptables backend) writes
@@ -193,31 +198,37 @@ func racing(t *testing.T, f *Fixer, p *Plan) []audit.Finding {
 func TestApplyRollbackRealisticRulesets(t *testing.T) {
 	needRoot(t)
 	tests := []struct {
-		rulesets []string
-		method   Method
-		want     int // rules changed
+		rulesets   []string
+		method     Method
+		want       int  // rules changed
+		legacyText bool // iptables-legacy through its tools, not the kernel interface
 	}{
-		{[]string{"docker-legacy"}, "", 3},
-		{[]string{"docker-nft"}, MethodNetlink, 3},
-		{[]string{"docker-nft"}, MethodRestore, 3},
-		{[]string{"kube-nft"}, MethodNetlink, 3},
-		{[]string{"kube-nft"}, MethodRestore, 3},
-		{[]string{"kube-legacy"}, "", 3},
-		{[]string{"cni-nft"}, "", 7},
-		{[]string{"v6-legacy"}, "", 2},
-		{[]string{"v6-nft"}, MethodNetlink, 2},
-		{[]string{"v6-nft"}, MethodRestore, 2},
-		{[]string{"cni-nft", "docker-legacy", "kube-nft", "v6-legacy"}, "", 15},
+		{[]string{"docker-legacy"}, "", 3, false},
+		{[]string{"docker-legacy"}, "", 3, true},
+		{[]string{"kube-legacy"}, "", 3, true},
+		{[]string{"docker-nft"}, MethodNetlink, 3, false},
+		{[]string{"docker-nft"}, MethodRestore, 3, false},
+		{[]string{"kube-nft"}, MethodNetlink, 3, false},
+		{[]string{"kube-nft"}, MethodRestore, 3, false},
+		{[]string{"kube-legacy"}, "", 3, false},
+		{[]string{"cni-nft"}, "", 7, false},
+		{[]string{"v6-legacy"}, "", 2, false},
+		{[]string{"v6-nft"}, MethodNetlink, 2, false},
+		{[]string{"v6-nft"}, MethodRestore, 2, false},
+		{[]string{"cni-nft", "docker-legacy", "kube-nft", "v6-legacy"}, "", 15, false},
 	}
 	for _, tt := range tests {
 		name := strings.Join(tt.rulesets, "+") + "/" + string(tt.method)
+		if tt.legacyText {
+			name += "/legacy-text"
+		}
 		t.Run(name, func(t *testing.T) {
 			ns := newNS(t, "rs")
 			for _, r := range tt.rulesets {
 				install(t, ns, r)
 			}
 			before := dumps(t, ns)
-			f := New(Config{NS: ns, Options: Options{IptablesNft: tt.method}})
+			f := New(Config{NS: ns, Options: Options{IptablesNft: tt.method}, LegacyText: tt.legacyText})
 			ctx := context.Background()
 			p, err := f.Plan(ctx)
 			if err != nil {
@@ -225,6 +236,11 @@ func TestApplyRollbackRealisticRulesets(t *testing.T) {
 			}
 			for _, sk := range p.Skipped {
 				t.Errorf("skipped %s: %s", sk.Rule, sk.Reason)
+			}
+			legacyV4 := slices.ContainsFunc(tt.rulesets, func(r string) bool { return strings.HasSuffix(r, "-legacy") && !strings.HasPrefix(r, "v6") })
+			direct := slices.ContainsFunc(p.read.Sources, func(s ruleset.Source) bool { return s.Where == ruleset.DirectSource })
+			if direct != (legacyV4 && !tt.legacyText) {
+				t.Errorf("iptables-legacy read through the kernel interface: %v (sources %+v)", direct, p.read.Sources)
 			}
 			if len(p.Changes) != tt.want {
 				t.Fatalf("plan has %d changes, want %d: %+v (skipped %+v)", len(p.Changes), tt.want, p.Changes, p.Skipped)
@@ -330,15 +346,17 @@ func TestCountersKept(t *testing.T) {
 	for _, tt := range []struct {
 		restore, save string
 		method        Method
+		legacyText    bool
 	}{
-		{"iptables-legacy-restore", "iptables-legacy-save", ""},
-		{"iptables-nft-restore", "iptables-nft-save", MethodNetlink},
-		{"iptables-nft-restore", "iptables-nft-save", MethodRestore},
+		{"iptables-legacy-restore", "iptables-legacy-save", "", false},
+		{"iptables-legacy-restore", "iptables-legacy-save", "", true},
+		{"iptables-nft-restore", "iptables-nft-save", MethodNetlink, false},
+		{"iptables-nft-restore", "iptables-nft-save", MethodRestore, false},
 	} {
-		t.Run(tt.restore+"/"+string(tt.method), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%s/legacy-text=%v", tt.restore, tt.method, tt.legacyText), func(t *testing.T) {
 			ns := newNS(t, "ctr")
 			sh(t, ns, doc, tt.restore, "-c", "-w")
-			f := New(Config{NS: ns, Options: Options{IptablesNft: tt.method}})
+			f := New(Config{NS: ns, Options: Options{IptablesNft: tt.method}, LegacyText: tt.legacyText})
 			if _, res, err := f.ApplyFresh(context.Background(), "", 3); err != nil || len(res.Applied) != 1 {
 				t.Fatalf("apply: %v %+v", err, res)
 			}
@@ -405,5 +423,55 @@ func TestApplyWaitsForXtablesLock(t *testing.T) {
 	}
 	if got := dumps(t, ns); got != before {
 		t.Fatalf("a stale apply changed rules:\n%s", strings.Join(diffLines(before, got), "\n"))
+	}
+}
+
+// lockProbe runs the tools in ns and, each time a save tool runs, records
+// whether the xtables lock at path is held.
+type lockProbe struct {
+	tool.Exec
+	path string
+	held []bool
+}
+
+func (l *lockProbe) Run(ctx context.Context, c tool.Cmd) ([]byte, error) {
+	if strings.HasSuffix(c.Name, "-save") {
+		fd, err := unix.Open(l.path, unix.O_CREAT|unix.O_RDONLY|unix.O_CLOEXEC, 0o600)
+		if err == nil {
+			free := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil
+			unix.Close(fd)
+			l.held = append(l.held, !free)
+		}
+	}
+	return l.Exec.Run(ctx, c)
+}
+
+// TestApplyFreshHoldsLock applies with HoldLock: the xtables lock must be
+// held while the plan reads (ip6tables-legacy-save runs inside the read),
+// the plan must say so (the apply then reuses the read's tables), and the
+// fix must land and verify. Without HoldLock the read runs unlocked.
+func TestApplyFreshHoldsLock(t *testing.T) {
+	needRoot(t)
+	for _, hold := range []bool{true, false} {
+		t.Run(fmt.Sprintf("hold=%v", hold), func(t *testing.T) {
+			ns := newNS(t, "hold")
+			install(t, ns, "docker-legacy")
+			lock := filepath.Join(t.TempDir(), "xtables.lock")
+			probe := &lockProbe{Exec: tool.Exec{NS: ns}, path: lock}
+			f := New(Config{NS: ns, LockPath: lock, HoldLock: hold, Runner: probe})
+			p, res, err := f.ApplyFresh(context.Background(), "", 1)
+			if err != nil || !res.Verified || len(res.Applied) != 3 {
+				t.Fatalf("apply: %v %+v", err, res)
+			}
+			if p.lockHeld != hold {
+				t.Errorf("plan made under the lock: %v, want %v", p.lockHeld, hold)
+			}
+			if len(probe.held) == 0 || probe.held[0] != hold {
+				t.Errorf("lock held while the read ran its save tools: %v, want %v first", probe.held, hold)
+			}
+			if fs := racing(t, f, p); len(fs) != 0 {
+				t.Fatalf("racing rules after the apply: %+v", fs)
+			}
+		})
 	}
 }

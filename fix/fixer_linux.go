@@ -55,7 +55,8 @@ func (f *Fixer) lockPath() string {
 
 // Read reads the namespace's source-NAT rules.
 func (f *Fixer) Read(ctx context.Context) (*ruleset.Ruleset, error) {
-	return ruleset.Read(ctx, ruleset.ReadOptions{NS: f.cfg.NS, Runner: f.run, SkipLegacy: f.cfg.SkipLegacy, Nftables: f.cfg.Nftables, Chains: f.chains})
+	return ruleset.Read(ctx, ruleset.ReadOptions{NS: f.cfg.NS, Runner: f.run, SkipLegacy: f.cfg.SkipLegacy, Nftables: f.cfg.Nftables, Chains: f.chains,
+		LegacyDirect: !f.cfg.LegacyText})
 }
 
 // Plan reads the namespace and plans the fix. For changes through
@@ -158,9 +159,14 @@ func (f *Fixer) save(ctx context.Context, g *restoreGroup) (*SaveTable, error) {
 	return ParseSave(string(out), g.table)
 }
 
-// savedOrSave parses g's table from the read's dump of g's save tool, or
-// saves it.
+// savedOrSave takes g's table from what the read already has (the table it
+// read directly, or its dump of g's save tool), or saves it.
 func (f *Fixer) savedOrSave(ctx context.Context, g *restoreGroup, dumps []ruleset.Dump) (*SaveTable, error) {
+	if f.direct(g) {
+		if t, ok := directFromDumps(g, dumps); ok {
+			return t, nil
+		}
+	}
 	saveBin, _, err := f.tools(ctx, g.backend, g.family)
 	if err != nil {
 		return nil, err
@@ -172,7 +178,7 @@ func (f *Fixer) savedOrSave(ctx context.Context, g *restoreGroup, dumps []rulese
 			}
 		}
 	}
-	return f.save(ctx, g)
+	return f.saveTable(ctx, g)
 }
 
 // restore runs iptables-restore --noflush -w -c with "-R" lines.

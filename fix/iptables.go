@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/snatrace/snatrace/xtables"
 	"strconv"
 	"strings"
 )
@@ -16,6 +17,11 @@ type SaveTable struct {
 	// Counters holds the "[packets:bytes]" prefix of each rule line of a
 	// dump taken with -c, by chain, in order ("" without -c).
 	Counters map[string][]string
+	// direct is the kernel's table the lines were printed from (an
+	// iptables-legacy IPv4 nat table read through xtables), nil for a save
+	// tool's output: a commit then sets the flag in it instead of running
+	// iptables-restore.
+	direct *xtables.Parsed
 }
 
 // ParseSave reads the named table of an iptables-save dump (with or without

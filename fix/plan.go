@@ -191,6 +191,10 @@ type Plan struct {
 	// read is the ruleset the plan was made from (nil for a plan read
 	// from a file): its scope tells a watch which commits can matter.
 	read *ruleset.Ruleset
+	// lockHeld says the xtables lock was held since before the read and
+	// still is (Config.HoldLock): the apply neither takes it nor reads the
+	// legacy tables again.
+	lockHeld bool
 }
 
 // ChainID names the iptables chain of l in Plan.Chains: "iptables-legacy ip nat POSTROUTING".

@@ -72,7 +72,7 @@ func (f *Fixer) Rollback(ctx context.Context, b *Backup) (*RollbackResult, error
 // still the after line, found at its position or, if it moved, as the one
 // line equal to it.
 func (f *Fixer) rollbackGroup(ctx context.Context, g *restoreGroup, res *RollbackResult) error {
-	s, err := f.save(ctx, g)
+	s, err := f.saveTable(ctx, g)
 	if err != nil {
 		return err
 	}

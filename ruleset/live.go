@@ -24,6 +24,13 @@ type ReadOptions struct {
 	// Chains, if set, keeps the chain list between reads of a watcher
 	// that feeds it the namespace's commits (Linux only).
 	Chains *ChainCache
+	// LegacyDirect reads iptables-legacy's IPv4 nat table through the
+	// kernel interface (package xtables) instead of iptables-legacy-save,
+	// falling back to the tool when a chain holding a source-NAT rule has a
+	// rule it cannot print. Only the nat table is read then (and its dump
+	// is Dump.Direct): right for a fix, not for the audit's DNS scan,
+	// which needs every table's text.
+	LegacyDirect bool
 }
 
 func (o ReadOptions) runner() tool.Runner {

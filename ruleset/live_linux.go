@@ -34,7 +34,7 @@ func Read(ctx context.Context, opts ReadOptions) (*Ruleset, error) {
 	}
 	legacyRead := false
 	if !opts.SkipLegacy {
-		legacyRead = readLegacy(ctx, run, rs)
+		legacyRead = readLegacy(ctx, opts, run, rs)
 	}
 	if nftErr != nil {
 		if !legacyRead {
@@ -49,10 +49,17 @@ func Read(ctx context.Context, opts ReadOptions) (*Ruleset, error) {
 
 // readLegacy merges the iptables-legacy rules into rs and reports whether
 // any save tool answered. A tool that fails is a warning.
-func readLegacy(ctx context.Context, run tool.Runner, rs *Ruleset) bool {
+func readLegacy(ctx context.Context, opts ReadOptions, run tool.Runner, rs *Ruleset) bool {
 	read := false
 	for _, bin := range legacySaveBinaries(ctx, run) {
-		lrs, err := readSave(ctx, run, bin)
+		var lrs *Ruleset
+		err := errNotDirect
+		if opts.LegacyDirect && bin == legacyIPv4Save(ctx, run) {
+			lrs, err = readDirect(opts.NS)
+		}
+		if err != nil {
+			lrs, err = readSave(ctx, run, bin)
+		}
 		if err != nil {
 			rs.readError(natrule.IptablesLegacy, bin, err)
 			continue
@@ -72,10 +79,22 @@ func readLegacy(ctx context.Context, run tool.Runner, rs *Ruleset) bool {
 		}
 		for i := range lrs.Sources {
 			lrs.Sources[i].Backend, lrs.Sources[i].Where, lrs.Sources[i].Format = natrule.IptablesLegacy, bin, "iptables-save"
+			if lrs.dumps[0].Direct != nil {
+				lrs.Sources[i].Where, lrs.Sources[i].Format = DirectSource, "xtables"
+			}
 		}
 		rs.merge(lrs)
 	}
 	return read
+}
+
+// errNotDirect marks a read not tried through the kernel interface.
+var errNotDirect = errors.New("not read directly")
+
+// legacyIPv4Save is the tool that saves the IPv4 iptables-legacy tables.
+func legacyIPv4Save(ctx context.Context, run tool.Runner) string {
+	save, _ := natrule.LegacyTools(ctx, run, natrule.IPv4)
+	return save
 }
 
 // legacySaveBinaries returns the tools that dump iptables-legacy rules here

@@ -2,6 +2,7 @@ package ruleset
 
 import (
 	"fmt"
+	"github.com/snatrace/snatrace/xtables"
 	"strings"
 
 	"github.com/snatrace/snatrace/natrule"
@@ -198,10 +199,12 @@ type Ruleset struct {
 	dumps []Dump
 }
 
-// Dump is the output of a save tool a live read ran.
+// Dump is the output of a save tool a live read ran, or the table it read
+// through the kernel interface instead (ReadOptions.LegacyDirect).
 type Dump struct {
-	Tool string // "iptables-legacy-save"
-	Text string
+	Tool   string // "iptables-legacy-save", or DirectSource
+	Text   string
+	Direct *xtables.Parsed // the iptables-legacy IPv4 nat table, read directly
 }
 
 // TakeDumps returns the save tools' output the live read parsed (every

@@ -78,11 +78,12 @@ type Entry struct {
 // ACCEPT, DROP, QUEUE and RETURN, else the offset jumped to. ok is false
 // for other targets.
 func (p *Parsed) Verdict(i int) (v int32, ok bool) {
-	t := p.Target(i)
-	if t.Name != standardTarget || len(t.Data) < 4 {
+	e := p.Entries[i]
+	data := int(e.TargetOff) + xtHeaderSize
+	if !p.targetIs(i, standardTarget) || data+4 > int(e.Next) {
 		return 0, false
 	}
-	return int32(binary.NativeEndian.Uint32(t.Data)), true
+	return int32(binary.NativeEndian.Uint32(p.Table.Entries[data:])), true
 }
 
 // IP returns entry i's struct ipt_ip.
@@ -189,13 +190,13 @@ func entryAt(b []byte, off int) (Entry, error) {
 		return Entry{}, fmt.Errorf("%w: entry at %d: target offset %d, next offset %d", ErrMalformed, off, tOff, next)
 	}
 	for m := off + entrySize; m < off+tOff; {
-		_, size, err := extensionAt(b, m, off+tOff)
+		size, err := extensionSize(b, m, off+tOff)
 		if err != nil {
 			return Entry{}, fmt.Errorf("entry at %d: match: %w", off, err)
 		}
 		m += size
 	}
-	if _, _, err := extensionAt(b, off+tOff, off+next); err != nil {
+	if _, err := extensionSize(b, off+tOff, off+next); err != nil {
 		return Entry{}, fmt.Errorf("entry at %d: target: %w", off, err)
 	}
 	return Entry{Offset: int32(off), TargetOff: int32(off + tOff), Next: int32(off + next)}, nil
@@ -203,87 +204,107 @@ func entryAt(b []byte, off int) (Entry, error) {
 
 // extensionAt decodes the match or target at off, which must end by end.
 func extensionAt(b []byte, off, end int) (Extension, int, error) {
+	size, err := extensionSize(b, off, end)
+	if err != nil {
+		return Extension{}, 0, err
+	}
+	return Extension{Name: cString(b[off+2 : off+2+xtNameLen]), Revision: b[off+2+xtNameLen], Data: b[off+xtHeaderSize : off+size]}, size, nil
+}
+
+// extensionSize checks the size of the match or target at off against end.
+func extensionSize(b []byte, off, end int) (int, error) {
 	if off+xtHeaderSize > end {
-		return Extension{}, 0, fmt.Errorf("%w: header at %d runs past %d", ErrMalformed, off, end)
+		return 0, fmt.Errorf("%w: header at %d runs past %d", ErrMalformed, off, end)
 	}
 	size := int(binary.NativeEndian.Uint16(b[off:]))
 	if size < xtHeaderSize || off+size > end || size%8 != 0 {
-		return Extension{}, 0, fmt.Errorf("%w: size %d at %d", ErrMalformed, size, off)
+		return 0, fmt.Errorf("%w: size %d at %d", ErrMalformed, size, off)
 	}
-	return Extension{Name: cString(b[off+2 : off+2+xtNameLen]), Revision: b[off+2+xtNameLen], Data: b[off+xtHeaderSize : off+size]}, size, nil
+	return size, nil
 }
 
 // chains cuts the entries into chains the way libiptc does: a chain starts
 // at a hook entry or at an ERROR entry naming it, and its last entry (the
 // built-in chain's policy, the user chain's RETURN) is not a rule. The
-// table ends with an ERROR entry named "ERROR".
+// table ends with an ERROR entry named "ERROR". A chain's rules are
+// consecutive entries: Rules slices one shared index.
 func (p *Parsed) chains() error {
-	hookAt := map[int]int{}
-	for h := range hookNames {
-		if p.Table.ValidHooks&(1<<h) != 0 {
-			hookAt[int(p.Table.HookEntry[h])] = h
-		}
+	n := len(p.Entries)
+	if n == 0 || !p.targetIs(n-1, errorTarget) || cString(p.errorName(n-1)) != errorTarget {
+		return fmt.Errorf("%w: no final ERROR entry", ErrMalformed)
 	}
-	cur := -1
-	closeChain := func(i int) error {
-		if cur < 0 {
-			return nil
-		}
-		c := &p.Chains[cur]
-		n := len(c.Rules)
-		if n == 0 {
-			return fmt.Errorf("%w: chain %s has no tail entry", ErrMalformed, c.Name)
-		}
-		tail := c.Rules[n-1]
-		c.Rules, c.tailIdx, c.last = c.Rules[:n-1], tail, int(p.Entries[tail].Offset)
-		v, ok := p.Verdict(tail)
-		if !ok {
-			return fmt.Errorf("%w: chain %s does not end in a standard verdict", ErrMalformed, c.Name)
-		}
-		if c.Hook >= 0 {
-			if int(p.Table.Underflow[c.Hook]) != c.last {
-				return fmt.Errorf("%w: chain %s: policy at %d, underflow %d", ErrMalformed, c.Name, c.last, p.Table.Underflow[c.Hook])
-			}
-			c.Policy = verdictName(v)
-		}
-		return nil
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i
 	}
-	for i := range p.Entries {
+	cur, first := -1, 0 // the open chain and the index of its first rule
+	for i := 0; i < n; i++ {
 		off := int(p.Entries[i].Offset)
-		last := i == len(p.Entries)-1
-		h, isHook := hookAt[off]
-		switch {
-		case p.targetIs(i, errorTarget):
-			if err := closeChain(i); err != nil {
-				return err
-			}
-			data := p.Target(i).Data
-			name := cString(data[:min(len(data), errorNameLen)])
-			if last {
-				if name != errorTarget {
-					return fmt.Errorf("%w: the table ends with %q, not ERROR", ErrMalformed, name)
-				}
-				return nil
-			}
-			cur = p.addChain(Chain{Name: name, Hook: -1, first: off})
+		h := p.hookAt(off)
+		isError := p.targetIs(i, errorTarget)
+		if !isError && h < 0 {
 			if cur < 0 {
-				return fmt.Errorf("%w: chain %q twice", ErrMalformed, name)
+				return fmt.Errorf("%w: entry at %d outside any chain", ErrMalformed, off)
 			}
 			continue
-		case isHook:
-			if err := closeChain(i); err != nil {
-				return err
-			}
-			cur = p.addChain(Chain{Name: hookNames[h], Hook: h, first: off})
-			if cur < 0 {
-				return fmt.Errorf("%w: hook %s twice", ErrMalformed, hookNames[h])
-			}
-		case cur < 0:
-			return fmt.Errorf("%w: entry at %d outside any chain", ErrMalformed, off)
 		}
-		p.Chains[cur].Rules = append(p.Chains[cur].Rules, i)
+		if err := p.closeChain(cur, all[first:i]); err != nil {
+			return err
+		}
+		if i == n-1 {
+			return nil
+		}
+		c := Chain{Name: cString(p.errorName(i)), Hook: -1, first: off}
+		first = i + 1
+		if !isError {
+			c.Name, c.Hook, first = hookNames[h], h, i
+		}
+		if cur = p.addChain(c); cur < 0 {
+			return fmt.Errorf("%w: chain %q twice", ErrMalformed, c.Name)
+		}
 	}
-	return fmt.Errorf("%w: no final ERROR entry", ErrMalformed)
+	return nil
+}
+
+// hookAt is the hook whose chain starts at off, or -1.
+func (p *Parsed) hookAt(off int) int {
+	for h := range hookNames {
+		if p.Table.ValidHooks&(1<<h) != 0 && int(p.Table.HookEntry[h]) == off {
+			return h
+		}
+	}
+	return -1
+}
+
+// errorName is the errorname of entry i, an ERROR target.
+func (p *Parsed) errorName(i int) []byte {
+	d := p.Target(i).Data
+	return d[:min(len(d), errorNameLen)]
+}
+
+// closeChain ends chain cur (none if -1), whose entries after its head are
+// ents: the last is its policy or RETURN, the others its rules.
+func (p *Parsed) closeChain(cur int, ents []int) error {
+	if cur < 0 {
+		return nil
+	}
+	c := &p.Chains[cur]
+	if len(ents) == 0 {
+		return fmt.Errorf("%w: chain %s has no tail entry", ErrMalformed, c.Name)
+	}
+	tail := ents[len(ents)-1]
+	c.Rules, c.tailIdx, c.last = ents[:len(ents)-1:len(ents)-1], tail, int(p.Entries[tail].Offset)
+	v, ok := p.Verdict(tail)
+	if !ok {
+		return fmt.Errorf("%w: chain %s does not end in a standard verdict", ErrMalformed, c.Name)
+	}
+	if c.Hook >= 0 {
+		if int(p.Table.Underflow[c.Hook]) != c.last {
+			return fmt.Errorf("%w: chain %s: policy at %d, underflow %d", ErrMalformed, c.Name, c.last, p.Table.Underflow[c.Hook])
+		}
+		c.Policy = verdictName(v)
+	}
+	return nil
 }
 
 // addChain appends c and returns its index, or -1 if its name is taken.

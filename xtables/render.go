@@ -362,3 +362,8 @@ func (p *Parsed) WithRandomFully(rules []int) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// Comment returns the text of a comment match.
+func Comment(m Extension) string {
+	return cString(m.Data[:min(len(m.Data), 256)])
+}

@@ -33,6 +33,7 @@ type fixOpts struct {
 	rollback   string
 	planFile   string
 	nftMethod  string
+	legacyVia  string
 	noLegacy   bool
 	jsonOut    bool
 	noMonitor  bool
@@ -106,6 +107,7 @@ plan has changes (plan mode), 2 usage or environment error.`,
 	f.StringVar(&o.rollback, "rollback", "", "restore the rules saved in this backup file")
 	f.StringVar(&o.planFile, "plan", "", "with --apply: apply this plan (from snatrace fix --json), refusing if the rules changed since")
 	f.StringVar(&o.nftMethod, "iptables-nft-via", string(fix.MethodNetlink), "how to change iptables-nft rules: netlink (atomic with nftables) or iptables-restore")
+	f.StringVar(&o.legacyVia, "iptables-legacy-via", "kernel", "how to read and change iptables-legacy's IPv4 nat table: kernel (its socket interface, as libiptc; the tools are the fallback) or iptables-restore (iptables-legacy-save and -restore only)")
 	f.BoolVar(&o.noLegacy, "no-legacy", false, "leave iptables-legacy rules alone")
 	f.BoolVar(&o.noMonitor, "no-monitor", false, "with --watch: no nftables netlink monitor, only periodic re-reads")
 	f.BoolVar(&o.jsonOut, "json", false, "print one JSON document (plan, result, rollback or watch events)")
@@ -181,7 +183,12 @@ func (o *fixOpts) config(cmd *cobra.Command) (fix.Config, error) {
 	default:
 		return cfg, usageErr("--iptables-nft-via %q: want netlink or iptables-restore", o.nftMethod)
 	}
-	cfg = fix.Config{SkipLegacy: o.noLegacy, Options: fix.Options{Scope: scope, IptablesNft: method, TSOffsets: audit.KernelTSOffsets(context.Background(), "")}}
+	if o.legacyVia != "kernel" && o.legacyVia != "iptables-restore" {
+		return cfg, usageErr("--iptables-legacy-via %q: want kernel or iptables-restore", o.legacyVia)
+	}
+	// A one-shot apply holds the xtables lock from its read to its change;
+	// a watch cannot (releasing it would wake its own lock watch).
+	cfg = fix.Config{SkipLegacy: o.noLegacy, LegacyText: o.legacyVia == "iptables-restore", HoldLock: o.apply && !o.watch, Options: fix.Options{Scope: scope, IptablesNft: method, TSOffsets: audit.KernelTSOffsets(context.Background(), "")}}
 	return cfg, nil
 }
 

@@ -298,13 +298,27 @@ func TestFixWatchCLI(t *testing.T) {
 // TestFixPartialApply makes iptables-legacy-restore fail after the
 // nftables rule of the same plan was committed: the exit is non-zero, and
 // the output says which rule is now fully-random and which backup undoes
-// it (in JSON too); the rollback then restores it.
+// it (in JSON too); the rollback then restores it. By default the legacy
+// rule is changed through the kernel interface, which needs no
+// iptables-legacy-restore: that apply succeeds.
 func TestFixPartialApply(t *testing.T) {
+	failing := []byte("#!/bin/sh\necho 'iptables-legacy-restore: simulated failure' >&2\nexit 1\n")
+	direct, _, ddir := legacyAndNftNode(t, "direct")
+	os.WriteFile(filepath.Join(ddir, "iptables-legacy-restore"), failing, 0o755)
+	cmd := snatrace("fix", "--netns", direct.Path(), "--apply", "--no-backup")
+	cmd.Env = append(cmd.Env, "PATH="+ddir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("apply through the kernel interface: %v\n%s", err, out)
+	}
+	if got := saveAll(t, direct); !strings.Contains(got, "-j MASQUERADE --random-fully") || !strings.Contains(got, "masquerade fully-random") {
+		t.Fatalf("after the apply through the kernel interface:\n%s", got)
+	}
+
 	ns, before, dir := legacyAndNftNode(t, "partial")
-	os.WriteFile(filepath.Join(dir, "iptables-legacy-restore"), []byte("#!/bin/sh\necho 'iptables-legacy-restore: simulated failure' >&2\nexit 1\n"), 0o755)
+	os.WriteFile(filepath.Join(dir, "iptables-legacy-restore"), failing, 0o755)
 	backup := filepath.Join(t.TempDir(), "b.json")
 	var out, errb bytes.Buffer
-	cmd := snatrace("fix", "--netns", ns.Path(), "--apply", "--backup", backup, "--json")
+	cmd = snatrace("fix", "--netns", ns.Path(), "--apply", "--backup", backup, "--json", "--iptables-legacy-via", "iptables-restore")
 	cmd.Env = append(cmd.Env, "PATH="+dir)
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

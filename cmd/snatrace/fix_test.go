@@ -27,6 +27,7 @@ func TestFixUsageErrors(t *testing.T) {
 		{[]string{"fix", "--apply", "--backup", "b.json", "--no-backup"}, "snatrace: --backup and --no-backup: give one"},
 		{[]string{"fix", "--apply", "--backup", ""}, "snatrace: --backup: empty file name (use --no-backup for none)"},
 		{[]string{"fix", "--iptables-nft-via", "magic"}, `snatrace: --iptables-nft-via "magic": want netlink or iptables-restore`},
+		{[]string{"fix", "--iptables-legacy-via", "magic"}, `snatrace: --iptables-legacy-via "magic": want kernel or iptables-restore`},
 		{[]string{"fix", "--apply", "--tries", "0"}, "snatrace: --tries 0: must be at least 1"},
 		{[]string{"fix", "--no-monitor"}, "snatrace: --no-monitor applies to --watch only"},
 		{[]string{"fix", "extra"}, `snatrace: unknown command "extra" for "snatrace fix"`},

@@ -1,0 +1,124 @@
+//go:build linux
+
+package fix
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/snatrace/snatrace/natrule"
+	"github.com/snatrace/snatrace/ruleset"
+	"github.com/snatrace/snatrace/xtables"
+)
+
+// direct reports whether g's table is read and changed through the kernel
+// interface: iptables-legacy's IPv4 nat table, unless Config.LegacyText.
+func (f *Fixer) direct(g *restoreGroup) bool {
+	return !f.cfg.LegacyText && g.backend == natrule.IptablesLegacy && g.family == natrule.IPv4 && g.table == "nat"
+}
+
+// directSave reads g's table from the kernel and prints the chains g
+// changes, with their counters; an error sends the caller to the save tool.
+func (f *Fixer) directSave(g *restoreGroup) (*SaveTable, error) {
+	s, err := xtables.Open(f.cfg.NS)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	t, err := s.Get(g.table)
+	if err != nil {
+		return nil, err
+	}
+	p, err := xtables.Parse(t)
+	if err != nil {
+		return nil, err
+	}
+	return directTable(p, g)
+}
+
+// directTable prints the chains of p that g changes as a SaveTable, counters
+// included, remembering p for the commit.
+func directTable(p *xtables.Parsed, g *restoreGroup) (*SaveTable, error) {
+	var chains []string
+	for _, c := range g.changes {
+		chains = append(chains, c.Chain)
+	}
+	doc, _, err := ruleset.DirectSave(p, chains)
+	if err != nil {
+		return nil, err
+	}
+	st, err := ParseSave(doc, g.table)
+	if err != nil {
+		return nil, err
+	}
+	for name, lines := range st.Chains {
+		if len(lines) == 0 {
+			continue
+		}
+		c := p.Chain(name)
+		counters := make([]string, len(c.Rules))
+		for k, i := range c.Rules {
+			pk, by := p.Counters(i)
+			counters[k] = fmt.Sprintf("[%d:%d]", pk, by)
+		}
+		st.Counters[name] = counters
+	}
+	st.direct = p
+	return st, nil
+}
+
+// directFromDumps is directTable of the table the read took directly, if it
+// did.
+func directFromDumps(g *restoreGroup, dumps []ruleset.Dump) (*SaveTable, bool) {
+	for _, d := range dumps {
+		if d.Direct != nil {
+			st, err := directTable(d.Direct, g)
+			return st, err == nil
+		}
+	}
+	return nil, false
+}
+
+// replaceDirect makes g's changes in s's kernel table in one commit: the
+// fully-random flag set on each planned rule's NAT range, every other byte
+// as read. A table that changed since s was read is ErrStale (the caller
+// holds the xtables lock: only a writer that ignores it can do that).
+func (f *Fixer) replaceDirect(s *SaveTable, g *restoreGroup) error {
+	p := s.direct
+	var idx []int
+	for _, c := range g.changes {
+		ch := p.Chain(c.Chain)
+		if ch == nil || c.Position < 1 || c.Position > len(ch.Rules) {
+			return fmt.Errorf("chain %s position %d: %w", c.Chain, c.Position, ErrStale)
+		}
+		idx = append(idx, ch.Rules[c.Position-1])
+	}
+	entries, err := p.WithRandomFully(idx)
+	if err != nil {
+		return err
+	}
+	sock, err := xtables.Open(f.cfg.NS)
+	if err != nil {
+		return err
+	}
+	defer sock.Close()
+	if err := sock.Replace(p.Table, entries); err != nil {
+		if errors.Is(err, xtables.ErrChanged) {
+			return fmt.Errorf("%w: %w", ErrStale, err)
+		}
+		return fmt.Errorf("replacing %d rules of iptables-legacy ip table %s: %w", len(idx), g.table, err)
+	}
+	return nil
+}
+
+// saveTable is save through the kernel interface where direct allows it,
+// falling back to the save tool.
+func (f *Fixer) saveTable(ctx context.Context, g *restoreGroup) (*SaveTable, error) {
+	if f.direct(g) {
+		if s, err := f.directSave(g); err == nil {
+			return s, nil
+		}
+	}
+	return f.save(ctx, g)
+}
