@@ -43,7 +43,7 @@ func (f *Fixer) apply(ctx context.Context, p *Plan, backupPath string, fresh boo
 	if err != nil {
 		return res, err
 	}
-	ok, handles, err := f.verify(ctx, res.Applied)
+	ok, handles, err := f.verify(ctx, res.Applied, t.saves)
 	if err != nil {
 		return res, fmt.Errorf("verifying the fix: %w", err)
 	}
@@ -177,8 +177,10 @@ func (f *Fixer) commitGroup(ctx context.Context, g *restoreGroup, s *SaveTable) 
 // own view of the few chains touched) and checks each applied change: the
 // rule at its position now has the fully-random flag (nftables) or the
 // planned line (iptables). It returns the nftables handles the changed rules
-// have now (a replacement gets a new one), by location key.
-func (f *Fixer) verify(ctx context.Context, applied []Change) (bool, map[string]uint64, error) {
+// have now (a replacement gets a new one), by location key. A table the
+// commit wrote directly (saves, by group) is read back whole and compared
+// with what was written.
+func (f *Fixer) verify(ctx context.Context, applied []Change, saves map[*restoreGroup]*SaveTable) (bool, map[string]uint64, error) {
 	ok := true
 	handles := map[string]uint64{}
 	var nftChanges []Change
@@ -194,7 +196,22 @@ func (f *Fixer) verify(ctx context.Context, applied []Change) (bool, map[string]
 		}
 		ok = ok && good
 	}
+	committed := map[string]*SaveTable{}
+	for g, s := range saves {
+		if s.committed != nil {
+			committed[g.key()] = s
+		}
+	}
 	for _, g := range groupRestore(applied) {
+		if s := committed[g.key()]; s != nil {
+			same, err := f.verifyDirect(s)
+			if err != nil {
+				return false, nil, err
+			}
+			if same {
+				continue
+			}
+		}
 		s, err := f.saveTable(ctx, g)
 		if err != nil {
 			return false, nil, err

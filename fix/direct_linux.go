@@ -37,34 +37,28 @@ func (f *Fixer) directSave(g *restoreGroup) (*SaveTable, error) {
 	return directTable(p, g)
 }
 
-// directTable prints the chains of p that g changes as a SaveTable, counters
-// included, remembering p for the commit.
+// directTable prints the chains of p that g changes as a SaveTable,
+// counters included, remembering p for the commit. A chain g names that p
+// lacks is absent from it, as from a save.
 func directTable(p *xtables.Parsed, g *restoreGroup) (*SaveTable, error) {
-	var chains []string
+	st := &SaveTable{Name: g.table, Chains: map[string][]string{}, Counters: map[string][]string{}, direct: p}
 	for _, c := range g.changes {
-		chains = append(chains, c.Chain)
-	}
-	doc, _, err := ruleset.DirectSave(p, chains)
-	if err != nil {
-		return nil, err
-	}
-	st, err := ParseSave(doc, g.table)
-	if err != nil {
-		return nil, err
-	}
-	for name, lines := range st.Chains {
-		if len(lines) == 0 {
+		ch := p.Chain(c.Chain)
+		if ch == nil || st.Chains[c.Chain] != nil {
 			continue
 		}
-		c := p.Chain(name)
-		counters := make([]string, len(c.Rules))
-		for k, i := range c.Rules {
+		lines := make([]string, len(ch.Rules))
+		counters := make([]string, len(ch.Rules))
+		for k, i := range ch.Rules {
+			line, err := p.Rule(i, c.Chain)
+			if err != nil {
+				return nil, fmt.Errorf("chain %s: %w", c.Chain, err)
+			}
 			pk, by := p.Counters(i)
-			counters[k] = fmt.Sprintf("[%d:%d]", pk, by)
+			lines[k], counters[k] = line, fmt.Sprintf("[%d:%d]", pk, by)
 		}
-		st.Counters[name] = counters
+		st.Chains[c.Chain], st.Counters[c.Chain] = lines, counters
 	}
-	st.direct = p
 	return st, nil
 }
 
@@ -94,16 +88,17 @@ func (f *Fixer) replaceDirect(s *SaveTable, g *restoreGroup) error {
 		}
 		idx = append(idx, ch.Rules[c.Position-1])
 	}
-	entries, err := p.WithRandomFully(idx)
-	if err != nil {
-		return err
-	}
 	sock, err := xtables.Open(f.cfg.NS)
 	if err != nil {
 		return err
 	}
 	defer sock.Close()
-	if err := sock.Replace(p.Table, entries); err != nil {
+	err = sock.Replace(p.Table, func(entries []byte) error {
+		s.committed = entries
+		return p.SetRandomFully(entries, idx)
+	})
+	if err != nil {
+		s.committed = nil
 		if errors.Is(err, xtables.ErrChanged) {
 			return fmt.Errorf("%w: %w", ErrStale, err)
 		}
@@ -121,4 +116,22 @@ func (f *Fixer) saveTable(ctx context.Context, g *restoreGroup) (*SaveTable, err
 		}
 	}
 	return f.save(ctx, g)
+}
+
+// verifyDirect reads g's table back after a direct commit and reports
+// whether it is the table the commit wrote (counters aside), in which case
+// every planned rule has the flag at its place. When it is not (a writer
+// that ignores the xtables lock came between), ok is false and the caller
+// checks the rules one by one.
+func (f *Fixer) verifyDirect(s *SaveTable) (ok bool, err error) {
+	sock, err := xtables.Open(f.cfg.NS)
+	if err != nil {
+		return false, err
+	}
+	defer sock.Close()
+	t, err := sock.Get(s.direct.Table.Name)
+	if err != nil {
+		return false, err
+	}
+	return s.direct.SameRules(s.committed, t.Entries), nil
 }

@@ -22,6 +22,8 @@ type SaveTable struct {
 	// tool's output: a commit then sets the flag in it instead of running
 	// iptables-restore.
 	direct *xtables.Parsed
+	// committed is the entry table a direct commit wrote (nil before).
+	committed []byte
 }
 
 // ParseSave reads the named table of an iptables-save dump (with or without

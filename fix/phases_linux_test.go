@@ -56,11 +56,11 @@ func TestPhases(t *testing.T) {
 
 	// The fake kernel does not run batches: make the rule what the batch
 	// asked for, then verify reads it back.
-	if ok, _, err := f.verify(ctx, applied); err != nil || ok {
+	if ok, _, err := f.verify(ctx, applied, nil); err != nil || ok {
 		t.Fatalf("verify of an unchanged rule: %v, %v; want not verified", ok, err)
 	}
 	k.Rules[0].Exprs = append(append([]expr.Any(nil), plainMasq[:4]...), &expr.Masq{FullyRandom: true})
-	ok, handles, err := f.verify(ctx, applied)
+	ok, handles, err := f.verify(ctx, applied, nil)
 	if err != nil || !ok || handles[ruleKey(applied[0].Location, applied[0].Before)] != 4 {
 		t.Fatalf("verify: %v, handles %v, %v", ok, handles, err)
 	}

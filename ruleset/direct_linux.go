@@ -41,7 +41,8 @@ func readDirect(ns *netns.NS) (*Ruleset, error) {
 	if err != nil {
 		return nil, err
 	}
-	doc, rendered, err := DirectSave(p, natChains(p))
+	keep := ancestors(p, natChains(p))
+	doc, rendered, err := directSave(p, natChains(p), keep)
 	if err != nil {
 		return nil, err
 	}
@@ -49,9 +50,50 @@ func readDirect(ns *netns.NS) (*Ruleset, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the rules printed from the kernel's table: %w", err)
 	}
-	rs.Jumps = append(rs.Jumps, directJumps(p, rendered)...)
+	for _, c := range p.Chains {
+		if !keep[c.Name] && c.Hook < 0 { // declared in doc otherwise
+			rs.Chains = append(rs.Chains, Chain{Family: natrule.IPv4, Table: "nat", Name: c.Name})
+		}
+	}
+	rs.Jumps = directJumps(rs.Jumps, p, rendered, keep)
 	rs.dumps = []Dump{{Tool: DirectSource, Direct: p}}
 	return rs, nil
+}
+
+// ancestors names the chains from which a chain of chains can be reached
+// through jumps and gotos, those chains included: the only chains whose
+// jumps hook resolution and attribution follow (backwards from the NAT
+// rules). A kube-proxy table's 100,000 service jumps lead elsewhere.
+func ancestors(p *xtables.Parsed, chains []string) map[string]bool {
+	callers := make([][]int32, len(p.Chains))
+	for from, c := range p.Chains {
+		for _, i := range c.Rules {
+			if to := p.JumpChain(i); to >= 0 {
+				callers[to] = append(callers[to], int32(from))
+			}
+		}
+	}
+	keep := map[string]bool{}
+	var queue []int32
+	for _, name := range chains {
+		keep[name] = true
+	}
+	for i, c := range p.Chains {
+		if keep[c.Name] {
+			queue = append(queue, int32(i))
+		}
+	}
+	for len(queue) > 0 {
+		to := queue[0]
+		queue = queue[1:]
+		for _, from := range callers[to] {
+			if name := p.Chains[from].Name; !keep[name] {
+				keep[name] = true
+				queue = append(queue, from)
+			}
+		}
+	}
+	return keep
 }
 
 // hasNatTable reports whether ns has an iptables-legacy nat table, from
@@ -92,20 +134,21 @@ func natChains(p *xtables.Parsed) []string {
 	return out
 }
 
-// DirectSave prints p as an iptables-save document of the nat table that
-// declares every chain and holds the rules of the named chains, each line
-// as iptables-legacy-save prints it; the set of chains printed is
-// returned. A rule xtables cannot print fails it with
+// directSave prints p as an iptables-save document of the nat table that
+// declares the built-in chains and the chains of keep, and holds the rules
+// of the named chains, each line as iptables-legacy-save prints it; the set
+// of chains printed is returned. A rule xtables cannot print fails it with
 // xtables.ErrUnsupported.
-func DirectSave(p *xtables.Parsed, chains []string) (string, map[string]bool, error) {
+func directSave(p *xtables.Parsed, chains []string, keep map[string]bool) (string, map[string]bool, error) {
 	var b strings.Builder
 	b.WriteString("*nat\n")
 	for _, c := range p.Chains {
-		policy := c.Policy
-		if c.Hook < 0 {
-			policy = "-"
+		switch {
+		case c.Hook >= 0:
+			b.WriteString(":" + c.Name + " " + c.Policy + " [0:0]\n")
+		case keep[c.Name]:
+			b.WriteString(":" + c.Name + " - [0:0]\n")
 		}
-		b.WriteString(":" + c.Name + " " + policy + " [0:0]\n")
 	}
 	rendered := map[string]bool{}
 	for _, name := range chains {
@@ -118,6 +161,12 @@ func DirectSave(p *xtables.Parsed, chains []string) (string, map[string]bool, er
 			if err != nil {
 				return "", nil, fmt.Errorf("chain %s: %w", name, err)
 			}
+			if to, chain := p.JumpTarget(i); chain && !keep[to] {
+				// A jump out of a NAT chain to one that leads to none: the
+				// parser needs it declared to read it as a jump.
+				b.WriteString(":" + to + " - [0:0]\n")
+				keep[to] = true
+			}
 			b.WriteString(line + "\n")
 		}
 		rendered[name] = true
@@ -126,29 +175,37 @@ func DirectSave(p *xtables.Parsed, chains []string) (string, map[string]bool, er
 	return b.String(), rendered, nil
 }
 
-// directJumps lists the jumps and gotos of the chains DirectSave did not
-// print, with the jumping rule's comment.
-func directJumps(p *xtables.Parsed, rendered map[string]bool) []Jump {
-	var out []Jump
+// directJumps appends to out the jumps and gotos of the chains directSave
+// did not print into the chains of keep, those into a printed chain with
+// the jumping rule's comment (Attribute reads no other).
+func directJumps(out []Jump, p *xtables.Parsed, rendered, keep map[string]bool) []Jump {
 	for _, c := range p.Chains {
-		if rendered[c.Name] {
-			continue
+		if rendered[c.Name] || !keep[c.Name] && c.Hook < 0 {
+			continue // a chain that reaches no NAT chain jumps to none
 		}
 		for _, i := range c.Rules {
 			to, chain := p.JumpTarget(i)
-			if !chain {
+			if !chain || !keep[to] {
 				continue
 			}
 			j := Jump{Backend: natrule.IptablesLegacy, Family: natrule.IPv4, Table: "nat", From: c.Name, To: to}
-			var comments []string
-			for _, m := range p.Matches(i) {
-				if m.Name == "comment" {
-					comments = append(comments, xtables.Comment(m))
-				}
+			if rendered[to] {
+				j.Comment = directComment(p, i)
 			}
-			j.Comment = strings.Join(comments, "; ") // as splitRule joins them
 			out = append(out, j)
 		}
 	}
 	return out
+}
+
+// directComment is the comment of entry i's comment matches, joined as
+// splitRule joins them.
+func directComment(p *xtables.Parsed, i int) string {
+	var comments []string
+	for _, m := range p.Matches(i) {
+		if m.Name == "comment" {
+			comments = append(comments, xtables.Comment(m))
+		}
+	}
+	return strings.Join(comments, "; ")
 }

@@ -38,6 +38,7 @@ func TestReadLegacyDirect(t *testing.T) {
 	if len(srcs) < 10 {
 		t.Fatalf("%d rule sources", len(srcs))
 	}
+	srcs = append(srcs, "testdata/direct/reach.rules")
 	for _, src := range srcs {
 		name := strings.TrimSuffix(filepath.Base(src), ".rules")
 		t.Run(name, func(t *testing.T) {
@@ -54,6 +55,12 @@ func TestReadLegacyDirect(t *testing.T) {
 			if got, want := fullView(direct), fullView(viaSave); got != want || want == "" {
 				t.Errorf("read directly:\n%s\nthrough iptables-legacy-save:\n%s", got, want)
 			}
+			if name == "reach" {
+				want := "DEEP2:postrouting ORPHAN:unreachable TWO-HOOKS: USED:postrouting VIA-GOTO:postrouting" // the kernel keeps user chains sorted
+				if got := reachView(direct); got != want {
+					t.Errorf("reachability read directly: %s, want %s", got, want)
+				}
+			}
 			wantWhere := DirectSource
 			if usesIpset[name] {
 				wantWhere = "iptables-legacy-save"
@@ -63,6 +70,19 @@ func TestReadLegacyDirect(t *testing.T) {
 			}
 		})
 	}
+}
+
+// reachView renders each rule's chain and hook, or "unreachable".
+func reachView(rs *Ruleset) string {
+	var out []string
+	for _, r := range rs.Rules {
+		h := r.Hook
+		if r.Unreachable {
+			h = "unreachable"
+		}
+		out = append(out, r.Chain+":"+h)
+	}
+	return strings.Join(out, " ")
 }
 
 // usesIpset are the owners whose NAT chains match ipsets (-m set).

@@ -175,6 +175,14 @@ func (p *Parsed) entries() error {
 	if len(p.Entries) != int(p.Table.NumEntries) {
 		return fmt.Errorf("%w: %d entries, the table says %d", ErrMalformed, len(p.Entries), p.Table.NumEntries)
 	}
+	heads := len(hookNames)
+	for i := range p.Entries {
+		if p.targetIs(i, errorTarget) {
+			heads++
+		}
+	}
+	p.Chains = make([]Chain, 0, heads) // a kube-proxy table has 36,000
+	p.byName = make(map[string]int, heads)
 	return nil
 }
 
@@ -326,36 +334,55 @@ func (p *Parsed) Chain(name string) *Chain {
 	return &p.Chains[i]
 }
 
-// chainAt returns the chain whose entries cover offset (a jump's verdict
-// points just past a user chain's head), or nil. Chains are in entry
-// order.
-func (p *Parsed) chainAt(offset int) *Chain {
+// chainAt returns the index of the chain whose entries cover offset (a
+// jump's verdict points just past a user chain's head), or -1. Chains are
+// in entry order.
+func (p *Parsed) chainAt(offset int) int {
 	i := sort.Search(len(p.Chains), func(i int) bool { return p.Chains[i].last >= offset })
 	if i < len(p.Chains) && p.Chains[i].first <= offset {
-		return &p.Chains[i]
+		return i
 	}
-	return nil
+	return -1
+}
+
+// JumpChain returns the index in Chains of the chain entry i jumps or goes
+// to, or -1 when it does not go to a chain.
+func (p *Parsed) JumpChain(i int) int {
+	v, ok := p.Verdict(i)
+	if !ok || v < 0 || v == p.Entries[i].Next {
+		return -1
+	}
+	return p.chainAt(int(v))
+}
+
+// SameRules reports whether a and b, entry tables of p's layout (p's own,
+// a copy that was committed, one read later), hold the same entries byte
+// for byte but for their counters, which traffic moves.
+func (p *Parsed) SameRules(a, b []byte) bool {
+	if len(a) != len(p.Table.Entries) || len(b) != len(a) {
+		return false
+	}
+	for _, e := range p.Entries {
+		off, next := int(e.Offset), int(e.Next)
+		if string(a[off:off+offCounters]) != string(b[off:off+offCounters]) ||
+			string(a[off+offCounters+16:next]) != string(b[off+offCounters+16:next]) {
+			return false
+		}
+	}
+	return true
 }
 
 // JumpTarget returns where entry i's standard target goes: a chain's name
 // (chain true), a verdict's name (ACCEPT, DROP, QUEUE, RETURN), or "" for
 // a fall-through or another target.
 func (p *Parsed) JumpTarget(i int) (name string, chain bool) {
-	v, ok := p.Verdict(i)
-	if !ok {
-		return "", false
+	if c := p.JumpChain(i); c >= 0 {
+		return p.Chains[c].Name, true
 	}
-	if v < 0 {
+	if v, ok := p.Verdict(i); ok && v < 0 {
 		return verdictName(v), false
 	}
-	if v == p.Entries[i].Next {
-		return "", false
-	}
-	c := p.chainAt(int(v))
-	if c == nil {
-		return "", false
-	}
-	return c.Name, true
+	return "", false
 }
 
 func verdictName(v int32) string {

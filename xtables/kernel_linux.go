@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/snatrace/snatrace/internal/hugepage"
 	"github.com/snatrace/snatrace/netns"
 )
 
@@ -90,7 +91,7 @@ func (s *Socket) get(name string) (*Table, error) {
 		t.Underflow[h] = ne.Uint32(info[56+4*h:])
 	}
 	t.NumEntries, t.Size = ne.Uint32(info[76:]), ne.Uint32(info[80:])
-	buf := make([]byte, getEntriesHeader+int(t.Size))
+	buf := bigBuffer(getEntriesHeader + int(t.Size))
 	copy(buf, name)
 	ne.PutUint32(buf[32:], t.Size)
 	if err := s.getsockopt(soGetEntries, buf); err != nil {
@@ -100,16 +101,21 @@ func (s *Socket) get(name string) (*Table, error) {
 	return t, nil
 }
 
-// Replace puts entries in place of t's entry table in one commit
-// (IPT_SO_SET_REPLACE), keeping t's hooks, then adds the counters the old
-// table had to the new one, entry by entry, as libiptc does: entries must
-// have t's entries' count and order. The kernel refuses the commit (EAGAIN)
-// if the table's entry count is no longer t's: someone changed it since t
-// was read.
-func (s *Socket) Replace(t *Table, entries []byte) error {
+// Replace commits a copy of t's entry table, changed by edit, in place of
+// the table (IPT_SO_SET_REPLACE), keeping t's hooks, then adds the counters
+// the old table had to the new one, entry by entry, as libiptc does: edit
+// must keep every entry's size and place. The kernel refuses the commit
+// with ErrChanged if the table's entry count is no longer t's: someone
+// changed it since t was read. An error from edit commits nothing.
+func (s *Socket) Replace(t *Table, edit func(entries []byte) error) error {
 	n := int(t.NumEntries)
 	counters := make([]byte, n*counterSize)
-	repl := make([]byte, replaceHeader+len(entries))
+	repl := bigBuffer(replaceHeader + len(t.Entries))
+	entries := repl[replaceHeader:]
+	copy(entries, t.Entries)
+	if err := edit(entries); err != nil {
+		return err
+	}
 	ne := binary.NativeEndian
 	copy(repl, t.Name)
 	ne.PutUint32(repl[32:], t.ValidHooks)
@@ -120,8 +126,7 @@ func (s *Socket) Replace(t *Table, entries []byte) error {
 		ne.PutUint32(repl[64+4*h:], t.Underflow[h])
 	}
 	ne.PutUint32(repl[84:], uint32(n))
-	ne.PutUint64(repl[88:], uint64(uintptr(unsafe.Pointer(&counters[0]))))
-	copy(repl[replaceHeader:], entries)
+	ne.PutUint64(repl[88:], uint64(uintptr(unsafe.Pointer(unsafe.SliceData(counters)))))
 	err := s.setsockopt(soSetReplace, repl)
 	runtime.KeepAlive(counters) // the kernel wrote to it through an address stored as an integer
 	if errors.Is(err, unix.EAGAIN) {
@@ -138,6 +143,16 @@ func (s *Socket) Replace(t *Table, entries []byte) error {
 		return fmt.Errorf("restoring the counters of iptables-legacy table %s (IPT_SO_SET_ADD_COUNTERS): %w", t.Name, err)
 	}
 	return nil
+}
+
+// bigBuffer is a zeroed buffer of n bytes marked for transparent huge
+// pages before anything touches it: a kube-proxy table is 60 MB, and in a
+// virtual machine faulting it in 4 KiB pages costs more than the kernel's
+// copy into it.
+func bigBuffer(n int) []byte {
+	b := make([]byte, n)
+	hugepage.Slice(b)
+	return b
 }
 
 func (s *Socket) getsockopt(opt int, buf []byte) error {

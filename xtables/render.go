@@ -341,26 +341,30 @@ func writeRandom(b *strings.Builder, flags uint32) {
 	}
 }
 
-// WithRandomFully returns a copy of the entry table with the fully-random
-// flag set on the NAT range of each entry of rules, which must be
-// revision-0 MASQUERADE or SNAT targets with one range (what iptables
-// writes): the change `--random-fully` makes, in place, so that the copy
-// keeps every entry's size and offset and can be committed with Replace.
-func (p *Parsed) WithRandomFully(rules []int) ([]byte, error) {
-	out := make([]byte, len(p.Table.Entries))
-	copy(out, p.Table.Entries)
+// SetRandomFully sets the fully-random flag on the NAT range of each entry
+// of rules in entries, a copy of p's entry table (Socket.Replace hands one
+// out): the change `--random-fully` makes, in place, so that every entry
+// keeps its size and offset. Each entry must be a revision-0 MASQUERADE or
+// SNAT target with one range (what iptables writes); otherwise nothing is
+// changed and the error wraps ErrUnsupported.
+func (p *Parsed) SetRandomFully(entries []byte, rules []int) error {
+	if len(entries) != len(p.Table.Entries) {
+		return fmt.Errorf("an entry table of %d bytes, not a copy of this one (%d)", len(entries), len(p.Table.Entries))
+	}
 	for _, i := range rules {
 		t := p.Target(i)
 		if (t.Name != "MASQUERADE" && t.Name != "SNAT") || t.Revision != 0 || len(t.Data) < natRangeSize {
-			return nil, fmt.Errorf("entry %d: target %s revision %d is not a NAT range: %w", i, t.Name, t.Revision, ErrUnsupported)
+			return fmt.Errorf("entry %d: target %s revision %d is not a NAT range: %w", i, t.Name, t.Revision, ErrUnsupported)
 		}
 		if _, err := decodeRange(t.Data); err != nil {
-			return nil, fmt.Errorf("entry %d: %w", i, err)
+			return fmt.Errorf("entry %d: %w", i, err)
 		}
-		flags := int(p.Entries[i].TargetOff) + xtHeaderSize + 4
-		binary.NativeEndian.PutUint32(out[flags:], binary.NativeEndian.Uint32(out[flags:])|natRandomFully)
 	}
-	return out, nil
+	for _, i := range rules {
+		flags := entries[int(p.Entries[i].TargetOff)+xtHeaderSize+4:]
+		binary.NativeEndian.PutUint32(flags, binary.NativeEndian.Uint32(flags)|natRandomFully)
+	}
+	return nil
 }
 
 // Comment returns the text of a comment match.

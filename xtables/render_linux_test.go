@@ -180,16 +180,19 @@ func TestReplaceRandomFully(t *testing.T) {
 	for _, k := range []int{0, 5, 10} { // 10.99 (counters 7:420), ! -s 10.0.0.0/8, SNAT 192.0.2.1
 		idx = append(idx, post.Rules[k])
 	}
-	if _, err := p.WithRandomFully([]int{post.Rules[1]}); !errors.Is(err, ErrUnsupported) {
-		t.Errorf("a MARK target: %v, want ErrUnsupported", err)
+	before2 := netnstest.Run(t, ns, "", "iptables-legacy-save", "-c", "-t", "nat")
+	err = s.Replace(tab, func(e []byte) error { return p.SetRandomFully(e, append(idx, post.Rules[1])) })
+	if !errors.Is(err, ErrUnsupported) {
+		t.Errorf("with a MARK target among the rules: %v, want ErrUnsupported", err)
 	}
-	entries, err := p.WithRandomFully(idx)
-	if err != nil {
+	if got := netnstest.Run(t, ns, "", "iptables-legacy-save", "-c", "-t", "nat"); stripDate(got) != stripDate(before2) {
+		t.Fatalf("a refused edit changed the table:\n%s", got)
+	}
+	var committed []byte
+	if err := s.Replace(tab, func(e []byte) error { committed = e; return p.SetRandomFully(e, idx) }); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Replace(tab, entries); err != nil {
-		t.Fatal(err)
-	}
+
 	after := netnstest.Run(t, ns, "", "iptables-legacy-save", "-c", "-t", "nat")
 	changed := map[string]string{
 		"[7:420] -A POSTROUTING -s 10.99.0.0/16 -j MASQUERADE":                        "[7:420] -A POSTROUTING -s 10.99.0.0/16 -j MASQUERADE --random-fully",
@@ -217,9 +220,30 @@ func TestReplaceRandomFully(t *testing.T) {
 	if n != len(changed) {
 		t.Errorf("%d of the %d planned lines found before the change:\n%s", n, len(changed), before)
 	}
+	// Read back: the table is what was committed, also once the counters
+	// move (zeroed here), and no longer the table before.
+	netnstest.Run(t, ns, "", "iptables-legacy", "-t", "nat", "-Z")
+	back, err := s.Get("nat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.SameRules(committed, back.Entries) || p.SameRules(tab.Entries, back.Entries) {
+		t.Errorf("read back: same as committed %v (want true), same as before %v (want false)", p.SameRules(committed, back.Entries), p.SameRules(tab.Entries, back.Entries))
+	}
 	// A table that changed since the snapshot is refused, not overwritten.
 	netnstest.Run(t, ns, "*nat\n-A POSTROUTING -j ACCEPT\nCOMMIT\n", "iptables-legacy-restore", "--noflush")
-	if err := s.Replace(tab, entries); !errors.Is(err, ErrChanged) {
+	if err := s.Replace(tab, func(e []byte) error { return p.SetRandomFully(e, idx) }); !errors.Is(err, ErrChanged) {
 		t.Errorf("replacing a table that changed since it was read: %v, want ErrChanged", err)
 	}
+}
+
+// stripDate drops iptables-save's comment lines, which carry the time.
+func stripDate(dump string) string {
+	var out []string
+	for _, l := range strings.Split(dump, "\n") {
+		if !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
