@@ -18,8 +18,11 @@ const (
 	// MethodNetlink replaces nftables rules (native and iptables-nft) by
 	// handle in one netlink batch guarded by the ruleset generation.
 	MethodNetlink Method = "netlink"
-	// MethodRestore replaces iptables rules with iptables-restore --noflush
-	// -w and "-R CHAIN N", guarded by a checksum of the chain.
+	// MethodRestore replaces iptables rules at their position with their
+	// fully-random line ("-R CHAIN N", iptables-restore --noflush -w),
+	// guarded by a checksum of the chain; iptables-legacy's IPv4 nat table
+	// gets the same change in the kernel's table directly (Config.LegacyText
+	// says otherwise).
 	MethodRestore Method = "iptables-restore"
 )
 
