@@ -135,3 +135,22 @@ func (f *Fixer) verifyDirect(s *SaveTable) (ok bool, err error) {
 	}
 	return s.direct.SameRules(s.committed, t.Entries), nil
 }
+
+// directDigest hashes the rules of iptables-legacy's IPv4 nat table, read
+// through the kernel interface; a namespace without the table hashes to
+// zero.
+func (f *Fixer) directDigest() ([32]byte, error) {
+	if ok, err := xtables.HasTable(f.cfg.NS, "nat"); err != nil || !ok {
+		return [32]byte{}, err
+	}
+	sock, err := xtables.Open(f.cfg.NS)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	defer sock.Close()
+	t, err := sock.Get("nat")
+	if err != nil {
+		return [32]byte{}, err
+	}
+	return t.RulesDigest()
+}

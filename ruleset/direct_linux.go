@@ -4,7 +4,6 @@ package ruleset
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/snatrace/snatrace/natrule"
@@ -25,7 +24,7 @@ const DirectSource = "IPT_SO_GET_ENTRIES"
 // or the kernel interface cannot be used. A namespace without the table
 // gives nil, nil, as the save tool prints nothing for it.
 func readDirect(ns *netns.NS) (*Ruleset, error) {
-	if ok, err := hasNatTable(ns); err != nil || !ok {
+	if ok, err := xtables.HasTable(ns, "nat"); err != nil || !ok {
 		return nil, err
 	}
 	s, err := xtables.Open(ns)
@@ -94,30 +93,6 @@ func ancestors(p *xtables.Parsed, chains []string) map[string]bool {
 		}
 	}
 	return keep
-}
-
-// hasNatTable reports whether ns has an iptables-legacy nat table, from
-// the table names the kernel lists (what iptables-legacy-save reads):
-// asking for a table that does not exist would create it.
-func hasNatTable(ns *netns.NS) (bool, error) {
-	var names []byte
-	err := ns.Do(func() error {
-		var err error
-		names, err = os.ReadFile("/proc/thread-self/net/ip_tables_names")
-		if os.IsNotExist(err) {
-			return nil // ip_tables is not loaded: no legacy table at all
-		}
-		return err
-	})
-	if err != nil {
-		return false, err
-	}
-	for _, n := range strings.Fields(string(names)) {
-		if n == "nat" {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // natChains names the chains of p that hold a MASQUERADE or SNAT target.

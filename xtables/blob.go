@@ -1,6 +1,7 @@
 package xtables
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -353,6 +354,26 @@ func (p *Parsed) JumpChain(i int) int {
 		return -1
 	}
 	return p.chainAt(int(v))
+}
+
+// RulesDigest hashes t's entries without their counters: it changes when a
+// rule, chain or policy does, not when traffic moves. A malformed table is
+// an error.
+func (t *Table) RulesDigest() ([32]byte, error) {
+	h := sha256.New()
+	b := t.Entries
+	for off := 0; off < len(b); {
+		e, err := entryAt(b, off)
+		if err != nil {
+			return [32]byte{}, err
+		}
+		h.Write(b[off : off+offCounters])
+		h.Write(b[off+offCounters+16 : e.Next])
+		off = int(e.Next)
+	}
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum, nil
 }
 
 // SameRules reports whether a and b, entry tables of p's layout (p's own,

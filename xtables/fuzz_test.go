@@ -53,7 +53,7 @@ func TestParseRecorded(t *testing.T) {
 	}
 }
 
-// FuzzParse feeds Parse, Rule, JumpTarget and WithRandomFully arbitrary
+// FuzzParse feeds RulesDigest, Parse, Rule, JumpTarget and SetRandomFully arbitrary
 // tables: they may refuse one, never panic or read out of bounds.
 func FuzzParse(f *testing.F) {
 	if data, err := os.ReadFile("testdata/shapes.nat.bin"); err == nil {
@@ -64,6 +64,7 @@ func FuzzParse(f *testing.F) {
 		if tab == nil {
 			return
 		}
+		tab.RulesDigest()
 		p, err := Parse(tab)
 		if err != nil {
 			return

@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -36,6 +38,30 @@ var ErrNoTable = errors.New("no such iptables-legacy table")
 // ErrChanged is returned by Replace when the table's entry count is no
 // longer the snapshot's: another writer changed it since it was read.
 var ErrChanged = errors.New("the table changed since it was read")
+
+// HasTable reports whether ns (nil: the caller's namespace) has the named
+// IPv4 table, from the names the kernel lists (what iptables-legacy-save
+// reads): asking the socket for a table that does not exist creates it.
+func HasTable(ns *netns.NS, name string) (bool, error) {
+	var names []byte
+	err := ns.Do(func() error {
+		var err error
+		names, err = os.ReadFile("/proc/thread-self/net/ip_tables_names")
+		if os.IsNotExist(err) {
+			return nil // ip_tables is not loaded: no table at all
+		}
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	for _, n := range strings.Fields(string(names)) {
+		if n == name {
+			return true, nil
+		}
+	}
+	return false, nil
+}
 
 // Socket reaches one network namespace's iptables-legacy tables through a
 // raw IPv4 socket, as libiptc does. It needs CAP_NET_ADMIN (and CAP_NET_RAW

@@ -230,6 +230,12 @@ func TestReplaceRandomFully(t *testing.T) {
 	if !p.SameRules(committed, back.Entries) || p.SameRules(tab.Entries, back.Entries) {
 		t.Errorf("read back: same as committed %v (want true), same as before %v (want false)", p.SameRules(committed, back.Entries), p.SameRules(tab.Entries, back.Entries))
 	}
+	dBack, err1 := back.RulesDigest()
+	dCommitted, err2 := (&Table{Info: tab.Info, Entries: committed}).RulesDigest()
+	dBefore, err3 := tab.RulesDigest()
+	if err := errors.Join(err1, err2, err3); err != nil || dBack != dCommitted || dBack == dBefore {
+		t.Errorf("digests: read back %x, committed %x, before %x (%v): want the first two equal, the third apart", dBack[:4], dCommitted[:4], dBefore[:4], err)
+	}
 	// A table that changed since the snapshot is refused, not overwritten.
 	netnstest.Run(t, ns, "*nat\n-A POSTROUTING -j ACCEPT\nCOMMIT\n", "iptables-legacy-restore", "--noflush")
 	if err := s.Replace(tab, func(e []byte) error { return p.SetRandomFully(e, idx) }); !errors.Is(err, ErrChanged) {
