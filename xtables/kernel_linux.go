@@ -68,8 +68,16 @@ func HasTable(ns *netns.NS, name string) (bool, error) {
 // for the socket) in that namespace.
 type Socket struct{ fd int }
 
+// ErrCompat is returned by Open in a 32-bit process: the kernel hands such
+// a process the compat layout of the tables (4-byte aligned), which this
+// package does not read.
+var ErrCompat = errors.New("the iptables-legacy kernel interface needs a 64-bit process")
+
 // Open opens a Socket in ns (nil: the caller's namespace).
 func Open(ns *netns.NS) (*Socket, error) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		return nil, ErrCompat
+	}
 	s := &Socket{fd: -1}
 	err := ns.Do(func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
