@@ -79,14 +79,25 @@ func directFromDumps(g *restoreGroup, dumps []ruleset.Dump) (*SaveTable, bool) {
 // as read. A table that changed since s was read is ErrStale (the caller
 // holds the xtables lock: only a writer that ignores it can do that).
 func (f *Fixer) replaceDirect(s *SaveTable, g *restoreGroup) error {
+	var at []Replacement
+	for _, c := range g.changes {
+		at = append(at, Replacement{Chain: c.Chain, Position: c.Position})
+	}
+	return f.flipDirect(s, at, true)
+}
+
+// flipDirect sets (on) or clears the fully-random flag of the rules at
+// the places of at in s's kernel table, in one commit, and records what it
+// committed.
+func (f *Fixer) flipDirect(s *SaveTable, at []Replacement, on bool) error {
 	p := s.direct
 	var idx []int
-	for _, c := range g.changes {
-		ch := p.Chain(c.Chain)
-		if ch == nil || c.Position < 1 || c.Position > len(ch.Rules) {
-			return fmt.Errorf("chain %s position %d: %w", c.Chain, c.Position, ErrStale)
+	for _, r := range at {
+		ch := p.Chain(r.Chain)
+		if ch == nil || r.Position < 1 || r.Position > len(ch.Rules) {
+			return fmt.Errorf("chain %s position %d: %w", r.Chain, r.Position, ErrStale)
 		}
-		idx = append(idx, ch.Rules[c.Position-1])
+		idx = append(idx, ch.Rules[r.Position-1])
 	}
 	sock, err := xtables.Open(f.cfg.NS)
 	if err != nil {
@@ -95,14 +106,14 @@ func (f *Fixer) replaceDirect(s *SaveTable, g *restoreGroup) error {
 	defer sock.Close()
 	err = sock.Replace(p.Table, func(entries []byte) error {
 		s.committed = entries
-		return p.SetRandomFully(entries, idx)
+		return p.SetRandomFully(entries, idx, on)
 	})
 	if err != nil {
 		s.committed = nil
 		if errors.Is(err, xtables.ErrChanged) {
 			return fmt.Errorf("%w: %w", ErrStale, err)
 		}
-		return fmt.Errorf("replacing %d rules of iptables-legacy ip table %s: %w", len(idx), g.table, err)
+		return fmt.Errorf("replacing %d rules of iptables-legacy ip table %s: %w", len(idx), p.Table.Name, err)
 	}
 	return nil
 }

@@ -95,11 +95,27 @@ func (f *Fixer) rollbackGroup(ctx context.Context, g *restoreGroup, res *Rollbac
 	if len(reps) == 0 {
 		return nil
 	}
-	if err := f.restore(ctx, g, reps); err != nil {
+	if err := f.restoreLines(ctx, g, s, reps); err != nil {
 		return err
 	}
 	res.Restored = append(res.Restored, done...)
 	return nil
+}
+
+// restoreLines puts back the before lines of reps: in the kernel's table
+// directly when s was read that way and no before line is fully-random
+// (each after line is then its before line with --random-fully added,
+// which Rollback checked, so clearing the flag writes the before line),
+// else with iptables-restore.
+func (f *Fixer) restoreLines(ctx context.Context, g *restoreGroup, s *SaveTable, reps []Replacement) error {
+	direct := s.direct != nil
+	for _, r := range reps {
+		direct = direct && !strings.Contains(r.Line, " --random-fully")
+	}
+	if direct {
+		return f.flipDirect(s, reps, false)
+	}
+	return f.restore(ctx, g, reps)
 }
 
 // uniqueLine returns the 1-based position of the one line equal to s, or 0.

@@ -73,7 +73,7 @@ func FuzzParse(f *testing.F) {
 			for _, i := range c.Rules {
 				p.Rule(i, c.Name)
 				p.JumpTarget(i)
-				p.SetRandomFully(append([]byte(nil), tab.Entries...), []int{i})
+				p.SetRandomFully(append([]byte(nil), tab.Entries...), []int{i}, i%2 == 0)
 			}
 		}
 	})

@@ -341,13 +341,14 @@ func writeRandom(b *strings.Builder, flags uint32) {
 	}
 }
 
-// SetRandomFully sets the fully-random flag on the NAT range of each entry
-// of rules in entries, a copy of p's entry table (Socket.Replace hands one
-// out): the change `--random-fully` makes, in place, so that every entry
-// keeps its size and offset. Each entry must be a revision-0 MASQUERADE or
-// SNAT target with one range (what iptables writes); otherwise nothing is
-// changed and the error wraps ErrUnsupported.
-func (p *Parsed) SetRandomFully(entries []byte, rules []int) error {
+// SetRandomFully sets (on) or clears the fully-random flag on the NAT
+// range of each entry of rules in entries, a copy of p's entry table
+// (Socket.Replace hands one out): the change `--random-fully` makes, or a
+// rollback undoes, in place, so that every entry keeps its size and
+// offset. Each entry must be a revision-0 MASQUERADE or SNAT target with
+// one range (what iptables writes); otherwise nothing is changed and the
+// error wraps ErrUnsupported.
+func (p *Parsed) SetRandomFully(entries []byte, rules []int, on bool) error {
 	if len(entries) != len(p.Table.Entries) {
 		return fmt.Errorf("an entry table of %d bytes, not a copy of this one (%d)", len(entries), len(p.Table.Entries))
 	}
@@ -362,7 +363,11 @@ func (p *Parsed) SetRandomFully(entries []byte, rules []int) error {
 	}
 	for _, i := range rules {
 		flags := entries[int(p.Entries[i].TargetOff)+xtHeaderSize+4:]
-		binary.NativeEndian.PutUint32(flags, binary.NativeEndian.Uint32(flags)|natRandomFully)
+		v := binary.NativeEndian.Uint32(flags) &^ natRandomFully
+		if on {
+			v |= natRandomFully
+		}
+		binary.NativeEndian.PutUint32(flags, v)
 	}
 	return nil
 }

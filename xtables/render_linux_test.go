@@ -181,7 +181,7 @@ func TestReplaceRandomFully(t *testing.T) {
 		idx = append(idx, post.Rules[k])
 	}
 	before2 := netnstest.Run(t, ns, "", "iptables-legacy-save", "-c", "-t", "nat")
-	err = s.Replace(tab, func(e []byte) error { return p.SetRandomFully(e, append(idx, post.Rules[1])) })
+	err = s.Replace(tab, func(e []byte) error { return p.SetRandomFully(e, append(idx, post.Rules[1]), true) })
 	if !errors.Is(err, ErrUnsupported) {
 		t.Errorf("with a MARK target among the rules: %v, want ErrUnsupported", err)
 	}
@@ -189,7 +189,7 @@ func TestReplaceRandomFully(t *testing.T) {
 		t.Fatalf("a refused edit changed the table:\n%s", got)
 	}
 	var committed []byte
-	if err := s.Replace(tab, func(e []byte) error { committed = e; return p.SetRandomFully(e, idx) }); err != nil {
+	if err := s.Replace(tab, func(e []byte) error { committed = e; return p.SetRandomFully(e, idx, true) }); err != nil {
 		t.Fatal(err)
 	}
 
@@ -238,7 +238,7 @@ func TestReplaceRandomFully(t *testing.T) {
 	}
 	// A table that changed since the snapshot is refused, not overwritten.
 	netnstest.Run(t, ns, "*nat\n-A POSTROUTING -j ACCEPT\nCOMMIT\n", "iptables-legacy-restore", "--noflush")
-	if err := s.Replace(tab, func(e []byte) error { return p.SetRandomFully(e, idx) }); !errors.Is(err, ErrChanged) {
+	if err := s.Replace(tab, func(e []byte) error { return p.SetRandomFully(e, idx, true) }); !errors.Is(err, ErrChanged) {
 		t.Errorf("replacing a table that changed since it was read: %v, want ErrChanged", err)
 	}
 }

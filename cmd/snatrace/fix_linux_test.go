@@ -299,19 +299,28 @@ func TestFixWatchCLI(t *testing.T) {
 // nftables rule of the same plan was committed: the exit is non-zero, and
 // the output says which rule is now fully-random and which backup undoes
 // it (in JSON too); the rollback then restores it. By default the legacy
-// rule is changed through the kernel interface, which needs no
-// iptables-legacy-restore: that apply succeeds.
+// rule is changed (and rolled back) through the kernel interface, which
+// needs no iptables-legacy-restore: that apply and its rollback succeed.
 func TestFixPartialApply(t *testing.T) {
 	failing := []byte("#!/bin/sh\necho 'iptables-legacy-restore: simulated failure' >&2\nexit 1\n")
-	direct, _, ddir := legacyAndNftNode(t, "direct")
+	direct, orig, ddir := legacyAndNftNode(t, "direct")
 	os.WriteFile(filepath.Join(ddir, "iptables-legacy-restore"), failing, 0o755)
-	cmd := snatrace("fix", "--netns", direct.Path(), "--apply", "--no-backup")
+	dbackup := filepath.Join(t.TempDir(), "d.json")
+	cmd := snatrace("fix", "--netns", direct.Path(), "--apply", "--backup", dbackup)
 	cmd.Env = append(cmd.Env, "PATH="+ddir)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("apply through the kernel interface: %v\n%s", err, out)
 	}
 	if got := saveAll(t, direct); !strings.Contains(got, "-j MASQUERADE --random-fully") || !strings.Contains(got, "masquerade fully-random") {
 		t.Fatalf("after the apply through the kernel interface:\n%s", got)
+	}
+	cmd = snatrace("fix", "--netns", direct.Path(), "--rollback", dbackup)
+	cmd.Env = append(cmd.Env, "PATH="+ddir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("rollback through the kernel interface: %v\n%s", err, out)
+	}
+	if got := saveAll(t, direct); stripVolatile(got) != stripVolatile(orig) {
+		t.Fatalf("the rollback through the kernel interface did not restore the rules:\n%s\nwant\n%s", got, orig)
 	}
 
 	ns, before, dir := legacyAndNftNode(t, "partial")
