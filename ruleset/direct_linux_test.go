@@ -5,14 +5,10 @@ package ruleset
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/vishvananda/netlink"
-
-	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/netns/netnstest"
 )
 
@@ -42,7 +38,7 @@ func TestReadLegacyDirect(t *testing.T) {
 	for _, src := range srcs {
 		name := strings.TrimSuffix(filepath.Base(src), ".rules")
 		t.Run(name, func(t *testing.T) {
-			ns := legacyNS(t, src)
+			ns := netnstest.WithRules(t, "direct", src, "iptables-legacy-restore")
 			ctx := context.Background()
 			viaSave, err := Read(ctx, ReadOptions{NS: ns})
 			if err != nil {
@@ -96,23 +92,4 @@ func legacySource(rs *Ruleset) string {
 		}
 	}
 	return ""
-}
-
-// legacyNS is a namespace holding src loaded by iptables-legacy-restore,
-// with the ipsets its header names.
-func legacyNS(t *testing.T, src string) *netns.NS {
-	t.Helper()
-	data, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := netnstest.New(t, "direct")
-	for _, set := range strings.Fields(headerValue(string(data), "ipsets")) {
-		setName, typ, _ := strings.Cut(set, ":")
-		if err := ns.Do(func() error { return netlink.IpsetCreate(setName, typ, netlink.IpsetCreateOptions{Replace: true}) }); err != nil {
-			t.Fatalf("ipset %s: %v", set, err)
-		}
-	}
-	netnstest.Run(t, ns, string(data), "iptables-legacy-restore")
-	return ns
 }

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/snatrace/snatrace/netns/netnstest"
 )
 
@@ -41,13 +39,7 @@ func TestListingAgainstIptables(t *testing.T) {
 			}
 			ns := netnstest.New(t, "lst")
 			backend := headerValue(string(data), "backend")
-			for _, set := range strings.Fields(headerValue(string(data), "ipsets")) {
-				setName, typ, _ := strings.Cut(set, ":")
-				if err := ns.Do(func() error { return netlink.IpsetCreate(setName, typ, netlink.IpsetCreateOptions{Replace: true}) }); err != nil {
-					t.Fatalf("ipset %s: %v", set, err)
-				}
-			}
-			netnstest.Run(t, ns, string(data), "iptables-"+backend+"-restore")
+			netnstest.LoadRules(t, ns, string(data), "iptables-"+backend+"-restore")
 			dump, err := Parse(netnstest.Run(t, ns, "", "iptables-"+backend+"-save"), name, FormatAuto)
 			if err != nil {
 				t.Fatal(err)

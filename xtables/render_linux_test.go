@@ -4,12 +4,9 @@ package xtables
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/vishvananda/netlink"
 
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/netns/netnstest"
@@ -41,27 +38,23 @@ func parseSaved(t *testing.T, dump string) saved {
 	return s
 }
 
-// loadLegacy loads a rules file into a fresh namespace with
-// iptables-legacy-restore, creating the ipsets its header names.
-func loadLegacy(t *testing.T, path string) *netns.NS {
+// readTable reads ns's nat table through a Socket, which it returns open.
+func readTable(t *testing.T, ns *netns.NS) (*Socket, *Table, *Parsed) {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	s, err := Open(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := netnstest.New(t, "xt")
-	for _, l := range strings.Split(string(data), "\n") {
-		if sets, ok := strings.CutPrefix(l, "# ipsets:"); ok {
-			for _, set := range strings.Fields(sets) {
-				name, typ, _ := strings.Cut(set, ":")
-				if err := ns.Do(func() error { return netlink.IpsetCreate(name, typ, netlink.IpsetCreateOptions{Replace: true}) }); err != nil {
-					t.Fatalf("ipset %s: %v", set, err)
-				}
-			}
-		}
+	t.Cleanup(func() { s.Close() })
+	tab, err := s.Get("nat")
+	if err != nil {
+		t.Fatal(err)
 	}
-	netnstest.Run(t, ns, string(data), "iptables-legacy-restore")
-	return ns
+	p, err := Parse(tab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, tab, p
 }
 
 // compareWithSave reads ns's nat table through the kernel interface and
@@ -71,19 +64,7 @@ func loadLegacy(t *testing.T, path string) *netns.NS {
 func compareWithSave(t *testing.T, ns *netns.NS) (rendered, refused []string) {
 	t.Helper()
 	want := parseSaved(t, netnstest.Run(t, ns, "", "iptables-legacy-save", "-t", "nat"))
-	s, err := Open(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	tab, err := s.Get("nat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Parse(tab)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, p := readTable(t, ns)
 	if len(p.Chains) != len(want.rules) {
 		t.Errorf("%d chains, iptables-legacy-save has %d", len(p.Chains), len(want.rules))
 	}
@@ -115,7 +96,7 @@ func compareWithSave(t *testing.T, ns *netns.NS) (rendered, refused []string) {
 // table back through IPT_SO_GET_ENTRIES, and checks each rendered rule
 // byte for byte against iptables-legacy-save's line for it.
 func TestRuleAgainstSave(t *testing.T) {
-	ns := loadLegacy(t, "testdata/shapes.rules")
+	ns := netnstest.WithRules(t, "xt", "testdata/shapes.rules", "iptables-legacy-restore")
 	rendered, refused := compareWithSave(t, ns)
 	wantRefused := []string{
 		"-A PREROUTING -d 10.96.0.10/32 -p udp -m udp --dport 53 -j DNAT --to-destination 10.244.0.5:53",
@@ -144,7 +125,7 @@ func TestOwnersAgainstSave(t *testing.T) {
 	for _, src := range srcs {
 		name := strings.TrimSuffix(filepath.Base(src), ".rules")
 		t.Run(name, func(t *testing.T) {
-			_, refused := compareWithSave(t, loadLegacy(t, src))
+			_, refused := compareWithSave(t, netnstest.WithRules(t, "xt", src, "iptables-legacy-restore"))
 			for _, r := range refused {
 				if (strings.Contains(r, "-j MASQUERADE") || strings.Contains(r, "-j SNAT")) && !strings.Contains(r, "-m set") {
 					t.Errorf("source-NAT rule refused: %s", r)
@@ -159,29 +140,17 @@ func TestOwnersAgainstSave(t *testing.T) {
 // real iptables-legacy-save -c that exactly those lines gained
 // --random-fully and every other line, counters included, is unchanged.
 func TestReplaceRandomFully(t *testing.T) {
-	ns := loadLegacy(t, "testdata/shapes.rules")
+	ns := netnstest.WithRules(t, "xt", "testdata/shapes.rules", "iptables-legacy-restore")
 	netnstest.Run(t, ns, "*nat\n[7:420] -I POSTROUTING 1 -s 10.99.0.0/16 -j MASQUERADE\nCOMMIT\n", "iptables-legacy-restore", "-c", "--noflush")
 	before := netnstest.Run(t, ns, "", "iptables-legacy-save", "-c", "-t", "nat")
-	s, err := Open(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	tab, err := s.Get("nat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Parse(tab)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, tab, p := readTable(t, ns)
 	post := p.Chain("POSTROUTING")
 	var idx []int
 	for _, k := range []int{0, 5, 10} { // 10.99 (counters 7:420), ! -s 10.0.0.0/8, SNAT 192.0.2.1
 		idx = append(idx, post.Rules[k])
 	}
 	before2 := netnstest.Run(t, ns, "", "iptables-legacy-save", "-c", "-t", "nat")
-	err = s.Replace(tab, func(e []byte) error { return p.SetRandomFully(e, append(idx, post.Rules[1]), true) })
+	err := s.Replace(tab, func(e []byte) error { return p.SetRandomFully(e, append(idx, post.Rules[1]), true) })
 	if !errors.Is(err, ErrUnsupported) {
 		t.Errorf("with a MARK target among the rules: %v, want ErrUnsupported", err)
 	}

@@ -1,7 +1,11 @@
 package netnstest
 
 import (
+	"os"
+	"strings"
 	"testing"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/snatrace/snatrace/netns"
 )
@@ -25,5 +29,38 @@ func Tracked(t testing.TB, tag string) *netns.NS {
 		t.Fatal(err)
 	}
 	Run(t, ns, "table inet snt {\n chain out {\n  type filter hook output priority 0; ct state new counter\n }\n}\n", "nft", "-f", "-")
+	return ns
+}
+
+// LoadRules loads an iptables-restore document into ns with the named
+// restore tool, first creating the ipsets its header names
+// ("# ipsets: NAME:TYPE ..."), which rules with -m set need.
+func LoadRules(t testing.TB, ns *netns.NS, doc, restore string) {
+	t.Helper()
+	for _, l := range strings.Split(doc, "\n") {
+		sets, ok := strings.CutPrefix(l, "# ipsets:")
+		if !ok {
+			continue
+		}
+		for _, set := range strings.Fields(sets) {
+			name, typ, _ := strings.Cut(set, ":")
+			if err := ns.Do(func() error { return netlink.IpsetCreate(name, typ, netlink.IpsetCreateOptions{Replace: true}) }); err != nil {
+				t.Fatalf("ipset %s: %v", set, err)
+			}
+		}
+	}
+	Run(t, ns, doc, restore)
+}
+
+// WithRules is a fresh namespace (New) holding the rules file at path,
+// loaded by LoadRules with the named restore tool.
+func WithRules(t testing.TB, tag, path, restore string) *netns.NS {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := New(t, tag)
+	LoadRules(t, ns, string(data), restore)
 	return ns
 }
