@@ -157,17 +157,19 @@ func pollUntil(ctx context.Context, fd int, events int16, deadline time.Time) er
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			return unix.ETIMEDOUT
-		}
+		// Past the deadline it still looks once: a caller that ran late
+		// must not call a ready socket timed out.
+		left := max(time.Until(deadline), 0)
 		pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
-		n, err := unix.Poll(pfd, int(min(left, 100*time.Millisecond)/time.Millisecond)+1)
+		n, err := unix.Poll(pfd, int((min(left, 100*time.Millisecond)+time.Millisecond-1)/time.Millisecond))
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			return fmt.Errorf("poll: %w", err)
 		}
 		if n > 0 {
 			return nil
+		}
+		if left == 0 {
+			return unix.ETIMEDOUT
 		}
 	}
 }

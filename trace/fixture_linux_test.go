@@ -363,18 +363,20 @@ func synRetransmits(fd int) int {
 func waitConnected(fd int, d time.Duration) bool {
 	end := time.Now().Add(d)
 	for {
-		left := time.Until(end)
-		if left <= 0 {
-			return false
-		}
+		// A goroutine that runs late (a loaded machine) still looks once:
+		// a socket connected meanwhile is connected, not delayed.
+		left := max(time.Until(end), 0)
 		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-		n, err := unix.Poll(pfd, int(left/time.Millisecond)+1)
+		n, err := unix.Poll(pfd, int((left+time.Millisecond-1)/time.Millisecond))
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			return false
 		}
 		if n > 0 {
 			soErr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
 			return err == nil && soErr == 0
+		}
+		if left == 0 {
+			return false
 		}
 	}
 }
