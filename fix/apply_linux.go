@@ -40,6 +40,11 @@ func (f *Fixer) apply(ctx context.Context, p *Plan, backupPath string, fresh boo
 		return nil, err
 	}
 	res.Applied, err = f.commit(ctx, t, bk)
+	for _, s := range t.saves {
+		if s.warning != "" {
+			res.Warnings = append(res.Warnings, s.warning)
+		}
+	}
 	if err != nil {
 		return res, err
 	}
@@ -82,15 +87,15 @@ func (f *Fixer) prepare(ctx context.Context, p *Plan, fresh bool) (*txn, error) 
 		}
 		t.nft, t.entries = nft, append(t.entries, nft.entries...)
 	}
-	unlock := func() {}
-	if !p.lockHeld {
+	unlock, held := func() {}, p.lockHeld
+	if !held {
 		var err error
-		if unlock, err = f.lockLegacy(ctx, t.groups); err != nil {
+		if unlock, held, err = f.lockLegacy(ctx, t.groups); err != nil {
 			return nil, err
 		}
 	}
 	for _, g := range t.groups {
-		if err := f.checkGroup(ctx, p, g, fresh, t); err != nil {
+		if err := f.checkGroup(ctx, p, g, fresh, held, t); err != nil {
 			unlock()
 			return nil, err
 		}
@@ -101,14 +106,15 @@ func (f *Fixer) prepare(ctx context.Context, p *Plan, fresh bool) (*txn, error) 
 
 // checkGroup saves g's table (or reuses the plan's save) and compares each
 // changed chain's checksum with the plan's.
-func (f *Fixer) checkGroup(ctx context.Context, p *Plan, g *restoreGroup, fresh bool, t *txn) error {
+func (f *Fixer) checkGroup(ctx context.Context, p *Plan, g *restoreGroup, fresh, held bool, t *txn) error {
 	s := p.saves[g.key()]
 	// A save from before the lock may be reused only for iptables-nft,
 	// whose writers do not take the lock anyway, or when the lock was held
 	// since before the read.
-	if !fresh || s == nil || g.backend == natrule.IptablesLegacy && !p.lockHeld {
+	// A table read directly is committed directly, which needs the lock.
+	if !fresh || s == nil || g.backend == natrule.IptablesLegacy && !p.lockHeld || s.direct != nil && !held {
 		var err error
-		if s, err = f.saveTable(ctx, g); err != nil {
+		if s, err = f.saveTable(ctx, g, held); err != nil {
 			return err
 		}
 	}
@@ -212,7 +218,7 @@ func (f *Fixer) verify(ctx context.Context, applied []Change, saves map[*restore
 				continue
 			}
 		}
-		s, err := f.saveTable(ctx, g)
+		s, err := f.saveTable(ctx, g, true)
 		if err != nil {
 			return false, nil, err
 		}
@@ -281,12 +287,13 @@ func (f *Fixer) ApplyFresh(ctx context.Context, backupPath string, tries int) (*
 }
 
 // planAndApply is one round of ApplyFresh. With Config.HoldLock it takes
-// the xtables lock before the read, when iptables-legacy is read and its
-// tools allow it, and holds it through the apply: the legacy tables the
-// plan read are then the ones changed, and are not read again.
+// the xtables lock before the read, when the namespace has an
+// iptables-legacy IPv4 nat table read through the kernel interface and the
+// tools allow it, and holds it through the apply: the table the plan read
+// is then the one changed, and is not read and printed again.
 func (f *Fixer) planAndApply(ctx context.Context, backupPath string) (*Plan, *Result, error) {
 	unlock, held := func() {}, false
-	if f.cfg.HoldLock && !f.cfg.SkipLegacy && f.canHoldLock(ctx, []ruleset.Family{natrule.IPv4, natrule.IPv6}) {
+	if f.cfg.HoldLock && f.legacyDirect(ctx) && f.hasLegacyNat() && f.canHoldLock(ctx, []ruleset.Family{natrule.IPv4, natrule.IPv6}) {
 		var err error
 		if unlock, err = lockXtables(ctx, f.lockPath()); err != nil {
 			return nil, nil, err

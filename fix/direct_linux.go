@@ -12,10 +12,23 @@ import (
 	"github.com/snatrace/snatrace/xtables"
 )
 
-// direct reports whether g's table is read and changed through the kernel
-// interface: iptables-legacy's IPv4 nat table, unless Config.LegacyText.
-func (f *Fixer) direct(g *restoreGroup) bool {
-	return !f.cfg.LegacyText && g.backend == natrule.IptablesLegacy && g.family == natrule.IPv4 && g.table == "nat"
+// direct reports whether g's table is read (and, with the xtables lock
+// held, changed) through the kernel interface: iptables-legacy's IPv4 nat
+// table, when legacyDirect.
+func (f *Fixer) direct(ctx context.Context, g *restoreGroup) bool {
+	return g.backend == natrule.IptablesLegacy && g.family == natrule.IPv4 && g.table == "nat" && f.legacyDirect(ctx)
+}
+
+// legacyDirect reports whether the IPv4 legacy nat table goes through the
+// kernel interface at all: not with Config.LegacyText, and not where fix
+// cannot hold the xtables lock (iptables before 1.8.6, whose tools would
+// wait for it): a direct commit runs no tool that takes the lock, so it
+// must hold it, and a plan read directly must be checked the same way.
+func (f *Fixer) legacyDirect(ctx context.Context) bool {
+	f.directOnce.Do(func() {
+		f.directOK = !f.cfg.LegacyText && !f.cfg.SkipLegacy && f.canHoldLock(ctx, []ruleset.Family{natrule.IPv4})
+	})
+	return f.directOK
 }
 
 // directSave reads g's table from the kernel and prints the chains g
@@ -104,24 +117,40 @@ func (f *Fixer) flipDirect(s *SaveTable, at []Replacement, on bool) error {
 		return err
 	}
 	defer sock.Close()
+	// The kernel refuses a commit only when the entry count moved; a writer
+	// that ignores the xtables lock could have changed a rule in place
+	// since s was read. Look again right before the commit (what libiptc's
+	// window is): a table that differs is stale, not overwritten.
+	now, err := sock.Get(p.Table.Name)
+	if err != nil {
+		return err
+	}
+	if !p.SameRules(p.Table.Entries, now.Entries) {
+		return fmt.Errorf("iptables-legacy ip table %s changed since it was read: %w", p.Table.Name, ErrStale)
+	}
 	err = sock.Replace(p.Table, func(entries []byte) error {
 		s.committed = entries
 		return p.SetRandomFully(entries, idx, on)
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, xtables.ErrCountersLost):
+		s.warning = err.Error() + ": the changed table's rule counters restart from zero"
+		return nil
+	case errors.Is(err, xtables.ErrChanged):
 		s.committed = nil
-		if errors.Is(err, xtables.ErrChanged) {
-			return fmt.Errorf("%w: %w", ErrStale, err)
-		}
+		return fmt.Errorf("%w: %w", ErrStale, err)
+	case err != nil:
+		s.committed = nil
 		return fmt.Errorf("replacing %d rules of iptables-legacy ip table %s: %w", len(idx), p.Table.Name, err)
 	}
 	return nil
 }
 
-// saveTable is save through the kernel interface where direct allows it,
-// falling back to the save tool.
-func (f *Fixer) saveTable(ctx context.Context, g *restoreGroup) (*SaveTable, error) {
-	if f.direct(g) {
+// saveTable is save through the kernel interface where direct allows it
+// and the caller may commit what it reads that way (locked: the xtables
+// lock is held, or the caller only reads), falling back to the save tool.
+func (f *Fixer) saveTable(ctx context.Context, g *restoreGroup, locked bool) (*SaveTable, error) {
+	if locked && f.direct(ctx, g) {
 		if s, err := f.directSave(g); err == nil {
 			return s, nil
 		}
@@ -164,4 +193,11 @@ func (f *Fixer) directDigest() ([32]byte, error) {
 		return [32]byte{}, err
 	}
 	return t.RulesDigest()
+}
+
+// hasLegacyNat reports whether the namespace has an iptables-legacy IPv4
+// nat table (false when that cannot be told).
+func (f *Fixer) hasLegacyNat() bool {
+	ok, err := xtables.HasTable(f.cfg.NS, "nat")
+	return ok && err == nil
 }

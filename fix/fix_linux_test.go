@@ -475,3 +475,87 @@ func TestApplyFreshHoldsLock(t *testing.T) {
 		})
 	}
 }
+
+// TestDirectCommitRefusesChangedTable: with the xtables lock held since
+// the plan's read (HoldLock), a writer that ignores the lock changes a
+// rule in place (same entry count, which the kernel's own check lets
+// through). The commit through the kernel interface must look again,
+// refuse with ErrStale and leave the writer's rule as the writer left it;
+// a fresh apply then fixes the rules and keeps that rule.
+func TestDirectCommitRefusesChangedTable(t *testing.T) {
+	needRoot(t)
+	ns := newNS(t, "toctou")
+	install(t, ns, "kube-legacy")
+	lock := filepath.Join(t.TempDir(), "xtables.lock")
+	f := New(Config{NS: ns, LockPath: lock, HoldLock: true})
+	ctx := context.Background()
+	unlock, err := lockXtables(ctx, lock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := f.Plan(ctx)
+	if err != nil {
+		unlock()
+		t.Fatal(err)
+	}
+	p.lockHeld = true // as planAndApply does
+	const moved = "-A KUBE-SEP-6E7XQMQ4RAYOWTTM -p tcp -m comment --comment \"default/kubernetes:https\" -m tcp -j DNAT --to-destination 192.168.1.11:6443"
+	sh(t, ns, "*nat\n-R KUBE-SEP-6E7XQMQ4RAYOWTTM 2"+strings.TrimPrefix(moved, "-A KUBE-SEP-6E7XQMQ4RAYOWTTM")+"\nCOMMIT\n", "iptables-legacy-restore", "--noflush")
+	before := dumps(t, ns)
+	_, err = f.apply(ctx, p, "", true)
+	unlock()
+	if !errors.Is(err, ErrStale) {
+		t.Fatalf("commit over a table changed in place: %v, want ErrStale", err)
+	}
+	if got := dumps(t, ns); got != before || !strings.Contains(got, moved) {
+		t.Fatalf("the refused commit changed the table:\n%s", strings.Join(diffLines(before, got), "\n"))
+	}
+	if _, res, err := f.ApplyFresh(ctx, "", 3); err != nil || !res.Verified || len(res.Applied) != 3 {
+		t.Fatalf("fresh apply: %v %+v", err, res)
+	}
+	if !strings.Contains(dumps(t, ns), moved) {
+		t.Error("the fresh apply lost the writer's change")
+	}
+}
+
+// oldIptables reports iptables 1.8.4 for the legacy restore tools (before
+// XTABLES_LOCKFILE) and runs everything else.
+type oldIptables struct{ tool.Exec }
+
+func (o oldIptables) Run(ctx context.Context, c tool.Cmd) ([]byte, error) {
+	if strings.HasSuffix(c.Name, "tables-legacy-restore") && len(c.Args) == 1 && c.Args[0] == "--version" {
+		return []byte("iptables-restore v1.8.4 (legacy)\n"), nil
+	}
+	return o.Exec.Run(ctx, c)
+}
+
+// TestOldIptablesNoDirect: where fix cannot hold the xtables lock (tools
+// before 1.8.6), nothing goes through the kernel interface, whose commit
+// runs no tool that would take the lock: the read uses the save tool, and
+// the fix and its rollback still work through the tools.
+func TestOldIptablesNoDirect(t *testing.T) {
+	needRoot(t)
+	ns := newNS(t, "oldipt")
+	install(t, ns, "docker-legacy")
+	before := dumps(t, ns)
+	f := New(Config{NS: ns, Runner: oldIptables{tool.Exec{NS: ns}}, HoldLock: true})
+	ctx := context.Background()
+	backup := filepath.Join(t.TempDir(), "b.json")
+	p, res, err := f.ApplyFresh(ctx, backup, 3)
+	if err != nil || !res.Verified || len(res.Applied) != 3 {
+		t.Fatalf("apply: %v %+v", err, res)
+	}
+	if p.lockHeld || slices.ContainsFunc(p.read.Sources, func(s ruleset.Source) bool { return s.Where == ruleset.DirectSource }) {
+		t.Errorf("with iptables 1.8.4: lock held %v, sources %+v; want neither the lock nor the kernel interface", p.lockHeld, p.read.Sources)
+	}
+	b, err := LoadBackup(backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rb, err := f.Rollback(ctx, b); err != nil || len(rb.Restored) != 3 {
+		t.Fatalf("rollback: %v %+v", err, rb)
+	}
+	if got := dumps(t, ns); got != before {
+		t.Fatalf("rollback did not restore the rules:\n%s", strings.Join(diffLines(before, got), "\n"))
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/snatrace/snatrace/ruleset"
@@ -19,6 +20,10 @@ type Fixer struct {
 	run tool.Runner
 	// chains keeps the nftables chain list between a watch's reads.
 	chains *ruleset.ChainCache
+	// direct says the legacy IPv4 nat table goes through the kernel
+	// interface (legacyDirect), decided once.
+	directOnce sync.Once
+	directOK   bool
 }
 
 // New returns a Fixer for cfg.
@@ -56,7 +61,7 @@ func (f *Fixer) lockPath() string {
 // Read reads the namespace's source-NAT rules.
 func (f *Fixer) Read(ctx context.Context) (*ruleset.Ruleset, error) {
 	return ruleset.Read(ctx, ruleset.ReadOptions{NS: f.cfg.NS, Runner: f.run, SkipLegacy: f.cfg.SkipLegacy, Nftables: f.cfg.Nftables, Chains: f.chains,
-		LegacyDirect: !f.cfg.LegacyText})
+		LegacyDirect: f.legacyDirect(ctx)})
 }
 
 // Plan reads the namespace and plans the fix. For changes through
@@ -162,7 +167,7 @@ func (f *Fixer) save(ctx context.Context, g *restoreGroup) (*SaveTable, error) {
 // savedOrSave takes g's table from what the read already has (the table it
 // read directly, or its dump of g's save tool), or saves it.
 func (f *Fixer) savedOrSave(ctx context.Context, g *restoreGroup, dumps []ruleset.Dump) (*SaveTable, error) {
-	if f.direct(g) {
+	if f.direct(ctx, g) {
 		if t, ok := directFromDumps(g, dumps); ok {
 			return t, nil
 		}
@@ -178,7 +183,7 @@ func (f *Fixer) savedOrSave(ctx context.Context, g *restoreGroup, dumps []rulese
 			}
 		}
 	}
-	return f.saveTable(ctx, g)
+	return f.saveTable(ctx, g, true)
 }
 
 // restore runs iptables-restore --noflush -w -c with "-R" lines.

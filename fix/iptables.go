@@ -24,6 +24,9 @@ type SaveTable struct {
 	direct *xtables.Parsed
 	// committed is the entry table a direct commit wrote (nil before).
 	committed []byte
+	// warning is what a direct commit that went through wants said (its
+	// counters could not be carried over).
+	warning string
 }
 
 // ParseSave reads the named table of an iptables-save dump (with or without

@@ -65,6 +65,9 @@ func WriteResult(w io.Writer, r *Result) error {
 			ew.Printf("Original rules saved to %s; undo with: snatrace fix --rollback %s\n", r.Backup, r.Backup)
 		}
 	}
+	for _, w := range r.Warnings {
+		ew.Printf("warning: %s\n", w)
+	}
 	return ew.Err
 }
 

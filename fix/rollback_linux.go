@@ -55,13 +55,13 @@ func (f *Fixer) Rollback(ctx context.Context, b *Backup) (*RollbackResult, error
 		res.Restored = append(res.Restored, restored...)
 		res.Missing = append(res.Missing, missing...)
 	}
-	unlock, err := f.lockLegacy(ctx, groups)
+	unlock, held, err := f.lockLegacy(ctx, groups)
 	if err != nil {
 		return res, err
 	}
 	defer unlock()
 	for _, g := range groups {
-		if err := f.rollbackGroup(ctx, g, res); err != nil {
+		if err := f.rollbackGroup(ctx, g, held, res); err != nil {
 			return res, err
 		}
 	}
@@ -70,9 +70,10 @@ func (f *Fixer) Rollback(ctx context.Context, b *Backup) (*RollbackResult, error
 
 // rollbackGroup puts back the before line of each change of g whose rule is
 // still the after line, found at its position or, if it moved, as the one
-// line equal to it.
-func (f *Fixer) rollbackGroup(ctx context.Context, g *restoreGroup, res *RollbackResult) error {
-	s, err := f.saveTable(ctx, g)
+// line equal to it; through the kernel interface only with the xtables
+// lock held.
+func (f *Fixer) rollbackGroup(ctx context.Context, g *restoreGroup, held bool, res *RollbackResult) error {
+	s, err := f.saveTable(ctx, g, held)
 	if err != nil {
 		return err
 	}

@@ -71,8 +71,10 @@ func (f *Fixer) canHoldLock(ctx context.Context, fams []ruleset.Family) bool {
 // lockLegacy takes the xtables lock when changes of groups go to
 // iptables-legacy and the tools allow it (canHoldLock): no iptables-legacy
 // writer can then move the rules between the check and the "-R N". It
-// returns the release (a no-op when no lock was taken).
-func (f *Fixer) lockLegacy(ctx context.Context, groups []*restoreGroup) (func(), error) {
+// returns the release (a no-op when no lock was taken) and whether the lock
+// is held: a commit through the kernel interface needs it (it runs no tool
+// that would take it).
+func (f *Fixer) lockLegacy(ctx context.Context, groups []*restoreGroup) (unlock func(), held bool, err error) {
 	var legacy []ruleset.Family
 	for _, g := range groups {
 		if g.backend == natrule.IptablesLegacy {
@@ -80,9 +82,10 @@ func (f *Fixer) lockLegacy(ctx context.Context, groups []*restoreGroup) (func(),
 		}
 	}
 	if !f.canHoldLock(ctx, legacy) {
-		return func() {}, nil
+		return func() {}, false, nil
 	}
-	return lockXtables(ctx, f.lockPath())
+	unlock, err = lockXtables(ctx, f.lockPath())
+	return unlock, err == nil, err
 }
 
 // lockXtables takes the xtables lock (flock on path, as iptables does),

@@ -65,6 +65,9 @@ type Result struct {
 	Replans int `json:"replans,omitempty"`
 	// Error is set when the apply failed after Applied were changed.
 	Error string `json:"error,omitempty"`
+	// Warnings are what went wrong without undoing the change (counters
+	// that could not be carried over).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // RollbackResult is what Rollback did.

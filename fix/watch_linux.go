@@ -31,9 +31,9 @@ func (f *Fixer) Watch(ctx context.Context, o WatchOptions) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wf := *f // the watch's reads share a chain list kept from its commits
-	wf.chains = &ruleset.ChainCache{}
-	w := &watch{f: &wf, o: o, nft: make(chan struct{}, 1), lock: make(chan struct{}, 1), died: make(chan error, 1)}
+	// The watch's reads share a chain list kept from its commits.
+	wf := &Fixer{cfg: f.cfg, run: f.run, chains: &ruleset.ChainCache{}}
+	w := &watch{f: wf, o: o, nft: make(chan struct{}, 1), lock: make(chan struct{}, 1), died: make(chan error, 1)}
 	if !o.NoMonitor {
 		if err := w.start(ctx); err != nil {
 			return err
@@ -162,7 +162,7 @@ func (w *watch) round(ctx context.Context, trigger string, at time.Time, digeste
 func (w *watch) legacyChanged(ctx context.Context) bool {
 	h := sha256.New()
 	for _, fam := range []ruleset.Family{natrule.IPv4, natrule.IPv6} {
-		if fam == natrule.IPv4 && !w.f.cfg.LegacyText {
+		if fam == natrule.IPv4 && w.f.legacyDirect(ctx) {
 			if sum, err := w.f.directDigest(); err == nil {
 				h.Write(sum[:])
 				continue

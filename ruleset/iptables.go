@@ -239,6 +239,10 @@ func (p *iptParser) rule(orig, line string, n int) error {
 		return p.fail(n, "%v", err)
 	}
 	w := dropCounters(p.words)
+	if len(w) < len(p.words) {
+		// The counters of "iptables -S -v" leave the rule's text too.
+		orig = dropCountersText(orig)
+	}
 	if len(w) == 0 {
 		return p.fail(n, "counters without a rule")
 	}
@@ -263,6 +267,18 @@ func dropCounters(w []string) []string {
 		}
 	}
 	return w
+}
+
+// dropCountersText removes the last " -c PACKETS BYTES" from line: iptables
+// -S -v writes them after the matches, so a comment cannot follow them.
+func dropCountersText(line string) string {
+	f := strings.Split(line, " ")
+	for i := len(f) - 3; i >= 0; i-- {
+		if (f[i] == "-c" || f[i] == "--set-counters") && isDecimal(f[i+1]) && isDecimal(f[i+2]) {
+			return strings.Join(append(f[:i:i], f[i+3:]...), " ")
+		}
+	}
+	return line
 }
 
 func isDecimal(s string) bool {

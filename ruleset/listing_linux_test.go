@@ -67,6 +67,13 @@ func TestListingAgainstIptables(t *testing.T) {
 				if got != want {
 					t.Errorf("iptables %v read as\n%s\nthe dump says\n%s\nlisting:\n%s", v, got, want, listing)
 				}
+				if v[2] == "-S" && len(rs.Rules) == len(dump.Rules) {
+					for i := range rs.Rules {
+						if rs.Rules[i].Text != dump.Rules[i].Text {
+							t.Errorf("iptables %v: rule text %q, the dump's %q", v, rs.Rules[i].Text, dump.Rules[i].Text)
+						}
+					}
+				}
 			}
 		})
 	}

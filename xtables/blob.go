@@ -19,7 +19,7 @@ const (
 	offCounters    = 96  // ipt_entry.counters (two u64)
 	xtHeaderSize   = 32  // struct xt_entry_match / xt_entry_target, user view
 	xtNameLen      = 29
-	errorNameLen   = 32 // xt_error_target.errorname
+	errorNameLen   = 30 // xt_error_target.errorname (XT_FUNCTION_MAXNAMELEN)
 	standardTarget = "" // XT_STANDARD_TARGET
 	errorTarget    = "ERROR"
 	// IPT_F_GOTO in ipt_ip.flags: the jump is a goto.

@@ -39,6 +39,11 @@ var ErrNoTable = errors.New("no such iptables-legacy table")
 // longer the snapshot's: another writer changed it since it was read.
 var ErrChanged = errors.New("the table changed since it was read")
 
+// ErrCountersLost is returned by Replace when the new table is in place
+// but the old counters could not be added to it: the change is made, the
+// rules' packet and byte counters restart from zero.
+var ErrCountersLost = errors.New("the table was replaced, but its counters could not be carried over")
+
 // HasTable reports whether ns (nil: the caller's namespace) has the named
 // IPv4 table, from the names the kernel lists (what iptables-legacy-save
 // reads): asking the socket for a table that does not exist creates it.
@@ -140,7 +145,8 @@ func (s *Socket) get(name string) (*Table, error) {
 // the old table had to the new one, entry by entry, as libiptc does: edit
 // must keep every entry's size and place. The kernel refuses the commit
 // with ErrChanged if the table's entry count is no longer t's: someone
-// changed it since t was read. An error from edit commits nothing.
+// changed it since t was read. An error from edit commits nothing; after
+// ErrCountersLost the table is committed.
 func (s *Socket) Replace(t *Table, edit func(entries []byte) error) error {
 	n := int(t.NumEntries)
 	counters := make([]byte, n*counterSize)
@@ -174,7 +180,7 @@ func (s *Socket) Replace(t *Table, edit func(entries []byte) error) error {
 	ne.PutUint32(add[32:], uint32(n))
 	copy(add[countersHeader:], counters)
 	if err := s.setsockopt(soSetAddCounters, add); err != nil {
-		return fmt.Errorf("restoring the counters of iptables-legacy table %s (IPT_SO_SET_ADD_COUNTERS): %w", t.Name, err)
+		return fmt.Errorf("%w: iptables-legacy table %s (IPT_SO_SET_ADD_COUNTERS): %w", ErrCountersLost, t.Name, err)
 	}
 	return nil
 }

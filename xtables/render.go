@@ -71,7 +71,9 @@ func writeIP(b *strings.Builder, ip []byte) error {
 	return nil
 }
 
-// protoNames are the protocols iptables names without /etc/protocols.
+// protoNames are the protocols iptables-legacy-save names, as its own
+// table and Debian's /etc/protocols (netbase) name them; any other number
+// is ErrUnsupported (save would name it from the host's /etc/protocols).
 var protoNames = map[uint16]string{1: "icmp", 6: "tcp", 17: "udp", 50: "esp", 51: "ah", 58: "ipv6-icmp", 132: "sctp", 136: "udplite"}
 
 func not(inv bool) string {
@@ -137,7 +139,7 @@ type matchRenderer struct {
 var matchRenderers = map[string]matchRenderer{
 	"comment": {0, 256, func(b *strings.Builder, d []byte) error {
 		b.WriteString(" --comment")
-		saveString(b, cString(d[:256]))
+		saveString(b, commentText(d))
 		return nil
 	}},
 	"mark": {1, 9, func(b *strings.Builder, d []byte) error { // xt_mark_mtinfo1
@@ -240,6 +242,11 @@ func writePorts(b *strings.Builder, d []byte, inv byte) {
 // writeTarget prints entry i's target.
 func (p *Parsed) writeTarget(b *strings.Builder, i int) error {
 	t := p.Target(i)
+	if t.Name != standardTarget && p.Goto(i) {
+		// iptables-legacy-save prints -g whatever the target; iptables
+		// itself never writes that.
+		return fmt.Errorf("goto to target %s: %w", t.Name, ErrUnsupported)
+	}
 	switch {
 	case t.Name == standardTarget:
 		name, _ := p.JumpTarget(i)
@@ -373,6 +380,8 @@ func (p *Parsed) SetRandomFully(entries []byte, rules []int, on bool) error {
 }
 
 // Comment returns the text of a comment match.
-func Comment(m Extension) string {
-	return cString(m.Data[:min(len(m.Data), 256)])
-}
+func Comment(m Extension) string { return commentText(m.Data) }
+
+// commentText is a comment match's text as comment_save prints it: at
+// most 255 bytes (it ends the string at the last byte of its 256).
+func commentText(d []byte) string { return cString(d[:min(len(d), 255)]) }

@@ -302,7 +302,8 @@ func TestFixWatchCLI(t *testing.T) {
 // rule is changed (and rolled back) through the kernel interface, which
 // needs no iptables-legacy-restore: that apply and its rollback succeed.
 func TestFixPartialApply(t *testing.T) {
-	failing := []byte("#!/bin/sh\necho 'iptables-legacy-restore: simulated failure' >&2\nexit 1\n")
+	// It still says its version (fix asks, to know it can hold the lock).
+	failing := []byte("#!/bin/sh\n[ \"$1\" = --version ] && { echo 'iptables-restore v1.8.9 (legacy)'; exit 0; }\necho 'iptables-legacy-restore: simulated failure' >&2\nexit 1\n")
 	direct, orig, ddir := legacyAndNftNode(t, "direct")
 	os.WriteFile(filepath.Join(ddir, "iptables-legacy-restore"), failing, 0o755)
 	dbackup := filepath.Join(t.TempDir(), "d.json")
