@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/snatrace/snatrace/tool"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -36,13 +38,25 @@ const watchChain = `table ip agent {
 }
 `
 
-func newOwner(t testing.TB, ns *netns.NS, legacy bool) *owner {
+// newOwner sets up an owner's chain in ns. A legacy owner takes the
+// xtables lock file at lock, as every iptables writer takes
+// /run/xtables.lock: a test's own file keeps it (and the watch, given the
+// same path) clear of the host-wide lock other tests' daemons hold.
+func newOwner(t testing.TB, ns *netns.NS, legacy bool, lock string) *owner {
 	o := &owner{ns: ns, legacy: legacy}
 	if legacy {
-		sh(t, ns, "*nat\n:POSTROUTING ACCEPT [0:0]\n:AGENT - [0:0]\n-A POSTROUTING -j AGENT\nCOMMIT\n", "iptables-legacy-restore", "-w")
+		restore := func(doc string, args ...string) {
+			t.Helper()
+			cmd := tool.Command("iptables-legacy-restore", args...).WithStdin(doc)
+			cmd.Env = []string{"XTABLES_LOCKFILE=" + lock}
+			if _, err := (tool.Exec{NS: ns}).Run(context.Background(), cmd); err != nil {
+				t.Fatal(err)
+			}
+		}
+		restore("*nat\n:POSTROUTING ACCEPT [0:0]\n:AGENT - [0:0]\n-A POSTROUTING -j AGENT\nCOMMIT\n", "-w")
 		o.rewrite = func(t testing.TB, gen int) {
 			doc := fmt.Sprintf("*nat\n-F AGENT\n-A AGENT -d 10.%d.0.0/16 -j RETURN\n-A AGENT -s 10.244.0.0/16 -j MASQUERADE\n-A AGENT -s 10.245.0.0/16 -j MASQUERADE --random-fully\nCOMMIT\n", gen%250)
-			sh(t, ns, doc, "iptables-legacy-restore", "--noflush", "-w")
+			restore(doc, "--noflush", "-w")
 		}
 		return o
 	}
@@ -150,9 +164,10 @@ func reactionsWith(t testing.TB, ro reactionOpts) []time.Duration {
 		b.WriteString("add chain ip kube-proxy churn\n")
 		sh(t, ns, b.String(), "nft", "-f", "-")
 	}
-	o := newOwner(t, ns, legacy)
+	lock := filepath.Join(t.TempDir(), "xtables.lock")
+	o := newOwner(t, ns, legacy, lock)
 	o.rewrite(t, 0)
-	f := New(Config{NS: ns, SkipLegacy: !legacy})
+	f := New(Config{NS: ns, SkipLegacy: !legacy, LockPath: lock})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -282,7 +297,7 @@ func TestWatchKeepsRulesFixed(t *testing.T) {
 func TestWatchConcurrentWriter(t *testing.T) {
 	needRoot(t)
 	ns := newNS(t, "watchc")
-	o := newOwner(t, ns, false)
+	o := newOwner(t, ns, false, "")
 	o.rewrite(t, 0)
 	f := New(Config{NS: ns, SkipLegacy: true})
 	ctx, cancel := context.WithCancel(context.Background())
