@@ -121,14 +121,15 @@ func (f *Fixer) flipDirect(s *SaveTable, at []Replacement, on bool) error {
 	// that ignores the xtables lock could have changed a rule in place
 	// since s was read. Look again right before the commit (what libiptc's
 	// window is): a table that differs is stale, not overwritten.
+	// The fresh copy, the same rules, is the one edited and committed.
 	now, err := sock.Get(p.Table.Name)
 	if err != nil {
 		return err
 	}
-	if !p.SameRules(p.Table.Entries, now.Entries) {
+	if now.Info != p.Table.Info || !p.SameRules(p.Table.Entries, now.Entries) {
 		return fmt.Errorf("iptables-legacy ip table %s changed since it was read: %w", p.Table.Name, ErrStale)
 	}
-	err = sock.Replace(p.Table, func(entries []byte) error {
+	err = sock.Commit(now, func(entries []byte) error {
 		s.committed = entries
 		return p.SetRandomFully(entries, idx, on)
 	})

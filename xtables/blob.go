@@ -56,6 +56,7 @@ type Info struct {
 type Table struct {
 	Info
 	Entries []byte
+	buf     []byte // the memory Entries lies in, with room for a commit's header
 }
 
 // Extension is a match or target of an entry: its name, revision and the

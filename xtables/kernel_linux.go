@@ -130,7 +130,10 @@ func (s *Socket) get(name string) (*Table, error) {
 		t.Underflow[h] = ne.Uint32(info[56+4*h:])
 	}
 	t.NumEntries, t.Size = ne.Uint32(info[76:]), ne.Uint32(info[80:])
-	buf := bigBuffer(getEntriesHeader + int(t.Size))
+	// Room for Replace's longer header in front, so that the snapshot can
+	// be committed in its own memory (Commit).
+	t.buf = bigBuffer(replaceHeader + int(t.Size))
+	buf := t.buf[replaceHeader-getEntriesHeader:]
 	copy(buf, name)
 	ne.PutUint32(buf[32:], t.Size)
 	if err := s.getsockopt(soGetEntries, buf); err != nil {
@@ -148,14 +151,29 @@ func (s *Socket) get(name string) (*Table, error) {
 // changed it since t was read. An error from edit commits nothing; after
 // ErrCountersLost the table is committed.
 func (s *Socket) Replace(t *Table, edit func(entries []byte) error) error {
-	n := int(t.NumEntries)
-	counters := make([]byte, n*counterSize)
 	repl := bigBuffer(replaceHeader + len(t.Entries))
+	copy(repl[replaceHeader:], t.Entries)
+	return s.commit(t, repl, edit)
+}
+
+// Commit is Replace for a snapshot s.Get just returned, edited and
+// committed in its own memory (no 60 MB copy); t is used up.
+func (s *Socket) Commit(t *Table, edit func(entries []byte) error) error {
+	if len(t.buf) != replaceHeader+len(t.Entries) {
+		return errors.New("xtables: Commit of a table that Socket.Get did not return")
+	}
+	clear(t.buf[:replaceHeader])
+	return s.commit(t, t.buf, edit)
+}
+
+// commit sends repl, whose entries are a copy of t's, after edit.
+func (s *Socket) commit(t *Table, repl []byte, edit func(entries []byte) error) error {
 	entries := repl[replaceHeader:]
-	copy(entries, t.Entries)
 	if err := edit(entries); err != nil {
 		return err
 	}
+	n := int(t.NumEntries)
+	counters := make([]byte, n*counterSize)
 	ne := binary.NativeEndian
 	copy(repl, t.Name)
 	ne.PutUint32(repl[32:], t.ValidHooks)
