@@ -119,9 +119,8 @@ func (f *Fixer) flipDirect(s *SaveTable, at []Replacement, on bool) error {
 	defer sock.Close()
 	// The kernel refuses a commit only when the entry count moved; a writer
 	// that ignores the xtables lock could have changed a rule in place
-	// since s was read. Look again right before the commit (what libiptc's
-	// window is): a table that differs is stale, not overwritten.
-	// The fresh copy, the same rules, is the one edited and committed.
+	// since s was read. Read again right before the commit and commit that
+	// fresh copy: a table that differs is stale, not overwritten.
 	now, err := sock.Get(p.Table.Name)
 	if err != nil {
 		return err
