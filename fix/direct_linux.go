@@ -34,12 +34,7 @@ func (f *Fixer) legacyDirect(ctx context.Context) bool {
 // directSave reads g's table from the kernel and prints the chains g
 // changes, with their counters; an error sends the caller to the save tool.
 func (f *Fixer) directSave(g *restoreGroup) (*SaveTable, error) {
-	s, err := xtables.Open(f.cfg.NS)
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
-	t, err := s.Get(g.table)
+	t, err := xtables.ReadTable(f.cfg.NS, g.table)
 	if err != nil {
 		return nil, err
 	}
@@ -164,12 +159,7 @@ func (f *Fixer) saveTable(ctx context.Context, g *restoreGroup, locked bool) (*S
 // that ignores the xtables lock came between), ok is false and the caller
 // checks the rules one by one.
 func (f *Fixer) verifyDirect(s *SaveTable) (ok bool, err error) {
-	sock, err := xtables.Open(f.cfg.NS)
-	if err != nil {
-		return false, err
-	}
-	defer sock.Close()
-	t, err := sock.Get(s.direct.Table.Name)
+	t, err := xtables.ReadTable(f.cfg.NS, s.direct.Table.Name)
 	if err != nil {
 		return false, err
 	}
@@ -180,15 +170,10 @@ func (f *Fixer) verifyDirect(s *SaveTable) (ok bool, err error) {
 // through the kernel interface; a namespace without the table hashes to
 // zero.
 func (f *Fixer) directDigest() ([32]byte, error) {
-	if ok, err := xtables.HasTable(f.cfg.NS, "nat"); err != nil || !ok {
-		return [32]byte{}, err
+	t, err := xtables.ReadTable(f.cfg.NS, "nat")
+	if errors.Is(err, xtables.ErrNoTable) {
+		return [32]byte{}, nil
 	}
-	sock, err := xtables.Open(f.cfg.NS)
-	if err != nil {
-		return [32]byte{}, err
-	}
-	defer sock.Close()
-	t, err := sock.Get("nat")
 	if err != nil {
 		return [32]byte{}, err
 	}

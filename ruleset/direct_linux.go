@@ -3,6 +3,7 @@
 package ruleset
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -24,15 +25,10 @@ const DirectSource = "IPT_SO_GET_ENTRIES"
 // or the kernel interface cannot be used. A namespace without the table
 // gives nil, nil, as the save tool prints nothing for it.
 func readDirect(ns *netns.NS) (*Ruleset, error) {
-	if ok, err := xtables.HasTable(ns, "nat"); err != nil || !ok {
-		return nil, err
+	t, err := xtables.ReadTable(ns, "nat")
+	if errors.Is(err, xtables.ErrNoTable) {
+		return nil, nil
 	}
-	s, err := xtables.Open(ns)
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
-	t, err := s.Get("nat")
 	if err != nil {
 		return nil, err
 	}

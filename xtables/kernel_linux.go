@@ -68,6 +68,24 @@ func HasTable(ns *netns.NS, name string) (bool, error) {
 	return false, nil
 }
 
+// ReadTable returns a snapshot of ns's named table, read through a socket
+// of its own; ErrNoTable when the namespace has no such table (it is not
+// asked for: asking would create it).
+func ReadTable(ns *netns.NS, name string) (*Table, error) {
+	if ok, err := HasTable(ns, name); err != nil || !ok {
+		if err == nil {
+			err = fmt.Errorf("%w %s", ErrNoTable, name)
+		}
+		return nil, err
+	}
+	s, err := Open(ns)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return s.Get(name)
+}
+
 // Socket reaches one network namespace's iptables-legacy tables through a
 // raw IPv4 socket, as libiptc does. It needs CAP_NET_ADMIN (and CAP_NET_RAW
 // for the socket) in that namespace.

@@ -116,7 +116,8 @@ func TestRuleAgainstSave(t *testing.T) {
 
 // TestOwnersAgainstSave does the same for the rules every owner writes
 // (ruleset/testdata/owners/src): each source-NAT rule must render, except
-// those whose matches the renderer does not know (Calico's ipset match).
+// those with an ipset match, which the renderer does not know (kube-proxy
+// ipvs, Calico, Antrea, kube-router, Weave).
 func TestOwnersAgainstSave(t *testing.T) {
 	srcs, _ := filepath.Glob("../ruleset/testdata/owners/src/*.rules")
 	if len(srcs) < 10 {
@@ -221,4 +222,22 @@ func stripDate(dump string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestReadTableAbsent: a namespace without a legacy nat table reads as
+// ErrNoTable, and the read does not create the table (asking the socket
+// for it would).
+func TestReadTableAbsent(t *testing.T) {
+	ns := netnstest.New(t, "xtnone")
+	if _, err := ReadTable(ns, "nat"); !errors.Is(err, ErrNoTable) {
+		t.Fatalf("ReadTable of a namespace without the table: %v, want ErrNoTable", err)
+	}
+	if ok, err := HasTable(ns, "nat"); err != nil || ok {
+		t.Errorf("after the read the table exists: %v %v", ok, err)
+	}
+	netnstest.Run(t, ns, "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j MASQUERADE\nCOMMIT\n", "iptables-legacy-restore")
+	tab, err := ReadTable(ns, "nat")
+	if err != nil || tab.NumEntries == 0 {
+		t.Fatalf("ReadTable once the table exists: %v", err)
+	}
 }
