@@ -1,6 +1,9 @@
 package natmodel
 
-import "math/bits"
+import (
+	"fmt"
+	"math/bits"
+)
 
 // A port space is every tuple that differs from another only in its
 // destination port: (src, dst, sport, proto). "Is this NAT source port
@@ -27,11 +30,41 @@ func spaceOf(k key) spaceKey { return spaceKey{addrs: k.addrs, sport: k.sport(),
 // portSet is the taken destination ports of one indexed space.
 type portSet struct {
 	bits [1 << 16 / 64]uint64
+	gen  uint32 // changes with every bit
+	full fullCache
+}
+
+// fullCache remembers whether the ports [min, min+size) were all taken at
+// generation gen: on an exhausted node every search asks, and nothing
+// changes between most of them.
+type fullCache struct {
+	min, size, gen uint32
+	valid, full    bool
 }
 
 func (s *portSet) has(p uint16) bool { return s.bits[p>>6]&(1<<(p&63)) != 0 }
-func (s *portSet) set(p uint16)      { s.bits[p>>6] |= 1 << (p & 63) }
-func (s *portSet) clear(p uint16)    { s.bits[p>>6] &^= 1 << (p & 63) }
+func (s *portSet) set(p uint16)      { s.bits[p>>6] |= 1 << (p & 63); s.gen++ }
+func (s *portSet) clear(p uint16)    { s.bits[p>>6] &^= 1 << (p & 63); s.gen++ }
+
+// allTaken reports whether every port of [min, min+size) is taken
+// (min+size <= 65536).
+func (s *portSet) allTaken(min, size uint32) bool {
+	c := &s.full
+	if c.valid && c.gen == s.gen && c.min == min && c.size == size {
+		return c.full
+	}
+	full := true
+	for p, end := min, min+size; p < end && full; {
+		w := ^s.bits[p>>6] >> (p & 63)
+		if span := 64 - p&63; span > end-p {
+			w &= 1<<(end-p) - 1
+		}
+		full = w == 0
+		p += 64 - p&63
+	}
+	*c = fullCache{min: min, size: size, gen: s.gen, valid: true, full: full}
+	return full
+}
 
 // indexAfter is how many taken tries in a row make a search index its
 // space: half a 5.0 round (6.5's eviction ends a round after 96 taken
@@ -123,8 +156,14 @@ func (t *Table) sameFlowPorts(self int32, sk spaceKey) flowPorts {
 	if !t.era.SameFlowNotTaken() {
 		return noFlowPorts
 	}
-	orig := t.conns[self].orig
-	v, ok := t.hash(orig.proto).get(orig.pack())
+	c := &t.conns[self]
+	if c.fresh && !t.verify {
+		return noFlowPorts
+	}
+	v, ok := t.hash(c.orig.proto).get(c.orig.pack())
+	if ok && c.fresh {
+		panic(fmt.Sprintf("natmodel: NewConnFresh: tuple %v taken by entry %d before the first was confirmed", c.orig.tuple(), v>>1))
+	}
 	if !ok || v&1 != dirOriginal {
 		return noFlowPorts
 	}
@@ -182,6 +221,10 @@ func (s *portSet) firstFree(p, n uint32, fp flowPorts) (uint32, bool) {
 // and counts the taken ports it passed as the kernel's lookups would
 // (Found).
 func (t *Table) scan(s *portSet, min, size uint32, off uint16, from, to uint32, fp flowPorts) uint32 {
+	if fp == noFlowPorts && s.allTaken(min, size) {
+		t.stats.Found += uint64(to - from)
+		return to
+	}
 	for i := from; i < to; {
 		o := uint32(off + uint16(i))
 		start := o % size

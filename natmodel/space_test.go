@@ -144,3 +144,33 @@ func firstDiff(a, b string) int {
 	}
 	return min(len(a), len(b))
 }
+
+// allTaken answers for any range, byte edges and the top port included,
+// and its cache follows every change of the set.
+func TestAllTaken(t *testing.T) {
+	for _, r := range [][2]uint32{{1024, 64512}, {1000, 1}, {1000, 100}, {65472, 64}, {65535, 1}, {0, 65536}, {4097, 63}} {
+		min, size := r[0], r[1]
+		var s portSet
+		for p := min; p < min+size; p++ {
+			if s.allTaken(min, size) {
+				t.Fatalf("[%d,+%d): all taken with %d of them", min, size, p-min)
+			}
+			s.set(uint16(p))
+		}
+		if !s.allTaken(min, size) {
+			t.Fatalf("[%d,+%d): not all taken when every port is", min, size)
+		}
+		mid := uint16(min + size/2)
+		s.clear(mid)
+		if s.allTaken(min, size) {
+			t.Errorf("[%d,+%d): all taken after port %d was freed", min, size, mid)
+		}
+		s.set(mid)
+		if min > 0 {
+			s.clear(uint16(min - 1)) // outside the range: no matter
+		}
+		if !s.allTaken(min, size) {
+			t.Errorf("[%d,+%d): not all taken after port %d came back", min, size, mid)
+		}
+	}
+}

@@ -110,6 +110,10 @@ type Config struct {
 	// SizeHint, if > 0, is the number of entries expected at once: the
 	// tables are allocated for it up front.
 	SizeHint int
+	// Verify makes the table check what its callers promise (NewConnFresh)
+	// with the lookups the promise saves, and panic when a promise is
+	// false. For tests: it costs what the promise saves.
+	Verify bool
 }
 
 // Table is one network namespace's conntrack hash plus the NAT bysource hash.
@@ -118,6 +122,7 @@ type Table struct {
 	era    Era
 	rnd    *rand.Rand
 	onTry  func(uint16, bool)
+	verify bool
 	secret uint64
 	now    time.Duration
 
@@ -157,6 +162,7 @@ type conn struct {
 	confirmed   bool
 	natDone     bool // IPS_SRC_NAT_DONE: in the bysource hash
 	srcNAT      bool // IPS_SRC_NAT: the tuple was changed
+	fresh       bool // NewConnFresh: no entry holds orig until this one is confirmed
 	fakeOrig    bool // inserted by clash resolution with the reply direction only
 	isn, tdEnd  uint32
 	prev, next  int32 // bysource list links, -1 at the ends
@@ -176,9 +182,10 @@ func NewTable(cfg Config) (*Table, error) {
 		return nil, errors.New("creating conntrack table: Config.Era is required")
 	}
 	t := &Table{
-		era:   cfg.Era,
-		rnd:   cfg.Rand,
-		onTry: cfg.OnTry,
+		era:    cfg.Era,
+		rnd:    cfg.Rand,
+		onTry:  cfg.OnTry,
+		verify: cfg.Verify,
 	}
 	t.hashes = [2]hmap{newTableHmap(t, kindCT), newTableHmap(t, kindCT)}
 	t.bysrc = newTableHmap(t, kindSrc)
@@ -238,6 +245,22 @@ func (t *Table) id(idx int32) ConnID {
 // confirmed entry in TIME_WAIT or CLOSE reopens it: the old entry is killed
 // first, as nf_conntrack_proto_tcp does.
 func (t *Table) NewConn(orig Tuple) (ConnID, error) {
+	return t.newConn(orig, false)
+}
+
+// NewConnFresh is NewConn for a tuple the caller knows no entry holds, in
+// either direction, now or before this entry is confirmed or destroyed: a
+// retransmitted SYN whose previous entry was dropped at confirm, while its
+// socket keeps the source port so that no other flow can take the tuple.
+// It skips the lookups of the tuple that NewConn and the 5.0+ search
+// (same-flow ports) would make, each a cache miss on a large table; the
+// entry, and every result after it, are NewConn's. Config.Verify checks
+// the promise.
+func (t *Table) NewConnFresh(orig Tuple) (ConnID, error) {
+	return t.newConn(orig, true)
+}
+
+func (t *Table) newConn(orig Tuple, fresh bool) (ConnID, error) {
 	k, err := orig.key()
 	if err != nil {
 		return 0, fmt.Errorf("creating conntrack entry: %w", err)
@@ -245,12 +268,9 @@ func (t *Table) NewConn(orig Tuple) (ConnID, error) {
 	if k.sport() == 0 || k.dport() == 0 {
 		return 0, fmt.Errorf("creating conntrack entry for %v: port 0", orig)
 	}
-	if v, ok := t.hash(k.proto).get(k.pack()); ok {
-		old := v >> 1
-		if v&1 == dirOriginal && k.proto == TCP && t.conns[old].state >= TimeWait {
-			t.destroy(old)
-		} else {
-			return 0, fmt.Errorf("creating conntrack entry for %v: %w", orig, ErrExists)
+	if !fresh || t.verify {
+		if err := t.reopen(k, fresh); err != nil {
+			return 0, fmt.Errorf("creating conntrack entry for %v: %w", orig, err)
 		}
 	}
 	var idx int32
@@ -265,12 +285,30 @@ func (t *Table) NewConn(orig Tuple) (ConnID, error) {
 	gen := c.gen + 1
 	*c = conn{} // then field by field: a composite literal is built on the stack and copied
 	c.orig, c.reply, c.gen, c.inUse, c.prev, c.next = k, k.invert(), gen, true, -1, -1
+	c.fresh = fresh
 	if k.proto == TCP {
 		c.state = SynSent
 		c.isn = t.isn(k)
 		c.tdEnd = c.isn + 1 // the SYN takes one sequence number
 	}
 	return t.id(idx), nil
+}
+
+// reopen looks tuple k up: a closing TCP entry with it as its original
+// tuple is killed, any other entry holding it is ErrExists. With fresh
+// (the caller promised no entry holds k) finding one is a broken promise.
+func (t *Table) reopen(k key, fresh bool) error {
+	v, ok := t.hash(k.proto).get(k.pack())
+	switch {
+	case !ok:
+		return nil
+	case fresh:
+		panic(fmt.Sprintf("natmodel: NewConnFresh: tuple %v is held by entry %d", k.tuple(), v>>1))
+	case v&1 == dirOriginal && k.proto == TCP && t.conns[v>>1].state >= TimeWait:
+		t.destroy(v >> 1)
+		return nil
+	}
+	return ErrExists
 }
 
 // isn models secure_tcp_seq: a keyed hash of the 4-tuple plus the clock in
@@ -427,14 +465,16 @@ func (t *Table) Confirm(id ConnID) (Verdict, error) {
 	ra, rb := c.reply.pack()
 	h := t.hash(c.orig.proto)
 	h.reserve(2)
+	if s := t.indexOf(c.reply); s != nil && s.has(c.reply.dport()) && c.orig.proto == TCP {
+		// The reply is taken (the index says so without reading the
+		// winner): a TCP clash in either direction is dropped, so the
+		// original direction need not be looked up first.
+		return t.dropped(idx), nil
+	}
 	var v int32
 	oi, oh, clash := h.find(oa, ob)
 	if clash {
 		v = h.value(oi)
-	} else if s := t.indexOf(c.reply); s != nil && s.has(c.reply.dport()) && c.orig.proto == TCP {
-		// The reply is taken (the index says so without reading the
-		// winner, which a TCP clash does not need).
-		return t.dropped(idx), nil
 	} else if ri, rh, found := h.find(ra, rb); found {
 		v, clash = h.value(ri), true
 	} else {

@@ -8,25 +8,30 @@ import "github.com/snatrace/snatrace/internal/hugepage"
 // them costs a cache-missing walk of ~20 levels per push and pop at a
 // million connections; instead, events within the current slot of bucketNS
 // go to a small heap, and later ones to a ring of buckets (a calendar
-// queue), each moved into the heap when the clock reaches its slot. The
-// order is the heap's, (at, kind, seq), exactly.
+// queue), each moved into the heap when the clock reaches its slot. In
+// front of them all, one slot holds an event pushed before every other
+// (a SYN's confirm, a fraction of a microsecond after its NAT step, most
+// often is): it leaves without touching the heap. The order is the heap's,
+// (at, kind, seq), exactly.
 
 const (
-	bucketShift = 20 // a slot of 2^20 ns, about 1 ms
-	ringSize    = 1 << 17
+	bucketShift = 18 // a slot of 2^18 ns, about 262 µs
+	ringSize    = 1 << 19
 	ringSpan    = int64(ringSize) << bucketShift // about 137 s
 )
 
 // eventQueue is a min-priority queue of events on (at, kind, seq). Events
 // must not be pushed before the last popped one.
 type eventQueue struct {
-	near    eventHeap // events before horizon
-	horizon int64     // end of the slot the heap covers
-	ring    []int32   // per slot in [horizon, horizon+ringSpan): its last chunk + 1, 0 for none
-	inRing  int
-	far     eventHeap // events from horizon+ringSpan on
-	chunks  slab[chunk]
-	free    []int32 // chunks of slots already moved to the heap
+	first    event // when hasFirst: earlier than every other event queued
+	hasFirst bool
+	near     eventHeap // events before horizon
+	horizon  int64     // end of the slot the heap covers
+	ring     []int32   // per slot in [horizon, horizon+ringSpan): its last chunk + 1, 0 for none
+	inRing   int
+	far      eventHeap // events from horizon+ringSpan on
+	chunks   slab[chunk]
+	free     []int32 // chunks of slots already moved to the heap
 }
 
 // chunk holds events of one ring slot; a slot's chunks are chained from
@@ -47,6 +52,27 @@ const (
 )
 
 func (q *eventQueue) push(e event) {
+	switch {
+	case q.hasFirst && before(&e, &q.first):
+		e, q.first = q.first, e
+	case !q.hasFirst && q.beforeAll(&e):
+		q.first, q.hasFirst = e, true
+		return
+	}
+	q.queue(e)
+}
+
+// beforeAll reports whether e comes before every event of the heap and the
+// ring (false when that would take a look into the ring).
+func (q *eventQueue) beforeAll(e *event) bool {
+	if len(q.near) > 0 {
+		return before(e, &q.near[0])
+	}
+	return e.at < q.horizon
+}
+
+// queue files e by its time: the heap, a ring slot or the far heap.
+func (q *eventQueue) queue(e event) {
 	switch {
 	case e.at < q.horizon:
 		q.near.push(e)
@@ -86,6 +112,9 @@ func (q *eventQueue) newChunk() int32 {
 // next returns the time of the earliest event, moving later slots into the
 // heap as needed; ok is false when the queue is empty.
 func (q *eventQueue) next() (at int64, ok bool) {
+	if q.hasFirst {
+		return q.first.at, true
+	}
 	for len(q.near) == 0 {
 		if q.inRing == 0 && len(q.far) == 0 {
 			return 0, false
@@ -96,7 +125,13 @@ func (q *eventQueue) next() (at int64, ok bool) {
 }
 
 // pop removes and returns the earliest event; next must have reported one.
-func (q *eventQueue) pop() event { return q.near.pop() }
+func (q *eventQueue) pop() event {
+	if q.hasFirst {
+		q.hasFirst = false
+		return q.first
+	}
+	return q.near.pop()
+}
 
 // advance moves the clock's horizon one slot on: that slot's events, and
 // the far events that now fall within the ring, come into reach.
@@ -121,7 +156,7 @@ func (q *eventQueue) advance() {
 		q.ring[i] = 0
 	}
 	for len(q.far) > 0 && q.far[0].at-q.horizon < ringSpan {
-		q.push(q.far.pop())
+		q.queue(q.far.pop())
 	}
 }
 
@@ -136,8 +171,10 @@ type event struct {
 // deterministic.
 type eventHeap []event
 
-func (h eventHeap) less(i, j int) bool {
-	a, b := &h[i], &h[j]
+func (h eventHeap) less(i, j int) bool { return before(&h[i], &h[j]) }
+
+// before is the queue's order: time, then kind, then push order.
+func before(a, b *event) bool {
 	if a.at != b.at {
 		return a.at < b.at
 	}

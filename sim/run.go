@@ -13,6 +13,10 @@ import (
 	"github.com/snatrace/snatrace/natrule"
 )
 
+// verifyModel makes every run's table check the promises the runner makes
+// it (natmodel.Config.Verify); the package's tests set it.
+var verifyModel bool
+
 // MasqueradeAddr is the node's address towards server k: the simulated
 // network uses the lab's address plan (package labnet), so that
 // address-dependent choices (the jhash of a multi-address SNAT range, the
@@ -77,6 +81,7 @@ type connState struct {
 	window           int64 // window of the SYN in flight
 	pre              int64 // PREROUTING-to-NAT time of the SYN in flight
 	ct               natmodel.ConnID
+	dropped          bool // the last SYN's entry was dropped at confirm
 	quick            bool // a PAWS rejection armed the 2 ms retry (paws.go)
 }
 
@@ -158,7 +163,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	// by the tuples: 65,536 ports a destination (more than that only with
 	// several NAT addresses, and then the table grows). A table sized for
 	// every connection of an exhausted run would be 30 MiB of cache misses.
-	tb, err := natmodel.NewTable(natmodel.Config{Era: cfg.Era, Rand: rand.New(rand.NewPCG(cfg.Seed, 0x7ab1e)), SizeHint: min(cfg.Connections, cfg.Servers<<16)})
+	tb, err := natmodel.NewTable(natmodel.Config{Era: cfg.Era, Rand: rand.New(rand.NewPCG(cfg.Seed, 0x7ab1e)), SizeHint: min(cfg.Connections, cfg.Servers<<16), Verify: verifyModel})
 	if err != nil {
 		return Result{}, err
 	}
@@ -518,11 +523,19 @@ func (r *runner) syn(ci int32) {
 func (r *runner) natStep(ci int32) {
 	cs := r.conns.at(ci)
 	r.tb.SetTime(durationNS(r.now))
-	id, err := r.tb.NewConn(natmodel.Tuple{
+	tp := natmodel.Tuple{
 		Proto: natmodel.TCP,
 		Src:   netip.AddrPortFrom(labnet.PodAddr(int(cs.pod)), cs.sport),
 		Dst:   netip.AddrPortFrom(labnet.ServerAddr(int(cs.server)), r.cfg.Dport),
-	})
+	}
+	newConn := r.tb.NewConn
+	if cs.dropped {
+		// The last SYN's entry was dropped at confirm, and the pod still
+		// holds its port towards this server: no entry can hold the tuple.
+		newConn = r.tb.NewConnFresh
+	}
+	cs.dropped = false
+	id, err := newConn(tp)
 	if err != nil {
 		// The tuple belongs to a live entry: the pod's kernel would not have
 		// given this port. Count the attempt as failed.
@@ -580,6 +593,7 @@ func (r *runner) confirm(ci int32) {
 			return
 		}
 		cs.retrans++
+		cs.dropped = true
 		// Retransmission k leaves (2^k - 1) RTOs after the first SYN.
 		at := cs.first + ((int64(1)<<cs.retrans)-1)*int64(r.cfg.RTO)
 		r.push(at, evSYN, ci)

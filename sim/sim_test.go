@@ -254,3 +254,32 @@ func TestRoundsWaitForRetransmissions(t *testing.T) {
 		t.Errorf("without rounds: %.3f s, want about 1 s", r.SimSeconds)
 	}
 }
+
+// Retransmissions of SYNs dropped at confirm come back through
+// natmodel's NewConnFresh: on an exhausted range, with ports freed again
+// and in the PAWS-rejecting short workload, the run's results are the same
+// whether or not the model checks that promise with the lookups it saves —
+// and checking it does not panic.
+func TestFreshRetransmissionsChangeNothing(t *testing.T) {
+	base := Config{Era: natmodel.Era50, NAT: mode(t, "masquerade to :1024-1279"), Workload: labnet.Ephemeral,
+		Pods: 16, CPUs: 4, Connections: 3000, Rate: 2000, Seed: 3, CTTimeWait: time.Second, RTO: 200 * time.Millisecond}
+	short := base
+	short.Workload = labnet.Short
+	for name, c := range map[string]Config{"5.0 exhausted": base, "5.0 short": short} {
+		t.Run(name, func(t *testing.T) {
+			defer func(v bool) { verifyModel = v }(verifyModel)
+			verifyModel = true
+			checked := run(t, c)
+			verifyModel = false
+			if plain := run(t, c); !reflect.DeepEqual(checked, plain) {
+				t.Errorf("results differ:\nverified %+v\nplain    %+v", checked, plain)
+			}
+			if checked.Clashes == 0 || checked.Delayed["1"] == 0 {
+				t.Errorf("no SYN was dropped at confirm and came back (clashes %d, delayed %v): the fresh path is not exercised", checked.Clashes, checked.Delayed)
+			}
+			if c.Workload == labnet.Short && checked.PAWSTimewait == 0 {
+				t.Errorf("no SYN was rejected by a server's TIME_WAIT: the reopened entries are not exercised")
+			}
+		})
+	}
+}
