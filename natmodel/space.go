@@ -30,40 +30,57 @@ func spaceOf(k key) spaceKey { return spaceKey{addrs: k.addrs, sport: k.sport(),
 // portSet is the taken destination ports of one indexed space.
 type portSet struct {
 	bits [1 << 16 / 64]uint64
-	gen  uint32 // changes with every bit
-	full fullCache
-}
-
-// fullCache remembers whether the ports [min, min+size) were all taken at
-// generation gen: on an exhausted node every search asks, and nothing
-// changes between most of them.
-type fullCache struct {
-	min, size, gen uint32
-	valid, full    bool
+	// watch counts the taken ports of the range allTaken was last asked
+	// about, kept in step by set and clear.
+	watch struct {
+		min, end, taken uint32
+		on              bool
+	}
 }
 
 func (s *portSet) has(p uint16) bool { return s.bits[p>>6]&(1<<(p&63)) != 0 }
-func (s *portSet) set(p uint16)      { s.bits[p>>6] |= 1 << (p & 63); s.gen++ }
-func (s *portSet) clear(p uint16)    { s.bits[p>>6] &^= 1 << (p & 63); s.gen++ }
+
+func (s *portSet) set(p uint16) {
+	if w, b := &s.bits[p>>6], uint64(1)<<(p&63); *w&b == 0 {
+		*w |= b
+		s.watched(p, 1)
+	}
+}
+
+func (s *portSet) clear(p uint16) {
+	if w, b := &s.bits[p>>6], uint64(1)<<(p&63); *w&b != 0 {
+		*w &^= b
+		s.watched(p, ^uint32(0))
+	}
+}
+
+// watched adds d to the watched count when p is in the watched range.
+func (s *portSet) watched(p uint16, d uint32) {
+	if w := &s.watch; w.on && uint32(p) >= w.min && uint32(p) < w.end {
+		w.taken += d
+	}
+}
 
 // allTaken reports whether every port of [min, min+size) is taken
-// (min+size <= 65536).
+// (min+size <= 65536). On an exhausted node every search asks, about the
+// same range: the range's ports are counted once, then kept counted as
+// they are taken and freed, so that the answer costs nothing however
+// often ports change (a node evicting TIME_WAIT entries frees and takes
+// one between most searches).
 func (s *portSet) allTaken(min, size uint32) bool {
-	c := &s.full
-	if c.valid && c.gen == s.gen && c.min == min && c.size == size {
-		return c.full
-	}
-	full := true
-	for p, end := min, min+size; p < end && full; {
-		w := ^s.bits[p>>6] >> (p & 63)
-		if span := 64 - p&63; span > end-p {
-			w &= 1<<(end-p) - 1
+	w := &s.watch
+	if !w.on || w.min != min || w.end != min+size {
+		w.min, w.end, w.taken, w.on = min, min+size, 0, true
+		for p := min; p < min+size; {
+			word := s.bits[p>>6] >> (p & 63)
+			if span := 64 - p&63; span > min+size-p {
+				word &= 1<<(min+size-p) - 1
+			}
+			w.taken += uint32(bits.OnesCount64(word))
+			p += 64 - p&63
 		}
-		full = w == 0
-		p += 64 - p&63
 	}
-	*c = fullCache{min: min, size: size, gen: s.gen, valid: true, full: full}
-	return full
+	return w.taken == size
 }
 
 // indexAfter is how many taken tries in a row make a search index its

@@ -145,8 +145,9 @@ func firstDiff(a, b string) int {
 	return min(len(a), len(b))
 }
 
-// allTaken answers for any range, byte edges and the top port included,
-// and its cache follows every change of the set.
+// allTaken answers for any range, word edges and the top port included,
+// and its count follows every change of the set, also after another range
+// was asked about.
 func TestAllTaken(t *testing.T) {
 	for _, r := range [][2]uint32{{1024, 64512}, {1000, 1}, {1000, 100}, {65472, 64}, {65535, 1}, {0, 65536}, {4097, 63}} {
 		min, size := r[0], r[1]
@@ -171,6 +172,14 @@ func TestAllTaken(t *testing.T) {
 		}
 		if !s.allTaken(min, size) {
 			t.Errorf("[%d,+%d): not all taken after port %d came back", min, size, mid)
+		}
+		// Asked about another range, then changed, then asked again.
+		if min+size < 65536 && s.allTaken(min, size+1) {
+			t.Errorf("[%d,+%d): all taken with port %d free", min, size+1, min+size)
+		}
+		s.clear(mid)
+		if s.allTaken(min, size) {
+			t.Errorf("[%d,+%d): all taken after port %d was freed while another range was watched", min, size, mid)
 		}
 	}
 }
