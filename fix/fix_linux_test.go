@@ -19,6 +19,7 @@ import (
 	"github.com/snatrace/snatrace/audit"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/netns/netnstest"
 	"github.com/snatrace/snatrace/ruleset"
 )
 
@@ -169,6 +170,12 @@ func install(t *testing.T, ns *netns.NS, backend string) {
 		sh(t, ns, v6Rules, "ip6tables-nft-restore", "-w")
 	case "cni-nft":
 		sh(t, ns, cniRules, "nft", "-f", "-")
+	case "ipvs-legacy": // set matches in the NAT chain: printed through the kernel interface too
+		data, err := os.ReadFile("../ruleset/testdata/owners/src/kube-proxy-ipvs.rules")
+		if err != nil {
+			t.Fatal(err)
+		}
+		netnstest.LoadRules(t, ns, string(data), "iptables-legacy-restore")
 	default:
 		t.Fatalf("unknown ruleset %s", backend)
 	}
@@ -211,6 +218,7 @@ func TestApplyRollbackRealisticRulesets(t *testing.T) {
 		{[]string{"kube-nft"}, MethodNetlink, 3, false},
 		{[]string{"kube-nft"}, MethodRestore, 3, false},
 		{[]string{"kube-legacy"}, "", 3, false},
+		{[]string{"ipvs-legacy"}, "", 2, false},
 		{[]string{"cni-nft"}, "", 7, false},
 		{[]string{"v6-legacy"}, "", 2, false},
 		{[]string{"v6-nft"}, MethodNetlink, 2, false},

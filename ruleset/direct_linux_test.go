@@ -26,15 +26,16 @@ func fullView(rs *Ruleset) string {
 // reads them twice, through iptables-legacy-save and through the kernel
 // interface (LegacyDirect): the rules must come out the same in every
 // field — place, hook, reachability, owner and its evidence, NAT mode,
-// match, comment, text. The owners whose NAT chains hold an ipset match,
-// which xtables does not print, must be read through the tool instead, and
-// the read must say where it read from.
+// match, comment, text — and be read directly, ipset matches included
+// (kube-proxy ipvs, Calico, Antrea, kube-router, Weave). A NAT chain with a
+// rule xtables does not print (testdata/direct/fallback.rules) must be read
+// through the tool instead, and the read must say where it read from.
 func TestReadLegacyDirect(t *testing.T) {
 	srcs, _ := filepath.Glob("testdata/owners/src/*.rules")
 	if len(srcs) < 10 {
 		t.Fatalf("%d rule sources", len(srcs))
 	}
-	srcs = append(srcs, "testdata/direct/reach.rules")
+	srcs = append(srcs, "testdata/direct/reach.rules", "testdata/direct/fallback.rules")
 	for _, src := range srcs {
 		name := strings.TrimSuffix(filepath.Base(src), ".rules")
 		t.Run(name, func(t *testing.T) {
@@ -58,7 +59,7 @@ func TestReadLegacyDirect(t *testing.T) {
 				}
 			}
 			wantWhere := DirectSource
-			if usesIpset[name] {
+			if name == "fallback" {
 				wantWhere = "iptables-legacy-save"
 			}
 			if where := legacySource(direct); where != wantWhere {
@@ -80,9 +81,6 @@ func reachView(rs *Ruleset) string {
 	}
 	return strings.Join(out, " ")
 }
-
-// usesIpset are the owners whose NAT chains match ipsets (-m set).
-var usesIpset = map[string]bool{"antrea": true, "calico": true, "kube-proxy-ipvs": true, "kube-router": true, "weave": true}
 
 // legacySource is where rs read its IPv4 iptables-legacy rules.
 func legacySource(rs *Ruleset) string {

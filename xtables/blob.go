@@ -56,7 +56,12 @@ type Info struct {
 type Table struct {
 	Info
 	Entries []byte
-	buf     []byte // the memory Entries lies in, with room for a commit's header
+	// SetNames are the names of the ipsets the table's set matches name,
+	// by index, as the ipset module gave them when the table was read
+	// (Socket.Get): the entries hold only the index. A set match whose
+	// set is not here is not rendered.
+	SetNames map[uint16]string
+	buf      []byte // the memory Entries lies in, with room for a commit's header
 }
 
 // Extension is a match or target of an entry: its name, revision and the

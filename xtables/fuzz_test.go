@@ -2,6 +2,8 @@ package xtables
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -40,7 +42,7 @@ func TestParseRecorded(t *testing.T) {
 	for _, c := range p.Chains {
 		chains = append(chains, c.Name+":"+c.Policy)
 	}
-	if got := strings.Join(chains, " "); got != "PREROUTING:ACCEPT INPUT:ACCEPT OUTPUT:ACCEPT POSTROUTING:ACCEPT EMPTY: GOTO-ME: USER:" {
+	if got := strings.Join(chains, " "); got != "PREROUTING:ACCEPT INPUT:ACCEPT OUTPUT:ACCEPT POSTROUTING:ACCEPT EMPTY: GOTO-ME: SETS: USER:" {
 		t.Errorf("chains %s", got)
 	}
 	post := p.Chain("POSTROUTING")
@@ -53,7 +55,49 @@ func TestParseRecorded(t *testing.T) {
 	}
 }
 
-// FuzzParse feeds RulesDigest, Parse, Rule, JumpTarget and SetRandomFully arbitrary
+// TestSetRecorded renders the recorded table's set matches: with the sets'
+// names (which the kernel gave when the table was recorded) exactly as
+// iptables-legacy-save printed them, without a name not at all.
+func TestSetRecorded(t *testing.T) {
+	data, err := os.ReadFile("testdata/shapes.nat.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := tableFrom(data)
+	if got := fmt.Sprint(setIndexes(tab.Entries)); got != "[0 1 2]" {
+		t.Errorf("set indexes %s, want [0 1 2]", got)
+	}
+	p, err := Parse(tab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets := p.Chain("SETS")
+	want := []string{
+		"-A SETS -m set --match-set snt-net src -j MASQUERADE",
+		"-A SETS -m set ! --match-set snt-net dst -j RETURN",
+		"-A SETS -m set --match-set snt-ipport dst,dst -m set ! --match-set snt-net src -j MASQUERADE --random-fully",
+		"-A SETS -m set --match-set snt-three src,dst,src --return-nomatch ! --update-counters ! --update-subcounters -j ACCEPT",
+		"-A SETS -m set --match-set snt-net src --packets-lt 10 ! --bytes-eq 100 -j RETURN",
+		"-A SETS -m set --match-set snt-net dst --packets-eq 3 --bytes-gt 18446744073709551615 -j RETURN",
+		"-A SETS -m set ! --match-set snt-net src ! --packets-eq 0 --bytes-lt 1 -j RETURN",
+	}
+	if len(sets.Rules) != len(want) {
+		t.Fatalf("%d rules in SETS, want %d", len(sets.Rules), len(want))
+	}
+	for k, i := range sets.Rules {
+		if _, err := p.Rule(i, "SETS"); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("rule %d without set names: %v, want ErrUnsupported", k+1, err)
+		}
+	}
+	tab.SetNames = map[uint16]string{0: "snt-net", 1: "snt-ipport", 2: "snt-three"}
+	for k, i := range sets.Rules {
+		if got, err := p.Rule(i, "SETS"); err != nil || got != want[k] {
+			t.Errorf("rule %d: %q, %v; want %q", k+1, got, err, want[k])
+		}
+	}
+}
+
+// FuzzParse feeds RulesDigest, setIndexes, Parse, Rule (set matches named), JumpTarget and SetRandomFully arbitrary
 // tables: they may refuse one, never panic or read out of bounds.
 func FuzzParse(f *testing.F) {
 	if data, err := os.ReadFile("testdata/shapes.nat.bin"); err == nil {
@@ -65,6 +109,10 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		tab.RulesDigest()
+		tab.SetNames = map[uint16]string{}
+		for _, i := range setIndexes(tab.Entries) {
+			tab.SetNames[i] = "s"
+		}
 		p, err := Parse(tab)
 		if err != nil {
 			return

@@ -158,7 +158,45 @@ func (s *Socket) get(name string) (*Table, error) {
 		return nil, fmt.Errorf("reading iptables-legacy table %s (IPT_SO_GET_ENTRIES): %w", name, err)
 	}
 	t.Entries = buf[getEntriesHeader:]
+	t.SetNames = s.setNames(setIndexes(t.Entries))
 	return t, nil
+}
+
+// The ipset socket options (linux/netfilter/ipset/ip_set.h), asked on the
+// same raw socket.
+const (
+	soIPSet         = 83     // SO_IP_SET
+	ipsetOpVersion  = 0x100  // IP_SET_OP_VERSION: struct ip_set_req_version {op, version}
+	ipsetOpGetIndex = 0x0007 // IP_SET_OP_GET_BYINDEX: struct ip_set_req_get_set {op, version, name[32] | index}
+	ipsetNameLen    = 32     // IPSET_MAXNAMELEN
+)
+
+// setNames asks the ipset module for the names of the sets with the given
+// indexes, as libxt_set's get_set_byid does. Whatever it cannot learn
+// (no ipset module, no permission, an index naming no set) is left out,
+// and the rules naming it go to iptables-legacy-save instead.
+func (s *Socket) setNames(indexes []uint16) map[uint16]string {
+	if len(indexes) == 0 {
+		return nil
+	}
+	ne := binary.NativeEndian
+	ver := make([]byte, 8)
+	ne.PutUint32(ver, ipsetOpVersion)
+	if s.getsockopt(soIPSet, ver) != nil {
+		return nil
+	}
+	names := make(map[uint16]string, len(indexes))
+	req := make([]byte, 8+ipsetNameLen)
+	for _, i := range indexes {
+		clear(req)
+		ne.PutUint32(req, ipsetOpGetIndex)
+		copy(req[4:8], ver[4:8])
+		ne.PutUint16(req[8:], i)
+		if s.getsockopt(soIPSet, req) == nil && req[8] != 0 {
+			names[i] = cString(req[8:])
+		}
+	}
+	return names
 }
 
 // Replace commits a copy of t's entry table, changed by edit, in place of

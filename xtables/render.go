@@ -25,9 +25,9 @@ const (
 
 // Rule renders entry i, a rule of chain, as iptables-legacy-save prints it
 // ("-A CHAIN -s 10.0.0.0/8 ! -o docker0 -j MASQUERADE"), for the matches
-// and targets source-NAT chains hold (comment, mark, addrtype, tcp, udp;
-// standard verdicts and jumps, MASQUERADE, SNAT, MARK). Any other is
-// ErrUnsupported.
+// and targets source-NAT chains hold (comment, mark, addrtype, tcp, udp,
+// set — when the table knows the set's name, Table.SetNames; standard
+// verdicts and jumps, MASQUERADE, SNAT, MARK). Any other is ErrUnsupported.
 func (p *Parsed) Rule(i int, chain string) (string, error) {
 	var b strings.Builder
 	b.WriteString("-A " + chain)
@@ -35,19 +35,35 @@ func (p *Parsed) Rule(i int, chain string) (string, error) {
 		return "", err
 	}
 	for _, m := range p.Matches(i) {
-		r, ok := matchRenderers[m.Name]
-		if !ok || r.revision != m.Revision || len(m.Data) < r.size {
-			return "", fmt.Errorf("match %s revision %d: %w", m.Name, m.Revision, ErrUnsupported)
-		}
-		b.WriteString(" -m " + m.Name)
-		if err := r.write(&b, m.Data); err != nil {
-			return "", fmt.Errorf("match %s: %w", m.Name, err)
+		if err := p.writeMatch(&b, m); err != nil {
+			return "", err
 		}
 	}
 	if err := p.writeTarget(&b, i); err != nil {
 		return "", err
 	}
 	return b.String(), nil
+}
+
+// writeMatch prints " -m NAME" and the match's options.
+func (p *Parsed) writeMatch(b *strings.Builder, m Extension) error {
+	write := func(b *strings.Builder, d []byte) error { return p.writeSet(b, d) }
+	size, revision := setInfoSize, uint8(setRevision)
+	if m.Name != setMatchName {
+		r, ok := matchRenderers[m.Name]
+		if !ok {
+			return fmt.Errorf("match %s: %w", m.Name, ErrUnsupported)
+		}
+		write, size, revision = r.write, r.size, r.revision
+	}
+	if revision != m.Revision || len(m.Data) < size {
+		return fmt.Errorf("match %s revision %d: %w", m.Name, m.Revision, ErrUnsupported)
+	}
+	b.WriteString(" -m " + m.Name)
+	if err := write(b, m.Data); err != nil {
+		return fmt.Errorf("match %s: %w", m.Name, err)
+	}
+	return nil
 }
 
 // writeIP prints the ipt_ip part: addresses, interfaces, protocol,

@@ -109,15 +109,15 @@ func TestRuleAgainstSave(t *testing.T) {
 	if strings.Join(refused, "\n") != strings.Join(wantRefused, "\n") {
 		t.Errorf("refused\n%s\nwant\n%s", strings.Join(refused, "\n"), strings.Join(wantRefused, "\n"))
 	}
-	if len(rendered) != 24 {
-		t.Errorf("rendered %d rules, want 24:\n%s", len(rendered), strings.Join(rendered, "\n"))
+	if len(rendered) != 31 {
+		t.Errorf("rendered %d rules, want 31:\n%s", len(rendered), strings.Join(rendered, "\n"))
 	}
 }
 
 // TestOwnersAgainstSave does the same for the rules every owner writes
-// (ruleset/testdata/owners/src): each source-NAT rule must render, except
-// those with an ipset match, which the renderer does not know (kube-proxy
-// ipvs, Calico, Antrea, kube-router, Weave).
+// (ruleset/testdata/owners/src): each source-NAT rule and each rule with a
+// set match (kube-proxy ipvs, Calico, Antrea, kube-router, Weave) must
+// render.
 func TestOwnersAgainstSave(t *testing.T) {
 	srcs, _ := filepath.Glob("../ruleset/testdata/owners/src/*.rules")
 	if len(srcs) < 10 {
@@ -128,8 +128,8 @@ func TestOwnersAgainstSave(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			_, refused := compareWithSave(t, netnstest.WithRules(t, "xt", src, "iptables-legacy-restore"))
 			for _, r := range refused {
-				if (strings.Contains(r, "-j MASQUERADE") || strings.Contains(r, "-j SNAT")) && !strings.Contains(r, "-m set") {
-					t.Errorf("source-NAT rule refused: %s", r)
+				if strings.Contains(r, "-j MASQUERADE") || strings.Contains(r, "-j SNAT") || strings.Contains(r, "-m set") {
+					t.Errorf("source-NAT or set-matching rule refused: %s", r)
 				}
 			}
 		})
