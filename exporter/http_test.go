@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/snatrace/snatrace/ctstat"
 	"github.com/snatrace/snatrace/netns"
 )
@@ -226,8 +227,8 @@ func TestHTTPRealReadersFailing(t *testing.T) {
 
 // TestHTTPCompression: a scraper that accepts gzip (Prometheus does) gets
 // the exposition gzipped (at the fastest level: a third of a scrape was
-// default-level deflate) with Vary set; one that does not gets it plain;
-// both carry the same metrics.
+// default-level deflate) with Vary set; one that accepts zstd gets zstd;
+// one that accepts neither gets it plain; all carry the same metrics.
 func TestHTTPCompression(t *testing.T) {
 	e := New(WithAudit(testAudit(), time.Minute), WithKernelRelease("6.18.44"), build)
 	if err := e.RefreshAudit(context.Background()); err != nil {
@@ -265,13 +266,26 @@ func TestHTTPCompression(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sresp, sbody := scrape("zstd")
+	if ce := sresp.Header.Get("Content-Encoding"); ce != "zstd" {
+		t.Fatalf("zstd accepted: Content-Encoding %q", ce)
+	}
+	zd, err := zstd.NewReader(bytes.NewReader(sbody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zd.Close()
+	unzstd, err := io.ReadAll(zd)
+	if err != nil {
+		t.Fatal(err)
+	}
 	presp, plain := scrape("")
 	if ce := presp.Header.Get("Content-Encoding"); ce != "" {
 		t.Errorf("no encoding accepted: Content-Encoding %q", ce)
 	}
-	zf, pf := parseExposition(t, unzipped), parseExposition(t, plain)
-	if len(zf) != len(pf) || len(zf) < 10 {
-		t.Errorf("gzipped scrape has %d metric families, plain %d", len(zf), len(pf))
+	zf, sf, pf := parseExposition(t, unzipped), parseExposition(t, unzstd), parseExposition(t, plain)
+	if len(zf) != len(pf) || len(sf) != len(pf) || len(zf) < 10 {
+		t.Errorf("metric families: gzipped %d, zstd %d, plain %d", len(zf), len(sf), len(pf))
 	}
 	if v := gauge(t, zf, "snatrace_snat_rules", map[string]string{"owner": "docker"}); v != 2 {
 		t.Errorf("gzipped snatrace_snat_rules{owner=docker} = %v, want 2", v)

@@ -465,11 +465,13 @@ func (t *Table) Confirm(id ConnID) (Verdict, error) {
 	ra, rb := c.reply.pack()
 	h := t.hash(c.orig.proto)
 	h.reserve(2)
-	if s := t.indexOf(c.reply); s != nil && s.has(c.reply.dport()) && c.orig.proto == TCP {
-		// The reply is taken (the index says so without reading the
-		// winner): a TCP clash in either direction is dropped, so the
-		// original direction need not be looked up first.
-		return t.dropped(idx), nil
+	if c.orig.proto == TCP {
+		// A taken reply (the index says so without reading the winner) is
+		// a TCP clash, dropped in either direction: the original direction
+		// need not be looked up first. UDP clashes are resolved below.
+		if s := t.indexOf(c.reply); s != nil && s.has(c.reply.dport()) {
+			return t.dropped(idx), nil
+		}
 	}
 	var v int32
 	oi, oh, clash := h.find(oa, ob)
