@@ -1,6 +1,7 @@
 package tool
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -45,5 +46,29 @@ func TestFake(t *testing.T) {
 	}
 	if n := len(f.Calls()); n != 3 {
 		t.Errorf("%d calls recorded, want 3", n)
+	}
+}
+
+// blocks gives back exactly what was written, in order, across writes of
+// every size: empty, smaller than a block, spanning several blocks.
+func TestBlocks(t *testing.T) {
+	var b blocks
+	var want []byte
+	for i, n := range []int{0, 1, 100, 64 << 10, 3, 200 << 10, 0, 1 << 20, 17} {
+		p := make([]byte, n)
+		for k := range p {
+			p[k] = byte(i*31 + k)
+		}
+		if k, err := b.Write(p); k != n || err != nil {
+			t.Fatalf("Write(%d bytes) = %d, %v", n, k, err)
+		}
+		want = append(want, p...)
+	}
+	if got := b.bytes(); !bytes.Equal(got, want) {
+		t.Fatalf("got %d bytes back, want %d (equal prefix: %v)", len(got), len(want), bytes.HasPrefix(want, got[:min(len(got), len(want))]))
+	}
+	var empty blocks
+	if got := empty.bytes(); len(got) != 0 {
+		t.Errorf("nothing written, %d bytes back", len(got))
 	}
 }
