@@ -91,7 +91,7 @@ func (b *blocks) Write(p []byte) (int, error) {
 			if len(b.cur) > 0 {
 				b.full = append(b.full, b.cur)
 			}
-			b.cur = make([]byte, 0, max(64<<10, 2*cap(b.cur)))
+			b.cur = make([]byte, 0, max(4<<10, 2*cap(b.cur)))
 			hugepage.Slice(b.cur[:cap(b.cur)])
 		}
 		k := min(len(rest), cap(b.cur)-len(b.cur))
