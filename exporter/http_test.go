@@ -258,27 +258,12 @@ func TestHTTPCompression(t *testing.T) {
 	if len(zbody) < 10 || zbody[8] != 4 { // RFC 1952 XFL 4: the fastest algorithm
 		t.Errorf("gzip header %x: not written at the fastest level", zbody[:min(len(zbody), 10)])
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(zbody))
-	if err != nil {
-		t.Fatal(err)
-	}
-	unzipped, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	unzipped := decompress(t, func(r io.Reader) (io.Reader, error) { return gzip.NewReader(r) }, zbody)
 	sresp, sbody := scrape("zstd")
 	if ce := sresp.Header.Get("Content-Encoding"); ce != "zstd" {
 		t.Fatalf("zstd accepted: Content-Encoding %q", ce)
 	}
-	zd, err := zstd.NewReader(bytes.NewReader(sbody))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zd.Close()
-	unzstd, err := io.ReadAll(zd)
-	if err != nil {
-		t.Fatal(err)
-	}
+	unzstd := decompress(t, func(r io.Reader) (io.Reader, error) { return zstd.NewReader(r) }, sbody)
 	presp, plain := scrape("")
 	if ce := presp.Header.Get("Content-Encoding"); ce != "" {
 		t.Errorf("no encoding accepted: Content-Encoding %q", ce)
@@ -290,4 +275,18 @@ func TestHTTPCompression(t *testing.T) {
 	if v := gauge(t, zf, "snatrace_snat_rules", map[string]string{"owner": "docker"}); v != 2 {
 		t.Errorf("gzipped snatrace_snat_rules{owner=docker} = %v, want 2", v)
 	}
+}
+
+// decompress reads body through the reader open makes of it.
+func decompress(t *testing.T, open func(io.Reader) (io.Reader, error), body []byte) []byte {
+	t.Helper()
+	r, err := open(bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
