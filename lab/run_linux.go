@@ -219,7 +219,7 @@ func (s *Session) round(ctx context.Context, r *Result, n int, until uint64) (hi
 	delta := before.delta(after)
 	r.add(atts, delta)
 	if s.trace != nil {
-		evs := s.trace.since(mark)
+		evs := s.trace.since(mark, s.tracedPAWS(delta.paws))
 		tr := s.matchTrace(atts, evs)
 		if s.d.short {
 			tr.PAWS = s.matchPAWS(atts, evs)

@@ -38,6 +38,17 @@ func (s *Session) traceServers(ctx context.Context) error {
 	return nil
 }
 
+// tracedPAWS is how many PAWS rejections at TIME_WAIT the servers' tracers
+// report for a round whose counters are d: those the servers counted, where
+// the tracers see them (6.16+, where the counter is PAWSTimewait too); 0
+// otherwise.
+func (s *Session) tracedPAWS(d PAWSCounters) uint64 {
+	if len(s.trace.servers) == 0 || !s.trace.servers[0].PAWS() || d.Counter != "PAWSTimewait" {
+		return 0
+	}
+	return d.TimewaitRejected
+}
+
 // matchPAWS pairs a short round's TIME_WAIT rejections with its delayed
 // connections: by server port (each mode has its own) and time, each
 // rejection to the latest delayed connection that started before it, at

@@ -60,12 +60,33 @@ func (st *sessionTrace) mark() int {
 }
 
 // since returns the events collected after mark m, after a short grace for
-// those still on their way from the ring buffer.
-func (st *sessionTrace) since(m int) []trace.Event {
+// those still on their way from the ring buffer, and, up to a second more,
+// until they hold as many PAWS rejections at TIME_WAIT as the servers
+// counted in the round (paws): under load an event can take longer than
+// the grace, and one that comes after a session's last round would be
+// lost. A counter that holds more than the tracer reports (late segments
+// of closed connections) costs that second, no more.
+func (st *sessionTrace) since(m int, paws uint64) []trace.Event {
 	time.Sleep(50 * time.Millisecond)
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return append([]trace.Event(nil), st.events[m:]...)
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(5 * time.Millisecond) {
+		st.mu.Lock()
+		evs := append([]trace.Event(nil), st.events[m:]...)
+		st.mu.Unlock()
+		if countPAWS(evs) >= paws || time.Now().After(deadline) {
+			return evs
+		}
+	}
+}
+
+// countPAWS counts the PAWS rejections at TIME_WAIT among evs.
+func countPAWS(evs []trace.Event) uint64 {
+	var n uint64
+	for _, ev := range evs {
+		if ev.Kind == trace.KindPAWSTimewait {
+			n++
+		}
+	}
+	return n
 }
 
 func (st *sessionTrace) close() error {

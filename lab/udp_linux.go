@@ -185,7 +185,7 @@ func (s *Session) udpRound(ctx context.Context, r *Result, n int, until uint64) 
 		if r.Trace == nil {
 			r.Trace = &TraceResult{}
 		}
-		r.Trace.add(s.matchUDPTrace(outs, s.trace.since(mark)))
+		r.Trace.add(s.matchUDPTrace(outs, s.trace.since(mark, 0)))
 	}
 	return until > 0 && d.proc.InsertFailed >= until, nil
 }
