@@ -44,7 +44,9 @@ var (
 func ScanDNS(p *DNSPath, source, text string) {
 	p.Scanned = append(p.Scanned, source)
 	table := ""
-	for _, line := range strings.Split(text, "\n") {
+	for rest := text; rest != ""; {
+		var line string
+		line, rest, _ = strings.Cut(rest, "\n")
 		line = strings.TrimSpace(line)
 		if strings.HasPrefix(line, "*") {
 			if m := iptTableRe.FindStringSubmatch(line); m != nil {
@@ -54,7 +56,7 @@ func ScanDNS(p *DNSPath, source, text string) {
 		}
 		// Cheap words first: a kube-proxy dump has 1e5 lines, and every
 		// line the regular expressions look at costs microseconds.
-		if !strings.Contains(line, "53") && !strings.Contains(line, "kube-dns") {
+		if !mayName53(line) && !strings.Contains(line, "kube-dns") {
 			continue
 		}
 		if line == "" || strings.HasPrefix(line, "#") || !(dport53.MatchString(line) || kubeDNSRe.MatchString(line)) {
@@ -67,6 +69,29 @@ func ScanDNS(p *DNSPath, source, text string) {
 			p.Service = append(p.Service, line)
 		}
 	}
+}
+
+// mayName53 reports whether line holds a "53" that dport53 could match:
+// one that ends a word and follows an option's last letter ("dport53"),
+// a colon (":53") or a space. A kube-proxy table's chain hashes and
+// addresses hold "53" in one line of twenty; nearly none of those pass.
+func mayName53(line string) bool {
+	for i := 0; ; {
+		k := strings.Index(line[i:], "53")
+		if k < 0 {
+			return false
+		}
+		k += i
+		end := k + 2
+		if k > 0 && strings.IndexByte("t: \t\n\v\f\r", line[k-1]) >= 0 && (end == len(line) || !isWordByte(line[end])) {
+			return true
+		}
+		i = k + 1
+	}
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 }
 
 // DNS remedies, with their trade-offs; shared by the findings below.

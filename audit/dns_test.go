@@ -99,14 +99,46 @@ func TestDNSFindings(t *testing.T) {
 	}
 }
 
+// FuzzScanDNS feeds ScanDNS arbitrary dumps: never more rules than lines,
+// and the cheap word filter never drops a line the port-53 expression
+// matches.
 func FuzzScanDNS(f *testing.F) {
 	f.Add("*raw\n-A PREROUTING -p udp --dport 53 -j NOTRACK\n")
 	f.Add("meta l4proto udp dnat to 10.0.0.1:53")
+	f.Add("-A KUBE-SEP-D67QVZ6M753BDNAT -s 10.244.0.53/32 -j DNAT --to-destination 10.244.0.53:8053")
+	f.Add("udp dport53 accept")
 	f.Fuzz(func(t *testing.T, s string) {
+		if dport53.MatchString(s) && !mayName53(s) {
+			t.Fatalf("dport53 matches %q, mayName53 passes it by", s)
+		}
 		var p DNSPath
 		ScanDNS(&p, "fuzz", s)
 		if len(p.Service)+len(p.NoTrack) > strings.Count(s, "\n")+1 {
 			t.Fatalf("more rules than lines: %+v", p)
 		}
 	})
+}
+
+// TestMayName53 checks the cheap filter on the lines a kube-proxy table
+// is made of: a "53" inside a chain hash or an address is passed by, a
+// port 53 in any form ScanDNS recognises is not.
+func TestMayName53(t *testing.T) {
+	for line, want := range map[string]bool{
+		"-A KUBE-SVC-D67QVZ6M753BDNAT -j KUBE-SEP-53XQ":                   false,
+		"-A KUBE-SEP-X -s 10.244.0.53/32 -j KUBE-MARK-MASQ":               false,
+		"-j DNAT --to-destination 10.244.0.5:8053":                        false,
+		"-A KUBE-SERVICES -p udp -m udp --dport 53 -j KUBE-SVC-TCOU7J":    true,
+		"-j DNAT --to-destination 10.244.0.5:53":                          true,
+		"udp dport53 accept":                                              true,
+		"ip daddr . udp dport { 10.96.0.10 . 53 } notrack":                true,
+		"-A PREROUTING -p udp -m udp --sport 53\t-j NOTRACK":              true,
+		"-A KUBE-SERVICES -d 10.96.0.53/32 -p tcp -m tcp --dport 80 -j X": false,
+	} {
+		if got := mayName53(line); got != want {
+			t.Errorf("mayName53(%q) = %v, want %v", line, got, want)
+		}
+		if dport53.MatchString(line) && !mayName53(line) {
+			t.Errorf("%q: dport53 matches, the filter drops it", line)
+		}
+	}
 }

@@ -27,8 +27,10 @@ const maxDNSChains = 64
 //     over netlink and rendered as nft statements (ruleset.ReadChainText);
 //   - iptables-nft: nat PREROUTING, OUTPUT and KUBE-SERVICES, raw PREROUTING
 //     and OUTPUT (iptables-nft -t TABLE -S CHAIN);
-//   - iptables-legacy: every table, from the save the rule read already ran
-//     (rs.TakeDumps).
+//   - iptables-legacy: nat and raw (ruleset.LegacyTexts): the nat table the
+//     rule read already read through the kernel interface, printed; raw
+//     through iptables-legacy-save -t raw; or every table from the save
+//     the rule read ran (rs.TakeDumps).
 //
 // A tool that is missing is skipped; one that fails is a warning.
 func ScanDNSLive(ctx context.Context, ns *netns.NS, r tool.Runner, rs *ruleset.Ruleset) (*DNSPath, []string) {
@@ -43,7 +45,13 @@ func ScanDNSLive(ctx context.Context, ns *netns.NS, r tool.Runner, rs *ruleset.R
 		ScanDNS(p, fmt.Sprintf("netlink %s %s %s", c.Family, c.Table, c.Name), strings.Join(ct.Rules, "\n"))
 	}
 	for _, d := range rs.TakeDumps() {
-		ScanDNS(p, d.Tool, d.Text)
+		texts, err := ruleset.LegacyTexts(ctx, ns, r, d, "nat", "raw")
+		if err != nil {
+			warnings = append(warnings, fmt.Sprintf("DNS path: iptables-legacy: %v", err))
+		}
+		for _, t := range texts {
+			ScanDNS(p, t.Tool, t.Text)
+		}
 	}
 	for _, c := range dnsCommands(rs) {
 		if _, err := r.LookPath(c.Name); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/snatrace/snatrace/netns/netnstest"
 	"github.com/snatrace/snatrace/ruleset"
 	"github.com/snatrace/snatrace/tool"
+	"github.com/snatrace/snatrace/xtables"
 )
 
 // recorder runs commands and remembers them.
@@ -81,5 +82,91 @@ table ip nodelocal {
 		if strings.HasPrefix(c, "nft ") || strings.HasPrefix(c, "iptables-nft-save") {
 			t.Errorf("ran %q: a whole-ruleset dump, or nft (which reads every set of a table first)", c)
 		}
+	}
+}
+
+// kubeDNSLegacy is kube-proxy's cluster-DNS service in iptables-legacy
+// (statistic and DNAT included) and NodeLocal DNSCache's NOTRACK in raw.
+const kubeDNSLegacy = `*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-TCOU7JCQXEZGVUNU - [0:0]
+:KUBE-SEP-IT2ZTR26TO4XFPTO - [0:0]
+:KUBE-SEP-YIL6JZP7A3QYXJU2 - [0:0]
+:KUBE-POSTROUTING - [0:0]
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
+-A KUBE-POSTROUTING -m mark --mark 0x4000/0x4000 -j MASQUERADE --random-fully
+-A KUBE-SERVICES -d 10.96.0.10/32 -p udp -m comment --comment "kube-system/kube-dns:dns cluster IP" -m udp --dport 53 -j KUBE-SVC-TCOU7JCQXEZGVUNU
+-A KUBE-SVC-TCOU7JCQXEZGVUNU -m comment --comment "kube-system/kube-dns:dns -> 10.244.0.5:53" -m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-IT2ZTR26TO4XFPTO
+-A KUBE-SVC-TCOU7JCQXEZGVUNU -m comment --comment "kube-system/kube-dns:dns -> 10.244.0.6:53" -j KUBE-SEP-YIL6JZP7A3QYXJU2
+-A KUBE-SEP-IT2ZTR26TO4XFPTO -p udp -m comment --comment "kube-system/kube-dns:dns" -m udp -j DNAT --to-destination 10.244.0.5:53
+-A KUBE-SEP-YIL6JZP7A3QYXJU2 -p udp -m comment --comment "kube-system/kube-dns:dns" -m udp -j DNAT --to-destination 10.244.0.6:53
+COMMIT
+`
+
+const noTrackLegacy = `*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -d 169.254.20.10/32 -p udp -m udp --dport 53 -j NOTRACK
+COMMIT
+`
+
+// TestScanDNSLiveLegacy scans an iptables-legacy node whose nat table the
+// rule read took through the kernel interface: the nat table is printed
+// from the entries read, raw asked of iptables-legacy-save -t raw, and the
+// rules found are exactly those a scan of the whole iptables-legacy-save
+// finds. A nat rule xtables cannot print sends the nat table to the tool
+// too; a namespace without a raw table is not given one.
+func TestScanDNSLiveLegacy(t *testing.T) {
+	multiport := "-A KUBE-SERVICES -p tcp -m multiport --dports 80,443 -j RETURN\nCOMMIT\n"
+	for _, tc := range []struct {
+		name, rules string
+		scanned     []string
+	}{
+		{"printed", kubeDNSLegacy + noTrackLegacy, []string{ruleset.DirectSource + " nat", "iptables-legacy-save -t raw"}},
+		{"fallback", strings.Replace(kubeDNSLegacy, "COMMIT\n", multiport, 1) + noTrackLegacy, []string{"iptables-legacy-save -t nat", "iptables-legacy-save -t raw"}},
+		{"no-raw", kubeDNSLegacy, []string{ruleset.DirectSource + " nat"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := netnstest.New(t, "dnsleg")
+			netnstest.Run(t, ns, tc.rules, "iptables-legacy-restore")
+			var want DNSPath
+			ScanDNS(&want, "save", netnstest.Run(t, ns, "", "iptables-legacy-save"))
+			ctx := context.Background()
+			rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NS: ns, LegacyDirect: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := &recorder{Runner: tool.Exec{NS: ns}}
+			p, warnings := ScanDNSLive(ctx, ns, rec, rs)
+			if len(warnings) > 0 {
+				t.Errorf("warnings: %q", warnings)
+			}
+			if p == nil {
+				t.Fatal("nothing scanned")
+			}
+			if got := strings.Join(p.Scanned, ", "); got != strings.Join(tc.scanned, ", ") {
+				t.Errorf("scanned %s, want %s", got, strings.Join(tc.scanned, ", "))
+			}
+			if len(want.Service) != 3 || strings.Join(p.Service, "\n") != strings.Join(want.Service, "\n") {
+				t.Errorf("service rules\n%s\nthe whole save's (want 3)\n%s", strings.Join(p.Service, "\n"), strings.Join(want.Service, "\n"))
+			}
+			if strings.Join(p.NoTrack, "\n") != strings.Join(want.NoTrack, "\n") {
+				t.Errorf("NOTRACK rules %q, the whole save's %q", p.NoTrack, want.NoTrack)
+			}
+			for _, c := range rec.ran {
+				if c == "iptables-legacy-save" {
+					t.Errorf("ran %q: the whole save", c)
+				}
+			}
+			if raw, err := xtables.HasTable(ns, "raw"); err != nil || raw != strings.Contains(tc.rules, "*raw") {
+				t.Errorf("raw table after the scan: %v, %v", raw, err)
+			}
+		})
 	}
 }

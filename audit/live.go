@@ -36,13 +36,14 @@ type LiveOptions struct {
 var ErrPermission = errors.New("reading netfilter rules needs CAP_NET_ADMIN (run as root)")
 
 // Live reads everything an audit of a running host or namespace looks at:
-// its rules (nftables over netlink, iptables-legacy through its save tools,
-// run inside the namespace), the kernel release, the iptables version and
+// its rules (nftables over netlink; iptables-legacy's IPv4 nat table
+// through the kernel interface, its other tables and IPv6 through its save
+// tools, run inside the namespace), the kernel release, the iptables version and
 // the conntrack counters, and returns the Input for Run. Counters that
 // cannot be read are a warning, not an error.
 func Live(ctx context.Context, o LiveOptions) (Input, error) {
 	in := Input{Kernel: o.Kernel, Iptables: o.Iptables}
-	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NS: o.NS, SkipLegacy: o.SkipLegacy, Chains: o.Chains})
+	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NS: o.NS, SkipLegacy: o.SkipLegacy, LegacyDirect: true, Chains: o.Chains})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return in, fmt.Errorf("%w: %w", ErrPermission, err)

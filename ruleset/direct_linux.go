@@ -3,12 +3,15 @@
 package ruleset
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/tool"
 	"github.com/snatrace/snatrace/xtables"
 )
 
@@ -37,14 +40,17 @@ func readDirect(ns *netns.NS) (*Ruleset, error) {
 		return nil, err
 	}
 	keep := ancestors(p, natChains(p))
-	doc, rendered, err := directSave(p, natChains(p), keep)
+	var b strings.Builder
+	rendered, err := directSave(&b, p, natChains(p), keep)
 	if err != nil {
 		return nil, err
 	}
+	doc := b.String()
 	rs, err := ParseIptablesSave(doc, DirectSource)
 	if err != nil {
 		return nil, fmt.Errorf("reading the rules printed from the kernel's table: %w", err)
 	}
+	rs.Chains = slices.Grow(rs.Chains, len(p.Chains)) // 36,000 on a kube-proxy node
 	for _, c := range p.Chains {
 		if !keep[c.Name] && c.Hook < 0 { // declared in doc otherwise
 			rs.Chains = append(rs.Chains, Chain{Family: natrule.IPv4, Table: "nat", Name: c.Name})
@@ -105,13 +111,12 @@ func natChains(p *xtables.Parsed) []string {
 	return out
 }
 
-// directSave prints p as an iptables-save document of the nat table that
-// declares the built-in chains and the chains of keep, and holds the rules
-// of the named chains, each line as iptables-legacy-save prints it; the set
-// of chains printed is returned. A rule xtables cannot print fails it with
-// xtables.ErrUnsupported.
-func directSave(p *xtables.Parsed, chains []string, keep map[string]bool) (string, map[string]bool, error) {
-	var b strings.Builder
+// directSave prints to b p as an iptables-save document of the nat table
+// that declares the built-in chains and the chains of keep, and holds the
+// rules of the named chains, each line as iptables-legacy-save prints it;
+// the set of chains printed is returned. A rule xtables cannot print fails
+// it with xtables.ErrUnsupported.
+func directSave(b *strings.Builder, p *xtables.Parsed, chains []string, keep map[string]bool) (map[string]bool, error) {
 	b.WriteString("*nat\n")
 	for _, c := range p.Chains {
 		switch {
@@ -128,22 +133,21 @@ func directSave(p *xtables.Parsed, chains []string, keep map[string]bool) (strin
 			continue
 		}
 		for _, i := range c.Rules {
-			line, err := p.Rule(i, name)
-			if err != nil {
-				return "", nil, fmt.Errorf("chain %s: %w", name, err)
-			}
 			if to, chain := p.JumpTarget(i); chain && !keep[to] {
 				// A jump out of a NAT chain to one that leads to none: the
 				// parser needs it declared to read it as a jump.
 				b.WriteString(":" + to + " - [0:0]\n")
 				keep[to] = true
 			}
-			b.WriteString(line + "\n")
+			if err := p.WriteRule(b, i, name); err != nil {
+				return nil, fmt.Errorf("chain %s: %w", name, err)
+			}
+			b.WriteByte('\n')
 		}
 		rendered[name] = true
 	}
 	b.WriteString("COMMIT\n")
-	return b.String(), rendered, nil
+	return rendered, nil
 }
 
 // directJumps appends to out the jumps and gotos of the chains directSave
@@ -180,3 +184,66 @@ func directComment(p *xtables.Parsed, i int) string {
 	}
 	return strings.Join(comments, "; ")
 }
+
+// LegacyTexts returns the iptables-save text of the iptables-legacy tables
+// named, for scans that read other rules than the source-NAT read's (the
+// audit's DNS path: nat and raw). A dump a save tool printed holds every
+// table and is returned as it is. For the nat table read through the
+// kernel interface (d.Direct) the nat table is printed from the entries
+// already read, and every other table is asked of iptables-legacy-save
+// (`-t TABLE`: it reads only that table) when ns has it — asking for a
+// table the namespace lacks would create it; a nat table with a rule
+// xtables cannot print is asked of it too. A tool that fails is an error,
+// named, and the texts read before it are still returned.
+func LegacyTexts(ctx context.Context, ns *netns.NS, run tool.Runner, d Dump, tables ...string) ([]Dump, error) {
+	if d.Direct == nil {
+		return []Dump{d}, nil
+	}
+	if run == nil {
+		run = tool.Exec{}
+	}
+	var out []Dump
+	for _, table := range tables {
+		if table == "nat" {
+			if text, err := directTableText(d.Direct); err == nil {
+				out = append(out, Dump{Tool: DirectSource + " nat", Text: text})
+				continue
+			}
+		}
+		if ok, err := xtables.HasTable(ns, table); err != nil || !ok {
+			if err != nil {
+				return out, fmt.Errorf("listing the iptables-legacy tables: %w", err)
+			}
+			continue
+		}
+		bin := legacyIPv4Save(ctx, run)
+		text, err := run.Run(ctx, tool.Command(bin, "-t", table))
+		if err != nil {
+			return out, fmt.Errorf("%s -t %s: %w", bin, table, err)
+		}
+		out = append(out, Dump{Tool: bin + " -t " + table, Text: string(text)})
+	}
+	return out, nil
+}
+
+// directTableText prints every chain and rule of p as an iptables-save
+// document of the nat table (chain counters zero).
+func directTableText(p *xtables.Parsed) (string, error) {
+	names := make([]string, 0, len(p.Chains))
+	keep := make(map[string]bool, len(p.Chains))
+	for _, c := range p.Chains {
+		names = append(names, c.Name)
+		keep[c.Name] = true
+	}
+	var b strings.Builder
+	b.Grow(textPerEntry * len(p.Entries))
+	if _, err := directSave(&b, p, names, keep); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+// textPerEntry is about what iptables-legacy-save prints per entry of a
+// kube-proxy table (15 MB for 100,000 rules and 36,000 chains): the
+// document grows once at most.
+const textPerEntry = 110

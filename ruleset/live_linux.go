@@ -77,10 +77,14 @@ func readLegacy(ctx context.Context, opts ReadOptions, run tool.Runner, rs *Rule
 		for i := range lrs.Jumps {
 			lrs.Jumps[i].Backend = natrule.IptablesLegacy
 		}
+		version := ""
+		if lrs.dumps[0].Direct != nil {
+			version = IptablesVersion(ctx, run, bin) // a save prints it in its header
+		}
 		for i := range lrs.Sources {
 			lrs.Sources[i].Backend, lrs.Sources[i].Where, lrs.Sources[i].Format = natrule.IptablesLegacy, bin, "iptables-save"
 			if lrs.dumps[0].Direct != nil {
-				lrs.Sources[i].Where, lrs.Sources[i].Format = DirectSource, "xtables"
+				lrs.Sources[i].Where, lrs.Sources[i].Format, lrs.Sources[i].Version = DirectSource, "xtables", version
 			}
 		}
 		rs.merge(lrs)

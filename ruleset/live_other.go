@@ -5,6 +5,9 @@ package ruleset
 import (
 	"context"
 	"errors"
+
+	"github.com/snatrace/snatrace/netns"
+	"github.com/snatrace/snatrace/tool"
 )
 
 // Read reads the rules of a live network namespace; it needs Linux.
@@ -21,4 +24,10 @@ type ChainText struct {
 // ReadChainText reads chains of a live network namespace; it needs Linux.
 func ReadChainText(ctx context.Context, opts ReadOptions, chains []Chain) ([]ChainText, error) {
 	return nil, errors.New("reading live rules needs Linux")
+}
+
+// LegacyTexts returns d: only Linux reads tables through the kernel
+// interface.
+func LegacyTexts(ctx context.Context, ns *netns.NS, run tool.Runner, d Dump, tables ...string) ([]Dump, error) {
+	return []Dump{d}, nil
 }

@@ -28,7 +28,8 @@ const getInfoLen = 84
 
 // TestParseRecorded reads a nat table recorded from the kernel (loaded from
 // testdata/shapes.rules by iptables-legacy-restore) without root: its
-// chains, policies and the rendering of POSTROUTING's source-NAT rules.
+// chains, policies, the rendering of POSTROUTING's source-NAT rules and of
+// a service proxy's statistic match and DNAT.
 func TestParseRecorded(t *testing.T) {
 	data, err := os.ReadFile("testdata/shapes.nat.bin")
 	if err != nil {
@@ -42,13 +43,22 @@ func TestParseRecorded(t *testing.T) {
 	for _, c := range p.Chains {
 		chains = append(chains, c.Name+":"+c.Policy)
 	}
-	if got := strings.Join(chains, " "); got != "PREROUTING:ACCEPT INPUT:ACCEPT OUTPUT:ACCEPT POSTROUTING:ACCEPT EMPTY: GOTO-ME: SETS: USER:" {
+	if got := strings.Join(chains, " "); got != "PREROUTING:ACCEPT INPUT:ACCEPT OUTPUT:ACCEPT POSTROUTING:ACCEPT EMPTY: GOTO-ME: SETS: SVC: USER:" {
 		t.Errorf("chains %s", got)
 	}
 	post := p.Chain("POSTROUTING")
 	got, err := p.Rule(post.Rules[11], "POSTROUTING")
 	if want := "-A POSTROUTING -s 10.7.0.0/16 -p udp -j SNAT --to-source 192.0.2.1:2000-3000 --random-fully --persistent"; err != nil || got != want {
 		t.Errorf("rule 12 of POSTROUTING: %q, %v; want %q", got, err, want)
+	}
+	svc := p.Chain("SVC")
+	for k, want := range map[int]string{
+		0:  `-A SVC -m comment --comment "ns0/svc0:http -> 10.244.0.1:8080" -m statistic --mode random --probability 0.33333333349 -j RETURN`,
+		11: "-A SVC -p tcp -j DNAT --to-destination 10.244.0.4:1000-2000/1500",
+	} {
+		if got, err := p.Rule(svc.Rules[k], "SVC"); err != nil || got != want {
+			t.Errorf("rule %d of SVC: %q, %v; want %q", k+1, got, err, want)
+		}
 	}
 	if name, chain := p.JumpTarget(post.Rules[3]); name != "GOTO-ME" || !chain || !p.Goto(post.Rules[3]) {
 		t.Errorf("rule 4 of POSTROUTING goes to %q (chain %v, goto %v), want goto GOTO-ME", name, chain, p.Goto(post.Rules[3]))

@@ -25,24 +25,32 @@ const (
 
 // Rule renders entry i, a rule of chain, as iptables-legacy-save prints it
 // ("-A CHAIN -s 10.0.0.0/8 ! -o docker0 -j MASQUERADE"), for the matches
-// and targets source-NAT chains hold (comment, mark, addrtype, tcp, udp,
-// set — when the table knows the set's name, Table.SetNames; standard
-// verdicts and jumps, MASQUERADE, SNAT, MARK). Any other is ErrUnsupported.
+// and targets source-NAT chains and service proxies' chains hold (comment,
+// mark, addrtype, tcp, udp, statistic, set — when the table knows the
+// set's name, Table.SetNames; standard verdicts and jumps, MASQUERADE,
+// SNAT, DNAT, REDIRECT, MARK). Any other is ErrUnsupported.
 func (p *Parsed) Rule(i int, chain string) (string, error) {
 	var b strings.Builder
-	b.WriteString("-A " + chain)
-	if err := writeIP(&b, p.IP(i)); err != nil {
-		return "", err
-	}
-	for _, m := range p.Matches(i) {
-		if err := p.writeMatch(&b, m); err != nil {
-			return "", err
-		}
-	}
-	if err := p.writeTarget(&b, i); err != nil {
+	if err := p.WriteRule(&b, i, chain); err != nil {
 		return "", err
 	}
 	return b.String(), nil
+}
+
+// WriteRule writes what Rule returns to b, without a newline: a whole
+// table printed into one builder. On error b holds part of the line.
+func (p *Parsed) WriteRule(b *strings.Builder, i int, chain string) error {
+	b.WriteString("-A ")
+	b.WriteString(chain)
+	if err := writeIP(b, p.IP(i)); err != nil {
+		return err
+	}
+	for _, m := range p.Matches(i) {
+		if err := p.writeMatch(b, m); err != nil {
+			return err
+		}
+	}
+	return p.writeTarget(b, i)
 }
 
 // writeMatch prints " -m NAME" and the match's options.
@@ -163,7 +171,8 @@ var matchRenderers = map[string]matchRenderer{
 		writeMark(b, " --mark ", binary.NativeEndian.Uint32(d), binary.NativeEndian.Uint32(d[4:]), true)
 		return nil
 	}},
-	"addrtype": {1, 8, writeAddrtype},
+	"addrtype":  {1, 8, writeAddrtype},
+	"statistic": {0, statisticSize, writeStatistic},
 	"tcp": {0, 12, func(b *strings.Builder, d []byte) error { // xt_tcp: ports, option, flg_mask, flg_cmp, invflags
 		if d[8] != 0 || d[9] != 0 || d[11]&^0x03 != 0 {
 			return fmt.Errorf("TCP flags or options: %w", ErrUnsupported)
@@ -284,6 +293,10 @@ func (p *Parsed) writeTarget(b *strings.Builder, i int) error {
 	case t.Name == "SNAT" && t.Revision == 0 && len(t.Data) >= natRangeSize:
 		b.WriteString(" -j SNAT")
 		return writeSNAT(b, t.Data)
+	case t.Name == "DNAT" && t.Revision == 2 && len(t.Data) >= natRange2Size:
+		return writeDNAT(b, t.Data)
+	case t.Name == "REDIRECT" && t.Revision == 0 && len(t.Data) >= natRangeSize:
+		return writeRedirect(b, t.Data)
 	case t.Name == "MARK" && t.Revision == 2 && len(t.Data) >= 8:
 		writeMark(b, " -j MARK --set-xmark ", binary.NativeEndian.Uint32(t.Data), binary.NativeEndian.Uint32(t.Data[4:]), false)
 		return nil
@@ -295,11 +308,12 @@ func (p *Parsed) writeTarget(b *strings.Builder, i int) error {
 // rangesize, then flags, min_ip, max_ip, min port, max port.
 const natRangeSize = 20
 
-// natRange is the one range of a revision-0 MASQUERADE or SNAT target.
+// natRange is the one range of a revision-0 MASQUERADE, SNAT or REDIRECT
+// target, or of a revision-2 DNAT target (which alone has basePort).
 type natRange struct {
-	flags            uint32
-	minIP, maxIP     netip.Addr
-	minPort, maxPort uint16
+	flags                      uint32
+	minIP, maxIP               netip.Addr
+	minPort, maxPort, basePort uint16
 }
 
 func decodeRange(d []byte) (natRange, error) {

@@ -12,13 +12,14 @@ import (
 )
 
 // TestAuditIncomplete runs a live audit whose iptables-legacy rules cannot
-// be read (the save tool fails) on a node with nothing racing among the
-// rules it can read: --fail-on high must not say "nothing found" (exit 0)
+// be read (a multiport rule sends the nat table to the save tool, which
+// fails) on a node with nothing racing among the rules it can read: --fail-on high must not say "nothing found" (exit 0)
 // about rules it never saw. It exits 2 naming the source; --fail-on medium
 // exits 1 on the not-read finding itself; with the tool back, exit 0.
 func TestAuditIncomplete(t *testing.T) {
 	ns := fixNS(t, "incomplete")
 	inNS(t, ns, "table ip cni {\n\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tip saddr 10.88.0.0/16 masquerade fully-random\n\t}\n}\n", "nft", "-f", "-")
+	inNS(t, ns, "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -s 10.89.0.0/16 -p tcp -m multiport --dports 80,443 -j MASQUERADE --random-fully\nCOMMIT\n", "iptables-legacy-restore")
 	dir := t.TempDir()
 	for _, tool := range []string{"ip6tables-legacy-save", "iptables-nft-save", "ip6tables-nft-save", "iptables-legacy-save"} {
 		p, err := exec.LookPath(tool)
