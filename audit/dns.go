@@ -54,9 +54,7 @@ func ScanDNS(p *DNSPath, source, text string) {
 				continue
 			}
 		}
-		// Cheap words first: a kube-proxy dump has 1e5 lines, and every
-		// line the regular expressions look at costs microseconds.
-		if !mayName53(line) && !strings.Contains(line, "kube-dns") {
+		if !dnsCandidate(line) {
 			continue
 		}
 		if line == "" || strings.HasPrefix(line, "#") || !(dport53.MatchString(line) || kubeDNSRe.MatchString(line)) {
@@ -69,6 +67,13 @@ func ScanDNS(p *DNSPath, source, text string) {
 			p.Service = append(p.Service, line)
 		}
 	}
+}
+
+// dnsCandidate reports whether ScanDNS looks at line with its regular
+// expressions: cheap words first, since a kube-proxy dump has 1e5 lines and
+// every line the expressions look at costs microseconds.
+func dnsCandidate(line string) bool {
+	return mayName53(line) || strings.Contains(line, "kube-dns")
 }
 
 // mayName53 reports whether line holds a "53" that dport53 could match:

@@ -28,7 +28,8 @@ const maxDNSChains = 64
 //   - iptables-nft: nat PREROUTING, OUTPUT and KUBE-SERVICES, raw PREROUTING
 //     and OUTPUT (iptables-nft -t TABLE -S CHAIN);
 //   - iptables-legacy: nat and raw (ruleset.LegacyTexts): the nat table the
-//     rule read already read through the kernel interface, printed; raw
+//     rule read already read through the kernel interface, printed (only
+//     the lines ScanDNS would look at, dnsCandidate); raw
 //     through iptables-legacy-save -t raw; or every table from the save
 //     the rule read ran (rs.TakeDumps).
 //
@@ -45,7 +46,7 @@ func ScanDNSLive(ctx context.Context, ns *netns.NS, r tool.Runner, rs *ruleset.R
 		ScanDNS(p, fmt.Sprintf("netlink %s %s %s", c.Family, c.Table, c.Name), strings.Join(ct.Rules, "\n"))
 	}
 	for _, d := range rs.TakeDumps() {
-		texts, err := ruleset.LegacyTexts(ctx, ns, r, d, "nat", "raw")
+		texts, err := ruleset.LegacyTexts(ctx, ns, r, d, dnsCandidate, "nat", "raw")
 		if err != nil {
 			warnings = append(warnings, fmt.Sprintf("DNS path: iptables-legacy: %v", err))
 		}

@@ -3,6 +3,7 @@
 package ruleset
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -40,7 +41,7 @@ func readDirect(ns *netns.NS) (*Ruleset, error) {
 		return nil, err
 	}
 	keep := ancestors(p, natChains(p))
-	var b strings.Builder
+	var b bytes.Buffer
 	rendered, err := directSave(&b, p, natChains(p), keep)
 	if err != nil {
 		return nil, err
@@ -116,7 +117,7 @@ func natChains(p *xtables.Parsed) []string {
 // rules of the named chains, each line as iptables-legacy-save prints it;
 // the set of chains printed is returned. A rule xtables cannot print fails
 // it with xtables.ErrUnsupported.
-func directSave(b *strings.Builder, p *xtables.Parsed, chains []string, keep map[string]bool) (map[string]bool, error) {
+func directSave(b *bytes.Buffer, p *xtables.Parsed, chains []string, keep map[string]bool) (map[string]bool, error) {
 	b.WriteString("*nat\n")
 	for _, c := range p.Chains {
 		switch {
@@ -190,12 +191,14 @@ func directComment(p *xtables.Parsed, i int) string {
 // audit's DNS path: nat and raw). A dump a save tool printed holds every
 // table and is returned as it is. For the nat table read through the
 // kernel interface (d.Direct) the nat table is printed from the entries
-// already read, and every other table is asked of iptables-legacy-save
-// (`-t TABLE`: it reads only that table) when ns has it — asking for a
-// table the namespace lacks would create it; a nat table with a rule
-// xtables cannot print is asked of it too. A tool that fails is an error,
-// named, and the texts read before it are still returned.
-func LegacyTexts(ctx context.Context, ns *netns.NS, run tool.Runner, d Dump, tables ...string) ([]Dump, error) {
+// already read — only the rule lines keep accepts (nil: all), under its
+// "*nat" line: a scan that looks for a few words need not hold the 15 MB
+// of a kube-proxy table — and every other table is asked of
+// iptables-legacy-save (`-t TABLE`: it reads only that table) when ns has
+// it — asking for a table the namespace lacks would create it; a nat table
+// with a rule xtables cannot print is asked of it too. A tool that fails is
+// an error, named, and the texts read before it are still returned.
+func LegacyTexts(ctx context.Context, ns *netns.NS, run tool.Runner, d Dump, keep func(line string) bool, tables ...string) ([]Dump, error) {
 	if d.Direct == nil {
 		return []Dump{d}, nil
 	}
@@ -205,7 +208,7 @@ func LegacyTexts(ctx context.Context, ns *netns.NS, run tool.Runner, d Dump, tab
 	var out []Dump
 	for _, table := range tables {
 		if table == "nat" {
-			if text, err := directTableText(d.Direct); err == nil {
+			if text, err := directTableText(d.Direct, keep); err == nil {
 				out = append(out, Dump{Tool: DirectSource + " nat", Text: text})
 				continue
 			}
@@ -226,24 +229,33 @@ func LegacyTexts(ctx context.Context, ns *netns.NS, run tool.Runner, d Dump, tab
 	return out, nil
 }
 
-// directTableText prints every chain and rule of p as an iptables-save
-// document of the nat table (chain counters zero).
-func directTableText(p *xtables.Parsed) (string, error) {
-	names := make([]string, 0, len(p.Chains))
-	keep := make(map[string]bool, len(p.Chains))
+// directTableText prints the rules of every chain of p that keep accepts
+// (nil: all), each as iptables-legacy-save prints it, under a "*nat" line
+// and before "COMMIT". A rule xtables cannot print fails it.
+func directTableText(p *xtables.Parsed, keep func(string) bool) (string, error) {
+	var b bytes.Buffer
+	if keep == nil {
+		b.Grow(textPerEntry * len(p.Entries))
+	}
+	b.WriteString("*nat\n")
 	for _, c := range p.Chains {
-		names = append(names, c.Name)
-		keep[c.Name] = true
+		for _, i := range c.Rules {
+			mark := b.Len()
+			if err := p.WriteRule(&b, i, c.Name); err != nil {
+				return "", fmt.Errorf("chain %s: %w", c.Name, err)
+			}
+			if keep != nil && !keep(string(b.Bytes()[mark:])) {
+				b.Truncate(mark) // the buffer is reused: one small string per rule is all the garbage
+				continue
+			}
+			b.WriteByte('\n')
+		}
 	}
-	var b strings.Builder
-	b.Grow(textPerEntry * len(p.Entries))
-	if _, err := directSave(&b, p, names, keep); err != nil {
-		return "", err
-	}
+	b.WriteString("COMMIT\n")
 	return b.String(), nil
 }
 
 // textPerEntry is about what iptables-legacy-save prints per entry of a
 // kube-proxy table (15 MB for 100,000 rules and 36,000 chains): the
-// document grows once at most.
+// whole text grows once at most.
 const textPerEntry = 110

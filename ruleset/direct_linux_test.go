@@ -5,10 +5,12 @@ package ruleset
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/snatrace/snatrace/internal/kubegen"
 	"github.com/snatrace/snatrace/netns/netnstest"
 )
 
@@ -90,4 +92,72 @@ func legacySource(rs *Ruleset) string {
 		}
 	}
 	return ""
+}
+
+// TestLegacyTextsWholeTable prints a kube-proxy nat table of 3,000 rules
+// (internal/kubegen: statistic, DNAT, marks, comments) and every legacy
+// owner's from the entries the read took, and checks every rule line
+// against iptables-legacy-save's, in order; with a filter, only the lines
+// it accepts, still in order.
+func TestLegacyTextsWholeTable(t *testing.T) {
+	var kube strings.Builder
+	if err := kubegen.Write(&kube, 300, 3); err != nil {
+		t.Fatal(err)
+	}
+	kubeFile := filepath.Join(t.TempDir(), "kube.rules")
+	if err := os.WriteFile(kubeFile, []byte(kube.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srcs, _ := filepath.Glob("testdata/owners/src/*.rules")
+	for _, src := range append(srcs, kubeFile) {
+		name := strings.TrimSuffix(filepath.Base(src), ".rules")
+		t.Run(name, func(t *testing.T) {
+			ns := netnstest.WithRules(t, "ltext", src, "iptables-legacy-restore")
+			var want []string
+			for _, l := range strings.Split(netnstest.Run(t, ns, "", "iptables-legacy-save", "-t", "nat"), "\n") {
+				if strings.HasPrefix(l, "-A ") {
+					want = append(want, l)
+				}
+			}
+			ctx := context.Background()
+			rs, err := Read(ctx, ReadOptions{NS: ns, LegacyDirect: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dumps := rs.TakeDumps()
+			if len(dumps) == 0 || dumps[0].Direct == nil {
+				t.Fatalf("%s: not read directly", name)
+			}
+			keepDNAT := func(l string) bool { return strings.Contains(l, "DNAT") }
+			for _, keep := range []func(string) bool{nil, keepDNAT} {
+				texts, err := LegacyTexts(ctx, ns, nil, dumps[0], keep, "nat")
+				if err != nil || len(texts) != 1 {
+					t.Fatalf("%d texts, %v", len(texts), err)
+				}
+				var wantKept []string
+				for _, l := range want {
+					if keep == nil || keep(l) {
+						wantKept = append(wantKept, l)
+					}
+				}
+				got := strings.Split(strings.TrimSuffix(texts[0].Text, "\n"), "\n")
+				if texts[0].Tool == DirectSource+" nat" && (got[0] != "*nat" || got[len(got)-1] != "COMMIT") {
+					t.Errorf("printed table does not open with *nat and end with COMMIT: %q … %q", got[0], got[len(got)-1])
+				}
+				var lines []string
+				for _, l := range got {
+					if strings.HasPrefix(l, "-A ") {
+						lines = append(lines, l)
+					}
+				}
+				if texts[0].Tool != DirectSource+" nat" {
+					t.Logf("%s: printed by %s", name, texts[0].Tool)
+					continue // a rule xtables does not print: the tool's text
+				}
+				if strings.Join(lines, "\n") != strings.Join(wantKept, "\n") {
+					t.Errorf("printed from the kernel's entries (%d lines):\n%s\niptables-legacy-save (%d lines):\n%s", len(lines), strings.Join(lines, "\n"), len(wantKept), strings.Join(wantKept, "\n"))
+				}
+			}
+		})
+	}
 }

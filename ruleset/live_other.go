@@ -28,6 +28,6 @@ func ReadChainText(ctx context.Context, opts ReadOptions, chains []Chain) ([]Cha
 
 // LegacyTexts returns d: only Linux reads tables through the kernel
 // interface.
-func LegacyTexts(ctx context.Context, ns *netns.NS, run tool.Runner, d Dump, tables ...string) ([]Dump, error) {
+func LegacyTexts(ctx context.Context, ns *netns.NS, run tool.Runner, d Dump, keep func(line string) bool, tables ...string) ([]Dump, error) {
 	return []Dump{d}, nil
 }

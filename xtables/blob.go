@@ -1,6 +1,7 @@
 package xtables
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -124,14 +125,23 @@ func (p *Parsed) targetIs(i int, name string) bool {
 
 // Matches returns entry i's matches in order.
 func (p *Parsed) Matches(i int) []Extension {
-	e := p.Entries[i]
 	var out []Extension
+	p.eachMatch(i, func(x Extension) error { out = append(out, x); return nil })
+	return out
+}
+
+// eachMatch calls fn with entry i's matches in order, until it fails: a
+// table printed whole allocates no slice per rule.
+func (p *Parsed) eachMatch(i int, fn func(Extension) error) error {
+	e := p.Entries[i]
 	for m := int(e.Offset) + entrySize; m < int(e.TargetOff); {
 		x, size, _ := extensionAt(p.Table.Entries, m, int(e.TargetOff)) // checked by Parse
-		out = append(out, x)
+		if err := fn(x); err != nil {
+			return err
+		}
 		m += size
 	}
-	return out
+	return nil
 }
 
 // Chain is a chain of the table: its name, for a built-in chain its hook
@@ -223,7 +233,7 @@ func extensionAt(b []byte, off, end int) (Extension, int, error) {
 	if err != nil {
 		return Extension{}, 0, err
 	}
-	return Extension{Name: cString(b[off+2 : off+2+xtNameLen]), Revision: b[off+2+xtNameLen], Data: b[off+xtHeaderSize : off+size]}, size, nil
+	return Extension{Name: extensionName(b[off+2 : off+2+xtNameLen]), Revision: b[off+2+xtNameLen], Data: b[off+xtHeaderSize : off+size]}, size, nil
 }
 
 // extensionSize checks the size of the match or target at off against end.
@@ -431,12 +441,34 @@ func cStringIs(b []byte, s string) bool {
 	return len(b) > len(s) && string(b[:len(s)]) == s && b[len(s)] == 0
 }
 
-// cString is b up to its first NUL.
-func cString(b []byte) string {
-	for i, c := range b {
-		if c == 0 {
-			return string(b[:i])
-		}
+// commonNames are the extension names of nearly every rule iptables
+// writes: extensionName returns them without a copy (a kube-proxy table
+// has 300,000 matches and targets).
+var commonNames = map[string]string{}
+
+func init() {
+	for _, n := range []string{"", "ERROR", "comment", "tcp", "udp", "mark", "statistic", "set", "addrtype", "conntrack",
+		"multiport", "MASQUERADE", "SNAT", "DNAT", "REDIRECT", "MARK", "CONNMARK", "RETURN"} {
+		commonNames[n] = n
+	}
+}
+
+// extensionName is an extension's NUL-terminated name.
+func extensionName(b []byte) string {
+	b = cBytes(b)
+	if s, ok := commonNames[string(b)]; ok {
+		return s
 	}
 	return string(b)
+}
+
+// cString is b up to its first NUL.
+func cString(b []byte) string { return string(cBytes(b)) }
+
+// cBytes is b up to its first NUL.
+func cBytes(b []byte) []byte {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return b[:i]
+	}
+	return b
 }

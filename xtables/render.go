@@ -1,6 +1,7 @@
 package xtables
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -30,32 +31,31 @@ const (
 // set's name, Table.SetNames; standard verdicts and jumps, MASQUERADE,
 // SNAT, DNAT, REDIRECT, MARK). Any other is ErrUnsupported.
 func (p *Parsed) Rule(i int, chain string) (string, error) {
-	var b strings.Builder
+	var b bytes.Buffer
 	if err := p.WriteRule(&b, i, chain); err != nil {
 		return "", err
 	}
 	return b.String(), nil
 }
 
-// WriteRule writes what Rule returns to b, without a newline: a whole
-// table printed into one builder. On error b holds part of the line.
-func (p *Parsed) WriteRule(b *strings.Builder, i int, chain string) error {
+// WriteRule appends what Rule returns to b, without a newline: a whole
+// table printed into one buffer, a line dropped again by truncating. On
+// error b holds part of the line.
+func (p *Parsed) WriteRule(b *bytes.Buffer, i int, chain string) error {
 	b.WriteString("-A ")
 	b.WriteString(chain)
 	if err := writeIP(b, p.IP(i)); err != nil {
 		return err
 	}
-	for _, m := range p.Matches(i) {
-		if err := p.writeMatch(b, m); err != nil {
-			return err
-		}
+	if err := p.eachMatch(i, func(m Extension) error { return p.writeMatch(b, m) }); err != nil {
+		return err
 	}
 	return p.writeTarget(b, i)
 }
 
 // writeMatch prints " -m NAME" and the match's options.
-func (p *Parsed) writeMatch(b *strings.Builder, m Extension) error {
-	write := func(b *strings.Builder, d []byte) error { return p.writeSet(b, d) }
+func (p *Parsed) writeMatch(b *bytes.Buffer, m Extension) error {
+	write := func(b *bytes.Buffer, d []byte) error { return p.writeSet(b, d) }
 	size, revision := setInfoSize, uint8(setRevision)
 	if m.Name != setMatchName {
 		r, ok := matchRenderers[m.Name]
@@ -76,7 +76,7 @@ func (p *Parsed) writeMatch(b *strings.Builder, m Extension) error {
 
 // writeIP prints the ipt_ip part: addresses, interfaces, protocol,
 // fragments.
-func writeIP(b *strings.Builder, ip []byte) error {
+func writeIP(b *bytes.Buffer, ip []byte) error {
 	inv := ip[83]
 	writeAddr(b, 's', ip[0:4], ip[8:12], inv&0x08 != 0)
 	writeAddr(b, 'd', ip[4:8], ip[12:16], inv&0x10 != 0)
@@ -107,7 +107,7 @@ func not(inv bool) string {
 	return ""
 }
 
-func writeAddr(b *strings.Builder, letter byte, addr, mask []byte, inv bool) {
+func writeAddr(b *bytes.Buffer, letter byte, addr, mask []byte, inv bool) {
 	a, m := netip.AddrFrom4([4]byte(addr)), netip.AddrFrom4([4]byte(mask))
 	if m.IsUnspecified() && a.IsUnspecified() && !inv {
 		return
@@ -135,7 +135,7 @@ func maskBits(m uint32) int {
 
 // writeIface prints an interface match as save_iface does: the name up to
 // the mask's end, "+" for a wildcard.
-func writeIface(b *strings.Builder, letter byte, name, mask []byte, inv bool) {
+func writeIface(b *bytes.Buffer, letter byte, name, mask []byte, inv bool) {
 	if mask[0] == 0 {
 		return
 	}
@@ -157,30 +157,30 @@ func writeIface(b *strings.Builder, letter byte, name, mask []byte, inv bool) {
 type matchRenderer struct {
 	revision uint8
 	size     int // bytes of data it reads
-	write    func(b *strings.Builder, d []byte) error
+	write    func(b *bytes.Buffer, d []byte) error
 }
 
 var matchRenderers = map[string]matchRenderer{
-	"comment": {0, 256, func(b *strings.Builder, d []byte) error {
+	"comment": {0, 256, func(b *bytes.Buffer, d []byte) error {
 		b.WriteString(" --comment")
 		saveString(b, commentText(d))
 		return nil
 	}},
-	"mark": {1, 9, func(b *strings.Builder, d []byte) error { // xt_mark_mtinfo1
+	"mark": {1, 9, func(b *bytes.Buffer, d []byte) error { // xt_mark_mtinfo1
 		b.WriteString(not(d[8] != 0))
 		writeMark(b, " --mark ", binary.NativeEndian.Uint32(d), binary.NativeEndian.Uint32(d[4:]), true)
 		return nil
 	}},
 	"addrtype":  {1, 8, writeAddrtype},
 	"statistic": {0, statisticSize, writeStatistic},
-	"tcp": {0, 12, func(b *strings.Builder, d []byte) error { // xt_tcp: ports, option, flg_mask, flg_cmp, invflags
+	"tcp": {0, 12, func(b *bytes.Buffer, d []byte) error { // xt_tcp: ports, option, flg_mask, flg_cmp, invflags
 		if d[8] != 0 || d[9] != 0 || d[11]&^0x03 != 0 {
 			return fmt.Errorf("TCP flags or options: %w", ErrUnsupported)
 		}
 		writePorts(b, d, d[11])
 		return nil
 	}},
-	"udp": {0, 9, func(b *strings.Builder, d []byte) error {
+	"udp": {0, 9, func(b *bytes.Buffer, d []byte) error {
 		if d[8]&^0x03 != 0 {
 			return fmt.Errorf("inversion flags %#x: %w", d[8], ErrUnsupported)
 		}
@@ -191,7 +191,7 @@ var matchRenderers = map[string]matchRenderer{
 
 // writeMark prints "0xMARK/0xMASK" after opt; with short, a full mask is
 // left out.
-func writeMark(b *strings.Builder, opt string, mark, mask uint32, short bool) {
+func writeMark(b *bytes.Buffer, opt string, mark, mask uint32, short bool) {
 	b.WriteString(opt + "0x" + strconv.FormatUint(uint64(mark), 16))
 	if !short || mask != 0xffffffff {
 		b.WriteString("/0x" + strconv.FormatUint(uint64(mask), 16))
@@ -199,7 +199,7 @@ func writeMark(b *strings.Builder, opt string, mark, mask uint32, short bool) {
 }
 
 // saveString quotes s as xtables_save_string does.
-func saveString(b *strings.Builder, s string) {
+func saveString(b *bytes.Buffer, s string) {
 	b.WriteByte(' ')
 	plain := s != ""
 	for _, c := range []byte(s) {
@@ -222,7 +222,7 @@ func saveString(b *strings.Builder, s string) {
 var addrTypes = []string{"UNSPEC", "UNICAST", "LOCAL", "BROADCAST", "ANYCAST", "MULTICAST", "BLACKHOLE", "UNREACHABLE", "PROHIBIT", "THROW", "NAT", "XRESOLVE"}
 
 // writeAddrtype prints struct xt_addrtype_info_v1.
-func writeAddrtype(b *strings.Builder, d []byte) error {
+func writeAddrtype(b *bytes.Buffer, d []byte) error {
 	src, dst, flags := binary.NativeEndian.Uint16(d), binary.NativeEndian.Uint16(d[2:]), binary.NativeEndian.Uint32(d[4:])
 	types := func(mask uint16) string {
 		var names []string
@@ -250,7 +250,7 @@ func writeAddrtype(b *strings.Builder, d []byte) error {
 
 // writePorts prints the port ranges of struct xt_tcp or xt_udp (spts[2],
 // dpts[2], host order) with their inversion flags.
-func writePorts(b *strings.Builder, d []byte, inv byte) {
+func writePorts(b *bytes.Buffer, d []byte, inv byte) {
 	ne := binary.NativeEndian
 	for k, opt := range []string{" --sport ", " --dport "} {
 		lo, hi := ne.Uint16(d[4*k:]), ne.Uint16(d[4*k+2:])
@@ -265,7 +265,7 @@ func writePorts(b *strings.Builder, d []byte, inv byte) {
 }
 
 // writeTarget prints entry i's target.
-func (p *Parsed) writeTarget(b *strings.Builder, i int) error {
+func (p *Parsed) writeTarget(b *bytes.Buffer, i int) error {
 	t := p.Target(i)
 	if t.Name != standardTarget && p.Goto(i) {
 		// iptables-legacy-save prints -g whatever the target; iptables
@@ -326,7 +326,7 @@ func decodeRange(d []byte) (natRange, error) {
 }
 
 // writeMasquerade prints MASQUERADE's options as libipt_MASQUERADE does.
-func writeMasquerade(b *strings.Builder, d []byte) error {
+func writeMasquerade(b *bytes.Buffer, d []byte) error {
 	r, err := decodeRange(d)
 	if err != nil {
 		return err
@@ -339,7 +339,7 @@ func writeMasquerade(b *strings.Builder, d []byte) error {
 }
 
 // writeSNAT prints SNAT's options as libxt_NAT does for revision 0.
-func writeSNAT(b *strings.Builder, d []byte) error {
+func writeSNAT(b *bytes.Buffer, d []byte) error {
 	r, err := decodeRange(d)
 	if err != nil {
 		return err
@@ -369,7 +369,7 @@ func portRange(r natRange, sep string) string {
 	return s
 }
 
-func writeRandom(b *strings.Builder, flags uint32) {
+func writeRandom(b *bytes.Buffer, flags uint32) {
 	if flags&natRandom != 0 {
 		b.WriteString(" --random")
 	}

@@ -1,6 +1,7 @@
 package xtables
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -29,7 +30,7 @@ const statisticSize = 16
 // 0.33333333333" (the probability scaled by 2^31, printed with %.11f) or
 // " --mode nth --every 3 --packet 0" (every stored minus one); an
 // inversion stands after the mode.
-func writeStatistic(b *strings.Builder, d []byte) error {
+func writeStatistic(b *bytes.Buffer, d []byte) error {
 	ne := binary.NativeEndian
 	mode, inv := ne.Uint16(d), not(ne.Uint16(d[2:])&statisticInvert != 0)
 	switch mode {
@@ -75,7 +76,7 @@ func decodeRange2(d []byte) (natRange, error) {
 // __NAT_print does: opt and "ADDR[-ADDR][:PORT[-PORT[/BASE]]]" when the
 // range maps anything (REDIRECT drops the colon before a bare port), then
 // --random and --persistent.
-func writeNATRange(b *strings.Builder, opt string, r natRange, skipColon bool) {
+func writeNATRange(b *bytes.Buffer, opt string, r natRange, skipColon bool) {
 	var s string
 	if r.flags&natMapIPs != 0 {
 		s = r.minIP.String()
@@ -105,7 +106,7 @@ func writeNATRange(b *strings.Builder, opt string, r natRange, skipColon bool) {
 
 // writeDNAT prints a revision-2 DNAT target (what iptables 1.8 writes on
 // kernels since 4.19).
-func writeDNAT(b *strings.Builder, d []byte) error {
+func writeDNAT(b *bytes.Buffer, d []byte) error {
 	r, err := decodeRange2(d)
 	if err != nil {
 		return err
@@ -116,7 +117,7 @@ func writeDNAT(b *strings.Builder, d []byte) error {
 }
 
 // writeRedirect prints a REDIRECT target (revision 0, one compat range).
-func writeRedirect(b *strings.Builder, d []byte) error {
+func writeRedirect(b *bytes.Buffer, d []byte) error {
 	r, err := decodeRange(d)
 	if err != nil {
 		return err

@@ -1,10 +1,10 @@
 package xtables
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"strconv"
-	"strings"
 )
 
 // The set match (xt_set), revision 4: struct xt_set_info_match_v4 is
@@ -56,7 +56,7 @@ func setIndexes(entries []byte) []uint16 {
 // does (libxt_set's set_save_v4): "[!] --match-set NAME src,dst", then
 // the flags and counter conditions. A set whose name the table was not
 // told, or a flag or condition this does not know, is ErrUnsupported.
-func (p *Parsed) writeSet(b *strings.Builder, d []byte) error {
+func (p *Parsed) writeSet(b *bytes.Buffer, d []byte) error {
 	ne := binary.NativeEndian
 	index, dim, flags := ne.Uint16(d), d[2], d[3]
 	name, ok := p.Table.SetNames[index]
@@ -94,7 +94,7 @@ func (p *Parsed) writeSet(b *strings.Builder, d []byte) error {
 }
 
 // writeSetCounter prints one counter condition (set_printv3_counter).
-func writeSetCounter(b *strings.Builder, name string, op uint8, value uint64) {
+func writeSetCounter(b *bytes.Buffer, name string, op uint8, value uint64) {
 	v := strconv.FormatUint(value, 10)
 	switch op {
 	case 1: // IPSET_COUNTER_EQ

@@ -1,9 +1,9 @@
 package xtables
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
-	"strings"
 	"testing"
 )
 
@@ -35,7 +35,7 @@ func TestWriteSetRefuses(t *testing.T) {
 		{"packets op 5", info(7, 1, 0, 0, 5, 0), ""},
 		{"bytes op 9", info(7, 1, 0, 0, 0, 9), ""},
 	} {
-		var b strings.Builder
+		var b bytes.Buffer
 		err := p.writeSet(&b, tc.d)
 		switch {
 		case tc.want == "" && !errors.Is(err, ErrUnsupported):
