@@ -26,10 +26,11 @@ const (
 
 // Rule renders entry i, a rule of chain, as iptables-legacy-save prints it
 // ("-A CHAIN -s 10.0.0.0/8 ! -o docker0 -j MASQUERADE"), for the matches
-// and targets source-NAT chains and service proxies' chains hold (comment,
-// mark, addrtype, tcp, udp, statistic, set — when the table knows the
-// set's name, Table.SetNames; standard verdicts and jumps, MASQUERADE,
-// SNAT, DNAT, REDIRECT, MARK). Any other is ErrUnsupported.
+// and targets source-NAT chains, service proxies, CNI plugins and meshes
+// write into nat tables (comment, mark, addrtype, tcp, udp, statistic,
+// owner, set — when the table knows the set's name, Table.SetNames;
+// standard verdicts and jumps, MASQUERADE, SNAT, DNAT, REDIRECT, MARK,
+// CONNMARK). Any other is ErrUnsupported.
 func (p *Parsed) Rule(i int, chain string) (string, error) {
 	var b bytes.Buffer
 	if err := p.WriteRule(&b, i, chain); err != nil {
@@ -173,6 +174,7 @@ var matchRenderers = map[string]matchRenderer{
 	}},
 	"addrtype":  {1, 8, writeAddrtype},
 	"statistic": {0, statisticSize, writeStatistic},
+	"owner":     {1, ownerSize, writeOwner},
 	"tcp": {0, 12, func(b *bytes.Buffer, d []byte) error { // xt_tcp: ports, option, flg_mask, flg_cmp, invflags
 		if d[8] != 0 || d[9] != 0 || d[11]&^0x03 != 0 {
 			return fmt.Errorf("TCP flags or options: %w", ErrUnsupported)
@@ -297,6 +299,8 @@ func (p *Parsed) writeTarget(b *bytes.Buffer, i int) error {
 		return writeDNAT(b, t.Data)
 	case t.Name == "REDIRECT" && t.Revision == 0 && len(t.Data) >= natRangeSize:
 		return writeRedirect(b, t.Data)
+	case t.Name == "CONNMARK" && t.Revision == 2 && len(t.Data) >= connmarkSize:
+		return writeConnmark(b, t.Data)
 	case t.Name == "MARK" && t.Revision == 2 && len(t.Data) >= 8:
 		writeMark(b, " -j MARK --set-xmark ", binary.NativeEndian.Uint32(t.Data), binary.NativeEndian.Uint32(t.Data[4:]), false)
 		return nil

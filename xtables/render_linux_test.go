@@ -103,13 +103,12 @@ func TestRuleAgainstSave(t *testing.T) {
 		"-A INPUT -p gre -j ACCEPT", // named from /etc/protocols
 		"-A POSTROUTING -p tcp -m multiport --dports 80,443 -j MASQUERADE",
 		"-A POSTROUTING -m conntrack --ctstate DNAT -j MASQUERADE",
-		"-A USER -j CONNMARK --set-xmark 0x1/0xffffffff",
 	}
 	if strings.Join(refused, "\n") != strings.Join(wantRefused, "\n") {
 		t.Errorf("refused\n%s\nwant\n%s", strings.Join(refused, "\n"), strings.Join(wantRefused, "\n"))
 	}
-	if len(rendered) != 48 {
-		t.Errorf("rendered %d rules, want 48:\n%s", len(rendered), strings.Join(rendered, "\n"))
+	if len(rendered) != 56 {
+		t.Errorf("rendered %d rules, want 56:\n%s", len(rendered), strings.Join(rendered, "\n"))
 	}
 }
 
