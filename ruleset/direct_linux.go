@@ -26,12 +26,16 @@ const DirectSource = "IPT_SO_GET_ENTRIES"
 // target, printed as iptables-legacy-save prints them and parsed like its
 // output. It fails, for the caller to fall back to iptables-legacy-save,
 // when such a chain holds a rule xtables cannot print (xtables.ErrUnsupported)
-// or the kernel interface cannot be used. A namespace without the table
-// gives nil, nil, as the save tool prints nothing for it.
+// or the kernel interface cannot be used. A namespace without any IPv4
+// table gives nil, nil, as the save tool prints nothing for it; one with
+// other tables but no nat table fails too: the save tool prints them
+// (raw's NOTRACK rules, which the DNS scan reads).
 func readDirect(ns *netns.NS) (*Ruleset, error) {
 	t, err := xtables.ReadTable(ns, "nat")
 	if errors.Is(err, xtables.ErrNoTable) {
-		return nil, nil
+		if names, lerr := xtables.Tables(ns); lerr == nil && len(names) == 0 {
+			return nil, nil
+		}
 	}
 	if err != nil {
 		return nil, err

@@ -27,9 +27,9 @@ type ReadOptions struct {
 	// LegacyDirect reads iptables-legacy's IPv4 nat table through the
 	// kernel interface (package xtables) instead of iptables-legacy-save,
 	// falling back to the tool when a chain holding a source-NAT rule has a
-	// rule it cannot print. Only the nat table is read then (and its dump
-	// is Dump.Direct): right for a fix, not for the audit's DNS scan,
-	// which needs every table's text.
+	// rule it cannot print, or when the namespace has other IPv4 tables but
+	// no nat table. Only the nat table is read then (and its dump is
+	// Dump.Direct); LegacyTexts gives a scan of other tables their text.
 	LegacyDirect bool
 }
 

@@ -207,9 +207,11 @@ type Dump struct {
 	Direct *xtables.Parsed // the iptables-legacy IPv4 nat table, read directly
 }
 
-// TakeDumps returns the save tools' output the live read parsed (every
-// table of iptables-legacy), for a scan of other tables than nat (the DNS
-// path's raw table), and forgets it: on a 100,000-rule node it is 15 MB.
+// TakeDumps returns what the live read of iptables-legacy parsed — a save
+// tool's output (every table), or the nat table read directly
+// (Dump.Direct; LegacyTexts prints it and asks for the others) — for a scan
+// of other rules than the source-NAT ones (the DNS path), and forgets it:
+// on a 100,000-rule node it is 15 MB of text or 60 MB of entries.
 func (rs *Ruleset) TakeDumps() []Dump {
 	d := rs.dumps
 	rs.dumps = nil

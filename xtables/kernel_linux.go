@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"unsafe"
 
@@ -48,6 +49,13 @@ var ErrCountersLost = errors.New("the table was replaced, but its counters could
 // IPv4 table, from the names the kernel lists (what iptables-legacy-save
 // reads): asking the socket for a table that does not exist creates it.
 func HasTable(ns *netns.NS, name string) (bool, error) {
+	names, err := Tables(ns)
+	return slices.Contains(names, name), err
+}
+
+// Tables lists the IPv4 tables ns (nil: the caller's namespace) has, as
+// the kernel lists them; none when ip_tables is not loaded.
+func Tables(ns *netns.NS) ([]string, error) {
 	var names []byte
 	err := ns.Do(func() error {
 		var err error
@@ -58,14 +66,9 @@ func HasTable(ns *netns.NS, name string) (bool, error) {
 		return err
 	})
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	for _, n := range strings.Fields(string(names)) {
-		if n == name {
-			return true, nil
-		}
-	}
-	return false, nil
+	return strings.Fields(string(names)), nil
 }
 
 // ReadTable returns a snapshot of ns's named table, read through a socket

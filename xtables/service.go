@@ -72,11 +72,21 @@ func decodeRange2(d []byte) (natRange, error) {
 		minPort: be.Uint16(d[36:]), maxPort: be.Uint16(d[38:]), basePort: be.Uint16(d[40:])}, nil
 }
 
+// natRangeKnown are the range flags writeNATRange prints: fully-random
+// (which iptables does not write on DNAT or REDIRECT, and which save
+// versions print differently) and any other flag send the rule to the
+// save tool.
+const natRangeKnown = natMapIPs | natProtoSpecified | natRandom | natPersistent | natProtoOffset
+
 // writeNATRange prints a DNAT or REDIRECT range as libxt_DNAT's
 // __NAT_print does: opt and "ADDR[-ADDR][:PORT[-PORT[/BASE]]]" when the
 // range maps anything (REDIRECT drops the colon before a bare port), then
-// --random and --persistent.
-func writeNATRange(b *bytes.Buffer, opt string, r natRange, skipColon bool) {
+// --random and --persistent. Flags outside natRangeKnown are
+// ErrUnsupported.
+func writeNATRange(b *bytes.Buffer, opt string, r natRange, skipColon bool) error {
+	if r.flags&^natRangeKnown != 0 {
+		return fmt.Errorf("NAT range flags %#x: %w", r.flags, ErrUnsupported)
+	}
 	var s string
 	if r.flags&natMapIPs != 0 {
 		s = r.minIP.String()
@@ -102,6 +112,7 @@ func writeNATRange(b *bytes.Buffer, opt string, r natRange, skipColon bool) {
 	if r.flags&natPersistent != 0 {
 		b.WriteString(" --persistent")
 	}
+	return nil
 }
 
 // writeDNAT prints a revision-2 DNAT target (what iptables 1.8 writes on
@@ -112,8 +123,7 @@ func writeDNAT(b *bytes.Buffer, d []byte) error {
 		return err
 	}
 	b.WriteString(" -j DNAT")
-	writeNATRange(b, "--to-destination ", r, false)
-	return nil
+	return writeNATRange(b, "--to-destination ", r, false)
 }
 
 // writeRedirect prints a REDIRECT target (revision 0, one compat range).
@@ -123,6 +133,5 @@ func writeRedirect(b *bytes.Buffer, d []byte) error {
 		return err
 	}
 	b.WriteString(" -j REDIRECT")
-	writeNATRange(b, "--to-ports ", r, true)
-	return nil
+	return writeNATRange(b, "--to-ports ", r, true)
 }
