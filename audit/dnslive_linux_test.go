@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/netns/netnstest"
 	"github.com/snatrace/snatrace/ruleset"
 	"github.com/snatrace/snatrace/tool"
@@ -22,6 +23,24 @@ type recorder struct {
 func (r *recorder) Run(ctx context.Context, c tool.Cmd) ([]byte, error) {
 	r.ran = append(r.ran, c.String())
 	return r.Runner.Run(ctx, c)
+}
+
+// scanLive reads ns's rules as opts say and scans their DNS path as the
+// audit does, failing the test on a warning; it returns the path and the
+// commands the scan ran.
+func scanLive(t *testing.T, ns *netns.NS, opts ruleset.ReadOptions) (*DNSPath, []string) {
+	t.Helper()
+	ctx := context.Background()
+	rs, err := ruleset.Read(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{Runner: tool.Exec{NS: ns}}
+	p, warnings := ScanDNSLive(ctx, ns, rec, rs)
+	if len(warnings) > 0 {
+		t.Errorf("warnings: %q", warnings)
+	}
+	return p, rec.ran
 }
 
 // TestScanDNSLive finds kube-proxy's DNS service DNAT (nftables mode, its
@@ -57,16 +76,7 @@ table ip nodelocal {
 }
 `, "nft", "-f", "-")
 	netnstest.Run(t, ns, "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -s 169.254.20.10/32 -p udp -m udp --sport 53 -j NOTRACK\nCOMMIT\n", "iptables-nft-restore")
-	ctx := context.Background()
-	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NS: ns})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &recorder{Runner: tool.Exec{NS: ns}}
-	p, warnings := ScanDNSLive(ctx, ns, rec, rs)
-	if len(warnings) > 0 {
-		t.Errorf("warnings: %q", warnings)
-	}
+	p, ran := scanLive(t, ns, ruleset.ReadOptions{NS: ns})
 	if p == nil || len(p.Service) != 1 || !strings.Contains(p.Service[0], "dnat to 10.244.0.5:53") {
 		t.Errorf("service rules %q, want the kube-dns endpoint's DNAT", p.Service)
 	}
@@ -78,7 +88,7 @@ table ip nodelocal {
 			t.Errorf("read %q: the scan must read only the chains that can hold the DNS path", c)
 		}
 	}
-	for _, c := range rec.ran {
+	for _, c := range ran {
 		if strings.HasPrefix(c, "nft ") || strings.HasPrefix(c, "iptables-nft-save") {
 			t.Errorf("ran %q: a whole-ruleset dump, or nft (which reads every set of a table first)", c)
 		}
@@ -140,16 +150,7 @@ func TestScanDNSLiveLegacy(t *testing.T) {
 			netnstest.Run(t, ns, tc.rules, "iptables-legacy-restore")
 			var want DNSPath
 			ScanDNS(&want, "save", netnstest.Run(t, ns, "", "iptables-legacy-save"))
-			ctx := context.Background()
-			rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NS: ns, LegacyDirect: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			rec := &recorder{Runner: tool.Exec{NS: ns}}
-			p, warnings := ScanDNSLive(ctx, ns, rec, rs)
-			if len(warnings) > 0 {
-				t.Errorf("warnings: %q", warnings)
-			}
+			p, ran := scanLive(t, ns, ruleset.ReadOptions{NS: ns, LegacyDirect: true})
 			if p == nil {
 				t.Fatal("nothing scanned")
 			}
@@ -162,7 +163,7 @@ func TestScanDNSLiveLegacy(t *testing.T) {
 			if len(want.NoTrack) != tc.notrack || strings.Join(p.NoTrack, "\n") != strings.Join(want.NoTrack, "\n") {
 				t.Errorf("NOTRACK rules %q, the whole save's %q (want %d)", p.NoTrack, want.NoTrack, tc.notrack)
 			}
-			for _, c := range rec.ran {
+			for _, c := range ran {
 				if c == "iptables-legacy-save" && tc.name != "raw-only" {
 					t.Errorf("ran %q: the whole save", c)
 				}
