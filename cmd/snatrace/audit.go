@@ -40,8 +40,9 @@ SYNs to the SNAT port race, whether the race is happening now, and the remedy
 in that owner's own settings.
 
 Live, it reads nftables over netlink (native rules and iptables-nft rules,
-whose MASQUERADE/SNAT flags it decodes) and iptables-legacy through
-iptables-legacy-save, and samples the conntrack counters twice --interval
+whose MASQUERADE/SNAT flags it decodes) and iptables-legacy (the IPv4 nat
+table through the kernel interface, as iptables-legacy-save reads it; the
+rest through iptables-legacy-save), and samples the conntrack counters twice --interval
 apart (insert_failed and drop per CPU, clash_resolve, chaintoolong, table
 fill) to tell "the race is happening" from "the table is full". Reading live
 rules needs CAP_NET_ADMIN (root).
