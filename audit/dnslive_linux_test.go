@@ -174,3 +174,26 @@ func TestScanDNSLiveLegacy(t *testing.T) {
 		})
 	}
 }
+
+// TestScanDNSLiveWithoutLegacyTools scans a node whose iptables-legacy
+// rules are readable only through the kernel interface (no save tool
+// installed): the nat table's DNS service rules are found, and the raw
+// table, which only the tool can print, is named in a warning instead of
+// being passed over in silence.
+func TestScanDNSLiveWithoutLegacyTools(t *testing.T) {
+	ns := netnstest.New(t, "dnsleg")
+	netnstest.Run(t, ns, kubeDNSLegacy+noTrackLegacy, "iptables-legacy-restore")
+	run := tool.Without{Runner: tool.Exec{NS: ns}, Hidden: func(name string) bool { return strings.Contains(name, "legacy") || name == "iptables-save" }}
+	ctx := context.Background()
+	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NS: ns, LegacyDirect: true, Runner: run})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, warnings := ScanDNSLive(ctx, ns, run, rs)
+	if p == nil || len(p.Service) != 3 {
+		t.Fatalf("service rules %v, want kube-dns's 3", p)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "the raw table is not read: iptables-legacy-save is not installed") {
+		t.Errorf("warnings %q, want one naming the raw table and the missing tool", warnings)
+	}
+}

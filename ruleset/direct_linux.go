@@ -28,14 +28,18 @@ const DirectSource = "IPT_SO_GET_ENTRIES"
 // when such a chain holds a rule xtables cannot print (xtables.ErrUnsupported)
 // or the kernel interface cannot be used. A namespace without any IPv4
 // table gives nil, nil, as the save tool prints nothing for it; one with
-// other tables but no nat table fails too: the save tool prints them
-// (raw's NOTRACK rules, which the DNS scan reads).
+// other tables but no nat table fails with errNoNat: the save tool prints
+// them (raw's NOTRACK rules, which the DNS scan reads).
 func readDirect(ns *netns.NS) (*Ruleset, error) {
 	t, err := xtables.ReadTable(ns, "nat")
 	if errors.Is(err, xtables.ErrNoTable) {
-		if names, lerr := xtables.Tables(ns); lerr == nil && len(names) == 0 {
+		switch names, lerr := xtables.Tables(ns); {
+		case lerr != nil:
+			return nil, lerr
+		case len(names) == 0:
 			return nil, nil
 		}
+		return nil, errNoNat
 	}
 	if err != nil {
 		return nil, err
@@ -65,6 +69,11 @@ func readDirect(ns *netns.NS) (*Ruleset, error) {
 	rs.dumps = []Dump{{Tool: DirectSource, Direct: p}}
 	return rs, nil
 }
+
+// errNoNat is readDirect's answer for a namespace whose iptables-legacy
+// tables do not include nat: no source-NAT rule, but other rules a scan
+// may want from the save tool.
+var errNoNat = errors.New("no iptables-legacy nat table, but other tables")
 
 // ancestors names the chains from which a chain of chains can be reached
 // through jumps and gotos, those chains included: the only chains whose
@@ -200,8 +209,9 @@ func directComment(p *xtables.Parsed, i int) string {
 // of a kube-proxy table — and every other table is asked of
 // iptables-legacy-save (`-t TABLE`: it reads only that table) when ns has
 // it — asking for a table the namespace lacks would create it; a nat table
-// with a rule xtables cannot print is asked of it too. A tool that fails is
-// an error, named, and the texts read before it are still returned.
+// with a rule xtables cannot print is asked of it too. A tool that fails,
+// or is not installed when a table needs it, is an error, named, and the
+// texts read before it are still returned.
 func LegacyTexts(ctx context.Context, ns *netns.NS, run tool.Runner, d Dump, keep func(line string) bool, tables ...string) ([]Dump, error) {
 	if d.Direct == nil {
 		return []Dump{d}, nil
@@ -224,6 +234,9 @@ func LegacyTexts(ctx context.Context, ns *netns.NS, run tool.Runner, d Dump, kee
 			continue
 		}
 		bin := legacyIPv4Save(ctx, run)
+		if _, err := run.LookPath(bin); err != nil {
+			return out, fmt.Errorf("the %s table is not read: %s is not installed (%w)", table, bin, err)
+		}
 		text, err := run.Run(ctx, tool.Command(bin, "-t", table))
 		if err != nil {
 			return out, fmt.Errorf("%s -t %s: %w", bin, table, err)

@@ -11,7 +11,9 @@ import (
 	"testing"
 
 	"github.com/snatrace/snatrace/internal/kubegen"
+	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/netns/netnstest"
+	"github.com/snatrace/snatrace/tool"
 )
 
 // fullView renders every field a fix and the audit use of each rule.
@@ -158,5 +160,54 @@ func TestLegacyTextsWholeTable(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// withoutLegacyTools is a host without iptables-legacy's tools (a
+// RHEL-like host whose legacy rules another image's iptables wrote).
+func withoutLegacyTools(ns *netns.NS) tool.Runner {
+	return tool.Without{Runner: tool.Exec{NS: ns}, Hidden: func(name string) bool {
+		return strings.Contains(name, "legacy") || name == "iptables-save" || name == "ip6tables-save"
+	}}
+}
+
+// TestReadLegacyDirectWithoutTools reads iptables-legacy rules on a host
+// without iptables-legacy's tools: through the kernel interface they come
+// out as with the tools (kube-proxy's table); a NAT chain with a rule
+// xtables does not print is a read error naming the missing tool, not
+// silence; without LegacyDirect nothing legacy is read, as before.
+func TestReadLegacyDirectWithoutTools(t *testing.T) {
+	ctx := context.Background()
+	ns := netnstest.WithRules(t, "notools", "testdata/owners/src/kube-proxy.rules", "iptables-legacy-restore")
+	withTools, err := Read(ctx, ReadOptions{NS: ns, LegacyDirect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := withoutLegacyTools(ns)
+	direct, err := Read(ctx, ReadOptions{NS: ns, LegacyDirect: true, Runner: run})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fullView(direct), fullView(withTools); got != want || !strings.Contains(want, "iptables-legacy") {
+		t.Errorf("without the tools:\n%s\nwith them:\n%s", got, want)
+	}
+	if where := legacySource(direct); where != DirectSource || len(direct.ReadErrors) != 0 {
+		t.Errorf("read from %q, read errors %v; want %s and none", where, direct.ReadErrors, DirectSource)
+	}
+	viaTools, err := Read(ctx, ReadOptions{NS: ns, Runner: run})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fullView(viaTools); strings.Contains(got, "iptables-legacy") {
+		t.Errorf("without LegacyDirect and without the tools, legacy rules were read:\n%s", got)
+	}
+
+	fb := netnstest.WithRules(t, "notools", "testdata/direct/fallback.rules", "iptables-legacy-restore")
+	rs, err := Read(ctx, ReadOptions{NS: fb, LegacyDirect: true, Runner: withoutLegacyTools(fb)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs.ReadErrors) != 1 || rs.ReadErrors[0].Source != DirectSource || !strings.Contains(rs.ReadErrors[0].Err, "iptables-legacy-save is not installed") {
+		t.Errorf("read errors %+v; want one from %s naming the missing tool", rs.ReadErrors, DirectSource)
 	}
 }

@@ -48,16 +48,31 @@ func Read(ctx context.Context, opts ReadOptions) (*Ruleset, error) {
 }
 
 // readLegacy merges the iptables-legacy rules into rs and reports whether
-// any save tool answered. A tool that fails is a warning.
+// any source answered. A source that fails is a warning. With
+// LegacyDirect the IPv4 nat table is read through the kernel even where no
+// save tool is installed (rules another image's iptables wrote, on a host
+// without iptables-legacy): then a table the kernel interface cannot read
+// whole is a warning too.
 func readLegacy(ctx context.Context, opts ReadOptions, run tool.Runner, rs *Ruleset) bool {
 	read := false
-	for _, bin := range legacySaveBinaries(ctx, run) {
+	v4 := legacyIPv4Save(ctx, run)
+	bins := legacySaveBinaries(ctx, run)
+	if opts.LegacyDirect && !slices.Contains(bins, v4) {
+		bins = append([]string{v4}, bins...)
+	}
+	for _, bin := range bins {
 		var lrs *Ruleset
 		err := errNotDirect
-		if opts.LegacyDirect && bin == legacyIPv4Save(ctx, run) {
+		if opts.LegacyDirect && bin == v4 {
 			lrs, err = readDirect(opts.NS)
 		}
 		if err != nil {
+			if _, lerr := run.LookPath(bin); lerr != nil && !errors.Is(err, errNotDirect) {
+				if !errors.Is(err, errNoNat) {
+					rs.readError(natrule.IptablesLegacy, DirectSource, fmt.Errorf("%w; %s is not installed to read it instead", err, bin))
+				}
+				continue
+			}
 			lrs, err = readSave(ctx, run, bin)
 		}
 		if err != nil {

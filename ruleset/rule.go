@@ -224,7 +224,7 @@ type ReadError struct {
 	// iptables-nft over netlink), iptables-legacy, or iptables-nft (the
 	// iptables-nft-save text of rules read over netlink).
 	Backend Backend `json:"backend"`
-	// Source is what failed: "netlink" or the tool that was run.
+	// Source is what failed: "netlink", the tool that was run, or DirectSource.
 	Source string `json:"source"`
 	Err    string `json:"error"`
 }

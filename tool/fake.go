@@ -90,3 +90,27 @@ func (f *Fake) Unmet() error {
 	}
 	return fmt.Errorf("fake: %d expected commands did not run, first %s", len(f.Expected)-len(f.calls), f.Expected[len(f.calls)].Cmd)
 }
+
+// Without is a Runner for tests: Runner on a host where the binaries
+// Hidden reports are not installed — LookPath and Run answer them with a
+// *MissingError, and run every other binary through Runner.
+type Without struct {
+	Runner
+	Hidden func(name string) bool
+}
+
+// LookPath implements Runner.
+func (w Without) LookPath(name string) (string, error) {
+	if w.Hidden(name) {
+		return "", Missing(name)
+	}
+	return w.Runner.LookPath(name)
+}
+
+// Run implements Runner.
+func (w Without) Run(ctx context.Context, c Cmd) ([]byte, error) {
+	if w.Hidden(c.Name) {
+		return nil, Missing(c.Name)
+	}
+	return w.Runner.Run(ctx, c)
+}
