@@ -97,8 +97,11 @@ type PAWSTrace struct {
 	// kernel does not show them (no TCP_RFC7323_TW_PAWS before 6.16).
 	Seen int `json:"seen"`
 	// Attributed rejections matched a delayed connection of the same
-	// mode (its server port) that started at most its timeout before;
-	// Connections is how many delayed connections got one or more.
+	// mode (its server port) whose handshake was under way, at most as
+	// many per connection as it can have had rejected (its retransmitted
+	// SYNs, and its last SYN when the handshake failed), as many as can be
+	// (a maximum matching); Connections is how many delayed connections
+	// got one or more.
 	Attributed  int    `json:"attributed"`
 	Connections int    `json:"connections"`
 	Extra       int    `json:"extra"` // rejections no delayed connection explains

@@ -124,7 +124,7 @@ func (d *driver) shortFinish(ctx context.Context, fd int, a *attempt) {
 		return
 	}
 	if err := exchange(ctx, fd, deadline); err != nil {
-		a.err = fmt.Errorf("after the handshake: %w", err)
+		a.err = fmt.Errorf("%w: %w", errAfterHandshake, err)
 	}
 }
 

@@ -4,7 +4,6 @@ package lab
 
 import (
 	"context"
-	"sort"
 	"time"
 
 	"github.com/snatrace/snatrace/trace"
@@ -51,57 +50,34 @@ func (s *Session) tracedPAWS(d PAWSCounters) uint64 {
 
 // matchPAWS pairs a short round's TIME_WAIT rejections with its delayed
 // connections: by server port (each mode has its own) and time, each
-// rejection to the latest delayed connection that started before it, at
-// most as many as it retransmitted. The NAT port of a connection is not
-// known to the lab; at most one connection per CPU is in flight at once.
+// rejection within a delayed connection's handshake, at most as many per
+// connection as it can have had rejected (windowOf, pairRejections). The
+// NAT port of a connection is not known to the lab.
 func (s *Session) matchPAWS(atts []attempt, events []trace.Event) *PAWSTrace {
 	p := &PAWSTrace{}
 	if len(s.trace.servers) > 0 && !s.trace.servers[0].PAWS() {
 		p.Note = "this kernel does not show the drop (no TCP_RFC7323_TW_PAWS drop reason before 6.16)"
 		return p
 	}
-	var delayed []int
-	for i, a := range atts {
-		if a.retrans > 0 {
-			delayed = append(delayed, i)
+	var ws []pawsWindow
+	for _, a := range atts {
+		if w, ok := windowOf(a); ok {
+			ws = append(ws, w)
 		}
 	}
-	sort.Slice(delayed, func(i, j int) bool { return atts[delayed[i]].start.Before(atts[delayed[j]].start) })
-	left := make(map[int]int, len(delayed))
-	for _, i := range delayed {
-		left[i] = atts[i].retrans
-	}
-	got := map[int]bool{}
+	var times []time.Time
 	for _, ev := range events {
-		if ev.Kind != trace.KindPAWSTimewait || ev.Orig.Dst.Port() != s.d.dport {
-			continue
+		if ev.Kind == trace.KindPAWSTimewait && ev.Orig.Dst.Port() == s.d.dport {
+			times = append(times, ev.Time)
 		}
-		p.Seen++
-		if i, ok := latestBefore(atts, delayed, left, ev.Time, s.cfg.Timeout); ok {
-			left[i]--
-			got[i] = true
-			p.Attributed++
-			continue
-		}
-		p.Extra++
 	}
-	p.Connections = len(got)
+	got, unmatched := pairRejections(ws, times)
+	p.Seen, p.Extra = len(times), unmatched
+	p.Attributed = p.Seen - unmatched
+	for _, n := range got {
+		if n > 0 {
+			p.Connections++
+		}
+	}
 	return p
-}
-
-// latestBefore finds the delayed attempt (indexes sorted by start) with
-// retransmissions left that started last before t, within window.
-func latestBefore(atts []attempt, delayed []int, left map[int]int, t time.Time, window time.Duration) (int, bool) {
-	const slack = 5 * time.Millisecond // the tracer's clock against the lab's
-	k := sort.Search(len(delayed), func(j int) bool { return atts[delayed[j]].start.After(t.Add(slack)) })
-	for j := k - 1; j >= 0; j-- {
-		i := delayed[j]
-		if t.Sub(atts[i].start) > window {
-			break
-		}
-		if left[i] > 0 {
-			return i, true
-		}
-	}
-	return 0, false
 }
