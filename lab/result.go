@@ -29,6 +29,8 @@ type Report struct {
 	Stopped        string  `json:"stopped"` // why the run ended: "connections", "until", "duration", "interrupted", "error"
 	// Incomplete is the round an interruption cut short, left out of every
 	// result: its handshakes were abandoned before they could be counted.
+	// Nil when the interruption came between rounds (or before a round's
+	// first connect()).
 	Incomplete *IncompleteRound `json:"incomplete_round,omitempty"`
 	// VM describes the virtual machine the lab ran in (snatrace lab
 	// --kernel); nil when it ran on the host's own kernel.

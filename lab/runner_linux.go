@@ -176,7 +176,8 @@ func (r *run) round(ctx context.Context, i, n int, until uint64) (bool, error) {
 	}
 	hit, err := r.s.round(ctx, res, n, until)
 	var cut *CutError
-	if errors.As(err, &cut) {
+	if errors.As(err, &cut) && cut.Sent > 0 {
+		// A round cut before its first connect() was never in flight.
 		r.rep.Incomplete = &IncompleteRound{NAT: res.NAT, Backend: res.Backend, Connections: cut.Sent}
 	}
 	if err != nil {
