@@ -77,6 +77,9 @@ func WriteText(w io.Writer, rep *Report) error {
 			} else if p != nil {
 				ew.Printf("  trace: %d SYNs rejected at the servers' TIME_WAIT, %d attributed to %d delayed connections, %d unmatched\n",
 					p.Seen, p.Attributed, p.Connections, p.Extra)
+				if p.Unseen > 0 {
+					ew.Printf("  trace: %d more counted by the servers without the drop reason the tracer sees\n", p.Unseen)
+				}
 			}
 		}
 	}

@@ -219,10 +219,11 @@ func (s *Session) round(ctx context.Context, r *Result, n int, until uint64) (hi
 	delta := before.delta(after)
 	r.add(atts, delta)
 	if s.trace != nil {
-		evs := s.trace.since(mark, s.tracedPAWS(delta.paws))
+		counted := s.tracedPAWS(delta.paws)
+		evs := s.trace.since(mark, counted)
 		tr := s.matchTrace(atts, evs)
 		if s.d.short {
-			tr.PAWS = s.matchPAWS(atts, evs)
+			tr.PAWS = s.matchPAWS(atts, evs, counted)
 		}
 		if r.Trace == nil {
 			r.Trace = &TraceResult{}

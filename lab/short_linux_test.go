@@ -89,7 +89,8 @@ func runClean(t *testing.T, cfg Config) *Report {
 // TestShortTracePAWS: with --trace, a short run's PAWS rejections are seen
 // at the servers (where the kernel has the drop reason, 6.16+) and each is
 // attributed to a delayed connection: every delayed connection is one the
-// tracer saw rejected, or an SNAT clash.
+// tracer saw rejected, or an SNAT clash, or the owner of a rejection the
+// servers counted and the tracer could not see.
 func TestShortTracePAWS(t *testing.T) {
 	rep := runClean(t, Config{
 		Modes:       modes(t, "masquerade to :20000-20015 fully-random"),
@@ -114,10 +115,13 @@ func TestShortTracePAWS(t *testing.T) {
 	if r.Causes.PAWSTimewait == 0 {
 		t.Fatal("no PAWS rejection to trace")
 	}
-	if uint64(p.Seen) < r.Causes.PAWSTimewait || uint64(p.Seen) > r.ServerPAWS.TimewaitRejected {
-		t.Errorf("tracer saw %d rejected SYNs; the servers counted %d, %d of them retransmitted SYNs", p.Seen, r.ServerPAWS.TimewaitRejected, r.Causes.PAWSTimewait)
+	// What the tracer saw and what it did not add up to the servers'
+	// count; the kernel now and then counts a rejection without the drop
+	// reason (PAWSTrace.Unseen: about one in 1,350), so at most one here.
+	if uint64(p.Seen+p.Unseen) != r.ServerPAWS.TimewaitRejected || p.Unseen > 1 || uint64(p.Seen+p.Unseen) < r.Causes.PAWSTimewait {
+		t.Errorf("tracer saw %d rejected SYNs, %d unseen; the servers counted %d, %d of them retransmitted SYNs", p.Seen, p.Unseen, r.ServerPAWS.TimewaitRejected, r.Causes.PAWSTimewait)
 	}
-	if uint64(p.Connections)+r.Causes.SNATClash < uint64(r.Retransmitted) || uint64(p.Extra) > r.ServerPAWS.OtherSegments {
-		t.Errorf("%d delayed connections: %d attributed to traced PAWS rejections, %d SNAT clashes; %d traced rejections unmatched", r.Retransmitted, p.Connections, r.Causes.SNATClash, p.Extra)
+	if uint64(p.Connections+p.Unseen)+r.Causes.SNATClash < uint64(r.Retransmitted) || uint64(p.Extra) > r.ServerPAWS.OtherSegments {
+		t.Errorf("%d delayed connections: %d attributed to traced PAWS rejections (%d unseen), %d SNAT clashes; %d traced rejections unmatched", r.Retransmitted, p.Connections, p.Unseen, r.Causes.SNATClash, p.Extra)
 	}
 }

@@ -52,8 +52,10 @@ func (s *Session) tracedPAWS(d PAWSCounters) uint64 {
 // connections: by server port (each mode has its own) and time, each
 // rejection within a delayed connection's handshake, at most as many per
 // connection as it can have had rejected (windowOf, pairRejections). The
-// NAT port of a connection is not known to the lab.
-func (s *Session) matchPAWS(atts []attempt, events []trace.Event) *PAWSTrace {
+// NAT port of a connection is not known to the lab. counted is what the
+// servers counted in the round (tracedPAWS): the tracer's shortfall is
+// Unseen.
+func (s *Session) matchPAWS(atts []attempt, events []trace.Event, counted uint64) *PAWSTrace {
 	p := &PAWSTrace{}
 	if len(s.trace.servers) > 0 && !s.trace.servers[0].PAWS() {
 		p.Note = "this kernel does not show the drop (no TCP_RFC7323_TW_PAWS drop reason before 6.16)"
@@ -74,6 +76,9 @@ func (s *Session) matchPAWS(atts []attempt, events []trace.Event) *PAWSTrace {
 	got, unmatched := pairRejections(ws, times)
 	p.Seen, p.Extra = len(times), unmatched
 	p.Attributed = p.Seen - unmatched
+	if uint64(p.Seen) < counted {
+		p.Unseen = int(counted) - p.Seen
+	}
 	for _, n := range got {
 		if n > 0 {
 			p.Connections++
