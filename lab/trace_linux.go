@@ -65,7 +65,8 @@ func (st *sessionTrace) mark() int {
 // counted in the round (paws): under load an event can take longer than
 // the grace, and one that comes after a session's last round would be
 // lost. A counter that holds more than the tracer reports (late segments
-// of closed connections) costs that second, no more.
+// of closed connections, or a rejection the kernel counted without the
+// drop reason: PAWSTrace.Unseen) costs that second, no more.
 func (st *sessionTrace) since(m int, paws uint64) []trace.Event {
 	time.Sleep(50 * time.Millisecond)
 	for deadline := time.Now().Add(time.Second); ; time.Sleep(5 * time.Millisecond) {
