@@ -4,9 +4,11 @@ package audit
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/netns/netnstest"
 	"github.com/snatrace/snatrace/ruleset"
@@ -183,7 +185,7 @@ func TestScanDNSLiveLegacy(t *testing.T) {
 func TestScanDNSLiveWithoutLegacyTools(t *testing.T) {
 	ns := netnstest.New(t, "dnsleg")
 	netnstest.Run(t, ns, kubeDNSLegacy+noTrackLegacy, "iptables-legacy-restore")
-	run := tool.Without{Runner: tool.Exec{NS: ns}, Hidden: func(name string) bool { return strings.Contains(name, "legacy") || name == "iptables-save" }}
+	run := tool.Without{Runner: tool.Exec{NS: ns}, Hidden: func(name string) bool { return slices.Contains(natrule.LegacyToolNames(), name) }}
 	ctx := context.Background()
 	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NS: ns, LegacyDirect: true, Runner: run})
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"testing"
 	"time"
 )
@@ -146,30 +145,6 @@ func TestWindowOf(t *testing.T) {
 		}
 		if ok && (!w.from.Equal(at(0).Add(-pawsSlack)) || !w.to.Equal(at(0).Add(c.a.latency+pawsSlack))) {
 			t.Errorf("%s: window %v..%v", c.name, w.from, w.to)
-		}
-	}
-}
-
-// TestWriteTextPAWSTrace: the text report gives the traced rejections and,
-// only when there are some, those the servers counted and the tracer could
-// not see.
-func TestWriteTextPAWSTrace(t *testing.T) {
-	for _, unseen := range []int{0, 1} {
-		rep := &Report{Workload: WorkloadReport{Name: Short}, Results: []*Result{{
-			NAT: "masquerade", Backend: "nft",
-			Trace: &TraceResult{PAWS: &PAWSTrace{Seen: 12, Attributed: 12, Connections: 9, Unseen: unseen}},
-		}}}
-		var b strings.Builder
-		if err := WriteText(&b, rep); err != nil {
-			t.Fatal(err)
-		}
-		out := b.String()
-		if !strings.Contains(out, "trace: 12 SYNs rejected at the servers' TIME_WAIT, 12 attributed to 9 delayed connections, 0 unmatched\n") {
-			t.Errorf("unseen %d: no traced-rejections line in\n%s", unseen, out)
-		}
-		line := "trace: 1 more counted by the servers without the drop reason the tracer sees\n"
-		if got := strings.Contains(out, line); got != (unseen == 1) {
-			t.Errorf("unseen %d: line %q present = %v in\n%s", unseen, line, got, out)
 		}
 	}
 }

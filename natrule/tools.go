@@ -26,3 +26,15 @@ func LegacyTools(ctx context.Context, run tool.Runner, fam Family) (save, restor
 	}
 	return save, restore
 }
+
+// LegacyToolNames are every binary LegacyTools may choose, for both
+// families: the -legacy save and restore tools and the plain ones.
+func LegacyToolNames() []string {
+	var out []string
+	for _, fam := range []Family{IPv4, IPv6} {
+		save, restore, _ := Tools(IptablesLegacy, fam)
+		ps, pr := PlainTools(fam)
+		out = append(out, save, restore, ps, pr)
+	}
+	return out
+}

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/snatrace/snatrace/internal/kubegen"
+	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/netns/netnstest"
 	"github.com/snatrace/snatrace/tool"
@@ -167,7 +169,7 @@ func TestLegacyTextsWholeTable(t *testing.T) {
 // RHEL-like host whose legacy rules another image's iptables wrote).
 func withoutLegacyTools(ns *netns.NS) tool.Runner {
 	return tool.Without{Runner: tool.Exec{NS: ns}, Hidden: func(name string) bool {
-		return strings.Contains(name, "legacy") || name == "iptables-save" || name == "ip6tables-save"
+		return slices.Contains(natrule.LegacyToolNames(), name)
 	}}
 }
 

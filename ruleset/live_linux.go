@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/snatrace/snatrace/natrule"
+	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/tool"
 )
 
@@ -51,8 +52,7 @@ func Read(ctx context.Context, opts ReadOptions) (*Ruleset, error) {
 // any source answered. A source that fails is a warning. With
 // LegacyDirect the IPv4 nat table is read through the kernel even where no
 // save tool is installed (rules another image's iptables wrote, on a host
-// without iptables-legacy): then a table the kernel interface cannot read
-// whole is a warning too.
+// without iptables-legacy).
 func readLegacy(ctx context.Context, opts ReadOptions, run tool.Runner, rs *Ruleset) bool {
 	read := false
 	v4 := legacyIPv4Save(ctx, run)
@@ -61,54 +61,68 @@ func readLegacy(ctx context.Context, opts ReadOptions, run tool.Runner, rs *Rule
 		bins = append([]string{v4}, bins...)
 	}
 	for _, bin := range bins {
-		var lrs *Ruleset
-		err := errNotDirect
-		if opts.LegacyDirect && bin == v4 {
-			lrs, err = readDirect(opts.NS)
-		}
+		lrs, where, err := readLegacySource(ctx, opts.NS, run, bin, opts.LegacyDirect && bin == v4)
 		if err != nil {
-			if _, lerr := run.LookPath(bin); lerr != nil && !errors.Is(err, errNotDirect) {
-				if !errors.Is(err, errNoNat) {
-					rs.readError(natrule.IptablesLegacy, DirectSource, fmt.Errorf("%w; %s is not installed to read it instead", err, bin))
-				}
-				continue
-			}
-			lrs, err = readSave(ctx, run, bin)
-		}
-		if err != nil {
-			rs.readError(natrule.IptablesLegacy, bin, err)
+			rs.readError(natrule.IptablesLegacy, where, err)
 			continue
 		}
 		if lrs == nil {
 			continue
 		}
 		read = true
-		for i := range lrs.Rules {
-			lrs.Rules[i].Backend, lrs.Rules[i].Line = natrule.IptablesLegacy, 0
-		}
-		for i := range lrs.Chains {
-			lrs.Chains[i].Backend = natrule.IptablesLegacy
-		}
-		for i := range lrs.Jumps {
-			lrs.Jumps[i].Backend = natrule.IptablesLegacy
-		}
-		version := ""
-		if lrs.dumps[0].Direct != nil {
-			version = IptablesVersion(ctx, run, bin) // a save prints it in its header
-		}
-		for i := range lrs.Sources {
-			lrs.Sources[i].Backend, lrs.Sources[i].Where, lrs.Sources[i].Format = natrule.IptablesLegacy, bin, "iptables-save"
-			if lrs.dumps[0].Direct != nil {
-				lrs.Sources[i].Where, lrs.Sources[i].Format, lrs.Sources[i].Version = DirectSource, "xtables", version
-			}
-		}
+		markLegacy(ctx, run, bin, lrs)
 		rs.merge(lrs)
 	}
 	return read
 }
 
-// errNotDirect marks a read not tried through the kernel interface.
-var errNotDirect = errors.New("not read directly")
+// readLegacySource reads the rules bin saves: with direct, the IPv4 nat
+// table through the kernel interface first, and bin only when that fails
+// and bin is installed. where names the source an error comes from. nil,
+// nil means nothing to merge: no tables, or legacy tables without nat and
+// no tool to print them.
+func readLegacySource(ctx context.Context, ns *netns.NS, run tool.Runner, bin string, direct bool) (lrs *Ruleset, where string, err error) {
+	if direct {
+		lrs, err = readDirect(ns)
+		if err == nil {
+			return lrs, DirectSource, nil
+		}
+		if _, lerr := run.LookPath(bin); lerr != nil {
+			if errors.Is(err, errNoNat) {
+				return nil, DirectSource, nil
+			}
+			return nil, DirectSource, fmt.Errorf("%w; %s is not installed to read it instead", err, bin)
+		}
+	}
+	lrs, err = readSave(ctx, run, bin)
+	return lrs, bin, err
+}
+
+// markLegacy labels what bin's source read as iptables-legacy, and its
+// sources with where they were read (the tool, or the kernel interface
+// with the version the tool would print in its header).
+func markLegacy(ctx context.Context, run tool.Runner, bin string, lrs *Ruleset) {
+	for i := range lrs.Rules {
+		lrs.Rules[i].Backend, lrs.Rules[i].Line = natrule.IptablesLegacy, 0
+	}
+	for i := range lrs.Chains {
+		lrs.Chains[i].Backend = natrule.IptablesLegacy
+	}
+	for i := range lrs.Jumps {
+		lrs.Jumps[i].Backend = natrule.IptablesLegacy
+	}
+	direct := lrs.dumps[0].Direct != nil
+	version := ""
+	if direct {
+		version = IptablesVersion(ctx, run, bin) // a save prints it in its header
+	}
+	for i := range lrs.Sources {
+		lrs.Sources[i].Backend, lrs.Sources[i].Where, lrs.Sources[i].Format = natrule.IptablesLegacy, bin, "iptables-save"
+		if direct {
+			lrs.Sources[i].Where, lrs.Sources[i].Format, lrs.Sources[i].Version = DirectSource, "xtables", version
+		}
+	}
+}
 
 // legacyIPv4Save is the tool that saves the IPv4 iptables-legacy tables.
 func legacyIPv4Save(ctx context.Context, run tool.Runner) string {
