@@ -170,7 +170,7 @@ func TestScanDNSLiveLegacy(t *testing.T) {
 					t.Errorf("ran %q: the whole save", c)
 				}
 			}
-			if raw, err := xtables.HasTable(ns, "raw"); err != nil || raw != strings.Contains(tc.rules, "*raw") {
+			if raw, err := xtables.HasTable(ns, xtables.IPv4, "raw"); err != nil || raw != strings.Contains(tc.rules, "*raw") {
 				t.Errorf("raw table after the scan: %v, %v", raw, err)
 			}
 		})

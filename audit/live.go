@@ -36,8 +36,8 @@ type LiveOptions struct {
 var ErrPermission = errors.New("reading netfilter rules needs CAP_NET_ADMIN (run as root)")
 
 // Live reads everything an audit of a running host or namespace looks at:
-// its rules (nftables over netlink; iptables-legacy's IPv4 nat table
-// through the kernel interface, its other tables and IPv6 through its save
+// its rules (nftables over netlink; iptables-legacy's IPv4 and IPv6 nat
+// tables through the kernel interface, its other tables through its save
 // tools, run inside the namespace), the kernel release, the iptables version and
 // the conntrack counters, and returns the Input for Run. Counters that
 // cannot be read are a warning, not an error.

@@ -288,7 +288,7 @@ func (f *Fixer) ApplyFresh(ctx context.Context, backupPath string, tries int) (*
 
 // planAndApply is one round of ApplyFresh. With Config.HoldLock it takes
 // the xtables lock before the read, when the namespace has an
-// iptables-legacy IPv4 nat table read through the kernel interface and the
+// iptables-legacy nat table (either family) read through the kernel interface and the
 // tools allow it, and holds it through the apply: the table the plan read
 // is then the one changed, and is not read and printed again.
 func (f *Fixer) planAndApply(ctx context.Context, backupPath string) (*Plan, *Result, error) {

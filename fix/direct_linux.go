@@ -13,13 +13,21 @@ import (
 )
 
 // direct reports whether g's table is read (and, with the xtables lock
-// held, changed) through the kernel interface: iptables-legacy's IPv4 nat
-// table, when legacyDirect.
+// held, changed) through the kernel interface: iptables-legacy's nat
+// table of either family, when legacyDirect.
 func (f *Fixer) direct(ctx context.Context, g *restoreGroup) bool {
-	return g.backend == natrule.IptablesLegacy && g.family == natrule.IPv4 && g.table == "nat" && f.legacyDirect(ctx)
+	return g.backend == natrule.IptablesLegacy && g.table == "nat" && f.legacyDirect(ctx)
 }
 
-// legacyDirect reports whether the IPv4 legacy nat table goes through the
+// xtFamily is fam as package xtables names it.
+func xtFamily(fam ruleset.Family) xtables.Family {
+	if fam == natrule.IPv6 {
+		return xtables.IPv6
+	}
+	return xtables.IPv4
+}
+
+// legacyDirect reports whether the legacy nat tables go through the
 // kernel interface at all: not with Config.LegacyText, and not where fix
 // cannot hold the xtables lock (iptables before 1.8.6, whose tools would
 // wait for it): a direct commit runs no tool that takes the lock, so it
@@ -34,7 +42,7 @@ func (f *Fixer) legacyDirect(ctx context.Context) bool {
 // directSave reads g's table from the kernel and prints the chains g
 // changes, with their counters; an error sends the caller to the save tool.
 func (f *Fixer) directSave(g *restoreGroup) (*SaveTable, error) {
-	t, err := xtables.ReadTable(f.cfg.NS, g.table)
+	t, err := xtables.ReadTable(f.cfg.NS, xtFamily(g.family), g.table)
 	if err != nil {
 		return nil, err
 	}
@@ -70,11 +78,11 @@ func directTable(p *xtables.Parsed, g *restoreGroup) (*SaveTable, error) {
 	return st, nil
 }
 
-// directFromDumps is directTable of the table the read took directly, if it
-// did.
+// directFromDumps is directTable of g's table, if the read took it
+// directly.
 func directFromDumps(g *restoreGroup, dumps []ruleset.Dump) (*SaveTable, bool) {
 	for _, d := range dumps {
-		if d.Direct != nil {
+		if d.Direct != nil && d.Direct.Table.Family == xtFamily(g.family) && d.Direct.Table.Name == g.table {
 			st, err := directTable(d.Direct, g)
 			return st, err == nil
 		}
@@ -107,7 +115,7 @@ func (f *Fixer) flipDirect(s *SaveTable, at []Replacement, on bool) error {
 		}
 		idx = append(idx, ch.Rules[r.Position-1])
 	}
-	sock, err := xtables.Open(f.cfg.NS)
+	sock, err := xtables.Open(f.cfg.NS, p.Table.Family)
 	if err != nil {
 		return err
 	}
@@ -121,7 +129,7 @@ func (f *Fixer) flipDirect(s *SaveTable, at []Replacement, on bool) error {
 		return err
 	}
 	if now.Info != p.Table.Info || !p.SameRules(p.Table.Entries, now.Entries) {
-		return fmt.Errorf("iptables-legacy ip table %s changed since it was read: %w", p.Table.Name, ErrStale)
+		return fmt.Errorf("%s table %s changed since it was read: %w", p.Table.Family.Tool(), p.Table.Name, ErrStale)
 	}
 	err = sock.Commit(now, func(entries []byte) error {
 		s.committed = entries
@@ -136,7 +144,7 @@ func (f *Fixer) flipDirect(s *SaveTable, at []Replacement, on bool) error {
 		return fmt.Errorf("%w: %w", ErrStale, err)
 	case err != nil:
 		s.committed = nil
-		return fmt.Errorf("replacing %d rules of iptables-legacy ip table %s: %w", len(idx), p.Table.Name, err)
+		return fmt.Errorf("replacing %d rules of %s table %s: %w", len(idx), p.Table.Family.Tool(), p.Table.Name, err)
 	}
 	return nil
 }
@@ -159,18 +167,18 @@ func (f *Fixer) saveTable(ctx context.Context, g *restoreGroup, locked bool) (*S
 // that ignores the xtables lock came between), ok is false and the caller
 // checks the rules one by one.
 func (f *Fixer) verifyDirect(s *SaveTable) (ok bool, err error) {
-	t, err := xtables.ReadTable(f.cfg.NS, s.direct.Table.Name)
+	t, err := xtables.ReadTable(f.cfg.NS, s.direct.Table.Family, s.direct.Table.Name)
 	if err != nil {
 		return false, err
 	}
 	return s.direct.SameRules(s.committed, t.Entries), nil
 }
 
-// directDigest hashes the rules of iptables-legacy's IPv4 nat table, read
+// directDigest hashes the rules of the legacy nat table of fam, read
 // through the kernel interface; a namespace without the table hashes to
 // zero.
-func (f *Fixer) directDigest() ([32]byte, error) {
-	t, err := xtables.ReadTable(f.cfg.NS, "nat")
+func (f *Fixer) directDigest(fam ruleset.Family) ([32]byte, error) {
+	t, err := xtables.ReadTable(f.cfg.NS, xtFamily(fam), "nat")
 	if errors.Is(err, xtables.ErrNoTable) {
 		return [32]byte{}, nil
 	}
@@ -180,9 +188,13 @@ func (f *Fixer) directDigest() ([32]byte, error) {
 	return t.RulesDigest()
 }
 
-// hasLegacyNat reports whether the namespace has an iptables-legacy IPv4
-// nat table (false when that cannot be told).
+// hasLegacyNat reports whether the namespace has a legacy nat table of
+// either family (false when that cannot be told).
 func (f *Fixer) hasLegacyNat() bool {
-	ok, err := xtables.HasTable(f.cfg.NS, "nat")
-	return ok && err == nil
+	for _, fam := range []xtables.Family{xtables.IPv4, xtables.IPv6} {
+		if ok, err := xtables.HasTable(f.cfg.NS, fam, "nat"); ok && err == nil {
+			return true
+		}
+	}
+	return false
 }

@@ -6,21 +6,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/snatrace/snatrace/tool"
-	"golang.org/x/sys/unix"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/snatrace/snatrace/audit"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/netns/netnstest"
 	"github.com/snatrace/snatrace/ruleset"
+	"github.com/snatrace/snatrace/tool"
 )
 
 // dockerNat is the nat and filter tables dockerd (iptables backend) writes
@@ -221,6 +223,7 @@ func TestApplyRollbackRealisticRulesets(t *testing.T) {
 		{[]string{"ipvs-legacy"}, "", 2, false},
 		{[]string{"cni-nft"}, "", 7, false},
 		{[]string{"v6-legacy"}, "", 2, false},
+		{[]string{"v6-legacy"}, "", 2, true},
 		{[]string{"v6-nft"}, MethodNetlink, 2, false},
 		{[]string{"v6-nft"}, MethodRestore, 2, false},
 		{[]string{"cni-nft", "docker-legacy", "kube-nft", "v6-legacy"}, "", 15, false},
@@ -236,7 +239,8 @@ func TestApplyRollbackRealisticRulesets(t *testing.T) {
 				install(t, ns, r)
 			}
 			before := dumps(t, ns)
-			f := New(Config{NS: ns, Options: Options{IptablesNft: tt.method}, LegacyText: tt.legacyText})
+			run := &recorder{Runner: tool.Exec{NS: ns}}
+			f := New(Config{NS: ns, Options: Options{IptablesNft: tt.method}, LegacyText: tt.legacyText, Runner: run})
 			ctx := context.Background()
 			p, err := f.Plan(ctx)
 			if err != nil {
@@ -245,10 +249,15 @@ func TestApplyRollbackRealisticRulesets(t *testing.T) {
 			for _, sk := range p.Skipped {
 				t.Errorf("skipped %s: %s", sk.Rule, sk.Reason)
 			}
-			legacyV4 := slices.ContainsFunc(tt.rulesets, func(r string) bool { return strings.HasSuffix(r, "-legacy") && !strings.HasPrefix(r, "v6") })
-			direct := slices.ContainsFunc(p.read.Sources, func(s ruleset.Source) bool { return s.Where == ruleset.DirectSource })
-			if direct != (legacyV4 && !tt.legacyText) {
-				t.Errorf("iptables-legacy read through the kernel interface: %v (sources %+v)", direct, p.read.Sources)
+			for _, fam := range []struct {
+				v6     bool
+				source string
+			}{{false, ruleset.DirectSource}, {true, ruleset.DirectSource6}} {
+				legacy := slices.ContainsFunc(tt.rulesets, func(r string) bool { return strings.HasSuffix(r, "-legacy") && strings.HasPrefix(r, "v6") == fam.v6 })
+				direct := slices.ContainsFunc(p.read.Sources, func(s ruleset.Source) bool { return s.Where == fam.source })
+				if direct != (legacy && !tt.legacyText) {
+					t.Errorf("iptables-legacy read through %s: %v (sources %+v)", fam.source, direct, p.read.Sources)
+				}
 			}
 			if len(p.Changes) != tt.want {
 				t.Fatalf("plan has %d changes, want %d: %+v (skipped %+v)", len(p.Changes), tt.want, p.Changes, p.Skipped)
@@ -299,8 +308,42 @@ func TestApplyRollbackRealisticRulesets(t *testing.T) {
 			if got := dumps(t, ns); got != before {
 				t.Fatalf("rollback did not restore the original dump:\n%s", strings.Join(diffLines(before, got), "\n"))
 			}
+			// Through the kernel interface a legacy table is read and
+			// changed without the save and restore tools (asked only
+			// for their version); through the tools, they run.
+			var ran []string
+			for _, c := range run.ran() {
+				if strings.Contains(c, "tables-legacy-") && !strings.HasSuffix(c, " --version") {
+					ran = append(ran, c)
+				}
+			}
+			legacy := slices.ContainsFunc(tt.rulesets, func(r string) bool { return strings.HasSuffix(r, "-legacy") })
+			if (len(ran) > 0) != (legacy && tt.legacyText) {
+				t.Errorf("ran %q: want the legacy tools run only through the tools", ran)
+			}
 		})
 	}
+}
+
+// recorder runs commands through Runner and records them.
+type recorder struct {
+	tool.Runner
+	mu   sync.Mutex
+	cmds []string
+}
+
+func (r *recorder) Run(ctx context.Context, c tool.Cmd) ([]byte, error) {
+	r.mu.Lock()
+	r.cmds = append(r.cmds, c.String())
+	r.mu.Unlock()
+	return r.Runner.Run(ctx, c)
+}
+
+// ran returns the commands run so far.
+func (r *recorder) ran() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.cmds)
 }
 
 func TestStalePlanRefused(t *testing.T) {

@@ -20,7 +20,7 @@ type Fixer struct {
 	run tool.Runner
 	// chains keeps the nftables chain list between a watch's reads.
 	chains *ruleset.ChainCache
-	// direct says the legacy IPv4 nat table goes through the kernel
+	// direct says the legacy nat tables go through the kernel
 	// interface (legacyDirect), decided once.
 	directOnce sync.Once
 	directOK   bool

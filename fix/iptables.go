@@ -18,7 +18,7 @@ type SaveTable struct {
 	// dump taken with -c, by chain, in order ("" without -c).
 	Counters map[string][]string
 	// direct is the kernel's table the lines were printed from (an
-	// iptables-legacy IPv4 nat table read through xtables), nil for a save
+	// iptables-legacy nat table of either family read through xtables), nil for a save
 	// tool's output: a commit then sets the flag in it instead of running
 	// iptables-restore.
 	direct *xtables.Parsed

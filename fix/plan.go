@@ -20,8 +20,8 @@ const (
 	MethodNetlink Method = "netlink"
 	// MethodRestore replaces iptables rules at their position with their
 	// fully-random line ("-R CHAIN N", iptables-restore --noflush -w),
-	// guarded by a checksum of the chain; iptables-legacy's IPv4 nat table
-	// gets the same change in the kernel's table directly (Config.LegacyText
+	// guarded by a checksum of the chain; iptables-legacy's nat tables
+	// get the same change in the kernel's table directly (Config.LegacyText
 	// says otherwise).
 	MethodRestore Method = "iptables-restore"
 )

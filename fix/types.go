@@ -17,8 +17,8 @@ type Config struct {
 	Options Options
 	// SkipLegacy leaves iptables-legacy alone (not read, not changed).
 	SkipLegacy bool
-	// LegacyText reads and changes iptables-legacy's IPv4 nat table with
-	// iptables-legacy-save and -restore only. By default it is read and
+	// LegacyText reads and changes iptables-legacy's nat tables (IPv4 and
+	// IPv6) with the legacy save and restore tools only. By default it is read and
 	// changed through the kernel interface (package xtables), with the
 	// tools as the fallback for chains xtables cannot print.
 	LegacyText bool

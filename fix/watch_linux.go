@@ -156,14 +156,14 @@ func (w *watch) round(ctx context.Context, trigger string, at time.Time, digeste
 
 // legacyChanged reports whether the iptables-legacy nat tables differ from
 // the last look: most closes of the host-wide lock come from writers of
-// other tables or other namespaces, and need no re-plan. The IPv4 table is
+// other tables or other namespaces, and need no re-plan. The tables are
 // read through the kernel interface (a fifth of a save's time at 100,000
 // rules), unless Config.LegacyText. A read that fails counts as a change.
 func (w *watch) legacyChanged(ctx context.Context) bool {
 	h := sha256.New()
 	for _, fam := range []ruleset.Family{natrule.IPv4, natrule.IPv6} {
-		if fam == natrule.IPv4 && w.f.legacyDirect(ctx) {
-			if sum, err := w.f.directDigest(); err == nil {
+		if w.f.legacyDirect(ctx) {
+			if sum, err := w.f.directDigest(fam); err == nil {
 				h.Write(sum[:])
 				continue
 			}

@@ -16,24 +16,45 @@ import (
 	"github.com/snatrace/snatrace/xtables"
 )
 
-// DirectSource is Source.Where of iptables-legacy rules read through the
-// kernel interface (ReadOptions.LegacyDirect).
-const DirectSource = "IPT_SO_GET_ENTRIES"
+// DirectSource is Source.Where of iptables-legacy IPv4 rules read through
+// the kernel interface (ReadOptions.LegacyDirect); DirectSource6 of IPv6
+// rules.
+const (
+	DirectSource  = "IPT_SO_GET_ENTRIES"
+	DirectSource6 = "IP6T_SO_GET_ENTRIES"
+)
 
-// readDirect reads the IPv4 nat table of iptables-legacy through the kernel
-// interface: the chains, every jump between them (with the jumping rule's
-// comment), and the rules of each chain that holds a MASQUERADE or SNAT
-// target, printed as iptables-legacy-save prints them and parsed like its
-// output. It fails, for the caller to fall back to iptables-legacy-save,
-// when such a chain holds a rule xtables cannot print (xtables.ErrUnsupported)
-// or the kernel interface cannot be used. A namespace without any IPv4
-// table gives nil, nil, as the save tool prints nothing for it; one with
-// other tables but no nat table fails with errNoNat: the save tool prints
-// them (raw's NOTRACK rules, which the DNS scan reads).
-func readDirect(ns *netns.NS) (*Ruleset, error) {
-	t, err := xtables.ReadTable(ns, "nat")
+// directSource is DirectSource or DirectSource6.
+func directSource(fam Family) string {
+	if fam == natrule.IPv6 {
+		return DirectSource6
+	}
+	return DirectSource
+}
+
+// xtFamily is fam as package xtables names it.
+func xtFamily(fam Family) xtables.Family {
+	if fam == natrule.IPv6 {
+		return xtables.IPv6
+	}
+	return xtables.IPv4
+}
+
+// readDirect reads the nat table of iptables-legacy (fam IPv4) or
+// ip6tables-legacy (IPv6) through the kernel interface: the chains, every
+// jump between them (with the jumping rule's comment), and the rules of
+// each chain that holds a MASQUERADE or SNAT target, printed as the save
+// tool prints them and parsed like its output. It fails, for the caller to
+// fall back to the save tool, when such a chain holds a rule xtables cannot
+// print (xtables.ErrUnsupported) or the kernel interface cannot be used. A
+// namespace without any table of the family gives nil, nil, as the save
+// tool prints nothing for it; one with other tables but no nat table fails
+// with errNoNat: the save tool prints them (raw's NOTRACK rules, which the
+// DNS scan reads).
+func readDirect(ns *netns.NS, fam Family) (*Ruleset, error) {
+	t, err := xtables.ReadTable(ns, xtFamily(fam), "nat")
 	if errors.Is(err, xtables.ErrNoTable) {
-		switch names, lerr := xtables.Tables(ns); {
+		switch names, lerr := xtables.Tables(ns, xtFamily(fam)); {
 		case lerr != nil:
 			return nil, lerr
 		case len(names) == 0:
@@ -55,23 +76,24 @@ func readDirect(ns *netns.NS) (*Ruleset, error) {
 		return nil, err
 	}
 	doc := b.String()
-	rs, err := ParseIptablesSave(doc, DirectSource)
+	rs, err := ParseIptablesSave(doc, directSource(fam))
 	if err != nil {
 		return nil, fmt.Errorf("reading the rules printed from the kernel's table: %w", err)
 	}
+	rs.setFamily(fam)                                 // the document has no header to say it
 	rs.Chains = slices.Grow(rs.Chains, len(p.Chains)) // 36,000 on a kube-proxy node
 	for _, c := range p.Chains {
 		if !keep[c.Name] && c.Hook < 0 { // declared in doc otherwise
-			rs.Chains = append(rs.Chains, Chain{Family: natrule.IPv4, Table: "nat", Name: c.Name})
+			rs.Chains = append(rs.Chains, Chain{Family: fam, Table: "nat", Name: c.Name})
 		}
 	}
-	rs.Jumps = directJumps(rs.Jumps, p, rendered, keep)
-	rs.dumps = []Dump{{Tool: DirectSource, Direct: p}}
+	rs.Jumps = directJumps(rs.Jumps, fam, p, rendered, keep)
+	rs.dumps = []Dump{{Tool: directSource(fam), Direct: p}}
 	return rs, nil
 }
 
-// errNoNat is readDirect's answer for a namespace whose iptables-legacy
-// tables do not include nat: no source-NAT rule, but other rules a scan
+// errNoNat is readDirect's answer for a namespace whose legacy tables of
+// the family do not include nat: no source-NAT rule, but other rules a scan
 // may want from the save tool.
 var errNoNat = errors.New("no iptables-legacy nat table, but other tables")
 
@@ -167,7 +189,7 @@ func directSave(b *bytes.Buffer, p *xtables.Parsed, chains []string, keep map[st
 // directJumps appends to out the jumps and gotos of the chains directSave
 // did not print into the chains of keep, those into a printed chain with
 // the jumping rule's comment (Attribute reads no other).
-func directJumps(out []Jump, p *xtables.Parsed, rendered, keep map[string]bool) []Jump {
+func directJumps(out []Jump, fam Family, p *xtables.Parsed, rendered, keep map[string]bool) []Jump {
 	for _, c := range p.Chains {
 		if rendered[c.Name] || !keep[c.Name] && c.Hook < 0 {
 			continue // a chain that reaches no NAT chain jumps to none
@@ -177,7 +199,7 @@ func directJumps(out []Jump, p *xtables.Parsed, rendered, keep map[string]bool) 
 			if !chain || !keep[to] {
 				continue
 			}
-			j := Jump{Backend: natrule.IptablesLegacy, Family: natrule.IPv4, Table: "nat", From: c.Name, To: to}
+			j := Jump{Backend: natrule.IptablesLegacy, Family: fam, Table: "nat", From: c.Name, To: to}
 			if rendered[to] {
 				j.Comment = directComment(p, i)
 			}
@@ -207,11 +229,12 @@ func directComment(p *xtables.Parsed, i int) string {
 // already read — only the rule lines keep accepts (nil: all), under its
 // "*nat" line: a scan that looks for a few words need not hold the 15 MB
 // of a kube-proxy table — and every other table is asked of
-// iptables-legacy-save (`-t TABLE`: it reads only that table) when ns has
-// it — asking for a table the namespace lacks would create it; a nat table
-// with a rule xtables cannot print is asked of it too. A tool that fails,
-// or is not installed when a table needs it, is an error, named, and the
-// texts read before it are still returned.
+// the family's save tool (iptables-legacy-save or ip6tables-legacy-save,
+// `-t TABLE`: it reads only that table) when ns has it — asking for a
+// table the namespace lacks would create it; a nat table with a rule
+// xtables cannot print is asked of it too. A tool that fails, or is not
+// installed when a table needs it, is an error, named, and the texts read
+// before it are still returned.
 func LegacyTexts(ctx context.Context, ns *netns.NS, run tool.Runner, d Dump, keep func(line string) bool, tables ...string) ([]Dump, error) {
 	if d.Direct == nil {
 		return []Dump{d}, nil
@@ -219,21 +242,26 @@ func LegacyTexts(ctx context.Context, ns *netns.NS, run tool.Runner, d Dump, kee
 	if run == nil {
 		run = tool.Exec{}
 	}
+	xf := d.Direct.Table.Family
+	fam := natrule.IPv4
+	if xf == xtables.IPv6 {
+		fam = natrule.IPv6
+	}
 	var out []Dump
 	for _, table := range tables {
 		if table == "nat" {
 			if text, err := directTableText(d.Direct, keep); err == nil {
-				out = append(out, Dump{Tool: DirectSource + " nat", Text: text})
+				out = append(out, Dump{Tool: directSource(fam) + " nat", Text: text})
 				continue
 			}
 		}
-		if ok, err := xtables.HasTable(ns, table); err != nil || !ok {
+		if ok, err := xtables.HasTable(ns, xf, table); err != nil || !ok {
 			if err != nil {
-				return out, fmt.Errorf("listing the iptables-legacy tables: %w", err)
+				return out, fmt.Errorf("listing the %s tables: %w", xf.Tool(), err)
 			}
 			continue
 		}
-		bin := legacyIPv4Save(ctx, run)
+		bin, _ := natrule.LegacyTools(ctx, run, fam)
 		if _, err := run.LookPath(bin); err != nil {
 			return out, fmt.Errorf("the %s table is not read: %s is not installed (%w)", table, bin, err)
 		}

@@ -5,6 +5,7 @@ package ruleset
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -75,6 +76,87 @@ func TestReadLegacyDirect(t *testing.T) {
 	}
 }
 
+// TestReadLegacyDirect6 is TestReadLegacyDirect for ip6tables-legacy: a
+// kube-proxy table (internal/kubegen, IPv6) and testdata/direct/v6.rules
+// read through the kernel interface and through ip6tables-legacy-save come
+// out the same in every field, as IPv6 rules, from IP6T_SO_GET_ENTRIES;
+// beside an IPv4 table (a dual-stack node) each family is read directly
+// from its own table.
+func TestReadLegacyDirect6(t *testing.T) {
+	var kube strings.Builder
+	if err := kubegen.Write6(&kube, 30, 3); err != nil {
+		t.Fatal(err)
+	}
+	kubeFile := filepath.Join(t.TempDir(), "kube6.rules")
+	if err := os.WriteFile(kubeFile, []byte(kube.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, src := range []string{kubeFile, "testdata/direct/v6.rules"} {
+		name := strings.TrimSuffix(filepath.Base(src), ".rules")
+		t.Run(name, func(t *testing.T) {
+			ns := netnstest.WithRules(t, "direct6", src, "ip6tables-legacy-restore")
+			viaSave, err := Read(ctx, ReadOptions{NS: ns})
+			if err != nil {
+				t.Fatal(err)
+			}
+			direct, err := Read(ctx, ReadOptions{NS: ns, LegacyDirect: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, want := fullView(direct), fullView(viaSave)
+			if got != want || !strings.Contains(want, "iptables-legacy ip6 nat") || strings.Contains(want, "iptables-legacy ip nat") {
+				t.Errorf("read directly:\n%s\nthrough ip6tables-legacy-save:\n%s", got, want)
+			}
+			if where := sourcesOf(direct, "iptables-legacy"); where != DirectSource6 {
+				t.Errorf("read from %q, want %s", where, DirectSource6)
+			}
+			if name == "v6" {
+				want := "POSTROUTING:postrouting DEEP2:postrouting KUBE-POSTROUTING:postrouting ORPHAN:unreachable VIA-GOTO:postrouting" // user chains sorted, as the kernel keeps them
+				if got := reachView(direct); got != want {
+					t.Errorf("reachability read directly: %s, want %s", got, want)
+				}
+			}
+		})
+	}
+	t.Run("dual-stack", func(t *testing.T) {
+		ns := netnstest.WithRules(t, "direct46", "testdata/direct/v6.rules", "ip6tables-legacy-restore")
+		data, err := os.ReadFile("testdata/owners/src/kube-proxy.rules")
+		if err != nil {
+			t.Fatal(err)
+		}
+		netnstest.LoadRules(t, ns, string(data), "iptables-legacy-restore")
+		viaSave, err := Read(ctx, ReadOptions{NS: ns})
+		if err != nil {
+			t.Fatal(err)
+		}
+		direct, err := Read(ctx, ReadOptions{NS: ns, LegacyDirect: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fullView(direct), fullView(viaSave); got != want || !strings.Contains(want, "iptables-legacy ip nat") || !strings.Contains(want, "iptables-legacy ip6 nat") {
+			t.Errorf("read directly:\n%s\nthrough the save tools:\n%s", got, want)
+		}
+		if got := sourcesOf(direct, "iptables-legacy"); got != DirectSource+" "+DirectSource6 {
+			t.Errorf("read from %q, want both kernel interfaces", got)
+		}
+		if n := len(direct.TakeDumps()); n != 2 {
+			t.Errorf("%d dumps, want one per family", n)
+		}
+	})
+}
+
+// sourcesOf lists where rs read the rules of backend, in order.
+func sourcesOf(rs *Ruleset, backend Backend) string {
+	var out []string
+	for _, s := range rs.Sources {
+		if s.Backend == backend {
+			out = append(out, s.Where)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
 // reachView renders each rule's chain and hook, or "unreachable".
 func reachView(rs *Ruleset) string {
 	var out []string
@@ -99,26 +181,38 @@ func legacySource(rs *Ruleset) string {
 }
 
 // TestLegacyTextsWholeTable prints a kube-proxy nat table of 3,000 rules
-// (internal/kubegen: statistic, DNAT, marks, comments) and every legacy
-// owner's from the entries the read took — every one of them prints
-// whole — and checks every rule line against iptables-legacy-save's, in
+// (internal/kubegen: statistic, DNAT, marks, comments), its IPv6 twin and
+// every legacy owner's from the entries the read took — every one of them
+// prints whole — and checks every rule line against the save tool's, in
 // order; with a filter, only the lines it accepts, still in order.
 func TestLegacyTextsWholeTable(t *testing.T) {
-	var kube strings.Builder
-	if err := kubegen.Write(&kube, 300, 3); err != nil {
-		t.Fatal(err)
+	type source struct{ path, tool, direct string }
+	var srcs []source
+	owners, _ := filepath.Glob("testdata/owners/src/*.rules")
+	for _, src := range owners {
+		srcs = append(srcs, source{src, "iptables-legacy", DirectSource})
 	}
-	kubeFile := filepath.Join(t.TempDir(), "kube.rules")
-	if err := os.WriteFile(kubeFile, []byte(kube.String()), 0o644); err != nil {
-		t.Fatal(err)
+	for _, k := range []struct {
+		name  string
+		write func(io.Writer, int, int) error
+		src   source
+	}{{"kube.rules", kubegen.Write, source{"", "iptables-legacy", DirectSource}}, {"kube6.rules", kubegen.Write6, source{"", "ip6tables-legacy", DirectSource6}}} {
+		var kube strings.Builder
+		if err := k.write(&kube, 300, 3); err != nil {
+			t.Fatal(err)
+		}
+		k.src.path = filepath.Join(t.TempDir(), k.name)
+		if err := os.WriteFile(k.src.path, []byte(kube.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		srcs = append(srcs, k.src)
 	}
-	srcs, _ := filepath.Glob("testdata/owners/src/*.rules")
-	for _, src := range append(srcs, kubeFile) {
-		name := strings.TrimSuffix(filepath.Base(src), ".rules")
+	for _, src := range srcs {
+		name := strings.TrimSuffix(filepath.Base(src.path), ".rules")
 		t.Run(name, func(t *testing.T) {
-			ns := netnstest.WithRules(t, "ltext", src, "iptables-legacy-restore")
+			ns := netnstest.WithRules(t, "ltext", src.path, src.tool+"-restore")
 			var want []string
-			for _, l := range strings.Split(netnstest.Run(t, ns, "", "iptables-legacy-save", "-t", "nat"), "\n") {
+			for _, l := range strings.Split(netnstest.Run(t, ns, "", src.tool+"-save", "-t", "nat"), "\n") {
 				if strings.HasPrefix(l, "-A ") {
 					want = append(want, l)
 				}
@@ -145,7 +239,7 @@ func TestLegacyTextsWholeTable(t *testing.T) {
 					}
 				}
 				got := strings.Split(strings.TrimSuffix(texts[0].Text, "\n"), "\n")
-				if texts[0].Tool == DirectSource+" nat" && (got[0] != "*nat" || got[len(got)-1] != "COMMIT") {
+				if texts[0].Tool == src.direct+" nat" && (got[0] != "*nat" || got[len(got)-1] != "COMMIT") {
 					t.Errorf("printed table does not open with *nat and end with COMMIT: %q … %q", got[0], got[len(got)-1])
 				}
 				var lines []string
@@ -154,11 +248,11 @@ func TestLegacyTextsWholeTable(t *testing.T) {
 						lines = append(lines, l)
 					}
 				}
-				if texts[0].Tool != DirectSource+" nat" {
+				if texts[0].Tool != src.direct+" nat" {
 					t.Fatalf("%s: printed by %s, not from the entries", name, texts[0].Tool)
 				}
 				if strings.Join(lines, "\n") != strings.Join(wantKept, "\n") {
-					t.Errorf("printed from the kernel's entries (%d lines):\n%s\niptables-legacy-save (%d lines):\n%s", len(lines), strings.Join(lines, "\n"), len(wantKept), strings.Join(wantKept, "\n"))
+					t.Errorf("printed from the kernel's entries (%d lines):\n%s\n%s-save (%d lines):\n%s", len(lines), strings.Join(lines, "\n"), src.tool, len(wantKept), strings.Join(wantKept, "\n"))
 				}
 			}
 		})

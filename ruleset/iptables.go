@@ -82,23 +82,24 @@ func ParseIptablesSave(data, name string) (*Ruleset, error) {
 		return nil, &ParseError{File: name, Msg: "no iptables rules or tables found"}
 	}
 	if p.sFormat && p.sawV6 {
-		p.setFamily(natrule.IPv6)
+		p.rs.setFamily(natrule.IPv6)
 	}
 	p.rs.resolveHooks()
 	return p.rs, nil
 }
 
-// setFamily gives every chain, jump and rule read the family f: an -S dump
-// does not say which tool made it, and only its addresses tell.
-func (p *iptParser) setFamily(f Family) {
-	for i := range p.rs.Chains {
-		p.rs.Chains[i].Family = f
+// setFamily gives every chain, jump and rule of rs the family f: an -S
+// dump does not say which tool made it (only its addresses tell), nor does
+// a table printed from the kernel's entries.
+func (rs *Ruleset) setFamily(f Family) {
+	for i := range rs.Chains {
+		rs.Chains[i].Family = f
 	}
-	for i := range p.rs.Jumps {
-		p.rs.Jumps[i].Family = f
+	for i := range rs.Jumps {
+		rs.Jumps[i].Family = f
 	}
-	for i := range p.rs.Rules {
-		p.rs.Rules[i].Family = f
+	for i := range rs.Rules {
+		rs.Rules[i].Family = f
 	}
 }
 

@@ -24,11 +24,12 @@ type ReadOptions struct {
 	// Chains, if set, keeps the chain list between reads of a watcher
 	// that feeds it the namespace's commits (Linux only).
 	Chains *ChainCache
-	// LegacyDirect reads iptables-legacy's IPv4 nat table through the
-	// kernel interface (package xtables) instead of iptables-legacy-save,
-	// falling back to the tool when a chain holding a source-NAT rule has a
-	// rule it cannot print, or when the namespace has other IPv4 tables but
-	// no nat table. Only the nat table is read then (and its dump is
+	// LegacyDirect reads iptables-legacy's nat tables (IPv4 and IPv6)
+	// through the kernel interface (package xtables) instead of
+	// iptables-legacy-save and ip6tables-legacy-save, falling back to the
+	// family's tool when a chain holding a source-NAT rule has a rule it
+	// cannot print, or when the namespace has other tables of the family
+	// but no nat table. Only the nat table is read then (and its dump is
 	// Dump.Direct); LegacyTexts gives a scan of other tables their text.
 	LegacyDirect bool
 }

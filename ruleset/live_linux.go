@@ -16,7 +16,8 @@ import (
 
 // Read reads every source-NAT rule of a network namespace: nftables (native
 // and iptables-nft) over netlink in one consistent dump, and iptables-legacy
-// through iptables-legacy-save / ip6tables-legacy-save when installed. Rules
+// through iptables-legacy-save / ip6tables-legacy-save when installed (or
+// the kernel interface: ReadOptions.LegacyDirect). Rules
 // of iptables-nft get their iptables-nft-save line as Text. Owners are
 // attributed.
 //
@@ -50,18 +51,17 @@ func Read(ctx context.Context, opts ReadOptions) (*Ruleset, error) {
 
 // readLegacy merges the iptables-legacy rules into rs and reports whether
 // any source answered. A source that fails is a warning. With
-// LegacyDirect the IPv4 nat table is read through the kernel even where no
-// save tool is installed (rules another image's iptables wrote, on a host
-// without iptables-legacy).
+// LegacyDirect each family's nat table is read through the kernel even
+// where no save tool is installed (rules another image's iptables wrote,
+// on a host without iptables-legacy).
 func readLegacy(ctx context.Context, opts ReadOptions, run tool.Runner, rs *Ruleset) bool {
 	read := false
-	v4 := legacyIPv4Save(ctx, run)
-	bins := legacySaveBinaries(ctx, run)
-	if opts.LegacyDirect && !slices.Contains(bins, v4) {
-		bins = append([]string{v4}, bins...)
-	}
-	for _, bin := range bins {
-		lrs, where, err := readLegacySource(ctx, opts.NS, run, bin, opts.LegacyDirect && bin == v4)
+	for _, fam := range []Family{natrule.IPv4, natrule.IPv6} {
+		bin, _ := natrule.LegacyTools(ctx, run, fam)
+		if _, err := run.LookPath(bin); err != nil && !opts.LegacyDirect {
+			continue
+		}
+		lrs, where, err := readLegacySource(ctx, opts.NS, run, bin, fam, opts.LegacyDirect)
 		if err != nil {
 			rs.readError(natrule.IptablesLegacy, where, err)
 			continue
@@ -76,22 +76,22 @@ func readLegacy(ctx context.Context, opts ReadOptions, run tool.Runner, rs *Rule
 	return read
 }
 
-// readLegacySource reads the rules bin saves: with direct, the IPv4 nat
-// table through the kernel interface first, and bin only when that fails
-// and bin is installed. where names the source an error comes from. nil,
-// nil means nothing to merge: no tables, or legacy tables without nat and
-// no tool to print them.
-func readLegacySource(ctx context.Context, ns *netns.NS, run tool.Runner, bin string, direct bool) (lrs *Ruleset, where string, err error) {
+// readLegacySource reads the rules bin saves, those of family fam: with
+// direct, the nat table through the kernel interface first, and bin only
+// when that fails and bin is installed. where names the source an error
+// comes from. nil, nil means nothing to merge: no tables, or legacy tables
+// without nat and no tool to print them.
+func readLegacySource(ctx context.Context, ns *netns.NS, run tool.Runner, bin string, fam Family, direct bool) (lrs *Ruleset, where string, err error) {
 	if direct {
-		lrs, err = readDirect(ns)
+		lrs, err = readDirect(ns, fam)
 		if err == nil {
-			return lrs, DirectSource, nil
+			return lrs, directSource(fam), nil
 		}
 		if _, lerr := run.LookPath(bin); lerr != nil {
 			if errors.Is(err, errNoNat) {
-				return nil, DirectSource, nil
+				return nil, directSource(fam), nil
 			}
-			return nil, DirectSource, fmt.Errorf("%w; %s is not installed to read it instead", err, bin)
+			return nil, directSource(fam), fmt.Errorf("%w; %s is not installed to read it instead", err, bin)
 		}
 	}
 	lrs, err = readSave(ctx, run, bin)
@@ -111,7 +111,8 @@ func markLegacy(ctx context.Context, run tool.Runner, bin string, lrs *Ruleset) 
 	for i := range lrs.Jumps {
 		lrs.Jumps[i].Backend = natrule.IptablesLegacy
 	}
-	direct := lrs.dumps[0].Direct != nil
+	d := lrs.dumps[0]
+	direct := d.Direct != nil
 	version := ""
 	if direct {
 		version = IptablesVersion(ctx, run, bin) // a save prints it in its header
@@ -119,28 +120,9 @@ func markLegacy(ctx context.Context, run tool.Runner, bin string, lrs *Ruleset) 
 	for i := range lrs.Sources {
 		lrs.Sources[i].Backend, lrs.Sources[i].Where, lrs.Sources[i].Format = natrule.IptablesLegacy, bin, "iptables-save"
 		if direct {
-			lrs.Sources[i].Where, lrs.Sources[i].Format, lrs.Sources[i].Version = DirectSource, "xtables", version
+			lrs.Sources[i].Where, lrs.Sources[i].Format, lrs.Sources[i].Version = d.Tool, "xtables", version
 		}
 	}
-}
-
-// legacyIPv4Save is the tool that saves the IPv4 iptables-legacy tables.
-func legacyIPv4Save(ctx context.Context, run tool.Runner) string {
-	save, _ := natrule.LegacyTools(ctx, run, natrule.IPv4)
-	return save
-}
-
-// legacySaveBinaries returns the tools that dump iptables-legacy rules here
-// (natrule.LegacyTools), for IPv4 and IPv6.
-func legacySaveBinaries(ctx context.Context, run tool.Runner) []string {
-	var out []string
-	for _, fam := range []Family{natrule.IPv4, natrule.IPv6} {
-		save, _ := natrule.LegacyTools(ctx, run, fam)
-		if _, err := run.LookPath(save); err == nil {
-			out = append(out, save)
-		}
-	}
-	return out
 }
 
 // readSave runs an iptables save binary and parses its output; nil, nil when

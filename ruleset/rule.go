@@ -202,9 +202,9 @@ type Ruleset struct {
 // Dump is the output of a save tool a live read ran, or the table it read
 // through the kernel interface instead (ReadOptions.LegacyDirect).
 type Dump struct {
-	Tool   string // "iptables-legacy-save", or DirectSource
+	Tool   string // "iptables-legacy-save", or DirectSource (DirectSource6)
 	Text   string
-	Direct *xtables.Parsed // the iptables-legacy IPv4 nat table, read directly
+	Direct *xtables.Parsed // an iptables-legacy nat table, read directly
 }
 
 // TakeDumps returns what the live read of iptables-legacy parsed — a save

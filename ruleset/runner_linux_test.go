@@ -9,8 +9,22 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/tool"
 )
+
+// legacySaveBinaries returns the installed tools readLegacy runs when it
+// reads through the save tools, for IPv4 and IPv6.
+func legacySaveBinaries(ctx context.Context, run tool.Runner) []string {
+	var out []string
+	for _, fam := range []Family{natrule.IPv4, natrule.IPv6} {
+		save, _ := natrule.LegacyTools(ctx, run, fam)
+		if _, err := run.LookPath(save); err == nil {
+			out = append(out, save)
+		}
+	}
+	return out
+}
 
 func TestLegacySaveBinaries(t *testing.T) {
 	version := func(bin, out string) tool.Call {

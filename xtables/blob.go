@@ -9,22 +9,16 @@ import (
 	"sort"
 )
 
-// Sizes and offsets of the kernel's structures (linux/netfilter_ipv4/ip_tables.h,
-// linux/netfilter/x_tables.h), as the 64-bit kernel lays them out for
-// userspace: every entry and every match or target is 8-byte aligned.
+// Sizes of the kernel's structures shared by both families
+// (linux/netfilter/x_tables.h), as the 64-bit kernel lays them out for
+// userspace: every entry and every match or target is 8-byte aligned. The
+// entries' own layout is the family's (layout).
 const (
-	entrySize      = 112 // struct ipt_entry
-	ipSize         = 84  // struct ipt_ip
-	offTargetOff   = 88  // ipt_entry.target_offset (u16)
-	offNextOff     = 90  // ipt_entry.next_offset (u16)
-	offCounters    = 96  // ipt_entry.counters (two u64)
-	xtHeaderSize   = 32  // struct xt_entry_match / xt_entry_target, user view
+	xtHeaderSize   = 32 // struct xt_entry_match / xt_entry_target, user view
 	xtNameLen      = 29
 	errorNameLen   = 30 // xt_error_target.errorname (XT_FUNCTION_MAXNAMELEN)
 	standardTarget = "" // XT_STANDARD_TARGET
 	errorTarget    = "ERROR"
-	// IPT_F_GOTO in ipt_ip.flags: the jump is a goto.
-	flagGoto = 0x02
 )
 
 // Standard verdicts (-NF_x - 1) and XT_RETURN.
@@ -53,9 +47,10 @@ type Info struct {
 }
 
 // Table is a snapshot of one iptables-legacy table: its info and the entry
-// table exactly as IPT_SO_GET_ENTRIES returned it.
+// table exactly as IPT_SO_GET_ENTRIES (IP6T_SO_GET_ENTRIES) returned it.
 type Table struct {
 	Info
+	Family  Family
 	Entries []byte
 	// SetNames are the names of the ipsets the table's set matches name,
 	// by index, as the ipset module gave them when the table was read
@@ -94,18 +89,19 @@ func (p *Parsed) Verdict(i int) (v int32, ok bool) {
 	return int32(binary.NativeEndian.Uint32(p.Table.Entries[data:])), true
 }
 
-// IP returns entry i's struct ipt_ip.
+// IP returns entry i's IP part: struct ipt_ip, or ip6t_ip6 in an IPv6
+// table.
 func (p *Parsed) IP(i int) []byte {
-	off := p.Entries[i].Offset
-	return p.Table.Entries[off : off+ipSize]
+	off := int(p.Entries[i].Offset)
+	return p.Table.Entries[off : off+p.l.ipSize]
 }
 
 // Goto reports whether entry i's jump is a goto (-g).
-func (p *Parsed) Goto(i int) bool { return p.IP(i)[82]&flagGoto != 0 }
+func (p *Parsed) Goto(i int) bool { return p.IP(i)[p.l.flags]&p.l.gotoFlag != 0 }
 
 // Counters returns entry i's packet and byte counters.
 func (p *Parsed) Counters(i int) (packets, bytes uint64) {
-	b := p.Table.Entries[p.Entries[i].Offset+offCounters:]
+	b := p.Table.Entries[int(p.Entries[i].Offset)+p.l.counters:]
 	return binary.NativeEndian.Uint64(b), binary.NativeEndian.Uint64(b[8:])
 }
 
@@ -134,7 +130,7 @@ func (p *Parsed) Matches(i int) []Extension {
 // table printed whole allocates no slice per rule.
 func (p *Parsed) eachMatch(i int, fn func(Extension) error) error {
 	e := p.Entries[i]
-	for m := int(e.Offset) + entrySize; m < int(e.TargetOff); {
+	for m := int(e.Offset) + p.l.entrySize; m < int(e.TargetOff); {
 		x, size, _ := extensionAt(p.Table.Entries, m, int(e.TargetOff)) // checked by Parse
 		if err := fn(x); err != nil {
 			return err
@@ -163,12 +159,13 @@ type Parsed struct {
 	Entries []Entry
 	Chains  []Chain
 	byName  map[string]int
+	l       *layout // the table's family's
 }
 
 // Parse walks t's entries and chains. It checks every size and offset
 // against the table, so a malformed table is an error, never a panic.
 func Parse(t *Table) (*Parsed, error) {
-	p := &Parsed{Table: t, byName: map[string]int{}}
+	p := &Parsed{Table: t, byName: map[string]int{}, l: t.Family.layout()}
 	if err := p.entries(); err != nil {
 		return nil, err
 	}
@@ -180,9 +177,9 @@ func Parse(t *Table) (*Parsed, error) {
 
 func (p *Parsed) entries() error {
 	b := p.Table.Entries
-	p.Entries = make([]Entry, 0, min(int(p.Table.NumEntries), len(b)/entrySize)) // the count is a claim
+	p.Entries = make([]Entry, 0, min(int(p.Table.NumEntries), len(b)/p.l.entrySize)) // the count is a claim
 	for off := 0; off < len(b); {
-		e, err := entryAt(b, off)
+		e, err := p.l.entryAt(b, off)
 		if err != nil {
 			return err
 		}
@@ -205,16 +202,16 @@ func (p *Parsed) entries() error {
 
 // entryAt checks the entry at off, its matches and its target, and
 // locates them.
-func entryAt(b []byte, off int) (Entry, error) {
-	if off%8 != 0 || off+entrySize > len(b) {
+func (l *layout) entryAt(b []byte, off int) (Entry, error) {
+	if off%8 != 0 || off+l.entrySize > len(b) {
 		return Entry{}, fmt.Errorf("%w: entry at %d runs past the table (%d bytes)", ErrMalformed, off, len(b))
 	}
-	tOff := int(binary.NativeEndian.Uint16(b[off+offTargetOff:]))
-	next := int(binary.NativeEndian.Uint16(b[off+offNextOff:]))
-	if tOff < entrySize || tOff+xtHeaderSize > next || off+next > len(b) || next%8 != 0 {
+	tOff := int(binary.NativeEndian.Uint16(b[off+l.targetOff:]))
+	next := int(binary.NativeEndian.Uint16(b[off+l.nextOff:]))
+	if tOff < l.entrySize || tOff+xtHeaderSize > next || off+next > len(b) || next%8 != 0 {
 		return Entry{}, fmt.Errorf("%w: entry at %d: target offset %d, next offset %d", ErrMalformed, off, tOff, next)
 	}
-	for m := off + entrySize; m < off+tOff; {
+	for m := off + l.entrySize; m < off+tOff; {
 		size, err := extensionSize(b, m, off+tOff)
 		if err != nil {
 			return Entry{}, fmt.Errorf("entry at %d: match: %w", off, err)
@@ -377,14 +374,14 @@ func (p *Parsed) JumpChain(i int) int {
 // an error.
 func (t *Table) RulesDigest() ([32]byte, error) {
 	h := sha256.New()
-	b := t.Entries
+	b, l := t.Entries, t.Family.layout()
 	for off := 0; off < len(b); {
-		e, err := entryAt(b, off)
+		e, err := l.entryAt(b, off)
 		if err != nil {
 			return [32]byte{}, err
 		}
-		h.Write(b[off : off+offCounters])
-		h.Write(b[off+offCounters+16 : e.Next])
+		h.Write(b[off : off+l.counters])
+		h.Write(b[off+l.counters+16 : e.Next])
 		off = int(e.Next)
 	}
 	var sum [32]byte
@@ -399,10 +396,11 @@ func (p *Parsed) SameRules(a, b []byte) bool {
 	if len(a) != len(p.Table.Entries) || len(b) != len(a) {
 		return false
 	}
+	c := p.l.counters
 	for _, e := range p.Entries {
 		off, next := int(e.Offset), int(e.Next)
-		if string(a[off:off+offCounters]) != string(b[off:off+offCounters]) ||
-			string(a[off+offCounters+16:next]) != string(b[off+offCounters+16:next]) {
+		if string(a[off:off+c]) != string(b[off:off+c]) ||
+			string(a[off+c+16:next]) != string(b[off+c+16:next]) {
 			return false
 		}
 	}

@@ -11,6 +11,8 @@
 // the few chains that hold MASQUERADE and SNAT rules and one flag set in
 // them. Everything it cannot print exactly (Rule returns ErrUnsupported)
 // is left to the iptables tools; the tests check every printed rule byte for
-// byte against iptables-legacy-save. IPv4 only, in 64-bit processes (a
-// 32-bit one gets the kernel's compat layout: Open refuses it).
+// byte against iptables-legacy-save and ip6tables-legacy-save. Both
+// families (Family: ip_tables and ip6_tables, whose entries differ only in
+// their IP part), in 64-bit processes (a 32-bit one gets the kernel's
+// compat layout: Open refuses it).
 package xtables

@@ -10,13 +10,17 @@ import (
 )
 
 // tableFrom decodes a test table: the 84 bytes of struct ipt_getinfo, then
-// the entries (testdata/*.bin are real tables written that way).
-func tableFrom(data []byte) *Table {
+// the entries (testdata/*.bin are real tables written that way), of the
+// IPv4 layout.
+func tableFrom(data []byte) *Table { return tableOf(data, IPv4) }
+
+// tableOf is tableFrom for a table of family f.
+func tableOf(data []byte, f Family) *Table {
 	if len(data) < getInfoLen {
 		return nil
 	}
 	ne := binary.NativeEndian
-	t := &Table{Info: Info{Name: cString(data[:32]), ValidHooks: ne.Uint32(data[32:])}, Entries: data[getInfoLen:]}
+	t := &Table{Info: Info{Name: cString(data[:32]), ValidHooks: ne.Uint32(data[32:])}, Family: f, Entries: data[getInfoLen:]}
 	for h := 0; h < 5; h++ {
 		t.HookEntry[h], t.Underflow[h] = ne.Uint32(data[36+4*h:]), ne.Uint32(data[56+4*h:])
 	}
@@ -65,6 +69,51 @@ func TestParseRecorded(t *testing.T) {
 	}
 }
 
+// TestParseRecorded6 reads an IPv6 nat table recorded from the kernel
+// (testdata/shapes6.rules loaded by ip6tables-legacy-restore) without
+// root, in the IPv6 layout: its chains and a few rules as
+// ip6tables-legacy-save printed them; read in the IPv4 layout it is
+// malformed.
+func TestParseRecorded6(t *testing.T) {
+	data, err := os.ReadFile("testdata/shapes6.nat.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse(tableFrom(data)); !errors.Is(err, ErrMalformed) {
+		t.Errorf("an IPv6 table read as IPv4: %v, want ErrMalformed", err)
+	}
+	p, err := Parse(tableOf(data, IPv6))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chains []string
+	for _, c := range p.Chains {
+		chains = append(chains, c.Name+":"+c.Policy)
+	}
+	if got := strings.Join(chains, " "); got != "PREROUTING:ACCEPT INPUT:ACCEPT OUTPUT:ACCEPT POSTROUTING:ACCEPT GOTO-ME: SETS: SVC: USER:" {
+		t.Errorf("chains %s", got)
+	}
+	for _, c := range []struct {
+		chain string
+		k     int
+		want  string
+	}{
+		{"INPUT", 0, "-A INPUT -s 2001::/ffff:0:ffff:: -j ACCEPT"},
+		{"INPUT", 5, "-A INPUT -s ::10.0.0.1/128 -d ::ffff:10.0.0.2/128 -j ACCEPT"},
+		{"POSTROUTING", 3, "-A POSTROUTING ! -s fd00::/8 ! -d ff00::/8 ! -o lo -j MASQUERADE"},
+		{"POSTROUTING", 10, "-A POSTROUTING -s fd07::/64 -p udp -j SNAT --to-source [2001:db8::1]:2000-3000 --random-fully --persistent"},
+		{"SVC", 5, "-A SVC -j DNAT --to-destination fd00:244::3"},
+	} {
+		if got, err := p.Rule(p.Chain(c.chain).Rules[c.k], c.chain); err != nil || got != c.want {
+			t.Errorf("rule %d of %s: %q, %v; want %q", c.k+1, c.chain, got, err, c.want)
+		}
+	}
+	post := p.Chain("POSTROUTING")
+	if name, chain := p.JumpTarget(post.Rules[2]); name != "GOTO-ME" || !chain || !p.Goto(post.Rules[2]) {
+		t.Errorf("rule 3 of POSTROUTING goes to %q (chain %v, goto %v), want goto GOTO-ME", name, chain, p.Goto(post.Rules[2]))
+	}
+}
+
 // TestSetRecorded renders the recorded table's set matches: with the sets'
 // names (which the kernel gave when the table was recorded) exactly as
 // iptables-legacy-save printed them, without a name not at all.
@@ -74,7 +123,7 @@ func TestSetRecorded(t *testing.T) {
 		t.Fatal(err)
 	}
 	tab := tableFrom(data)
-	if got := fmt.Sprint(setIndexes(tab.Entries)); got != "[0 1 2]" {
+	if got := fmt.Sprint(tab.Family.layout().setIndexes(tab.Entries)); got != "[0 1 2]" {
 		t.Errorf("set indexes %s, want [0 1 2]", got)
 	}
 	p, err := Parse(tab)
@@ -107,32 +156,41 @@ func TestSetRecorded(t *testing.T) {
 	}
 }
 
-// FuzzParse feeds RulesDigest, setIndexes, Parse, Rule (set matches named), JumpTarget and SetRandomFully arbitrary
-// tables: they may refuse one, never panic or read out of bounds.
+// FuzzParse feeds RulesDigest, setIndexes, Parse, Rule (set matches
+// named), JumpTarget and SetRandomFully arbitrary tables, in both
+// families' layouts: they may refuse one, never panic or read out of
+// bounds.
 func FuzzParse(f *testing.F) {
-	if data, err := os.ReadFile("testdata/shapes.nat.bin"); err == nil {
-		f.Add(data)
+	for _, name := range []string{"testdata/shapes.nat.bin", "testdata/shapes6.nat.bin"} {
+		if data, err := os.ReadFile(name); err == nil {
+			f.Add(data)
+		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		tab := tableFrom(data)
-		if tab == nil {
-			return
-		}
-		tab.RulesDigest()
-		tab.SetNames = map[uint16]string{}
-		for _, i := range setIndexes(tab.Entries) {
-			tab.SetNames[i] = "s"
-		}
-		p, err := Parse(tab)
-		if err != nil {
-			return
-		}
-		for _, c := range p.Chains {
-			for _, i := range c.Rules {
-				p.Rule(i, c.Name)
-				p.JumpTarget(i)
-				p.SetRandomFully(append([]byte(nil), tab.Entries...), []int{i}, i%2 == 0)
-			}
-		}
+		fuzzTable(tableOf(data, IPv4))
+		fuzzTable(tableOf(data, IPv6))
 	})
+}
+
+// fuzzTable runs FuzzParse's calls on one table.
+func fuzzTable(tab *Table) {
+	if tab == nil {
+		return
+	}
+	tab.RulesDigest()
+	tab.SetNames = map[uint16]string{}
+	for _, i := range tab.Family.layout().setIndexes(tab.Entries) {
+		tab.SetNames[i] = "s"
+	}
+	p, err := Parse(tab)
+	if err != nil {
+		return
+	}
+	for _, c := range p.Chains {
+		for _, i := range c.Rules {
+			p.Rule(i, c.Name)
+			p.JumpTarget(i)
+			p.SetRandomFully(append([]byte(nil), tab.Entries...), []int{i}, i%2 == 0)
+		}
+	}
 }

@@ -18,7 +18,9 @@ import (
 	"github.com/snatrace/snatrace/netns"
 )
 
-// The legacy iptables socket options (linux/netfilter_ipv4/ip_tables.h).
+// The legacy iptables socket options (linux/netfilter_ipv4/ip_tables.h;
+// ip6tables' have the same numbers and structures, on an IPv6 socket at
+// level SOL_IPV6).
 const (
 	soSetReplace     = 64 // IPT_SO_SET_REPLACE
 	soSetAddCounters = 65 // IPT_SO_SET_ADD_COUNTERS
@@ -26,7 +28,7 @@ const (
 	soGetEntries     = 65 // IPT_SO_GET_ENTRIES
 
 	tableNameLen     = 32 // XT_TABLE_MAXNAMELEN
-	getInfoSize      = 84 // struct ipt_getinfo
+	getInfoSize      = 84 // struct ipt_getinfo, ip6t_getinfo
 	getEntriesHeader = 40 // struct ipt_get_entries, up to entrytable
 	replaceHeader    = 96 // struct ipt_replace, up to entries
 	countersHeader   = 40 // struct xt_counters_info, up to counters
@@ -46,22 +48,28 @@ var ErrChanged = errors.New("the table changed since it was read")
 var ErrCountersLost = errors.New("the table was replaced, but its counters could not be carried over")
 
 // HasTable reports whether ns (nil: the caller's namespace) has the named
-// IPv4 table, from the names the kernel lists (what iptables-legacy-save
-// reads): asking the socket for a table that does not exist creates it.
-func HasTable(ns *netns.NS, name string) (bool, error) {
-	names, err := Tables(ns)
+// table of family f, from the names the kernel lists (what
+// iptables-legacy-save reads): asking the socket for a table that does not
+// exist creates it.
+func HasTable(ns *netns.NS, f Family, name string) (bool, error) {
+	names, err := Tables(ns, f)
 	return slices.Contains(names, name), err
 }
 
-// Tables lists the IPv4 tables ns (nil: the caller's namespace) has, as
-// the kernel lists them; none when ip_tables is not loaded.
-func Tables(ns *netns.NS) ([]string, error) {
+// Tables lists the tables of family f that ns (nil: the caller's
+// namespace) has, as the kernel lists them; none when ip_tables
+// (ip6_tables) is not loaded.
+func Tables(ns *netns.NS, f Family) ([]string, error) {
+	file := "/proc/thread-self/net/ip_tables_names"
+	if f == IPv6 {
+		file = "/proc/thread-self/net/ip6_tables_names"
+	}
 	var names []byte
 	err := ns.Do(func() error {
 		var err error
-		names, err = os.ReadFile("/proc/thread-self/net/ip_tables_names")
+		names, err = os.ReadFile(file)
 		if os.IsNotExist(err) {
-			return nil // ip_tables is not loaded: no table at all
+			return nil // the module is not loaded: no table at all
 		}
 		return err
 	})
@@ -71,17 +79,17 @@ func Tables(ns *netns.NS) ([]string, error) {
 	return strings.Fields(string(names)), nil
 }
 
-// ReadTable returns a snapshot of ns's named table, read through a socket
-// of its own; ErrNoTable when the namespace has no such table (it is not
-// asked for: asking would create it).
-func ReadTable(ns *netns.NS, name string) (*Table, error) {
-	if ok, err := HasTable(ns, name); err != nil || !ok {
+// ReadTable returns a snapshot of ns's named table of family f, read
+// through a socket of its own; ErrNoTable when the namespace has no such
+// table (it is not asked for: asking would create it).
+func ReadTable(ns *netns.NS, f Family, name string) (*Table, error) {
+	if ok, err := HasTable(ns, f, name); err != nil || !ok {
 		if err == nil {
-			err = fmt.Errorf("%w %s", ErrNoTable, name)
+			err = fmt.Errorf("%w %s (%s)", ErrNoTable, name, f)
 		}
 		return nil, err
 	}
-	s, err := Open(ns)
+	s, err := Open(ns, f)
 	if err != nil {
 		return nil, err
 	}
@@ -89,31 +97,46 @@ func ReadTable(ns *netns.NS, name string) (*Table, error) {
 	return s.Get(name)
 }
 
-// Socket reaches one network namespace's iptables-legacy tables through a
-// raw IPv4 socket, as libiptc does. It needs CAP_NET_ADMIN (and CAP_NET_RAW
-// for the socket) in that namespace.
-type Socket struct{ fd int }
+// Socket reaches one network namespace's iptables-legacy tables of one
+// family through a raw socket of that family, as libiptc does. It needs
+// CAP_NET_ADMIN (and CAP_NET_RAW for the socket) in that namespace.
+type Socket struct {
+	fd int
+	f  Family
+	ns *netns.NS // for the IPv4 socket an IPv6 table's set names are asked on
+}
 
 // ErrCompat is returned by Open in a 32-bit process: the kernel hands such
 // a process the compat layout of the tables (4-byte aligned), which this
 // package does not read.
 var ErrCompat = errors.New("the iptables-legacy kernel interface needs a 64-bit process")
 
-// Open opens a Socket in ns (nil: the caller's namespace).
-func Open(ns *netns.NS) (*Socket, error) {
+// Open opens a Socket for the tables of family f in ns (nil: the caller's
+// namespace).
+func Open(ns *netns.NS, f Family) (*Socket, error) {
 	if unsafe.Sizeof(uintptr(0)) != 8 {
 		return nil, ErrCompat
 	}
-	s := &Socket{fd: -1}
+	fd, err := rawSocket(ns, f)
+	if err != nil {
+		return nil, fmt.Errorf("opening the %s socket: %w", f.Tool(), err)
+	}
+	return &Socket{fd: fd, f: f, ns: ns}, nil
+}
+
+// rawSocket opens a raw socket of family f in ns.
+func rawSocket(ns *netns.NS, f Family) (int, error) {
+	domain := unix.AF_INET
+	if f == IPv6 {
+		domain = unix.AF_INET6
+	}
+	fd := -1
 	err := ns.Do(func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
-		s.fd = fd
+		var err error
+		fd, err = unix.Socket(domain, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("opening the iptables-legacy socket: %w", err)
-	}
-	return s, nil
+	return fd, err
 }
 
 // Close closes the socket.
@@ -141,9 +164,9 @@ func (s *Socket) get(name string) (*Table, error) {
 		if errors.Is(err, unix.ENOENT) {
 			return nil, fmt.Errorf("%w %s", ErrNoTable, name)
 		}
-		return nil, fmt.Errorf("reading iptables-legacy table %s (IPT_SO_GET_INFO): %w", name, err)
+		return nil, fmt.Errorf("reading %s table %s (%s_SO_GET_INFO): %w", s.f.Tool(), name, s.f.layout().opt, err)
 	}
-	t := &Table{Info: Info{Name: name}}
+	t := &Table{Info: Info{Name: name}, Family: s.f}
 	ne := binary.NativeEndian
 	t.ValidHooks = ne.Uint32(info[32:])
 	for h := 0; h < 5; h++ {
@@ -158,10 +181,10 @@ func (s *Socket) get(name string) (*Table, error) {
 	copy(buf, name)
 	ne.PutUint32(buf[32:], t.Size)
 	if err := s.getsockopt(soGetEntries, buf); err != nil {
-		return nil, fmt.Errorf("reading iptables-legacy table %s (IPT_SO_GET_ENTRIES): %w", name, err)
+		return nil, fmt.Errorf("reading %s table %s (%s): %w", s.f.Tool(), name, s.f.GetEntries(), err)
 	}
 	t.Entries = buf[getEntriesHeader:]
-	t.SetNames = s.setNames(setIndexes(t.Entries))
+	t.SetNames = s.setNames(s.f.layout().setIndexes(t.Entries))
 	return t, nil
 }
 
@@ -175,17 +198,27 @@ const (
 )
 
 // setNames asks the ipset module for the names of the sets with the given
-// indexes, as libxt_set's get_set_byid does. Whatever it cannot learn
-// (no ipset module, no permission, an index naming no set) is left out,
-// and the rules naming it go to iptables-legacy-save instead.
+// indexes, as libxt_set's get_set_byid does: on an IPv4 socket, the only
+// family ipset answers on. Whatever it cannot learn (no ipset module, no
+// permission, an index naming no set) is left out, and the rules naming it
+// go to iptables-legacy-save instead.
 func (s *Socket) setNames(indexes []uint16) map[uint16]string {
 	if len(indexes) == 0 {
 		return nil
 	}
+	v4 := s
+	if s.f != IPv4 {
+		fd, err := rawSocket(s.ns, IPv4)
+		if err != nil {
+			return nil
+		}
+		defer unix.Close(fd)
+		v4 = &Socket{fd: fd, f: IPv4}
+	}
 	ne := binary.NativeEndian
 	ver := make([]byte, 8)
 	ne.PutUint32(ver, ipsetOpVersion)
-	if s.getsockopt(soIPSet, ver) != nil {
+	if v4.getsockopt(soIPSet, ver) != nil {
 		return nil
 	}
 	names := make(map[uint16]string, len(indexes))
@@ -195,7 +228,7 @@ func (s *Socket) setNames(indexes []uint16) map[uint16]string {
 		ne.PutUint32(req, ipsetOpGetIndex)
 		copy(req[4:8], ver[4:8])
 		ne.PutUint16(req[8:], i)
-		if s.getsockopt(soIPSet, req) == nil && req[8] != 0 {
+		if v4.getsockopt(soIPSet, req) == nil && req[8] != 0 {
 			names[i] = cString(req[8:])
 		}
 	}
@@ -227,6 +260,9 @@ func (s *Socket) Commit(t *Table, edit func(entries []byte) error) error {
 
 // commit sends repl, whose entries are a copy of t's, after edit.
 func (s *Socket) commit(t *Table, repl []byte, edit func(entries []byte) error) error {
+	if t.Family != s.f {
+		return fmt.Errorf("xtables: an %s table committed through an %s socket", t.Family, s.f)
+	}
 	entries := repl[replaceHeader:]
 	if err := edit(entries); err != nil {
 		return err
@@ -250,14 +286,14 @@ func (s *Socket) commit(t *Table, repl []byte, edit func(entries []byte) error) 
 		err = fmt.Errorf("%w: %w", ErrChanged, err)
 	}
 	if err != nil {
-		return fmt.Errorf("replacing iptables-legacy table %s (IPT_SO_SET_REPLACE): %w", t.Name, err)
+		return fmt.Errorf("replacing %s table %s (%s_SO_SET_REPLACE): %w", s.f.Tool(), t.Name, s.f.layout().opt, err)
 	}
 	add := make([]byte, countersHeader+len(counters))
 	copy(add, t.Name)
 	ne.PutUint32(add[32:], uint32(n))
 	copy(add[countersHeader:], counters)
 	if err := s.setsockopt(soSetAddCounters, add); err != nil {
-		return fmt.Errorf("%w: iptables-legacy table %s (IPT_SO_SET_ADD_COUNTERS): %w", ErrCountersLost, t.Name, err)
+		return fmt.Errorf("%w: %s table %s (%s_SO_SET_ADD_COUNTERS): %w", ErrCountersLost, s.f.Tool(), t.Name, s.f.layout().opt, err)
 	}
 	return nil
 }
@@ -272,9 +308,17 @@ func bigBuffer(n int) []byte {
 	return b
 }
 
+// level is the socket options' level: SOL_IP, or SOL_IPV6 for ip6tables.
+func (s *Socket) level() int {
+	if s.f == IPv6 {
+		return unix.SOL_IPV6
+	}
+	return unix.SOL_IP
+}
+
 func (s *Socket) getsockopt(opt int, buf []byte) error {
 	l := uint32(len(buf))
-	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(s.fd), unix.SOL_IP, uintptr(opt),
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(s.fd), uintptr(s.level()), uintptr(opt),
 		uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&l)), 0)
 	if errno != 0 {
 		return errno
@@ -283,7 +327,7 @@ func (s *Socket) getsockopt(opt int, buf []byte) error {
 }
 
 func (s *Socket) setsockopt(opt int, buf []byte) error {
-	_, _, errno := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(s.fd), unix.SOL_IP, uintptr(opt),
+	_, _, errno := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(s.fd), uintptr(s.level()), uintptr(opt),
 		uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0)
 	if errno != 0 {
 		return errno

@@ -45,6 +45,10 @@ func (p *Parsed) Rule(i int, chain string) (string, error) {
 func (p *Parsed) WriteRule(b *bytes.Buffer, i int, chain string) error {
 	b.WriteString("-A ")
 	b.WriteString(chain)
+	writeIP := writeIP4
+	if p.Table.Family == IPv6 {
+		writeIP = writeIP6
+	}
 	if err := writeIP(b, p.IP(i)); err != nil {
 		return err
 	}
@@ -75,20 +79,16 @@ func (p *Parsed) writeMatch(b *bytes.Buffer, m Extension) error {
 	return nil
 }
 
-// writeIP prints the ipt_ip part: addresses, interfaces, protocol,
+// writeIP4 prints the ipt_ip part: addresses, interfaces, protocol,
 // fragments.
-func writeIP(b *bytes.Buffer, ip []byte) error {
+func writeIP4(b *bytes.Buffer, ip []byte) error {
 	inv := ip[83]
 	writeAddr(b, 's', ip[0:4], ip[8:12], inv&0x08 != 0)
 	writeAddr(b, 'd', ip[4:8], ip[12:16], inv&0x10 != 0)
 	writeIface(b, 'i', ip[16:32], ip[48:64], inv&0x01 != 0)
 	writeIface(b, 'o', ip[32:48], ip[64:80], inv&0x02 != 0)
-	if proto := binary.NativeEndian.Uint16(ip[80:]); proto != 0 {
-		name, ok := protoNames[proto]
-		if !ok {
-			return fmt.Errorf("protocol %d: %w", proto, ErrUnsupported)
-		}
-		b.WriteString(not(inv&0x40 != 0) + " -p " + name)
+	if err := writeProto(b, binary.NativeEndian.Uint16(ip[80:]), inv&0x40 != 0); err != nil {
+		return err
 	}
 	if ip[82]&0x01 != 0 {
 		b.WriteString(not(inv&0x20 != 0) + " -f")
@@ -274,6 +274,11 @@ func (p *Parsed) writeTarget(b *bytes.Buffer, i int) error {
 		// itself never writes that.
 		return fmt.Errorf("goto to target %s: %w", t.Name, ErrUnsupported)
 	}
+	if p.Table.Family == IPv6 {
+		if ok, err := writeTarget6(b, t); ok {
+			return err
+		}
+	}
 	switch {
 	case t.Name == standardTarget:
 		name, _ := p.JumpTarget(i)
@@ -386,31 +391,46 @@ func writeRandom(b *bytes.Buffer, flags uint32) {
 // range of each entry of rules in entries, a copy of p's entry table
 // (Socket.Replace hands one out): the change `--random-fully` makes, or a
 // rollback undoes, in place, so that every entry keeps its size and
-// offset. Each entry must be a revision-0 MASQUERADE or SNAT target with
-// one range (what iptables writes); otherwise nothing is changed and the
-// error wraps ErrUnsupported.
+// offset. Each entry must be a MASQUERADE or SNAT target of the revision
+// iptables writes (IPv4: revision 0 with one range; IPv6: MASQUERADE 0,
+// SNAT 1); otherwise nothing is changed and the error wraps ErrUnsupported.
 func (p *Parsed) SetRandomFully(entries []byte, rules []int, on bool) error {
 	if len(entries) != len(p.Table.Entries) {
 		return fmt.Errorf("an entry table of %d bytes, not a copy of this one (%d)", len(entries), len(p.Table.Entries))
 	}
-	for _, i := range rules {
-		t := p.Target(i)
-		if (t.Name != "MASQUERADE" && t.Name != "SNAT") || t.Revision != 0 || len(t.Data) < natRangeSize {
-			return fmt.Errorf("entry %d: target %s revision %d is not a NAT range: %w", i, t.Name, t.Revision, ErrUnsupported)
-		}
-		if _, err := decodeRange(t.Data); err != nil {
+	at := make([]int, len(rules))
+	for k, i := range rules {
+		off, err := p.rangeFlags(i)
+		if err != nil {
 			return fmt.Errorf("entry %d: %w", i, err)
 		}
+		at[k] = off
 	}
-	for _, i := range rules {
-		flags := entries[int(p.Entries[i].TargetOff)+xtHeaderSize+4:]
-		v := binary.NativeEndian.Uint32(flags) &^ natRandomFully
+	for _, off := range at {
+		v := binary.NativeEndian.Uint32(entries[off:]) &^ natRandomFully
 		if on {
 			v |= natRandomFully
 		}
-		binary.NativeEndian.PutUint32(flags, v)
+		binary.NativeEndian.PutUint32(entries[off:], v)
 	}
 	return nil
+}
+
+// rangeFlags returns the offset in the entry table of the NAT range flags
+// of entry i's MASQUERADE or SNAT target.
+func (p *Parsed) rangeFlags(i int) (int, error) {
+	t := p.Target(i)
+	data := int(p.Entries[i].TargetOff) + xtHeaderSize
+	switch {
+	case p.Table.Family == IPv6 && (t.Name == "MASQUERADE" && t.Revision == 0 || t.Name == "SNAT" && t.Revision == 1) && len(t.Data) >= natRange6Size:
+		return data, nil // nf_nat_range.flags
+	case p.Table.Family == IPv4 && (t.Name == "MASQUERADE" || t.Name == "SNAT") && t.Revision == 0 && len(t.Data) >= natRangeSize:
+		if _, err := decodeRange(t.Data); err != nil {
+			return 0, err
+		}
+		return data + 4, nil // after rangesize: range[0].flags
+	}
+	return 0, fmt.Errorf("target %s revision %d is not a NAT range: %w", t.Name, t.Revision, ErrUnsupported)
 }
 
 // Comment returns the text of a comment match.

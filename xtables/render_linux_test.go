@@ -38,10 +38,17 @@ func parseSaved(t *testing.T, dump string) saved {
 	return s
 }
 
-// readTable reads ns's nat table through a Socket, which it returns open.
+// readTable reads ns's IPv4 nat table through a Socket, which it returns
+// open.
 func readTable(t *testing.T, ns *netns.NS) (*Socket, *Table, *Parsed) {
+	return readTableOf(t, ns, IPv4)
+}
+
+// readTableOf reads ns's nat table of family f through a Socket, which it
+// returns open.
+func readTableOf(t *testing.T, ns *netns.NS, f Family) (*Socket, *Table, *Parsed) {
 	t.Helper()
-	s, err := Open(ns)
+	s, err := Open(ns, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,14 +64,20 @@ func readTable(t *testing.T, ns *netns.NS) (*Socket, *Table, *Parsed) {
 	return s, tab, p
 }
 
-// compareWithSave reads ns's nat table through the kernel interface and
-// checks it against iptables-legacy-save: the same chains, policies and
+// compareWithSave reads ns's IPv4 nat table through the kernel interface
+// and checks it against iptables-legacy-save: the same chains, policies and
 // rule counts, and every rule Rule renders equal to save's line. It returns
 // the rendered and the refused rules.
 func compareWithSave(t *testing.T, ns *netns.NS) (rendered, refused []string) {
+	return compareFamilyWithSave(t, ns, IPv4)
+}
+
+// compareFamilyWithSave is compareWithSave for the nat table of family f,
+// against its save tool.
+func compareFamilyWithSave(t *testing.T, ns *netns.NS, f Family) (rendered, refused []string) {
 	t.Helper()
-	want := parseSaved(t, netnstest.Run(t, ns, "", "iptables-legacy-save", "-t", "nat"))
-	_, _, p := readTable(t, ns)
+	want := parseSaved(t, netnstest.Run(t, ns, "", f.Tool()+"-save", "-t", "nat"))
+	_, _, p := readTableOf(t, ns, f)
 	if len(p.Chains) != len(want.rules) {
 		t.Errorf("%d chains, iptables-legacy-save has %d", len(p.Chains), len(want.rules))
 	}
@@ -109,6 +122,28 @@ func TestRuleAgainstSave(t *testing.T) {
 	}
 	if len(rendered) != 56 {
 		t.Errorf("rendered %d rules, want 56:\n%s", len(rendered), strings.Join(rendered, "\n"))
+	}
+}
+
+// TestRule6AgainstSave is TestRuleAgainstSave for ip6tables-legacy: the
+// IPv6 address part (prefixes, non-prefix masks, inet_ntop's IPv4 forms)
+// and the IPv6 NAT targets (MASQUERADE and REDIRECT revision 0, SNAT 1,
+// DNAT 2 on nf_nat_range, bracketed addresses) against
+// ip6tables-legacy-save.
+func TestRule6AgainstSave(t *testing.T) {
+	ns := netnstest.WithRules(t, "xt6", "testdata/shapes6.rules", "ip6tables-legacy-restore")
+	rendered, refused := compareFamilyWithSave(t, ns, IPv6)
+	wantRefused := []string{
+		"-A PREROUTING -p tcp -m tcp --tcp-flags SYN,ACK SYN -j ACCEPT",
+		"-A INPUT -p gre -j ACCEPT",
+		"-A POSTROUTING -p tcp -m multiport --dports 80,443 -j MASQUERADE",
+		"-A POSTROUTING -m conntrack --ctstate DNAT -j MASQUERADE",
+	}
+	if strings.Join(refused, "\n") != strings.Join(wantRefused, "\n") {
+		t.Errorf("refused\n%s\nwant\n%s", strings.Join(refused, "\n"), strings.Join(wantRefused, "\n"))
+	}
+	if len(rendered) != 42 {
+		t.Errorf("rendered %d rules, want 42:\n%s", len(rendered), strings.Join(rendered, "\n"))
 	}
 }
 
@@ -227,15 +262,49 @@ func stripDate(dump string) string {
 // for it would).
 func TestReadTableAbsent(t *testing.T) {
 	ns := netnstest.New(t, "xtnone")
-	if _, err := ReadTable(ns, "nat"); !errors.Is(err, ErrNoTable) {
+	if _, err := ReadTable(ns, IPv4, "nat"); !errors.Is(err, ErrNoTable) {
 		t.Fatalf("ReadTable of a namespace without the table: %v, want ErrNoTable", err)
 	}
-	if ok, err := HasTable(ns, "nat"); err != nil || ok {
+	if ok, err := HasTable(ns, IPv4, "nat"); err != nil || ok {
 		t.Errorf("after the read the table exists: %v %v", ok, err)
 	}
 	netnstest.Run(t, ns, "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j MASQUERADE\nCOMMIT\n", "iptables-legacy-restore")
-	tab, err := ReadTable(ns, "nat")
+	tab, err := ReadTable(ns, IPv4, "nat")
 	if err != nil || tab.NumEntries == 0 {
 		t.Fatalf("ReadTable once the table exists: %v", err)
+	}
+}
+
+// TestReplaceRandomFully6 commits fully-random on an IPv6 MASQUERADE
+// (revision 0) and SNAT (revision 1) rule through an IPv6 socket and
+// checks with the real ip6tables-legacy-save -c that exactly those two
+// lines gained --random-fully, every other line and counter unchanged.
+func TestReplaceRandomFully6(t *testing.T) {
+	ns := netnstest.WithRules(t, "xt6r", "testdata/shapes6.rules", "ip6tables-legacy-restore")
+	before := stripDate(netnstest.Run(t, ns, "", "ip6tables-legacy-save", "-c", "-t", "nat"))
+	s, tab, p := readTableOf(t, ns, IPv6)
+	post := p.Chain("POSTROUTING")
+	idx := []int{post.Rules[3], post.Rules[8]} // ! -s fd00::/8 … MASQUERADE; SNAT 2001:db8::1
+	if err := s.Replace(tab, func(e []byte) error { return p.SetRandomFully(e, []int{post.Rules[1]}, true) }); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("a MARK target: %v, want ErrUnsupported", err)
+	}
+	if err := s.Replace(tab, func(e []byte) error { return p.SetRandomFully(e, idx, true) }); err != nil {
+		t.Fatal(err)
+	}
+	after := stripDate(netnstest.Run(t, ns, "", "ip6tables-legacy-save", "-c", "-t", "nat"))
+	want := strings.NewReplacer(
+		"! -o lo -j MASQUERADE\n", "! -o lo -j MASQUERADE --random-fully\n",
+		"-j SNAT --to-source 2001:db8::1\n", "-j SNAT --to-source 2001:db8::1 --random-fully\n",
+	).Replace(before)
+	if want == before || after != want {
+		t.Errorf("after the commit:\n%s\nwant:\n%s", after, want)
+	}
+	v4, err := Open(ns, IPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v4.Close()
+	if err := v4.Replace(tab, func([]byte) error { return nil }); err == nil || !strings.Contains(err.Error(), "IPv6 table committed through an IPv4 socket") {
+		t.Errorf("an IPv6 table through an IPv4 socket: %v", err)
 	}
 }

@@ -72,26 +72,41 @@ func decodeRange2(d []byte) (natRange, error) {
 		minPort: be.Uint16(d[36:]), maxPort: be.Uint16(d[38:]), basePort: be.Uint16(d[40:])}, nil
 }
 
-// natRangeKnown are the range flags writeNATRange prints: fully-random
-// (which iptables does not write on DNAT or REDIRECT, and which save
-// versions print differently) and any other flag send the rule to the
-// save tool.
-const natRangeKnown = natMapIPs | natProtoSpecified | natRandom | natPersistent | natProtoOffset
+// natRangeKnown are the range flags writeNATRange prints; any other sends
+// the rule to the save tool.
+const natRangeKnown = natMapIPs | natProtoSpecified | natRandom | natRandomFully | natPersistent | natProtoOffset
 
-// writeNATRange prints a DNAT or REDIRECT range as libxt_DNAT's
-// __NAT_print does: opt and "ADDR[-ADDR][:PORT[-PORT[/BASE]]]" when the
-// range maps anything (REDIRECT drops the colon before a bare port), then
-// --random and --persistent. Flags outside natRangeKnown are
-// ErrUnsupported.
-func writeNATRange(b *bytes.Buffer, opt string, r natRange, skipColon bool) error {
-	if r.flags&^natRangeKnown != 0 {
+// natPrint is how libxt_NAT's __NAT_print prints one target's range.
+type natPrint struct {
+	opt       string // "--to-destination "
+	skipColon bool   // REDIRECT, MASQUERADE: a bare port range has no colon
+	v6        bool   // an IPv6 range: addresses in brackets when ports follow
+	// fully lets --random-fully through: save versions print it
+	// differently on IPv4's DNAT and REDIRECT, where iptables does not
+	// write it.
+	fully bool
+}
+
+// writeNATRange prints a range as libxt_NAT's __NAT_print does: p.opt and
+// "ADDR[-ADDR][:PORT[-PORT[/BASE]]]" when the range maps anything, then
+// --random, --random-fully and --persistent. Flags outside natRangeKnown
+// are ErrUnsupported.
+func writeNATRange(b *bytes.Buffer, p natPrint, r natRange) error {
+	known := uint32(natRangeKnown)
+	if !p.fully {
+		known &^= natRandomFully
+	}
+	if r.flags&^known != 0 {
 		return fmt.Errorf("NAT range flags %#x: %w", r.flags, ErrUnsupported)
 	}
 	var s string
 	if r.flags&natMapIPs != 0 {
-		s = r.minIP.String()
+		s = ntop(r.minIP)
 		if r.maxIP != r.minIP {
-			s += "-" + r.maxIP.String()
+			s += "-" + ntop(r.maxIP)
+		}
+		if p.v6 && r.flags&natProtoSpecified != 0 {
+			s = "[" + s + "]"
 		}
 	}
 	if r.flags&natProtoSpecified != 0 {
@@ -100,14 +115,17 @@ func writeNATRange(b *bytes.Buffer, opt string, r natRange, skipColon bool) erro
 			s += "/" + strconv.Itoa(int(r.basePort))
 		}
 	}
-	if skipColon {
+	if p.skipColon {
 		s = strings.TrimPrefix(s, ":")
 	}
 	if s != "" {
-		b.WriteString(" " + opt + s)
+		b.WriteString(" " + p.opt + s)
 	}
 	if r.flags&natRandom != 0 {
 		b.WriteString(" --random")
+	}
+	if r.flags&natRandomFully != 0 {
+		b.WriteString(" --random-fully")
 	}
 	if r.flags&natPersistent != 0 {
 		b.WriteString(" --persistent")
@@ -123,7 +141,7 @@ func writeDNAT(b *bytes.Buffer, d []byte) error {
 		return err
 	}
 	b.WriteString(" -j DNAT")
-	return writeNATRange(b, "--to-destination ", r, false)
+	return writeNATRange(b, natPrint{opt: "--to-destination "}, r)
 }
 
 // writeRedirect prints a REDIRECT target (revision 0, one compat range).
@@ -133,5 +151,5 @@ func writeRedirect(b *bytes.Buffer, d []byte) error {
 		return err
 	}
 	b.WriteString(" -j REDIRECT")
-	return writeNATRange(b, "--to-ports ", r, true)
+	return writeNATRange(b, natPrint{opt: "--to-ports ", skipColon: true}, r)
 }

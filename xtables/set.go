@@ -27,17 +27,18 @@ const (
 	setCounterOpsDefined = 4 // IPSET_COUNTER_EQ, _NE, _LT, _GT
 )
 
-// setIndexes returns the set indexes that entries' set matches name, each
-// once. It reads only what it can: a malformed table is Parse's to report.
-func setIndexes(entries []byte) []uint16 {
+// setIndexes returns the set indexes that entries, of layout l, name in
+// their set matches, each once. It reads only what it can: a malformed
+// table is Parse's to report.
+func (l *layout) setIndexes(entries []byte) []uint16 {
 	seen := map[uint16]bool{}
 	var out []uint16
-	for off := 0; off+entrySize <= len(entries); {
-		e, err := entryAt(entries, off)
+	for off := 0; off+l.entrySize <= len(entries); {
+		e, err := l.entryAt(entries, off)
 		if err != nil {
 			break
 		}
-		for m := int(e.Offset) + entrySize; m < int(e.TargetOff); {
+		for m := int(e.Offset) + l.entrySize; m < int(e.TargetOff); {
 			x, size, _ := extensionAt(entries, m, int(e.TargetOff)) // checked by entryAt
 			if x.Name == setMatchName && x.Revision == setRevision && len(x.Data) >= setInfoSize {
 				if i := binary.NativeEndian.Uint16(x.Data); !seen[i] {

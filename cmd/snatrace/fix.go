@@ -107,7 +107,7 @@ plan has changes (plan mode), 2 usage or environment error.`,
 	f.StringVar(&o.rollback, "rollback", "", "restore the rules saved in this backup file")
 	f.StringVar(&o.planFile, "plan", "", "with --apply: apply this plan (from snatrace fix --json), refusing if the rules changed since")
 	f.StringVar(&o.nftMethod, "iptables-nft-via", string(fix.MethodNetlink), "how to change iptables-nft rules: netlink (atomic with nftables) or iptables-restore")
-	f.StringVar(&o.legacyVia, "iptables-legacy-via", "kernel", "how to read and change iptables-legacy's IPv4 nat table: kernel (its socket interface, as libiptc; the tools are the fallback) or iptables-restore (iptables-legacy-save and -restore only)")
+	f.StringVar(&o.legacyVia, "iptables-legacy-via", "kernel", "how to read and change iptables-legacy's nat tables (IPv4 and IPv6): kernel (its socket interface, as libiptc; the tools are the fallback) or iptables-restore (iptables-legacy-save and -restore only)")
 	f.BoolVar(&o.noLegacy, "no-legacy", false, "leave iptables-legacy rules alone")
 	f.BoolVar(&o.noMonitor, "no-monitor", false, "with --watch: no nftables netlink monitor, only periodic re-reads")
 	f.BoolVar(&o.jsonOut, "json", false, "print one JSON document (plan, result, rollback or watch events)")

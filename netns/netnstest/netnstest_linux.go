@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/snatrace/snatrace/netns"
 )
@@ -34,7 +35,8 @@ func Tracked(t testing.TB, tag string) *netns.NS {
 
 // LoadRules loads an iptables-restore document into ns with the named
 // restore tool, first creating the ipsets its header names
-// ("# ipsets: NAME:TYPE ..."), which rules with -m set need.
+// ("# ipsets: NAME:TYPE ...", "NAME:TYPE:inet6" for an IPv6 set), which
+// rules with -m set need.
 func LoadRules(t testing.TB, ns *netns.NS, doc, restore string) {
 	t.Helper()
 	for _, l := range strings.Split(doc, "\n") {
@@ -44,7 +46,11 @@ func LoadRules(t testing.TB, ns *netns.NS, doc, restore string) {
 		}
 		for _, set := range strings.Fields(sets) {
 			name, typ, _ := strings.Cut(set, ":")
-			if err := ns.Do(func() error { return netlink.IpsetCreate(name, typ, netlink.IpsetCreateOptions{Replace: true}) }); err != nil {
+			opts := netlink.IpsetCreateOptions{Replace: true}
+			if t, ok := strings.CutSuffix(typ, ":inet6"); ok {
+				typ, opts.Family = t, unix.AF_INET6
+			}
+			if err := ns.Do(func() error { return netlink.IpsetCreate(name, typ, opts) }); err != nil {
 				t.Fatalf("ipset %s: %v", set, err)
 			}
 		}
