@@ -27,11 +27,12 @@ const maxDNSChains = 64
 //     over netlink and rendered as nft statements (ruleset.ReadChainText);
 //   - iptables-nft: nat PREROUTING, OUTPUT and KUBE-SERVICES, raw PREROUTING
 //     and OUTPUT (iptables-nft -t TABLE -S CHAIN);
-//   - iptables-legacy: nat and raw (ruleset.LegacyTexts): the nat table the
-//     rule read already read through the kernel interface, printed (only
-//     the lines ScanDNS would look at, dnsCandidate); raw
-//     through iptables-legacy-save -t raw; or every table from the save
-//     the rule read ran (rs.TakeDumps).
+//   - iptables-legacy: nat and raw of each family (ruleset.LegacyTexts):
+//     the nat table the rule read already read through the kernel
+//     interface, printed (only the lines ScanDNS would look at,
+//     dnsCandidate); raw through iptables-legacy-save -t raw
+//     (ip6tables-legacy-save); or every table from the save the rule read
+//     ran (rs.TakeDumps).
 //
 // A tool that is missing is skipped; one that fails is a warning.
 func ScanDNSLive(ctx context.Context, ns *netns.NS, r tool.Runner, rs *ruleset.Ruleset) (*DNSPath, []string) {

@@ -177,6 +177,32 @@ func TestScanDNSLiveLegacy(t *testing.T) {
 	}
 }
 
+// TestScanDNSLiveLegacy6 is TestScanDNSLiveLegacy's printed case for
+// ip6tables-legacy: the IPv6 nat table printed from the entries the rule
+// read took, raw asked of ip6tables-legacy-save -t raw, the same rules
+// found as in the whole ip6tables-legacy-save.
+func TestScanDNSLiveLegacy6(t *testing.T) {
+	v6 := strings.NewReplacer("10.96.0.10/32", "fd00:96::a/128", "10.244.0.5:53", "[fd00:244::5]:53", "10.244.0.6:53", "[fd00:244::6]:53",
+		"169.254.20.10/32", "fd00:a9fe::a/128")
+	ns := netnstest.New(t, "dnsleg6")
+	netnstest.Run(t, ns, v6.Replace(kubeDNSLegacy+noTrackLegacy), "ip6tables-legacy-restore")
+	var want DNSPath
+	ScanDNS(&want, "save", netnstest.Run(t, ns, "", "ip6tables-legacy-save"))
+	p, _ := scanLive(t, ns, ruleset.ReadOptions{NS: ns, LegacyDirect: true})
+	if p == nil {
+		t.Fatal("nothing scanned")
+	}
+	if got, wantScanned := strings.Join(p.Scanned, ", "), ruleset.DirectSource6+" nat, ip6tables-legacy-save -t raw"; got != wantScanned {
+		t.Errorf("scanned %s, want %s", got, wantScanned)
+	}
+	if len(want.Service) != 3 || strings.Join(p.Service, "\n") != strings.Join(want.Service, "\n") {
+		t.Errorf("service rules\n%s\nthe whole save's (want 3)\n%s", strings.Join(p.Service, "\n"), strings.Join(want.Service, "\n"))
+	}
+	if len(want.NoTrack) != 1 || strings.Join(p.NoTrack, "\n") != strings.Join(want.NoTrack, "\n") {
+		t.Errorf("NOTRACK rules %q, the whole save's %q (want 1)", p.NoTrack, want.NoTrack)
+	}
+}
+
 // TestScanDNSLiveWithoutLegacyTools scans a node whose iptables-legacy
 // rules are readable only through the kernel interface (no save tool
 // installed): the nat table's DNS service rules are found, and the raw
