@@ -4,6 +4,7 @@ package audit
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -16,17 +17,6 @@ import (
 	"github.com/snatrace/snatrace/xtables"
 )
 
-// recorder runs commands and remembers them.
-type recorder struct {
-	tool.Runner
-	ran []string
-}
-
-func (r *recorder) Run(ctx context.Context, c tool.Cmd) ([]byte, error) {
-	r.ran = append(r.ran, c.String())
-	return r.Runner.Run(ctx, c)
-}
-
 // scanLive reads ns's rules as opts say and scans their DNS path as the
 // audit does, failing the test on a warning; it returns the path and the
 // commands the scan ran.
@@ -37,12 +27,12 @@ func scanLive(t *testing.T, ns *netns.NS, opts ruleset.ReadOptions) (*DNSPath, [
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &recorder{Runner: tool.Exec{NS: ns}}
+	rec := &tool.Recorder{Runner: tool.Exec{NS: ns}}
 	p, warnings := ScanDNSLive(ctx, ns, rec, rs)
 	if len(warnings) > 0 {
 		t.Errorf("warnings: %q", warnings)
 	}
-	return p, rec.ran
+	return p, rec.Ran()
 }
 
 // TestScanDNSLive finds kube-proxy's DNS service DNAT (nftables mode, its
@@ -155,6 +145,11 @@ func TestScanDNSLiveLegacy(t *testing.T) {
 			p, ran := scanLive(t, ns, ruleset.ReadOptions{NS: ns, LegacyDirect: true})
 			if p == nil {
 				t.Fatal("nothing scanned")
+			}
+			// As the audit reads: the nat table's candidate lines kept
+			// at read time, the same path found.
+			if kept, _ := scanLive(t, ns, ruleset.ReadOptions{NS: ns, LegacyDirect: true, LegacyKeep: dnsCandidate}); kept == nil || fmt.Sprint(*kept) != fmt.Sprint(*p) {
+				t.Errorf("kept at read time: %+v, want %+v", kept, *p)
 			}
 			if got := strings.Join(p.Scanned, ", "); got != strings.Join(tc.scanned, ", ") {
 				t.Errorf("scanned %s, want %s", got, strings.Join(tc.scanned, ", "))

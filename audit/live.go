@@ -43,7 +43,7 @@ var ErrPermission = errors.New("reading netfilter rules needs CAP_NET_ADMIN (run
 // cannot be read are a warning, not an error.
 func Live(ctx context.Context, o LiveOptions) (Input, error) {
 	in := Input{Kernel: o.Kernel, Iptables: o.Iptables}
-	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NS: o.NS, SkipLegacy: o.SkipLegacy, LegacyDirect: true, Chains: o.Chains})
+	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NS: o.NS, SkipLegacy: o.SkipLegacy, LegacyDirect: true, LegacyKeep: dnsCandidate, Chains: o.Chains})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return in, fmt.Errorf("%w: %w", ErrPermission, err)

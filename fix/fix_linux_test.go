@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -239,7 +238,7 @@ func TestApplyRollbackRealisticRulesets(t *testing.T) {
 				install(t, ns, r)
 			}
 			before := dumps(t, ns)
-			run := &recorder{Runner: tool.Exec{NS: ns}}
+			run := &tool.Recorder{Runner: tool.Exec{NS: ns}}
 			f := New(Config{NS: ns, Options: Options{IptablesNft: tt.method}, LegacyText: tt.legacyText, Runner: run})
 			ctx := context.Background()
 			p, err := f.Plan(ctx)
@@ -312,7 +311,7 @@ func TestApplyRollbackRealisticRulesets(t *testing.T) {
 			// changed without the save and restore tools (asked only
 			// for their version); through the tools, they run.
 			var ran []string
-			for _, c := range run.ran() {
+			for _, c := range run.Ran() {
 				if strings.Contains(c, "tables-legacy-") && !strings.HasSuffix(c, " --version") {
 					ran = append(ran, c)
 				}
@@ -323,27 +322,6 @@ func TestApplyRollbackRealisticRulesets(t *testing.T) {
 			}
 		})
 	}
-}
-
-// recorder runs commands through Runner and records them.
-type recorder struct {
-	tool.Runner
-	mu   sync.Mutex
-	cmds []string
-}
-
-func (r *recorder) Run(ctx context.Context, c tool.Cmd) ([]byte, error) {
-	r.mu.Lock()
-	r.cmds = append(r.cmds, c.String())
-	r.mu.Unlock()
-	return r.Runner.Run(ctx, c)
-}
-
-// ran returns the commands run so far.
-func (r *recorder) ran() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.cmds)
 }
 
 func TestStalePlanRefused(t *testing.T) {

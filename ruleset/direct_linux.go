@@ -88,8 +88,22 @@ func readDirect(ns *netns.NS, fam Family) (*Ruleset, error) {
 		}
 	}
 	rs.Jumps = directJumps(rs.Jumps, fam, p, rendered, keep)
-	rs.dumps = []Dump{{Tool: directSource(fam), Direct: p}}
+	rs.dumps = []Dump{{Tool: directSource(fam), Direct: p, Family: fam}}
 	return rs, nil
+}
+
+// keepText replaces a nat table dump of rs read directly with the lines of
+// it keep accepts (ReadOptions.LegacyKeep), letting go of its entries; a
+// table it cannot print whole stays as it is.
+func keepText(rs *Ruleset, keep func(string) bool) {
+	for i, d := range rs.dumps {
+		if d.Direct == nil || keep == nil {
+			continue
+		}
+		if text, err := directTableText(d.Direct, keep); err == nil {
+			rs.dumps[i] = Dump{Tool: directSource(d.Family) + " nat", Text: text, Family: d.Family, natText: true}
+		}
+	}
 }
 
 // errNoNat is readDirect's answer for a namespace whose legacy tables of
@@ -228,7 +242,9 @@ func directComment(p *xtables.Parsed, i int) string {
 // kernel interface (d.Direct) the nat table is printed from the entries
 // already read — only the rule lines keep accepts (nil: all), under its
 // "*nat" line: a scan that looks for a few words need not hold the 15 MB
-// of a kube-proxy table — and every other table is asked of
+// of a kube-proxy table; a nat table the read already printed
+// (ReadOptions.LegacyKeep) is returned as it was kept, keep not applied
+// again — and every other table is asked of
 // the family's save tool (iptables-legacy-save or ip6tables-legacy-save,
 // `-t TABLE`: it reads only that table) when ns has it — asking for a
 // table the namespace lacks would create it; a nat table with a rule
@@ -236,20 +252,21 @@ func directComment(p *xtables.Parsed, i int) string {
 // installed when a table needs it, is an error, named, and the texts read
 // before it are still returned.
 func LegacyTexts(ctx context.Context, ns *netns.NS, run tool.Runner, d Dump, keep func(line string) bool, tables ...string) ([]Dump, error) {
-	if d.Direct == nil {
+	if d.Direct == nil && !d.natText {
 		return []Dump{d}, nil
 	}
 	if run == nil {
 		run = tool.Exec{}
 	}
-	xf := d.Direct.Table.Family
-	fam := natrule.IPv4
-	if xf == xtables.IPv6 {
-		fam = natrule.IPv6
-	}
+	fam := d.Family
+	xf := xtFamily(fam)
 	var out []Dump
 	for _, table := range tables {
-		if table == "nat" {
+		switch {
+		case table == "nat" && d.natText:
+			out = append(out, Dump{Tool: d.Tool, Text: d.Text})
+			continue
+		case table == "nat":
 			if text, err := directTableText(d.Direct, keep); err == nil {
 				out = append(out, Dump{Tool: directSource(fam) + " nat", Text: text})
 				continue

@@ -254,6 +254,23 @@ func TestLegacyTextsWholeTable(t *testing.T) {
 				if strings.Join(lines, "\n") != strings.Join(wantKept, "\n") {
 					t.Errorf("printed from the kernel's entries (%d lines):\n%s\n%s-save (%d lines):\n%s", len(lines), strings.Join(lines, "\n"), src.tool, len(wantKept), strings.Join(wantKept, "\n"))
 				}
+				if keep == nil {
+					continue
+				}
+				// Printed at read time (LegacyKeep): the same text, the
+				// entries let go.
+				early, err := Read(ctx, ReadOptions{NS: ns, LegacyDirect: true, LegacyKeep: keep})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ed := early.TakeDumps()
+				if len(ed) != 1 || ed[0].Direct != nil {
+					t.Fatalf("read with LegacyKeep: %d dumps, the first holding the table's entries: %v", len(ed), len(ed) > 0 && ed[0].Direct != nil)
+				}
+				etexts, err := LegacyTexts(ctx, ns, nil, ed[0], nil, "nat")
+				if err != nil || len(etexts) != 1 || etexts[0] != texts[0] {
+					t.Errorf("kept at read time: %+v, %v; want %+v", etexts, err, texts[0])
+				}
 			}
 		})
 	}

@@ -32,6 +32,14 @@ type ReadOptions struct {
 	// but no nat table. Only the nat table is read then (and its dump is
 	// Dump.Direct); LegacyTexts gives a scan of other tables their text.
 	LegacyDirect bool
+	// LegacyKeep, with LegacyDirect, prints each nat table read through the
+	// kernel interface at once, only the lines it accepts (the lines a scan
+	// of the text would look at), and lets go of the table's entries: a
+	// dual-stack node then holds one 60 MB table at a time, not both until
+	// the scan. The dump is that text (Dump.Direct is nil), which
+	// LegacyTexts returns for the nat table. A table it cannot print whole
+	// is kept as Dump.Direct, as without LegacyKeep.
+	LegacyKeep func(line string) bool
 }
 
 func (o ReadOptions) runner() tool.Runner {

@@ -71,6 +71,7 @@ func readLegacy(ctx context.Context, opts ReadOptions, run tool.Runner, rs *Rule
 		}
 		read = true
 		markLegacy(ctx, run, bin, lrs)
+		keepText(lrs, opts.LegacyKeep) // before the next family's table is read
 		rs.merge(lrs)
 	}
 	return read
@@ -112,7 +113,7 @@ func markLegacy(ctx context.Context, run tool.Runner, bin string, lrs *Ruleset) 
 		lrs.Jumps[i].Backend = natrule.IptablesLegacy
 	}
 	d := lrs.dumps[0]
-	direct := d.Direct != nil
+	direct := d.Family != ""
 	version := ""
 	if direct {
 		version = IptablesVersion(ctx, run, bin) // a save prints it in its header
@@ -120,7 +121,7 @@ func markLegacy(ctx context.Context, run tool.Runner, bin string, lrs *Ruleset) 
 	for i := range lrs.Sources {
 		lrs.Sources[i].Backend, lrs.Sources[i].Where, lrs.Sources[i].Format = natrule.IptablesLegacy, bin, "iptables-save"
 		if direct {
-			lrs.Sources[i].Where, lrs.Sources[i].Format, lrs.Sources[i].Version = d.Tool, "xtables", version
+			lrs.Sources[i].Where, lrs.Sources[i].Format, lrs.Sources[i].Version = directSource(d.Family), "xtables", version
 		}
 	}
 }

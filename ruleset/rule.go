@@ -199,12 +199,17 @@ type Ruleset struct {
 	dumps []Dump
 }
 
-// Dump is the output of a save tool a live read ran, or the table it read
-// through the kernel interface instead (ReadOptions.LegacyDirect).
+// Dump is the output of a save tool a live read ran, or the nat table it
+// read through the kernel interface instead (ReadOptions.LegacyDirect):
+// its entries (Direct), or the lines of it ReadOptions.LegacyKeep kept.
 type Dump struct {
 	Tool   string // "iptables-legacy-save", or DirectSource (DirectSource6)
 	Text   string
 	Direct *xtables.Parsed // an iptables-legacy nat table, read directly
+	// Family is the family of a nat table read through the kernel
+	// interface ("" for a save tool's dump).
+	Family  Family
+	natText bool // Text is that nat table's kept lines, Direct nil
 }
 
 // TakeDumps returns what the live read of iptables-legacy parsed — a save

@@ -114,3 +114,26 @@ func (w Without) Run(ctx context.Context, c Cmd) ([]byte, error) {
 	}
 	return w.Runner.Run(ctx, c)
 }
+
+// Recorder is a Runner for tests: Runner, with every command Run is asked
+// to run recorded, in order. It is safe for concurrent use.
+type Recorder struct {
+	Runner
+	mu   sync.Mutex
+	cmds []string
+}
+
+// Run implements Runner.
+func (r *Recorder) Run(ctx context.Context, c Cmd) ([]byte, error) {
+	r.mu.Lock()
+	r.cmds = append(r.cmds, c.String())
+	r.mu.Unlock()
+	return r.Runner.Run(ctx, c)
+}
+
+// Ran returns the commands run so far, as Cmd.String prints them.
+func (r *Recorder) Ran() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.cmds)
+}
