@@ -1,10 +1,12 @@
 package natmodel
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 // freshRun fills a 64-port masquerade range towards dst1 on a table with a
@@ -88,4 +90,86 @@ func TestNewConnFreshVerify(t *testing.T) {
 	}()
 	tb.NewConnFresh(Tuple{TCP, netip.AddrPortFrom(pod(1, 40000).Addr(), 40000), dst1})
 	t.Error("NewConnFresh on a held tuple returned")
+}
+
+// oneFlowRun drives a table through a node's life with one destination:
+// 40 pods connect over and over from a few source ports each to dst1
+// through a 32-port masquerade range (so that searches run and exhaust),
+// connections close into TIME_WAIT, ports are reused (NewConn kills the
+// closing entry) and entries expire. It returns every outcome in order
+// and the counters.
+func oneFlowRun(t *testing.T, era Era, oneFlow, verify bool) (string, Stats) {
+	t.Helper()
+	tb, err := NewTable(Config{Era: era, Rand: rand.New(rand.NewPCG(3, 4)), OneFlowPerSource: oneFlow, Verify: verify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := masq(ProtoSpecified, 2000, 2031)
+	rnd := rand.New(rand.NewPCG(5, 6))
+	var b strings.Builder
+	var open, closing []ConnID
+	for i := range 3000 {
+		tb.SetTime(time.Duration(i) * time.Millisecond)
+		src := pod(rnd.IntN(40)+1, 40000+uint16(rnd.IntN(4)))
+		id, err := tb.NewConn(Tuple{TCP, src, dst1})
+		if err != nil {
+			fmt.Fprintf(&b, "%d exists\n", i)
+			continue
+		}
+		ch, err := tb.SNAT(id, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := confirm(t, tb, id)
+		fmt.Fprintf(&b, "%d %v %v %d %v\n", i, ch.Source, ch.Step, ch.Tries, v)
+		if v == Accepted {
+			open = append(open, id)
+		}
+		if k := rnd.IntN(8 * len(open)); k < len(open) && k < 4 { // now and then one of the first closes
+			tb.SetState(open[k], TimeWait)
+			closing = append(closing, open[k])
+			open = append(open[:k], open[k+1:]...)
+		}
+		if len(closing) > 8 { // the oldest TIME_WAIT expires
+			tb.Destroy(closing[0])
+			closing = closing[1:]
+		}
+	}
+	return b.String(), tb.Stats()
+}
+
+// With Config.OneFlowPerSource the table keeps no bysource hash, and
+// nothing changes: every choice, verdict and counter of a node with one
+// destination is as without the promise, with Verify's checks too.
+func TestOneFlowPerSourceChangesNothing(t *testing.T) {
+	for _, era := range []Era{{4, 19}, Era50, Era65, {6, 18}} {
+		want, wst := oneFlowRun(t, era, false, false)
+		if !strings.Contains(want, "exhausted") || !strings.Contains(want, "search") {
+			t.Fatalf("era %v: the run neither searched nor exhausted a range:\n%.2000s", era, want)
+		}
+		for _, verify := range []bool{false, true} {
+			if got, st := oneFlowRun(t, era, true, verify); got != want || st != wst {
+				t.Errorf("era %v, verify %v: outcomes or counters differ (%+v, want %+v)", era, verify, st, wst)
+			}
+		}
+	}
+}
+
+// With Config.Verify, a second flow from a source the promise covers
+// panics naming the promise.
+func TestOneFlowPerSourceVerify(t *testing.T) {
+	tb, err := NewTable(Config{Era: Era50, Rand: rand.New(rand.NewPCG(1, 2)), OneFlowPerSource: true, Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := masq(ProtoSpecified, 2000, 2031)
+	occupy(t, tb, 1, 2000, dst1, r)
+	defer func() {
+		msg, _ := recover().(string)
+		if !strings.Contains(msg, "OneFlowPerSource: source 10.0.0.1:2000 has entry") {
+			t.Errorf("panic %q, want the broken promise named", msg)
+		}
+	}()
+	connect(t, tb, TCP, pod(1, 2000), dst2, r)
+	t.Error("a second flow from one source passed the promise")
 }

@@ -1,6 +1,9 @@
 package natmodel
 
-import "net/netip"
+import (
+	"fmt"
+	"net/netip"
+)
 
 // Step names the branch of get_unique_tuple that produced a Choice.
 type Step uint8
@@ -69,7 +72,9 @@ func (t *Table) SNAT(id ConnID, r *Range) (Choice, error) {
 	r.internal(&x)
 	// Grow the bysource hash now, so that a slot findAppropriateSrc finds
 	// stays valid for bysrcAdd.
-	t.bysrc.reserve(1)
+	if !t.noBysrc {
+		t.bysrc.reserve(1)
+	}
 	t.srcHint.valid = false
 	var ch Choice
 	cur := t.conns[idx].reply.invert() // the original tuple, as DNAT left it
@@ -252,12 +257,19 @@ func (t *Table) uniqueTuple(self int32, orig key, r *rng, ch *Choice) key {
 }
 
 // findAppropriateSrc walks the bysource list of orig's source, newest first,
-// and returns the first existing mapping that is in range for r.
+// and returns the first existing mapping that is in range for r. With
+// Config.OneFlowPerSource there is none to find.
 func (t *Table) findAppropriateSrc(orig key, r *rng) (key, bool) {
+	if t.noBysrc {
+		return key{}, false
+	}
 	i, h, ok := t.bysrc.find(srcKey{orig.src(), orig.sport(), orig.proto}.pack())
 	t.srcHint = srcHint{slot: i, h: h, found: ok, valid: true}
 	if !ok {
 		return key{}, false
+	}
+	if t.oneFlow {
+		panic(fmt.Sprintf("natmodel: OneFlowPerSource: source %v:%d has entry %d of another flow", addr4(orig.src()), orig.sport(), t.bysrc.value(i)))
 	}
 	head := t.bysrc.value(i)
 	for i := head; i >= 0; i = t.conns[i].next {

@@ -110,10 +110,19 @@ type Config struct {
 	// SizeHint, if > 0, is the number of entries expected at once: the
 	// tables are allocated for it up front.
 	SizeHint int
-	// Verify makes the table check what its callers promise (NewConnFresh)
-	// with the lookups the promise saves, and panic when a promise is
-	// false. For tests: it costs what the promise saves.
+	// Verify makes the table check what its callers promise (NewConnFresh,
+	// OneFlowPerSource) with the lookups the promise saves, and panic when
+	// a promise is false. For tests: it costs what the promise saves.
 	Verify bool
+	// OneFlowPerSource promises that entries whose original tuples share
+	// a source address and port are of one flow (every source talks to
+	// one destination: a simulation with one server). find_appropriate_src
+	// can then find only an entry of the SYN's own flow, and there is
+	// none: a closing one NewConn kills, a live one would hold the tuple
+	// (ErrExists). The table then keeps no bysource hash — on an exhausted
+	// node a cache miss per SYN, for lookups that cannot find anything —
+	// and every result is as with it.
+	OneFlowPerSource bool
 }
 
 // Table is one network namespace's conntrack hash plus the NAT bysource hash.
@@ -128,9 +137,12 @@ type Table struct {
 
 	conns  []conn
 	free   []int32
-	hashes [2]hmap   // confirmed tuples, both directions: idx<<1 | dir; tcp, udp
-	bysrc  hmap      // head of the bysource list of each original source (srcKey)
-	rover  [2]uint16 // legacy per-protocol port rovers: tcp, udp
+	hashes [2]hmap // confirmed tuples, both directions: idx<<1 | dir; tcp, udp
+	bysrc  hmap    // head of the bysource list of each original source (srcKey)
+	// oneFlow: Config.OneFlowPerSource; noBysrc: the bysource hash is not
+	// kept (OneFlowPerSource without Verify).
+	oneFlow, noBysrc bool
+	rover            [2]uint16 // legacy per-protocol port rovers: tcp, udp
 	// srcHint is where findAppropriateSrc found (or would put) the
 	// source of the entry being SNATed, for bysrcAdd; valid until the
 	// bysource hash changes.
@@ -160,7 +172,7 @@ type conn struct {
 	state       State
 	inUse       bool
 	confirmed   bool
-	natDone     bool // IPS_SRC_NAT_DONE: in the bysource hash
+	natDone     bool // IPS_SRC_NAT_DONE: in the bysource hash (unless Table.noBysrc)
 	srcNAT      bool // IPS_SRC_NAT: the tuple was changed
 	fresh       bool // NewConnFresh: no entry holds orig until this one is confirmed
 	fakeOrig    bool // inserted by clash resolution with the reply direction only
@@ -182,10 +194,12 @@ func NewTable(cfg Config) (*Table, error) {
 		return nil, errors.New("creating conntrack table: Config.Era is required")
 	}
 	t := &Table{
-		era:    cfg.Era,
-		rnd:    cfg.Rand,
-		onTry:  cfg.OnTry,
-		verify: cfg.Verify,
+		era:     cfg.Era,
+		rnd:     cfg.Rand,
+		onTry:   cfg.OnTry,
+		verify:  cfg.Verify,
+		oneFlow: cfg.OneFlowPerSource,
+		noBysrc: cfg.OneFlowPerSource && !cfg.Verify,
 	}
 	t.hashes = [2]hmap{newTableHmap(t, kindCT), newTableHmap(t, kindCT)}
 	t.bysrc = newTableHmap(t, kindSrc)
@@ -194,7 +208,9 @@ func NewTable(cfg Config) (*Table, error) {
 		t.conns = make([]conn, 0, n)
 		hugepage.Slice(t.conns)
 		t.hashes[0].presize(2 * n)
-		t.bysrc.presize(n)
+		if !t.noBysrc {
+			t.bysrc.presize(n)
+		}
 	}
 	t.secret = t.rnd.Uint64()
 	if t.era.Rover() {
@@ -368,6 +384,10 @@ func (t *Table) destroy(idx int32) {
 
 func (t *Table) bysrcAdd(idx int32) {
 	c := &t.conns[idx]
+	if t.noBysrc {
+		c.prev, c.next, c.natDone = -1, -1, true
+		return
+	}
 	sk := srcKey{c.orig.src(), c.orig.sport(), c.orig.proto}
 	c.prev = -1
 	var i uint64
@@ -395,6 +415,10 @@ func (t *Table) bysrcAdd(idx int32) {
 func (t *Table) bysrcRemove(idx int32) {
 	t.srcHint.valid = false
 	c := &t.conns[idx]
+	if t.noBysrc {
+		c.natDone = false
+		return
+	}
 	if c.prev >= 0 {
 		t.conns[c.prev].next = c.next
 	} else {

@@ -163,7 +163,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	// by the tuples: 65,536 ports a destination (more than that only with
 	// several NAT addresses, and then the table grows). A table sized for
 	// every connection of an exhausted run would be 30 MiB of cache misses.
-	tb, err := natmodel.NewTable(natmodel.Config{Era: cfg.Era, Rand: rand.New(rand.NewPCG(cfg.Seed, 0x7ab1e)), SizeHint: min(cfg.Connections, cfg.Servers<<16), Verify: verifyModel})
+	// With one server every pod's source port is one flow (one server
+	// address, one port).
+	tb, err := natmodel.NewTable(natmodel.Config{Era: cfg.Era, Rand: rand.New(rand.NewPCG(cfg.Seed, 0x7ab1e)), SizeHint: min(cfg.Connections, cfg.Servers<<16), Verify: verifyModel,
+		OneFlowPerSource: cfg.Servers == 1})
 	if err != nil {
 		return Result{}, err
 	}
