@@ -324,6 +324,61 @@ func TestApplyRollbackRealisticRulesets(t *testing.T) {
 	}
 }
 
+// TestFixWithoutIP6Tools fixes a dual-stack legacy node on a host that has
+// iptables-legacy's tools but not ip6tables-legacy's: the IPv6 rules are
+// read and changed through the kernel interface, the IPv4 ones too, and
+// the rollback puts everything back — no ip6tables tool is needed (before
+// the IPv6 tables were read directly they were not read at all here).
+func TestFixWithoutIP6Tools(t *testing.T) {
+	needRoot(t)
+	ns := newNS(t, "no6")
+	install(t, ns, "docker-legacy")
+	install(t, ns, "v6-legacy")
+	before := dumps(t, ns)
+	run := tool.Without{Runner: tool.Exec{NS: ns}, Hidden: func(name string) bool { return strings.HasPrefix(name, "ip6tables") }}
+	f := New(Config{NS: ns, Runner: run})
+	ctx := context.Background()
+	p, err := f.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams := map[ruleset.Family]int{}
+	for _, c := range p.Changes {
+		fams[c.Family]++
+	}
+	if fams[natrule.IPv4] != 3 || fams[natrule.IPv6] != 2 {
+		t.Fatalf("planned %v, want 3 IPv4 and 2 IPv6 changes", fams)
+	}
+	res, err := f.Apply(ctx, p, filepath.Join(t.TempDir(), "backup.json"))
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	if !res.Verified || len(res.Applied) != 5 {
+		t.Fatalf("apply: %d applied, verified %v", len(res.Applied), res.Verified)
+	}
+	after := sh(t, ns, "", "ip6tables-legacy-save", "-t", "nat")
+	if n := strings.Count(after, "--random-fully"); n != 2 {
+		t.Errorf("%d IPv6 rules fully-random after the fix, want 2:\n%s", n, after)
+	}
+	rb, err := f.Rollback(ctx, mustLoadBackup(t, res.Backup))
+	if err != nil || len(rb.Restored) != 5 {
+		t.Fatalf("rollback: %v, %d restored", err, len(rb.Restored))
+	}
+	if got := dumps(t, ns); got != before {
+		t.Errorf("rollback did not restore the rules:\n%s", strings.Join(diffLines(before, got), "\n"))
+	}
+}
+
+// mustLoadBackup loads the backup at path.
+func mustLoadBackup(t *testing.T, path string) *Backup {
+	t.Helper()
+	b, err := LoadBackup(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func TestStalePlanRefused(t *testing.T) {
 	needRoot(t)
 	for _, rs := range []string{"cni-nft", "docker-legacy"} {

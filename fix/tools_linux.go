@@ -37,9 +37,14 @@ func (f *Fixer) tools(ctx context.Context, b ruleset.Backend, fam ruleset.Family
 }
 
 // checkTools fails with a *tool.MissingError, before anything changes, when a
-// tool one of the groups needs is not installed.
+// tool one of the groups needs is not installed. A group changed through
+// the kernel interface needs none (ip6tables-legacy rules are read and
+// changed that way on a host that has only iptables-legacy's tools).
 func (f *Fixer) checkTools(ctx context.Context, groups []*restoreGroup) error {
 	for _, g := range groups {
+		if f.direct(ctx, g) {
+			continue
+		}
 		if _, _, err := f.tools(ctx, g.backend, g.family); err != nil {
 			return err
 		}
@@ -75,13 +80,20 @@ func (f *Fixer) canHoldLock(ctx context.Context, fams []ruleset.Family) bool {
 // is held: a commit through the kernel interface needs it (it runs no tool
 // that would take it).
 func (f *Fixer) lockLegacy(ctx context.Context, groups []*restoreGroup) (unlock func(), held bool, err error) {
-	var legacy []ruleset.Family
+	var tooled []ruleset.Family // families whose tools fix may run
+	legacy := false
 	for _, g := range groups {
-		if g.backend == natrule.IptablesLegacy {
-			legacy = append(legacy, g.family)
+		if g.backend != natrule.IptablesLegacy {
+			continue
+		}
+		legacy = true
+		if _, _, err := f.tools(ctx, g.backend, g.family); err == nil || !f.direct(ctx, g) {
+			tooled = append(tooled, g.family)
 		}
 	}
-	if !f.canHoldLock(ctx, legacy) {
+	// A family changed only through the kernel interface, its tools not
+	// installed, runs no tool that could wait for the lock.
+	if !legacy || len(tooled) > 0 && !f.canHoldLock(ctx, tooled) {
 		return func() {}, false, nil
 	}
 	unlock, err = lockXtables(ctx, f.lockPath())

@@ -94,15 +94,19 @@ func readDirect(ns *netns.NS, fam Family) (*Ruleset, error) {
 
 // keepText replaces a nat table dump of rs read directly with the lines of
 // it keep accepts (ReadOptions.LegacyKeep), letting go of its entries; a
-// table it cannot print whole stays as it is.
+// table with a rule xtables cannot print is let go too, for LegacyTexts to
+// ask the save tool for.
 func keepText(rs *Ruleset, keep func(string) bool) {
 	for i, d := range rs.dumps {
 		if d.Direct == nil || keep == nil {
 			continue
 		}
-		if text, err := directTableText(d.Direct, keep); err == nil {
-			rs.dumps[i] = Dump{Tool: directSource(d.Family) + " nat", Text: text, Family: d.Family, natText: true}
+		text, err := directTableText(d.Direct, keep)
+		if err != nil {
+			rs.dumps[i] = Dump{Tool: directSource(d.Family), Family: d.Family, natTool: true}
+			continue
 		}
+		rs.dumps[i] = Dump{Tool: directSource(d.Family) + " nat", Text: text, Family: d.Family, natText: true}
 	}
 }
 
@@ -248,15 +252,15 @@ func directComment(p *xtables.Parsed, i int) string {
 // the family's save tool (iptables-legacy-save or ip6tables-legacy-save,
 // `-t TABLE`: it reads only that table) when ns has it — asking for a
 // table the namespace lacks would create it; a nat table with a rule
-// xtables cannot print is asked of it too. A tool that fails, or is not
-// installed when a table needs it, is an error, named, and the texts read
-// before it are still returned.
+// xtables cannot print is asked of it too. The tools run through run (nil:
+// inside ns). A tool that fails, or is not installed when a table needs
+// it, is an error, named, and the texts read before it are still returned.
 func LegacyTexts(ctx context.Context, ns *netns.NS, run tool.Runner, d Dump, keep func(line string) bool, tables ...string) ([]Dump, error) {
-	if d.Direct == nil && !d.natText {
+	if d.Direct == nil && !d.natText && !d.natTool {
 		return []Dump{d}, nil
 	}
 	if run == nil {
-		run = tool.Exec{}
+		run = tool.Exec{NS: ns}
 	}
 	fam := d.Family
 	xf := xtFamily(fam)
@@ -266,7 +270,7 @@ func LegacyTexts(ctx context.Context, ns *netns.NS, run tool.Runner, d Dump, kee
 		case table == "nat" && d.natText:
 			out = append(out, Dump{Tool: d.Tool, Text: d.Text})
 			continue
-		case table == "nat":
+		case table == "nat" && d.Direct != nil:
 			if text, err := directTableText(d.Direct, keep); err == nil {
 				out = append(out, Dump{Tool: directSource(fam) + " nat", Text: text})
 				continue

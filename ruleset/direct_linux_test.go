@@ -276,6 +276,35 @@ func TestLegacyTextsWholeTable(t *testing.T) {
 	}
 }
 
+// TestLegacyKeepUnprintable reads, as the audit does (LegacyKeep), a nat
+// table whose NAT chain prints but another chain holds a rule xtables
+// cannot print (multiport): the read still comes from the kernel, the
+// entries are let go, and the nat table's text is asked of
+// iptables-legacy-save inside the namespace (a nil runner runs there, not
+// on the host).
+func TestLegacyKeepUnprintable(t *testing.T) {
+	ns := netnstest.New(t, "keepunp")
+	rules := "*nat\n:POSTROUTING ACCEPT [0:0]\n:SVC - [0:0]\n-A POSTROUTING -s 10.1.0.0/16 -j MASQUERADE\n" +
+		"-A SVC -p tcp -m multiport --dports 80,443 -j RETURN\nCOMMIT\n"
+	netnstest.Run(t, ns, rules, "iptables-legacy-restore")
+	ctx := context.Background()
+	rs, err := Read(ctx, ReadOptions{NS: ns, LegacyDirect: true, LegacyKeep: func(string) bool { return true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if where := sourcesOf(rs, "iptables-legacy"); where != DirectSource || len(rs.Rules) != 1 {
+		t.Fatalf("read %d rules from %q, want 1 from %s", len(rs.Rules), where, DirectSource)
+	}
+	d := rs.TakeDumps()
+	if len(d) != 1 || d[0].Direct != nil {
+		t.Fatalf("%d dumps, the first holding the entries: %v", len(d), len(d) == 1 && d[0].Direct != nil)
+	}
+	texts, err := LegacyTexts(ctx, ns, nil, d[0], nil, "nat")
+	if err != nil || len(texts) != 1 || texts[0].Tool != "iptables-legacy-save -t nat" || !strings.Contains(texts[0].Text, "-m multiport --dports 80,443") {
+		t.Errorf("nat text: %+v, %v; want the namespace's table from iptables-legacy-save -t nat", texts, err)
+	}
+}
+
 // withoutLegacyTools is a host without iptables-legacy's tools (a
 // RHEL-like host whose legacy rules another image's iptables wrote).
 func withoutLegacyTools(ns *netns.NS) tool.Runner {

@@ -210,6 +210,7 @@ type Dump struct {
 	// interface ("" for a save tool's dump).
 	Family  Family
 	natText bool // Text is that nat table's kept lines, Direct nil
+	natTool bool // that nat table could not be printed: ask the save tool, Direct nil
 }
 
 // TakeDumps returns what the live read of iptables-legacy parsed — a save

@@ -120,8 +120,9 @@ func decodeRange6(d []byte, base bool) natRange {
 
 // writeTarget6 prints the NAT targets of an IPv6 table as libxt_NAT 1.8.9
 // does (MASQUERADE and REDIRECT revision 0, SNAT revision 1, DNAT
-// revisions 1 and 2, all on nf_nat_range). ok is false for any other
-// target, which writeTarget prints as in either family.
+// revisions 1 and 2, all on nf_nat_range; another revision of these is
+// ErrUnsupported). ok is false for any other target, which writeTarget
+// prints as in either family.
 func writeTarget6(b *bytes.Buffer, t Extension) (ok bool, err error) {
 	var opt string
 	skipColon, base := false, false
@@ -134,6 +135,8 @@ func writeTarget6(b *bytes.Buffer, t Extension) (ok bool, err error) {
 		opt = "--to-source "
 	case t.Name == "DNAT" && (t.Revision == 1 || t.Revision == 2):
 		opt, base = "--to-destination ", t.Revision == 2
+	case t.Name == "MASQUERADE" || t.Name == "REDIRECT" || t.Name == "SNAT" || t.Name == "DNAT":
+		return true, fmt.Errorf("IPv6 target %s revision %d: %w", t.Name, t.Revision, ErrUnsupported)
 	default:
 		return false, nil
 	}
