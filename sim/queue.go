@@ -1,18 +1,25 @@
 package sim
 
-import "github.com/snatrace/snatrace/internal/hugepage"
+import (
+	"cmp"
+	"slices"
+
+	"github.com/snatrace/snatrace/internal/hugepage"
+)
 
 // The simulator's pending events. A run keeps about one timer per
 // connection in flight — a retransmission up to 64 s out, a close — and a
 // few events within the next microseconds. One binary heap over all of
 // them costs a cache-missing walk of ~20 levels per push and pop at a
-// million connections; instead, events within the current slot of bucketNS
-// go to a small heap, and later ones to a ring of buckets (a calendar
-// queue), each moved into the heap when the clock reaches its slot. In
-// front of them all, one slot holds an event pushed before every other
-// (a SYN's confirm, a fraction of a microsecond after its NAT step, most
-// often is): it leaves without touching the heap. The order is the heap's,
-// (at, kind, seq), exactly.
+// million connections; instead, later events go to a ring of buckets (a
+// calendar queue), each sorted once when the clock reaches its slot and
+// taken in order from there (a sort of a slot's few dozen events costs
+// less than a heap push and pop of each), and events pushed within the
+// current slot go to a small heap beside it. In front of them all, one
+// slot holds an event pushed before every other (a SYN's confirm, a
+// fraction of a microsecond after its NAT step, most often is): it leaves
+// without touching either. The order is one heap's, (at, kind, seq),
+// exactly.
 
 const (
 	bucketShift = 18 // a slot of 2^18 ns, about 262 µs
@@ -25,9 +32,11 @@ const (
 type eventQueue struct {
 	first    event // when hasFirst: earlier than every other event queued
 	hasFirst bool
-	near     eventHeap // events before horizon
-	horizon  int64     // end of the slot the heap covers
-	ring     []int32   // per slot in [horizon, horizon+ringSpan): its last chunk + 1, 0 for none
+	near     eventHeap // events pushed before horizon
+	run      []event   // the current slot's events from the ring, sorted; run[pos:] are queued
+	pos      int
+	horizon  int64   // end of the slot the heap covers
+	ring     []int32 // per slot in [horizon, horizon+ringSpan): its last chunk + 1, 0 for none
 	inRing   int
 	far      eventHeap // events from horizon+ringSpan on
 	chunks   slab[chunk]
@@ -62,13 +71,25 @@ func (q *eventQueue) push(e event) {
 	q.queue(e)
 }
 
-// beforeAll reports whether e comes before every event of the heap and the
-// ring (false when that would take a look into the ring).
+// beforeAll reports whether e comes before every event of the heap, the
+// run and the ring (false when that would take a look into the ring).
 func (q *eventQueue) beforeAll(e *event) bool {
-	if len(q.near) > 0 {
-		return before(e, &q.near[0])
+	if m := q.min(); m != nil {
+		return before(e, m)
 	}
 	return e.at < q.horizon
+}
+
+// min returns the earliest event of the heap and the run, or nil.
+func (q *eventQueue) min() *event {
+	var m *event
+	if q.pos < len(q.run) {
+		m = &q.run[q.pos]
+	}
+	if len(q.near) > 0 && (m == nil || before(&q.near[0], m)) {
+		m = &q.near[0]
+	}
+	return m
 }
 
 // queue files e by its time: the heap, a ring slot or the far heap.
@@ -115,13 +136,15 @@ func (q *eventQueue) next() (at int64, ok bool) {
 	if q.hasFirst {
 		return q.first.at, true
 	}
-	for len(q.near) == 0 {
+	for {
+		if m := q.min(); m != nil {
+			return m.at, true
+		}
 		if q.inRing == 0 && len(q.far) == 0 {
 			return 0, false
 		}
 		q.advance()
 	}
-	return q.near[0].at, true
 }
 
 // pop removes and returns the earliest event; next must have reported one.
@@ -130,11 +153,16 @@ func (q *eventQueue) pop() event {
 		q.hasFirst = false
 		return q.first
 	}
+	if q.pos < len(q.run) && (len(q.near) == 0 || before(&q.run[q.pos], &q.near[0])) {
+		q.pos++
+		return q.run[q.pos-1]
+	}
 	return q.near.pop()
 }
 
 // advance moves the clock's horizon one slot on: that slot's events, and
-// the far events that now fall within the ring, come into reach.
+// the far events that now fall within the ring, come into reach. The heap
+// and the run are empty.
 func (q *eventQueue) advance() {
 	if q.inRing == 0 && len(q.far) > 0 && q.far[0].at >= q.horizon+ringSpan {
 		// Nothing for a whole ring: jump to the far events' slot.
@@ -142,18 +170,18 @@ func (q *eventQueue) advance() {
 	}
 	slot := q.horizon
 	q.horizon = slot + 1<<bucketShift
+	q.run, q.pos = q.run[:0], 0
 	if q.ring != nil {
 		i := (slot >> bucketShift) & (ringSize - 1)
 		for h := q.ring[i]; h != 0; {
 			c := q.chunks.at(h - 1)
-			for _, e := range c.ev[:c.n] {
-				q.near.push(e)
-			}
+			q.run = append(q.run, c.ev[:c.n]...)
 			q.inRing -= int(c.n)
 			q.free = append(q.free, h-1)
 			h = c.prev
 		}
 		q.ring[i] = 0
+		slices.SortFunc(q.run, compareEvents)
 	}
 	for len(q.far) > 0 && q.far[0].at-q.horizon < ringSpan {
 		q.queue(q.far.pop())
@@ -172,6 +200,17 @@ type event struct {
 type eventHeap []event
 
 func (h eventHeap) less(i, j int) bool { return before(&h[i], &h[j]) }
+
+// compareEvents is before as a three-way comparison.
+func compareEvents(a, b event) int {
+	if a.at != b.at {
+		return cmp.Compare(a.at, b.at)
+	}
+	if a.kind != b.kind {
+		return cmp.Compare(a.kind, b.kind)
+	}
+	return cmp.Compare(a.seq, b.seq)
+}
 
 // before is the queue's order: time, then kind, then push order.
 func before(a, b *event) bool {
