@@ -28,7 +28,7 @@ const (
 // ("-A CHAIN -s 10.0.0.0/8 ! -o docker0 -j MASQUERADE"), for the matches
 // and targets source-NAT chains, service proxies, CNI plugins and meshes
 // write into nat tables (comment, mark, addrtype, tcp, udp, statistic,
-// owner, set — when the table knows the set's name, Table.SetNames;
+// owner, recent, set — when the table knows the set's name, Table.SetNames;
 // standard verdicts and jumps, MASQUERADE, SNAT, DNAT, REDIRECT, MARK,
 // CONNMARK). Any other is ErrUnsupported.
 func (p *Parsed) Rule(i int, chain string) (string, error) {
@@ -60,9 +60,15 @@ func (p *Parsed) WriteRule(b *bytes.Buffer, i int, chain string) error {
 
 // writeMatch prints " -m NAME" and the match's options.
 func (p *Parsed) writeMatch(b *bytes.Buffer, m Extension) error {
-	write := func(b *bytes.Buffer, d []byte) error { return p.writeSet(b, d) }
-	size, revision := setInfoSize, uint8(setRevision)
-	if m.Name != setMatchName {
+	var write func(b *bytes.Buffer, d []byte) error
+	var size int
+	var revision uint8
+	switch m.Name {
+	case setMatchName: // set names come from the table
+		write, size, revision = p.writeSet, setInfoSize, setRevision
+	case "recent": // its mask is the family's
+		write, size, revision = p.writeRecent, recentSize, recentRevision
+	default:
 		r, ok := matchRenderers[m.Name]
 		if !ok {
 			return fmt.Errorf("match %s: %w", m.Name, ErrUnsupported)

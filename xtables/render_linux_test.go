@@ -120,8 +120,8 @@ func TestRuleAgainstSave(t *testing.T) {
 	if strings.Join(refused, "\n") != strings.Join(wantRefused, "\n") {
 		t.Errorf("refused\n%s\nwant\n%s", strings.Join(refused, "\n"), strings.Join(wantRefused, "\n"))
 	}
-	if len(rendered) != 56 {
-		t.Errorf("rendered %d rules, want 56:\n%s", len(rendered), strings.Join(rendered, "\n"))
+	if len(rendered) != 60 {
+		t.Errorf("rendered %d rules, want 60:\n%s", len(rendered), strings.Join(rendered, "\n"))
 	}
 }
 
@@ -142,8 +142,8 @@ func TestRule6AgainstSave(t *testing.T) {
 	if strings.Join(refused, "\n") != strings.Join(wantRefused, "\n") {
 		t.Errorf("refused\n%s\nwant\n%s", strings.Join(refused, "\n"), strings.Join(wantRefused, "\n"))
 	}
-	if len(rendered) != 42 {
-		t.Errorf("rendered %d rules, want 42:\n%s", len(rendered), strings.Join(rendered, "\n"))
+	if len(rendered) != 45 {
+		t.Errorf("rendered %d rules, want 45:\n%s", len(rendered), strings.Join(rendered, "\n"))
 	}
 }
 
