@@ -335,6 +335,10 @@ func (t *Table) search(tp *key, self int32, r *rng, ch *Choice) {
 	ch.Rounds = 1
 	var x searchIndex
 	x.start(t, *tp, self)
+	if x.full(t, *tp, self, min, size) {
+		t.exhausted(tp, min, size, off, attempts, ch)
+		return
+	}
 	for {
 		if _, found := t.round(tp, self, min, size, off, attempts, &x, ch); found {
 			ch.Step = StepSearch
@@ -343,6 +347,36 @@ func (t *Table) search(tp *key, self int32, r *rng, ch *Choice) {
 		if attempts >= size || attempts < 16 {
 			ch.Step = StepExhausted
 			ch.Taken = true
+			return
+		}
+		attempts /= 2
+		off = uint16(t.rnd.Uint32())
+		ch.Rounds++
+	}
+}
+
+// full reports whether the index says every try of every round of a
+// search is taken, as the rounds themselves would find one by one: the
+// space is indexed and full, no port is the flow's own, and no try may
+// evict or be traced.
+func (x *searchIndex) full(t *Table, tp key, self int32, min, size uint32) bool {
+	return x.set != nil && x.flow == noFlowPorts && t.onTry == nil && !t.harder(tp, self, 0) && x.set.allTaken(min, size)
+}
+
+// exhausted is search's rounds on a full space (searchIndex.full): each
+// round's offset drawn as the kernel draws it, every try taken and
+// counted, the last round's last port kept — what round reports round
+// by round, at the cost of the draws.
+func (t *Table) exhausted(tp *key, min, size uint32, off uint16, attempts uint32, ch *Choice) {
+	for {
+		ch.Tries += int(attempts)
+		ch.Work += int(attempts)/64 + 2
+		t.stats.Found += uint64(attempts)
+		if attempts > 0 {
+			tp.setSport(uint16(min + uint32(off+uint16(attempts-1))%size))
+		}
+		if attempts >= size || attempts < 16 {
+			ch.Step, ch.Taken = StepExhausted, true
 			return
 		}
 		attempts /= 2
