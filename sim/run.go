@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 
+	"github.com/snatrace/snatrace/internal/hugepage"
 	"github.com/snatrace/snatrace/internal/stats"
 	"github.com/snatrace/snatrace/lab/labnet"
 	"github.com/snatrace/snatrace/natmodel"
@@ -173,6 +174,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	r.tb = tb
 	r.paws = newPAWS(&r.cfg, cfg.Seed^0x7a5)
 	r.busy = make([]int64, cfg.CPUs)
+	// An exhausted run frees a million slots at its end, when nothing
+	// takes them again: grown by append, the list is copied and faulted
+	// in again and again.
+	r.free = make([]int32, 0, min(cfg.Connections, 1<<20))
+	hugepage.Slice(r.free)
 	r.ports = make([]*portBits, cfg.Pods*cfg.Servers)
 	r.pool.left = len(r.ports)
 	r.hist = make([]int, cfg.SynRetries+2)
