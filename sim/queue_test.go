@@ -101,3 +101,26 @@ func TestFifo(t *testing.T) {
 		t.Errorf("block of %d items after 63 blocks, want %d", c, fifoBlock<<fifoMaxGrowth)
 	}
 }
+
+// TestExpiriesInTimeOrder: a CLOSE entry's 10 s timeout, queued after
+// TIME_WAIT's 120 s ones, comes due at its own time (one queue of both
+// held it behind every TIME_WAIT timeout queued before it).
+func TestExpiriesInTimeOrder(t *testing.T) {
+	var r runner
+	r.exp[expTimeWait].push(expiry{at: 120e9, id: 1})
+	r.exp[expClose].push(expiry{at: 15e9, id: 2})
+	if q := r.dueExpiry(10e9); q != nil {
+		t.Fatalf("due at 10 s: %+v", q)
+	}
+	q := r.dueExpiry(20e9)
+	if x, _ := q.peek(); q != &r.exp[expClose] || x.id != 2 {
+		t.Fatalf("due at 20 s: queue %p, want the CLOSE queue", q)
+	}
+	q.pop()
+	if q := r.dueExpiry(100e9); q != nil {
+		t.Fatalf("due at 100 s: %+v", q)
+	}
+	if q := r.dueExpiry(130e9); q != &r.exp[expTimeWait] {
+		t.Fatalf("due at 130 s: %p, want the TIME_WAIT queue", q)
+	}
+}

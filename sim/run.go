@@ -104,7 +104,10 @@ type runner struct {
 	seqP  []uint16        // per pod (sequential chooser)
 	ports []*portBits     // per pod × server, made on first use
 	pool  portPool        // where ports come from
-	exp   fifo[expiry]
+	// exp are the conntrack entries' timeouts: TIME_WAIT (CTTimeWait) and
+	// CLOSE after a PAWS rejection (closeTimeout), one queue each, so that
+	// each queue's times only grow.
+	exp   [2]fifo[expiry]
 	rel   fifo[release]
 	res   Result
 	hist  []int
@@ -264,10 +267,11 @@ func (r *runner) loop(ctx context.Context) error {
 			return nil // traffic is over; entries left in TIME_WAIT do not matter
 		}
 		// Timers that only grow (expiries, port releases) run first when due.
-		if x, ok := r.exp.peek(); ok && x.at <= next {
+		if q := r.dueExpiry(next); q != nil {
+			x, _ := q.peek()
 			r.now = x.at
 			r.tb.Destroy(x.id)
-			r.exp.pop()
+			q.pop()
 			continue
 		}
 		if x, ok := r.rel.peek(); ok && x.at <= next {
@@ -297,6 +301,25 @@ func (r *runner) loop(ctx context.Context) error {
 			r.close(e.conn)
 		}
 	}
+}
+
+// The expiry queues.
+const (
+	expTimeWait = iota
+	expClose
+)
+
+// dueExpiry returns the expiry queue whose first timeout comes first and
+// is due by next, or nil.
+func (r *runner) dueExpiry(next int64) *fifo[expiry] {
+	var due *fifo[expiry]
+	at := next
+	for k := range r.exp {
+		if x, ok := r.exp[k].peek(); ok && x.at <= at && (due == nil || x.at < at) {
+			due, at = &r.exp[k], x.at
+		}
+	}
+	return due
 }
 
 // startBurst releases one burst: pod i goes to CPU i mod C, and each CPU's
@@ -631,7 +654,7 @@ func (r *runner) latency(cs *connState) {
 func (r *runner) close(ci int32) {
 	cs := r.conns.at(ci)
 	r.tb.SetState(cs.ct, natmodel.TimeWait)
-	r.exp.push(expiry{r.now + int64(r.cfg.CTTimeWait), cs.ct})
+	r.exp[expTimeWait].push(expiry{r.now + int64(r.cfg.CTTimeWait), cs.ct})
 	at := r.now + int64(r.cfg.ClientTimeWait)
 	if r.paws != nil {
 		at = r.serverClosed(cs) // the server holds the TIME_WAIT
