@@ -47,15 +47,7 @@ func TestReadLegacyDirect(t *testing.T) {
 		name := strings.TrimSuffix(filepath.Base(src), ".rules")
 		t.Run(name, func(t *testing.T) {
 			ns := netnstest.WithRules(t, "direct", src, "iptables-legacy-restore")
-			ctx := context.Background()
-			viaSave, err := Read(ctx, ReadOptions{NS: ns})
-			if err != nil {
-				t.Fatal(err)
-			}
-			direct, err := Read(ctx, ReadOptions{NS: ns, LegacyDirect: true})
-			if err != nil {
-				t.Fatal(err)
-			}
+			viaSave, direct := readBothWays(t, ns)
 			if got, want := fullView(direct), fullView(viaSave); got != want || want == "" {
 				t.Errorf("read directly:\n%s\nthrough iptables-legacy-save:\n%s", got, want)
 			}
@@ -91,19 +83,11 @@ func TestReadLegacyDirect6(t *testing.T) {
 	if err := os.WriteFile(kubeFile, []byte(kube.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
 	for _, src := range []string{kubeFile, "testdata/direct/v6.rules"} {
 		name := strings.TrimSuffix(filepath.Base(src), ".rules")
 		t.Run(name, func(t *testing.T) {
 			ns := netnstest.WithRules(t, "direct6", src, "ip6tables-legacy-restore")
-			viaSave, err := Read(ctx, ReadOptions{NS: ns})
-			if err != nil {
-				t.Fatal(err)
-			}
-			direct, err := Read(ctx, ReadOptions{NS: ns, LegacyDirect: true})
-			if err != nil {
-				t.Fatal(err)
-			}
+			viaSave, direct := readBothWays(t, ns)
 			got, want := fullView(direct), fullView(viaSave)
 			if got != want || !strings.Contains(want, "iptables-legacy ip6 nat") || strings.Contains(want, "iptables-legacy ip nat") {
 				t.Errorf("read directly:\n%s\nthrough ip6tables-legacy-save:\n%s", got, want)
@@ -126,14 +110,7 @@ func TestReadLegacyDirect6(t *testing.T) {
 			t.Fatal(err)
 		}
 		netnstest.LoadRules(t, ns, string(data), "iptables-legacy-restore")
-		viaSave, err := Read(ctx, ReadOptions{NS: ns})
-		if err != nil {
-			t.Fatal(err)
-		}
-		direct, err := Read(ctx, ReadOptions{NS: ns, LegacyDirect: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		viaSave, direct := readBothWays(t, ns)
 		if got, want := fullView(direct), fullView(viaSave); got != want || !strings.Contains(want, "iptables-legacy ip nat") || !strings.Contains(want, "iptables-legacy ip6 nat") {
 			t.Errorf("read directly:\n%s\nthrough the save tools:\n%s", got, want)
 		}
@@ -155,6 +132,22 @@ func sourcesOf(rs *Ruleset, backend Backend) string {
 		}
 	}
 	return strings.Join(out, " ")
+}
+
+// readBothWays reads ns through the legacy save tools and through the
+// kernel interface (LegacyDirect).
+func readBothWays(t *testing.T, ns *netns.NS) (viaSave, direct *Ruleset) {
+	t.Helper()
+	ctx := context.Background()
+	viaSave, err := Read(ctx, ReadOptions{NS: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct, err = Read(ctx, ReadOptions{NS: ns, LegacyDirect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return viaSave, direct
 }
 
 // reachView renders each rule's chain and hook, or "unreachable".

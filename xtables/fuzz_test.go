@@ -35,21 +35,7 @@ const getInfoLen = 84
 // chains, policies, the rendering of POSTROUTING's source-NAT rules and of
 // a service proxy's statistic match and DNAT.
 func TestParseRecorded(t *testing.T) {
-	data, err := os.ReadFile("testdata/shapes.nat.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Parse(tableFrom(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var chains []string
-	for _, c := range p.Chains {
-		chains = append(chains, c.Name+":"+c.Policy)
-	}
-	if got := strings.Join(chains, " "); got != "PREROUTING:ACCEPT INPUT:ACCEPT OUTPUT:ACCEPT POSTROUTING:ACCEPT EMPTY: GOTO-ME: SETS: SVC: USER:" {
-		t.Errorf("chains %s", got)
-	}
+	p := parseRecorded(t, "testdata/shapes.nat.bin", IPv4, "PREROUTING:ACCEPT INPUT:ACCEPT OUTPUT:ACCEPT POSTROUTING:ACCEPT EMPTY: GOTO-ME: SETS: SVC: USER:")
 	post := p.Chain("POSTROUTING")
 	got, err := p.Rule(post.Rules[11], "POSTROUTING")
 	if want := "-A POSTROUTING -s 10.7.0.0/16 -p udp -j SNAT --to-source 192.0.2.1:2000-3000 --random-fully --persistent"; err != nil || got != want {
@@ -69,29 +55,41 @@ func TestParseRecorded(t *testing.T) {
 	}
 }
 
+// parseRecorded parses the recorded table file of family f and checks its
+// chains and policies ("NAME:POLICY ...").
+func parseRecorded(t *testing.T, file string, f Family, chains string) *Parsed {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Parse(tableOf(data, f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range p.Chains {
+		got = append(got, c.Name+":"+c.Policy)
+	}
+	if strings.Join(got, " ") != chains {
+		t.Errorf("chains %s, want %s", strings.Join(got, " "), chains)
+	}
+	return p
+}
+
 // TestParseRecorded6 reads an IPv6 nat table recorded from the kernel
 // (testdata/shapes6.rules loaded by ip6tables-legacy-restore) without
 // root, in the IPv6 layout: its chains and a few rules as
 // ip6tables-legacy-save printed them; read in the IPv4 layout it is
 // malformed.
 func TestParseRecorded6(t *testing.T) {
+	p := parseRecorded(t, "testdata/shapes6.nat.bin", IPv6, "PREROUTING:ACCEPT INPUT:ACCEPT OUTPUT:ACCEPT POSTROUTING:ACCEPT GOTO-ME: SETS: SVC: USER:")
 	data, err := os.ReadFile("testdata/shapes6.nat.bin")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Parse(tableFrom(data)); !errors.Is(err, ErrMalformed) {
 		t.Errorf("an IPv6 table read as IPv4: %v, want ErrMalformed", err)
-	}
-	p, err := Parse(tableOf(data, IPv6))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var chains []string
-	for _, c := range p.Chains {
-		chains = append(chains, c.Name+":"+c.Policy)
-	}
-	if got := strings.Join(chains, " "); got != "PREROUTING:ACCEPT INPUT:ACCEPT OUTPUT:ACCEPT POSTROUTING:ACCEPT GOTO-ME: SETS: SVC: USER:" {
-		t.Errorf("chains %s", got)
 	}
 	for _, c := range []struct {
 		chain string
