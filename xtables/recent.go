@@ -19,7 +19,7 @@ const (
 	recentMask     = 212
 
 	recentCheck, recentSet, recentUpdate, recentRemove, recentTTL, recentReap = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
-	recentKnown                                                                = 0x3f
+	recentKnown                                                               = 0x3f
 )
 
 // writeRecent prints a recent match as libxt_recent 1.8.9's recent_save
