@@ -19,14 +19,6 @@ func (f *Fixer) direct(ctx context.Context, g *restoreGroup) bool {
 	return g.backend == natrule.IptablesLegacy && g.table == "nat" && f.legacyDirect(ctx)
 }
 
-// xtFamily is fam as package xtables names it.
-func xtFamily(fam ruleset.Family) xtables.Family {
-	if fam == natrule.IPv6 {
-		return xtables.IPv6
-	}
-	return xtables.IPv4
-}
-
 // legacyDirect reports whether the legacy nat tables go through the
 // kernel interface at all: not with Config.LegacyText, and not where fix
 // cannot hold the xtables lock (iptables before 1.8.6, whose tools would
@@ -42,7 +34,7 @@ func (f *Fixer) legacyDirect(ctx context.Context) bool {
 // directSave reads g's table from the kernel and prints the chains g
 // changes, with their counters; an error sends the caller to the save tool.
 func (f *Fixer) directSave(g *restoreGroup) (*SaveTable, error) {
-	t, err := xtables.ReadTable(f.cfg.NS, xtFamily(g.family), g.table)
+	t, err := xtables.ReadTable(f.cfg.NS, ruleset.XtablesFamily(g.family), g.table)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +74,7 @@ func directTable(p *xtables.Parsed, g *restoreGroup) (*SaveTable, error) {
 // directly.
 func directFromDumps(g *restoreGroup, dumps []ruleset.Dump) (*SaveTable, bool) {
 	for _, d := range dumps {
-		if d.Direct != nil && d.Direct.Table.Family == xtFamily(g.family) && d.Direct.Table.Name == g.table {
+		if d.Direct != nil && d.Direct.Table.Family == ruleset.XtablesFamily(g.family) && d.Direct.Table.Name == g.table {
 			st, err := directTable(d.Direct, g)
 			return st, err == nil
 		}
@@ -178,7 +170,7 @@ func (f *Fixer) verifyDirect(s *SaveTable) (ok bool, err error) {
 // through the kernel interface; a namespace without the table hashes to
 // zero.
 func (f *Fixer) directDigest(fam ruleset.Family) ([32]byte, error) {
-	t, err := xtables.ReadTable(f.cfg.NS, xtFamily(fam), "nat")
+	t, err := xtables.ReadTable(f.cfg.NS, ruleset.XtablesFamily(fam), "nat")
 	if errors.Is(err, xtables.ErrNoTable) {
 		return [32]byte{}, nil
 	}

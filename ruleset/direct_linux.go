@@ -32,8 +32,8 @@ func directSource(fam Family) string {
 	return DirectSource
 }
 
-// xtFamily is fam as package xtables names it.
-func xtFamily(fam Family) xtables.Family {
+// XtablesFamily is fam as package xtables names it.
+func XtablesFamily(fam Family) xtables.Family {
 	if fam == natrule.IPv6 {
 		return xtables.IPv6
 	}
@@ -52,9 +52,9 @@ func xtFamily(fam Family) xtables.Family {
 // with errNoNat: the save tool prints them (raw's NOTRACK rules, which the
 // DNS scan reads).
 func readDirect(ns *netns.NS, fam Family) (*Ruleset, error) {
-	t, err := xtables.ReadTable(ns, xtFamily(fam), "nat")
+	t, err := xtables.ReadTable(ns, XtablesFamily(fam), "nat")
 	if errors.Is(err, xtables.ErrNoTable) {
-		switch names, lerr := xtables.Tables(ns, xtFamily(fam)); {
+		switch names, lerr := xtables.Tables(ns, XtablesFamily(fam)); {
 		case lerr != nil:
 			return nil, lerr
 		case len(names) == 0:
@@ -263,7 +263,7 @@ func LegacyTexts(ctx context.Context, ns *netns.NS, run tool.Runner, d Dump, kee
 		run = tool.Exec{NS: ns}
 	}
 	fam := d.Family
-	xf := xtFamily(fam)
+	xf := XtablesFamily(fam)
 	var out []Dump
 	for _, table := range tables {
 		switch {
