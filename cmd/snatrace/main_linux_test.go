@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/snatrace/snatrace/internal/testenv"
+	"github.com/snatrace/snatrace/vmlab"
 	"github.com/snatrace/snatrace/vmlab/vmlabtest"
 )
 
@@ -113,9 +114,44 @@ func nobodyBinary(t *testing.T) string {
 
 // TestLabKernelSignal interrupts a lab running in a VM: the guest's lab is
 // interrupted in turn, reports its completed rounds, and snatrace exits 130
-// with QEMU gone and its work directory removed.
+// with QEMU gone and its work directory removed. An interrupt that lands
+// before the guest's first round (a slow boot under load) must end just as
+// cleanly, naming the interrupted VM; the test then interrupts a new run
+// later.
 func TestLabKernelSignal(t *testing.T) {
 	deb := vmlabtest.StockKernel(t)
+	for _, wait := range []time.Duration{15 * time.Second, 25 * time.Second, 40 * time.Second} {
+		out, stderr := interruptLabKernel(t, deb, wait)
+		var rep struct {
+			Stopped string `json:"stopped"`
+			Results []struct {
+				Connections int
+				Accounted   bool
+			}
+			VM *struct{ BootSeconds float64 } `json:"vm"`
+		}
+		if len(out) == 0 && strings.Contains(stderr, vmlab.ErrInterrupted.Error()) {
+			t.Logf("interrupted after %v, before the guest's first round; again later", wait)
+			continue
+		}
+		if err := jsonUnmarshal(out, &rep); err != nil || rep.Stopped != "interrupted" || rep.VM == nil || len(rep.Results) == 0 {
+			t.Fatalf("partial report: %v %+v\n%s\nstderr %s", err, rep, out, stderr)
+		}
+		for _, r := range rep.Results {
+			if !r.Accounted {
+				t.Errorf("a result does not add up after the interrupt: %+v", r)
+			}
+		}
+		return
+	}
+	t.Fatal("no interrupt landed after the guest's first round, the last 40 s after the start")
+}
+
+// interruptLabKernel runs a long lab in a VM, interrupts it after wait and
+// returns its output. It fails the test unless snatrace exits 130 and
+// leaves no work directory and no process behind.
+func interruptLabKernel(t *testing.T, deb string, wait time.Duration) (stdout []byte, stderr string) {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd := snatrace("lab", "--kernel", deb, "--connections", "400000", "--json")
 	tmp := t.TempDir() // the work directory goes here, apart from other runs'
@@ -125,28 +161,11 @@ func TestLabKernelSignal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	time.Sleep(15 * time.Second) // unpack, build, boot, a round or more
+	time.Sleep(wait) // unpack, build, boot, a round or more
 	cmd.Process.Signal(syscall.SIGINT)
 	err := cmd.Wait()
-	ee, ok := err.(*exec.ExitError)
-	if !ok || ee.ExitCode() != 130 {
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
 		t.Fatalf("after SIGINT: %v, stderr %q; want exit 130", err, errb.String())
-	}
-	var rep struct {
-		Stopped string `json:"stopped"`
-		Results []struct {
-			Connections int
-			Accounted   bool
-		}
-		VM *struct{ BootSeconds float64 } `json:"vm"`
-	}
-	if err := jsonUnmarshal(out.Bytes(), &rep); err != nil || rep.Stopped != "interrupted" || rep.VM == nil || len(rep.Results) == 0 {
-		t.Fatalf("partial report: %v %+v\n%s\nstderr %s", err, rep, out.String(), errb.String())
-	}
-	for _, r := range rep.Results {
-		if !r.Accounted {
-			t.Errorf("a result does not add up after the interrupt: %+v", r)
-		}
 	}
 	if left, _ := filepath.Glob(filepath.Join(tmp, "snatrace-vm-*")); len(left) != 0 {
 		t.Errorf("work directories left: %v", left)
@@ -154,6 +173,7 @@ func TestLabKernelSignal(t *testing.T) {
 	if procs := processesMentioning(tmp); len(procs) != 0 {
 		t.Errorf("processes left: %v", procs)
 	}
+	return out.Bytes(), errb.String()
 }
 
 // processesMentioning returns the command lines of processes that contain s.
