@@ -67,7 +67,13 @@ func Boot(ctx context.Context, k *Kernel, img *Image, work string, o VMOptions) 
 			return nil, fmt.Errorf("guest setting %q: want KEY=VALUE without spaces or quotes", kv)
 		}
 	}
-	accel := accelerator()
+	accel, why, err := accelerator(ctx, qemu, k, o)
+	if err != nil {
+		return nil, err
+	}
+	if why != "" && o.Console != nil {
+		fmt.Fprintf(o.Console, "snatrace lab: /dev/kvm cannot run this guest (%s): booting it with TCG emulation instead (%s=kvm forces KVM)\n", why, AccelEnv)
+	}
 	resultFile := filepath.Join(work, "result")
 	cmd := exec.Command(qemu, qemuArgs(k, img, accel, resultFile, o)...)
 	con := &console{out: o.Console}
@@ -170,17 +176,6 @@ func (o VMOptions) withDefaults() VMOptions {
 	return o
 }
 
-// accelerator returns "kvm" when /dev/kvm can be opened for writing, and
-// "tcg" (multi-threaded emulation) otherwise.
-func accelerator() string {
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return "tcg"
-	}
-	f.Close()
-	return "kvm"
-}
-
 func qemuArgs(k *Kernel, img *Image, accel, resultFile string, o VMOptions) []string {
 	cmdline := append([]string{"console=ttyS0", "quiet", "loglevel=3", "panic=-1", "rdinit=/init"}, o.Env...)
 	args := []string{
@@ -190,9 +185,9 @@ func qemuArgs(k *Kernel, img *Image, accel, resultFile string, o VMOptions) []st
 		"-serial", "stdio", "-serial", "file:" + resultFile,
 	}
 	if accel == "kvm" {
-		return append(args, "-accel", "kvm", "-cpu", "host")
+		return append(args, kvmArgs...)
 	}
-	return append(args, "-accel", "tcg,thread=multi", "-cpu", "max")
+	return append(args, tcgArgs...)
 }
 
 // qemuVersion returns the version QEMU prints ("7.2.22"), or "".
