@@ -382,3 +382,29 @@ type roundDelta struct {
 	listenDrops     uint64
 	paws            PAWSCounters // servers'
 }
+
+// NewReport returns the report of a run of cfg on kernel release with cpus
+// CPUs before its first round: the workload and a result per NAT mode and
+// backend, in the order Run runs them, with nothing counted yet, and
+// Stopped "connections". Run fills it in as it goes; a lab in a VM that
+// was interrupted before its guest reported prints it as it is, stopped
+// "interrupted".
+func NewReport(cfg Config, release string, cpus int) *Report {
+	rep := &Report{
+		Kernel: release, CPUs: cpus, Prefix: cfg.Prefix, Stopped: "connections",
+		Workload: WorkloadReport{
+			Name: cfg.Workload.Name, Pods: cfg.Pods, Servers: cfg.Servers, PortRange: cfg.PortRange,
+			Rate: cfg.Workload.Rate, Poisson: cfg.Workload.Poisson,
+		},
+	}
+	rep.Proto, rep.UDP = protoReport(cfg)
+	if rep.UDP == nil {
+		rep.Workload.TimeoutSeconds = cfg.Timeout.Seconds()
+	}
+	for _, m := range cfg.Modes {
+		for _, b := range cfg.Backends {
+			rep.Results = append(rep.Results, &Result{NAT: m.String(), Backend: b.Flag()})
+		}
+	}
+	return rep
+}

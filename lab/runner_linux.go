@@ -84,20 +84,7 @@ func newRun(cfg Config, s *Session) *run {
 	if err != nil {
 		release = "unknown"
 	}
-	r.rep = &Report{
-		Kernel: release, CPUs: runtime.NumCPU(), Prefix: cfg.Prefix, Stopped: "connections",
-		Workload: WorkloadReport{
-			Name: cfg.Workload.Name, Pods: cfg.Pods, Servers: cfg.Servers, PortRange: cfg.PortRange,
-			Rate: cfg.Workload.Rate, Poisson: cfg.Workload.Poisson,
-		},
-	}
-	r.rep.Proto, r.rep.UDP = protoReport(cfg)
-	if r.rep.UDP == nil {
-		r.rep.Workload.TimeoutSeconds = cfg.Timeout.Seconds()
-	}
-	for _, v := range r.vs {
-		r.rep.Results = append(r.rep.Results, &Result{NAT: v.mode.String(), Backend: v.backend.Flag()})
-	}
+	r.rep = NewReport(cfg, release, runtime.NumCPU())
 	return r
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -47,6 +48,11 @@ type Outcome struct {
 	// NoModules is true when the kernel was booted without a modules
 	// directory: features it builds as modules were missing.
 	NoModules bool
+	// Release is the booted kernel's release, and VM how it was booted:
+	// set whenever the VM started, also with ErrInterrupted, when the
+	// guest had no report to give.
+	Release string
+	VM      *lab.VM
 }
 
 // guestReport is where the guest writes the HTML report.
@@ -54,7 +60,9 @@ const guestReport = "/run/snatrace-report.html"
 
 // Lab boots the kernel and runs the lab in it. An error means no lab ran to
 // its end (bad input, a missing tool, a guest that died); a lab that ran and
-// exited non-zero is an Outcome with its Exit.
+// exited non-zero is an Outcome with its Exit. When ctx ends before the
+// guest reported (during its boot), the error is ErrInterrupted and the
+// Outcome, without a Report, still says what was booted and how.
 func Lab(ctx context.Context, o Options) (*Outcome, error) {
 	work, err := os.MkdirTemp("", "snatrace-vm-")
 	if err != nil {
@@ -77,10 +85,14 @@ func Lab(ctx context.Context, o Options) (*Outcome, error) {
 	vm := o.VM
 	vm.Env = append(vm.Env, snatraceEnv()...)
 	run, err := Boot(ctx, k, img, work, vm)
+	if errors.Is(err, ErrInterrupted) {
+		return &Outcome{Log: run.Log, NoModules: k.Modules == nil, Release: k.Release, VM: &run.VM}, err
+	}
 	if err != nil {
 		return nil, err
 	}
-	out := &Outcome{Exit: run.Result.Exit, HTML: run.Result.Report, Log: run.Log, NoModules: k.Modules == nil}
+	out := &Outcome{Exit: run.Result.Exit, HTML: run.Result.Report, Log: run.Log, NoModules: k.Modules == nil,
+		Release: k.Release, VM: &run.VM}
 	if len(bytes.TrimSpace(run.Result.Stdout)) == 0 {
 		return out, nil // the guest's messages say why
 	}
@@ -88,7 +100,7 @@ func Lab(ctx context.Context, o Options) (*Outcome, error) {
 	if err := json.Unmarshal(run.Result.Stdout, &rep); err != nil {
 		return out, fmt.Errorf("the guest's lab report: %w", err)
 	}
-	rep.VM = &run.VM
+	rep.VM = out.VM
 	out.Report = &rep
 	return out, nil
 }

@@ -87,14 +87,15 @@ func runLabVM(cmd *cobra.Command, fl labFlags, cfg lab.Config) error {
 	out, err := vmlab.Lab(cmd.Context(), o)
 	var me *vmlab.MissingError
 	switch {
+	case errors.Is(err, vmlab.ErrInterrupted) && out != nil,
+		err == nil && out.Report == nil && cmd.Context().Err() != nil:
+		return labVMInterrupted(cmd, fl, cfg, out)
 	case errors.Is(err, vmlab.ErrInterrupted):
 		return &exitError{code: signalCode(cmd), err: err}
 	case errors.As(err, &me), errors.Is(err, vmlab.ErrNotKernel):
 		return envErr(err)
 	case err != nil:
 		return envErr(err)
-	case out.Report == nil && cmd.Context().Err() != nil:
-		return &exitError{code: signalCode(cmd), err: vmlab.ErrInterrupted}
 	case out.Report == nil:
 		hint := ""
 		if out.NoModules {
@@ -118,6 +119,20 @@ func runLabVM(cmd *cobra.Command, fl labFlags, cfg lab.Config) error {
 		return silentExit(out.Exit)
 	}
 	return nil
+}
+
+// labVMInterrupted reports a lab in a VM interrupted before its guest
+// reported: the report of a run that counted nothing, stopped
+// "interrupted", on the booted kernel (as the lab on the host reports an
+// interrupt before its first round), then the interrupt's exit code.
+func labVMInterrupted(cmd *cobra.Command, fl labFlags, cfg lab.Config, out *vmlab.Outcome) error {
+	rep := lab.NewReport(cfg, out.Release, out.VM.VCPUs)
+	rep.VM, rep.Stopped = out.VM, "interrupted"
+	rep.Prefix = "" // the guest chooses its own, and made nothing
+	if err := writeLab(cmd.OutOrStdout(), cmd.ErrOrStderr(), fl, rep); err != nil {
+		return envErr(err)
+	}
+	return &exitError{code: signalCode(cmd), err: vmlab.ErrInterrupted}
 }
 
 // signalCode is the exit code for the signal that ended cmd's context.

@@ -115,27 +115,30 @@ func nobodyBinary(t *testing.T) string {
 // TestLabKernelSignal interrupts a lab running in a VM: the guest's lab is
 // interrupted in turn, reports its completed rounds, and snatrace exits 130
 // with QEMU gone and its work directory removed. An interrupt that lands
-// before the guest's first round (a slow boot under load) must end just as
-// cleanly, naming the interrupted VM; the test then interrupts a new run
-// later.
+// before the guest's first round (during the boot) ends just as cleanly,
+// with the report of a run that counted nothing; the test interrupts one
+// run that early, then later ones until an interrupt lands in a round.
 func TestLabKernelSignal(t *testing.T) {
 	deb := vmlabtest.StockKernel(t)
+	out, stderr := interruptLabKernel(t, deb, 2*time.Second)
+	checkBootInterrupted(t, deb, out, stderr)
 	for _, wait := range []time.Duration{15 * time.Second, 25 * time.Second, 40 * time.Second} {
 		out, stderr := interruptLabKernel(t, deb, wait)
 		var rep struct {
 			Stopped string `json:"stopped"`
 			Results []struct {
+				Rounds      int
 				Connections int
 				Accounted   bool
 			}
 			VM *struct{ BootSeconds float64 } `json:"vm"`
 		}
-		if len(out) == 0 && strings.Contains(stderr, vmlab.ErrInterrupted.Error()) {
-			t.Logf("interrupted after %v, before the guest's first round; again later", wait)
-			continue
-		}
 		if err := jsonUnmarshal(out, &rep); err != nil || rep.Stopped != "interrupted" || rep.VM == nil || len(rep.Results) == 0 {
 			t.Fatalf("partial report: %v %+v\n%s\nstderr %s", err, rep, out, stderr)
+		}
+		if rep.Results[0].Rounds == 0 {
+			t.Logf("interrupted after %v, before the guest's first round; again later", wait)
+			continue
 		}
 		for _, r := range rep.Results {
 			if !r.Accounted {
@@ -145,6 +148,45 @@ func TestLabKernelSignal(t *testing.T) {
 		return
 	}
 	t.Fatal("no interrupt landed after the guest's first round, the last 40 s after the start")
+}
+
+// checkBootInterrupted checks the report of a lab in a VM interrupted
+// before its guest reported: the kernel of the package deb (its release as
+// Debian names the package), the VM, a result per NAT mode with nothing
+// counted, stopped "interrupted".
+func checkBootInterrupted(t *testing.T, deb string, out []byte, stderr string) {
+	t.Helper()
+	var rep struct {
+		Kernel  string `json:"kernel"`
+		Prefix  string `json:"prefix"`
+		Stopped string `json:"stopped"`
+		Results []struct {
+			NAT         string `json:"nat"`
+			Rounds      int    `json:"rounds"`
+			Connections int    `json:"connections"`
+		} `json:"results"`
+		VM *struct {
+			VCPUs int `json:"vcpus"`
+		} `json:"vm"`
+	}
+	if err := jsonUnmarshal(out, &rep); err != nil {
+		t.Fatalf("interrupted during the boot: %v\nstdout %q\nstderr %s", err, out, stderr)
+	}
+	release, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(deb), "linux-image-"), "_")
+	if rep.Kernel != release || rep.Stopped != "interrupted" || rep.Prefix != "" || rep.VM == nil || rep.VM.VCPUs != 2 {
+		t.Errorf("report of the interrupted boot: %+v (VM %+v); want kernel %s, stopped interrupted, no prefix, 2 vCPUs", rep, rep.VM, release)
+	}
+	if len(rep.Results) != 2 || rep.Results[0].NAT != "masquerade" || rep.Results[1].NAT != "masquerade fully-random" {
+		t.Errorf("results %+v: want masquerade and masquerade fully-random", rep.Results)
+	}
+	for _, r := range rep.Results {
+		if r.Rounds != 0 || r.Connections != 0 {
+			t.Errorf("result %+v: counted something before the guest ran", r)
+		}
+	}
+	if !strings.Contains(stderr, vmlab.ErrInterrupted.Error()) {
+		t.Errorf("stderr %q does not say the VM was stopped", stderr)
+	}
 }
 
 // interruptLabKernel runs a long lab in a VM, interrupts it after wait and
