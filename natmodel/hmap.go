@@ -1,6 +1,11 @@
 package natmodel
 
-import "github.com/snatrace/snatrace/internal/hugepage"
+import (
+	"unsafe"
+
+	"github.com/snatrace/snatrace/internal/hugepage"
+	"github.com/snatrace/snatrace/internal/prefetch"
+)
 
 // hmap is an open-addressing hash map from a 96-bit key to an int32 value,
 // with linear probing and backward-shift deletion (no tombstones, so probe
@@ -110,6 +115,12 @@ func (m *hmap) find(a uint64, b uint32) (i uint64, h uint32, found bool) {
 			return i, h, true
 		}
 	}
+}
+
+// prefetch starts loading the home slot of a key, where its lookup
+// begins.
+func (m *hmap) prefetch(a uint64, b uint32) {
+	prefetch.Line(unsafe.Pointer(&m.slots[uint64(hash32(a, b))&m.mask]))
 }
 
 // value returns the value in slot i (which find reported found).

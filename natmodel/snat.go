@@ -89,6 +89,35 @@ func (t *Table) SNAT(id ConnID, r *Range) (Choice, error) {
 	return ch, nil
 }
 
+// Prefetch starts loading, without waiting, the hash slots that NewConn
+// and then SNAT through r (nil: no NAT) will read first for a flow with
+// original tuple orig: the tuple's conntrack slot, its source's bysource
+// slot, and the slot of the tuple SNAT tries to keep. On a table of
+// millions of entries each is a cache miss; called when the connection
+// starts, well before its SYN is processed, they overlap one another and
+// the work in between. It changes nothing.
+func (t *Table) Prefetch(orig Tuple, r *Range) {
+	k, err := orig.key()
+	if err != nil {
+		return
+	}
+	h := t.hash(k.proto)
+	h.prefetch(k.pack())
+	if r == nil {
+		return
+	}
+	if !t.noBysrc {
+		t.bysrc.prefetch(srcKey{k.src(), k.sport(), k.proto}.pack())
+	}
+	var x rng
+	r.internal(&x)
+	if x.flags&RandomAll == 0 {
+		tp := k
+		findBestIPs(&tp, &x)
+		h.prefetch(tp.invert().pack())
+	}
+}
+
 // used is nf_nat_used_tuple: is the reply of tuple tp in the confirmed hash
 // (as either direction of another entry)?
 func (t *Table) used(tp key, self int32) bool {
