@@ -49,16 +49,20 @@ func TestPrefetchChangesNothing(t *testing.T) {
 	}
 }
 
-// newPair returns two tables of era with the same seed.
+// newPair returns two tables of era with the same seed, sized to be
+// prefetched (prefetchSlots).
 func newPair(t *testing.T, era Era) (*Table, *Table) {
 	t.Helper()
 	var tbs [2]*Table
 	for i := range tbs {
-		tb, err := NewTable(Config{Era: era, Rand: rand.New(rand.NewPCG(1, 2))})
+		tb, err := NewTable(Config{Era: era, Rand: rand.New(rand.NewPCG(1, 2)), SizeHint: prefetchSlots})
 		if err != nil {
 			t.Fatal(err)
 		}
 		tbs[i] = tb
+	}
+	if n := len(tbs[1].hashes[0].slots); n < prefetchSlots {
+		t.Fatalf("a table of %d slots is not prefetched", n)
 	}
 	return tbs[0], tbs[1]
 }
