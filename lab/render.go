@@ -24,8 +24,7 @@ func WriteText(w io.Writer, rep *Report) error {
 	ew.Printf("kernel %s, %d CPUs, workload %s: %d pods, %d server(s), %d %s in %.1f s (stopped: %s)\n",
 		rep.Kernel, rep.CPUs, rep.Workload.Name, rep.Workload.Pods, rep.Workload.Servers, rep.Workload.Connections, noun, rep.Seconds, rep.Stopped)
 	if vm := rep.VM; vm != nil {
-		ew.Printf("in a VM: QEMU %s, %s, %d vCPUs, %d MiB; booted in %.1f s (guest kernel %.1f s), %.1f s in all\n",
-			vm.QEMU, vm.Accelerator, vm.VCPUs, vm.MemoryMiB, vm.BootSeconds, vm.GuestBootSeconds, vm.WallSeconds)
+		writeVM(ew, vm)
 	}
 	if d := rep.TSOffsets; d != nil {
 		ew.Printf("TCP timestamp offsets: %s (%s)\n", d.Kind, d.Reason)
@@ -88,6 +87,22 @@ func WriteText(w io.Writer, rep *Report) error {
 	}
 	ew.Printf("\nverdict: %s\n", rep.Verdict)
 	return ew.Err
+}
+
+// writeVM writes the VM line: how the guest booted, or how far it got
+// before an interrupt (no accelerator: QEMU never started; no boot time:
+// the guest's lab never started).
+func writeVM(ew *text.Writer, vm *VM) {
+	switch {
+	case vm.Accelerator == "":
+		ew.Printf("in a VM: QEMU %s, %d vCPUs, %d MiB; interrupted before QEMU started\n", vm.QEMU, vm.VCPUs, vm.MemoryMiB)
+	case vm.BootSeconds == 0:
+		ew.Printf("in a VM: QEMU %s, %s, %d vCPUs, %d MiB; interrupted before the guest's lab started, %.1f s in all\n",
+			vm.QEMU, vm.Accelerator, vm.VCPUs, vm.MemoryMiB, vm.WallSeconds)
+	default:
+		ew.Printf("in a VM: QEMU %s, %s, %d vCPUs, %d MiB; booted in %.1f s (guest kernel %.1f s), %.1f s in all\n",
+			vm.QEMU, vm.Accelerator, vm.VCPUs, vm.MemoryMiB, vm.BootSeconds, vm.GuestBootSeconds, vm.WallSeconds)
+	}
 }
 
 // WriteHTML writes the report as a self-contained HTML page to path: the

@@ -408,3 +408,13 @@ func NewReport(cfg Config, release string, cpus int) *Report {
 	}
 	return rep
 }
+
+// Finish derives what a report says from its counts: each result's rates,
+// latency summary and accounting, and the verdict. Run finishes its
+// report; a caller that builds one with NewReport finishes it too.
+func (rep *Report) Finish() {
+	for _, res := range rep.Results {
+		res.finish()
+	}
+	rep.Verdict = verdict(rep.Results, rep.Workload.Name == Short)
+}

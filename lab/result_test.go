@@ -1,8 +1,11 @@
 package lab
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/snatrace/snatrace/natrule"
 )
 
 func TestAccount(t *testing.T) {
@@ -81,3 +84,37 @@ func errTimeout() error { return &timeoutErr{} }
 type timeoutErr struct{}
 
 func (*timeoutErr) Error() string { return "timed out" }
+
+// The VM line says how far a guest got: booted, started but interrupted
+// before its lab ran, or interrupted before QEMU started; and a report
+// from NewReport, finished, accounts for its nothing.
+func TestWriteTextVM(t *testing.T) {
+	cfg := Config{Pods: 2, Servers: 1, Modes: []natrule.Mode{{Action: natrule.Masquerade}}, Backends: []natrule.Backend{natrule.Nftables}}
+	cfg.Workload.Name = SamePort
+	for _, tc := range []struct {
+		vm   VM
+		want string
+	}{
+		{VM{QEMU: "7.2.22", VCPUs: 2, MemoryMiB: 1024},
+			"in a VM: QEMU 7.2.22, 2 vCPUs, 1024 MiB; interrupted before QEMU started\n"},
+		{VM{QEMU: "7.2.22", Accelerator: "tcg", VCPUs: 2, MemoryMiB: 1024, WallSeconds: 1.26},
+			"in a VM: QEMU 7.2.22, tcg, 2 vCPUs, 1024 MiB; interrupted before the guest's lab started, 1.3 s in all\n"},
+		{VM{QEMU: "7.2.22", Accelerator: "kvm", VCPUs: 2, MemoryMiB: 1024, BootSeconds: 3.5, GuestBootSeconds: 2.6, WallSeconds: 9.2},
+			"in a VM: QEMU 7.2.22, kvm, 2 vCPUs, 1024 MiB; booted in 3.5 s (guest kernel 2.6 s), 9.2 s in all\n"},
+	} {
+		rep := NewReport(cfg, "6.1.0-57-cloud-amd64", 2)
+		rep.VM, rep.Stopped = &tc.vm, "interrupted"
+		rep.Finish()
+		var b strings.Builder
+		if err := WriteText(&b, rep); err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.SplitAfter(b.String(), "\n")
+		if len(lines) < 2 || lines[1] != tc.want {
+			t.Errorf("VM line %q, want %q", lines[1], tc.want)
+		}
+		if !strings.Contains(b.String(), "masquerade (nft): 0 SYNs retransmitted") || !strings.Contains(b.String(), "all accounted for") {
+			t.Errorf("an empty finished report does not account for itself:\n%s", b.String())
+		}
+	}
+}

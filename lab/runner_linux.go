@@ -191,8 +191,5 @@ func (r *run) finish() {
 	if r.rep.TrafficSeconds > 0 {
 		r.rep.ConnectRate = float64(r.rep.Workload.Connections) / r.rep.TrafficSeconds
 	}
-	for _, res := range r.rep.Results {
-		res.finish()
-	}
-	r.rep.Verdict = verdict(r.rep.Results, r.cfg.Workload.Name == Short)
+	r.rep.Finish()
 }

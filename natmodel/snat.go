@@ -97,7 +97,7 @@ func (t *Table) SNAT(id ConnID, r *Range) (Choice, error) {
 // starts, well before its SYN is processed, they overlap one another and
 // the work in between. A table of less than prefetchSlots slots is left
 // alone: its lines are mostly cached already, and the prefetch would only
-// cost. It changes nothing.
+// cost. r must pass Validate, as for SNAT. It changes nothing.
 func (t *Table) Prefetch(orig Tuple, r *Range) {
 	if len(t.hashes[0].slots) < prefetchSlots && len(t.hashes[1].slots) < prefetchSlots {
 		return

@@ -1,11 +1,11 @@
 package vmlab
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -20,15 +20,17 @@ const AccelEnv = "SNATRACE_VM_ACCEL"
 // banner within a second of QEMU's start.
 var probeTimeout = 10 * time.Second
 
+// kvmDevice is KVM's device: a variable for tests.
+var kvmDevice = "/dev/kvm"
+
 // probeBanner is the first line the kernel prints on its early console.
 const probeBanner = "Linux version "
 
-// probed is the probe's verdict, once per process (it is a property of the
-// host): why KVM is not used, "" when it is.
+// probed holds the probes' verdicts, per kernel image, for the process:
+// why KVM is not used for it, "" when it is.
 var probed struct {
 	sync.Mutex
-	done bool
-	why  string
+	why map[string]string
 }
 
 // accelerator returns the accelerator for booting k: "kvm" when /dev/kvm
@@ -38,8 +40,9 @@ var probed struct {
 // worth a word). A /dev/kvm that cannot run a guest is common under nested
 // virtualisation: QEMU aborts setting an MSR the outer hypervisor refuses,
 // or the guest hangs as it enters protected mode. AccelEnv overrides both
-// checks.
-func accelerator(ctx context.Context, qemu string, k *Kernel, o VMOptions) (accel, why string, err error) {
+// checks. The probe runs in work; an error is a bad AccelEnv or ctx's,
+// when it ended during the probe.
+func accelerator(ctx context.Context, qemu string, k *Kernel, o VMOptions, work string) (accel, why string, err error) {
 	switch v := os.Getenv(AccelEnv); v {
 	case "kvm", "tcg":
 		return v, "", nil
@@ -47,66 +50,131 @@ func accelerator(ctx context.Context, qemu string, k *Kernel, o VMOptions) (acce
 	default:
 		return "", "", fmt.Errorf("%s=%q: want kvm or tcg", AccelEnv, v)
 	}
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	f, err := os.OpenFile(kvmDevice, os.O_RDWR, 0)
 	if err != nil {
 		return "tcg", "", nil
 	}
 	f.Close()
 	probed.Lock()
 	defer probed.Unlock()
-	if !probed.done {
-		why := probeKVM(ctx, qemu, k, o)
+	why, ok := probed.why[k.Image]
+	if !ok {
+		why = probeKVM(ctx, qemu, k, o, work)
 		if ctx.Err() != nil {
-			return "tcg", "", nil // interrupted: no verdict, and the run stops anyway
+			return "", "", ctx.Err() // no verdict
 		}
-		probed.done, probed.why = true, why
+		if probed.why == nil {
+			probed.why = map[string]string{}
+		}
+		probed.why[k.Image] = why
 	}
-	if probed.why != "" {
-		return "tcg", probed.why, nil
+	if why != "" {
+		return "tcg", why, nil
 	}
 	return "kvm", "", nil
 }
 
 // probeKVM boots k under KVM without an initramfs, with its early console
 // on the serial line, until the kernel's banner appears: "" when it does,
-// else what went wrong. QEMU is killed either way.
-func probeKVM(ctx context.Context, qemu string, k *Kernel, o VMOptions) string {
+// else what went wrong. It returns within probeTimeout and a second: QEMU
+// and anything it started are killed (its process group), and a pipe
+// still held open after that is closed. It runs in work, where a QEMU
+// that aborts leaves its core file.
+func probeKVM(ctx context.Context, qemu string, k *Kernel, o VMOptions, work string) string {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	args := append([]string{"-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
-		"-m", "256", "-smp", fmt.Sprint(o.VCPUs), "-kernel", k.Image,
-		"-append", "console=ttyS0 earlyprintk=ttyS0 panic=-1", "-serial", "stdio"}, kvmArgs...)
-	cmd := exec.CommandContext(ctx, qemu, args...)
-	cmd.SysProcAttr = ownProcessGroup()
-	out, err := cmd.StdoutPipe()
+	image, err := filepath.Abs(k.Image)
 	if err != nil {
 		return err.Error()
 	}
-	cmd.Stderr = cmd.Stdout
+	args := append([]string{"-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
+		"-m", "256", "-smp", fmt.Sprint(o.VCPUs), "-kernel", image,
+		"-append", "console=ttyS0 earlyprintk=ttyS0 panic=-1", "-serial", "stdio"}, kvmArgs...)
+	cmd := exec.CommandContext(ctx, qemu, args...)
+	cmd.Dir = work
+	cmd.SysProcAttr = ownProcessGroup()
+	cmd.Cancel = func() error { return killGroup(cmd.Process) }
+	cmd.WaitDelay = time.Second
+	out := &probeOutput{banner: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return err.Error()
 	}
-	last := ""
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if strings.Contains(line, probeBanner) {
-			cancel() // kills QEMU
-			cmd.Wait()
-			return ""
-		}
-		if line != "" {
-			last = line
-		}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var werr error
+	select {
+	case <-out.banner:
+		cancel() // kills QEMU
+		<-done
+		return ""
+	case werr = <-done:
 	}
-	werr := cmd.Wait()
 	switch {
 	case ctx.Err() != nil:
-		return fmt.Sprintf("the kernel printed nothing under KVM within %v (last console line %q)", probeTimeout, last)
+		return fmt.Sprintf("the kernel printed nothing under KVM within %v (last console line %q)", probeTimeout, out.last())
 	case werr != nil:
-		return fmt.Sprintf("QEMU failed under KVM: %v (%s)", werr, last)
+		return fmt.Sprintf("QEMU failed under KVM: %v (%s)", werr, out.last())
 	}
-	return fmt.Sprintf("QEMU exited under KVM before the kernel's banner (%s)", last)
+	return fmt.Sprintf("QEMU exited under KVM before the kernel's banner (%s)", out.last())
+}
+
+// probeOutput is what the probed QEMU prints: it closes banner when the
+// kernel's banner appears, and keeps the line that best says what went
+// wrong otherwise.
+type probeOutput struct {
+	mu     sync.Mutex
+	line   []byte
+	lines  []string // the last few non-empty lines
+	seen   bool
+	banner chan struct{}
+}
+
+func (p *probeOutput) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range b {
+		if c != '\n' {
+			p.line = append(p.line, c)
+			continue
+		}
+		p.add(strings.TrimSpace(string(p.line)))
+		p.line = p.line[:0]
+	}
+	return len(b), nil
+}
+
+func (p *probeOutput) add(line string) {
+	if strings.Contains(line, probeBanner) && !p.seen {
+		p.seen = true
+		close(p.banner)
+	}
+	if line != "" {
+		p.lines = append(p.lines, line)
+		if len(p.lines) > 8 {
+			p.lines = p.lines[1:]
+		}
+	}
+}
+
+// last returns QEMU's own error line when it printed one ("qemu-...:
+// error: failed to set MSR ..."), else the last line printed.
+func (p *probeOutput) last() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.line) > 0 {
+		p.add(strings.TrimSpace(string(p.line)))
+		p.line = p.line[:0]
+	}
+	for _, l := range p.lines {
+		if strings.Contains(l, "error:") {
+			return l
+		}
+	}
+	if len(p.lines) == 0 {
+		return ""
+	}
+	return p.lines[len(p.lines)-1]
 }
 
 // kvmArgs and tcgArgs are QEMU's accelerator and CPU model arguments.

@@ -67,10 +67,20 @@ func Boot(ctx context.Context, k *Kernel, img *Image, work string, o VMOptions) 
 			return nil, fmt.Errorf("guest setting %q: want KEY=VALUE without spaces or quotes", kv)
 		}
 	}
-	accel, why, err := accelerator(ctx, qemu, k, o)
-	if err != nil {
+	run := &Run{VM: lab.VM{VCPUs: o.VCPUs, MemoryMiB: o.MemoryMiB, QEMU: qemuVersion(qemu),
+		Package: k.Package, Image: k.imageName(), InitramfsBytes: img.Bytes, InitramfsModules: img.Modules,
+		InitramfsSeconds: img.Took.Seconds(), Tools: img.Tools}}
+	if ctx.Err() != nil {
+		return run, ErrInterrupted // before QEMU started
+	}
+	accel, why, err := accelerator(ctx, qemu, k, o, work)
+	switch {
+	case ctx.Err() != nil:
+		return run, ErrInterrupted
+	case err != nil:
 		return nil, err
 	}
+	run.VM.Accelerator = accel
 	if why != "" && o.Console != nil {
 		fmt.Fprintf(o.Console, "snatrace lab: /dev/kvm cannot run this guest (%s): booting it with TCG emulation instead (%s=kvm forces KVM)\n", why, AccelEnv)
 	}
@@ -83,9 +93,6 @@ func Boot(ctx context.Context, k *Kernel, img *Image, work string, o VMOptions) 
 	if err != nil {
 		return nil, err
 	}
-	run := &Run{VM: lab.VM{Accelerator: accel, VCPUs: o.VCPUs, MemoryMiB: o.MemoryMiB, QEMU: qemuVersion(qemu),
-		Package: k.Package, Image: k.imageName(), InitramfsBytes: img.Bytes, InitramfsModules: img.Modules,
-		InitramfsSeconds: img.Took.Seconds(), Tools: img.Tools}}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", QEMU, err)

@@ -81,17 +81,18 @@ takes one timeout longer, however many it lost.
 Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN). Without it, use snatrace sim.
 
 On another kernel: --kernel FILE (a bzImage, or a Debian linux-image .deb)
-boots it under QEMU (KVM if /dev/kvm can run it — a probe boot checks, as a
-nested hypervisor often cannot — multi-threaded TCG otherwise;
-SNATRACE_VM_ACCEL=kvm or tcg decides instead) from an initramfs holding this snatrace, the kernel's netfilter, nftables,
-iptables, conntrack, veth and bridge modules (loaded on demand, as on a
-distribution system) and the host's nft and iptables tools, runs the same lab
-with the same flags inside and prints the same report with a VM line. This
-needs no root, only qemu-system-x86; nothing on the host changes.
+boots it under QEMU (KVM if /dev/kvm can run it — a probe boot checks, as
+under a nested hypervisor it often cannot — multi-threaded TCG otherwise;
+SNATRACE_VM_ACCEL=kvm or tcg decides instead) from an initramfs holding this
+snatrace, the kernel's netfilter, nftables, iptables, conntrack, veth and
+bridge modules (loaded on demand, as on a distribution system) and the host's
+nft and iptables tools, runs the same lab with the same flags inside and
+prints the same report with a VM line. This needs no root, only
+qemu-system-x86; nothing on the host changes.
 
 Interrupted (SIGINT, SIGTERM), it cleans up, prints what the completed rounds
 measured (the round in flight is named, not counted) and exits 130 (SIGINT) or
-143 (SIGTERM); in a VM interrupted before the guest's first round, the report
+143 (SIGTERM); in a VM interrupted before its guest reported, the report
 counts nothing and says so (stopped: interrupted).`
 
 func newLabCmd() *cobra.Command {

@@ -87,8 +87,7 @@ func runLabVM(cmd *cobra.Command, fl labFlags, cfg lab.Config) error {
 	out, err := vmlab.Lab(cmd.Context(), o)
 	var me *vmlab.MissingError
 	switch {
-	case errors.Is(err, vmlab.ErrInterrupted) && out != nil,
-		err == nil && out.Report == nil && cmd.Context().Err() != nil:
+	case errors.Is(err, vmlab.ErrInterrupted) && out != nil:
 		return labVMInterrupted(cmd, fl, cfg, out)
 	case errors.Is(err, vmlab.ErrInterrupted):
 		return &exitError{code: signalCode(cmd), err: err}
@@ -96,6 +95,8 @@ func runLabVM(cmd *cobra.Command, fl labFlags, cfg lab.Config) error {
 		return envErr(err)
 	case err != nil:
 		return envErr(err)
+	case out.Report == nil && cmd.Context().Err() != nil:
+		return &exitError{code: signalCode(cmd), err: vmlab.ErrInterrupted}
 	case out.Report == nil:
 		hint := ""
 		if out.NoModules {
@@ -129,6 +130,7 @@ func labVMInterrupted(cmd *cobra.Command, fl labFlags, cfg lab.Config, out *vmla
 	rep := lab.NewReport(cfg, out.Release, out.VM.VCPUs)
 	rep.VM, rep.Stopped = out.VM, "interrupted"
 	rep.Prefix = "" // the guest chooses its own, and made nothing
+	rep.Finish()
 	if err := writeLab(cmd.OutOrStdout(), cmd.ErrOrStderr(), fl, rep); err != nil {
 		return envErr(err)
 	}

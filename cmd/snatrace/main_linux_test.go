@@ -120,7 +120,8 @@ func nobodyBinary(t *testing.T) string {
 // run that early, then later ones until an interrupt lands in a round.
 func TestLabKernelSignal(t *testing.T) {
 	deb := vmlabtest.StockKernel(t)
-	out, stderr := interruptLabKernel(t, deb, 2*time.Second)
+	// At 0.5 s the package is still being unpacked: no guest has started.
+	out, stderr := interruptLabKernel(t, deb, 500*time.Millisecond)
 	checkBootInterrupted(t, deb, out, stderr)
 	for _, wait := range []time.Duration{15 * time.Second, 25 * time.Second, 40 * time.Second} {
 		out, stderr := interruptLabKernel(t, deb, wait)
