@@ -48,9 +48,10 @@ type Outcome struct {
 	// NoModules is true when the kernel was booted without a modules
 	// directory: features it builds as modules were missing.
 	NoModules bool
-	// Release is the booted kernel's release, and VM how it was booted:
-	// set whenever the VM started, also with ErrInterrupted, when the
-	// guest had no report to give.
+	// Release is the kernel's release, and VM how it was (or was to be)
+	// booted: set whenever the lab got as far as booting, also with
+	// ErrInterrupted, when the guest had no report to give (VM has no
+	// Accelerator when QEMU never started).
 	Release string
 	VM      *lab.VM
 }

@@ -55,7 +55,9 @@ var ErrInterrupted = errors.New("the VM was stopped before the guest finished")
 // ctx ends, the guest's command is interrupted (as by Ctrl-C: the lab
 // reports the rounds it completed) and QEMU is given InterruptGrace to power
 // off before it is killed; after the timeout it is killed at once. Its files
-// are in work.
+// are in work. A ctx that ended before QEMU started (during the KVM probe,
+// or before Boot) starts none: the Run, with the VM as it would have been
+// booted, comes with ErrInterrupted.
 func Boot(ctx context.Context, k *Kernel, img *Image, work string, o VMOptions) (*Run, error) {
 	o = o.withDefaults()
 	qemu, err := exec.LookPath(QEMU)
