@@ -16,6 +16,18 @@ import (
 // shows it can run the kernel (see accelerator).
 const AccelEnv = "SNATRACE_VM_ACCEL"
 
+// ForcedAccel returns the accelerator AccelEnv forces ("kvm", "tcg"), ""
+// when it is unset, or an error naming the variable for any other value:
+// a caller can check it before it unpacks and builds anything.
+func ForcedAccel() (string, error) {
+	switch v := os.Getenv(AccelEnv); v {
+	case "kvm", "tcg", "":
+		return v, nil
+	default:
+		return "", fmt.Errorf("%s=%q: want kvm or tcg", AccelEnv, v)
+	}
+}
+
 // probeTimeout bounds the probe boot: under KVM a kernel prints its
 // banner within a second of QEMU's start.
 var probeTimeout = 10 * time.Second
@@ -43,12 +55,8 @@ var probed struct {
 // checks. The probe runs in work; an error is a bad AccelEnv or ctx's,
 // when it ended during the probe.
 func accelerator(ctx context.Context, qemu string, k *Kernel, o VMOptions, work string) (accel, why string, err error) {
-	switch v := os.Getenv(AccelEnv); v {
-	case "kvm", "tcg":
-		return v, "", nil
-	case "":
-	default:
-		return "", "", fmt.Errorf("%s=%q: want kvm or tcg", AccelEnv, v)
+	if v, err := ForcedAccel(); v != "" || err != nil {
+		return v, "", err
 	}
 	f, err := os.OpenFile(kvmDevice, os.O_RDWR, 0)
 	if err != nil {

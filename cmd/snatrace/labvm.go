@@ -52,6 +52,9 @@ func (v *vmFlags) check(cmd *cobra.Command) error {
 	case changed("trace"):
 		return usageErr("--trace: not available with --kernel yet (the guest has no BTF file system)")
 	}
+	if _, err := vmlab.ForcedAccel(); err != nil {
+		return usageErr("%v", err)
+	}
 	return nil
 }
 

@@ -38,6 +38,7 @@ func TestLabKernelBadInput(t *testing.T) {
 		{[]string{"lab", "--kernel", image, "--backend", "iptables-legacy"}, []string{"PATH=" + emptyPath},
 			"--backend iptables-legacy: the guest gets the host's iptables-legacy-save, which is not installed here"},
 		{[]string{"lab", "--kernel", image}, []string{"PATH=" + emptyPath}, "qemu-system-x86_64 not found in PATH: install QEMU (Debian: apt install qemu-system-x86)"},
+		{[]string{"lab", "--kernel", image}, []string{"SNATRACE_VM_ACCEL=hvf"}, `snatrace: SNATRACE_VM_ACCEL="hvf": want kvm or tcg`},
 	}
 	for _, tt := range tests {
 		cmd := snatrace(tt.args...)
@@ -49,7 +50,9 @@ func TestLabKernelBadInput(t *testing.T) {
 		if err != nil {
 			code = cmd.ProcessState.ExitCode()
 		}
-		if code != exitUsage || !strings.Contains(errb.String(), tt.want) || out.Len() != 0 {
+		// Usage errors come before anything is unpacked or booted.
+		if code != exitUsage || !strings.Contains(errb.String(), tt.want) || out.Len() != 0 ||
+			strings.Contains(tt.want, "SNATRACE_VM_ACCEL") && strings.Contains(errb.String(), "booting") {
 			t.Errorf("snatrace %v: exit %d, stderr %q, stdout %q; want exit 2 and %q", tt.args, code, errb.String(), out.String(), tt.want)
 		}
 	}
