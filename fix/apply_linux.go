@@ -112,7 +112,7 @@ func (f *Fixer) checkGroup(ctx context.Context, p *Plan, g *restoreGroup, fresh,
 	// whose writers do not take the lock anyway, or when the lock was held
 	// since before the read.
 	// A table read directly is committed directly, which needs the lock.
-	if !fresh || s == nil || g.backend == natrule.IptablesLegacy && !p.lockHeld || s.direct != nil && !held {
+	if !fresh || s == nil || s.spent || g.backend == natrule.IptablesLegacy && !p.lockHeld || s.direct != nil && !held {
 		var err error
 		if s, err = f.saveTable(ctx, g, held); err != nil {
 			return err
@@ -204,7 +204,7 @@ func (f *Fixer) verify(ctx context.Context, applied []Change, saves map[*restore
 	}
 	committed := map[string]*SaveTable{}
 	for g, s := range saves {
-		if s.committed != nil {
+		if s.committed {
 			committed[g.key()] = s
 		}
 	}

@@ -112,33 +112,55 @@ func (f *Fixer) flipDirect(s *SaveTable, at []Replacement, on bool) error {
 		return err
 	}
 	defer sock.Close()
-	// The kernel refuses a commit only when the entry count moved; a writer
-	// that ignores the xtables lock could have changed a rule in place
-	// since s was read. Read again right before the commit and commit that
-	// fresh copy: a table that differs is stale, not overwritten.
-	now, err := sock.Get(p.Table.Name)
+	now, err := lookAgain(sock, s)
 	if err != nil {
 		return err
 	}
-	if now.Info != p.Table.Info || !p.SameRules(p.Table.Entries, now.Entries) {
-		return fmt.Errorf("%s table %s changed since it was read: %w", p.Table.Family.Tool(), p.Table.Name, ErrStale)
-	}
 	err = sock.Commit(now, func(entries []byte) error {
-		s.committed = entries
 		return p.SetRandomFully(entries, idx, on)
 	})
+	if err == nil || errors.Is(err, xtables.ErrCountersLost) {
+		// now holds what was committed, its rules at p.Table's places.
+		p.Table = now
+		s.committed, s.spent = true, false
+		// Cannot fail: lookAgain fingerprinted now, and the edit set flags.
+		s.committedFP, _ = now.Fingerprint()
+	}
 	switch {
 	case errors.Is(err, xtables.ErrCountersLost):
 		s.warning = err.Error() + ": the changed table's rule counters restart from zero"
 		return nil
 	case errors.Is(err, xtables.ErrChanged):
-		s.committed = nil
 		return fmt.Errorf("%w: %w", ErrStale, err)
 	case err != nil:
-		s.committed = nil
 		return fmt.Errorf("replacing %d rules of %s table %s: %w", len(idx), p.Table.Family.Tool(), p.Table.Name, err)
 	}
 	return nil
+}
+
+// lookAgain reads s's table again right before a commit, and returns it
+// if its rules are still s's: the kernel refuses a commit only when the
+// entry count moved, and a writer that ignores the xtables lock could
+// have changed a rule in place since s was read. A table that differs is
+// ErrStale, not overwritten. The read goes into the memory of s's own
+// (fresh memory costs more than the read at 60 MB), which leaves s spent
+// until a commit succeeds.
+func lookAgain(sock *xtables.Socket, s *SaveTable) (*xtables.Table, error) {
+	old := s.direct.Table
+	want, err := old.Fingerprint()
+	if err != nil {
+		return nil, err
+	}
+	info := old.Info
+	s.spent = true
+	now, err := sock.GetInto(old.Name, old)
+	if err != nil {
+		return nil, err
+	}
+	if got, err := now.Fingerprint(); err != nil || got != want || now.Info != info {
+		return nil, fmt.Errorf("%s table %s changed since it was read: %w", now.Family.Tool(), now.Name, ErrStale)
+	}
+	return now, nil
 }
 
 // saveTable is save through the kernel interface where direct allows it
@@ -153,31 +175,40 @@ func (f *Fixer) saveTable(ctx context.Context, g *restoreGroup, locked bool) (*S
 	return f.save(ctx, g)
 }
 
-// verifyDirect reads g's table back after a direct commit and reports
-// whether it is the table the commit wrote (counters aside), in which case
-// every planned rule has the flag at its place. When it is not (a writer
-// that ignores the xtables lock came between), ok is false and the caller
-// checks the rules one by one.
+// verifyDirect reads g's table back after a direct commit, into the
+// committed table's memory, and reports whether it is the table the commit
+// wrote (by fingerprint, counters aside), in which case every planned rule
+// has the flag at its place. When it is not (a writer that ignores the
+// xtables lock came between), ok is false, s is spent and the caller
+// checks the rules one by one in a fresh read.
 func (f *Fixer) verifyDirect(s *SaveTable) (ok bool, err error) {
-	t, err := xtables.ReadTable(f.cfg.NS, s.direct.Table.Family, s.direct.Table.Name)
+	p := s.direct
+	info := p.Table.Info
+	s.spent = true // read into the committed table's memory
+	t, err := xtables.ReadTableInto(f.cfg.NS, p.Table.Family, p.Table.Name, p.Table)
 	if err != nil {
 		return false, err
 	}
-	return s.direct.SameRules(s.committed, t.Entries), nil
+	got, err := t.Fingerprint()
+	if err != nil || got != s.committedFP || t.Info != info {
+		return false, nil
+	}
+	p.Table, s.spent = t, false
+	return true, nil
 }
 
 // directDigest hashes the rules of the legacy nat table of fam, read
 // through the kernel interface; a namespace without the table hashes to
 // zero.
-func (f *Fixer) directDigest(fam ruleset.Family) ([32]byte, error) {
+func (f *Fixer) directDigest(fam ruleset.Family) (uint64, error) {
 	t, err := xtables.ReadTable(f.cfg.NS, ruleset.XtablesFamily(fam), "nat")
 	if errors.Is(err, xtables.ErrNoTable) {
-		return [32]byte{}, nil
+		return 0, nil
 	}
 	if err != nil {
-		return [32]byte{}, err
+		return 0, err
 	}
-	return t.RulesDigest()
+	return t.Fingerprint()
 }
 
 // hasLegacyNat reports whether the namespace has a legacy nat table of

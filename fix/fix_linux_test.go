@@ -594,11 +594,25 @@ func TestDirectCommitRefusesChangedTable(t *testing.T) {
 	if got := dumps(t, ns); got != before || !strings.Contains(got, moved) {
 		t.Fatalf("the refused commit changed the table:\n%s", strings.Join(diffLines(before, got), "\n"))
 	}
-	if _, res, err := f.ApplyFresh(ctx, "", 3); err != nil || !res.Verified || len(res.Applied) != 3 {
-		t.Fatalf("fresh apply: %v %+v", err, res)
+	// The refused look read the table into the plan's memory, which now
+	// holds the writer's table: applying the same plan again must read
+	// afresh, not commit from that memory. A second in-place change that
+	// moves every later entry makes the difference visible.
+	const grown = "-A KUBE-SEP-6E7XQMQ4RAYOWTTM -p tcp -m comment --comment \"default/kubernetes:https\" -m tcp -m mark --mark 0x1 -j DNAT --to-destination 192.168.1.12:6443"
+	sh(t, ns, "*nat\n-R KUBE-SEP-6E7XQMQ4RAYOWTTM 2"+strings.TrimPrefix(grown, "-A KUBE-SEP-6E7XQMQ4RAYOWTTM")+"\nCOMMIT\n", "iptables-legacy-restore", "--noflush")
+	if unlock, err = lockXtables(ctx, lock); err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(dumps(t, ns), moved) {
-		t.Error("the fresh apply lost the writer's change")
+	res, err := f.apply(ctx, p, "", true)
+	unlock()
+	if err != nil || !res.Verified || len(res.Applied) != 3 {
+		t.Fatalf("the same plan applied again: %v %+v", err, res)
+	}
+	if got := dumps(t, ns); !strings.Contains(got, grown) {
+		t.Errorf("the apply lost the writer's change:\n%s", got)
+	}
+	if fs := racing(t, f, p); len(fs) != 0 {
+		t.Errorf("racing rules after the apply: %+v", fs)
 	}
 }
 

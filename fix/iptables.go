@@ -22,8 +22,15 @@ type SaveTable struct {
 	// tool's output: a commit then sets the flag in it instead of running
 	// iptables-restore.
 	direct *xtables.Parsed
-	// committed is the entry table a direct commit wrote (nil before).
-	committed []byte
+	// committed is true after a direct commit, whose table's
+	// fingerprint is committedFP (xtables.Table.Fingerprint): the table
+	// itself is not kept, its memory is read into again.
+	committed   bool
+	committedFP uint64
+	// spent is true when direct's memory may hold another table than the
+	// one direct describes (a read into it found a changed table, or
+	// failed part-way): the table must be read again before any use.
+	spent bool
 	// warning is what a direct commit that went through wants said (its
 	// counters could not be carried over).
 	warning string

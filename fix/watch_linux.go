@@ -5,6 +5,7 @@ package fix
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -164,7 +165,7 @@ func (w *watch) legacyChanged(ctx context.Context) bool {
 	for _, fam := range []ruleset.Family{natrule.IPv4, natrule.IPv6} {
 		if w.f.legacyDirect(ctx) {
 			if sum, err := w.f.directDigest(fam); err == nil {
-				h.Write(sum[:])
+				h.Write(binary.LittleEndian.AppendUint64(nil, sum))
 				continue
 			}
 		}

@@ -2,10 +2,10 @@ package xtables
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"sort"
 )
 
@@ -369,42 +369,33 @@ func (p *Parsed) JumpChain(i int) int {
 	return p.chainAt(int(v))
 }
 
-// RulesDigest hashes t's entries without their counters: it changes when a
-// rule, chain or policy does, not when traffic moves. A malformed table is
-// an error.
-func (t *Table) RulesDigest() ([32]byte, error) {
-	h := sha256.New()
+// fingerprintSeed keys Fingerprint for this process.
+var fingerprintSeed = maphash.MakeSeed()
+
+// Fingerprint hashes t's entries without their counters: it changes when a
+// rule, chain or policy does, not when traffic moves. It is keyed by a seed
+// random per process, so fingerprints compare only within one process: two
+// tables that differ share one with probability 2⁻⁶⁴, and no one can make
+// them collide without the seed. A check can thus keep a 60 MB table's
+// fingerprint instead of the table while its memory is read into again
+// (Socket.GetInto). A malformed table is an error.
+func (t *Table) Fingerprint() (uint64, error) {
+	var h maphash.Hash
+	h.SetSeed(fingerprintSeed)
 	b, l := t.Entries, t.Family.layout()
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], uint64(len(b)))
+	h.Write(n[:])
 	for off := 0; off < len(b); {
 		e, err := l.entryAt(b, off)
 		if err != nil {
-			return [32]byte{}, err
+			return 0, err
 		}
 		h.Write(b[off : off+l.counters])
 		h.Write(b[off+l.counters+16 : e.Next])
 		off = int(e.Next)
 	}
-	var sum [32]byte
-	copy(sum[:], h.Sum(nil))
-	return sum, nil
-}
-
-// SameRules reports whether a and b, entry tables of p's layout (p's own,
-// a copy that was committed, one read later), hold the same entries byte
-// for byte but for their counters, which traffic moves.
-func (p *Parsed) SameRules(a, b []byte) bool {
-	if len(a) != len(p.Table.Entries) || len(b) != len(a) {
-		return false
-	}
-	c := p.l.counters
-	for _, e := range p.Entries {
-		off, next := int(e.Offset), int(e.Next)
-		if string(a[off:off+c]) != string(b[off:off+c]) ||
-			string(a[off+c+16:next]) != string(b[off+c+16:next]) {
-			return false
-		}
-	}
-	return true
+	return h.Sum64(), nil
 }
 
 // JumpTarget returns where entry i's standard target goes: a chain's name

@@ -1,6 +1,7 @@
 package xtables
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -154,7 +155,7 @@ func TestSetRecorded(t *testing.T) {
 	}
 }
 
-// FuzzParse feeds RulesDigest, setIndexes, Parse, Rule (set matches
+// FuzzParse feeds Fingerprint, setIndexes, Parse, Rule (set matches
 // named), JumpTarget and SetRandomFully arbitrary tables, in both
 // families' layouts: they may refuse one, never panic or read out of
 // bounds.
@@ -175,7 +176,7 @@ func fuzzTable(tab *Table) {
 	if tab == nil {
 		return
 	}
-	tab.RulesDigest()
+	tab.Fingerprint()
 	tab.SetNames = map[uint16]string{}
 	for _, i := range tab.Family.layout().setIndexes(tab.Entries) {
 		tab.SetNames[i] = "s"
@@ -190,5 +191,40 @@ func fuzzTable(tab *Table) {
 			p.JumpTarget(i)
 			p.SetRandomFully(append([]byte(nil), tab.Entries...), []int{i}, i%2 == 0)
 		}
+	}
+}
+
+// TestFingerprint: a table's fingerprint ignores its counters and changes
+// with any rule's flag; a malformed table is an error, not a fingerprint.
+func TestFingerprint(t *testing.T) {
+	p := parseRecorded(t, "testdata/shapes.nat.bin", IPv4, "PREROUTING:ACCEPT INPUT:ACCEPT OUTPUT:ACCEPT POSTROUTING:ACCEPT EMPTY: GOTO-ME: SETS: SVC: USER:")
+	fp := func(entries []byte) uint64 {
+		t.Helper()
+		sum, err := (&Table{Info: p.Table.Info, Family: IPv4, Entries: entries}).Fingerprint()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum
+	}
+	orig := fp(p.Table.Entries)
+	counted := bytes.Clone(p.Table.Entries)
+	for _, e := range p.Entries {
+		off := int(e.Offset) + p.l.counters
+		binary.NativeEndian.PutUint64(counted[off:], 7)   // packets
+		binary.NativeEndian.PutUint64(counted[off+8:], 9) // bytes
+	}
+	if fp(counted) != orig {
+		t.Error("moving the counters changed the fingerprint")
+	}
+	flagged := bytes.Clone(p.Table.Entries)
+	post := p.Chain("POSTROUTING")
+	if err := p.SetRandomFully(flagged, []int{post.Rules[4]}, true); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(flagged, p.Table.Entries) || fp(flagged) == orig {
+		t.Error("setting one rule's fully-random flag left the fingerprint as it was")
+	}
+	if _, err := (&Table{Family: IPv4, Entries: p.Table.Entries[:len(p.Table.Entries)-8]}).Fingerprint(); err == nil {
+		t.Error("a truncated table has a fingerprint")
 	}
 }

@@ -83,6 +83,11 @@ func Tables(ns *netns.NS, f Family) ([]string, error) {
 // through a socket of its own; ErrNoTable when the namespace has no such
 // table (it is not asked for: asking would create it).
 func ReadTable(ns *netns.NS, f Family, name string) (*Table, error) {
+	return ReadTableInto(ns, f, name, nil)
+}
+
+// ReadTableInto is ReadTable reading into old's memory, as Socket.GetInto.
+func ReadTableInto(ns *netns.NS, f Family, name string, old *Table) (*Table, error) {
 	if ok, err := HasTable(ns, f, name); err != nil || !ok {
 		if err == nil {
 			err = fmt.Errorf("%w %s (%s)", ErrNoTable, name, f)
@@ -94,7 +99,7 @@ func ReadTable(ns *netns.NS, f Family, name string) (*Table, error) {
 		return nil, err
 	}
 	defer s.Close()
-	return s.Get(name)
+	return s.GetInto(name, old)
 }
 
 // Socket reaches one network namespace's iptables-legacy tables of one
@@ -145,8 +150,18 @@ func (s *Socket) Close() error { return unix.Close(s.fd) }
 // Get returns a snapshot of the named table. A table that changes between
 // the kernel's two answers (size, then entries) is asked for again.
 func (s *Socket) Get(name string) (*Table, error) {
+	return s.GetInto(name, nil)
+}
+
+// GetInto is Get reading into the memory of old, a snapshot Get returned,
+// when the table fits in it; nil old is Get. old is used up: neither it nor
+// anything parsed from it may be used after. A 60 MB table read into fresh
+// memory spends much of its time in the kernel faulting in and zeroing
+// pages (in a virtual machine, more than copying the table), which a read
+// after a commit, such as a verification, need not pay again.
+func (s *Socket) GetInto(name string, old *Table) (*Table, error) {
 	for try := 0; ; try++ {
-		t, err := s.get(name)
+		t, err := s.get(name, old)
 		if errors.Is(err, unix.EAGAIN) && try < 10 {
 			continue
 		}
@@ -154,7 +169,7 @@ func (s *Socket) Get(name string) (*Table, error) {
 	}
 }
 
-func (s *Socket) get(name string) (*Table, error) {
+func (s *Socket) get(name string, old *Table) (*Table, error) {
 	if len(name) >= tableNameLen {
 		return nil, fmt.Errorf("table name %q too long", name)
 	}
@@ -176,7 +191,7 @@ func (s *Socket) get(name string) (*Table, error) {
 	t.NumEntries, t.Size = ne.Uint32(info[76:]), ne.Uint32(info[80:])
 	// Room for Replace's longer header in front, so that the snapshot can
 	// be committed in its own memory (Commit).
-	t.buf = bigBuffer(replaceHeader + int(t.Size))
+	t.buf = reuse(old, replaceHeader+int(t.Size))
 	buf := t.buf[replaceHeader-getEntriesHeader:]
 	copy(buf, name)
 	ne.PutUint32(buf[32:], t.Size)
@@ -305,6 +320,17 @@ func (s *Socket) commit(t *Table, repl []byte, edit func(entries []byte) error) 
 func bigBuffer(n int) []byte {
 	b := make([]byte, n)
 	hugepage.Slice(b)
+	return b
+}
+
+// reuse is old's memory as a zeroed buffer of n bytes when it has room,
+// else bigBuffer(n).
+func reuse(old *Table, n int) []byte {
+	if old == nil || cap(old.buf) < n {
+		return bigBuffer(n)
+	}
+	b := old.buf[:n]
+	clear(b)
 	return b
 }
 

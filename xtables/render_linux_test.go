@@ -3,10 +3,12 @@
 package xtables
 
 import (
+	"bytes"
 	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/netns/netnstest"
@@ -227,14 +229,11 @@ func TestReplaceRandomFully(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !p.SameRules(committed, back.Entries) || p.SameRules(tab.Entries, back.Entries) {
-		t.Errorf("read back: same as committed %v (want true), same as before %v (want false)", p.SameRules(committed, back.Entries), p.SameRules(tab.Entries, back.Entries))
-	}
-	dBack, err1 := back.RulesDigest()
-	dCommitted, err2 := (&Table{Info: tab.Info, Entries: committed}).RulesDigest()
-	dBefore, err3 := tab.RulesDigest()
-	if err := errors.Join(err1, err2, err3); err != nil || dBack != dCommitted || dBack == dBefore {
-		t.Errorf("digests: read back %x, committed %x, before %x (%v): want the first two equal, the third apart", dBack[:4], dCommitted[:4], dBefore[:4], err)
+	fpBack, err1 := back.Fingerprint()
+	fpCommitted, err2 := (&Table{Info: tab.Info, Family: tab.Family, Entries: committed}).Fingerprint()
+	fpBefore, err3 := tab.Fingerprint()
+	if err := errors.Join(err1, err2, err3); err != nil || fpBack != fpCommitted || fpBack == fpBefore {
+		t.Errorf("fingerprints: read back %x, committed %x, before %x (%v): want the first two equal, the third apart", fpBack, fpCommitted, fpBefore, err)
 	}
 	// A table that changed since the snapshot is refused, not overwritten.
 	netnstest.Run(t, ns, "*nat\n-A POSTROUTING -j ACCEPT\nCOMMIT\n", "iptables-legacy-restore", "--noflush")
@@ -303,5 +302,41 @@ func TestReplaceRandomFully6(t *testing.T) {
 	defer v4.Close()
 	if err := v4.Replace(tab, func([]byte) error { return nil }); err == nil || !strings.Contains(err.Error(), "IPv6 table committed through an IPv4 socket") {
 		t.Errorf("an IPv6 table through an IPv4 socket: %v", err)
+	}
+}
+
+// TestGetInto: a read into an earlier snapshot's memory uses that memory
+// and yields what a read into fresh memory does, and a table that has
+// grown past the old memory is read into fresh memory; nothing of the old
+// snapshot's bytes is left behind (every entry as a fresh read has it).
+func TestGetInto(t *testing.T) {
+	ns := netnstest.WithRules(t, "xtinto", "testdata/shapes.rules", "iptables-legacy-restore")
+	s, tab, _ := readTable(t, ns)
+	fresh, err := s.Get("nat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := unsafe.SliceData(tab.buf)
+	copy(tab.Entries, bytes.Repeat([]byte{0xa5}, len(tab.Entries))) // what must not survive
+	into, err := s.GetInto("nat", tab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unsafe.SliceData(into.buf) != mem {
+		t.Error("GetInto read into fresh memory, not the old snapshot's")
+	}
+	if into.Info != fresh.Info || !bytes.Equal(into.Entries, fresh.Entries) {
+		t.Errorf("GetInto: %+v, %d bytes; a fresh Get: %+v, %d bytes (equal: %v)", into.Info, len(into.Entries), fresh.Info, len(fresh.Entries), bytes.Equal(into.Entries, fresh.Entries))
+	}
+	if _, err := Parse(into); err != nil {
+		t.Errorf("the table read into old memory does not parse: %v", err)
+	}
+	netnstest.Run(t, ns, "*nat\n-A POSTROUTING -s 10.77.0.0/16 -j MASQUERADE\nCOMMIT\n", "iptables-legacy-restore", "--noflush")
+	grown, err := s.GetInto("nat", into)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if grown.Size <= fresh.Size || unsafe.SliceData(grown.buf) == mem || len(grown.Entries) != int(grown.Size) {
+		t.Errorf("a grown table (%d bytes, was %d) read into the old memory: %v", grown.Size, fresh.Size, unsafe.SliceData(grown.buf) == mem)
 	}
 }
