@@ -178,48 +178,41 @@ var signatures = []signature{
 // Attribute sets Owner and OwnerEvidence of every rule in rs from the
 // signature table.
 func Attribute(rs *Ruleset) {
-	type tkey struct {
-		b     Backend
-		f     Family
-		table string
-	}
-	// The chains of the NAT rules' tables (only those: a kube-proxy node
-	// has 1e5 chains elsewhere).
-	siblings := map[tkey][]string{}
-	for _, r := range rs.Rules {
-		siblings[tkey{r.Backend, r.Family, r.Table}] = nil
-	}
-	for _, c := range rs.Chains {
-		k := tkey{c.Backend, c.Family, c.Table}
-		if names, ok := siblings[k]; ok {
-			siblings[k] = append(names, c.Name)
+	// The chains of the NAT rules' tables, listed the first time a
+	// signature asks (most rules match one that does not): a kube-proxy
+	// table has 36,000, which a watch would otherwise list every round.
+	var siblings map[ownerTable][]string
+	siblingsOf := func(k ownerTable) []string {
+		if siblings == nil {
+			siblings = natTableChains(rs)
 		}
+		return siblings[k]
 	}
 	type ckey struct {
-		tkey
+		ownerTable
 		chain string
 	}
 	// Comments of the jumps into the NAT rules' chains (only those: a
 	// kube-proxy dump has 1e5 other jumps).
 	jumpComments := map[ckey][]string{}
 	for _, r := range rs.Rules {
-		jumpComments[ckey{tkey{r.Backend, r.Family, r.Table}, r.Chain}] = nil
+		jumpComments[ckey{ownerTable{r.Backend, r.Family, r.Table}, r.Chain}] = nil
 	}
 	for _, j := range rs.Jumps {
 		if j.Comment == "" {
 			continue
 		}
-		k := ckey{tkey{j.Backend, j.Family, j.Table}, j.To}
+		k := ckey{ownerTable{j.Backend, j.Family, j.Table}, j.To}
 		if c, ok := jumpComments[k]; ok {
 			jumpComments[k] = append(c, j.Comment)
 		}
 	}
 	for i := range rs.Rules {
 		r := &rs.Rules[i]
-		tk := tkey{r.Backend, r.Family, r.Table}
+		tk := ownerTable{r.Backend, r.Family, r.Table}
 		r.Owner, r.OwnerEvidence = Unknown, "no owner signature matches table "+r.Table+", chain "+r.Chain+" and this rule's shape"
 		for _, s := range signatures {
-			if s.matches(r, siblings[tk], jumpComments[ckey{tk, r.Chain}]) {
+			if s.matches(r, func() []string { return siblingsOf(tk) }, jumpComments[ckey{tk, r.Chain}]) {
 				r.Owner, r.OwnerEvidence = s.owner, s.why
 				break
 			}
@@ -227,7 +220,49 @@ func Attribute(rs *Ruleset) {
 	}
 }
 
-func (s *signature) matches(r *Rule, siblings, jumpComments []string) bool {
+// ownerTable is a table as Attribute tells tables apart.
+type ownerTable struct {
+	b     Backend
+	f     Family
+	table string
+}
+
+// natTableChains lists the names of the chains of every table that holds
+// one of rs's rules. Chains come table by table, so a table is looked up
+// once per run of its chains, not once per chain.
+func natTableChains(rs *Ruleset) map[ownerTable][]string {
+	out := map[ownerTable][]string{}
+	for _, r := range rs.Rules {
+		out[ownerTable{r.Backend, r.Family, r.Table}] = nil
+	}
+	var (
+		cur   ownerTable
+		names []string
+		in    bool
+	)
+	for i := range rs.Chains {
+		c := &rs.Chains[i]
+		k := ownerTable{c.Backend, c.Family, c.Table}
+		if i == 0 || k != cur {
+			if in {
+				out[cur] = names
+			}
+			cur = k
+			names, in = out[k]
+		}
+		if in {
+			names = append(names, rs.Chains[i].Name)
+		}
+	}
+	if in {
+		out[cur] = names
+	}
+	return out
+}
+
+// matches reports whether r has s's shape; siblings lists the chains of
+// r's table, asked for only when s looks at them.
+func (s *signature) matches(r *Rule, siblings func() []string, jumpComments []string) bool {
 	if s.table != nil && !s.table.MatchString(r.Table) {
 		return false
 	}
@@ -251,14 +286,14 @@ func (s *signature) matches(r *Rule, siblings, jumpComments []string) bool {
 	}
 	if s.sibling != nil {
 		ok := false
-		for _, c := range siblings {
+		for _, c := range siblings() {
 			ok = ok || s.sibling.MatchString(c)
 		}
 		if !ok {
 			return false
 		}
 	}
-	if s.plain && hasOwnerChain(siblings) {
+	if s.plain && hasOwnerChain(siblings()) {
 		return false
 	}
 	return true
