@@ -36,28 +36,28 @@ const catchUp = 10 * time.Millisecond
 
 // valid returns the cached chains if they describe generation gen, waiting
 // up to catchUp for commits the monitor has not reported yet.
-func (cc *ChainCache) valid(gen uint32) ([]Chain, map[tableKey]int, bool) {
+func (cc *ChainCache) valid(gen uint32) (*chainList, bool) {
 	if cc == nil {
-		return nil, nil, false
+		return nil, false
 	}
 	deadline := time.NewTimer(catchUp)
 	defer deadline.Stop()
 	for {
 		cc.mu.Lock()
-		ok, at, chains, idx := cc.ok, cc.gen, cc.chains, cc.idx
+		ok, at, l := cc.ok, cc.gen, cc.list
 		cc.mu.Unlock()
 		switch {
 		case !ok:
-			return nil, nil, false
+			return nil, false
 		case at == gen:
-			return chains, idx, true
+			return l, true
 		case int32(gen-at) < 0: // the cache is ahead of the read
-			return nil, nil, false
+			return nil, false
 		}
 		select {
 		case <-cc.observed():
 		case <-deadline.C:
-			return nil, nil, false
+			return nil, false
 		}
 	}
 }
@@ -72,9 +72,9 @@ func (cc *ChainCache) observed() <-chan struct{} {
 	return cc.next
 }
 
-// remember stores the chains of a full read at generation gen, unless the
-// cache already follows a later generation.
-func (cc *ChainCache) remember(chains []Chain, idx map[tableKey]int, gen uint32) {
+// remember stores the chain list of a full read at generation gen, unless
+// the cache already follows a later generation.
+func (cc *ChainCache) remember(l *chainList, gen uint32) {
 	if cc == nil {
 		return
 	}
@@ -83,5 +83,5 @@ func (cc *ChainCache) remember(chains []Chain, idx map[tableKey]int, gen uint32)
 	if cc.ok && int32(cc.gen-gen) > 0 {
 		return
 	}
-	cc.chains, cc.idx, cc.gen, cc.ok = chains, idx, gen, true
+	cc.list, cc.gen, cc.ok = l, gen, true
 }

@@ -40,14 +40,6 @@ type dumpRule struct {
 	warn string
 }
 
-// sourceNATHook reports whether source NAT can run in base chain c: a nat
-// chain at postrouting or input. The kernel refuses masquerade and snat in
-// any other base chain, and in a regular chain reached from one
-// (nft_masq_validate, nft_nat_validate, xt targets' hook masks).
-func sourceNATHook(c Chain) bool {
-	return c.Type == "nat" && (c.Hook == "postrouting" || c.Hook == "input")
-}
-
 // readReachable reads the rules of every chain source NAT can run in: the
 // nat base chains at postrouting and input, and every chain they reach
 // through jumps, gotos and verdict maps, breadth first. Each chain is one
@@ -56,28 +48,22 @@ func sourceNATHook(c Chain) bool {
 // by walking every rule before it, quadratic in rules (BENCHMARKS.md). Rules
 // are decoded as their part arrives; nothing else of the dump is kept.
 func (d *nftDump) readReachable(c *nftnl.Conn) (bool, error) {
-	if d.idx == nil {
-		d.idx = indexChains(d.chains)
-	}
-	d.read = make([]bool, len(d.chains))
-	var queue []int
-	for i, ch := range d.chains {
-		if sourceNATHook(ch) {
-			d.read[i] = true
-			queue = append(queue, i)
-		}
+	l := d.list
+	seen := make(map[int]bool, len(l.bases)) // the reached, not all chains
+	d.reached = append([]int(nil), l.bases...)
+	for _, i := range l.bases {
+		seen[i] = true
 	}
 	visit := func(ch Chain, to string) {
-		if j, ok := d.idx[tableKey{ch.Family, ch.Table, to}]; ok && !d.read[j] {
-			d.read[j] = true
-			queue = append(queue, j)
+		if j, ok := l.idx[tableKey{ch.Family, ch.Table, to}]; ok && !seen[j] {
+			seen[j] = true
+			d.reached = append(d.reached, j)
 		}
 	}
 	in := interner{}
 	intr := false
-	for len(queue) > 0 {
-		ch := d.chains[queue[0]]
-		queue = queue[1:]
+	for next := 0; next < len(d.reached); next++ {
+		ch := l.chains[d.reached[next]]
 		start := len(d.rules)
 		i, err := d.readChainRules(c, ch, in)
 		if err != nil {
@@ -103,15 +89,6 @@ func (d *nftDump) readReachable(c *nftnl.Conn) (bool, error) {
 		}
 	}
 	return intr, nil
-}
-
-// indexChains maps each chain's family, table and name to its index.
-func indexChains(chains []Chain) map[tableKey]int {
-	idx := make(map[tableKey]int, len(chains))
-	for i, c := range chains {
-		idx[tableKey{c.Family, c.Table, c.Name}] = i
-	}
-	return idx
 }
 
 // readChainRules appends the rules of chain ch to d.rules, in order.

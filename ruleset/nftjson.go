@@ -239,6 +239,11 @@ func setBackends(rs *Ruleset, of func(Family, string) Backend) {
 	for i := range rs.Chains {
 		rs.Chains[i].Backend = of(rs.Chains[i].Family, rs.Chains[i].Table)
 	}
+	setRuleBackends(rs, of)
+}
+
+// setRuleBackends is setBackends of the jumps and rules alone.
+func setRuleBackends(rs *Ruleset, of func(Family, string) Backend) {
 	for i := range rs.Jumps {
 		rs.Jumps[i].Backend = of(rs.Jumps[i].Family, rs.Jumps[i].Table)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/google/nftables"
@@ -34,18 +35,17 @@ type NftRaw struct {
 // nftDump is one consistent read of the nftables ruleset of a namespace:
 // every chain, and the rules of the chains source NAT can run in.
 type nftDump struct {
-	gen    uint32
-	chains []Chain
-	// read[i] is true when the rules of chains[i] were read.
-	read  []bool
-	rules []dumpRule
+	gen uint32
+	// list is the chain list (read-only: it may be a ChainCache's).
+	list *chainList
+	// reached are the indexes in list.chains of the chains whose rules
+	// were read, in the order they were.
+	reached []int
+	rules   []dumpRule
 	// maps are the verdict maps followed (chain: the set's name).
 	maps []tableKey
-	// cached is true when chains came from a ChainCache.
+	// cached is true when list came from a ChainCache.
 	cached bool
-	// idx maps a chain to its index in chains (shared with the cache:
-	// read-only).
-	idx map[tableKey]int
 }
 
 // readNftDump dumps the chains, then the rules of the chains source NAT can
@@ -88,12 +88,12 @@ func readNftDump(opts ReadOptions) (*nftDump, error) {
 	}
 	d.gen = gen
 	if !d.cached {
-		opts.Chains.remember(append([]Chain(nil), d.chains...), d.idx, gen)
+		opts.Chains.remember(d.list, gen)
 	}
 	return d, nil
 }
 
-// chainList fills d.chains: from cc when it describes the current
+// chainList fills d.list: from cc when it describes the current
 // generation, else from a chain dump.
 func (d *nftDump) chainList(c *nftnl.Conn, cc *ChainCache) (bool, error) {
 	if cc != nil {
@@ -101,8 +101,8 @@ func (d *nftDump) chainList(c *nftnl.Conn, cc *ChainCache) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if chains, idx, ok := cc.valid(gen); ok {
-			d.chains, d.idx, d.cached = append([]Chain(nil), chains...), idx, true
+		if l, ok := cc.valid(gen); ok {
+			d.list, d.cached = l, true
 			return false, nil
 		}
 	}
@@ -110,6 +110,7 @@ func (d *nftDump) chainList(c *nftnl.Conn, cc *ChainCache) (bool, error) {
 }
 
 func (d *nftDump) readChains(c *nftnl.Conn) (bool, error) {
+	var chains []Chain
 	intr, err := c.DumpEach(unix.NFT_MSG_GETCHAIN, unix.AF_UNSPEC, nil, func(m netlink.Message) error {
 		if len(m.Data) < 4 {
 			return nil
@@ -118,12 +119,13 @@ func (d *nftDump) readChains(c *nftnl.Conn) (bool, error) {
 		if err != nil {
 			return err
 		}
-		d.chains = append(d.chains, ch)
+		chains = append(chains, ch)
 		return nil
 	})
 	if err != nil {
 		return false, fmt.Errorf("listing nftables chains: %w", err)
 	}
+	d.list = newChainList(chains)
 	return intr, nil
 }
 
@@ -324,38 +326,39 @@ func exprFromName(name string) expr.Any {
 	return nil
 }
 
-// fromNftDump turns a netlink dump into a Ruleset.
+// fromNftDump turns a netlink dump into a Ruleset. Its Chains may be
+// shared with other reads of the same ChainCache (chainList.view).
 func fromNftDump(d *nftDump) *Ruleset {
-	rs := &Ruleset{Generation: d.gen, Chains: d.chains}
-	chainIdx := d.idx
-	for i := range rs.Chains {
-		rs.Chains[i].Rules = 0 // counted below (a cached list holds old counts)
-		if !d.read[i] {
-			rs.Chains[i].Rules = -1
-		}
+	l := d.list
+	rs := &Ruleset{Generation: d.gen}
+	counts := make(map[int]int, len(d.reached))
+	for _, i := range d.reached {
+		counts[i] = 0
 	}
-	ipt := iptablesNftTablesOf(d.chains)
+	ipt := maps.Clone(l.ipt)
 	for _, r := range d.rules {
-		ci, ok := chainIdx[tableKey{r.family, r.table, r.chain}]
+		ci, ok := l.idx[tableKey{r.family, r.table, r.chain}]
 		if !ok {
 			continue
 		}
-		c := &rs.Chains[ci]
-		c.Rules++
+		c := &l.chains[ci]
+		counts[ci]++
 		for _, to := range r.jumps {
 			rs.Jumps = append(rs.Jumps, Jump{Family: r.family, Table: c.Table, From: c.Name, To: to})
 		}
 		if r.nat == nil || !isSourceNAT(r.nat.Exprs, func() { ipt[tableKey{r.family, c.Table, ""}] = true }) {
 			continue
 		}
-		if rule, warn, ok := nftRuleOf(c, r); ok {
+		if rule, warn, ok := nftRuleOf(c, counts[ci], r); ok {
 			if warn != "" {
 				rs.Warnings = append(rs.Warnings, warn)
 			}
 			rs.Rules = append(rs.Rules, rule)
 		}
 	}
-	setBackends(rs, func(f Family, table string) Backend {
+	rs.Chains = l.view(counts, ipt)
+	rs.bases, rs.basesKnown = l.hooked, true
+	setRuleBackends(rs, func(f Family, table string) Backend {
 		if ipt[tableKey{f, table, ""}] {
 			return natrule.IptablesNFT
 		}
@@ -387,9 +390,9 @@ func isSourceNAT(exprs []expr.Any, xt func()) bool {
 	return isNAT
 }
 
-// nftRuleOf builds the Rule of a dumped source-NAT rule at the end of chain
-// c (c.Rules already counts it); warn is what the decoder noticed.
-func nftRuleOf(c *Chain, r dumpRule) (rule Rule, warn string, ok bool) {
+// nftRuleOf builds the Rule of a dumped source-NAT rule at position pos
+// (from 1) of chain c; warn is what the decoder noticed.
+func nftRuleOf(c *Chain, pos int, r dumpRule) (rule Rule, warn string, ok bool) {
 	nr := r.nat
 	desc := describeExprs(r.family, nr.Exprs, nr.UserData)
 	if desc.nat == nil {
@@ -401,7 +404,7 @@ func nftRuleOf(c *Chain, r dumpRule) (rule Rule, warn string, ok bool) {
 		text += fmt.Sprintf(" comment %q", desc.comment)
 	}
 	rule = Rule{
-		Location: Location{Family: r.family, Table: c.Table, Chain: c.Name, Position: c.Rules, Handle: nr.Handle},
+		Location: Location{Family: r.family, Table: c.Table, Chain: c.Name, Position: pos, Handle: nr.Handle},
 		Hook:     c.Hook, Match: strings.Join(desc.match, " "), NAT: *desc.nat, FlagsKnown: true, Comment: desc.comment,
 		Text: text, XT: desc.xt, Raw: &NftRaw{Rule: nr, Complete: r.complete},
 	}

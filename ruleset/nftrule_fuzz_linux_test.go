@@ -94,7 +94,7 @@ func TestDecodeDumpRule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rule, warn, ok := nftRuleOf(&Chain{Family: "ip", Table: "nat", Name: "POSTROUTING", Rules: 1}, s2)
+	rule, warn, ok := nftRuleOf(&Chain{Family: "ip", Table: "nat", Name: "POSTROUTING"}, 1, s2)
 	if want := "snat to 192.0.2.9-192.0.2.10:3000-3100 fully-random"; !ok || warn != "" || !rule.NAT.FullyRandom || rule.NAT.String() != want {
 		t.Errorf("SNAT rev 2: %q (%+v), warn %q; want %q", rule.NAT.String(), rule.NAT, warn, want)
 	}

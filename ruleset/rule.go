@@ -2,10 +2,10 @@ package ruleset
 
 import (
 	"fmt"
-	"github.com/snatrace/snatrace/xtables"
 	"strings"
 
 	"github.com/snatrace/snatrace/natrule"
+	"github.com/snatrace/snatrace/xtables"
 )
 
 // Backend and Family are natrule's: one vocabulary for every package.
@@ -179,7 +179,10 @@ type Source struct {
 
 // Ruleset is every source-NAT rule read from one host, namespace or dump.
 type Ruleset struct {
-	Rules   []Rule   `json:"rules"`
+	Rules []Rule `json:"rules"`
+	// Chains are every chain of the tables read. Those of a live nftables
+	// read kept in a ChainCache are shared with other reads: change them
+	// only in a copy.
 	Chains  []Chain  `json:"chains"`
 	Jumps   []Jump   `json:"-"`
 	Sources []Source `json:"sources"`
@@ -195,6 +198,11 @@ type Ruleset struct {
 	ReadErrors []ReadError `json:"read_errors,omitempty"`
 	// scope is what a live nftables read depended on (nil otherwise).
 	scope *nftScope
+	// bases are the indexes in Chains of the base chains, when basesKnown:
+	// a read that kept its chain list knows them, and resolveHooks then
+	// need not look through 100,000 chains for a handful.
+	bases      []int
+	basesKnown bool
 	// dumps are the iptables-legacy save tools' output a live read parsed.
 	dumps []Dump
 }
@@ -273,9 +281,13 @@ func (rs *Ruleset) MixedBackends() bool {
 
 // merge appends o to rs.
 func (rs *Ruleset) merge(o *Ruleset) {
-	if len(rs.Chains) == 0 {
+	switch {
+	case len(rs.Chains) == 0:
 		// Take o's chains as they are: a kube-proxy node has 1e5 of them.
 		rs.Chains, o.Chains = o.Chains, nil
+		rs.bases, rs.basesKnown = o.bases, o.basesKnown
+	case len(o.Chains) > 0:
+		rs.bases, rs.basesKnown = nil, false // resolveHooks looks through all
 	}
 	rs.Rules = append(rs.Rules, o.Rules...)
 	rs.Chains = append(rs.Chains, o.Chains...)
@@ -301,14 +313,12 @@ func (rs *Ruleset) merge(o *Ruleset) {
 func (rs *Ruleset) resolveHooks() {
 	hooks := map[chainKey]string{}
 	bases := map[chainKey]int{} // base chains by table (chn "")
-	for _, c := range rs.Chains {
-		if c.Hook != "" {
-			k := chainKey{c.Backend, c.Family, c.Table, c.Name}
-			hooks[k] = c.Hook
-			k.chn = ""
-			bases[k]++
-		}
-	}
+	rs.baseChains(func(c *Chain) {
+		k := chainKey{c.Backend, c.Family, c.Table, c.Name}
+		hooks[k] = c.Hook
+		k.chn = ""
+		bases[k]++
+	})
 	var callers map[chainKey][]chainKey // built on first need
 	type reach struct {
 		hook        string
@@ -346,6 +356,21 @@ func (rs *Ruleset) resolveHooks() {
 			resolved[start] = res
 		}
 		r.Hook, r.Unreachable = res.hook, res.unreachable
+	}
+}
+
+// baseChains calls fn with each base chain (Hook set) of rs.
+func (rs *Ruleset) baseChains(fn func(c *Chain)) {
+	if rs.basesKnown {
+		for _, i := range rs.bases {
+			fn(&rs.Chains[i])
+		}
+		return
+	}
+	for i := range rs.Chains {
+		if rs.Chains[i].Hook != "" {
+			fn(&rs.Chains[i])
+		}
 	}
 }
 

@@ -24,10 +24,9 @@ type nftScope struct {
 // event or a gap in generations invalidates it until the next full read.
 // It is safe for concurrent use.
 type ChainCache struct {
-	mu     sync.Mutex
-	chains []Chain
-	idx    map[tableKey]int // chains' index, read-only once stored
-	gen    uint32
-	ok     bool
-	next   chan struct{} // closed by the next Observe
+	mu   sync.Mutex
+	list *chainList // read-only once stored
+	gen  uint32
+	ok   bool
+	next chan struct{} // closed by the next Observe
 }

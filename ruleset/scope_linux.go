@@ -11,11 +11,10 @@ import (
 // scope returns what d read.
 func (d *nftDump) scope() *nftScope {
 	s := &nftScope{chains: map[tableKey]bool{}, maps: map[tableKey]bool{}, tables: map[tableKey]bool{}}
-	for i, c := range d.chains {
-		if d.read[i] {
-			s.chains[tableKey{c.Family, c.Table, c.Name}] = true
-			s.tables[tableKey{c.Family, c.Table, ""}] = true
-		}
+	for _, i := range d.reached {
+		c := &d.list.chains[i]
+		s.chains[tableKey{c.Family, c.Table, c.Name}] = true
+		s.tables[tableKey{c.Family, c.Table, ""}] = true
 	}
 	for _, m := range d.maps {
 		s.maps[m] = true

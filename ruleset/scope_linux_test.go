@@ -4,8 +4,10 @@ package ruleset
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/nftnl"
@@ -82,8 +84,10 @@ table ip unrelated {
 
 // TestChainCache reads a namespace twice per commit, once with a chain
 // list kept from the monitor's commits and once from scratch: the two
-// reads agree, the cache is used after rule-only commits and not after a
-// commit that adds a chain, and a gap in generations invalidates it.
+// reads agree (every chain, rule counts and backends included), the cache
+// is used after rule-only commits and not after a commit that adds a
+// chain, and a gap in generations invalidates it. Cached reads that find
+// the same rule counts share one chain slice, which an append copies.
 func TestChainCache(t *testing.T) {
 	ns := labNS(t)
 	inNS(t, ns, "table ip t {\n\tchain post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tmasquerade\n\t}\n}\n", "nft", "-f", "-")
@@ -101,8 +105,8 @@ func TestChainCache(t *testing.T) {
 	}
 	same := func(step string, a, b *Ruleset) {
 		t.Helper()
-		if summary(a) != summary(b) || len(a.Chains) != len(b.Chains) {
-			t.Errorf("%s: the cached read differs:\n%s\nfrom the full read:\n%s", step, summary(a), summary(b))
+		if summary(a) != summary(b) || !slices.Equal(a.Chains, b.Chains) {
+			t.Errorf("%s: the cached read differs:\n%s%+v\nfrom the full read:\n%s%+v", step, summary(a), a.Chains, summary(b), b.Chains)
 		}
 	}
 	a, b := read()
@@ -121,7 +125,7 @@ func TestChainCache(t *testing.T) {
 	}
 
 	commit("add rule ip t post ip saddr 10.1.0.0/16 masquerade fully-random")
-	if _, _, ok := cc.valid(a.Generation + 1); !ok {
+	if _, ok := cc.valid(a.Generation + 1); !ok {
 		t.Errorf("a rule-only commit invalidated the chain list")
 	}
 	a, b = read()
@@ -129,9 +133,15 @@ func TestChainCache(t *testing.T) {
 	if len(a.Rules) != 2 {
 		t.Errorf("cached read found %d rules, want 2", len(a.Rules))
 	}
+	again, _ := read()
+	same("read again", again, b)
+	if unsafe.SliceData(again.Chains) != unsafe.SliceData(a.Chains) || cap(a.Chains) != len(a.Chains) {
+		t.Errorf("two cached reads of the same rules: chains shared %v, capacity %d for %d chains; want shared, capacity = length",
+			unsafe.SliceData(again.Chains) == unsafe.SliceData(a.Chains), cap(a.Chains), len(a.Chains))
+	}
 
 	commit("add chain ip t more\nadd rule ip t more masquerade random\nadd rule ip t post jump more")
-	if _, _, ok := cc.valid(a.Generation + 1); ok {
+	if _, ok := cc.valid(a.Generation + 1); ok {
 		t.Errorf("a commit adding a chain left the chain list valid")
 	}
 	a, b = read()
@@ -142,7 +152,7 @@ func TestChainCache(t *testing.T) {
 
 	// A commit the cache did not see (a gap) invalidates it.
 	cc.Observe(nftnl.Commit{Gen: a.Generation + 5})
-	if _, _, ok := cc.valid(a.Generation + 5); ok {
+	if _, ok := cc.valid(a.Generation + 5); ok {
 		t.Errorf("a gap in generations left the chain list valid")
 	}
 }
