@@ -120,9 +120,10 @@ func (f *Fixer) flipDirect(s *SaveTable, at []Replacement, on bool) error {
 		return p.SetRandomFully(entries, idx, on)
 	})
 	if err == nil || errors.Is(err, xtables.ErrCountersLost) {
-		// now holds what was committed, its rules at p.Table's places.
+		// now holds what was committed, its rules at p.Table's places:
+		// the verification reads into it. s stays spent.
 		p.Table = now
-		s.committed, s.spent = true, false
+		s.committed = true
 		// Cannot fail: lookAgain fingerprinted now, and the edit set flags.
 		s.committedFP, _ = now.Fingerprint()
 	}
@@ -143,8 +144,7 @@ func (f *Fixer) flipDirect(s *SaveTable, at []Replacement, on bool) error {
 // entry count moved, and a writer that ignores the xtables lock could
 // have changed a rule in place since s was read. A table that differs is
 // ErrStale, not overwritten. The read goes into the memory of s's own
-// (fresh memory costs more than the read at 60 MB), which leaves s spent
-// until a commit succeeds.
+// (fresh memory costs more than the read at 60 MB), which leaves s spent.
 func lookAgain(sock *xtables.Socket, s *SaveTable) (*xtables.Table, error) {
 	old := s.direct.Table
 	want, err := old.Fingerprint()
@@ -179,12 +179,11 @@ func (f *Fixer) saveTable(ctx context.Context, g *restoreGroup, locked bool) (*S
 // committed table's memory, and reports whether it is the table the commit
 // wrote (by fingerprint, counters aside), in which case every planned rule
 // has the flag at its place. When it is not (a writer that ignores the
-// xtables lock came between), ok is false, s is spent and the caller
-// checks the rules one by one in a fresh read.
+// xtables lock came between), ok is false and the caller checks the rules
+// one by one in a fresh read.
 func (f *Fixer) verifyDirect(s *SaveTable) (ok bool, err error) {
 	p := s.direct
 	info := p.Table.Info
-	s.spent = true // read into the committed table's memory
 	t, err := xtables.ReadTableInto(f.cfg.NS, p.Table.Family, p.Table.Name, p.Table)
 	if err != nil {
 		return false, err
@@ -193,7 +192,7 @@ func (f *Fixer) verifyDirect(s *SaveTable) (ok bool, err error) {
 	if err != nil || got != s.committedFP || t.Info != info {
 		return false, nil
 	}
-	p.Table, s.spent = t, false
+	p.Table = t
 	return true, nil
 }
 

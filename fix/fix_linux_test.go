@@ -616,6 +616,46 @@ func TestDirectCommitRefusesChangedTable(t *testing.T) {
 	}
 }
 
+// TestDirectPlanAppliedTwice: a direct commit spends the plan's save (its
+// lines are the table before the commit), so the same plan applied again
+// reads the table afresh and is stale, not committed and recorded twice.
+func TestDirectPlanAppliedTwice(t *testing.T) {
+	needRoot(t)
+	ns := newNS(t, "twice")
+	install(t, ns, "kube-legacy")
+	lock := filepath.Join(t.TempDir(), "xtables.lock")
+	f := New(Config{NS: ns, LockPath: lock, HoldLock: true})
+	ctx := context.Background()
+	apply := func(p *Plan) (*Result, error) {
+		unlock, err := lockXtables(ctx, lock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unlock()
+		return f.apply(ctx, p, "", true)
+	}
+	unlock, err := lockXtables(ctx, lock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := f.Plan(ctx)
+	unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.lockHeld = true // as planAndApply does
+	if res, err := apply(p); err != nil || !res.Verified || len(res.Applied) != 3 {
+		t.Fatalf("first apply: %v %+v", err, res)
+	}
+	after := dumps(t, ns)
+	if res, err := apply(p); !errors.Is(err, ErrStale) {
+		t.Errorf("the plan applied again: %v %+v, want ErrStale", err, res)
+	}
+	if got := dumps(t, ns); got != after {
+		t.Errorf("the second apply changed the tables:\n%s", strings.Join(diffLines(after, got), "\n"))
+	}
+}
+
 // oldIptables reports iptables 1.8.4 for the legacy restore tools (before
 // XTABLES_LOCKFILE) and runs everything else.
 type oldIptables struct{ tool.Exec }

@@ -27,9 +27,11 @@ type SaveTable struct {
 	// itself is not kept, its memory is read into again.
 	committed   bool
 	committedFP uint64
-	// spent is true when direct's memory may hold another table than the
-	// one direct describes (a read into it found a changed table, or
-	// failed part-way): the table must be read again before any use.
+	// spent is true from the look before a direct commit on: direct's
+	// memory was read into again (it may hold another table) or the
+	// commit changed the table, so that neither direct nor the lines
+	// describe the kernel's table. Only the commit's verification uses s
+	// after; anything else must read the table again.
 	spent bool
 	// warning is what a direct commit that went through wants said (its
 	// counters could not be carried over).

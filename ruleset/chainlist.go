@@ -12,11 +12,11 @@ import (
 // between the reads it serves, which then cost what the chains source NAT
 // runs in cost, not what 36,000 chains do.
 type chainList struct {
-	chains []Chain           // as dumped: Rules 0, Backend unset
-	idx    map[tableKey]int  // index in chains by family, table and name
-	bases  []int             // the chains source NAT starts in (sourceNATHook)
-	hooked []int             // the base chains (Ruleset.bases)
-	ipt    map[tableKey]bool // the tables iptables-nft made (iptablesNftTablesOf)
+	chains   []Chain           // as dumped: Rules 0, Backend unset
+	idx      map[tableKey]int  // index in chains by family, table and name
+	bases    []int             // the base chains (Ruleset.bases)
+	natBases []int             // the chains source NAT starts in (sourceNATHook)
+	ipt      map[tableKey]bool // the tables iptables-nft made (iptablesNftTablesOf)
 	// last is the Ruleset.Chains last made from the list (view).
 	last atomic.Pointer[chainsView]
 }
@@ -26,10 +26,10 @@ func newChainList(chains []Chain) *chainList {
 	l := &chainList{chains: chains, idx: indexChains(chains), ipt: iptablesNftTablesOf(chains)}
 	for i, c := range chains {
 		if c.Hook != "" {
-			l.hooked = append(l.hooked, i)
+			l.bases = append(l.bases, i)
 		}
 		if sourceNATHook(c) {
-			l.bases = append(l.bases, i)
+			l.natBases = append(l.natBases, i)
 		}
 	}
 	return l

@@ -49,9 +49,9 @@ type dumpRule struct {
 // are decoded as their part arrives; nothing else of the dump is kept.
 func (d *nftDump) readReachable(c *nftnl.Conn) (bool, error) {
 	l := d.list
-	seen := make(map[int]bool, len(l.bases)) // the reached, not all chains
-	d.reached = append([]int(nil), l.bases...)
-	for _, i := range l.bases {
+	seen := make(map[int]bool, len(l.natBases)) // the reached, not all chains
+	d.reached = append([]int(nil), l.natBases...)
+	for _, i := range l.natBases {
 		seen[i] = true
 	}
 	visit := func(ch Chain, to string) {

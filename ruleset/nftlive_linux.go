@@ -357,7 +357,7 @@ func fromNftDump(d *nftDump) *Ruleset {
 		}
 	}
 	rs.Chains = l.view(counts, ipt)
-	rs.bases, rs.basesKnown = l.hooked, true
+	rs.bases, rs.basesKnown = l.bases, true
 	setRuleBackends(rs, func(f Family, table string) Backend {
 		if ipt[tableKey{f, table, ""}] {
 			return natrule.IptablesNFT

@@ -359,7 +359,8 @@ func (rs *Ruleset) resolveHooks() {
 	}
 }
 
-// baseChains calls fn with each base chain (Hook set) of rs.
+// baseChains calls fn with each base chain (Hook set) of rs. fn must not
+// change the chain: Chains may be shared with other reads.
 func (rs *Ruleset) baseChains(fn func(c *Chain)) {
 	if rs.basesKnown {
 		for _, i := range rs.bases {

@@ -374,11 +374,13 @@ var fingerprintSeed = maphash.MakeSeed()
 
 // Fingerprint hashes t's entries without their counters: it changes when a
 // rule, chain or policy does, not when traffic moves. It is keyed by a seed
-// random per process, so fingerprints compare only within one process: two
-// tables that differ share one with probability 2⁻⁶⁴, and no one can make
-// them collide without the seed. A check can thus keep a 60 MB table's
-// fingerprint instead of the table while its memory is read into again
-// (Socket.GetInto). A malformed table is an error.
+// random per process, so fingerprints compare only within one process; two
+// tables that differ share one by chance with probability about 2⁻⁶⁴.
+// hash/maphash is not a cryptographic hash: the check it serves guards
+// against writers that ignore the xtables lock, not against someone who
+// can write rules (and so change the table anyway). A check can thus keep
+// a 60 MB table's fingerprint instead of the table while its memory is
+// read into again (Socket.GetInto). A malformed table is an error.
 func (t *Table) Fingerprint() (uint64, error) {
 	var h maphash.Hash
 	h.SetSeed(fingerprintSeed)

@@ -155,10 +155,12 @@ func (s *Socket) Get(name string) (*Table, error) {
 
 // GetInto is Get reading into the memory of old, a snapshot Get returned,
 // when the table fits in it; nil old is Get. old is used up: neither it nor
-// anything parsed from it may be used after. A 60 MB table read into fresh
-// memory spends much of its time in the kernel faulting in and zeroing
-// pages (in a virtual machine, more than copying the table), which a read
-// after a commit, such as a verification, need not pay again.
+// anything parsed from it may be used after, except by a caller that finds
+// the new table laid out as old was (the same Info and Fingerprint), for
+// which what it parsed from old describes the new one. A 60 MB table read
+// into fresh memory spends much of its time in the kernel faulting in and
+// zeroing pages (in a virtual machine, more than copying the table), which
+// a read after a commit, such as a verification, need not pay again.
 func (s *Socket) GetInto(name string, old *Table) (*Table, error) {
 	for try := 0; ; try++ {
 		t, err := s.get(name, old)
@@ -263,8 +265,8 @@ func (s *Socket) Replace(t *Table, edit func(entries []byte) error) error {
 	return s.commit(t, repl, edit)
 }
 
-// Commit is Replace for a snapshot s.Get just returned, edited and
-// committed in its own memory (no 60 MB copy); t is used up.
+// Commit is Replace for a snapshot s.Get or s.GetInto just returned,
+// edited and committed in its own memory (no 60 MB copy); t is used up.
 func (s *Socket) Commit(t *Table, edit func(entries []byte) error) error {
 	if len(t.buf) != replaceHeader+len(t.Entries) {
 		return errors.New("xtables: Commit of a table that Socket.Get did not return")
