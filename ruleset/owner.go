@@ -251,7 +251,7 @@ func natTableChains(rs *Ruleset) map[ownerTable][]string {
 			names, in = out[k]
 		}
 		if in {
-			names = append(names, rs.Chains[i].Name)
+			names = append(names, c.Name)
 		}
 	}
 	if in {

@@ -199,8 +199,8 @@ type Ruleset struct {
 	// scope is what a live nftables read depended on (nil otherwise).
 	scope *nftScope
 	// bases are the indexes in Chains of the base chains, when basesKnown:
-	// a read that kept its chain list knows them, and resolveHooks then
-	// need not look through 100,000 chains for a handful.
+	// a live nftables read has them from its chain list, and resolveHooks
+	// then need not look through 100,000 chains for a handful.
 	bases      []int
 	basesKnown bool
 	// dumps are the iptables-legacy save tools' output a live read parsed.
