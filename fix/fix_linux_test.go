@@ -560,58 +560,67 @@ func TestApplyFreshHoldsLock(t *testing.T) {
 	}
 }
 
-// TestDirectCommitRefusesChangedTable: with the xtables lock held since
-// the plan's read (HoldLock), a writer that ignores the lock changes a
-// rule in place (same entry count, which the kernel's own check lets
-// through). The commit through the kernel interface must look again,
-// refuse with ErrStale and leave the writer's rule as the writer left it;
-// a fresh apply then fixes the rules and keeps that rule.
-func TestDirectCommitRefusesChangedTable(t *testing.T) {
+// directPlan installs the kube-legacy rules in a new namespace and plans
+// their fix with the xtables lock held since the read, as planAndApply
+// does (HoldLock): apply runs p under the lock, taken again.
+func directPlan(t *testing.T, name string) (ns *netns.NS, p *Plan, apply func() (*Result, error)) {
+	t.Helper()
 	needRoot(t)
-	ns := newNS(t, "toctou")
+	ns = newNS(t, name)
 	install(t, ns, "kube-legacy")
 	lock := filepath.Join(t.TempDir(), "xtables.lock")
 	f := New(Config{NS: ns, LockPath: lock, HoldLock: true})
 	ctx := context.Background()
-	unlock, err := lockXtables(ctx, lock)
-	if err != nil {
+	locked := func(fn func() error) error {
+		unlock, err := lockXtables(ctx, lock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unlock()
+		return fn()
+	}
+	if err := locked(func() (err error) { p, err = f.Plan(ctx); return err }); err != nil {
 		t.Fatal(err)
 	}
-	p, err := f.Plan(ctx)
-	if err != nil {
-		unlock()
-		t.Fatal(err)
+	p.lockHeld = true
+	apply = func() (res *Result, err error) {
+		err = locked(func() error { res, err = f.apply(ctx, p, "", true); return err })
+		return res, err
 	}
-	p.lockHeld = true // as planAndApply does
+	return ns, p, apply
+}
+
+// TestDirectCommitRefusesChangedTable: after the plan's read, a writer
+// that ignores the xtables lock changes a rule in place (same entry count,
+// which the kernel's own check lets through). The commit through the
+// kernel interface must look again, refuse with ErrStale and leave the
+// writer's rule as the writer left it. The refused look read the table
+// into the plan's memory: after a second in-place change, one that moves
+// every later entry, the same plan applied again must read afresh, fix
+// the rules and keep the writer's rule.
+func TestDirectCommitRefusesChangedTable(t *testing.T) {
+	ns, p, apply := directPlan(t, "toctou")
 	const moved = "-A KUBE-SEP-6E7XQMQ4RAYOWTTM -p tcp -m comment --comment \"default/kubernetes:https\" -m tcp -j DNAT --to-destination 192.168.1.11:6443"
-	sh(t, ns, "*nat\n-R KUBE-SEP-6E7XQMQ4RAYOWTTM 2"+strings.TrimPrefix(moved, "-A KUBE-SEP-6E7XQMQ4RAYOWTTM")+"\nCOMMIT\n", "iptables-legacy-restore", "--noflush")
+	replace := func(rule string) {
+		sh(t, ns, "*nat\n-R KUBE-SEP-6E7XQMQ4RAYOWTTM 2"+strings.TrimPrefix(rule, "-A KUBE-SEP-6E7XQMQ4RAYOWTTM")+"\nCOMMIT\n", "iptables-legacy-restore", "--noflush")
+	}
+	replace(moved)
 	before := dumps(t, ns)
-	_, err = f.apply(ctx, p, "", true)
-	unlock()
-	if !errors.Is(err, ErrStale) {
+	if _, err := apply(); !errors.Is(err, ErrStale) {
 		t.Fatalf("commit over a table changed in place: %v, want ErrStale", err)
 	}
 	if got := dumps(t, ns); got != before || !strings.Contains(got, moved) {
 		t.Fatalf("the refused commit changed the table:\n%s", strings.Join(diffLines(before, got), "\n"))
 	}
-	// The refused look read the table into the plan's memory, which now
-	// holds the writer's table: applying the same plan again must read
-	// afresh, not commit from that memory. A second in-place change that
-	// moves every later entry makes the difference visible.
 	const grown = "-A KUBE-SEP-6E7XQMQ4RAYOWTTM -p tcp -m comment --comment \"default/kubernetes:https\" -m tcp -m mark --mark 0x1 -j DNAT --to-destination 192.168.1.12:6443"
-	sh(t, ns, "*nat\n-R KUBE-SEP-6E7XQMQ4RAYOWTTM 2"+strings.TrimPrefix(grown, "-A KUBE-SEP-6E7XQMQ4RAYOWTTM")+"\nCOMMIT\n", "iptables-legacy-restore", "--noflush")
-	if unlock, err = lockXtables(ctx, lock); err != nil {
-		t.Fatal(err)
-	}
-	res, err := f.apply(ctx, p, "", true)
-	unlock()
-	if err != nil || !res.Verified || len(res.Applied) != 3 {
+	replace(grown)
+	if res, err := apply(); err != nil || !res.Verified || len(res.Applied) != 3 {
 		t.Fatalf("the same plan applied again: %v %+v", err, res)
 	}
 	if got := dumps(t, ns); !strings.Contains(got, grown) {
 		t.Errorf("the apply lost the writer's change:\n%s", got)
 	}
-	if fs := racing(t, f, p); len(fs) != 0 {
+	if fs := racing(t, New(Config{NS: ns}), p); len(fs) != 0 {
 		t.Errorf("racing rules after the apply: %+v", fs)
 	}
 }
@@ -620,35 +629,12 @@ func TestDirectCommitRefusesChangedTable(t *testing.T) {
 // lines are the table before the commit), so the same plan applied again
 // reads the table afresh and is stale, not committed and recorded twice.
 func TestDirectPlanAppliedTwice(t *testing.T) {
-	needRoot(t)
-	ns := newNS(t, "twice")
-	install(t, ns, "kube-legacy")
-	lock := filepath.Join(t.TempDir(), "xtables.lock")
-	f := New(Config{NS: ns, LockPath: lock, HoldLock: true})
-	ctx := context.Background()
-	apply := func(p *Plan) (*Result, error) {
-		unlock, err := lockXtables(ctx, lock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer unlock()
-		return f.apply(ctx, p, "", true)
-	}
-	unlock, err := lockXtables(ctx, lock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := f.Plan(ctx)
-	unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.lockHeld = true // as planAndApply does
-	if res, err := apply(p); err != nil || !res.Verified || len(res.Applied) != 3 {
+	ns, _, apply := directPlan(t, "twice")
+	if res, err := apply(); err != nil || !res.Verified || len(res.Applied) != 3 {
 		t.Fatalf("first apply: %v %+v", err, res)
 	}
 	after := dumps(t, ns)
-	if res, err := apply(p); !errors.Is(err, ErrStale) {
+	if res, err := apply(); !errors.Is(err, ErrStale) {
 		t.Errorf("the plan applied again: %v %+v, want ErrStale", err, res)
 	}
 	if got := dumps(t, ns); got != after {
