@@ -88,15 +88,12 @@ func runLabVM(cmd *cobra.Command, fl labFlags, cfg lab.Config) error {
 	}
 	fmt.Fprintf(stderr, "snatrace lab: booting %s under QEMU (%d vCPUs, %d MiB)\n", fl.vm.kernel, fl.vm.vcpus, fl.vm.memory)
 	out, err := vmlab.Lab(cmd.Context(), o)
-	var me *vmlab.MissingError
 	switch {
 	case errors.Is(err, vmlab.ErrInterrupted) && out != nil:
 		return labVMInterrupted(cmd, fl, cfg, out)
 	case errors.Is(err, vmlab.ErrInterrupted):
 		return &exitError{code: signalCode(cmd), err: err}
-	case errors.As(err, &me), errors.Is(err, vmlab.ErrNotKernel):
-		return envErr(err)
-	case err != nil:
+	case err != nil: // a missing tool (vmlab.MissingError), not a kernel, a failed boot
 		return envErr(err)
 	case out.Report == nil && cmd.Context().Err() != nil:
 		return &exitError{code: signalCode(cmd), err: vmlab.ErrInterrupted}
