@@ -197,7 +197,12 @@ func (s *Socket) get(name string, old *Table) (*Table, error) {
 	buf := t.buf[replaceHeader-getEntriesHeader:]
 	copy(buf, name)
 	ne.PutUint32(buf[32:], t.Size)
-	if err := s.getsockopt(soGetEntries, buf); err != nil {
+	// Fresh memory is faulted in from its end while the kernel sums the
+	// counters and copies into it from the front (reused memory is in).
+	prefaulted := hugepage.Prefault(buf[getEntriesHeader:])
+	err := s.getsockopt(soGetEntries, buf)
+	prefaulted()
+	if err != nil {
 		return nil, fmt.Errorf("reading %s table %s (%s): %w", s.f.Tool(), name, s.f.GetEntries(), err)
 	}
 	t.Entries = buf[getEntriesHeader:]

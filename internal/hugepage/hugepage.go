@@ -24,3 +24,22 @@ func Slice[T any](s []T) {
 	}
 	advise(unsafe.Pointer(unsafe.SliceData(s[:cap(s)])), n)
 }
+
+// Prefault faults s's memory in for writing on another goroutine, its last
+// huge page first, without changing a byte of it (MADV_POPULATE_WRITE,
+// Linux 5.14 and later; elsewhere it does nothing), and returns what waits
+// for it to finish. Meant for a large fresh buffer a syscall is about to
+// fill from the front: the kernel's copy and Prefault fault it in from
+// both ends on two CPUs, where the copy alone would on one. Fresh memory
+// costs: in a virtual machine, 60 MB took 0.2 s to fault in on one CPU.
+func Prefault(s []byte) (wait func()) {
+	if len(s) < Min {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		populate(unsafe.Pointer(unsafe.SliceData(s)), uintptr(len(s)))
+	}()
+	return func() { <-done }
+}
