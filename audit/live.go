@@ -43,6 +43,8 @@ var ErrPermission = errors.New("reading netfilter rules needs CAP_NET_ADMIN (run
 // cannot be read are a warning, not an error.
 func Live(ctx context.Context, o LiveOptions) (Input, error) {
 	in := Input{Kernel: o.Kernel, Iptables: o.Iptables}
+	ts := StartKernelTSOffsets(ctx, o.Kernel) // beside the rules' read
+	defer ts()
 	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NS: o.NS, SkipLegacy: o.SkipLegacy, LegacyDirect: true, LegacyKeep: dnsCandidate, Chains: o.Chains})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
@@ -65,7 +67,7 @@ func Live(ctx context.Context, o LiveOptions) (Input, error) {
 	if o.Sleep == nil {
 		o.Sleep = Sleep
 	}
-	in.TSOffsets = KernelTSOffsets(ctx, o.Kernel)
+	in.TSOffsets = ts()
 	before, _ := netstat.ReadIn(o.NS)
 	ct, err := ReadConntrack(ctx, o.NS, o.Interval, o.Sleep)
 	if err != nil {

@@ -24,6 +24,10 @@ type Fixer struct {
 	// interface (legacyDirect), decided once.
 	directOnce sync.Once
 	directOK   bool
+	// lockfile says, per family, whether its legacy restore tool honours
+	// XTABLES_LOCKFILE (canHoldLock), asked once.
+	lockfileMu sync.Mutex
+	lockfile   map[ruleset.Family]bool
 }
 
 // New returns a Fixer for cfg.

@@ -20,7 +20,7 @@ func TestPlanPAWSNote(t *testing.T) {
 		{tsoffset.PerAddress, ""},
 		{tsoffset.NoTimestamps, ""},
 	} {
-		p := MakePlan(rs, Options{TSOffsets: &tsoffset.Detection{Kind: tc.kind, Reason: "test"}})
+		p := MakePlan(rs, Options{TSOffsets: func() *tsoffset.Detection { return &tsoffset.Detection{Kind: tc.kind, Reason: "test"} }})
 		var b bytes.Buffer
 		if err := WritePlan(&b, p, false); err != nil {
 			t.Fatal(err)
@@ -40,7 +40,7 @@ func TestPlanPAWSNote(t *testing.T) {
 			}
 		}
 	}
-	if p := MakePlan(&ruleset.Ruleset{}, Options{TSOffsets: &tsoffset.Detection{Kind: tsoffset.PerPort}}); p.PAWS != nil {
+	if p := MakePlan(&ruleset.Ruleset{}, Options{TSOffsets: func() *tsoffset.Detection { t.Fatal("asked for the offsets of a plan without changes"); return nil }}); p.PAWS != nil {
 		t.Error("a note on a plan that changes nothing")
 	}
 }

@@ -213,9 +213,12 @@ type Options struct {
 	IptablesNft Method
 	// Kernel is the kernel release audit judges against ("" unknown).
 	Kernel string
-	// TSOffsets is how the kernel offsets TCP timestamps (nil: not
-	// known); on a per-port kernel the plan carries a PAWSNote.
-	TSOffsets *tsoffset.Detection
+	// TSOffsets says how the kernel offsets TCP timestamps; MakePlan
+	// calls it only for a plan with changes, which on a per-port kernel
+	// carries a PAWSNote. nil, or a nil result, is not known. It may
+	// wait for a probe started earlier (cmd/snatrace starts one beside
+	// the fix's read).
+	TSOffsets func() *tsoffset.Detection
 }
 
 // fixable kinds: the ones a fully-random flag resolves.
@@ -250,7 +253,9 @@ func MakePlan(rs *ruleset.Ruleset, opts Options) *Plan {
 		}
 		p.Changes = append(p.Changes, c)
 	}
-	p.PAWS = pawsNote(opts.TSOffsets, len(p.Changes))
+	if len(p.Changes) > 0 && opts.TSOffsets != nil {
+		p.PAWS = pawsNote(opts.TSOffsets(), len(p.Changes))
+	}
 	return p
 }
 

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -55,22 +57,60 @@ func (f *Fixer) checkTools(ctx context.Context, groups []*restoreGroup) error {
 // canHoldLock reports whether fix can hold the xtables lock while it runs
 // the legacy restore tools of fams: they must honour XTABLES_LOCKFILE
 // (iptables 1.8.6 and later), or they would wait for the lock fix holds.
-// Older tools get the checksum check alone.
+// Older tools get the checksum check alone. Each family's tool is asked
+// once per Fixer, the families not yet asked all at once.
 func (f *Fixer) canHoldLock(ctx context.Context, fams []ruleset.Family) bool {
 	if len(fams) == 0 {
 		return false
 	}
+	f.lockfileMu.Lock()
+	defer f.lockfileMu.Unlock()
+	if f.lockfile == nil {
+		f.lockfile = map[ruleset.Family]bool{}
+	}
+	got := map[ruleset.Family]bool{}
+	var ask []ruleset.Family
 	for _, fam := range fams {
-		_, restore, err := f.tools(ctx, natrule.IptablesLegacy, fam)
-		if err != nil {
-			return false
+		if h, ok := f.lockfile[fam]; ok {
+			got[fam] = h
+		} else if !slices.Contains(ask, fam) {
+			ask = append(ask, fam)
 		}
-		v, err := kernel.ParseVersion(ruleset.IptablesVersion(ctx, f.run, restore))
-		if err != nil || v.Less(kernel.Version{Major: 1, Minor: 8, Patch: 6}) {
+	}
+	honours, known := make([]bool, len(ask)), make([]bool, len(ask))
+	var wg sync.WaitGroup
+	for i, fam := range ask {
+		wg.Go(func() { honours[i], known[i] = f.honoursLockfile(ctx, fam) })
+	}
+	wg.Wait()
+	for i, fam := range ask {
+		got[fam] = honours[i]
+		if known[i] {
+			f.lockfile[fam] = honours[i]
+		}
+	}
+	for _, fam := range fams {
+		if !got[fam] {
 			return false
 		}
 	}
 	return true
+}
+
+// honoursLockfile reports whether fam's legacy restore tool is installed
+// and honours XTABLES_LOCKFILE (iptables 1.8.6 and later), and whether
+// that is known: a tool that ran but printed no version (it failed, or
+// the context ended) is asked again next time.
+func (f *Fixer) honoursLockfile(ctx context.Context, fam ruleset.Family) (honours, known bool) {
+	_, restore, err := f.tools(ctx, natrule.IptablesLegacy, fam)
+	if err != nil {
+		return false, true
+	}
+	v, err := kernel.ParseVersion(ruleset.IptablesVersion(ctx, f.run, restore))
+	if err != nil {
+		return false, false
+	}
+	return !v.Less(kernel.Version{Major: 1, Minor: 8, Patch: 6}), true
 }
 
 // lockLegacy takes the xtables lock when changes of groups go to

@@ -5,6 +5,7 @@ package fix
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 
 	"github.com/snatrace/snatrace/natrule"
@@ -13,17 +14,31 @@ import (
 )
 
 // versions is a Fake that answers --version of each restore tool it is
-// asked about, any number of times.
+// asked about, any number of times (failing the first fail runs), and
+// counts the runs of each tool. It may be run from several goroutines.
 type versions struct {
 	tool.Fake
 	version string
+	fail    int
+	mu      sync.Mutex
+	asked   map[string]int
 }
 
 func (v *versions) Run(_ context.Context, c tool.Cmd) ([]byte, error) {
-	if len(c.Args) == 1 && c.Args[0] == "--version" {
-		return []byte(c.Name + " " + v.version + "\n"), nil
+	if len(c.Args) != 1 || c.Args[0] != "--version" {
+		return nil, errors.New("not in this fake: " + c.String())
 	}
-	return nil, errors.New("not in this fake: " + c.String())
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.asked == nil {
+		v.asked = map[string]int{}
+	}
+	v.asked[c.Name]++
+	if v.fail > 0 {
+		v.fail--
+		return nil, errors.New("killed")
+	}
+	return []byte(c.Name + " " + v.version + "\n"), nil
 }
 
 func TestTools(t *testing.T) {
@@ -83,5 +98,31 @@ func TestCanHoldLock(t *testing.T) {
 	f := New(Config{Runner: &versions{Fake: tool.Fake{Installed: have}, version: "v1.8.9"}})
 	if f.canHoldLock(context.Background(), nil) {
 		t.Error("no legacy change: no lock")
+	}
+}
+
+// TestCanHoldLockAsksOnce: a Fixer asks each family's restore tool for its
+// version once, however often and in whatever combination it needs the
+// answer; a run that printed no version is asked again.
+func TestCanHoldLockAsksOnce(t *testing.T) {
+	ctx := context.Background()
+	have := []string{"iptables-legacy-save", "iptables-legacy-restore", "ip6tables-legacy-save", "ip6tables-legacy-restore"}
+	v := &versions{Fake: tool.Fake{Installed: have}, version: "v1.8.9 (legacy)"}
+	f := New(Config{Runner: v})
+	for _, fams := range [][]ruleset.Family{{natrule.IPv4}, {natrule.IPv4, natrule.IPv6}, {natrule.IPv6, natrule.IPv4}} {
+		if !f.canHoldLock(ctx, fams) {
+			t.Errorf("%v: cannot hold the lock with 1.8.9", fams)
+		}
+	}
+	if v.asked["iptables-legacy-restore"] != 1 || v.asked["ip6tables-legacy-restore"] != 1 {
+		t.Errorf("versions asked %v, want each restore tool once", v.asked)
+	}
+	v = &versions{Fake: tool.Fake{Installed: have}, version: "v1.8.9 (legacy)", fail: 1}
+	f = New(Config{Runner: v})
+	if f.canHoldLock(ctx, []ruleset.Family{natrule.IPv4}) {
+		t.Error("a tool whose version run failed counts as honouring XTABLES_LOCKFILE")
+	}
+	if !f.canHoldLock(ctx, []ruleset.Family{natrule.IPv4}) || v.asked["iptables-legacy-restore"] != 2 {
+		t.Errorf("after a failed run: asked %v, want the tool asked again and found to honour it", v.asked)
 	}
 }

@@ -22,7 +22,8 @@ type Config struct {
 	// changed through the kernel interface (package xtables), with the
 	// tools as the fallback for chains xtables cannot print.
 	LegacyText bool
-	// Runner runs the iptables tools; nil runs them inside NS.
+	// Runner runs the iptables tools; nil runs them inside NS. The
+	// Fixer may call it from several goroutines at once.
 	Runner tool.Runner
 	// Nftables are extra options for the nftables sockets: a test dial.
 	Nftables []nftnl.Option

@@ -188,7 +188,7 @@ func (o *fixOpts) config(cmd *cobra.Command) (fix.Config, error) {
 	}
 	// A one-shot apply holds the xtables lock from its read to its change;
 	// a watch cannot (releasing it would wake its own lock watch).
-	cfg = fix.Config{SkipLegacy: o.noLegacy, LegacyText: o.legacyVia == "iptables-restore", HoldLock: o.apply && !o.watch, Options: fix.Options{Scope: scope, IptablesNft: method, TSOffsets: audit.KernelTSOffsets(context.Background(), "")}}
+	cfg = fix.Config{SkipLegacy: o.noLegacy, LegacyText: o.legacyVia == "iptables-restore", HoldLock: o.apply && !o.watch, Options: fix.Options{Scope: scope, IptablesNft: method}}
 	return cfg, nil
 }
 
@@ -217,6 +217,13 @@ func runFix(ctx context.Context, stdout, stderr io.Writer, o fixOpts, cfg fix.Co
 	}
 	defer ns.Close()
 	cfg.NS = ns
+	if o.rollback == "" {
+		// A plan's PAWS note needs the kernel's timestamp offsets: probed
+		// beside the read, not before it.
+		ts := audit.StartKernelTSOffsets(ctx, "")
+		defer ts()
+		cfg.Options.TSOffsets = ts
+	}
 	r := &fixRun{o: o, f: fix.New(cfg), stdout: stdout, stderr: stderr, out: fixOutput{Mode: "plan", NetNS: o.netns}}
 	switch {
 	case o.rollback != "":

@@ -18,6 +18,7 @@ import (
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/netns/netnstest"
+	"github.com/snatrace/snatrace/tsoffset"
 )
 
 func fixNS(t *testing.T, name string) *netns.NS { return netnstest.New(t, "fx-"+name) }
@@ -69,11 +70,15 @@ func TestFixPlanApplyRollbackCLI(t *testing.T) {
 		Mode string
 		Plan struct {
 			Changes []struct{ Before, After, Method string }
+			PAWS    *struct {
+				TSOffsets tsoffset.Detection `json:"ts_offsets"`
+			}
 		}
 	}
 	if code != exitFindings || jsonUnmarshal([]byte(out), &doc) != nil || doc.Mode != "plan" || len(doc.Plan.Changes) != 2 {
 		t.Fatalf("plan --json: exit %d, %+v\n%s", code, doc, out)
 	}
+	checkPAWSNote(t, doc.Plan.PAWS != nil, func() tsoffset.Detection { return doc.Plan.PAWS.TSOffsets })
 	backup := filepath.Join(t.TempDir(), "b.json")
 	out, errs, code = runCLI(t, "fix", "--netns", ns.Path(), "--apply", "--backup", backup)
 	if code != exitOK || !strings.Contains(out, "Verified") {
@@ -88,6 +93,7 @@ func TestFixPlanApplyRollbackCLI(t *testing.T) {
 	if _, _, code = runCLI(t, "fix", "--netns", ns.Path()); code != exitOK {
 		t.Errorf("plan after apply: exit %d, want 0", code)
 	}
+	noProbeLeft(t) // a plan without changes never asks for the probe's result
 	out, errs, code = runCLI(t, "fix", "--netns", ns.Path(), "--rollback", backup, "--json")
 	if code != exitOK || !strings.Contains(out, `"mode": "rollback"`) {
 		t.Fatalf("rollback: exit %d, stdout %q, stderr %q", code, out, errs)
@@ -113,6 +119,38 @@ func TestFixPlanApplyRollbackCLI(t *testing.T) {
 	if _, errs, code = runCLI(t, "fix", "--netns", ns.Path(), "--rollback", bad); code != exitUsage || !strings.Contains(errs, `entry 1: the file asks for a change snatrace would not make: unknown backend "pf"`) {
 		t.Errorf("bad backup: exit %d, stderr %q", code, errs)
 	}
+}
+
+// checkPAWSNote checks a plan's PAWS note against the kernel: the plan
+// carries one exactly when a probe of its own finds per-port (or unknown)
+// offsets, and says it probed; the probe the command ran beside its read
+// left no namespace behind.
+func checkPAWSNote(t *testing.T, has bool, note func() tsoffset.Detection) {
+	t.Helper()
+	d, err := tsoffset.Probe(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := d.Kind == tsoffset.PerPort || d.Kind == tsoffset.Unknown; has != want {
+		t.Errorf("PAWS note in the plan: %v, want %v on a %s kernel", has, want, d.Kind)
+	}
+	if has && (note().Kind != d.Kind || !strings.HasPrefix(note().Reason, "probed: ")) {
+		t.Errorf("PAWS note says %s (%s), want %s, probed", note().Kind, note().Reason, d.Kind)
+	}
+	noProbeLeft(t)
+}
+
+// noProbeLeft fails when a timestamp probe's namespace stays: one of
+// another test process, probing at the same moment, is gone within 2 s.
+func noProbeLeft(t *testing.T) {
+	t.Helper()
+	var left []string
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if left, _ = filepath.Glob("/run/netns/snt-*-tsprobe"); len(left) == 0 {
+			return
+		}
+	}
+	t.Errorf("probe namespaces left behind: %v", left)
 }
 
 func stripVolatile(s string) string {
