@@ -7,11 +7,13 @@ import (
 	"os"
 	"time"
 
+	"github.com/snatrace/snatrace/internal/background"
 	"github.com/snatrace/snatrace/internal/netstat"
 	"github.com/snatrace/snatrace/kernel"
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/ruleset"
 	"github.com/snatrace/snatrace/tool"
+	"github.com/snatrace/snatrace/tsoffset"
 )
 
 // LiveOptions say what a live audit reads.
@@ -43,8 +45,17 @@ var ErrPermission = errors.New("reading netfilter rules needs CAP_NET_ADMIN (run
 // cannot be read are a warning, not an error.
 func Live(ctx context.Context, o LiveOptions) (Input, error) {
 	in := Input{Kernel: o.Kernel, Iptables: o.Iptables}
-	ts := StartKernelTSOffsets(ctx, o.Kernel) // beside the rules' read
+	// Beside the rules' read: the probe (waited for on every path: it
+	// deletes its namespace when it ends) and the iptables version.
+	ts := background.Start(func() *tsoffset.Detection { return KernelTSOffsets(ctx, o.Kernel) })
 	defer ts()
+	iptables := background.Start(func() string {
+		if o.Iptables != "" {
+			return o.Iptables
+		}
+		return ruleset.IptablesVersion(ctx, tool.Exec{NS: o.NS}, "iptables")
+	})
+	defer iptables()
 	rs, err := ruleset.Read(ctx, ruleset.ReadOptions{NS: o.NS, SkipLegacy: o.SkipLegacy, LegacyDirect: true, LegacyKeep: dnsCandidate, Chains: o.Chains})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
@@ -58,9 +69,7 @@ func Live(ctx context.Context, o LiveOptions) (Input, error) {
 			in.Kernel = k
 		}
 	}
-	if in.Iptables == "" {
-		in.Iptables = ruleset.IptablesVersion(ctx, tool.Exec{NS: o.NS}, "iptables")
-	}
+	in.Iptables = iptables()
 	dns, warnings := ScanDNSLive(ctx, o.NS, tool.Exec{NS: o.NS}, rs)
 	in.DNS = dns
 	rs.Warnings = append(rs.Warnings, warnings...)

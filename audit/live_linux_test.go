@@ -10,6 +10,8 @@ import (
 
 	"github.com/snatrace/snatrace/netns/netnstest"
 	"github.com/snatrace/snatrace/ruleset"
+	"github.com/snatrace/snatrace/tool"
+	"github.com/snatrace/snatrace/tsoffset"
 )
 
 // TestAuditLiveNamespace is `snatrace audit --netns` end to end: rules
@@ -101,5 +103,31 @@ COMMIT
 	}
 	if c := rep.Conntrack; c == nil || c.IntervalSeconds < 2 || len(c.CPUs) == 0 || c.Source != "netlink" || slept != 2*time.Second {
 		t.Errorf("conntrack view %+v (slept %v): want a 2 s netlink sample per CPU", c, slept)
+	}
+}
+
+// TestLiveAsksBesideTheRead: what Live asks beside the rules' read (the
+// iptables version, the timestamp probe) is in its Input, and overrides
+// win over both.
+func TestLiveAsksBesideTheRead(t *testing.T) {
+	ns := netnstest.New(t, "alive")
+	ctx := context.Background()
+	in, err := Live(ctx, LiveOptions{NS: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := ruleset.IptablesVersion(ctx, tool.Exec{NS: ns}, "iptables"); in.Iptables != want || want == "" {
+		t.Errorf("iptables version %q, want %q", in.Iptables, want)
+	}
+	if in.TSOffsets == nil || !strings.HasPrefix(in.TSOffsets.Reason, "probed: ") {
+		t.Errorf("timestamp offsets %+v, want probed", in.TSOffsets)
+	}
+	in, err = Live(ctx, LiveOptions{NS: ns, Kernel: "5.4.0", Iptables: "1.6.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byVersion := tsoffset.ByVersion("5.4.0")
+	if in.Iptables != "1.6.1" || in.TSOffsets == nil || in.TSOffsets.Kind != byVersion.Kind || in.TSOffsets.Reason != byVersion.Reason {
+		t.Errorf("with overrides: iptables %q, offsets %+v; want 1.6.1 and %+v", in.Iptables, in.TSOffsets, byVersion)
 	}
 }

@@ -117,6 +117,10 @@ func TestReadLegacyDirect6(t *testing.T) {
 		if got := sourcesOf(direct, "iptables-legacy"); got != DirectSource+" "+DirectSource6 {
 			t.Errorf("read from %q, want both kernel interfaces", got)
 		}
+		// Labelled with the version each save tool prints in its header.
+		if got, want := versionsOf(direct, "iptables-legacy"), versionsOf(viaSave, "iptables-legacy"); got != want || !strings.HasPrefix(want, "1.") {
+			t.Errorf("versions read directly %q, through the save tools %q", got, want)
+		}
 		if n := len(direct.TakeDumps()); n != 2 {
 			t.Errorf("%d dumps, want one per family", n)
 		}
@@ -129,6 +133,17 @@ func sourcesOf(rs *Ruleset, backend Backend) string {
 	for _, s := range rs.Sources {
 		if s.Backend == backend {
 			out = append(out, s.Where)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// versionsOf lists the versions of the sources of backend, in order.
+func versionsOf(rs *Ruleset, backend Backend) string {
+	var out []string
+	for _, s := range rs.Sources {
+		if s.Backend == backend {
+			out = append(out, s.Version)
 		}
 	}
 	return strings.Join(out, " ")

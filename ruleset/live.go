@@ -15,7 +15,7 @@ type ReadOptions struct {
 	// NS is the network namespace to read; nil for the caller's own.
 	NS *netns.NS
 	// Runner runs iptables-legacy-save and iptables-nft-save; nil means
-	// tool.Exec inside NS.
+	// tool.Exec inside NS. Read may call it from two goroutines at once.
 	Runner tool.Runner
 	// SkipLegacy skips iptables-legacy (its rules are invisible to nftables).
 	SkipLegacy bool

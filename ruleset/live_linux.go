@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/snatrace/snatrace/internal/background"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/tool"
+	"github.com/snatrace/snatrace/xtables"
 )
 
 // Read reads every source-NAT rule of a network namespace: nftables (native
@@ -61,7 +63,9 @@ func readLegacy(ctx context.Context, opts ReadOptions, run tool.Runner, rs *Rule
 		if _, err := run.LookPath(bin); err != nil && !opts.LegacyDirect {
 			continue
 		}
+		version := directVersion(ctx, opts, run, bin, fam)
 		lrs, where, err := readLegacySource(ctx, opts.NS, run, bin, fam, opts.LegacyDirect)
+		v := version()
 		if err != nil {
 			rs.readError(natrule.IptablesLegacy, where, err)
 			continue
@@ -70,11 +74,23 @@ func readLegacy(ctx context.Context, opts ReadOptions, run tool.Runner, rs *Rule
 			continue
 		}
 		read = true
-		markLegacy(ctx, run, bin, lrs)
+		markLegacy(bin, v, lrs)
 		keepText(lrs, opts.LegacyKeep) // before the next family's table is read
 		rs.merge(lrs)
 	}
 	return read
+}
+
+// directVersion asks, beside a read of fam's nat table through the
+// kernel interface, for the version bin would print in its header (a
+// table read so is labelled with it); "" where there is no such read.
+func directVersion(ctx context.Context, opts ReadOptions, run tool.Runner, bin string, fam Family) (wait func() string) {
+	if opts.LegacyDirect {
+		if ok, _ := xtables.HasTable(opts.NS, XtablesFamily(fam), "nat"); ok {
+			return background.Start(func() string { return IptablesVersion(ctx, run, bin) })
+		}
+	}
+	return func() string { return "" }
 }
 
 // readLegacySource reads the rules bin saves, those of family fam: with
@@ -101,8 +117,8 @@ func readLegacySource(ctx context.Context, ns *netns.NS, run tool.Runner, bin st
 
 // markLegacy labels what bin's source read as iptables-legacy, and its
 // sources with where they were read (the tool, or the kernel interface
-// with the version the tool would print in its header).
-func markLegacy(ctx context.Context, run tool.Runner, bin string, lrs *Ruleset) {
+// with version, the one the tool would print in its header).
+func markLegacy(bin, version string, lrs *Ruleset) {
 	for i := range lrs.Rules {
 		lrs.Rules[i].Backend, lrs.Rules[i].Line = natrule.IptablesLegacy, 0
 	}
@@ -114,10 +130,6 @@ func markLegacy(ctx context.Context, run tool.Runner, bin string, lrs *Ruleset) 
 	}
 	d := lrs.dumps[0]
 	direct := d.Family != ""
-	version := ""
-	if direct {
-		version = IptablesVersion(ctx, run, bin) // a save prints it in its header
-	}
 	for i := range lrs.Sources {
 		lrs.Sources[i].Backend, lrs.Sources[i].Where, lrs.Sources[i].Format = natrule.IptablesLegacy, bin, "iptables-save"
 		if direct {

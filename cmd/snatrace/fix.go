@@ -13,8 +13,10 @@ import (
 
 	"github.com/snatrace/snatrace/audit"
 	"github.com/snatrace/snatrace/fix"
+	"github.com/snatrace/snatrace/internal/background"
 	"github.com/snatrace/snatrace/report/text"
 	"github.com/snatrace/snatrace/tool"
+	"github.com/snatrace/snatrace/tsoffset"
 	"github.com/spf13/cobra"
 )
 
@@ -219,8 +221,9 @@ func runFix(ctx context.Context, stdout, stderr io.Writer, o fixOpts, cfg fix.Co
 	cfg.NS = ns
 	if o.rollback == "" {
 		// A plan's PAWS note needs the kernel's timestamp offsets: probed
-		// beside the read, not before it.
-		ts := audit.StartKernelTSOffsets(ctx, "")
+		// beside the read, not before it, and waited for on every path
+		// (the probe deletes its namespace when it ends).
+		ts := background.Start(func() *tsoffset.Detection { return audit.KernelTSOffsets(ctx, "") })
 		defer ts()
 		cfg.Options.TSOffsets = ts
 	}
