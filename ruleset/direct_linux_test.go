@@ -129,21 +129,20 @@ func TestReadLegacyDirect6(t *testing.T) {
 
 // sourcesOf lists where rs read the rules of backend, in order.
 func sourcesOf(rs *Ruleset, backend Backend) string {
-	var out []string
-	for _, s := range rs.Sources {
-		if s.Backend == backend {
-			out = append(out, s.Where)
-		}
-	}
-	return strings.Join(out, " ")
+	return sourceField(rs, backend, func(s Source) string { return s.Where })
 }
 
 // versionsOf lists the versions of the sources of backend, in order.
 func versionsOf(rs *Ruleset, backend Backend) string {
+	return sourceField(rs, backend, func(s Source) string { return s.Version })
+}
+
+// sourceField lists a field of each source of backend, in order.
+func sourceField(rs *Ruleset, backend Backend, field func(Source) string) string {
 	var out []string
 	for _, s := range rs.Sources {
 		if s.Backend == backend {
-			out = append(out, s.Version)
+			out = append(out, field(s))
 		}
 	}
 	return strings.Join(out, " ")
