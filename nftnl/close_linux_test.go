@@ -1,0 +1,63 @@
+//go:build linux
+
+package nftnl_test
+
+import (
+	"os"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/snatrace/snatrace/netns/netnstest"
+	"github.com/snatrace/snatrace/nftnl"
+)
+
+// TestCloseReleasesSockets: Close returns before the kernel has released
+// the socket, but releases it all the same. Twenty sockets, each closed
+// right after a commit (when the kernel makes a close wait for the
+// commit's objects to be freed), are all gone from the process within
+// seconds: no socket leaks.
+func TestCloseReleasesSockets(t *testing.T) {
+	ns := netnstest.New(t, "nlclose")
+	netnstest.Run(t, ns, "add table ip t\nadd chain ip t c\nadd rule ip t c counter\n", "nft", "-f", "-")
+	before := openFiles(t)
+	for i := 0; i < 20; i++ {
+		c, err := nftnl.Dial(nftnl.WithNetNS(ns))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gen, err := c.Generation()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A flush of the chain: the commit frees a rule.
+		attrs, _ := netlink.MarshalAttributes([]netlink.Attribute{
+			{Type: unix.NFTA_RULE_TABLE, Data: []byte("t\x00")},
+			{Type: unix.NFTA_RULE_CHAIN, Data: []byte("c\x00")},
+		})
+		if err := c.SendBatch(gen, []netlink.Message{nftnl.Message(unix.NFT_MSG_DELRULE, netlink.Request, unix.NFPROTO_IPV4, attrs)}); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		netnstest.Run(t, ns, "", "nft", "add", "rule", "ip", "t", "c", "counter")
+	}
+	var now int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if now = openFiles(t); now <= before {
+			return
+		}
+	}
+	t.Errorf("%d files open 5 s after closing every socket, %d before", now, before)
+}
+
+// openFiles counts the process's open file descriptors.
+func openFiles(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(fds)
+}
