@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/snatrace/snatrace/tool"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -17,10 +16,12 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
 
 	"github.com/snatrace/snatrace/internal/kubegen"
 	"github.com/snatrace/snatrace/netns"
-	"golang.org/x/sys/unix"
+	"github.com/snatrace/snatrace/nftnl"
+	"github.com/snatrace/snatrace/tool"
 )
 
 // owner rewrites a NAT chain the way an agent does (flush and refill in one
@@ -29,6 +30,11 @@ type owner struct {
 	ns      *netns.NS
 	legacy  bool
 	rewrite func(t testing.TB, gen int)
+	// reader reads the nftables chain back, one socket for every read:
+	// the kernel holds the namespace's commit lock while it closes a
+	// netfilter socket after a commit, which would slow the watch the
+	// reads measure.
+	reader *nftnl.Conn
 }
 
 const watchChain = `table ip agent {
@@ -61,6 +67,12 @@ func newOwner(t testing.TB, ns *netns.NS, legacy bool, lock string) *owner {
 		return o
 	}
 	sh(t, ns, watchChain, "nft", "-f", "-")
+	reader, err := New(Config{NS: ns}).dialNft()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reader.Close() })
+	o.reader = reader
 	// One netlink batch per rewrite, as an agent that speaks netlink writes
 	// it (the nft tool would first read the namespace's whole ruleset: on a
 	// 100,000-rule node, for seconds). The same rules as
@@ -116,13 +128,7 @@ func (o *owner) state(t testing.TB) (rules int, fixed bool) {
 		lines := tab.Chains["AGENT"]
 		return len(lines), len(lines) >= 2 && strings.HasSuffix(lines[1], "--random-fully")
 	}
-	f := New(Config{NS: o.ns})
-	c, err := f.dialNft()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	rules2, err := chainRules(c, chainKey{unix.NFPROTO_IPV4, "agent", "postrouting"})
+	rules2, err := chainRules(o.reader, chainKey{unix.NFPROTO_IPV4, "agent", "postrouting"})
 	if err != nil {
 		t.Fatal(err)
 	}
