@@ -272,6 +272,8 @@ func (f *Fixer) ApplyFresh(ctx context.Context, backupPath string, tries int) (*
 	if tries < 1 {
 		tries = 1
 	}
+	done := f.shareNft()
+	defer done()
 	replans := 0
 	for {
 		p, res, err := f.planAndApply(ctx, backupPath)

@@ -101,6 +101,39 @@ func TestApplyBatchBytes(t *testing.T) {
 	}
 }
 
+// TestApplyFreshOneSocket: an ApplyFresh sends its read, plan, commit and
+// check over one socket (a close after a commit would hold the kernel's
+// commit lock for a grace period): the fake kernel sees one run of
+// sequence numbers. A Fixer's requests outside an ApplyFresh each open
+// their own.
+func TestApplyFreshOneSocket(t *testing.T) {
+	k := fakeKernel()
+	f := fakeFixer(k)
+	ctx := context.Background()
+	if _, res, err := f.ApplyFresh(ctx, "", 1); err != nil || len(res.Applied) != 1 {
+		t.Fatalf("apply: %v %+v", err, res)
+	}
+	seqs := k.Sequences()
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] != seqs[i-1]+1 {
+			t.Fatalf("message %d of %d came over another socket: sequence numbers %v", i, len(seqs), seqs)
+		}
+	}
+	if len(seqs) < 5 || len(k.Batches()) != 1 {
+		t.Fatalf("%d messages, %d batches: want the read, the plan's reads and one commit", len(seqs), len(k.Batches()))
+	}
+	if f.shared != nil {
+		t.Error("the shared socket outlives the ApplyFresh")
+	}
+	before := len(seqs)
+	if _, err := f.Plan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if seqs = k.Sequences(); len(seqs) <= before+1 || seqs[before] == seqs[before-1]+1 {
+		t.Errorf("a plan after the ApplyFresh went on over its socket: %v", seqs[before-1:])
+	}
+}
+
 func mustAttrs(t *testing.T, as ...netlink.Attribute) []byte {
 	t.Helper()
 	b, err := netlink.MarshalAttributes(as)

@@ -141,6 +141,8 @@ func BenchmarkWatchReaction(b *testing.B) {
 		{"nftables-monitor", reactionOpts{n: 100}},
 		{"nftables-monitor-10k-churn", reactionOpts{n: 100, background: 10_000, churn: 50 * time.Millisecond}},
 		{"nftables-monitor-100k-churn", reactionOpts{n: 100, background: 100_000, churn: 50 * time.Millisecond}},
+		{"nftables-monitor-lasting-owner", reactionOpts{n: 100, lasting: true}},
+		{"nftables-monitor-lasting-owner-100k-churn", reactionOpts{n: 100, background: 100_000, churn: 50 * time.Millisecond, lasting: true}},
 		{"iptables-legacy-lock-watch", reactionOpts{legacy: true, n: 100}},
 		{"iptables-legacy-periodic-2s", reactionOpts{legacy: true, noMonitor: true, n: 20}}, // a re-read every 2 s: 100 rewrites would take minutes
 	} {

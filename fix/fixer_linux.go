@@ -9,12 +9,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/snatrace/snatrace/nftnl"
 	"github.com/snatrace/snatrace/ruleset"
 	"github.com/snatrace/snatrace/tool"
 )
 
-// Fixer plans, applies and rolls back fixes in one network namespace. It
-// does not own the namespace: the caller opens and closes it.
+// Fixer plans, applies and rolls back fixes in one network namespace, one
+// operation at a time. It does not own the namespace: the caller opens and
+// closes it.
 type Fixer struct {
 	cfg Config
 	run tool.Runner
@@ -28,6 +30,8 @@ type Fixer struct {
 	// XTABLES_LOCKFILE (canHoldLock), asked once.
 	lockfileMu sync.Mutex
 	lockfile   map[ruleset.Family]bool
+	// shared carries every nftables request of an ApplyFresh (shareNft).
+	shared *nftnl.Conn
 }
 
 // New returns a Fixer for cfg.
@@ -64,7 +68,7 @@ func (f *Fixer) lockPath() string {
 
 // Read reads the namespace's source-NAT rules.
 func (f *Fixer) Read(ctx context.Context) (*ruleset.Ruleset, error) {
-	return ruleset.Read(ctx, ruleset.ReadOptions{NS: f.cfg.NS, Runner: f.run, SkipLegacy: f.cfg.SkipLegacy, Nftables: f.cfg.Nftables, Chains: f.chains,
+	return ruleset.Read(ctx, ruleset.ReadOptions{NS: f.cfg.NS, Runner: f.run, SkipLegacy: f.cfg.SkipLegacy, Nftables: f.nftOptions(), Chains: f.chains,
 		LegacyDirect: f.legacyDirect(ctx)})
 }
 

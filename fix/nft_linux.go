@@ -5,6 +5,7 @@ package fix
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -13,8 +14,39 @@ import (
 	"github.com/snatrace/snatrace/ruleset"
 )
 
+// dialNft opens an nftables socket in the namespace, or borrows the
+// shared one (shareNft).
 func (f *Fixer) dialNft() (*nftnl.Conn, error) {
-	return nftnl.Dial(append([]nftnl.Option{nftnl.WithNetNS(f.cfg.NS)}, f.cfg.Nftables...)...)
+	return nftnl.Dial(append([]nftnl.Option{nftnl.WithNetNS(f.cfg.NS)}, f.nftOptions()...)...)
+}
+
+// nftOptions are the Fixer's nftables dial options, the namespace aside.
+func (f *Fixer) nftOptions() []nftnl.Option {
+	if f.shared == nil {
+		return f.cfg.Nftables
+	}
+	return append(slices.Clip(f.cfg.Nftables), nftnl.Shared(f.shared))
+}
+
+// shareNft sends the Fixer's nftables requests over one socket until done:
+// a round's read, plan, commit and check each closed one, and the kernel
+// holds the namespace's commit lock for a grace period at every close
+// after a commit (nftnl.Conn.Close), which a commit that followed a close
+// waited for. Where no socket opens, each request opens its own (and
+// reports the error).
+func (f *Fixer) shareNft() (done func()) {
+	if f.shared != nil {
+		return func() {}
+	}
+	c, err := f.dialNft()
+	if err != nil {
+		return func() {}
+	}
+	f.shared = c
+	return func() {
+		f.shared = nil
+		c.Close()
+	}
 }
 
 // chainKey names a chain of the kernel.

@@ -48,7 +48,12 @@ const watchChain = `table ip agent {
 // xtables lock file at lock, as every iptables writer takes
 // /run/xtables.lock: a test's own file keeps it (and the watch, given the
 // same path) clear of the host-wide lock other tests' daemons hold.
-func newOwner(t testing.TB, ns *netns.NS, legacy bool, lock string) *owner {
+// An nftables owner keeps its socket open when lasting (an agent with one
+// netlink connection), else closes it after each rewrite (nft, and
+// google/nftables by default): a close waits for the commit's release, so
+// only a lasting owner's commits are still being released when the watch
+// reads.
+func newOwner(t testing.TB, ns *netns.NS, legacy, lasting bool, lock string) *owner {
 	o := &owner{ns: ns, legacy: legacy}
 	if legacy {
 		restore := func(doc string, args ...string) {
@@ -80,9 +85,16 @@ func newOwner(t testing.TB, ns *netns.NS, legacy bool, lock string) *owner {
 	//   add rule ip agent postrouting ip daddr 10.N.0.0/16 counter return
 	//   add rule ip agent postrouting ip saddr 10.244.0.0/16 counter masquerade comment "pods"
 	//   add rule ip agent postrouting ip saddr 10.245.0.0/16 masquerade fully-random
-	c, err := nftables.New(nftables.WithNetNSFd(int(ns.Fd())))
+	opts := []nftables.ConnOption{nftables.WithNetNSFd(int(ns.Fd()))}
+	if lasting {
+		opts = append(opts, nftables.AsLasting())
+	}
+	c, err := nftables.New(opts...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if lasting {
+		t.Cleanup(func() { c.CloseLasting() })
 	}
 	table := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: "agent"}
 	chain := &nftables.Chain{Table: table, Name: "postrouting"}
@@ -150,6 +162,7 @@ type reactionOpts struct {
 	limit             time.Duration
 	background        int           // nft rules of a kube-proxy-like table loaded first
 	churn             time.Duration // how often that table's unrelated chain is rewritten (0: never)
+	lasting           bool          // the nftables owner keeps its socket (newOwner)
 }
 
 // reactions rewrites the chain n times, period apart, while a watch runs,
@@ -171,7 +184,7 @@ func reactionsWith(t testing.TB, ro reactionOpts) []time.Duration {
 		sh(t, ns, b.String(), "nft", "-f", "-")
 	}
 	lock := filepath.Join(t.TempDir(), "xtables.lock")
-	o := newOwner(t, ns, legacy, lock)
+	o := newOwner(t, ns, legacy, ro.lasting, lock)
 	o.rewrite(t, 0)
 	f := New(Config{NS: ns, SkipLegacy: !legacy, LockPath: lock})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -303,7 +316,7 @@ func TestWatchKeepsRulesFixed(t *testing.T) {
 func TestWatchConcurrentWriter(t *testing.T) {
 	needRoot(t)
 	ns := newNS(t, "watchc")
-	o := newOwner(t, ns, false, "")
+	o := newOwner(t, ns, false, false, "")
 	o.rewrite(t, 0)
 	f := New(Config{NS: ns, SkipLegacy: true})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -61,3 +61,26 @@ func openFiles(t *testing.T) int {
 	}
 	return len(fds)
 }
+
+// TestShared: a Conn of Shared sends over its owner's socket, and its
+// Close leaves that socket open for the owner.
+func TestShared(t *testing.T) {
+	ns := netnstest.New(t, "nlshare")
+	c, err := nftnl.Dial(nftnl.WithNetNS(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b, err := nftnl.Dial(nftnl.WithNetNS(nil), nftnl.Shared(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Raw() != c.Raw() {
+		t.Fatal("a Conn of Shared has a socket of its own")
+	}
+	b.Close()
+	time.Sleep(50 * time.Millisecond) // a Close that closed would have by now
+	if _, err := c.Generation(); err != nil {
+		t.Fatalf("the owner's socket after a borrower's Close: %v", err)
+	}
+}

@@ -52,6 +52,7 @@ type Kernel struct {
 
 	mu      sync.Mutex
 	batches [][]netlink.Message
+	seqs    []uint32
 }
 
 // Set is an anonymous set as a dump shows it.
@@ -65,6 +66,9 @@ func (k *Kernel) Func() nltest.Func {
 	return func(req []netlink.Message) ([]netlink.Message, error) {
 		k.mu.Lock()
 		defer k.mu.Unlock()
+		for _, m := range req {
+			k.seqs = append(k.seqs, m.Header.Sequence)
+		}
 		if len(req) == 0 {
 			return nil, nil
 		}
@@ -84,6 +88,15 @@ func (k *Kernel) Batches() [][]netlink.Message {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return append([][]netlink.Message(nil), k.batches...)
+}
+
+// Sequences returns the sequence number of every message received so
+// far, in order. A socket numbers its messages one after another from a
+// random start: numbers that run on by one came over one socket.
+func (k *Kernel) Sequences() []uint32 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]uint32(nil), k.seqs...)
 }
 
 func (k *Kernel) batch(req []netlink.Message) ([]netlink.Message, error) {
