@@ -3,13 +3,13 @@
 package nftnl_test
 
 import (
-	"os"
 	"testing"
 	"time"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/snatrace/snatrace/internal/testenv"
 	"github.com/snatrace/snatrace/netns/netnstest"
 	"github.com/snatrace/snatrace/nftnl"
 )
@@ -22,7 +22,7 @@ import (
 func TestCloseReleasesSockets(t *testing.T) {
 	ns := netnstest.New(t, "nlclose")
 	netnstest.Run(t, ns, "add table ip t\nadd chain ip t c\nadd rule ip t c counter\n", "nft", "-f", "-")
-	before := openFiles(t)
+	before := testenv.OpenFDs(t)
 	for i := 0; i < 20; i++ {
 		c, err := nftnl.Dial(nftnl.WithNetNS(ns))
 		if err != nil {
@@ -45,21 +45,11 @@ func TestCloseReleasesSockets(t *testing.T) {
 	}
 	var now int
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if now = openFiles(t); now <= before {
+		if now = testenv.OpenFDs(t); now <= before {
 			return
 		}
 	}
 	t.Errorf("%d files open 5 s after closing every socket, %d before", now, before)
-}
-
-// openFiles counts the process's open file descriptors.
-func openFiles(t *testing.T) int {
-	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(fds)
 }
 
 // TestShared: a Conn of Shared sends over its owner's socket, and its

@@ -3,21 +3,11 @@
 package trace
 
 import (
-	"os"
 	"testing"
 
 	"github.com/snatrace/snatrace/internal/testenv"
 	"github.com/snatrace/snatrace/netns/netnstest"
 )
-
-func openFDs(t *testing.T) int {
-	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(fds)
-}
 
 // The reply checker holds a ctnetlink socket in at most max namespaces:
 // drops in more namespaces than that (pod churn) do not grow its sockets,
@@ -27,7 +17,7 @@ func TestReplyCheckerBoundsSockets(t *testing.T) {
 	c := newReplyChecker()
 	defer c.Close()
 	c.conns.max = 3
-	base := openFDs(t)
+	base := testenv.OpenFDs(t)
 	var inodes []uint32
 	for i := range 6 {
 		ns := netnstest.New(t, "rc"+string(rune('a'+i)))
@@ -43,13 +33,13 @@ func TestReplyCheckerBoundsSockets(t *testing.T) {
 			t.Fatalf("namespace %d: %v", inode, err)
 		}
 	}
-	if got := openFDs(t) - base; got != 3 || c.conns.len() != 3 {
+	if got := testenv.OpenFDs(t) - base; got != 3 || c.conns.len() != 3 {
 		t.Fatalf("after drops in 6 namespaces: %d new fds, %d held; want 3 and 3", got, c.conns.len())
 	}
 	if _, err := c.conns.get(inodes[0]); err != nil {
 		t.Errorf("evicted namespace not reachable again: %v", err)
 	}
-	if err := c.Close(); err != nil || openFDs(t) != base {
-		t.Errorf("Close: %v, %d fds left of the checker's", err, openFDs(t)-base)
+	if err := c.Close(); err != nil || testenv.OpenFDs(t) != base {
+		t.Errorf("Close: %v, %d fds left of the checker's", err, testenv.OpenFDs(t)-base)
 	}
 }
