@@ -267,7 +267,9 @@ func (f *Fixer) verifyNft(changes []Change, handles map[string]uint64) (bool, er
 }
 
 // ApplyFresh plans and applies, and re-plans when the plan goes stale before
-// it applies (at most tries times). The returned plan is the one applied.
+// it applies (at most tries times). The returned plan is the one applied;
+// its PAWS note is added after the xtables lock is released (it may wait
+// for the timestamp probe).
 func (f *Fixer) ApplyFresh(ctx context.Context, backupPath string, tries int) (*Plan, *Result, error) {
 	if tries < 1 {
 		tries = 1
@@ -283,6 +285,9 @@ func (f *Fixer) ApplyFresh(ctx context.Context, backupPath string, tries int) (*
 		}
 		if res != nil {
 			res.Replans = replans
+		}
+		if p != nil {
+			notePAWS(p, f.cfg.Options.TSOffsets)
 		}
 		return p, res, err
 	}
@@ -303,7 +308,11 @@ func (f *Fixer) planAndApply(ctx context.Context, backupPath string) (*Plan, *Re
 		held = true
 	}
 	defer unlock()
-	p, err := f.Plan(ctx)
+	// The PAWS note may wait for the timestamp probe: ApplyFresh adds it
+	// once the lock is released.
+	opts := f.cfg.Options
+	opts.TSOffsets = nil
+	p, err := f.plan(ctx, opts)
 	if err != nil {
 		return nil, nil, err
 	}

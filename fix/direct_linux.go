@@ -25,10 +25,7 @@ func (f *Fixer) direct(ctx context.Context, g *restoreGroup) bool {
 // wait for it): a direct commit runs no tool that takes the lock, so it
 // must hold it, and a plan read directly must be checked the same way.
 func (f *Fixer) legacyDirect(ctx context.Context) bool {
-	f.directOnce.Do(func() {
-		f.directOK = !f.cfg.LegacyText && !f.cfg.SkipLegacy && f.canHoldLock(ctx, []ruleset.Family{natrule.IPv4})
-	})
-	return f.directOK
+	return !f.cfg.LegacyText && !f.cfg.SkipLegacy && f.canHoldLock(ctx, []ruleset.Family{natrule.IPv4})
 }
 
 // directSave reads g's table from the kernel and prints the chains g

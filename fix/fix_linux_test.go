@@ -22,6 +22,7 @@ import (
 	"github.com/snatrace/snatrace/netns/netnstest"
 	"github.com/snatrace/snatrace/ruleset"
 	"github.com/snatrace/snatrace/tool"
+	"github.com/snatrace/snatrace/tsoffset"
 )
 
 // dockerNat is the nat and filter tables dockerd (iptables backend) writes
@@ -520,14 +521,20 @@ type lockProbe struct {
 
 func (l *lockProbe) Run(ctx context.Context, c tool.Cmd) ([]byte, error) {
 	if strings.HasSuffix(c.Name, "-save") {
-		fd, err := unix.Open(l.path, unix.O_CREAT|unix.O_RDONLY|unix.O_CLOEXEC, 0o600)
-		if err == nil {
-			free := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil
-			unix.Close(fd)
-			l.held = append(l.held, !free)
-		}
+		l.held = append(l.held, !lockFree(l.path))
 	}
 	return l.Exec.Run(ctx, c)
+}
+
+// lockFree reports whether no one holds the lock file at path (flock);
+// false when it cannot be opened.
+func lockFree(path string) bool {
+	fd, err := unix.Open(path, unix.O_CREAT|unix.O_RDONLY|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil
 }
 
 // TestApplyFreshHoldsLock applies with HoldLock: the xtables lock must be
@@ -542,10 +549,20 @@ func TestApplyFreshHoldsLock(t *testing.T) {
 			install(t, ns, "docker-legacy")
 			lock := filepath.Join(t.TempDir(), "xtables.lock")
 			probe := &lockProbe{Exec: tool.Exec{NS: ns}, path: lock}
-			f := New(Config{NS: ns, LockPath: lock, HoldLock: hold, Runner: probe})
+			// The PAWS note may wait for the timestamp probe: never
+			// while the host-wide lock is held.
+			var asked []bool // lock free when the offsets were asked
+			ts := func() *tsoffset.Detection {
+				asked = append(asked, lockFree(lock))
+				return &tsoffset.Detection{Kind: tsoffset.PerPort, Reason: "test"}
+			}
+			f := New(Config{NS: ns, LockPath: lock, HoldLock: hold, Runner: probe, Options: Options{TSOffsets: ts}})
 			p, res, err := f.ApplyFresh(context.Background(), "", 1)
 			if err != nil || !res.Verified || len(res.Applied) != 3 {
 				t.Fatalf("apply: %v %+v", err, res)
+			}
+			if len(asked) != 1 || !asked[0] || p.PAWS == nil {
+				t.Errorf("offsets asked %d times, lock free then: %v; PAWS note: %v", len(asked), asked, p.PAWS != nil)
 			}
 			if p.lockHeld != hold {
 				t.Errorf("plan made under the lock: %v, want %v", p.lockHeld, hold)

@@ -22,10 +22,6 @@ type Fixer struct {
 	run tool.Runner
 	// chains keeps the nftables chain list between a watch's reads.
 	chains *ruleset.ChainCache
-	// direct says the legacy nat tables go through the kernel
-	// interface (legacyDirect), decided once.
-	directOnce sync.Once
-	directOK   bool
 	// lockfile says, per family, whether its legacy restore tool honours
 	// XTABLES_LOCKFILE (canHoldLock), asked once.
 	lockfileMu sync.Mutex
@@ -76,13 +72,18 @@ func (f *Fixer) Read(ctx context.Context) (*ruleset.Ruleset, error) {
 // iptables-restore it records each chain's checksum, re-reading when the
 // rules moved while they were read.
 func (f *Fixer) Plan(ctx context.Context) (*Plan, error) {
+	return f.plan(ctx, f.cfg.Options)
+}
+
+// plan is Plan with opts.
+func (f *Fixer) plan(ctx context.Context, opts Options) (*Plan, error) {
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		rs, err := f.Read(ctx)
 		if err != nil {
 			return nil, err
 		}
-		p := MakePlan(rs, f.cfg.Options)
+		p := MakePlan(rs, opts)
 		p.read = rs
 		p.Warnings = append(p.Warnings, rs.Warnings...)
 		skipAnonymousSets(p, rs)

@@ -34,6 +34,14 @@ var pawsNotFixes = []string{
 	"shorter conntrack TIME_WAIT timeouts on the node: they free tuples sooner while servers still hold them, more remaps land there",
 }
 
+// notePAWS gives p the PAWS note of the kernel's timestamp offsets, which
+// ts is asked for only when p changes something.
+func notePAWS(p *Plan, ts func() *tsoffset.Detection) {
+	if len(p.Changes) > 0 && ts != nil {
+		p.PAWS = pawsNote(ts(), len(p.Changes))
+	}
+}
+
 // pawsNote is the plan's PAWS note for the kernel's timestamp offsets, nil
 // when they are not per-port or unknown or the plan changes nothing.
 func pawsNote(ts *tsoffset.Detection, changes int) *PAWSNote {

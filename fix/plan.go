@@ -253,9 +253,7 @@ func MakePlan(rs *ruleset.Ruleset, opts Options) *Plan {
 		}
 		p.Changes = append(p.Changes, c)
 	}
-	if len(p.Changes) > 0 && opts.TSOffsets != nil {
-		p.PAWS = pawsNote(opts.TSOffsets(), len(p.Changes))
-	}
+	notePAWS(p, opts.TSOffsets)
 	return p
 }
 

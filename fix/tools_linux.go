@@ -99,8 +99,10 @@ func (f *Fixer) canHoldLock(ctx context.Context, fams []ruleset.Family) bool {
 
 // honoursLockfile reports whether fam's legacy restore tool is installed
 // and honours XTABLES_LOCKFILE (iptables 1.8.6 and later), and whether
-// that is known: a tool that ran but printed no version (it failed, or
-// the context ended) is asked again next time.
+// that is known: a tool that is not installed is known not to (for the
+// Fixer's life: installing iptables under a running watch takes a
+// restart), one that ran but printed no version (it failed, or the
+// context ended) is asked again next time.
 func (f *Fixer) honoursLockfile(ctx context.Context, fam ruleset.Family) (honours, known bool) {
 	_, restore, err := f.tools(ctx, natrule.IptablesLegacy, fam)
 	if err != nil {

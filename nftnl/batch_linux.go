@@ -38,6 +38,10 @@ func Batch(gen uint32, msgs []netlink.Message) []netlink.Message {
 // failure before that ack, and aborts the whole batch on one. A batch the
 // kernel refused for its generation is ErrGeneration.
 func (c *Conn) SendBatch(gen uint32, msgs []netlink.Message) error {
+	return c.spoil(c.sendBatch(gen, msgs))
+}
+
+func (c *Conn) sendBatch(gen uint32, msgs []netlink.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}

@@ -34,8 +34,13 @@ var ErrGeneration = errors.New("the nftables ruleset generation moved on")
 type Conn struct {
 	c    *netlink.Conn
 	test bool
-	// borrowed is a Conn of Shared: its Close leaves the socket open.
-	borrowed bool
+	// owner is the Conn of Shared whose socket a borrowed Conn uses (its
+	// Close leaves the socket open); nil for a Conn of its own.
+	owner *Conn
+	// spoilt says a request on the socket ended without its whole
+	// answer read, or with an error: a Shared dial then opens a socket of
+	// its own rather than read what is left of that answer.
+	spoilt bool
 	// parts is the number of parts the last DumpEach read (for tests).
 	parts int
 }
@@ -47,8 +52,8 @@ func Dial(opts ...Option) (*Conn, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if cfg.shared != nil {
-		return &Conn{c: cfg.shared.c, test: cfg.shared.test, borrowed: true}, nil
+	if sh := cfg.shared; sh != nil && !sh.spoilt {
+		return &Conn{c: sh.c, test: sh.test, owner: sh}, nil
 	}
 	if cfg.test != nil {
 		return &Conn{c: nltest.Dial(cfg.test), test: true}, nil
@@ -74,9 +79,24 @@ func (c *Conn) deadline() error {
 // execute sends m and returns the answer, bounded by Timeout.
 func (c *Conn) execute(m netlink.Message) ([]netlink.Message, error) {
 	if err := c.deadline(); err != nil {
-		return nil, err
+		return nil, c.spoil(err)
 	}
-	return c.c.Execute(m)
+	msgs, err := c.c.Execute(m)
+	return msgs, c.spoil(err)
+}
+
+// spoil marks c's socket spoilt after err (see Conn.spoilt), and returns
+// err. A batch refused for its generation is answered whole (one error),
+// and spoils nothing: a watch's replan goes on over the same socket.
+func (c *Conn) spoil(err error) error {
+	if err != nil && !errors.Is(err, ErrGeneration) {
+		sock := c
+		if c.owner != nil {
+			sock = c.owner
+		}
+		sock.spoilt = true
+	}
+	return err
 }
 
 // Test reports whether c answers from a test function, not a kernel.
@@ -91,7 +111,7 @@ func (c *Conn) Test() bool { return c.test }
 // holds, are released within that time. The Close of a Conn of Shared
 // leaves the socket open.
 func (c *Conn) Close() error {
-	if c.borrowed {
+	if c.owner != nil {
 		return nil
 	}
 	if c.test {

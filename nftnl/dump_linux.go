@@ -39,23 +39,24 @@ func (c *Conn) DumpEach(msgType uint16, family byte, attrs []netlink.Attribute, 
 	}
 	req := Message(msgType, netlink.Dump, family, data)
 	if c.test {
-		return c.dumpTest(req, fn)
+		intr, err := c.dumpTest(req, fn)
+		return intr, c.spoil(err)
 	}
 	if err := c.deadline(); err != nil {
-		return false, err
+		return false, c.spoil(err)
 	}
 	sent, err := c.c.Send(req)
 	if err != nil {
-		return false, err
+		return false, c.spoil(err)
 	}
 	rc, err := c.c.SyscallConn()
 	if err != nil {
-		return false, fmt.Errorf("reading a netlink dump: %w", err)
+		return false, c.spoil(fmt.Errorf("reading a netlink dump: %w", err))
 	}
 	r := dumpReader{rc: rc, seq: sent.Header.Sequence, buf: make([]byte, dumpBuffer)}
 	intr, err := r.run(fn)
 	c.parts = r.parts
-	return intr, err
+	return intr, c.spoil(err)
 }
 
 // dumpTest answers a dump from the test function, through netlink.Conn's

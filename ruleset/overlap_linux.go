@@ -21,7 +21,6 @@ type overlaps struct {
 	lost    bool
 	seen    chan struct{} // a commit arrived
 	stop    func()
-	done    chan struct{}
 }
 
 // maxOverlaps bounds the commits kept: more during one read is churn the
@@ -36,11 +35,8 @@ func watchOverlaps(ns *netns.NS) *overlaps {
 		return nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	o := &overlaps{seen: make(chan struct{}, 1), stop: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(o.done)
-		mon.RunCommits(ctx, o.add)
-	}()
+	o := &overlaps{seen: make(chan struct{}, 1), stop: cancel}
+	go mon.RunCommits(ctx, o.add)
 	return o
 }
 
@@ -58,10 +54,14 @@ func (o *overlaps) add(c nftnl.Commit) {
 	}
 }
 
+// close stops the watcher without waiting for its socket to close: the
+// kernel holds the close of a netfilter socket after a commit for a grace
+// period, holding the commit lock (nftnl.Conn.Close), and the read it
+// served is over. The watcher's goroutine ends within that time; add
+// after close is harmless.
 func (o *overlaps) close() {
 	if o != nil {
 		o.stop()
-		<-o.done
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -140,17 +141,20 @@ func checkPAWSNote(t *testing.T, has bool, note func() tsoffset.Detection) {
 	noProbeLeft(t)
 }
 
-// noProbeLeft fails when a timestamp probe's namespace stays: one of
-// another test process, probing at the same moment, is gone within 2 s.
+// noProbeLeft fails when a timestamp probe's namespace stays: a probe
+// lives for about 50 ms, so a name seen now and still there 2 s later was
+// left behind (other test processes may be probing meanwhile, under other
+// names).
 func noProbeLeft(t *testing.T) {
 	t.Helper()
-	var left []string
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if left, _ = filepath.Glob("/run/netns/snt-*-tsprobe"); len(left) == 0 {
-			return
-		}
+	left, _ := filepath.Glob("/run/netns/snt-*-tsprobe")
+	for deadline := time.Now().Add(2 * time.Second); len(left) > 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		now, _ := filepath.Glob("/run/netns/snt-*-tsprobe")
+		left = slices.DeleteFunc(left, func(n string) bool { return !slices.Contains(now, n) })
 	}
-	t.Errorf("probe namespaces left behind: %v", left)
+	if len(left) > 0 {
+		t.Errorf("probe namespaces left behind: %v", left)
+	}
 }
 
 func stripVolatile(s string) string {
