@@ -23,7 +23,7 @@ type Fixer struct {
 	// chains keeps the nftables chain list between a watch's reads.
 	chains *ruleset.ChainCache
 	// lockfile says, per family, whether its legacy restore tool honours
-	// XTABLES_LOCKFILE (canHoldLock), asked once.
+	// XTABLES_LOCKFILE (canHoldLock), once that is known.
 	lockfileMu sync.Mutex
 	lockfile   map[ruleset.Family]bool
 	// shared carries every nftables request of an ApplyFresh (shareNft).
