@@ -239,7 +239,7 @@ func TestCleanupOnError(t *testing.T) {
 // last 1 s+: nearly always the first).
 func TestInterrupted(t *testing.T) {
 	needRoot(t)
-	for _, after := range []time.Duration{2500, 2730, 3170, 3610} {
+	for _, after := range []time.Duration{2500, 2730, 3170, 3610, 4890, 6230} {
 		if interruptAfter(t, after*time.Millisecond) {
 			return
 		}
@@ -257,7 +257,7 @@ func interruptAfter(t *testing.T, d time.Duration) bool {
 	if !errors.Is(err, ErrInterrupted) {
 		t.Fatalf("Run = %v, want ErrInterrupted", err)
 	}
-	if rep == nil || rep.Stopped != "interrupted" || rep.Workload.Connections == 0 {
+	if rep == nil || rep.Stopped != "interrupted" {
 		t.Fatalf("partial report = %+v", rep)
 	}
 	// Only completed rounds are counted, so each mode's SYNs add up; the
@@ -273,6 +273,12 @@ func interruptAfter(t *testing.T, d time.Duration) bool {
 		t.Errorf("results hold %d connections, the workload %d", sum, rep.Workload.Connections)
 	}
 	assertNoNamespaces(t, prefix)
+	if rep.Workload.Connections == 0 {
+		// A busy host (CI runs packages side by side) can take longer
+		// than the interrupt to end the first round: try later.
+		t.Logf("the interrupt at %v fell before the first round ended", d)
+		return false
+	}
 	c := rep.Incomplete
 	if c == nil {
 		t.Logf("the interrupt at %v fell between rounds", d)
