@@ -20,6 +20,10 @@ import (
 // probeGap apart, as the measurement did.
 var ProbePorts = []uint16{40001, 40002, 40003, 40004}
 
+// ProbeSuffix ends the name of every namespace Probe makes
+// (snt-XXXXXX-tsprobe): what a check for a leftover probe looks for.
+const ProbeSuffix = "-tsprobe"
+
 const (
 	probeDport = 8080
 	probeGap   = 10 * time.Millisecond
@@ -35,7 +39,7 @@ const (
 func Probe(ctx context.Context) (Detection, error) {
 	var b [3]byte
 	rand.Read(b[:])
-	ns, err := netns.Create("snt-" + hex.EncodeToString(b[:]) + "-tsprobe")
+	ns, err := netns.Create("snt-" + hex.EncodeToString(b[:]) + ProbeSuffix)
 	if err != nil {
 		return Detection{Kind: Unknown}, fmt.Errorf("probing timestamp offsets: %w", err)
 	}

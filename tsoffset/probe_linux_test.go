@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"flag"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/snatrace/snatrace/internal/testenv"
@@ -37,7 +38,7 @@ func TestProbe(t *testing.T) {
 	}
 	if left, _ := netns.List("snt-"); len(left) > 0 {
 		for _, n := range left {
-			if len(n) > 8 && n[len(n)-8:] == "-tsprobe" {
+			if strings.HasSuffix(n, ProbeSuffix) {
 				t.Errorf("probe namespace left behind: %s", n)
 			}
 		}

@@ -147,9 +147,9 @@ func checkPAWSNote(t *testing.T, has bool, note func() tsoffset.Detection) {
 // names).
 func noProbeLeft(t *testing.T) {
 	t.Helper()
-	left, _ := filepath.Glob("/run/netns/snt-*-tsprobe")
+	left, _ := filepath.Glob("/run/netns/snt-*" + tsoffset.ProbeSuffix)
 	for deadline := time.Now().Add(2 * time.Second); len(left) > 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		now, _ := filepath.Glob("/run/netns/snt-*-tsprobe")
+		now, _ := filepath.Glob("/run/netns/snt-*" + tsoffset.ProbeSuffix)
 		left = slices.DeleteFunc(left, func(n string) bool { return !slices.Contains(now, n) })
 	}
 	if len(left) > 0 {
