@@ -10,7 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -48,110 +48,136 @@ func BenchmarkCollect(b *testing.B) {
 	}
 }
 
-// TestCompareNodeExporter is the side-by-side benchmark of BENCHMARKS.md (exporter):
-// snatrace exporter and Debian's prometheus-node-exporter (conntrack collector
-// only), each started on a free 127.0.0.1 port, scraped the same number of
-// times, alternately; it prints latency percentiles and RSS. It runs
-// only when SNATRACE_BENCH_EXPORTER is set (the number of scrapes).
-func TestCompareNodeExporter(t *testing.T) {
-	n, _ := strconv.Atoi(os.Getenv("SNATRACE_BENCH_EXPORTER"))
-	if n <= 0 {
-		t.Skip("benchmark: set SNATRACE_BENCH_EXPORTER=<scrapes>")
-	}
+// BenchmarkCompareNodeExporter is the side-by-side benchmark of
+// BENCHMARKS.md (exporter): snatrace exporter and Debian's
+// prometheus-node-exporter (conntrack collector only), each started on a
+// free 127.0.0.1 port, scraped b.N times each, alternately. It reports both
+// exporters' latency percentiles and the ratios, and prints a table of
+// them with RSS and body size. Run it with a fixed count, e.g.
+// -benchtime 5000x.
+func BenchmarkCompareNodeExporter(b *testing.B) {
 	ne, err := exec.LookPath("prometheus-node-exporter")
 	if err != nil {
-		t.Skip("needs prometheus-node-exporter:", err)
+		b.Skip("needs prometheus-node-exporter:", err)
 	}
-	bin := filepath.Join(t.TempDir(), "snatrace")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/snatrace").CombinedOutput(); err != nil {
-		t.Fatalf("building snatrace: %v\n%s", err, out)
-	}
-	type target struct {
-		name string
-		argv func(addr string) []string
-		cmd  *exec.Cmd
-		url  string
-		lat  []time.Duration
-		body int
-	}
-	targets := []*target{
+	bin := buildSnatrace(b)
+	targets := []*scrapeTarget{
 		{name: "snatrace exporter --no-audit", argv: func(a string) []string { return []string{bin, "exporter", "--no-audit", "--listen", a} }},
 		{name: "prometheus-node-exporter --collector.disable-defaults --collector.conntrack", argv: func(a string) []string {
 			return []string{ne, "--collector.disable-defaults", "--collector.conntrack", "--web.listen-address", a}
 		}},
 	}
-	client := &http.Client{Timeout: 5 * time.Second}
-	scrapeOnce := func(url string) (int, error) {
-		resp, err := client.Get(url)
-		if err != nil {
-			return 0, err
-		}
-		defer resp.Body.Close()
-		k, err := io.Copy(io.Discard, resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			return 0, fmt.Errorf("%s: status %d", url, resp.StatusCode)
-		}
-		return int(k), err
-	}
 	for _, tg := range targets {
-		addr := freeAddr(t)
-		argv := tg.argv(addr)
-		tg.cmd = exec.Command(argv[0], argv[1:]...)
-		if err := tg.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		c := tg.cmd
-		t.Cleanup(func() { c.Process.Kill(); c.Wait() }) // by PID: the process we started
-		tg.url = "http://" + addr + "/metrics"
-		var err error
-		for i := 0; i < 100; i++ {
-			if _, err = scrapeOnce(tg.url); err == nil {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if err != nil {
-			t.Fatalf("%s did not come up on %s: %v", tg.name, addr, err)
-		}
+		tg.start(b)
 	}
+	b.ResetTimer()
 	// Alternate the scrapes, so that noise from the rest of the machine hits
 	// both exporters alike.
-	for range n {
+	for range b.N {
 		for _, tg := range targets {
 			start := time.Now()
-			k, err := scrapeOnce(tg.url)
+			k, err := scrapeLen(tg.url)
 			if err != nil {
-				t.Fatal(err)
+				b.Fatal(err)
 			}
 			tg.lat = append(tg.lat, time.Since(start))
 			tg.body = k
 		}
 	}
-	type result struct {
-		name           string
-		p50, p99, max  time.Duration
-		rss, hwm, body int
-	}
-	var results []result
-	for _, tg := range targets {
-		pid := tg.cmd.Process.Pid
-		lat := tg.lat
-		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-		results = append(results, result{tg.name, lat[n/2], lat[n*99/100], lat[n-1],
-			procStatus(t, pid, "VmRSS:"), procStatus(t, pid, "VmHWM:"), tg.body})
-	}
-	fmt.Printf("| exporter | scrapes | p50 | p99 | max | RSS after | peak RSS | body bytes |\n|---|---|---|---|---|---|---|---|\n")
-	for _, r := range results {
-		fmt.Printf("| %s | %d | %v | %v | %v | %.1f MiB | %.1f MiB | %d |\n", r.name, n,
-			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.max.Round(time.Microsecond),
-			float64(r.rss)/1024, float64(r.hwm)/1024, r.body)
-	}
-	a, b := results[0], results[1]
-	fmt.Printf("\nratios snatrace/node_exporter: p50 %.2f, p99 %.2f, RSS %.2f\n",
-		float64(a.p50)/float64(b.p50), float64(a.p99)/float64(b.p99), float64(a.rss)/float64(b.rss))
+	b.StopTimer()
+	reportComparison(b, targets)
 }
 
-func freeAddr(t *testing.T) string {
+// scrapeTarget is one exporter of BenchmarkCompareNodeExporter.
+type scrapeTarget struct {
+	name string
+	argv func(addr string) []string
+	cmd  *exec.Cmd
+	url  string
+	lat  []time.Duration
+	body int
+}
+
+// start starts tg on a free loopback port and waits until it answers.
+func (tg *scrapeTarget) start(b *testing.B) {
+	addr := freeAddr(b)
+	argv := tg.argv(addr)
+	tg.cmd = exec.Command(argv[0], argv[1:]...)
+	err := tg.cmd.Start()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := tg.cmd
+	b.Cleanup(func() { c.Process.Kill(); c.Wait() }) // by PID: the process we started
+	tg.url = "http://" + addr + "/metrics"
+	for i := 0; i < 100; i++ {
+		if _, err = scrapeLen(tg.url); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.Fatalf("%s did not come up on %s: %v", tg.name, addr, err)
+}
+
+var scrapeClient = &http.Client{Timeout: 5 * time.Second}
+
+// scrapeLen GETs url and returns the body's length.
+func scrapeLen(url string) (int, error) {
+	resp, err := scrapeClient.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	k, err := io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: status %d", url, resp.StatusCode)
+	}
+	return int(k), err
+}
+
+// reportComparison reports the percentiles of both targets and their
+// ratios as benchmark metrics, and prints the BENCHMARKS.md table.
+func reportComparison(b *testing.B, targets []*scrapeTarget) {
+	type result struct {
+		p50, p99, max time.Duration
+		rss, hwm      int
+	}
+	n := b.N
+	var rs []result
+	for _, tg := range targets {
+		lat := tg.lat
+		slices.Sort(lat)
+		pid := tg.cmd.Process.Pid
+		rs = append(rs, result{lat[n/2], lat[n*99/100], lat[n-1], procStatus(b, pid, "VmRSS:"), procStatus(b, pid, "VmHWM:")})
+	}
+	a, ne := rs[0], rs[1]
+	b.ReportMetric(float64(a.p50.Microseconds()), "snatrace-p50-µs")
+	b.ReportMetric(float64(ne.p50.Microseconds()), "node_exporter-p50-µs")
+	b.ReportMetric(float64(a.p50)/float64(ne.p50), "p50-ratio")
+	b.ReportMetric(float64(a.p99)/float64(ne.p99), "p99-ratio")
+	if n < 100 {
+		return // the first, one-scrape run
+	}
+	fmt.Printf("| exporter | scrapes | p50 | p99 | max | RSS after | peak RSS | body bytes |\n|---|---|---|---|---|---|---|---|\n")
+	for i, r := range rs {
+		fmt.Printf("| %s | %d | %v | %v | %v | %.1f MiB | %.1f MiB | %d |\n", targets[i].name, n,
+			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.max.Round(time.Microsecond),
+			float64(r.rss)/1024, float64(r.hwm)/1024, targets[i].body)
+	}
+	fmt.Printf("\nratios snatrace/node_exporter: p50 %.2f, p99 %.2f, RSS %.2f\n",
+		float64(a.p50)/float64(ne.p50), float64(a.p99)/float64(ne.p99), float64(a.rss)/float64(ne.rss))
+}
+
+// buildSnatrace builds the snatrace binary into b's temporary directory.
+func buildSnatrace(b *testing.B) string {
+	bin := filepath.Join(b.TempDir(), "snatrace")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/snatrace").CombinedOutput(); err != nil {
+		b.Fatalf("building snatrace: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freeAddr(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +187,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // procStatus returns a kB field of /proc/PID/status.
-func procStatus(t *testing.T, pid int, field string) int {
+func procStatus(t testing.TB, pid int, field string) int {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
