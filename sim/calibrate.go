@@ -245,7 +245,7 @@ const (
 
 // labRetries is the SYN retransmissions a lab client sends before it gives
 // up after timeout seconds (0: the lab's default): retransmission k leaves
-// (2^k - 1) RTOs after the first SYN. An 8 s timeout sees 3 (at 1, 3 and 7
+// Backoff(k) after the first SYN. An 8 s timeout sees 3 (at 1, 3 and 7
 // s), where the pods' tcp_syn_retries would allow 6. At least 1, as
 // tcp_syn_retries is (a timeout within the first RTO is modelled as one).
 func labRetries(timeout float64, rto time.Duration) int {
@@ -257,7 +257,7 @@ func labRetries(timeout float64, rto time.Duration) int {
 		rto = time.Second
 	}
 	k := 1
-	for k < 6 && time.Duration((int64(1)<<(k+1))-1)*rto < t {
+	for k < 6 && Backoff(k+1, rto) < t {
 		k++
 	}
 	return k

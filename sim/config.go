@@ -154,6 +154,33 @@ func ConnectionsFor(rate float64, d time.Duration) int {
 	return max(1, int(n))
 }
 
+// MaxConnections is the most connections a scenario may have with
+// synRetries: MaxSYNs, counting up to three SYNs a connection.
+func MaxConnections(synRetries int) int {
+	return MaxSYNs / (1 + min(max(synRetries, 0), 2))
+}
+
+// MaxSpan bounds the simulated time over which a scenario starts its
+// connections, so that every event time fits the nanosecond clock (292
+// years) even after a long Poisson gap, retransmissions and timeouts.
+const MaxSpan = 365 * 24 * time.Hour
+
+// RTOMax is TCP_RTO_MAX (net.ipv4.tcp_rto_max_ms, 120 s by default): a
+// SYN's retransmission timeout doubles up to it.
+const RTOMax = 120 * time.Second
+
+// Backoff is the time from a connection's first SYN to its retransmission
+// k: k timeouts, the first rto and each one twice the one before, up to
+// RTOMax ((2^k - 1) rto while none reaches it).
+func Backoff(k int, rto time.Duration) time.Duration {
+	var t time.Duration
+	for d := rto; k > 0; k-- {
+		t += d
+		d = min(2*d, RTOMax)
+	}
+	return t
+}
+
 func (c *Config) defaults() {
 	if c.Proto == UDP {
 		c.udpDefaults()
@@ -244,6 +271,7 @@ func fieldErr(field, format string, a ...any) error {
 // Validate applies the defaults and checks c; an error is a *FieldError
 // naming the offending setting as the CLI flag of the same name.
 func (c *Config) Validate() error {
+	derived := c.Connections == 0 && c.Duration > 0 && c.Rate > 0
 	c.defaults()
 	if err := c.validateProto(); err != nil {
 		return err
@@ -272,8 +300,8 @@ func (c *Config) Validate() error {
 	if c.Servers < 1 || c.Servers > 250 {
 		return fieldErr("servers", "%d is out of range 1..250", c.Servers)
 	}
-	if c.Connections < 1 || c.Connections > MaxSYNs {
-		return fieldErr("connections", "%d is out of range 1..%d", c.Connections, MaxSYNs)
+	if err := c.validateCount(derived); err != nil {
+		return err
 	}
 	if c.Pods*c.Servers > 1<<24 {
 		return fieldErr("pods", "%d pods × %d servers is too much per-destination state", c.Pods, c.Servers)
@@ -298,9 +326,33 @@ func (c *Config) Validate() error {
 	if _, err := rangeOf(c.NAT); err != nil {
 		return fieldErr("nat", "%q: %w", c.NAT, err)
 	}
-	// The whole scenario must finish: SYNs at most (retries+1) per connection.
-	if uint64(c.Connections)*uint64(1+min(c.SynRetries, 2)) > MaxSYNs {
-		return fieldErr("connections", "%d connections would take too long (limit about %d SYNs)", c.Connections, MaxSYNs)
+	if c.RTO < 0 || c.RTO > RTOMax {
+		return fieldErr("rto", "%v is out of range (0, %v] (TCP_RTO_MAX)", c.RTO, RTOMax)
+	}
+	return nil
+}
+
+// validateCount checks the connections and the time over which they start.
+// derived says the count is rate × duration, so that a count too large is
+// the duration's error.
+func (c *Config) validateCount(derived bool) error {
+	field, most := "connections", MaxConnections(c.SynRetries)
+	if derived {
+		field = "duration"
+	}
+	if c.Connections < 1 || c.Connections > most {
+		if derived {
+			return fieldErr(field, "%v at %v/s is %.4g connections, more than %d, the most with syn-retries %d (a run sends at most %d SYNs)",
+				c.Duration, c.Rate, math.Ceil(c.Rate*c.Duration.Seconds()), most, c.SynRetries, MaxSYNs)
+		}
+		return fieldErr(field, "%d is out of range 1..%d (the most with syn-retries %d: a run sends at most %d SYNs)", c.Connections, most, c.SynRetries, MaxSYNs)
+	}
+	// Connections (paced bursts: of at most Pods each) start 1/Rate apart.
+	if c.Rate > 0 {
+		if span := float64(max(c.Connections, c.Pods)) / c.Rate; span > MaxSpan.Seconds() {
+			return fieldErr("rate", "%v/s starts %d connections over %.3g s, more than a year of simulated time: raise the rate or lower the connections",
+				c.Rate, c.Connections, span)
+		}
 	}
 	return nil
 }

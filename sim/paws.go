@@ -113,12 +113,12 @@ func (p *pawsModel) closed(src netip.AddrPort, server int32, tsval uint32, now, 
 // this retransmission).
 func retryAt(first, now int64, retrans int8, quick bool, rto time.Duration) int64 {
 	if !quick {
-		return first + ((int64(1)<<retrans)-1)*int64(rto)
+		return first + int64(Backoff(int(retrans), rto))
 	}
 	if retrans == 1 {
 		return now + quickRetry
 	}
-	return first + quickRetry + ((int64(1)<<(retrans-1))-1)*2*int64(rto)
+	return first + quickRetry + int64(Backoff(int(retrans-1), 2*rto))
 }
 
 // mix is splitmix64's finalizer.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/snatrace/snatrace/lab/labnet"
@@ -23,31 +22,46 @@ func WriteResults(w io.Writer, c Config, res []Result) error {
 		c.Workload, c.Pods, c.CPUs, c.Servers, c.Window, c.Seed)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	short := c.Workload == labnet.Short
-	head := "era\tnat\tconnections\tSYNs\tclashes\tclash rate (95% CI)\t+1s\t+3s\t+7s…\tfailed\tp99 ms\t"
+	head := "era\tnat\tconnections\tSYNs\tclashes\tclash rate (95% CI)\t"
 	if short {
-		head = strings.Replace(head, "\t+1s", "\tPAWS at TIME_WAIT\t+1s", 1)
+		head += "PAWS at TIME_WAIT\t"
 	}
+	// The delays of connections that got through after 1, 2 and 3 or more
+	// retransmissions.
+	head += fmt.Sprintf("+%v\t+%v\t+%v…\tfailed\tp99 ms\t", Backoff(1, c.RTO), Backoff(2, c.RTO), Backoff(3, c.RTO))
 	fmt.Fprintln(tw, head)
 	for _, r := range res {
-		var later int
-		for k, n := range r.Delayed {
-			if v, _ := strconv.Atoi(k); v >= 3 {
-				later += n
-			}
-		}
-		later -= r.Failed
+		one, two, later := delayedColumns(r, c.SynRetries)
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s (%s-%s)\t", r.Era, r.NAT, r.Connections, r.SYNs, r.Clashes,
 			pct(r.ClashRate), pct(r.ClashRateCI95[0]), pct(r.ClashRateCI95[1]))
 		if short {
 			fmt.Fprintf(tw, "%d (%s)\t", r.PAWSTimewait, pct(r.pawsRate()))
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%.1f\t\n", r.Delayed["1"], r.Delayed["2"], later, r.Failed, r.LatencyMS.P99)
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%.1f\t\n", one, two, later, r.Failed, r.LatencyMS.P99)
 	}
 	tw.Flush()
 	for _, r := range res {
 		writeExhaustion(w, r)
 	}
 	return ew.Err
+}
+
+// delayedColumns counts r's connections that got through after one, two,
+// and three or more SYN retransmissions; Delayed counts a failed
+// connection under synRetries+1, which is none of them.
+func delayedColumns(r Result, synRetries int) (one, two, later int) {
+	for k, n := range r.Delayed {
+		switch v, _ := strconv.Atoi(k); {
+		case v > synRetries:
+		case v == 1:
+			one += n
+		case v == 2:
+			two += n
+		case v >= 3:
+			later += n
+		}
+	}
+	return one, two, later
 }
 
 // writeExhaustion notes what port exhaustion did to r, if anything: the

@@ -644,8 +644,7 @@ func (r *runner) confirm(ci int32) {
 		}
 		cs.retrans++
 		cs.dropped = true
-		// Retransmission k leaves (2^k - 1) RTOs after the first SYN.
-		at := cs.first + ((int64(1)<<cs.retrans)-1)*int64(r.cfg.RTO)
+		at := cs.first + int64(Backoff(int(cs.retrans), r.cfg.RTO))
 		r.push(at, evSYN, ci)
 	}
 }

@@ -3,8 +3,10 @@ package sim
 import (
 	"context"
 	"errors"
+	"maps"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,7 +44,7 @@ func allRacing(k, bursts int, nat natrule.Mode, w string) Config {
 		Gap:         Dist{Kind: Const, A: 10 * time.Millisecond},
 		Lifetime:    Dist{Kind: Const, A: 1},
 		CTTimeWait:  5 * time.Millisecond, // gone before the next burst
-		RTO:         time.Hour,            // retransmissions after all bursts
+		RTO:         RTOMax,               // retransmissions after all bursts
 		Seed:        42,
 	}
 }
@@ -162,6 +164,15 @@ func TestValidate(t *testing.T) {
 		{"pods", func(c *Config) { c.Pods = -1 }, "pods:"},
 		{"cpus", func(c *Config) { c.CPUs = MaxCPUs + 1 }, "cpus:"},
 		{"connections", func(c *Config) { c.Connections = MaxSYNs + 1 }, "connections:"},
+		// Up to three SYNs a connection count against MaxSYNs.
+		{"connections and retries", func(c *Config) { c.Connections = MaxConnections(6) + 1 }, "connections: 16666667 is out of range 1..16666666"},
+		{"rate x duration", func(c *Config) {
+			c.Workload, c.Rate, c.Duration = labnet.Steady, 1e6, 20*time.Second
+		}, "duration: 20s at 1e+06/s is 2e+07 connections"},
+		// The clock is int64 nanoseconds: a year of arrivals at most.
+		{"rate too low", func(c *Config) { c.Workload, c.Rate = labnet.Steady, 1e-6 }, "rate:"},
+		{"paced bursts too slow", func(c *Config) { c.Rate, c.Connections = 1e-9, 64 }, "rate:"},
+		{"rto", func(c *Config) { c.RTO = RTOMax + 1 }, "rto:"},
 		{"port range", func(c *Config) { c.PortRange = [2]uint16{5000, 4000} }, "port-range:"},
 		{"chooser", func(c *Config) { c.Chooser = "magic" }, "chooser:"},
 		{"ipv6 snat", func(c *Config) { c.NAT = mode(t, "snat to 2001:db8::1") }, "nat:"},
@@ -281,5 +292,50 @@ func TestFreshRetransmissionsChangeNothing(t *testing.T) {
 				t.Errorf("no SYN was rejected by a server's TIME_WAIT: the reopened entries are not exercised")
 			}
 		})
+	}
+}
+
+// The SYN timeout doubles up to TCP_RTO_MAX: with syn-retries 8 a
+// connection that never gets through sends its last SYN 1+2+...+64+120 s
+// after the first, 247 s, not 255 s.
+func TestBackoffCapsAtRTOMax(t *testing.T) {
+	for k, want := range []time.Duration{0, 1, 3, 7, 15, 31, 63, 127, 247, 367} {
+		if got := Backoff(k, time.Second); got != want*time.Second {
+			t.Errorf("Backoff(%d, 1s) = %v, want %v", k, got, want*time.Second)
+		}
+	}
+	// One NAT port, held for an hour by the first connection: the second
+	// fails after its ninth SYN, and its latency ends at that SYN.
+	c := Config{Era: natmodel.Era50, NAT: mode(t, "masquerade to :1024-1024"), Workload: labnet.Steady,
+		Rate: 1, Pods: 2, Connections: 2, SynRetries: 8, Seed: 1,
+		Lifetime: Dist{Kind: Const, A: time.Hour}, CTTimeWait: time.Hour}
+	r := run(t, c)
+	if r.Failed != 1 || r.SYNs != 10 {
+		t.Fatalf("failed %d, SYNs %d: want 1 failed connection after 9 SYNs, and 1 SYN that got through", r.Failed, r.SYNs)
+	}
+	if got := r.LatencyMS.Max; math.Abs(got-247000) > 1 {
+		t.Errorf("failed connection's latency %v ms, want 247000", got)
+	}
+}
+
+// The human table puts each connection in one column: a failed connection
+// (Delayed under syn-retries+1) only under "failed", whatever syn-retries
+// is, and the columns' delays follow the RTO.
+func TestWriteResultsColumns(t *testing.T) {
+	c := Config{SynRetries: 1, RTO: 200 * time.Millisecond, Workload: labnet.Steady}
+	r := Result{Era: "5.0", NAT: "masquerade", Connections: 3000, Delayed: map[string]int{"0": 100, "2": 2900}, Failed: 2900}
+	var b strings.Builder
+	if err := WriteResults(&b, c, []Result{r}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(b.String(), "\n")
+	head, row := strings.Fields(lines[2]), strings.Fields(lines[3])
+	got := map[string]string{}
+	for i, h := range head[len(head)-6 : len(head)-1] { // the last is "ms" of "p99 ms"
+		got[h] = row[len(row)-5+i]
+	}
+	want := map[string]string{"+200ms": "0", "+600ms": "0", "+1.4s…": "0", "failed": "2900", "p99": "0.0"}
+	if !maps.Equal(got, want) {
+		t.Errorf("columns %v, want %v\n%s", got, want, b.String())
 	}
 }

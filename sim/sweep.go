@@ -107,6 +107,10 @@ func ParseSweep(s string) (param string, values []float64, err error) {
 func Apply(base Config, param string, v float64) (Config, error) {
 	c := base
 	n := int(math.Round(v))
+	if param != ParamRate && param != ParamWindow && n < 1 {
+		// Zero is "the default" in a Config: it must not come from a value.
+		return c, fmt.Errorf("%s=%v rounds to %d: want at least 1", param, v, n)
+	}
 	switch param {
 	case ParamPods:
 		c.Pods = n
@@ -202,7 +206,7 @@ func (s SweepSpec) Scenarios() ([]Scenario, error) {
 				c.Era, c.NAT = era, m
 				c, err := Apply(c, s.Param, v)
 				if err != nil {
-					return nil, fmt.Errorf("%s: %w", s.Param, err)
+					return nil, &FieldError{Field: "sweep", Err: err}
 				}
 				c.Seed = ScenarioSeed(s.Base.Seed, i)
 				if err := c.Validate(); err != nil {

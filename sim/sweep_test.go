@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -73,6 +74,17 @@ func TestApply(t *testing.T) {
 	}
 	if _, err := Apply(base, ParamRange, 40000); err == nil {
 		t.Errorf("range past 65535 accepted")
+	}
+	// A count that rounds to 0 would run with the Config's default.
+	for _, p := range []string{ParamPods, ParamCPUs, ParamServers, ParamRange, ParamNATRange} {
+		if c, err := Apply(base, p, 0.4); err == nil {
+			t.Errorf("%s=0.4 accepted: %+v", p, c)
+		}
+	}
+	s := SweepSpec{Base: base, Param: ParamPods, Values: []float64{2, 0.3}, Eras: []natmodel.Era{natmodel.Era65}, Modes: []natrule.Mode{base.NAT}}
+	var fe *FieldError
+	if _, err := s.Scenarios(); !errors.As(err, &fe) || fe.Field != "sweep" {
+		t.Errorf("pods=0.3: error %v, want a FieldError of sweep", err)
 	}
 }
 

@@ -142,7 +142,7 @@ func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 	for _, n := range []struct {
 		flag   string
 		v, max int
-	}{{"pods", c.Pods, sim.MaxPods}, {"cpus", c.CPUs, sim.MaxCPUs}, {"servers", c.Servers, 250}, {"connections", c.Connections, sim.MaxSYNs}} {
+	}{{"pods", c.Pods, sim.MaxPods}, {"cpus", c.CPUs, sim.MaxCPUs}, {"servers", c.Servers, 250}, {"connections", c.Connections, sim.MaxConnections(c.SynRetries)}} {
 		if n.v < 1 || n.v > n.max {
 			return c, usageErr("--%s: %d is out of range 1..%d", n.flag, n.v, n.max)
 		}
@@ -168,8 +168,8 @@ func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 		}
 		c.Duration = fl.duration
 		if !cmd.Flags().Changed("connections") {
-			if n := c.Rate * fl.duration.Seconds(); sim.ConnectionsFor(c.Rate, fl.duration) > sim.MaxSYNs {
-				return c, usageErr("--duration: %v at %v/s is %.3g connections, more than the limit of %d", fl.duration, c.Rate, n, sim.MaxSYNs)
+			if n, most := c.Rate*fl.duration.Seconds(), sim.MaxConnections(c.SynRetries); sim.ConnectionsFor(c.Rate, fl.duration) > most {
+				return c, usageErr("--duration: %v at %v/s is %.4g connections, more than %d, the most with --syn-retries %d", fl.duration, c.Rate, n, most, c.SynRetries)
 			}
 			c.Connections = 0 // sim: rate x duration
 		}
@@ -194,12 +194,12 @@ func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 		*d.dst = v
 	}
 	for _, d := range []struct {
-		flag string
-		val  time.Duration
-		dst  *time.Duration
-	}{{"ct-timewait", fl.ctTimeWait, &c.CTTimeWait}, {"client-timewait", fl.clientTimeWait, &c.ClientTimeWait}, {"rto", fl.rto, &c.RTO}} {
-		if d.val <= 0 || d.val > 24*time.Hour {
-			return c, usageErr("--%s: %v is out of range (0, 24h]", d.flag, d.val)
+		flag     string
+		val, max time.Duration
+		dst      *time.Duration
+	}{{"ct-timewait", fl.ctTimeWait, 24 * time.Hour, &c.CTTimeWait}, {"client-timewait", fl.clientTimeWait, 24 * time.Hour, &c.ClientTimeWait}, {"rto", fl.rto, sim.RTOMax, &c.RTO}} {
+		if d.val <= 0 || d.val > d.max {
+			return c, usageErr("--%s: %v is out of range (0, %v]", d.flag, d.val, d.max)
 		}
 		*d.dst = d.val
 	}
@@ -286,7 +286,7 @@ func flagErr(err error) error {
 }
 
 func runSim(cmd *cobra.Command, fl *simFlags) error {
-	if err := fl.check(); err != nil {
+	if err := fl.check(cmd); err != nil {
 		return err
 	}
 	base, err := baseConfig(cmd, fl)
@@ -330,8 +330,21 @@ func runSim(cmd *cobra.Command, fl *simFlags) error {
 	return sim.WriteResults(cmd.OutOrStdout(), cfgs[0], res)
 }
 
+// fromLabReport are the flags whose settings --calibrate and --predict
+// take from the lab report instead.
+var fromLabReport = []string{"era", "nat", "proto", "workload", "pods", "cpus", "servers", "connections", "rate", "poisson",
+	"duration", "port-range", "round-size", "lifetime", "ct-timewait", "client-timewait", "syn-retries",
+	"udp-timeout", "udp-attempts", "service", "sweep", "plot"}
+
 // check reports flags that do not go together.
-func (fl *simFlags) check() error {
+func (fl *simFlags) check(cmd *cobra.Command) error {
+	if fl.calibrate != "" || fl.predict != "" {
+		for _, name := range fromLabReport {
+			if cmd.Flags().Changed(name) {
+				return usageErr("--%s: --calibrate and --predict take the kernel, the modes and the scenario from the lab report; leave out --%s", name, name)
+			}
+		}
+	}
 	switch {
 	case fl.calibrate != "" && fl.predict != "":
 		return usageErr("--calibrate and --predict: give one (--predict fits the window itself, or reads --calibration)")
