@@ -1,6 +1,7 @@
 package natmodel
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -41,6 +42,22 @@ func Masquerade(addr netip.Addr, flags Flags, minPort, maxPort uint16) Range {
 		r.MinPort, r.MaxPort = minPort, maxPort
 	}
 	return r
+}
+
+// Tuples is how many source tuples r offers towards one destination for
+// an original source port of 1024 or more: its ports (1024-65535 when it
+// names none) times its addresses. r must pass Validate.
+func (r Range) Tuples() int {
+	ports := 65535 - 1024 + 1
+	if r.Flags&ProtoSpecified != 0 {
+		ports = int(r.MaxPort) - int(r.MinPort) + 1
+	}
+	addrs := 1
+	if r.Flags&MapIPs != 0 {
+		a, b := r.MinAddr.As4(), r.MaxAddr.As4()
+		addrs = int(binary.BigEndian.Uint32(b[:])-binary.BigEndian.Uint32(a[:])) + 1
+	}
+	return ports * addrs
 }
 
 // ErrRange reports a range the model cannot use.

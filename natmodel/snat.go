@@ -55,7 +55,7 @@ type Choice struct {
 	// (exhausted search, single-port range): a certain clash at confirm.
 	Taken bool
 	// Work is the model's own cost of the choice, not a kernel quantity:
-	// the hash lookups it made plus the words of port bitsets it scanned
+	// the hash lookups it made plus the words of port bitsets it read
 	// (space.go). A simulator bounds its run time by it.
 	Work int
 }
@@ -409,7 +409,7 @@ func (x *searchIndex) full(t *Table, tp key, self int32, min, size uint32) bool 
 func (t *Table) exhausted(tp *key, min, size uint32, off uint16, attempts uint32, ch *Choice) {
 	for {
 		ch.Tries += int(attempts)
-		ch.Work += int(attempts)/64 + 2
+		ch.Work += 2
 		t.stats.Found += uint64(attempts)
 		if attempts > 0 {
 			tp.setSport(uint16(min + uint32(off+uint16(attempts-1))%size))
@@ -432,9 +432,10 @@ func (t *Table) round(tp *key, self int32, min, size uint32, off uint16, attempt
 	port := func(i uint32) uint16 { return uint16(min + uint32(off+uint16(i))%size) }
 	for i := uint32(0); i < attempts; {
 		if bulk := x.bulkEnd(t, *tp, self, attempts); i < bulk {
+			read := x.set.reads
 			j := t.scan(x.set, min, size, off, i, bulk, x.flow)
 			ch.Tries += int(j - i)
-			ch.Work += int(bulk-i)/64 + 2
+			ch.Work += int(x.set.reads-read) + 2
 			if j < bulk {
 				ch.Tries++
 				tp.setSport(port(j))
@@ -497,8 +498,23 @@ func (t *Table) searchLegacy(tp *key, self int32, r *rng, ch *Choice) {
 		*rover = off + uint16(j)
 	}
 	ch.Step = StepSearch
-	if !found && t.peekUsed(*tp, self) {
+	if !found && x.peek(t, *tp, self) {
 		ch.Step = StepExhausted
 		ch.Taken = true
 	}
+}
+
+// peek is peekUsed, answered by the index when the search has one (an
+// exhausted legacy search ends with it, and the lookup of a taken tuple
+// reads its entry: a cache miss). With Config.Verify the hash is asked
+// too, and a different answer panics.
+func (x *searchIndex) peek(t *Table, tp key, self int32) bool {
+	if x.set == nil || t.onTry != nil {
+		return t.peekUsed(tp, self)
+	}
+	taken := x.set.has(tp.sport())
+	if t.verify && taken != t.peekUsed(tp, self) {
+		panic(fmt.Sprintf("natmodel: the index says port %d of %v is taken=%v, the hash says otherwise", tp.sport(), tp.tuple(), taken))
+	}
+	return taken
 }

@@ -475,3 +475,20 @@ func TestTimeWaitEvictionConditions(t *testing.T) {
 		}
 	}
 }
+
+func TestRangeTuples(t *testing.T) {
+	a1, a10 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.10")
+	for _, tc := range []struct {
+		r    Range
+		want int
+	}{
+		{Masquerade(a1, 0, 0, 0), 64512},
+		{Masquerade(a1, ProtoRandomFully, 20000, 20099), 100},
+		{Range{Flags: MapIPs | ProtoSpecified, MinAddr: a1, MaxAddr: a10, MinPort: 2000, MaxPort: 2099}, 1000},
+		{Range{Flags: MapIPs, MinAddr: a1, MaxAddr: a10}, 645120},
+	} {
+		if got := tc.r.Tuples(); got != tc.want {
+			t.Errorf("%+v: %d tuples, want %d", tc.r, got, tc.want)
+		}
+	}
+}

@@ -30,6 +30,12 @@ func spaceOf(k key) spaceKey { return spaceKey{addrs: k.addrs, sport: k.sport(),
 // portSet is the taken destination ports of one indexed space.
 type portSet struct {
 	bits [1 << 16 / 64]uint64
+	// full has bit i set when every port of bits[i] is taken, so that a
+	// scan passes a run of taken ports 4,096 at a time (a legacy search
+	// from a fixed offset passes every port taken before it).
+	full [1 << 16 / 64 / 64]uint64
+	// reads counts the words firstFree has read: the model's own cost.
+	reads uint64
 	// watch counts the taken ports of the range allTaken was last asked
 	// about, kept in step by set and clear.
 	watch struct {
@@ -43,6 +49,9 @@ func (s *portSet) has(p uint16) bool { return s.bits[p>>6]&(1<<(p&63)) != 0 }
 func (s *portSet) set(p uint16) {
 	if w, b := &s.bits[p>>6], uint64(1)<<(p&63); *w&b == 0 {
 		*w |= b
+		if *w == ^uint64(0) {
+			s.full[p>>12] |= 1 << (p >> 6 & 63)
+		}
 		s.watched(p, 1)
 	}
 }
@@ -50,8 +59,23 @@ func (s *portSet) set(p uint16) {
 func (s *portSet) clear(p uint16) {
 	if w, b := &s.bits[p>>6], uint64(1)<<(p&63); *w&b != 0 {
 		*w &^= b
+		s.full[p>>12] &^= 1 << (p >> 6 & 63)
 		s.watched(p, ^uint32(0))
 	}
+}
+
+// fullWords returns how many words from word w on, at most most, have
+// every port taken.
+func (s *portSet) fullWords(w, most uint32) uint32 {
+	for k := uint32(0); k < most; {
+		j := w + k
+		s.reads++
+		if m := ^s.full[j>>6] >> (j & 63); m != 0 {
+			return min(k+uint32(bits.TrailingZeros64(m)), most)
+		}
+		k += 64 - j&63
+	}
+	return most
 }
 
 // watched adds d to the watched count when p is in the watched range.
@@ -72,6 +96,7 @@ func (s *portSet) allTaken(min, size uint32) bool {
 	if !w.on || w.min != min || w.end != min+size {
 		w.min, w.end, w.taken, w.on = min, min+size, 0, true
 		for p := min; p < min+size; {
+			s.reads++
 			word := s.bits[p>>6] >> (p & 63)
 			if span := 64 - p&63; span > min+size-p {
 				word &= 1<<(min+size-p) - 1
@@ -214,6 +239,13 @@ func (s *portSet) firstFree(p, n uint32, fp flowPorts) (uint32, bool) {
 	best, ok := uint32(0), false
 	for i := uint32(0); i < n; {
 		q := p + i
+		if q&63 == 0 {
+			if k := s.fullWords(q>>6, (n-i)/64); k > 0 {
+				i += 64 * k
+				continue
+			}
+		}
+		s.reads++
 		w := ^s.bits[q>>6] >> (q & 63) // free ports from q, in the low bits
 		if span := 64 - q&63; span > n-i {
 			w &= 1<<(n-i) - 1

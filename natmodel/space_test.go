@@ -183,3 +183,43 @@ func TestAllTaken(t *testing.T) {
 		}
 	}
 }
+
+// firstFree, which passes runs of full words through the set's summary,
+// answers as a port-by-port scan does, for sets full in long runs with a
+// few holes, as ports are taken and freed.
+func TestFirstFreeSkipsFullWords(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 4))
+	naive := func(s *portSet, p, n uint32, fp flowPorts) (uint32, bool) {
+		for i := uint32(0); i < n; i++ {
+			q := p + i
+			if !s.has(uint16(q)) || int32(q) == fp[0] || int32(q) == fp[1] {
+				return i, true
+			}
+		}
+		return 0, false
+	}
+	var s portSet
+	for round := 0; round < 200; round++ {
+		// Fill a long run, then free a few ports anywhere.
+		lo := rnd.Uint32N(65536)
+		for p, end := lo, min(lo+rnd.Uint32N(20000), 65536); p < end; p++ {
+			s.set(uint16(p))
+		}
+		for range rnd.IntN(4) {
+			s.clear(uint16(rnd.Uint32N(65536)))
+		}
+		for range 50 {
+			p := rnd.Uint32N(65536)
+			n := 1 + rnd.Uint32N(65536-p)
+			fp := noFlowPorts
+			if rnd.IntN(4) == 0 {
+				fp[0] = int32(p + rnd.Uint32N(n))
+			}
+			gi, gok := s.firstFree(p, n, fp)
+			wi, wok := naive(&s, p, n, fp)
+			if gi != wi || gok != wok {
+				t.Fatalf("round %d: firstFree(%d, %d, %v) = %d, %v; a scan port by port finds %d, %v", round, p, n, fp, gi, gok, wi, wok)
+			}
+		}
+	}
+}

@@ -41,7 +41,7 @@ func WriteResults(w io.Writer, c Config, res []Result) error {
 	}
 	tw.Flush()
 	for _, r := range res {
-		writeExhaustion(w, r)
+		writeExhaustion(w, c, r)
 	}
 	return ew.Err
 }
@@ -65,16 +65,34 @@ func delayedColumns(r Result, synRetries int) (one, two, later int) {
 }
 
 // writeExhaustion notes what port exhaustion did to r, if anything: the
-// SYNs dropped for want of a NAT tuple, the race's share, and 6.5's
-// evictions of closing entries.
-func writeExhaustion(w io.Writer, r Result) {
+// connects that found no local port, the SYNs dropped for want of a NAT
+// tuple, the race's share, and 6.5's evictions of closing entries.
+func writeExhaustion(w io.Writer, c Config, r Result) {
+	if r.NoPort > 0 {
+		fmt.Fprintf(w, "\nnote: %s %s: %d connect()s found no free local port in their pod and failed at once (EADDRNOTAVAIL): --port-range %d-%d, each port held %v in the client's TIME_WAIT after a close. Widen the range, spread over more pods, or shorten the client's TIME_WAIT.\n",
+			r.Era, r.NAT, r.NoPort, c.PortRange[0], c.PortRange[1], c.ClientTimeWait)
+	}
 	if r.NoTuple > 0 || r.Steps["exhausted"] > 0 {
-		fmt.Fprintf(w, "\nnote: %s %s: port exhaustion, not the race: %d of %d SYNs found no free NAT tuple and were dropped at confirm (insert_failed %d, drop %d; %d lost the race); %d connections failed. Add NAT addresses or destinations, or shorten TIME_WAIT; 6.5+ evicts closing entries (%d here).\n",
-			r.Era, r.NAT, r.NoTuple, r.SYNs, r.Conntrack.InsertFailed, r.Conntrack.Drop, r.Clashes-r.NoTuple, r.Failed, r.Conntrack.Evicted)
+		fmt.Fprintf(w, "\nnote: %s %s: port exhaustion, not the race: %d of %d SYNs found no free NAT tuple and were dropped at confirm (insert_failed %d, drop %d; %d lost the race); %d connections failed.%s Add NAT addresses or destinations, or shorten TIME_WAIT; 6.5+ evicts closing entries (%d here).\n",
+			r.Era, r.NAT, r.NoTuple, r.SYNs, r.Conntrack.InsertFailed, r.Conntrack.Drop, r.Clashes-r.NoTuple, r.Failed, demand(c, r), r.Conntrack.Evicted)
 	} else if r.Conntrack.Evicted > 0 {
 		fmt.Fprintf(w, "\nnote: %s %s: %d TIME_WAIT entries evicted to free a NAT tuple (nf_nat_used_tuple_harder, 6.5+): the range filled up, yet no SYN was dropped for want of a tuple.\n",
 			r.Era, r.NAT, r.Conntrack.Evicted)
 	}
+}
+
+// demand says, for a scenario with a rate, how many NAT tuples its
+// connections keep busy towards each destination against how many the
+// range has: each holds its tuple for the conntrack TIME_WAIT after it
+// closes. It is "" without a rate.
+func demand(c Config, r Result) string {
+	nat, err := rangeOf(c.NAT)
+	if c.Rate <= 0 || c.Servers < 1 || err != nil || nat == nil {
+		return ""
+	}
+	perDest := c.Rate / float64(c.Servers)
+	return fmt.Sprintf(" %s connections/s to each of %d destination(s) × %v of conntrack TIME_WAIT keep about %s tuples busy each, and %s has %s.",
+		text.Count(perDest), c.Servers, c.CTTimeWait, text.Count(perDest*c.CTTimeWait.Seconds()), r.NAT, text.Count(float64(nat.Tuples())))
 }
 
 // WriteSweep writes the clash rate of every series at every value of the

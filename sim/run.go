@@ -117,7 +117,8 @@ type runner struct {
 
 	started   int // connections started
 	now       int64
-	probes    uint64 // port-search work: NAT choices' Work, pod scans' words
+	natWork   uint64 // the NAT choices' Work: lookups and bitset words
+	podWork   uint64 // the pods' port choices: tries and bitset words
 	maxProbes uint64
 
 	// rounds (Config.RoundSize): after a round's connections the traffic
@@ -144,10 +145,24 @@ var ErrCanceled = errors.New("simulation canceled")
 // MaxProbes allows.
 var ErrTooLong = errors.New("connections: scenario would not finish in reasonable time")
 
-// MaxProbes bounds the port-search work of one scenario (the NAT's and the
-// pods': lookups and bitset words), about a minute: scans of an exhausted
-// range are O(range) per connection before 5.0.
+// MaxProbes bounds the port-search work of one scenario, in units of about
+// a NAT lookup (a cache miss in the conntrack hash): half a minute or so.
+// The pods' port choices count podWordsPerProbe bitset words a unit: a
+// pod's bitset is read word after word, from the cache.
 const MaxProbes = 1_000_000_000
+
+const podWordsPerProbe = 16
+
+// work is the scenario's port-search work so far, in MaxProbes' units.
+func (r *runner) work() uint64 { return r.natWork + r.podWork/podWordsPerProbe }
+
+// tooLong is ErrTooLong, saying whose port searches took the work.
+func (r *runner) tooLong() error {
+	if r.natWork >= r.podWork/podWordsPerProbe {
+		return fmt.Errorf("%w: more than %d units of port-search work after %d connections: a NAT port range is exhausted and every search scans it (lower --connections or --rate, or add --servers, NAT addresses or ports to --nat)", ErrTooLong, r.maxProbes, r.started)
+	}
+	return fmt.Errorf("%w: more than %d units of port-search work after %d connections: the pods' local ports are exhausted and every connect() scans them (lower --connections or --rate, widen --port-range, add --pods, or shorten --client-timewait)", ErrTooLong, r.maxProbes, r.started)
+}
 
 // Run simulates cfg. It is deterministic: the same Config gives the same
 // Result. ctx is checked every few thousand events.
@@ -258,8 +273,8 @@ func (r *runner) loop(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return fmt.Errorf("%w: %w", ErrCanceled, ctx.Err())
 			}
-			if r.probes > r.maxProbes {
-				return fmt.Errorf("%w: more than %d units of port-search work after %d connections: a port range is exhausted and every search scans it (lower connections, or add servers, NAT addresses or ports)", ErrTooLong, r.maxProbes, r.started)
+			if r.work() > r.maxProbes {
+				return r.tooLong()
 			}
 		}
 		next, ok := r.ev.next()
@@ -465,7 +480,7 @@ func (r *runner) choosePort(held *portBits, pod, server int32) uint16 {
 	case UniformPorts:
 		for try := 0; try < 64; try++ {
 			p := low + uint32(r.rnd.IntN(int(high-low)))
-			r.probes++
+			r.podWork += podWordsPerProbe // a random try: a cache miss
 			if !held.has(uint16(p)) {
 				return uint16(p)
 			}
@@ -475,7 +490,7 @@ func (r *runner) choosePort(held *portBits, pod, server int32) uint16 {
 		n := high - low
 		start := uint32(r.seqP[pod]) % n
 		k, ok := scanRange(held, low, start, n, n, n, 1)
-		r.probes += uint64(min(k+1, n))/64 + 1
+		r.podWork += uint64(min(k+1, n))/64 + 1
 		if !ok {
 			return 0
 		}
@@ -501,7 +516,7 @@ func (r *runner) hashedPort(held *portBits, pod, server int32, low, high uint32)
 		// The kernel's loop: port = low + offset, += 2 for remaining/2
 		// ports, minus remaining when it reaches high.
 		k, ok := scanRange(held, low, offset, high-low, remaining, (remaining+1)/2, 2)
-		r.probes += uint64(min(k+1, (remaining+1)/2))/32 + 1
+		r.podWork += uint64(min(k+1, (remaining+1)/2))/32 + 1
 		if ok {
 			i := 2 * k
 			d.perturb += max(i, uint32(r.rnd.IntN(8))*2) + 2
@@ -609,7 +624,7 @@ func (r *runner) snatStep(ci int32) {
 		if err == nil {
 			r.steps[ch.Step]++
 			cs.noTuple = ch.Step == natmodel.StepExhausted
-			r.probes += uint64(ch.Work)
+			r.natWork += uint64(ch.Work)
 		}
 	}
 	r.push(r.now+cs.window, evConfirm, ci)

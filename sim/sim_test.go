@@ -237,16 +237,41 @@ func FuzzParseDist(f *testing.F) {
 	})
 }
 
-// A scenario whose searches would scan an exhausted range for hours stops
-// with ErrTooLong instead.
+// A scenario whose port searches take more work than MaxProbes allows
+// stops with ErrTooLong, saying whose ports ran out.
 func TestTooLong(t *testing.T) {
-	// legacy random: every search to one server starts at the same keyed
-	// hash and scans past every port in use.
-	c := Config{Era: natmodel.Legacy, NAT: mode(t, "masquerade random"), Workload: labnet.Ephemeral,
-		Pods: 4, Connections: 100_000, MaxProbes: 20_000_000}
-	_, err := Run(context.Background(), c)
-	if !errors.Is(err, ErrTooLong) {
-		t.Errorf("err = %v, want ErrTooLong", err)
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		// legacy random: every search to one server starts at the same
+		// keyed hash and passes every port in use.
+		{"nat", Config{Era: natmodel.Legacy, NAT: mode(t, "masquerade random"), Workload: labnet.Ephemeral,
+			Pods: 4, Connections: 100_000, MaxProbes: 1_000_000}, "a NAT port range is exhausted"},
+		// 100 local ports a pod, each held for a minute of TIME_WAIT.
+		{"pods", Config{Era: natmodel.Era65, NAT: mode(t, "masquerade fully-random"), Workload: labnet.Steady, Rate: 100_000,
+			Pods: 2, Servers: 1, PortRange: [2]uint16{30000, 30099}, Connections: 200_000, MaxProbes: 10_000}, "the pods' local ports are exhausted"},
+	} {
+		_, err := Run(context.Background(), tc.cfg)
+		if !errors.Is(err, ErrTooLong) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want ErrTooLong saying %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// An exhausted NAT range before 5.0, where every SYN scans the whole range,
+// finishes within MaxProbes: a scan passes the range's full words through
+// the index's summary, and the work counted is the words read (each SYN
+// here once counted a thousand, and 200,000 connections hit the bound).
+func TestLegacyExhaustionFinishes(t *testing.T) {
+	for _, nat := range []string{"masquerade", "masquerade random"} {
+		c := Config{Era: natmodel.Legacy, NAT: mode(t, nat), Workload: labnet.Ephemeral, Pods: 64, CPUs: 16,
+			Rate: 100_000, Connections: 200_000, Seed: 1}
+		r := run(t, c)
+		if r.NoTuple == 0 || r.Failed == 0 {
+			t.Errorf("%s: %d SYNs without a tuple, %d failed: want the range exhausted", nat, r.NoTuple, r.Failed)
+		}
 	}
 }
 
@@ -337,5 +362,26 @@ func TestWriteResultsColumns(t *testing.T) {
 	want := map[string]string{"+200ms": "0", "+600ms": "0", "+1.4s…": "0", "failed": "2900", "p99": "0.0"}
 	if !maps.Equal(got, want) {
 		t.Errorf("columns %v, want %v\n%s", got, want, b.String())
+	}
+}
+
+// The notes under the table name the exhausted resource with its numbers:
+// the NAT tuples a rate keeps busy against the range's, and the connects
+// that found no local port.
+func TestWriteResultsNotes(t *testing.T) {
+	c := Config{Workload: labnet.Steady, Rate: 5000, Servers: 1, CTTimeWait: 120 * time.Second, NAT: mode(t, "masquerade"),
+		PortRange: [2]uint16{30000, 30099}, ClientTimeWait: time.Minute, SynRetries: 6, RTO: time.Second}
+	r := Result{Era: "5.0", NAT: "masquerade", NoTuple: 10, NoPort: 7, Delayed: map[string]int{}}
+	var b strings.Builder
+	if err := WriteResults(&b, c, []Result{r}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"5,000 connections/s to each of 1 destination(s) × 2m0s of conntrack TIME_WAIT keep about 600,000 tuples busy each, and masquerade has 64,512.",
+		"7 connect()s found no free local port in their pod and failed at once (EADDRNOTAVAIL): --port-range 30000-30099, each port held 1m0s",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("no %q in\n%s", want, b.String())
+		}
 	}
 }

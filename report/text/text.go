@@ -6,6 +6,9 @@ package text
 import (
 	"fmt"
 	"io"
+	"math"
+	"strconv"
+	"strings"
 )
 
 // Writer writes to W and keeps the first write error; later writes do
@@ -34,4 +37,21 @@ func Plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// Count writes x rounded to a whole number with thousands separated by
+// commas: 600000 is "600,000".
+func Count(x float64) string {
+	s := strconv.FormatFloat(math.Round(math.Abs(x)), 'f', 0, 64)
+	var b strings.Builder
+	if x <= -0.5 {
+		b.WriteByte('-')
+	}
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }

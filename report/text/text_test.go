@@ -34,3 +34,12 @@ func TestWriterKeepsFirstError(t *testing.T) {
 		t.Error("Plural(1)")
 	}
 }
+
+func TestCount(t *testing.T) {
+	for x, want := range map[float64]string{0: "0", 7: "7", 999: "999", 1000: "1,000", 64512: "64,512", 600000: "600,000",
+		1234567.6: "1,234,568", -1500: "-1,500", 0.4: "0", -0.4: "0"} {
+		if got := Count(x); got != want {
+			t.Errorf("Count(%v) = %q, want %q", x, got, want)
+		}
+	}
+}
