@@ -122,6 +122,9 @@ const (
 	MaxSYNs = 50_000_000
 	// MaxPods bounds the per-pod state.
 	MaxPods = 1 << 20
+	// MaxPortBitsets bounds the pods' port state: 8 KiB for each pod and
+	// server a connection uses, 4 GiB at most.
+	MaxPortBitsets = 4 << 30 / (1 << 16 / 8)
 	// MaxCPUs bounds the CPU count.
 	MaxCPUs = 4096
 )
@@ -305,6 +308,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Pods*c.Servers > 1<<24 {
 		return fieldErr("pods", "%d pods × %d servers is too much per-destination state", c.Pods, c.Servers)
+	}
+	// Each pod and server that a connection uses gets a bitset of the
+	// pod's ports towards it.
+	if pairs := min(c.Pods*c.Servers, c.Connections); pairs > MaxPortBitsets {
+		return fieldErr("pods", "the connections would use %d of the %d pods × %d servers, each with 8 KiB of port state: more than %d (4 GiB); use fewer pods, servers or connections",
+			pairs, c.Pods, c.Servers, MaxPortBitsets)
 	}
 	if c.PortRange[0] < 1 || c.PortRange[1] < c.PortRange[0] {
 		return fieldErr("port-range", "%d-%d is empty or includes 0", c.PortRange[0], c.PortRange[1])

@@ -173,6 +173,7 @@ func TestValidate(t *testing.T) {
 		{"rate too low", func(c *Config) { c.Workload, c.Rate = labnet.Steady, 1e-6 }, "rate:"},
 		{"paced bursts too slow", func(c *Config) { c.Rate, c.Connections = 1e-9, 64 }, "rate:"},
 		{"rto", func(c *Config) { c.RTO = RTOMax + 1 }, "rto:"},
+		{"port state", func(c *Config) { c.Pods, c.Servers, c.Connections = MaxPods, 16, 2_000_000 }, "pods: the connections would use 2000000 of the"},
 		{"port range", func(c *Config) { c.PortRange = [2]uint16{5000, 4000} }, "port-range:"},
 		{"chooser", func(c *Config) { c.Chooser = "magic" }, "chooser:"},
 		{"ipv6 snat", func(c *Config) { c.NAT = mode(t, "snat to 2001:db8::1") }, "nat:"},
