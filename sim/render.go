@@ -76,7 +76,7 @@ func writeExhaustion(w io.Writer, c Config, r Result) {
 		fmt.Fprintf(w, "\nnote: %s %s: port exhaustion, not the race: %d of %d SYNs found no free NAT tuple and were dropped at confirm (insert_failed %d, drop %d; %d lost the race); %d connections failed.%s Add NAT addresses or destinations, or shorten TIME_WAIT; 6.5+ evicts closing entries (%d here).\n",
 			r.Era, r.NAT, r.NoTuple, r.SYNs, r.Conntrack.InsertFailed, r.Conntrack.Drop, r.Clashes-r.NoTuple, r.Failed, demand(c, r), r.Conntrack.Evicted)
 	} else if r.Conntrack.Evicted > 0 {
-		fmt.Fprintf(w, "\nnote: %s %s: %d TIME_WAIT entries evicted to free a NAT tuple (nf_nat_used_tuple_harder, 6.5+): the range filled up, yet no SYN was dropped for want of a tuple.\n",
+		fmt.Fprintf(w, "\nnote: %s %s: %d TIME_WAIT entries evicted to free a NAT tuple (nf_nat_used_tuple_harder, 6.5+: searches met runs of taken ports), and no SYN was dropped for want of a tuple.\n",
 			r.Era, r.NAT, r.Conntrack.Evicted)
 	}
 }

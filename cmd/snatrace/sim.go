@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -162,7 +163,13 @@ func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 	if fl.duration < 0 {
 		return c, usageErr("--duration: %v must not be negative", fl.duration)
 	}
+	if err := onlyWith(cmd, c.Workload); err != nil {
+		return c, err
+	}
 	if fl.duration > 0 {
+		if cmd.Flags().Changed("connections") {
+			return c, usageErr("--duration: give --connections or --duration, not both (connections = rate x duration)")
+		}
 		if c.Rate == 0 && !sweepsRate {
 			return c, usageErr("--duration: needs --rate (connections = rate x duration)")
 		}
@@ -210,6 +217,23 @@ func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 		return c, usageErr("--syn-retries: %d is out of range 1..20", c.SynRetries)
 	}
 	return c, nil
+}
+
+// onlyWith refuses a flag given with a workload that does not use it.
+func onlyWith(cmd *cobra.Command, workload string) error {
+	for _, f := range []struct {
+		name      string
+		workloads []string
+	}{
+		{"poisson", []string{labnet.Steady, labnet.Short}},
+		{"server-timewait", []string{labnet.Short}},
+		{"ts-offsets", []string{labnet.Short}},
+	} {
+		if cmd.Flags().Changed(f.name) && !slices.Contains(f.workloads, workload) {
+			return usageErr("--%s: only with --workload %s", f.name, strings.Join(f.workloads, " or "))
+		}
+	}
+	return nil
 }
 
 // protoConfig sets the protocol; the udp flags are usage errors with tcp.
@@ -373,6 +397,10 @@ func runSweep(cmd *cobra.Command, fl *simFlags, base sim.Config, eras []natmodel
 	if fl.plot != "" {
 		if ext := strings.ToLower(fileExt(fl.plot)); ext != ".svg" && ext != ".png" {
 			return usageErr("--plot: %q must end in .svg or .png", fl.plot)
+		}
+		// Before the sweep runs, not after.
+		if st, err := os.Stat(filepath.Dir(fl.plot)); err != nil || !st.IsDir() {
+			return usageErr("--plot: %s: no such directory", filepath.Dir(fl.plot))
 		}
 	}
 	series, err := sim.RunSweep(cmd.Context(), spec)
