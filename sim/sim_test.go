@@ -386,3 +386,15 @@ func TestWriteResultsNotes(t *testing.T) {
 		}
 	}
 }
+
+// A UDP query whose NAT search found no free tuple counts as a no-tuple
+// drop, as a TCP SYN does: with ten NAT ports for 64 pods nearly every
+// datagram is one, and each is also a clash.
+func TestUDPNoTuple(t *testing.T) {
+	c := Config{Proto: UDP, Era: natmodel.Era{Major: 4, Minor: 14}, NAT: mode(t, "masquerade to :20000-20009"),
+		Workload: labnet.Ephemeral, Pods: 64, CPUs: 16, Connections: 2000, Seed: 1}
+	r := run(t, c)
+	if r.NoTuple == 0 || r.NoTuple > r.Clashes || r.NoTuple > r.Steps["exhausted"] {
+		t.Errorf("no-tuple drops %d, clashes %d, exhausted searches %d: want 0 < no-tuple <= both", r.NoTuple, r.Clashes, r.Steps["exhausted"])
+	}
+}

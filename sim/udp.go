@@ -54,6 +54,7 @@ type udpQuery struct {
 	first       int64 // the query's first transmission
 	attempt     int
 	ct          natmodel.ConnID
+	noTuple     bool // its NAT search found no free tuple
 }
 
 // udpRunner simulates the lab's UDP rounds: bursts whose queries race
@@ -250,6 +251,7 @@ func (r *udpRunner) step(q *udpQuery, kind int) bool {
 		if r.nat != nil {
 			if ch, err := r.tb.SNAT(q.ct, r.nat[q.server]); err == nil {
 				r.steps[ch.Step]++
+				q.noTuple = ch.Step == natmodel.StepExhausted
 			}
 		}
 	case stepConfirm:
@@ -275,6 +277,9 @@ func (r *udpRunner) confirmQuery(q *udpQuery) {
 	switch v {
 	case natmodel.Dropped:
 		r.res.Clashes++
+		if q.noTuple {
+			r.res.NoTuple++
+		}
 		r.udp.Lost++
 		if q.attempt == 0 {
 			r.udp.Retried++

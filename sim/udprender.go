@@ -28,5 +28,11 @@ func writeUDPResults(w io.Writer, c Config, res []Result) error {
 			r.Conntrack.InsertFailed, r.Conntrack.Drop, r.Conntrack.ClashResolve, u.Merged, u.Inserted)
 	}
 	tw.Flush()
+	for _, r := range res {
+		if r.NoTuple > 0 {
+			fmt.Fprintf(ew, "\nnote: %s %s: port exhaustion, not the race: %d of %d datagrams found no free NAT tuple and were dropped at confirm; %d queries failed. Add NAT addresses or ports, or servers.\n",
+				r.Era, r.NAT, r.NoTuple, r.SYNs, r.Failed)
+		}
+	}
 	return ew.Err
 }
