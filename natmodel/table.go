@@ -240,6 +240,12 @@ func (t *Table) Stats() Stats { return t.stats }
 // Len returns the number of confirmed entries.
 func (t *Table) Len() int { return t.live }
 
+// Live reports whether id names an entry that still exists.
+func (t *Table) Live(id ConnID) bool {
+	_, ok := t.get(id)
+	return ok
+}
+
 func (t *Table) get(id ConnID) (int32, bool) {
 	idx := int64(uint32(id)) - 1
 	if idx < 0 || idx >= int64(len(t.conns)) {

@@ -162,7 +162,7 @@ func (r *runner) pawsRejects(ci int32) bool {
 	}
 	r.res.PAWSTimewait++
 	r.tb.SetState(cs.ct, natmodel.Close)
-	r.exp[expClose].push(expiry{r.now + int64(closeTimeout), cs.ct})
+	r.expire(expClose, r.now+int64(closeTimeout), cs.ct)
 	if int(cs.retrans) >= r.cfg.SynRetries {
 		r.fail(ci)
 		return true

@@ -303,6 +303,7 @@ type fifo[T any] struct {
 	head   int
 	spare  [][]T
 	grown  int // blocks made so far
+	n      int // items queued
 }
 
 const (
@@ -324,6 +325,37 @@ func (f *fifo[T]) push(x T) {
 	}
 	last := &f.blocks[len(f.blocks)-1]
 	*last = append(*last, x)
+	f.n++
+}
+
+// keep drops the items keep says no to, in place, keeping the order; the
+// blocks it empties become spare.
+func (f *fifo[T]) keep(keep func(*T) bool) {
+	if len(f.blocks) == 0 {
+		return
+	}
+	wb, wi, kept := 0, f.head, 0 // where the next kept item goes
+	for b := range f.blocks {
+		from := 0
+		if b == 0 {
+			from = f.head
+		}
+		for i := from; i < len(f.blocks[b]); i++ {
+			if x := &f.blocks[b][i]; keep(x) {
+				if wi == cap(f.blocks[wb]) {
+					wb, wi = wb+1, 0
+				}
+				f.blocks[wb][wi] = *x
+				wi, kept = wi+1, kept+1
+			}
+		}
+	}
+	for b := wb + 1; b < len(f.blocks); b++ {
+		f.spare = append(f.spare, f.blocks[b][:0])
+	}
+	f.blocks[wb] = f.blocks[wb][:wi]
+	f.blocks = f.blocks[:wb+1]
+	f.n = kept
 }
 
 func (f *fifo[T]) peek() (*T, bool) {
@@ -334,6 +366,7 @@ func (f *fifo[T]) peek() (*T, bool) {
 }
 
 func (f *fifo[T]) pop() {
+	f.n--
 	f.head++
 	if f.head == cap(f.blocks[0]) {
 		f.spare = append(f.spare, f.blocks[0])

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -99,6 +100,54 @@ func TestFifo(t *testing.T) {
 	g.push(1)
 	if c := cap(g.blocks[0]); c != fifoBlock<<fifoMaxGrowth {
 		t.Errorf("block of %d items after 63 blocks, want %d", c, fifoBlock<<fifoMaxGrowth)
+	}
+}
+
+// TestFifoKeep mixes pushes, pops and keeps across block boundaries
+// against a slice: keep drops exactly the items it is told to, keeps the
+// order and the count, and the queue works on after it.
+func TestFifoKeep(t *testing.T) {
+	var f fifo[int]
+	var model []int
+	rnd := rand.New(rand.NewPCG(11, 12))
+	next := 0
+	for step := 0; step < 300_000; step++ {
+		switch k := rnd.IntN(1000); {
+		case k < 700:
+			f.push(next)
+			model = append(model, next)
+			next++
+		case k < 999:
+			if len(model) > 0 {
+				f.pop()
+				model = model[1:]
+			}
+		default:
+			mod := 2 + rnd.IntN(60)
+			drop := func(x int) bool { return x%mod == 0 }
+			f.keep(func(x *int) bool { return !drop(*x) })
+			model = slices.DeleteFunc(model, drop)
+		}
+		if f.n != len(model) {
+			t.Fatalf("step %d: %d queued, want %d", step, f.n, len(model))
+		}
+		x, ok := f.peek()
+		if ok != (len(model) > 0) || ok && *x != model[0] {
+			t.Fatalf("step %d: peek %v %v, want the front of %d items", step, x, ok, len(model))
+		}
+	}
+	if f.grown < 3 {
+		t.Errorf("%d blocks made: the test did not cross blocks", f.grown)
+	}
+	for len(model) > 0 {
+		if x, _ := f.peek(); *x != model[0] {
+			t.Fatalf("drained %d, want %d", *x, model[0])
+		}
+		f.pop()
+		model = model[1:]
+	}
+	if _, ok := f.peek(); ok || f.n != 0 {
+		t.Errorf("items left after the last was popped (%d counted)", f.n)
 	}
 }
 

@@ -681,12 +681,27 @@ func (r *runner) latency(cs *connState) {
 	r.lat.Add(float64(float32(float64(r.now-cs.first) / 1e6)))
 }
 
+// expire queues entry id's expiry at at in queue k. An entry can end
+// before its expiry (6.5's search evicts TIME_WAIT entries, a new SYN
+// kills a closing entry of its tuple), and its record would wait for its
+// timeout: when a queue holds more records than four times the live
+// entries and a million, the dead ones are dropped, so that it stays
+// bounded by the live entries. (Each record is looked up once, then or at
+// its expiry; a live one is looked up again at most every million pushes.)
+func (r *runner) expire(k int, at int64, id natmodel.ConnID) {
+	q := &r.exp[k]
+	q.push(expiry{at, id})
+	if q.n > 4*r.tb.Len()+1<<20 {
+		q.keep(func(x *expiry) bool { return r.tb.Live(x.id) })
+	}
+}
+
 // close ends a connection: the conntrack entry waits in TIME_WAIT, the pod's
 // socket too (the client closes first).
 func (r *runner) close(ci int32) {
 	cs := r.conns.at(ci)
 	r.tb.SetState(cs.ct, natmodel.TimeWait)
-	r.exp[expTimeWait].push(expiry{r.now + int64(r.cfg.CTTimeWait), cs.ct})
+	r.expire(expTimeWait, r.now+int64(r.cfg.CTTimeWait), cs.ct)
 	at := r.now + int64(r.cfg.ClientTimeWait)
 	if r.paws != nil {
 		at = r.serverClosed(cs) // the server holds the TIME_WAIT
