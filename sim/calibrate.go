@@ -148,6 +148,7 @@ func LabConfig(rep LabReport, res LabResult, base Config) (Config, error) {
 	c.CTTimeWait = labCloseTimeout
 	if c.Proto != UDP {
 		c.SynRetries = labRetries(rep.Workload.TimeoutSeconds, c.RTO)
+		c.ConnectTimeout = labConnectTimeout(rep.Workload.TimeoutSeconds)
 	}
 	if err := c.Validate(); err != nil {
 		return c, err
@@ -249,10 +250,7 @@ const (
 // s), where the pods' tcp_syn_retries would allow 6. At least 1, as
 // tcp_syn_retries is (a timeout within the first RTO is modelled as one).
 func labRetries(timeout float64, rto time.Duration) int {
-	t := labTimeout
-	if timeout > 0 {
-		t = time.Duration(timeout * float64(time.Second))
-	}
+	t := labConnectTimeout(timeout)
 	if rto <= 0 {
 		rto = time.Second
 	}
@@ -261,6 +259,15 @@ func labRetries(timeout float64, rto time.Duration) int {
 		k++
 	}
 	return k
+}
+
+// labConnectTimeout is the lab client's connect timeout of a report
+// (timeout seconds; 0: the lab's default).
+func labConnectTimeout(timeout float64) time.Duration {
+	if timeout > 0 {
+		return time.Duration(timeout * float64(time.Second))
+	}
+	return labTimeout
 }
 
 const (

@@ -81,6 +81,10 @@ type Config struct {
 	ClientTimeWait time.Duration // pod socket TIME_WAIT (the client closes first)
 	SynRetries     int           // net.ipv4.tcp_syn_retries
 	RTO            time.Duration // initial SYN retransmission timeout
+	// ConnectTimeout, if > 0, is when a client gives up on a connect()
+	// after its first SYN, if the kernel has not yet: the kernel gives up
+	// when the last SYN's timeout expires (127 s with 6 retries of 1 s).
+	ConnectTimeout time.Duration
 
 	Seed uint64
 	// RoundSize, if > 0, splits the traffic into rounds of about this many

@@ -163,13 +163,14 @@ func (r *runner) pawsRejects(ci int32) bool {
 	r.res.PAWSTimewait++
 	r.tb.SetState(cs.ct, natmodel.Close)
 	r.expire(expClose, r.now+int64(closeTimeout), cs.ct)
-	if int(cs.retrans) >= r.cfg.SynRetries {
-		r.fail(ci)
+	cs.quick = cs.quick || cs.retrans == 0
+	at := retryAt(cs.first, r.now, cs.retrans+1, cs.quick, r.cfg.RTO)
+	if r.lastSYN(cs, at) {
+		r.giveUp(ci, at)
 		return true
 	}
-	cs.quick = cs.quick || cs.retrans == 0
 	cs.retrans++
-	r.push(retryAt(cs.first, r.now, cs.retrans, cs.quick, r.cfg.RTO), evSYN, ci)
+	r.push(at, evSYN, ci)
 	return true
 }
 

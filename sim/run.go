@@ -52,6 +52,7 @@ func natRanges(m natrule.Mode, servers int) []*natmodel.Range {
 const (
 	evConfirm = iota // the SYN's conntrack entry is confirmed
 	evClose          // the connection closes
+	evFail           // connect() gives up: ETIMEDOUT
 	evSNAT           // the SYN reaches POSTROUTING: the NAT choice
 	evNAT            // a queued SYN reaches its CPU: conntrack at PREROUTING
 	evSYN            // a SYN leaves the pod
@@ -314,6 +315,8 @@ func (r *runner) loop(ctx context.Context) error {
 			r.confirm(e.conn)
 		case evClose:
 			r.close(e.conn)
+		case evFail:
+			r.fail(e.conn)
 		}
 	}
 }
@@ -653,15 +656,35 @@ func (r *runner) confirm(ci int32) {
 		if cs.noTuple {
 			r.res.NoTuple++
 		}
-		if int(cs.retrans) >= r.cfg.SynRetries {
-			r.fail(ci)
+		at := cs.first + int64(Backoff(int(cs.retrans)+1, r.cfg.RTO))
+		if r.lastSYN(cs, at) {
+			r.giveUp(ci, at)
 			return
 		}
 		cs.retrans++
 		cs.dropped = true
-		at := cs.first + int64(Backoff(int(cs.retrans), r.cfg.RTO))
 		r.push(at, evSYN, ci)
 	}
+}
+
+// lastSYN reports whether the SYN of cs just lost was its last: the
+// retries are spent, or the client gives up before next, when the next
+// would go.
+func (r *runner) lastSYN(cs *connState, next int64) bool {
+	t := r.cfg.ConnectTimeout
+	return int(cs.retrans) >= r.cfg.SynRetries || t > 0 && next > cs.first+int64(t)
+}
+
+// giveUp ends connection ci, whose last SYN was lost, when its connect()
+// times out: at, when the kernel would have sent the next SYN, or the
+// client's ConnectTimeout after the first if that is sooner. The pod holds
+// its port until then.
+func (r *runner) giveUp(ci int32, at int64) {
+	cs := r.conns.at(ci)
+	if t := r.cfg.ConnectTimeout; t > 0 {
+		at = min(at, cs.first+int64(t))
+	}
+	r.push(max(at, r.now), evFail, ci)
 }
 
 func (r *runner) fail(ci int32) {

@@ -323,7 +323,7 @@ func TestFreshRetransmissionsChangeNothing(t *testing.T) {
 
 // The SYN timeout doubles up to TCP_RTO_MAX: with syn-retries 8 a
 // connection that never gets through sends its last SYN 1+2+...+64+120 s
-// after the first, 247 s, not 255 s.
+// after the first, 247 s, not 255 s, and gives up 120 s later.
 func TestBackoffCapsAtRTOMax(t *testing.T) {
 	for k, want := range []time.Duration{0, 1, 3, 7, 15, 31, 63, 127, 247, 367} {
 		if got := Backoff(k, time.Second); got != want*time.Second {
@@ -331,16 +331,24 @@ func TestBackoffCapsAtRTOMax(t *testing.T) {
 		}
 	}
 	// One NAT port, held for an hour by the first connection: the second
-	// fails after its ninth SYN, and its latency ends at that SYN.
-	c := Config{Era: natmodel.Era50, NAT: mode(t, "masquerade to :1024-1024"), Workload: labnet.Steady,
-		Rate: 1, Pods: 2, Connections: 2, SynRetries: 8, Seed: 1,
-		Lifetime: Dist{Kind: Const, A: time.Hour}, CTTimeWait: time.Hour}
-	r := run(t, c)
-	if r.Failed != 1 || r.SYNs != 10 {
-		t.Fatalf("failed %d, SYNs %d: want 1 failed connection after 9 SYNs, and 1 SYN that got through", r.Failed, r.SYNs)
-	}
-	if got := r.LatencyMS.Max; math.Abs(got-247000) > 1 {
-		t.Errorf("failed connection's latency %v ms, want 247000", got)
+	// sends 9 SYNs, the last at 247 s, and connect() gives up when that
+	// one's 120 s timeout expires, at 367 s; a client that gives up after
+	// 100 s sends 7 (the next would go at 127 s).
+	for _, tc := range []struct {
+		timeout time.Duration
+		syns    uint64
+		latency float64
+	}{{0, 9, 367000}, {100 * time.Second, 7, 100000}} {
+		c := Config{Era: natmodel.Era50, NAT: mode(t, "masquerade to :1024-1024"), Workload: labnet.Steady,
+			Rate: 1, Pods: 2, Connections: 2, SynRetries: 8, ConnectTimeout: tc.timeout, Seed: 1,
+			Lifetime: Dist{Kind: Const, A: time.Hour}, CTTimeWait: time.Hour}
+		r := run(t, c)
+		if r.Failed != 1 || r.SYNs != 1+tc.syns {
+			t.Fatalf("timeout %v: failed %d, SYNs %d: want 1 failed connection after %d SYNs, and 1 SYN that got through", tc.timeout, r.Failed, r.SYNs, tc.syns)
+		}
+		if got := r.LatencyMS.Max; math.Abs(got-tc.latency) > 1 {
+			t.Errorf("timeout %v: failed connection's latency %v ms, want %v", tc.timeout, got, tc.latency)
+		}
 	}
 }
 
