@@ -116,6 +116,18 @@ func (e Era) ClashResolveCounter() bool { return !e.Before(Era{5, 10}) }
 // colliding TCP entry in TIME_WAIT (nf_nat_used_tuple_harder, 6.5).
 func (e Era) EvictTimeWait() bool { return !e.Before(Era65) }
 
+// SynLinearTimeouts is the default of net.ipv4.tcp_syn_linear_timeouts
+// (6.5, "tcp: make the first N SYN RTO backoffs linear"): a connect()'s
+// first 4 SYN timeouts after the first keep the initial RTO (SYNs at 0, 1,
+// 2, 3, 4, 5, 7, 11 ... s), and it may retransmit 4 more times. A pod's
+// connect() runs on the node's kernel, so the era is also the client's.
+func (e Era) SynLinearTimeouts() int {
+	if e.Before(Era65) {
+		return 0
+	}
+	return 4
+}
+
 // CountsInsert reports whether the `insert` counter is incremented on confirm.
 // Modern kernels read 0 there (KERNEL.md §4); the model counts it before 5.0.
 func (e Era) CountsInsert() bool { return e.Before(Era50) }

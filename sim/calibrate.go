@@ -147,7 +147,9 @@ func LabConfig(rep LabReport, res LabResult, base Config) (Config, error) {
 	c.ClientTimeWait = 1
 	c.CTTimeWait = labCloseTimeout
 	if c.Proto != UDP {
-		c.SynRetries = labRetries(rep.Workload.TimeoutSeconds, c.RTO)
+		// The pods' tcp_syn_retries; the client gives up at its timeout,
+		// having sent the SYNs that fit in it.
+		c.SynRetries = 6
 		c.ConnectTimeout = labConnectTimeout(rep.Workload.TimeoutSeconds)
 	}
 	if err := c.Validate(); err != nil {
@@ -243,23 +245,6 @@ const (
 	labCloseTimeout = 10 * time.Second // nf_conntrack_tcp_timeout_close
 	labTimeout      = 8 * time.Second  // lab.DefaultTimeout
 )
-
-// labRetries is the SYN retransmissions a lab client sends before it gives
-// up after timeout seconds (0: the lab's default): retransmission k leaves
-// Backoff(k) after the first SYN. An 8 s timeout sees 3 (at 1, 3 and 7
-// s), where the pods' tcp_syn_retries would allow 6. At least 1, as
-// tcp_syn_retries is (a timeout within the first RTO is modelled as one).
-func labRetries(timeout float64, rto time.Duration) int {
-	t := labConnectTimeout(timeout)
-	if rto <= 0 {
-		rto = time.Second
-	}
-	k := 1
-	for k < 6 && Backoff(k+1, rto) < t {
-		k++
-	}
-	return k
-}
 
 // labConnectTimeout is the lab client's connect timeout of a report
 // (timeout seconds; 0: the lab's default).

@@ -176,17 +176,26 @@ const MaxSpan = 365 * 24 * time.Hour
 // SYN's retransmission timeout doubles up to it.
 const RTOMax = 120 * time.Second
 
-// Backoff is the time from a connection's first SYN to its retransmission
-// k: k timeouts, the first rto and each one twice the one before, up to
-// RTOMax ((2^k - 1) rto while none reaches it).
-func Backoff(k int, rto time.Duration) time.Duration {
+// Backoff is the time from a connection's first SYN to its timeout k (when
+// retransmission k goes): k timeouts, the first rto, the first linear+1 of
+// them rto each (tcp_syn_linear_timeouts), then each twice the one before,
+// up to RTOMax. With linear 0 that is (2^k - 1) rto while no timeout
+// reaches RTOMax.
+func Backoff(k int, rto time.Duration, linear int) time.Duration {
 	var t time.Duration
-	for d := rto; k > 0; k-- {
+	for i, d := 1, rto; i <= k; i++ {
 		t += d
-		d = min(2*d, RTOMax)
+		if i > linear {
+			d = min(2*d, RTOMax)
+		}
 	}
 	return t
 }
+
+// synTimeout is tcp_model_timeout for a connect() with retries SYN
+// retries: the time after its first SYN from which a timeout gives up,
+// whatever the linear timeouts did.
+func synTimeout(retries int, rto time.Duration) time.Duration { return Backoff(retries+1, rto, 0) }
 
 func (c *Config) defaults() {
 	if c.Proto == UDP {

@@ -62,7 +62,7 @@ func TestRetryAt(t *testing.T) {
 		{1, true, 10*s + quickRetry},                             // first rejection: 2 ms from now
 		{2, true, quickRetry + 2*s}, {3, true, quickRetry + 6*s}, // then the doubled RTO
 	} {
-		if got := retryAt(0, 10*s, tc.retrans, tc.quick, time.Second); got != tc.want {
+		if got := retryAt(0, 10*s, tc.retrans, tc.quick, time.Second, 0); got != tc.want {
 			t.Errorf("retryAt(retrans %d, quick %v) = %v, want %v", tc.retrans, tc.quick, time.Duration(got), time.Duration(tc.want))
 		}
 	}

@@ -118,6 +118,7 @@ type runner struct {
 
 	started   int // connections started
 	now       int64
+	linear    int    // the era's tcp_syn_linear_timeouts
 	natWork   uint64 // the NAT choices' Work: lookups and bitset words
 	podWork   uint64 // the pods' port choices: tries and bitset words
 	maxProbes uint64
@@ -176,6 +177,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		r.maxProbes = cfg.MaxProbes
 	}
 	r.nat = natRanges(cfg.NAT, cfg.Servers)
+	r.linear = cfg.Era.SynLinearTimeouts()
 	if cfg.Proto == UDP {
 		return runUDP(ctx, cfg, r.nat)
 	}
@@ -656,7 +658,7 @@ func (r *runner) confirm(ci int32) {
 		if cs.noTuple {
 			r.res.NoTuple++
 		}
-		at := cs.first + int64(Backoff(int(cs.retrans)+1, r.cfg.RTO))
+		at := cs.first + int64(Backoff(int(cs.retrans)+1, r.cfg.RTO, r.linear))
 		if r.lastSYN(cs, at) {
 			r.giveUp(ci, at)
 			return
@@ -667,12 +669,19 @@ func (r *runner) confirm(ci int32) {
 	}
 }
 
-// lastSYN reports whether the SYN of cs just lost was its last: the
-// retries are spent, or the client gives up before next, when the next
-// would go.
+// lastSYN reports whether the SYN of cs just lost was its last, judged at
+// next, its timeout, as tcp_write_timeout does: the retries are spent
+// (tcp_syn_retries, plus the linear timeouts' own), or the time since the
+// first SYN reached tcp_model_timeout, or the client gives up first.
 func (r *runner) lastSYN(cs *connState, next int64) bool {
-	t := r.cfg.ConnectTimeout
-	return int(cs.retrans) >= r.cfg.SynRetries || t > 0 && next > cs.first+int64(t)
+	n, c := int(cs.retrans), &r.cfg
+	switch {
+	case n >= c.SynRetries+r.linear:
+		return true
+	case n >= 1 && next-cs.first >= int64(synTimeout(c.SynRetries, c.RTO)):
+		return true
+	}
+	return c.ConnectTimeout > 0 && next > cs.first+int64(c.ConnectTimeout)
 }
 
 // giveUp ends connection ci, whose last SYN was lost, when its connect()

@@ -3,9 +3,9 @@ package sim
 import (
 	"context"
 	"errors"
-	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -321,40 +321,62 @@ func TestFreshRetransmissionsChangeNothing(t *testing.T) {
 	}
 }
 
-// The SYN timeout doubles up to TCP_RTO_MAX: with syn-retries 8 a
-// connection that never gets through sends its last SYN 1+2+...+64+120 s
-// after the first, 247 s, not 255 s, and gives up 120 s later.
-func TestBackoffCapsAtRTOMax(t *testing.T) {
-	for k, want := range []time.Duration{0, 1, 3, 7, 15, 31, 63, 127, 247, 367} {
-		if got := Backoff(k, time.Second); got != want*time.Second {
-			t.Errorf("Backoff(%d, 1s) = %v, want %v", k, got, want*time.Second)
+// The SYN timeouts: linear for the first ones from 6.5
+// (tcp_syn_linear_timeouts), then doubling up to TCP_RTO_MAX.
+func TestBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		linear int
+		want   []time.Duration // Backoff(k) in s for k = 0, 1, ...
+	}{
+		{0, []time.Duration{0, 1, 3, 7, 15, 31, 63, 127, 247, 367}},
+		{4, []time.Duration{0, 1, 2, 3, 4, 5, 7, 11, 19, 35, 67, 131, 251}},
+	} {
+		for k, want := range tc.want {
+			if got := Backoff(k, time.Second, tc.linear); got != want*time.Second {
+				t.Errorf("Backoff(%d, 1s, %d) = %v, want %v", k, tc.linear, got, want*time.Second)
+			}
 		}
 	}
-	// One NAT port, held for an hour by the first connection: the second
-	// sends 9 SYNs, the last at 247 s, and connect() gives up when that
-	// one's 120 s timeout expires, at 367 s; a client that gives up after
-	// 100 s sends 7 (the next would go at 127 s).
+}
+
+// A connect() that never gets through sends the SYNs its kernel allows and
+// gives up as tcp_write_timeout does: after syn-retries retransmissions
+// (and the linear ones, 6.5+) or tcp_model_timeout, whichever comes first,
+// or at the client's own timeout. One NAT port, held for an hour by the
+// first connection, drops every SYN of the second.
+func TestSYNSchedule(t *testing.T) {
 	for _, tc := range []struct {
+		era     natmodel.Era
+		retries int
 		timeout time.Duration
 		syns    uint64
-		latency float64
-	}{{0, 9, 367000}, {100 * time.Second, 7, 100000}} {
-		c := Config{Era: natmodel.Era50, NAT: mode(t, "masquerade to :1024-1024"), Workload: labnet.Steady,
-			Rate: 1, Pods: 2, Connections: 2, SynRetries: 8, ConnectTimeout: tc.timeout, Seed: 1,
+		gaveUp  float64 // ms after the first SYN
+	}{
+		{natmodel.Era50, 6, 0, 7, 127000},                 // 0 1 3 7 15 31 63, ETIMEDOUT at 127 s
+		{natmodel.Era65, 6, 0, 11, 131000},                // 0 1 2 3 4 5 7 11 19 35 67, at 131 s
+		{natmodel.Era50, 8, 0, 9, 367000},                 // timeouts capped at 120 s
+		{natmodel.Era65, 2, 0, 6, 7000},                   // 0-5; tcp_model_timeout(2) = 7 s comes first
+		{natmodel.Era50, 6, 8 * time.Second, 4, 8000},     // the lab's client: 0 1 3 7
+		{natmodel.Era65, 6, 8 * time.Second, 7, 8000},     // 0 1 2 3 4 5 7
+		{natmodel.Era50, 8, 100 * time.Second, 7, 100000}, // the next would go at 127 s
+	} {
+		c := Config{Era: tc.era, NAT: mode(t, "masquerade to :1024-1024"), Workload: labnet.Steady,
+			Rate: 1, Pods: 2, Connections: 2, SynRetries: tc.retries, ConnectTimeout: tc.timeout, Seed: 1,
 			Lifetime: Dist{Kind: Const, A: time.Hour}, CTTimeWait: time.Hour}
 		r := run(t, c)
 		if r.Failed != 1 || r.SYNs != 1+tc.syns {
-			t.Fatalf("timeout %v: failed %d, SYNs %d: want 1 failed connection after %d SYNs, and 1 SYN that got through", tc.timeout, r.Failed, r.SYNs, tc.syns)
+			t.Errorf("%v, %d retries, timeout %v: failed %d, SYNs %d; want 1 failed after %d SYNs, and 1 SYN that got through",
+				tc.era, tc.retries, tc.timeout, r.Failed, r.SYNs, tc.syns)
 		}
-		if got := r.LatencyMS.Max; math.Abs(got-tc.latency) > 1 {
-			t.Errorf("timeout %v: failed connection's latency %v ms, want %v", tc.timeout, got, tc.latency)
+		if got := r.LatencyMS.Max; math.Abs(got-tc.gaveUp) > 1 {
+			t.Errorf("%v, %d retries, timeout %v: gave up after %v ms, want %v", tc.era, tc.retries, tc.timeout, got, tc.gaveUp)
 		}
 	}
 }
 
 // The human table puts each connection in one column: a failed connection
 // (Delayed under syn-retries+1) only under "failed", whatever syn-retries
-// is, and the columns' delays follow the RTO.
+// is.
 func TestWriteResultsColumns(t *testing.T) {
 	c := Config{SynRetries: 1, RTO: 200 * time.Millisecond, Workload: labnet.Steady}
 	r := Result{Era: "5.0", NAT: "masquerade", Connections: 3000, Delayed: map[string]int{"0": 100, "2": 2900}, Failed: 2900}
@@ -363,14 +385,12 @@ func TestWriteResultsColumns(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(b.String(), "\n")
-	head, row := strings.Fields(lines[2]), strings.Fields(lines[3])
-	got := map[string]string{}
-	for i, h := range head[len(head)-6 : len(head)-1] { // the last is "ms" of "p99 ms"
-		got[h] = row[len(row)-5+i]
+	if !strings.HasSuffix(strings.TrimSpace(lines[2]), "1 retx  2 retx  3+ retx  failed  p99 ms") {
+		t.Fatalf("heading %q", lines[2])
 	}
-	want := map[string]string{"+200ms": "0", "+600ms": "0", "+1.4s…": "0", "failed": "2900", "p99": "0.0"}
-	if !maps.Equal(got, want) {
-		t.Errorf("columns %v, want %v\n%s", got, want, b.String())
+	row := strings.Fields(lines[3])
+	if got, want := row[len(row)-5:], []string{"0", "0", "0", "2900", "0.0"}; !slices.Equal(got, want) {
+		t.Errorf("retransmission columns %v, want %v\n%s", got, want, b.String())
 	}
 }
 

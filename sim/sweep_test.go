@@ -137,21 +137,21 @@ func TestCalibrationRoundTrip(t *testing.T) {
 	}
 }
 
-// A lab client gives up after its timeout: the simulated one sends the SYNs
-// that fit in it (retransmission k leaves 2^k - 1 RTOs after the first).
+// A lab client gives up after its timeout (8 s when the report predates
+// the field), on the pods' tcp_syn_retries.
 func TestLabConfigTimeout(t *testing.T) {
 	for _, tc := range []struct {
 		timeout float64
-		want    int
-	}{{0, 3}, {8, 3}, {7, 2}, {7.5, 3}, {1, 1}, {20, 4}, {600, 6}} {
+		want    time.Duration
+	}{{0, 8 * time.Second}, {7.5, 7500 * time.Millisecond}, {600, 600 * time.Second}} {
 		rep := readLabFile(t, calibrationLab)
 		rep.Workload.TimeoutSeconds = tc.timeout
 		c, err := LabConfig(rep, rep.Results[0], Config{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.SynRetries != tc.want {
-			t.Errorf("timeout %vs: %d retransmissions, want %d", tc.timeout, c.SynRetries, tc.want)
+		if c.ConnectTimeout != tc.want || c.SynRetries != 6 {
+			t.Errorf("timeout %vs: connect timeout %v, syn-retries %d; want %v, 6", tc.timeout, c.ConnectTimeout, c.SynRetries, tc.want)
 		}
 	}
 }
