@@ -251,11 +251,18 @@ func (f *Fixer) verifyNft(changes []Change, handles map[string]uint64) (bool, er
 		if err != nil {
 			return false, err
 		}
-		if c.Position > len(rules) {
+		// The replaced rule keeps its handle (newer kernels) or takes the
+		// position of the one it replaced: a rule inserted above it in
+		// the meantime must not be taken for it.
+		i, kept := cache.byHandle[k][c.Location.Handle]
+		if !kept {
+			i = c.Position - 1
+		}
+		if i >= len(rules) {
 			ok = false
 			continue
 		}
-		r := rules[c.Position-1]
+		r := rules[i]
 		var flags uint32
 		if _, _, err := setNATFlags(r, func(old uint32) uint32 { flags = old; return old }); err != nil || flags&flagsFullyR == 0 {
 			ok = false

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -698,5 +699,56 @@ func TestOldIptablesNoDirect(t *testing.T) {
 	}
 	if got := dumps(t, ns); got != before {
 		t.Fatalf("rollback did not restore the rules:\n%s", strings.Join(diffLines(before, got), "\n"))
+	}
+}
+
+// An owner that rewrites a planned rule in place (nft replace rule keeps
+// its handle and position) between a plan and its commit makes the plan
+// stale: the rebased batch is refused, not built from the rewritten rule
+// (which, already fully-random, gave a backup entry that changed nothing,
+// and that every later round then refused to add to).
+func TestRewrittenInPlaceIsStale(t *testing.T) {
+	needRoot(t)
+	ns := newNS(t, "inplace")
+	sh(t, ns, "table ip t { chain post { type nat hook postrouting priority srcnat; ip saddr 10.1.0.0/16 masquerade; }; }\n", "nft", "-f", "-")
+	f := New(Config{NS: ns})
+	p, err := f.Plan(context.Background())
+	if err != nil || len(p.Changes) != 1 || p.Changes[0].Method != MethodNetlink {
+		t.Fatalf("plan: %v %+v", err, p)
+	}
+	h := strconv.FormatUint(p.Changes[0].Location.Handle, 10)
+	sh(t, ns, "", "nft", "replace", "rule", "ip", "t", "post", "handle", h, "ip", "saddr", "10.1.0.0/16", "masquerade", "fully-random")
+	if out := sh(t, ns, "", "nft", "-a", "list", "chain", "ip", "t", "post"); !strings.Contains(out, "fully-random # handle "+h) {
+		t.Fatalf("the replaced rule did not keep handle %s:\n%s", h, out)
+	}
+	prep, err := f.prepareNft(p.Generation, p.Changes, true)
+	if !errors.Is(err, ErrStale) {
+		t.Fatalf("a rule rewritten in place: err %v, entries %+v; want ErrStale", err, prep)
+	}
+}
+
+// The verification finds a replaced rule by its handle, which the kernel
+// keeps: a rule inserted above it after the commit is not taken for it
+// (its handle went into the backup, and a rollback then left the fixed
+// rule alone, or could have changed the inserted one).
+func TestVerifyFollowsTheHandle(t *testing.T) {
+	needRoot(t)
+	ns := newNS(t, "verifyh")
+	sh(t, ns, "table ip t { chain post { type nat hook postrouting priority srcnat; ip saddr 10.1.0.0/16 masquerade; }; }\n", "nft", "-f", "-")
+	f := New(Config{NS: ns})
+	ctx := context.Background()
+	p, err := f.Plan(ctx)
+	if err != nil || len(p.Changes) != 1 {
+		t.Fatalf("plan: %v %+v", err, p)
+	}
+	if res, err := f.Apply(ctx, p, ""); err != nil || !res.Verified {
+		t.Fatalf("apply: %v %+v", err, res)
+	}
+	sh(t, ns, "", "nft", "insert", "rule", "ip", "t", "post", "ip", "saddr", "9.9.9.9", "masquerade", "fully-random")
+	handles := map[string]uint64{}
+	ok, err := f.verifyNft(p.Changes, handles)
+	c := p.Changes[0]
+	if got := handles[ruleKey(c.Location, c.Before)]; err != nil || !ok || got != c.Location.Handle {
+		t.Errorf("verified %v (%v), recorded handle %d; want the fixed rule's, %d", ok, err, got, c.Location.Handle)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/snatrace/snatrace/natmodel"
+	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/nftnl"
 	"github.com/snatrace/snatrace/ruleset"
 )
@@ -162,6 +164,9 @@ func (f *Fixer) prepareNft(gen uint32, changes []Change, rebase bool) (*nftPrepa
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", ch.Key(), err)
 		}
+		if err := stillPlanned(ch, pr.OldFlags); err != nil {
+			return nil, err
+		}
 		ms, err := replacement(c, *r, attrs, &setID)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", ch.Key(), err)
@@ -177,6 +182,25 @@ func (f *Fixer) prepareNft(gen uint32, changes []Change, rebase bool) (*nftPrepa
 		return nil, fmt.Errorf("nftables generation moved while the rules were read: %w", ErrStale)
 	}
 	return prep, nil
+}
+
+// randomFlags are the NAT flags a fix plans from and changes.
+const randomFlags = uint32(natmodel.ProtoRandom | natmodel.ProtoRandomFully | natmodel.Persistent)
+
+// stillPlanned checks that a rule's NAT flags are still those of the
+// plan's mode (ch.From). An owner that rewrites a rule in place (nft
+// replace rule, iptables-nft -R) keeps its handle and position, so those
+// alone do not show that the rule is the one planned; a rule already
+// fully-random would also make a backup entry that changes nothing.
+func stillPlanned(ch Change, flags uint32) error {
+	from, err := natrule.ParseMode(ch.From)
+	if err != nil {
+		return fmt.Errorf("%s: the plan's mode %q: %w", ch.Key(), ch.From, err)
+	}
+	if want := uint32(from.Flags()) & randomFlags; flags&randomFlags != want {
+		return fmt.Errorf("%s: its NAT flags are 0x%x, the plan's %q has 0x%x: the rule was rewritten: %w", ch.Label(), flags&randomFlags, ch.From, want, ErrStale)
+	}
+	return nil
 }
 
 // at returns the rule at l: its handle at its position, or ErrStale.
