@@ -752,3 +752,43 @@ func TestVerifyFollowsTheHandle(t *testing.T) {
 		t.Errorf("verified %v (%v), recorded handle %d; want the fixed rule's, %d", ok, err, got, c.Location.Handle)
 	}
 }
+
+// A fix killed between its commit and marking its backup entries applied
+// leaves entries not marked applied whose rules are fixed: a rollback
+// restores them (it had said "nothing to restore"), and entries whose
+// commit never came are neither restored nor reported missing.
+func TestRollbackUnmarkedEntries(t *testing.T) {
+	needRoot(t)
+	for _, rs := range []string{"cni-nft", "docker-legacy"} {
+		t.Run(rs, func(t *testing.T) {
+			ns := newNS(t, "unmarked")
+			install(t, ns, rs)
+			before := dumps(t, ns)
+			f := New(Config{NS: ns})
+			ctx := context.Background()
+			path := filepath.Join(t.TempDir(), "backup.json")
+			if _, res, err := f.ApplyFresh(ctx, path, 3); err != nil || !res.Verified {
+				t.Fatalf("apply: %v %+v", err, res)
+			}
+			b, err := LoadBackup(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range b.Entries {
+				b.Entries[i].Applied = false // the kill came before the marks
+			}
+			res, err := f.Rollback(ctx, b)
+			if err != nil || len(res.Restored) != len(b.Entries) || len(res.Missing) != 0 {
+				t.Fatalf("rollback of unmarked fixed entries: %v, restored %d of %d, missing %d", err, len(res.Restored), len(b.Entries), len(res.Missing))
+			}
+			if got := dumps(t, ns); got != before {
+				t.Fatalf("rules not restored:\n%s", strings.Join(diffLines(before, got), "\n"))
+			}
+			// Now as if the commit never came: nothing to do, nothing missing.
+			res, err = f.Rollback(ctx, b)
+			if err != nil || len(res.Restored)+len(res.Missing) != 0 {
+				t.Errorf("rollback of entries never applied: %v, restored %d, missing %d; want none", err, len(res.Restored), len(res.Missing))
+			}
+		})
+	}
+}

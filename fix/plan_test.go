@@ -351,7 +351,7 @@ func TestWriteRollback(t *testing.T) {
 		res  RollbackResult
 		want string
 	}{
-		{RollbackResult{}, "Nothing to restore: the backup records no change that was applied.\n"},
+		{RollbackResult{}, "Nothing to restore: no rule the backup records is as a fix left it.\n"},
 		{RollbackResult{Restored: []BackupEntry{e}}, "Restored 1 rule.\n  iptables-legacy ip nat POSTROUTING #1: -A POSTROUTING -j MASQUERADE\n"},
 		{RollbackResult{Missing: []BackupEntry{e}}, "Restored 0 rules.\nLeft alone 1 rule no longer as the fix left them (rewritten or removed by their owner):\n  iptables-legacy ip nat POSTROUTING #1: -A POSTROUTING -j MASQUERADE --random-fully\n"},
 	} {

@@ -75,7 +75,7 @@ func WriteResult(w io.Writer, r *Result) error {
 func WriteRollback(w io.Writer, r *RollbackResult) error {
 	ew := &text.Writer{W: w}
 	if len(r.Restored)+len(r.Missing) == 0 {
-		ew.Printf("Nothing to restore: the backup records no change that was applied.\n")
+		ew.Printf("Nothing to restore: no rule the backup records is as a fix left it.\n")
 		return ew.Err
 	}
 	ew.Printf("Restored %d %s.\n", len(r.Restored), text.Plural(len(r.Restored), "rule", "rules"))

@@ -5,6 +5,7 @@ package fix
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables/expr"
@@ -34,9 +35,16 @@ func (f *Fixer) Rollback(ctx context.Context, b *Backup) (*RollbackResult, error
 	res := &RollbackResult{Restored: []BackupEntry{}, Missing: []BackupEntry{}}
 	var nftEntries []BackupEntry
 	var restoreChanges []Change
+	// An entry not marked applied may still have been: a fix killed
+	// between its commit and the mark leaves it so. It is restored if its
+	// rule is as the fix would have left it, and otherwise was never
+	// changed: not missing.
+	unapplied := map[string]bool{}
 	for _, e := range b.Entries {
+		if !e.Applied {
+			unapplied[ruleKey(e.Location, e.Before)] = true
+		}
 		switch {
-		case !e.Applied:
 		case e.Method == MethodNetlink:
 			nftEntries = append(nftEntries, e)
 		default:
@@ -65,6 +73,7 @@ func (f *Fixer) Rollback(ctx context.Context, b *Backup) (*RollbackResult, error
 			return res, err
 		}
 	}
+	res.Missing = slices.DeleteFunc(res.Missing, func(e BackupEntry) bool { return unapplied[ruleKey(e.Location, e.Before)] })
 	return res, nil
 }
 
