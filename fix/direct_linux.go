@@ -140,7 +140,9 @@ func (f *Fixer) flipDirect(s *SaveTable, at []Replacement, on bool) error {
 // if its rules are still s's: the kernel refuses a commit only when the
 // entry count moved, and a writer that ignores the xtables lock could
 // have changed a rule in place since s was read. A table that differs is
-// ErrStale, not overwritten. The read goes into the memory of s's own
+// ErrStale, not overwritten. (A commit of such a writer after this read
+// and before the kernel swaps in the new table — it first copies and
+// checks it all — is still written over.) The read goes into the memory of s's own
 // (fresh memory costs more than the read at 60 MB), which leaves s spent.
 func lookAgain(sock *xtables.Socket, s *SaveTable) (*xtables.Table, error) {
 	old := s.direct.Table
