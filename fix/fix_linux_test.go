@@ -792,3 +792,22 @@ func TestRollbackUnmarkedEntries(t *testing.T) {
 		})
 	}
 }
+
+// slowSave is a Runner whose save tools run out of time, as
+// iptables-nft-save does under a writer that commits faster than it reads.
+type slowSave struct{}
+
+func (slowSave) LookPath(name string) (string, error) { return "/usr/sbin/" + name, nil }
+func (slowSave) Run(_ context.Context, c tool.Cmd) ([]byte, error) {
+	return nil, &tool.ExitError{Cmd: c.String(), Code: -1, Err: errors.Join(errors.New("signal: killed"), context.DeadlineExceeded)}
+}
+
+// An iptables-nft-save that does not finish in time says why: the ruleset
+// kept changing.
+func TestSaveKeptChanging(t *testing.T) {
+	f := New(Config{Runner: slowSave{}})
+	_, err := f.save(context.Background(), &restoreGroup{backend: natrule.IptablesNFT, family: natrule.IPv4, table: "nat"})
+	if err == nil || !strings.HasPrefix(err.Error(), "the nftables ruleset kept changing: iptables-nft-save did not finish in time") {
+		t.Errorf("err = %v, want one saying the ruleset kept changing", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/nftnl"
 	"github.com/snatrace/snatrace/ruleset"
 	"github.com/snatrace/snatrace/tool"
@@ -168,6 +169,10 @@ func (f *Fixer) save(ctx context.Context, g *restoreGroup) (*SaveTable, error) {
 	}
 	out, err := f.run.Run(ctx, command(saveBin, "-c", "-t", g.table))
 	if err != nil {
+		if g.backend == natrule.IptablesNFT && errors.Is(err, context.DeadlineExceeded) {
+			// iptables-nft-save starts its read over at every commit.
+			return nil, fmt.Errorf("the nftables ruleset kept changing: %s did not finish in time (it starts over whenever the ruleset changes): %w", saveBin, err)
+		}
 		return nil, err
 	}
 	return ParseSave(string(out), g.table)
