@@ -28,12 +28,8 @@ import (
 func Read(ctx context.Context, opts ReadOptions) (*Ruleset, error) {
 	run := opts.runner()
 	rs := &Ruleset{}
-	d, nftErr := readNftDump(opts)
+	nrs, nftErr := readNft(ctx, opts, run)
 	if nftErr == nil {
-		nrs := fromNftDump(d)
-		if bin, err := attachIptablesNftText(ctx, run, nrs); err != nil {
-			nrs.readError(natrule.IptablesNFT, bin, err)
-		}
 		rs.merge(nrs)
 	}
 	legacyRead := false
@@ -49,6 +45,42 @@ func Read(ctx context.Context, opts ReadOptions) (*Ruleset, error) {
 	rs.resolveHooks()
 	Attribute(rs)
 	return rs, nil
+}
+
+// nftTextTries bounds the reads of readNft while commits keep coming
+// between its dump and its listing of the iptables-nft chains.
+const nftTextTries = 5
+
+// readNft reads the nftables rules, and gives the iptables-nft ones the
+// iptables text of the same generation: a commit between the dump and the
+// listing of their chains pairs lines with the wrong rules, so then both
+// are read again. When commits keep coming, the rules keep the rendered
+// nft text and a warning says why.
+func readNft(ctx context.Context, opts ReadOptions, run tool.Runner) (*Ruleset, error) {
+	for try := 1; ; try++ {
+		d, err := readNftDump(opts)
+		if err != nil {
+			return nil, err
+		}
+		nrs := fromNftDump(d)
+		bin, listed, err := attachIptablesNftText(ctx, run, nrs)
+		switch {
+		case err != nil:
+			nrs = fromNftDump(d) // no line of a failed pairing kept
+			nrs.readError(natrule.IptablesNFT, bin, err)
+			return nrs, nil
+		case !listed:
+			return nrs, nil
+		}
+		if gen, err := nftGeneration(opts); err == nil && gen == d.gen {
+			return nrs, nil
+		}
+		if try == nftTextTries {
+			nrs = fromNftDump(d)
+			nrs.readError(natrule.IptablesNFT, bin, fmt.Errorf("the nftables ruleset kept changing while its iptables-nft chains were listed (%d tries)", try))
+			return nrs, nil
+		}
+	}
 }
 
 // readLegacy merges the iptables-legacy rules into rs and reports whether
@@ -169,7 +201,7 @@ func readSave(ctx context.Context, run tool.Runner, bin string, args ...string) 
 // family, chain and position. It lists only the chains that hold such rules
 // (`iptables-nft -t nat -S CHAIN`): iptables-nft-save would read the whole
 // table, seconds on a 100,000-rule node. On error it names the tool.
-func attachIptablesNftText(ctx context.Context, run tool.Runner, rs *Ruleset) (string, error) {
+func attachIptablesNftText(ctx context.Context, run tool.Runner, rs *Ruleset) (bin string, listed bool, err error) {
 	chains := map[Family][]string{}
 	for _, r := range rs.Rules {
 		if r.Backend == natrule.IptablesNFT && r.Table == "nat" && !slices.Contains(chains[r.Family], r.Chain) {
@@ -177,16 +209,17 @@ func attachIptablesNftText(ctx context.Context, run tool.Runner, rs *Ruleset) (s
 		}
 	}
 	for fam, names := range chains {
-		bin, _ := natrule.Tool(natrule.IptablesNFT, fam)
+		bin, _ = natrule.Tool(natrule.IptablesNFT, fam)
 		srs, err := listChains(ctx, run, bin, names)
 		if err != nil {
-			return bin, err
+			return bin, listed, err
 		}
 		if srs == nil {
 			continue
 		}
+		listed = true
 		if err := matchSaveLines(rs, srs, fam, bin); err != nil {
-			return bin, err
+			return bin, listed, err
 		}
 		version := IptablesVersion(ctx, run, bin)
 		for i := range rs.Sources {
@@ -195,7 +228,7 @@ func attachIptablesNftText(ctx context.Context, run tool.Runner, rs *Ruleset) (s
 			}
 		}
 	}
-	return "", nil
+	return "", listed, nil
 }
 
 // listChains runs `bin -t nat -S CHAIN` for each chain and parses the
@@ -216,7 +249,9 @@ func listChains(ctx context.Context, run tool.Runner, bin string, chains []strin
 }
 
 // matchSaveLines gives the iptables-nft rules of fam in rs the text, match
-// and comment of the line at the same chain and position in srs.
+// and comment of the line at the same chain and position in srs, whose NAT
+// action and flags must be the rule's; it changes no rule unless every one
+// has its line.
 func matchSaveLines(rs, srs *Ruleset, fam Family, bin string) error {
 	type pkey struct {
 		chain string
@@ -226,19 +261,29 @@ func matchSaveLines(rs, srs *Ruleset, fam Family, bin string) error {
 	for i := range srs.Rules {
 		lines[pkey{srs.Rules[i].Chain, srs.Rules[i].Position}] = &srs.Rules[i]
 	}
+	pairs := map[*Rule]*Rule{}
 	for i := range rs.Rules {
 		r := &rs.Rules[i]
 		if r.Backend != natrule.IptablesNFT || r.Family != fam || r.Table != "nat" {
 			continue
 		}
 		s, ok := lines[pkey{r.Chain, r.Position}]
-		if !ok || s.NAT.Action != r.NAT.Action {
+		if !ok || !sameNAT(s.NAT, r.NAT) {
 			return fmt.Errorf("%s: no matching %s line for %s", bin, bin, r.Label())
 		}
+		pairs[r] = s
+	}
+	for r, s := range pairs {
 		r.Text, r.Match = s.Text, s.Match
 		if s.Comment != "" {
 			r.Comment = s.Comment
 		}
 	}
 	return nil
+}
+
+// sameNAT reports whether two readings of a rule's NAT have the same action
+// and port-choice flags.
+func sameNAT(a, b natrule.Mode) bool {
+	return a.Action == b.Action && a.Random == b.Random && a.FullyRandom == b.FullyRandom && a.Persistent == b.Persistent
 }

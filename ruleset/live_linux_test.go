@@ -5,12 +5,14 @@ package ruleset
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/netns/netnstest"
+	"github.com/snatrace/snatrace/tool"
 )
 
 // labNS creates a throwaway namespace snt-rs-<pid>-<n> deleted on cleanup.
@@ -131,5 +133,85 @@ COMMIT
 	}
 	if rs.Generation == 0 {
 		t.Errorf("Generation = 0")
+	}
+}
+
+// commitOnList is a Runner that, at its first `iptables-nft -S`, lets an
+// owner rewrite the iptables-nft rules first: their order changes between
+// the netlink dump and the listing.
+type commitOnList struct {
+	tool.Runner
+	ns     *netns.NS
+	lists  int
+	commit func()
+}
+
+func (c *commitOnList) Run(ctx context.Context, cmd tool.Cmd) ([]byte, error) {
+	if cmd.Name == "iptables-nft" && slices.Contains(cmd.Args, "-S") {
+		if c.lists++; c.lists == 1 {
+			c.commit()
+		}
+	}
+	return c.Runner.Run(ctx, cmd)
+}
+
+// A commit between the nftables dump and the listing of the iptables-nft
+// chains makes Read read both again: no rule gets another rule's line.
+func TestReadIptablesNftTextSameGeneration(t *testing.T) {
+	ns := labNS(t)
+	const a, b = "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE", "-A POSTROUTING -s 10.88.0.0/16 ! -o cni0 -j MASQUERADE"
+	load := func(first, second string) {
+		inNS(t, ns, "*nat\n:POSTROUTING ACCEPT [0:0]\n-F POSTROUTING\n"+first+"\n"+second+"\nCOMMIT\n", "iptables-nft-restore", "--noflush")
+	}
+	load(a, b)
+	run := &commitOnList{Runner: tool.Exec{NS: ns}, ns: ns, commit: func() { load(b, a) }}
+	rs, err := Read(context.Background(), ReadOptions{NS: ns, Runner: run, SkipLegacy: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.lists < 2 {
+		t.Errorf("the chains were listed %d times: the commit went unnoticed", run.lists)
+	}
+	// Each line must be on the rule of its handle as the kernel has it now.
+	listing := netnstest.Run(t, ns, "", "nft", "-a", "list", "chain", "ip", "nat", "POSTROUTING")
+	handleOf := func(saddr string) string {
+		for _, l := range strings.Split(listing, "\n") {
+			if strings.Contains(l, saddr) {
+				return l[strings.LastIndex(l, " ")+1:]
+			}
+		}
+		return "?"
+	}
+	if len(rs.Rules) != 2 {
+		t.Fatalf("%d rules, want 2", len(rs.Rules))
+	}
+	for _, r := range rs.Rules {
+		saddr := "172.17.0.0/16"
+		if strings.Contains(r.Text, "10.88.0.0/16") {
+			saddr = "10.88.0.0/16"
+		}
+		if h := fmt.Sprint(r.Location.Handle); h != handleOf(saddr) {
+			t.Errorf("line %q is on handle %s; the kernel's rule of %s is handle %s", r.Text, h, saddr, handleOf(saddr))
+		}
+	}
+}
+
+// A line pairs with a rule only with the same NAT action and flags, and a
+// pairing that fails anywhere gives no rule a line.
+func TestMatchSaveLinesAllOrNothing(t *testing.T) {
+	rule := func(pos int, fully bool) Rule {
+		return Rule{Location: Location{Backend: natrule.IptablesNFT, Family: natrule.IPv4, Table: "nat", Chain: "POSTROUTING", Position: pos},
+			NAT: natrule.Mode{Action: natrule.Masquerade, FullyRandom: fully}, Text: "nft text"}
+	}
+	rs := &Ruleset{Rules: []Rule{rule(1, false), rule(2, false)}}
+	srs := &Ruleset{Rules: []Rule{rule(1, false), rule(2, true)}}
+	srs.Rules[0].Text, srs.Rules[1].Text = "line 1", "line 2 --random-fully"
+	if err := matchSaveLines(rs, srs, natrule.IPv4, "iptables-nft"); err == nil {
+		t.Errorf("a line whose flags differ from its rule's paired")
+	}
+	for _, r := range rs.Rules {
+		if r.Text != "nft text" {
+			t.Errorf("rule %d got line %q from a failed pairing", r.Position, r.Text)
+		}
 	}
 }

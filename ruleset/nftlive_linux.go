@@ -93,6 +93,16 @@ func readNftDump(opts ReadOptions) (*nftDump, error) {
 	return d, nil
 }
 
+// nftGeneration asks the namespace's nftables generation.
+func nftGeneration(opts ReadOptions) (uint32, error) {
+	c, err := nftnl.Dial(append([]nftnl.Option{nftnl.WithNetNS(opts.NS)}, opts.Nftables...)...)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	return c.Generation()
+}
+
 // chainList fills d.list: from cc when it describes the current
 // generation, else from a chain dump.
 func (d *nftDump) chainList(c *nftnl.Conn, cc *ChainCache) (bool, error) {
