@@ -48,12 +48,12 @@ func (f *Fixer) apply(ctx context.Context, p *Plan, backupPath string, fresh boo
 	if err != nil {
 		return res, err
 	}
-	ok, handles, err := f.verify(ctx, res.Applied, t.saves)
+	ok, fixed, err := f.verify(ctx, res.Applied, t.saves)
 	if err != nil {
 		return res, fmt.Errorf("verifying the fix: %w", err)
 	}
 	res.Verified = ok
-	return res, bk.recordHandles(handles)
+	return res, bk.recordFixed(fixed)
 }
 
 // txn is a prepared fix: every check passed, nothing changed yet.
@@ -182,13 +182,14 @@ func (f *Fixer) commitGroup(ctx context.Context, g *restoreGroup, s *SaveTable) 
 // verify re-reads the changed chains (not the whole ruleset: the kernel's
 // own view of the few chains touched) and checks each applied change: the
 // rule at its position now has the fully-random flag (nftables) or the
-// planned line (iptables). It returns the nftables handles the changed rules
-// have now (a replacement gets a new one), by location key. A table the
+// planned line (iptables). It returns the changed nftables rules as read
+// back (their handles, which a replacement may change, and fingerprints),
+// by location key. A table the
 // commit wrote directly (saves, by group) is read back whole and compared
 // with what was written.
-func (f *Fixer) verify(ctx context.Context, applied []Change, saves map[*restoreGroup]*SaveTable) (bool, map[string]uint64, error) {
+func (f *Fixer) verify(ctx context.Context, applied []Change, saves map[*restoreGroup]*SaveTable) (bool, map[string]fixedRule, error) {
 	ok := true
-	handles := map[string]uint64{}
+	fixed := map[string]fixedRule{}
 	var nftChanges []Change
 	for _, c := range applied {
 		if c.Method == MethodNetlink {
@@ -196,7 +197,7 @@ func (f *Fixer) verify(ctx context.Context, applied []Change, saves map[*restore
 		}
 	}
 	if len(nftChanges) > 0 {
-		good, err := f.verifyNft(nftChanges, handles)
+		good, err := f.verifyNft(nftChanges, fixed)
 		if err != nil {
 			return false, nil, err
 		}
@@ -229,12 +230,12 @@ func (f *Fixer) verify(ctx context.Context, applied []Change, saves map[*restore
 			}
 		}
 	}
-	return ok, handles, nil
+	return ok, fixed, nil
 }
 
-// verifyNft checks that the rule at each change's position is fully-random
-// and records its handle.
-func (f *Fixer) verifyNft(changes []Change, handles map[string]uint64) (bool, error) {
+// verifyNft checks that each changed rule (by handle, else at its
+// position) is fully-random and records its handle and fingerprint.
+func (f *Fixer) verifyNft(changes []Change, fixed map[string]fixedRule) (bool, error) {
 	conn, err := f.dialNft()
 	if err != nil {
 		return false, err
@@ -268,7 +269,11 @@ func (f *Fixer) verifyNft(changes []Change, handles map[string]uint64) (bool, er
 			ok = false
 			continue
 		}
-		handles[ruleKey(c.Location, c.Before)] = r.Handle
+		sum, err := ruleSum(r)
+		if err != nil {
+			return false, err
+		}
+		fixed[ruleKey(c.Location, c.Before)] = fixedRule{handle: r.Handle, sum: sum}
 	}
 	return ok, nil
 }

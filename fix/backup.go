@@ -49,6 +49,9 @@ type BackupEntry struct {
 	NewFlags uint32 `json:"new_flags"`
 	// Applied is set once the change is in the kernel.
 	Applied bool `json:"applied"`
+	// Sum fingerprints the fixed nftables rule as the verification read it
+	// back (ruleSum): a rollback changes only a rule that still has it.
+	Sum string `json:"sum,omitempty"`
 }
 
 // DefaultBackupName is the backup file an apply writes when none is given:

@@ -84,17 +84,23 @@ func (bf *backupFile) markApplied(pred func(*BackupEntry) bool) error {
 	return bf.b.WriteFile(bf.path)
 }
 
-// recordHandles stores the handles the verify read back, by ruleKey: an
-// older entry at the same position (a rule that has since moved) keeps its
-// own.
-func (bf *backupFile) recordHandles(handles map[string]uint64) error {
-	if bf == nil || len(handles) == 0 {
+// recordFixed stores what the verification read back of each fixed
+// nftables rule, by ruleKey: its handle (a replacement may take a new one)
+// and its fingerprint.
+func (bf *backupFile) recordFixed(fixed map[string]fixedRule) error {
+	if bf == nil || len(fixed) == 0 {
 		return nil
 	}
 	for i := range bf.b.Entries {
-		if h, ok := handles[ruleKey(bf.b.Entries[i].Location, bf.b.Entries[i].Before)]; ok {
-			bf.b.Entries[i].Handle = h
+		if f, ok := fixed[ruleKey(bf.b.Entries[i].Location, bf.b.Entries[i].Before)]; ok {
+			bf.b.Entries[i].Handle, bf.b.Entries[i].Sum = f.handle, f.sum
 		}
 	}
 	return bf.b.WriteFile(bf.path)
+}
+
+// fixedRule is a fixed nftables rule as the verification read it back.
+type fixedRule struct {
+	handle uint64
+	sum    string
 }

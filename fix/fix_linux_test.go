@@ -745,10 +745,10 @@ func TestVerifyFollowsTheHandle(t *testing.T) {
 		t.Fatalf("apply: %v %+v", err, res)
 	}
 	sh(t, ns, "", "nft", "insert", "rule", "ip", "t", "post", "ip", "saddr", "9.9.9.9", "masquerade", "fully-random")
-	handles := map[string]uint64{}
-	ok, err := f.verifyNft(p.Changes, handles)
+	fixed := map[string]fixedRule{}
+	ok, err := f.verifyNft(p.Changes, fixed)
 	c := p.Changes[0]
-	if got := handles[ruleKey(c.Location, c.Before)]; err != nil || !ok || got != c.Location.Handle {
+	if got := fixed[ruleKey(c.Location, c.Before)].handle; err != nil || !ok || got != c.Location.Handle {
 		t.Errorf("verified %v (%v), recorded handle %d; want the fixed rule's, %d", ok, err, got, c.Location.Handle)
 	}
 }
@@ -809,5 +809,39 @@ func TestSaveKeptChanging(t *testing.T) {
 	_, err := f.save(context.Background(), &restoreGroup{backend: natrule.IptablesNFT, family: natrule.IPv4, table: "nat"})
 	if err == nil || !strings.HasPrefix(err.Error(), "the nftables ruleset kept changing: iptables-nft-save did not finish in time") {
 		t.Errorf("err = %v, want one saying the ruleset kept changing", err)
+	}
+}
+
+// A rollback leaves alone a rule that has the fixed rule's handle, position
+// and flags but is another rule: its owner recreated the table, whose rules
+// are numbered from 1 again.
+func TestRollbackRecreatedTable(t *testing.T) {
+	needRoot(t)
+	ns := newNS(t, "recreated")
+	table := func(saddr, oif, flags string) string {
+		return "table ip cni-nat { chain postrouting { type nat hook postrouting priority srcnat; ip saddr " + saddr + " oifname != \"" + oif + "\" masquerade" + flags + "; }; }\n"
+	}
+	sh(t, ns, table("10.88.0.0/16", "cni0", ""), "nft", "-f", "-")
+	f := New(Config{NS: ns})
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "backup.json")
+	if _, res, err := f.ApplyFresh(ctx, path, 3); err != nil || !res.Verified {
+		t.Fatalf("apply: %v %+v", err, res)
+	}
+	sh(t, ns, "delete table ip cni-nat\n"+table("10.99.0.0/16", "eth9", " fully-random"), "nft", "-f", "-")
+	before := dumps(t, ns)
+	b, err := LoadBackup(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := b.Entries[0].Handle; !strings.Contains(sh(t, ns, "", "nft", "-a", "list", "table", "ip", "cni-nat"), fmt.Sprintf("# handle %d", h)) {
+		t.Fatalf("the new table has no rule of handle %d: the test does not reuse the handle", h)
+	}
+	res, err := f.Rollback(ctx, b)
+	if err != nil || len(res.Restored) != 0 || len(res.Missing) != 1 {
+		t.Errorf("rollback: %v, restored %d, left alone %d; want the owner's new rule left alone", err, len(res.Restored), len(res.Missing))
+	}
+	if got := dumps(t, ns); got != before {
+		t.Errorf("the rollback changed the owner's rule:\n%s", strings.Join(diffLines(before, got), "\n"))
 	}
 }

@@ -294,25 +294,28 @@ func (f *Fixer) tryRollbackNft(entries []BackupEntry) (restored, missing []Backu
 }
 
 // findFixed finds the rule e describes as the fix left it: at its position
-// or else by handle, as long as its NAT flags are the ones the fix set.
+// or else by handle, as long as its NAT flags are the ones the fix set and,
+// when the backup has its fingerprint, it is still that rule (a table its
+// owner recreated reuses handles and positions).
 func findFixed(rules []rawRule, e BackupEntry) *rawRule {
-	flagsOf := func(r *rawRule) (uint32, bool) {
+	fixed := func(r *rawRule) bool {
 		var got uint32
-		_, _, err := setNATFlags(*r, func(old uint32) uint32 { got = old; return old })
-		return got, err == nil
+		if _, _, err := setNATFlags(*r, func(old uint32) uint32 { got = old; return old }); err != nil || got != e.NewFlags {
+			return false
+		}
+		sum, err := ruleSum(*r)
+		return e.Sum == "" || err == nil && sum == e.Sum
 	}
 	if e.Position <= len(rules) {
 		r := &rules[e.Position-1]
-		if fl, ok := flagsOf(r); ok && fl == e.NewFlags && (e.Handle == 0 || r.Handle == e.Handle) {
+		if (e.Handle == 0 || r.Handle == e.Handle) && fixed(r) {
 			return r
 		}
 	}
 	if e.Handle != 0 {
 		for i := range rules {
-			if rules[i].Handle == e.Handle {
-				if fl, ok := flagsOf(&rules[i]); ok && fl == e.NewFlags {
-					return &rules[i]
-				}
+			if rules[i].Handle == e.Handle && fixed(&rules[i]) {
+				return &rules[i]
 			}
 		}
 	}

@@ -3,6 +3,8 @@
 package fix
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -139,6 +141,43 @@ func setNATFlags(r rawRule, set func(old uint32) uint32) ([]netlink.Attribute, p
 		return out, res, nil
 	}
 	return nil, res, fmt.Errorf("%d source-NAT expressions in one rule", found)
+}
+
+// volatileExprs keep state that changes as packets pass: a rule's
+// fingerprint takes only their names.
+var volatileExprs = map[string]bool{"counter": true, "quota": true, "last": true}
+
+// ruleSum fingerprints what a rule does: its expressions (the state of
+// counters and quotas aside) and its user data (the comment), as hex. Two
+// rules with the same sum are the same rule to a rollback, whatever their
+// handles: a table its owner recreated numbers its rules from 1 again.
+func ruleSum(r rawRule) (string, error) {
+	h := sha256.New()
+	for _, a := range r.Attrs {
+		switch a.Type & attrTypeMask {
+		case unix.NFTA_RULE_USERDATA:
+			h.Write([]byte("udata"))
+			h.Write(a.Data)
+		case unix.NFTA_RULE_EXPRESSIONS:
+			elems, err := netlink.UnmarshalAttributes(a.Data)
+			if err != nil {
+				return "", fmt.Errorf("decoding expressions: %w", err)
+			}
+			for _, el := range elems {
+				name, data, err := exprParts(el.Data)
+				if err != nil {
+					return "", err
+				}
+				h.Write([]byte{0})
+				h.Write([]byte(name))
+				if !volatileExprs[name] {
+					h.Write([]byte{1})
+					h.Write(data)
+				}
+			}
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16]), nil
 }
 
 // exprParts splits a NFTA_LIST_ELEM into the expression name and data.

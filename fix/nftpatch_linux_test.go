@@ -358,3 +358,41 @@ func TestAnonymousSetCopy(t *testing.T) {
 		t.Errorf("second message %v", msgs[1].Header.Type)
 	}
 }
+
+// A rule's fingerprint ignores its counter's values and sees everything
+// else: its matches and its comment.
+func TestRuleSum(t *testing.T) {
+	elem := func(name string, data ...netlink.Attribute) netlink.Attribute {
+		d, _ := netlink.MarshalAttributes(data)
+		b, _ := netlink.MarshalAttributes([]netlink.Attribute{
+			{Type: unix.NFTA_EXPR_NAME, Data: append([]byte(name), 0)},
+			{Type: unix.NLA_F_NESTED | unix.NFTA_EXPR_DATA, Data: d},
+		})
+		return netlink.Attribute{Type: unix.NLA_F_NESTED | 1, Data: b} // NFTA_LIST_ELEM
+	}
+	rule := func(packets byte, saddr byte, comment string) rawRule {
+		exprs, _ := netlink.MarshalAttributes([]netlink.Attribute{
+			elem("cmp", netlink.Attribute{Type: 3, Data: []byte{10, saddr, 0, 0}}),
+			elem("counter", netlink.Attribute{Type: unix.NFTA_COUNTER_PACKETS, Data: []byte{0, 0, 0, 0, 0, 0, 0, packets}}),
+			elem("masq"),
+		})
+		return rawRule{Attrs: []netlink.Attribute{
+			{Type: unix.NLA_F_NESTED | unix.NFTA_RULE_EXPRESSIONS, Data: exprs},
+			{Type: unix.NFTA_RULE_USERDATA, Data: []byte(comment)},
+		}}
+	}
+	sum := func(r rawRule) string {
+		s, err := ruleSum(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	base := sum(rule(1, 88, "a"))
+	if sum(rule(200, 88, "a")) != base {
+		t.Errorf("the counter's value changed the fingerprint")
+	}
+	if sum(rule(1, 99, "a")) == base || sum(rule(1, 88, "b")) == base {
+		t.Errorf("another match or comment gave the same fingerprint")
+	}
+}

@@ -61,7 +61,7 @@ func TestPhases(t *testing.T) {
 	}
 	k.Rules[0].Exprs = append(append([]expr.Any(nil), plainMasq[:4]...), &expr.Masq{FullyRandom: true})
 	ok, handles, err := f.verify(ctx, applied, nil)
-	if err != nil || !ok || handles[ruleKey(applied[0].Location, applied[0].Before)] != 4 {
+	if err != nil || !ok || handles[ruleKey(applied[0].Location, applied[0].Before)].handle != 4 {
 		t.Fatalf("verify: %v, handles %v, %v", ok, handles, err)
 	}
 }
