@@ -7,9 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
+	"github.com/snatrace/snatrace/internal/jsondoc"
 	"github.com/snatrace/snatrace/natmodel"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/ruleset"
@@ -63,13 +63,8 @@ func DefaultBackupName(now time.Time) string {
 // ReadBackup parses and checks a backup file's content; name labels errors.
 func ReadBackup(data []byte, name string) (*Backup, error) {
 	var b Backup
-	dec := json.NewDecoder(strings.NewReader(string(data)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
+	if err := jsondoc.Decode(data, &b); err != nil {
 		return nil, fmt.Errorf("%s: not a snatrace fix backup: %w", name, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%s: trailing data after the backup", name)
 	}
 	if b.Version != BackupVersion {
 		return nil, fmt.Errorf("%s: backup version %d, want %d", name, b.Version, BackupVersion)

@@ -228,7 +228,8 @@ func TestReadBackup(t *testing.T) {
 		{"other before", `{"version":1,"entries":[{"backend":"iptables-legacy","family":"ip","table":"nat","chain":"P","position":1,"method":"iptables-restore","before":"-A P -s 10.0.0.0/8 -j MASQUERADE","after":"-A P -j MASQUERADE --random-fully"}]}`, `b.json: entry 1: ` + tampered + `after "-A P -j MASQUERADE --random-fully" is not "-A P -s 10.0.0.0/8 -j MASQUERADE" with --random-fully`},
 		{"newline", `{"version":1,"entries":[{"backend":"iptables-legacy","family":"ip","table":"nat","chain":"P","position":1,"method":"iptables-restore","before":"-A P -j MASQUERADE\n-A P -j ACCEPT","after":"-A P -j MASQUERADE\n-A P -j ACCEPT --random-fully"}]}`, `b.json: entry 1: ` + tampered + `control character '\n' in "-A P -j MASQUERADE\n-A P -j ACCEPT"`},
 		{"chain name", `{"version":1,"entries":[{"backend":"iptables-legacy","family":"ip","table":"nat x","chain":"P","position":1,"method":"iptables-restore"}]}`, `b.json: entry 1: ` + tampered + `bad table name "nat x"`},
-		{"trailing", `{"version":1} {}`, "b.json: trailing data after the backup"},
+		{"trailing", `{"version":1} {}`, "b.json: not a snatrace fix backup: trailing data after the document"},
+		{"trailing bracket", `{"version":1}}`, "b.json: not a snatrace fix backup: trailing data after the document"},
 	}
 	for _, tt := range bad {
 		_, err := ReadBackup([]byte(tt.doc), "b.json")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"github.com/snatrace/snatrace/audit"
 	"github.com/snatrace/snatrace/fix"
 	"github.com/snatrace/snatrace/internal/background"
+	"github.com/snatrace/snatrace/internal/jsondoc"
 	"github.com/snatrace/snatrace/report/text"
 	"github.com/snatrace/snatrace/tool"
 	"github.com/snatrace/snatrace/tsoffset"
@@ -413,15 +413,9 @@ func readPlan(path string) (*fix.Plan, error) {
 	// does not write (a typo, a hand edit such as "fully_random": false)
 	// would otherwise be ignored without a word.
 	var doc fixOutput
-	dec := json.NewDecoder(strings.NewReader(string(data)))
-	dec.DisallowUnknownFields()
-	err = dec.Decode(&doc)
-	switch {
-	case err != nil:
-	case doc.Plan == nil:
+	err = jsondoc.Decode(data, &doc)
+	if err == nil && doc.Plan == nil {
 		err = errors.New("no \"plan\" in the document")
-	case dec.More():
-		err = errors.New("trailing data after the document")
 	}
 	if err != nil {
 		return nil, usageErr("--plan %s: not the output of snatrace fix --json: %w", path, err)

@@ -67,6 +67,7 @@ func TestFixPlanUnknownField(t *testing.T) {
 	for _, tt := range []struct{ name, doc, want string }{
 		{"unknown field", strings.Replace(out, `"before": `, `"fully_random": false, "before": `, 1), `json: unknown field "fully_random"`},
 		{"trailing document", out + out, "trailing data after the document"},
+		{"trailing bracket", out + "}", "trailing data after the document"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.doc == out {
