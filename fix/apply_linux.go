@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/snatrace/snatrace/natrule"
+	"github.com/snatrace/snatrace/report/text"
 	"github.com/snatrace/snatrace/ruleset"
 )
 
@@ -295,6 +296,9 @@ func (f *Fixer) ApplyFresh(ctx context.Context, backupPath string, tries int) (*
 			replans++
 			continue
 		}
+		if errors.Is(err, ErrStale) && (res == nil || len(res.Applied) == 0) {
+			err = keptChanging(tries, err)
+		}
 		if res != nil {
 			res.Replans = replans
 		}
@@ -303,6 +307,13 @@ func (f *Fixer) ApplyFresh(ctx context.Context, backupPath string, tries int) (*
 		}
 		return p, res, err
 	}
+}
+
+// keptChanging is the error of an ApplyFresh whose tries plans all went
+// stale, err the last one's; it is still ErrStale.
+func keptChanging(tries int, err error) error {
+	return fmt.Errorf("the rules kept changing: %d %s went stale before %s could be applied, and nothing was changed (more with --tries): %w",
+		tries, text.Plural(tries, "plan", "plans"), text.Plural(tries, "it", "each"), err)
 }
 
 // planAndApply is one round of ApplyFresh. With Config.HoldLock it takes

@@ -845,3 +845,12 @@ func TestRollbackRecreatedTable(t *testing.T) {
 		t.Errorf("the rollback changed the owner's rule:\n%s", strings.Join(diffLines(before, got), "\n"))
 	}
 }
+
+func TestKeptChanging(t *testing.T) {
+	last := fmt.Errorf("chain nat/POSTROUTING: %w", ErrStale)
+	err := keptChanging(5, last)
+	want := "the rules kept changing: 5 plans went stale before each could be applied, and nothing was changed (more with --tries): chain nat/POSTROUTING: " + ErrStale.Error()
+	if !errors.Is(err, ErrStale) || err.Error() != want {
+		t.Errorf("err = %q, want %q (and ErrStale)", err, want)
+	}
+}

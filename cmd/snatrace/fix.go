@@ -61,8 +61,13 @@ not. --apply applies:
     the plan's generation; --apply: the one at which the rules to replace
     were read again and found as planned, so commits elsewhere do not stall
     it);
-  iptables-legacy: one iptables-restore --noflush -w run per table with
-    "-R CHAIN N", after checking a checksum of each chain against the plan.
+  iptables-legacy: the kernel's table is read and replaced whole (one
+    IPT_SO_SET_REPLACE a table, counters kept) with the xtables lock held
+    from the read to the replace, after reading it once more to check that
+    no writer ignoring the lock changed it; with iptables before 1.8.6, or
+    where the kernel interface cannot be used, one iptables-restore
+    --noflush -w run per table with "-R CHAIN N", after checking a checksum
+    of each chain against the plan.
 
 If the rules changed between plan and apply, nothing is applied: --apply
 re-plans, --apply --plan FILE (a plan saved with --json) refuses (exit 2).
