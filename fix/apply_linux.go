@@ -374,14 +374,18 @@ func restrict(fresh, saved *Plan) (*Plan, error) {
 	}
 	p := *fresh
 	p.Changes = nil
+	seen := map[string]bool{}
 	for _, c := range saved.Changes {
 		got, ok := have[c.Key()]
 		switch {
+		case seen[c.Key()]:
+			return nil, fmt.Errorf("%s: the file lists the change twice: %w", c.Label(), ErrTampered)
 		case !ok:
 			return nil, fmt.Errorf("%s: no such change in a plan made now (the rule moved, or is not one snatrace would change): %w", c.Label(), ErrStale)
 		case got.Handle != c.Handle || got.Method != c.Method || got.Before != c.Before || got.After != c.After || got.From != c.From || got.To != c.To:
 			return nil, fmt.Errorf("%s: the file's change differs from the one snatrace computes now: %w", c.Label(), ErrTampered)
 		}
+		seen[c.Key()] = true
 		p.Changes = append(p.Changes, got)
 	}
 	needNft := false

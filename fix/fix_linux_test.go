@@ -854,3 +854,16 @@ func TestKeptChanging(t *testing.T) {
 		t.Errorf("err = %q, want %q (and ErrStale)", err, want)
 	}
 }
+
+// A saved plan that lists a change twice is not one snatrace wrote.
+func TestRestrictRefusesDuplicates(t *testing.T) {
+	c := Change{Location: ruleset.Location{Backend: "nftables", Family: "ip", Table: "t", Chain: "post", Position: 1, Handle: 4},
+		Method: MethodNetlink, Before: "masquerade", After: "masquerade fully-random", From: "masquerade", To: "masquerade fully-random"}
+	fresh := &Plan{Changes: []Change{c}}
+	if _, err := restrict(fresh, &Plan{Changes: []Change{c}}); err != nil {
+		t.Fatalf("the plan itself: %v", err)
+	}
+	if _, err := restrict(fresh, &Plan{Changes: []Change{c, c}}); !errors.Is(err, ErrTampered) {
+		t.Errorf("a change listed twice: err %v, want ErrTampered", err)
+	}
+}
