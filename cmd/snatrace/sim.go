@@ -148,38 +148,11 @@ func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 			return c, usageErr("--%s: %d is out of range 1..%d", n.flag, n.v, n.max)
 		}
 	}
-	if fl.rate != "" {
-		r, err := parseRate(fl.rate)
-		if err != nil {
-			return c, usageErr("--rate: %w", err)
-		}
-		c.Rate = r
-	}
-	// A rate sweep gives every scenario its rate.
-	sweepsRate := strings.HasPrefix(fl.sweep, sim.ParamRate+"=")
-	if (c.Workload == labnet.Steady || c.Workload == labnet.Short) && c.Rate == 0 && !sweepsRate {
-		return c, usageErr("--rate: the %s workload needs a rate, e.g. --rate 5000/s", c.Workload)
-	}
-	if fl.duration < 0 {
-		return c, usageErr("--duration: %v must not be negative", fl.duration)
+	if err := fl.rateConfig(cmd, &c); err != nil {
+		return c, err
 	}
 	if err := onlyWith(cmd, c.Workload); err != nil {
 		return c, err
-	}
-	if fl.duration > 0 {
-		if cmd.Flags().Changed("connections") {
-			return c, usageErr("--duration: give --connections or --duration, not both (connections = rate x duration)")
-		}
-		if c.Rate == 0 && !sweepsRate {
-			return c, usageErr("--duration: needs --rate (connections = rate x duration)")
-		}
-		c.Duration = fl.duration
-		if !cmd.Flags().Changed("connections") {
-			if n, most := c.Rate*fl.duration.Seconds(), sim.MaxConnections(c.SynRetries); sim.ConnectionsFor(c.Rate, fl.duration) > most {
-				return c, usageErr("--duration: %v at %v/s is %.4g connections, more than %d, the most with --syn-retries %d", fl.duration, c.Rate, n, most, c.SynRetries)
-			}
-			c.Connections = 0 // sim: rate x duration
-		}
 	}
 	lo, hi, err := parsePortRange(fl.portRange)
 	if err != nil {
@@ -217,6 +190,38 @@ func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 		return c, usageErr("--syn-retries: %d is out of range 1..20", c.SynRetries)
 	}
 	return c, nil
+}
+
+// rateConfig sets the rate and, from --duration, the connections.
+func (fl *simFlags) rateConfig(cmd *cobra.Command, c *sim.Config) error {
+	if fl.rate != "" {
+		r, err := parseRate(fl.rate)
+		if err != nil {
+			return usageErr("--rate: %w", err)
+		}
+		c.Rate = r
+	}
+	// A rate sweep gives every scenario its rate.
+	sweepsRate := strings.HasPrefix(fl.sweep, sim.ParamRate+"=")
+	if (c.Workload == labnet.Steady || c.Workload == labnet.Short) && c.Rate == 0 && !sweepsRate {
+		return usageErr("--rate: the %s workload needs a rate, e.g. --rate 5000/s", c.Workload)
+	}
+	switch {
+	case fl.duration < 0:
+		return usageErr("--duration: %v must not be negative", fl.duration)
+	case fl.duration == 0:
+		return nil
+	case cmd.Flags().Changed("connections"):
+		return usageErr("--duration: give --connections or --duration, not both (connections = rate x duration)")
+	case c.Rate == 0 && !sweepsRate:
+		return usageErr("--duration: needs --rate (connections = rate x duration)")
+	}
+	c.Duration = fl.duration
+	if n, most := c.Rate*fl.duration.Seconds(), sim.MaxConnections(c.SynRetries); sim.ConnectionsFor(c.Rate, fl.duration) > most {
+		return usageErr("--duration: %v at %v/s is %.4g connections, more than %d, the most with --syn-retries %d", fl.duration, c.Rate, n, most, c.SynRetries)
+	}
+	c.Connections = 0 // sim: rate x duration
+	return nil
 }
 
 // onlyWith refuses a flag given with a workload that does not use it.
