@@ -118,7 +118,9 @@ type runner struct {
 
 	started   int // connections started
 	now       int64
-	linear    int    // the era's tcp_syn_linear_timeouts
+	linear    int     // the era's tcp_syn_linear_timeouts
+	synAt     []int64 // Backoff(k): when retransmission k goes, after the first SYN
+	giveUpAt  int64   // tcp_model_timeout of the retries, after the first SYN
 	natWork   uint64 // the NAT choices' Work: lookups and bitset words
 	podWork   uint64 // the pods' port choices: tries and bitset words
 	maxProbes uint64
@@ -178,6 +180,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	r.nat = natRanges(cfg.NAT, cfg.Servers)
 	r.linear = cfg.Era.SynLinearTimeouts()
+	for k := 0; k <= cfg.SynRetries+r.linear+1; k++ {
+		r.synAt = append(r.synAt, int64(Backoff(k, cfg.RTO, r.linear)))
+	}
+	r.giveUpAt = int64(synTimeout(cfg.SynRetries, cfg.RTO))
 	if cfg.Proto == UDP {
 		return runUDP(ctx, cfg, r.nat)
 	}
@@ -658,7 +664,7 @@ func (r *runner) confirm(ci int32) {
 		if cs.noTuple {
 			r.res.NoTuple++
 		}
-		at := cs.first + int64(Backoff(int(cs.retrans)+1, r.cfg.RTO, r.linear))
+		at := cs.first + r.synAt[cs.retrans+1]
 		if r.lastSYN(cs, at) {
 			r.giveUp(ci, at)
 			return
@@ -678,7 +684,7 @@ func (r *runner) lastSYN(cs *connState, next int64) bool {
 	switch {
 	case n >= c.SynRetries+r.linear:
 		return true
-	case n >= 1 && next-cs.first >= int64(synTimeout(c.SynRetries, c.RTO)):
+	case n >= 1 && next-cs.first >= r.giveUpAt:
 		return true
 	}
 	return c.ConnectTimeout > 0 && next > cs.first+int64(c.ConnectTimeout)
