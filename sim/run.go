@@ -121,8 +121,8 @@ type runner struct {
 	linear    int     // the era's tcp_syn_linear_timeouts
 	synAt     []int64 // Backoff(k): when retransmission k goes, after the first SYN
 	giveUpAt  int64   // tcp_model_timeout of the retries, after the first SYN
-	natWork   uint64 // the NAT choices' Work: lookups and bitset words
-	podWork   uint64 // the pods' port choices: tries and bitset words
+	natWork   uint64  // the NAT choices' Work: lookups and bitset words
+	podWork   uint64  // the pods' port choices: tries and bitset words
 	maxProbes uint64
 
 	// rounds (Config.RoundSize): after a round's connections the traffic
