@@ -184,8 +184,7 @@ func (f *Fixer) commitGroup(ctx context.Context, g *restoreGroup, s *SaveTable) 
 // own view of the few chains touched) and checks each applied change: the
 // rule at its position now has the fully-random flag (nftables) or the
 // planned line (iptables). It returns the changed nftables rules as read
-// back (their handles, which a replacement may change, and fingerprints),
-// by location key. A table the
+// back (their handles and fingerprints), by location key. A table the
 // commit wrote directly (saves, by group) is read back whole and compared
 // with what was written.
 func (f *Fixer) verify(ctx context.Context, applied []Change, saves map[*restoreGroup]*SaveTable) (bool, map[string]fixedRule, error) {
@@ -234,8 +233,8 @@ func (f *Fixer) verify(ctx context.Context, applied []Change, saves map[*restore
 	return ok, fixed, nil
 }
 
-// verifyNft checks that each changed rule (by handle, else at its
-// position) is fully-random and records its handle and fingerprint.
+// verifyNft checks that each changed rule, found by its handle, is
+// fully-random and records its handle and fingerprint.
 func (f *Fixer) verifyNft(changes []Change, fixed map[string]fixedRule) (bool, error) {
 	conn, err := f.dialNft()
 	if err != nil {
@@ -253,14 +252,11 @@ func (f *Fixer) verifyNft(changes []Change, fixed map[string]fixedRule) (bool, e
 		if err != nil {
 			return false, err
 		}
-		// The replaced rule keeps its handle (newer kernels) or takes the
-		// position of the one it replaced: a rule inserted above it in
-		// the meantime must not be taken for it.
-		i, kept := cache.byHandle[k][c.Location.Handle]
-		if !kept {
-			i = c.Position - 1
-		}
-		if i >= len(rules) {
+		// A replacement (NLM_F_REPLACE with the handle) keeps the rule's
+		// handle: a rule without it is not the fixed rule, whatever is at
+		// its position now.
+		i, found := cache.byHandle[k][c.Location.Handle]
+		if !found {
 			ok = false
 			continue
 		}
@@ -289,14 +285,16 @@ func (f *Fixer) ApplyFresh(ctx context.Context, backupPath string, tries int) (*
 	}
 	done := f.shareNft()
 	defer done()
-	replans := 0
+	replans, changed := 0, false
 	for {
 		p, res, err := f.planAndApply(ctx, backupPath)
+		// A try may commit nftables and then find an iptables table stale.
+		changed = changed || res != nil && len(res.Applied) > 0
 		if errors.Is(err, ErrStale) && replans+1 < tries {
 			replans++
 			continue
 		}
-		if errors.Is(err, ErrStale) && (res == nil || len(res.Applied) == 0) {
+		if errors.Is(err, ErrStale) && !changed {
 			err = keptChanging(tries, err)
 		}
 		if res != nil {

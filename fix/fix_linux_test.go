@@ -751,6 +751,12 @@ func TestVerifyFollowsTheHandle(t *testing.T) {
 	if got := fixed[ruleKey(c.Location, c.Before)].handle; err != nil || !ok || got != c.Location.Handle {
 		t.Errorf("verified %v (%v), recorded handle %d; want the fixed rule's, %d", ok, err, got, c.Location.Handle)
 	}
+	// The fixed rule deleted, another fully-random one at its position: not it.
+	sh(t, ns, "", "nft", "delete", "rule", "ip", "t", "post", "handle", strconv.FormatUint(c.Location.Handle, 10))
+	sh(t, ns, "", "nft", "add", "rule", "ip", "t", "post", "ip", "saddr", "8.8.8.8", "masquerade", "fully-random")
+	if ok, err := f.verifyNft(p.Changes, map[string]fixedRule{}); err != nil || ok {
+		t.Errorf("verified %v (%v) with the fixed rule deleted; want not verified", ok, err)
+	}
 }
 
 // A fix killed between its commit and marking its backup entries applied
@@ -807,7 +813,7 @@ func (slowSave) Run(_ context.Context, c tool.Cmd) ([]byte, error) {
 func TestSaveKeptChanging(t *testing.T) {
 	f := New(Config{Runner: slowSave{}})
 	_, err := f.save(context.Background(), &restoreGroup{backend: natrule.IptablesNFT, family: natrule.IPv4, table: "nat"})
-	if err == nil || !strings.HasPrefix(err.Error(), "the nftables ruleset kept changing: iptables-nft-save did not finish in time") {
+	if err == nil || !strings.HasPrefix(err.Error(), "iptables-nft-save did not finish in time; it starts over whenever the nftables ruleset changes, so the ruleset probably kept changing") {
 		t.Errorf("err = %v, want one saying the ruleset kept changing", err)
 	}
 }

@@ -171,7 +171,7 @@ func (f *Fixer) save(ctx context.Context, g *restoreGroup) (*SaveTable, error) {
 	if err != nil {
 		if g.backend == natrule.IptablesNFT && errors.Is(err, context.DeadlineExceeded) {
 			// iptables-nft-save starts its read over at every commit.
-			return nil, fmt.Errorf("the nftables ruleset kept changing: %s did not finish in time (it starts over whenever the ruleset changes): %w", saveBin, err)
+			return nil, fmt.Errorf("%s did not finish in time; it starts over whenever the nftables ruleset changes, so the ruleset probably kept changing: %w", saveBin, err)
 		}
 		return nil, err
 	}

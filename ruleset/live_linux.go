@@ -77,7 +77,7 @@ func readNft(ctx context.Context, opts ReadOptions, run tool.Runner) (*Ruleset, 
 		}
 		if try == nftTextTries {
 			nrs = fromNftDump(d)
-			nrs.readError(natrule.IptablesNFT, bin, fmt.Errorf("the nftables ruleset kept changing while its iptables-nft chains were listed (%d tries)", try))
+			nrs.readError(natrule.IptablesNFT, "iptables-nft", fmt.Errorf("the nftables ruleset kept changing while its iptables-nft chains were listed (%d tries)", try))
 			return nrs, nil
 		}
 	}

@@ -192,6 +192,13 @@ func Backoff(k int, rto time.Duration, linear int) time.Duration {
 	return t
 }
 
+// MaxRetransmissions is the most SYN retransmissions a connect() makes on
+// era with synRetries: tcp_write_timeout adds the linear timeouts' own
+// (6.5+). Result.Delayed counts a failed connection one above it.
+func MaxRetransmissions(era natmodel.Era, synRetries int) int {
+	return synRetries + era.SynLinearTimeouts()
+}
+
 // synTimeout is tcp_model_timeout for a connect() with retries SYN
 // retries: the time after its first SYN from which a timeout gives up,
 // whatever the linear timeouts did.

@@ -7,6 +7,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/snatrace/snatrace/lab/labnet"
+	"github.com/snatrace/snatrace/natmodel"
+	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/report/text"
 )
 
@@ -49,11 +51,15 @@ func WriteResults(w io.Writer, c Config, res []Result) error {
 
 // delayedColumns counts r's connections that got through after one, two,
 // and three or more SYN retransmissions; Delayed counts a failed
-// connection under synRetries+1, which is none of them.
+// connection one above the most r's era allows, which is none of them.
 func delayedColumns(r Result, synRetries int) (one, two, later int) {
+	most := synRetries
+	if era, err := natmodel.ParseEra(r.Era); err == nil {
+		most = MaxRetransmissions(era, synRetries)
+	}
 	for k, n := range r.Delayed {
 		switch v, _ := strconv.Atoi(k); {
-		case v > synRetries:
+		case v > most:
 		case v == 1:
 			one += n
 		case v == 2:
@@ -87,7 +93,11 @@ func writeExhaustion(w io.Writer, c Config, r Result) {
 // range has: each holds its tuple for the conntrack TIME_WAIT after it
 // closes. It is "" without a rate.
 func demand(c Config, r Result) string {
-	nat, err := rangeOf(c.NAT)
+	m, err := natrule.ParseMode(r.NAT) // r's own: c is the first scenario's
+	if err != nil {
+		return ""
+	}
+	nat, err := rangeOf(m)
 	if c.Rate <= 0 || c.Servers < 1 || err != nil || nat == nil {
 		return ""
 	}

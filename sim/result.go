@@ -28,7 +28,9 @@ type Result struct {
 	ClashRate     float64    `json:"clash_rate"`      // Clashes / SYNs
 	ClashRateCI95 [2]float64 `json:"clash_rate_ci95"` // 95% Wilson interval
 	// Delayed counts connections by the SYN retransmissions they needed
-	// ("0", "1", ...); a failed connection counts under syn_retries+1.
+	// ("0", "1", ...); a failed connection counts one above the most the
+	// era allows (MaxRetransmissions: syn_retries+1 before 6.5,
+	// syn_retries+5 from it).
 	Delayed map[string]int `json:"delayed"`
 	Failed  int            `json:"failed"` // gave up after tcp_syn_retries
 	// NoPort counts connect()s that found no free local port.

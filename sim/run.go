@@ -208,7 +208,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	hugepage.Slice(r.free)
 	r.ports = make([]*portBits, cfg.Pods*cfg.Servers)
 	r.pool.left = len(r.ports)
-	r.hist = make([]int, cfg.SynRetries+2)
+	// Connections by retransmissions: up to the era's most, then failed.
+	r.hist = make([]int, MaxRetransmissions(cfg.Era, cfg.SynRetries)+2)
 	switch cfg.Chooser {
 	case Hashed:
 		r.dests = make([]destState, cfg.Pods*cfg.Servers)
@@ -665,6 +666,12 @@ func (r *runner) confirm(ci int32) {
 			r.res.NoTuple++
 		}
 		at := cs.first + r.synAt[cs.retrans+1]
+		if cs.quick { // after a PAWS rejection's quick retry
+			at = retryAt(cs.first, r.now, cs.retrans+1, true, r.cfg.RTO, r.linear)
+		}
+		// A SYN found lost after its retransmission was due (queued on a
+		// busy CPU) is retransmitted at once: nothing runs in the past.
+		at = max(at, r.now)
 		if r.lastSYN(cs, at) {
 			r.giveUp(ci, at)
 			return

@@ -6,6 +6,7 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -401,11 +402,13 @@ func TestWriteResultsNotes(t *testing.T) {
 	c := Config{Workload: labnet.Steady, Rate: 5000, Servers: 1, CTTimeWait: 120 * time.Second, NAT: mode(t, "masquerade"),
 		PortRange: [2]uint16{30000, 30099}, ClientTimeWait: time.Minute, SynRetries: 6, RTO: time.Second}
 	r := Result{Era: "5.0", NAT: "masquerade", NoTuple: 10, NoPort: 7, Delayed: map[string]int{}}
+	r2 := Result{Era: "5.0", NAT: "masquerade to :1024-1100", NoTuple: 10, Delayed: map[string]int{}}
 	var b strings.Builder
-	if err := WriteResults(&b, c, []Result{r}); err != nil {
+	if err := WriteResults(&b, c, []Result{r, r2}); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
+		"keep about 600,000 tuples busy each, and masquerade to :1024-1100 has 77.", // each row its own range
 		"5,000 connections/s to each of 1 destination(s) × 2m0s of conntrack TIME_WAIT keep about 600,000 tuples busy each, and masquerade has 64,512.",
 		"7 connect()s found no free local port in their pod and failed at once (EADDRNOTAVAIL): --port-range 30000-30099, each port held 1m0s",
 	} {
@@ -424,5 +427,30 @@ func TestUDPNoTuple(t *testing.T) {
 	r := run(t, c)
 	if r.NoTuple == 0 || r.NoTuple > r.Clashes || r.NoTuple > r.Steps["exhausted"] {
 		t.Errorf("no-tuple drops %d, clashes %d, exhausted searches %d: want 0 < no-tuple <= both", r.NoTuple, r.Clashes, r.Steps["exhausted"])
+	}
+}
+
+// From 6.5 a connection may get through after more retransmissions than
+// tcp_syn_retries (the linear timeouts add their own): each connection is
+// counted once in Delayed, a failed one one above the era's most. (Such a
+// connection overflowed the histogram and panicked.)
+func TestDelayedCountsEveryConnection(t *testing.T) {
+	for _, era := range []natmodel.Era{natmodel.Era50, natmodel.Era65} {
+		c := Config{Era: era, NAT: mode(t, "masquerade to :1024-1100"), Workload: labnet.Steady, Rate: 100, Connections: 2000, Seed: 1,
+			Lifetime: Dist{Kind: Const, A: 20 * time.Second}, CTTimeWait: time.Second}
+		r := run(t, c)
+		most, sum, late := MaxRetransmissions(era, 6), 0, 0
+		for k, n := range r.Delayed {
+			sum += n
+			if v, _ := strconv.Atoi(k); v > 6 && v <= most {
+				late += n
+			}
+		}
+		if sum != r.Connections || r.Delayed[strconv.Itoa(most+1)] != r.Failed {
+			t.Errorf("%v: delayed %v adds up to %d of %d connections; failed %d", era, r.Delayed, sum, r.Connections, r.Failed)
+		}
+		if era == natmodel.Era65 && late == 0 {
+			t.Errorf("%v: no connection got through after more than 6 retransmissions: the test does not reach them", era)
+		}
 	}
 }
