@@ -200,7 +200,9 @@ func readSave(ctx context.Context, run tool.Runner, bin string, args ...string) 
 // with their iptables line (what iptables-restore -R takes back), matched by
 // family, chain and position. It lists only the chains that hold such rules
 // (`iptables-nft -t nat -S CHAIN`): iptables-nft-save would read the whole
-// table, seconds on a 100,000-rule node. On error it names the tool.
+// table, seconds on a 100,000-rule node. listed says whether it listed
+// any chain (readNft then checks the generation); on error bin names the
+// tool.
 func attachIptablesNftText(ctx context.Context, run tool.Runner, rs *Ruleset) (bin string, listed bool, err error) {
 	chains := map[Family][]string{}
 	for _, r := range rs.Rules {

@@ -1,6 +1,7 @@
 package jsondoc
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 )
@@ -34,6 +35,10 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"A":1}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var d struct{ A int }
-		_ = Decode(b, &d) // must not panic
+		// What Decode accepts is one JSON document and white space: valid
+		// JSON as a whole.
+		if err := Decode(b, &d); err == nil && !json.Valid(b) {
+			t.Errorf("Decode accepted %q, which is not one JSON document", b)
+		}
 	})
 }
