@@ -122,11 +122,16 @@ func (e Era) EvictTimeWait() bool { return !e.Before(Era65) }
 // 2, 3, 4, 5, 7, 11 ... s), and it may retransmit 4 more times. A pod's
 // connect() runs on the node's kernel, so the era is also the client's.
 func (e Era) SynLinearTimeouts() int {
-	if e.Before(Era65) {
+	if !e.HasSynLinearTimeouts() {
 		return 0
 	}
 	return 4
 }
+
+// HasSynLinearTimeouts reports whether the era's kernel has the
+// net.ipv4.tcp_syn_linear_timeouts sysctl (6.5); before it every SYN
+// timeout doubles the one before.
+func (e Era) HasSynLinearTimeouts() bool { return !e.Before(Era65) }
 
 // CountsInsert reports whether the `insert` counter is incremented on confirm.
 // Modern kernels read 0 there (KERNEL.md §4); the model counts it before 5.0.

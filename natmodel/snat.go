@@ -411,10 +411,10 @@ func (t *Table) exhausted(tp *key, min, size uint32, off uint16, attempts uint32
 		ch.Tries += int(attempts)
 		ch.Work += 2
 		t.stats.Found += uint64(attempts)
-		if attempts > 0 {
-			tp.setSport(uint16(min + uint32(off+uint16(attempts-1))%size))
-		}
 		if attempts >= size || attempts < 16 {
+			if attempts > 0 {
+				tp.setSport(uint16(min + uint32(off+uint16(attempts-1))%size))
+			}
 			ch.Step, ch.Taken = StepExhausted, true
 			return
 		}

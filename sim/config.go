@@ -85,6 +85,10 @@ type Config struct {
 	// after its first SYN, if the kernel has not yet: the kernel gives up
 	// when the last SYN's timeout expires (127 s with 6 retries of 1 s).
 	ConnectTimeout time.Duration
+	// SynLinearTimeouts, if set, replaces the era's default of
+	// net.ipv4.tcp_syn_linear_timeouts (4; eras 6.5 and later only, TCP
+	// only), 0..MaxSynLinearTimeouts.
+	SynLinearTimeouts *int
 
 	Seed uint64
 	// RoundSize, if > 0, splits the traffic into rounds of about this many
@@ -192,11 +196,42 @@ func Backoff(k int, rto time.Duration, linear int) time.Duration {
 	return t
 }
 
-// MaxRetransmissions is the most SYN retransmissions a connect() makes on
-// era with synRetries: tcp_write_timeout adds the linear timeouts' own
-// (6.5+). Result.Delayed counts a failed connection one above it.
-func MaxRetransmissions(era natmodel.Era, synRetries int) int {
-	return synRetries + era.SynLinearTimeouts()
+// MaxRetransmissions is the most SYN retransmissions a connect() makes
+// with synRetries and linear tcp_syn_linear_timeouts (6.5+):
+// tcp_write_timeout adds the linear timeouts' own. Result.Delayed counts a
+// failed connection one above it.
+func MaxRetransmissions(synRetries, linear int) int {
+	return synRetries + linear
+}
+
+// MaxSynLinearTimeouts is the largest net.ipv4.tcp_syn_linear_timeouts the
+// kernel accepts (MAX_TCP_SYNCNT).
+const MaxSynLinearTimeouts = 127
+
+// linearTimeouts is the scenario's tcp_syn_linear_timeouts: the override,
+// else the era's default.
+func (c *Config) linearTimeouts() int {
+	if c.SynLinearTimeouts != nil {
+		return *c.SynLinearTimeouts
+	}
+	return c.Era.SynLinearTimeouts()
+}
+
+// validateLinear checks the tcp_syn_linear_timeouts override: a TCP
+// setting of eras that have the sysctl, within the kernel's range.
+func (c *Config) validateLinear() error {
+	n := c.SynLinearTimeouts
+	switch {
+	case n == nil:
+		return nil
+	case c.Proto == UDP:
+		return fieldErr("syn-linear-timeouts", "a TCP setting: UDP queries are not retransmitted by the kernel")
+	case !c.Era.HasSynLinearTimeouts():
+		return fieldErr("syn-linear-timeouts", "era %v has no net.ipv4.tcp_syn_linear_timeouts (added in 6.5): its SYN timeouts double from the first", c.Era)
+	case *n < 0 || *n > MaxSynLinearTimeouts:
+		return fieldErr("syn-linear-timeouts", "%d is out of range 0..%d", *n, MaxSynLinearTimeouts)
+	}
+	return nil
 }
 
 // synTimeout is tcp_model_timeout for a connect() with retries SYN
@@ -348,6 +383,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SynRetries < 0 || c.SynRetries > 20 {
 		return fieldErr("syn-retries", "%d is out of range 0..20", c.SynRetries)
+	}
+	if err := c.validateLinear(); err != nil {
+		return err
 	}
 	if c.NAT.Action == natrule.SNAT && (!c.NAT.AddrMin.Is4() || !c.NAT.AddrMax.Is4()) {
 		return fieldErr("nat", "%q: the simulator models IPv4 SNAT only", c.NAT)

@@ -111,14 +111,14 @@ func (p *pawsModel) closed(src netip.AddrPort, server int32, tsval uint32, now, 
 // after the first rejection of a connection that had not retransmitted,
 // otherwise on the doubled RTO from there (retrans is the count including
 // this retransmission).
-func retryAt(first, now int64, retrans int8, quick bool, rto time.Duration, linear int) int64 {
+func retryAt(first, now int64, retrans int, quick bool, rto time.Duration, linear int) int64 {
 	if !quick {
-		return first + int64(Backoff(int(retrans), rto, linear))
+		return first + int64(Backoff(retrans, rto, linear))
 	}
 	if retrans == 1 {
 		return now + quickRetry
 	}
-	return first + quickRetry + int64(Backoff(int(retrans-1), 2*rto, 0))
+	return first + quickRetry + int64(Backoff(retrans-1, 2*rto, 0))
 }
 
 // mix is splitmix64's finalizer.
@@ -164,7 +164,7 @@ func (r *runner) pawsRejects(ci int32) bool {
 	r.tb.SetState(cs.ct, natmodel.Close)
 	r.expire(expClose, r.now+int64(closeTimeout), cs.ct)
 	cs.quick = cs.quick || cs.retrans == 0
-	at := retryAt(cs.first, r.now, cs.retrans+1, cs.quick, r.cfg.RTO, r.linear)
+	at := retryAt(cs.first, r.now, int(cs.retrans)+1, cs.quick, r.cfg.RTO, r.linear)
 	if r.lastSYN(cs, at) {
 		r.giveUp(ci, at)
 		return true

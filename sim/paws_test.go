@@ -54,7 +54,7 @@ func TestShortPAWSModel(t *testing.T) {
 func TestRetryAt(t *testing.T) {
 	s := int64(time.Second)
 	for _, tc := range []struct {
-		retrans int8
+		retrans int
 		quick   bool
 		want    int64
 	}{

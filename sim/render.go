@@ -7,7 +7,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/snatrace/snatrace/lab/labnet"
-	"github.com/snatrace/snatrace/natmodel"
 	"github.com/snatrace/snatrace/natrule"
 	"github.com/snatrace/snatrace/report/text"
 )
@@ -20,8 +19,12 @@ func WriteResults(w io.Writer, c Config, res []Result) error {
 	}
 	ew := &text.Writer{W: w}
 	w = ew
-	fmt.Fprintf(w, "workload %s: %d pods, %d CPUs, %d server(s), window %v, seed %d\n\n",
+	fmt.Fprintf(w, "workload %s: %d pods, %d CPUs, %d server(s), window %v, seed %d",
 		c.Workload, c.Pods, c.CPUs, c.Servers, c.Window, c.Seed)
+	if c.SynLinearTimeouts != nil {
+		fmt.Fprintf(w, ", tcp_syn_linear_timeouts %d", *c.SynLinearTimeouts)
+	}
+	fmt.Fprint(w, "\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	short := c.Workload == labnet.Short
 	head := "era\tnat\tconnections\tSYNs\tclashes\tclash rate (95% CI)\t"
@@ -51,12 +54,9 @@ func WriteResults(w io.Writer, c Config, res []Result) error {
 
 // delayedColumns counts r's connections that got through after one, two,
 // and three or more SYN retransmissions; Delayed counts a failed
-// connection one above the most r's era allows, which is none of them.
+// connection one above the most r allows, which is none of them.
 func delayedColumns(r Result, synRetries int) (one, two, later int) {
-	most := synRetries
-	if era, err := natmodel.ParseEra(r.Era); err == nil {
-		most = MaxRetransmissions(era, synRetries)
-	}
+	most := MaxRetransmissions(synRetries, r.SynLinearTimeouts)
 	for k, n := range r.Delayed {
 		switch v, _ := strconv.Atoi(k); {
 		case v > most:

@@ -27,10 +27,14 @@ type Result struct {
 	NoTuple       uint64     `json:"no_tuple_drops"`
 	ClashRate     float64    `json:"clash_rate"`      // Clashes / SYNs
 	ClashRateCI95 [2]float64 `json:"clash_rate_ci95"` // 95% Wilson interval
+	// SynLinearTimeouts is the TCP scenario's tcp_syn_linear_timeouts: its
+	// first SynLinearTimeouts+1 SYN timeouts are the initial RTO each, the
+	// rest double (4 by default from 6.5; absent means 0: all double).
+	SynLinearTimeouts int `json:"syn_linear_timeouts,omitempty"`
 	// Delayed counts connections by the SYN retransmissions they needed
 	// ("0", "1", ...); a failed connection counts one above the most the
-	// era allows (MaxRetransmissions: syn_retries+1 before 6.5,
-	// syn_retries+5 from it).
+	// scenario allows (MaxRetransmissions: syn_retries plus
+	// SynLinearTimeouts).
 	Delayed map[string]int `json:"delayed"`
 	Failed  int            `json:"failed"` // gave up after tcp_syn_retries
 	// NoPort counts connect()s that found no free local port.
@@ -57,6 +61,9 @@ func summarize(c *Config, res Result, started int, hist []int, steps [6]uint64, 
 	res.Workload = c.Workload
 	res.Pods, res.CPUs, res.Seed = c.Pods, c.CPUs, c.Seed
 	res.Window = c.Window.String()
+	if c.Proto != UDP {
+		res.SynLinearTimeouts = c.linearTimeouts()
+	}
 	res.Connections = started
 	if res.SYNs > 0 {
 		res.ClashRate = float64(res.Clashes) / float64(res.SYNs)

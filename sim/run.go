@@ -76,7 +76,7 @@ type release struct {
 type connState struct {
 	pod, server, cpu int32
 	sport            uint16
-	retrans          int8
+	retrans          uint8 // up to MaxRetransmissions: 20 + 127
 	inBurst          bool  // first SYN of a burst connection in flight
 	noTuple          bool  // the SYN in flight found no free NAT tuple
 	first            int64 // first SYN, ns
@@ -179,7 +179,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		r.maxProbes = cfg.MaxProbes
 	}
 	r.nat = natRanges(cfg.NAT, cfg.Servers)
-	r.linear = cfg.Era.SynLinearTimeouts()
+	r.linear = cfg.linearTimeouts()
 	for k := 0; k <= cfg.SynRetries+r.linear+1; k++ {
 		r.synAt = append(r.synAt, int64(Backoff(k, cfg.RTO, r.linear)))
 	}
@@ -209,7 +209,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	r.ports = make([]*portBits, cfg.Pods*cfg.Servers)
 	r.pool.left = len(r.ports)
 	// Connections by retransmissions: up to the era's most, then failed.
-	r.hist = make([]int, MaxRetransmissions(cfg.Era, cfg.SynRetries)+2)
+	r.hist = make([]int, MaxRetransmissions(cfg.SynRetries, r.linear)+2)
 	switch cfg.Chooser {
 	case Hashed:
 		r.dests = make([]destState, cfg.Pods*cfg.Servers)
@@ -667,7 +667,7 @@ func (r *runner) confirm(ci int32) {
 		}
 		at := cs.first + r.synAt[cs.retrans+1]
 		if cs.quick { // after a PAWS rejection's quick retry
-			at = retryAt(cs.first, r.now, cs.retrans+1, true, r.cfg.RTO, r.linear)
+			at = retryAt(cs.first, r.now, int(cs.retrans)+1, true, r.cfg.RTO, r.linear)
 		}
 		// A SYN found lost after its retransmission was due (queued on a
 		// busy CPU) is retransmitted at once: nothing runs in the past.

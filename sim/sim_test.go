@@ -178,6 +178,11 @@ func TestValidate(t *testing.T) {
 		{"port range", func(c *Config) { c.PortRange = [2]uint16{5000, 4000} }, "port-range:"},
 		{"chooser", func(c *Config) { c.Chooser = "magic" }, "chooser:"},
 		{"ipv6 snat", func(c *Config) { c.NAT = mode(t, "snat to 2001:db8::1") }, "nat:"},
+		{"linear timeouts before 6.5", func(c *Config) { c.Era, c.SynLinearTimeouts = natmodel.Era50, new(4) },
+			"syn-linear-timeouts: era 5.0 has no net.ipv4.tcp_syn_linear_timeouts"},
+		{"linear timeouts range", func(c *Config) { c.SynLinearTimeouts = new(MaxSynLinearTimeouts + 1) }, "syn-linear-timeouts: 128 is out of range 0..127"},
+		{"linear timeouts negative", func(c *Config) { c.SynLinearTimeouts = new(-1) }, "syn-linear-timeouts: -1 is out of range"},
+		{"linear timeouts udp", func(c *Config) { c.Proto, c.SynLinearTimeouts = UDP, new(0) }, "syn-linear-timeouts: a TCP setting"},
 	} {
 		c := ok
 		tc.mod(&c)
@@ -189,6 +194,13 @@ func TestValidate(t *testing.T) {
 	c := ok
 	if err := c.Validate(); err != nil {
 		t.Errorf("defaults: %v", err)
+	}
+	for _, n := range []int{0, MaxSynLinearTimeouts} {
+		c := ok
+		c.SynLinearTimeouts = &n
+		if err := c.Validate(); err != nil || c.linearTimeouts() != n {
+			t.Errorf("--syn-linear-timeouts %d on %v: %v, linear %d", n, c.Era, err, c.linearTimeouts())
+		}
 	}
 }
 
@@ -342,9 +354,10 @@ func TestBackoff(t *testing.T) {
 
 // A connect() that never gets through sends the SYNs its kernel allows and
 // gives up as tcp_write_timeout does: after syn-retries retransmissions
-// (and the linear ones, 6.5+) or tcp_model_timeout, whichever comes first,
-// or at the client's own timeout. One NAT port, held for an hour by the
-// first connection, drops every SYN of the second.
+// (and the linear ones, 6.5+: the era's or --syn-linear-timeouts') or
+// tcp_model_timeout, whichever comes first, or at the client's own timeout.
+// One NAT port, held for an hour by the first connection, drops every SYN
+// of the second.
 func TestSYNSchedule(t *testing.T) {
 	for _, tc := range []struct {
 		era     natmodel.Era
@@ -352,25 +365,33 @@ func TestSYNSchedule(t *testing.T) {
 		timeout time.Duration
 		syns    uint64
 		gaveUp  float64 // ms after the first SYN
+		linear  int     // --syn-linear-timeouts; -1: the era's
 	}{
-		{natmodel.Era50, 6, 0, 7, 127000},                 // 0 1 3 7 15 31 63, ETIMEDOUT at 127 s
-		{natmodel.Era65, 6, 0, 11, 131000},                // 0 1 2 3 4 5 7 11 19 35 67, at 131 s
-		{natmodel.Era50, 8, 0, 9, 367000},                 // timeouts capped at 120 s
-		{natmodel.Era65, 2, 0, 6, 7000},                   // 0-5; tcp_model_timeout(2) = 7 s comes first
-		{natmodel.Era50, 6, 8 * time.Second, 4, 8000},     // the lab's client: 0 1 3 7
-		{natmodel.Era65, 6, 8 * time.Second, 7, 8000},     // 0 1 2 3 4 5 7
-		{natmodel.Era50, 8, 100 * time.Second, 7, 100000}, // the next would go at 127 s
+		{natmodel.Era50, 6, 0, 7, 127000, -1},                 // 0 1 3 7 15 31 63, ETIMEDOUT at 127 s
+		{natmodel.Era65, 6, 0, 11, 131000, -1},                // 0 1 2 3 4 5 7 11 19 35 67, at 131 s
+		{natmodel.Era50, 8, 0, 9, 367000, -1},                 // timeouts capped at 120 s
+		{natmodel.Era65, 2, 0, 6, 7000, -1},                   // 0-5; tcp_model_timeout(2) = 7 s comes first
+		{natmodel.Era50, 6, 8 * time.Second, 4, 8000, -1},     // the lab's client: 0 1 3 7
+		{natmodel.Era65, 6, 8 * time.Second, 7, 8000, -1},     // 0 1 2 3 4 5 7
+		{natmodel.Era50, 8, 100 * time.Second, 7, 100000, -1}, // the next would go at 127 s
+		{natmodel.Era65, 6, 0, 7, 127000, 0},                  // --syn-linear-timeouts 0: as before 6.5
+		{natmodel.Era65, 6, 0, 8, 128000, 1},                  // 0 1 2 4 8 16 32 64; 7 retransmissions, then 128 s
+		{natmodel.Era65, 2, 0, 3, 7000, 0},                    // 0 1 3; tcp_model_timeout(2) = 7 s
+		{natmodel.Era65, 20, 0, 147, 1814000, 127},            // 0..128 s each second, 130 134 … 374, +120 s; tcp_model_timeout(20) = 1807 s
 	} {
 		c := Config{Era: tc.era, NAT: mode(t, "masquerade to :1024-1024"), Workload: labnet.Steady,
 			Rate: 1, Pods: 2, Connections: 2, SynRetries: tc.retries, ConnectTimeout: tc.timeout, Seed: 1,
 			Lifetime: Dist{Kind: Const, A: time.Hour}, CTTimeWait: time.Hour}
+		if tc.linear >= 0 {
+			c.SynLinearTimeouts = &tc.linear
+		}
 		r := run(t, c)
 		if r.Failed != 1 || r.SYNs != 1+tc.syns {
-			t.Errorf("%v, %d retries, timeout %v: failed %d, SYNs %d; want 1 failed after %d SYNs, and 1 SYN that got through",
-				tc.era, tc.retries, tc.timeout, r.Failed, r.SYNs, tc.syns)
+			t.Errorf("%v, %d retries, timeout %v, %d linear: failed %d, SYNs %d; want 1 failed after %d SYNs, and 1 SYN that got through",
+				tc.era, tc.retries, tc.timeout, r.SynLinearTimeouts, r.Failed, r.SYNs, tc.syns)
 		}
 		if got := r.LatencyMS.Max; math.Abs(got-tc.gaveUp) > 1 {
-			t.Errorf("%v, %d retries, timeout %v: gave up after %v ms, want %v", tc.era, tc.retries, tc.timeout, got, tc.gaveUp)
+			t.Errorf("%v, %d retries, timeout %v, %d linear: gave up after %v ms, want %v", tc.era, tc.retries, tc.timeout, r.SynLinearTimeouts, got, tc.gaveUp)
 		}
 	}
 }
@@ -439,7 +460,10 @@ func TestDelayedCountsEveryConnection(t *testing.T) {
 		c := Config{Era: era, NAT: mode(t, "masquerade to :1024-1100"), Workload: labnet.Steady, Rate: 100, Connections: 2000, Seed: 1,
 			Lifetime: Dist{Kind: Const, A: 20 * time.Second}, CTTimeWait: time.Second}
 		r := run(t, c)
-		most, sum, late := MaxRetransmissions(era, 6), 0, 0
+		most, sum, late := MaxRetransmissions(6, era.SynLinearTimeouts()), 0, 0
+		if r.SynLinearTimeouts != era.SynLinearTimeouts() {
+			t.Errorf("%v: syn_linear_timeouts %d, want the era's %d", era, r.SynLinearTimeouts, era.SynLinearTimeouts())
+		}
 		for k, n := range r.Delayed {
 			sum += n
 			if v, _ := strconv.Atoi(k); v > 6 && v <= most {

@@ -32,6 +32,7 @@ type simFlags struct {
 	fit                                  string
 	asJSON                               bool
 	workers, replicas                    int
+	synLinear                            int
 	cfg                                  sim.Config
 	duration, ctTimeWait, clientTimeWait time.Duration
 	rto                                  time.Duration
@@ -115,6 +116,7 @@ func newSimCmd() *cobra.Command {
 	f.DurationVar(&fl.ctTimeWait, "ct-timewait", 120*time.Second, "conntrack TIME_WAIT timeout")
 	f.DurationVar(&fl.clientTimeWait, "client-timewait", 60*time.Second, "pod socket TIME_WAIT (the client closes first)")
 	f.IntVar(&fl.cfg.SynRetries, "syn-retries", 6, "net.ipv4.tcp_syn_retries")
+	f.IntVar(&fl.synLinear, "syn-linear-timeouts", 4, "net.ipv4.tcp_syn_linear_timeouts, eras 6.5 and later: the first N+1 SYN timeouts are --rto each, then they double (0: double from the first, as before 6.5)")
 	f.IntVar(&fl.cfg.RoundSize, "round-size", 0, "send rounds of N connections, each waiting for the last to finish, as the lab does (0: one stream)")
 	f.DurationVar(&fl.rto, "rto", time.Second, "initial SYN retransmission timeout")
 	f.DurationVar(&fl.cfg.ServerTimeWait, "server-timewait", sim.DefaultServerTimeWait, "short: how long the server holds a tuple it closed first (TCP_TIMEWAIT_LEN)")
@@ -188,6 +190,9 @@ func baseConfig(cmd *cobra.Command, fl *simFlags) (sim.Config, error) {
 	}
 	if c.SynRetries < 1 || c.SynRetries > 20 {
 		return c, usageErr("--syn-retries: %d is out of range 1..20", c.SynRetries)
+	}
+	if cmd.Flags().Changed("syn-linear-timeouts") {
+		c.SynLinearTimeouts = &fl.synLinear // checked with each era by sim.Config.Validate
 	}
 	return c, nil
 }
@@ -362,7 +367,7 @@ func runSim(cmd *cobra.Command, fl *simFlags) error {
 // fromLabReport are the flags whose settings --calibrate and --predict
 // take from the lab report instead.
 var fromLabReport = []string{"era", "nat", "proto", "workload", "pods", "cpus", "servers", "connections", "rate", "poisson",
-	"duration", "port-range", "round-size", "lifetime", "ct-timewait", "client-timewait", "syn-retries",
+	"duration", "port-range", "round-size", "lifetime", "ct-timewait", "client-timewait", "syn-retries", "syn-linear-timeouts",
 	"udp-timeout", "udp-attempts", "service", "sweep", "plot"}
 
 // check reports flags that do not go together.

@@ -46,6 +46,10 @@ func TestSimUsageErrors(t *testing.T) {
 		{[]string{"sim", "--sweep", "pods=2,4", "--plot", "x.pdf"}, `snatrace: --plot: "x.pdf" must end in .svg or .png`},
 		{[]string{"sim", "--calibrate", "/nonexistent/lab.json"}, `snatrace: --calibrate: open /nonexistent/lab.json: no such file or directory`},
 		{[]string{"sim", "--chooser", "magic"}, `snatrace: --chooser: unknown "magic": want hashed, uniform or sequential`},
+		{[]string{"sim", "--era", "6.5,5.0", "--syn-linear-timeouts", "0"}, `snatrace: --syn-linear-timeouts: era 5.0 has no net.ipv4.tcp_syn_linear_timeouts (added in 6.5): its SYN timeouts double from the first`},
+		{[]string{"sim", "--syn-linear-timeouts", "128"}, `snatrace: --syn-linear-timeouts: 128 is out of range 0..127`},
+		{[]string{"sim", "--proto", "udp", "--syn-linear-timeouts", "1"}, `snatrace: --syn-linear-timeouts: a TCP setting: UDP queries are not retransmitted by the kernel`},
+		{[]string{"sim", "--predict", "lab.json", "--syn-linear-timeouts", "0"}, `snatrace: --syn-linear-timeouts: --calibrate and --predict take the kernel, the modes and the scenario from the lab report; leave out --syn-linear-timeouts`},
 	}
 	for _, tt := range tests {
 		stdout, stderr, code := runCLI(t, tt.args...)
