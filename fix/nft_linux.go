@@ -67,7 +67,7 @@ func chainKeyOf(l ruleset.Location) (chainKey, error) {
 
 // chainRules dumps the rules of one chain, in order, from one generation
 // (nftnl.Consistent): a dump that a commit overlapped can mix old and new
-// rules.
+// rules, and one that a transaction tore can give a rule twice.
 func chainRules(c *nftnl.Conn, k chainKey) ([]rawRule, error) {
 	var rules []rawRule
 	_, err := c.Consistent(func() (bool, error) {
@@ -88,7 +88,8 @@ func chainRules(c *nftnl.Conn, k chainKey) ([]rawRule, error) {
 				rules = append(rules, r)
 			}
 		}
-		return intr, nil
+		torn := nftnl.Repeats(rules, func(r *rawRule) uint64 { return r.Handle })
+		return intr || torn, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing rules of %s: %w", k.chain, err)

@@ -5,11 +5,14 @@ package nftnl
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/mdlayher/netlink"
 	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
+
+	"github.com/snatrace/snatrace/kernel"
 )
 
 // Timeout bounds every request on a real socket: a dump of even a huge
@@ -142,6 +145,11 @@ func (c *Conn) Generation() (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading nftables generation: %w", err)
 	}
+	return generationOf(msgs)
+}
+
+// generationOf decodes the answer to NFT_MSG_GETGEN.
+func generationOf(msgs []netlink.Message) (uint32, error) {
 	for _, m := range msgs {
 		if len(m.Data) < 4 {
 			continue
@@ -191,10 +199,10 @@ func (c *Conn) Get(msgType uint16, family byte, attrs []netlink.Attribute) ([]ne
 	return c.execute(Message(msgType, 0, family, data))
 }
 
-// Consistent runs read until it reads one generation: the generation is the
-// same before and after and read saw no interrupted dump. It returns that
-// generation, or ErrChanging after MaxTries reads. read must start afresh
-// each time.
+// Consistent runs read until it reads one generation: no transaction was
+// under way before or after read (Settle) and the generation is the same,
+// and read saw no interrupted dump. It returns that generation, or
+// ErrChanging after MaxTries reads. read must start afresh each time.
 func (c *Conn) Consistent(read func() (interrupted bool, err error)) (uint32, error) {
 	return c.ConsistentUnless(read, nil)
 }
@@ -209,16 +217,29 @@ func (c *Conn) ConsistentUnless(read func() (interrupted bool, err error), harml
 		if err != nil {
 			return 0, err
 		}
+		settled, err := c.Settle(before)
+		if err != nil {
+			return 0, err
+		}
+		if !settled {
+			continue
+		}
 		intr, err := read()
 		if err != nil {
 			return 0, err
 		}
-		after, err := c.Generation()
+		// A transaction under way at the end of read may have linked
+		// chains that it has not committed yet.
+		settled, err = c.Settle(before)
 		if err != nil {
 			return 0, err
 		}
-		if !intr && before == after {
+		if !intr && settled {
 			return before, nil
+		}
+		after, err := c.Generation()
+		if err != nil {
+			return 0, err
 		}
 		if harmless != nil && harmless(before, after) {
 			return after, nil
@@ -226,3 +247,66 @@ func (c *Conn) ConsistentUnless(read func() (interrupted bool, err error), harml
 	}
 	return 0, fmt.Errorf("%w (%d reads)", ErrChanging, MaxTries)
 }
+
+// Settle waits until no nftables transaction is under way in c's namespace
+// and reports whether the ruleset generation is still gen.
+//
+// Why a read needs it: a commit bumps the generation before it switches
+// the ruleset to the new one and unlinks what it deleted, and a batch
+// links the chains it adds (inactive) before its commit; a dump that
+// resumes across either counts chains and rules differently from one
+// part to the next, without the generation or NLM_F_DUMP_INTR telling
+// (nf_tables_dump_chains skips an inactive chain without counting it, but
+// counts every chain before the resume point). Settle passes the
+// namespace's commit lock, which every transaction holds from its first
+// message to the end of its commit: it sends an empty batch guarded by
+// gen, which the kernel refuses (ERESTART) if the generation moved on and
+// otherwise commits as nothing — no new generation, no event. The kernel
+// handles a netlink request within the send, so a refusal is queued before
+// the answer to the NFT_MSG_GETGEN sent next.
+//
+// On kernels before 5.4, whose commit of an empty batch may start a new
+// generation, and on a test socket, Settle only compares the generation.
+func (c *Conn) Settle(gen uint32) (bool, error) {
+	if c.test || !emptyCommitIsNothing() {
+		now, err := c.Generation()
+		return now == gen, err
+	}
+	if err := c.deadline(); err != nil {
+		return false, c.spoil(err)
+	}
+	if _, err := c.c.SendMessages(Batch(gen, nil)); err != nil {
+		return false, c.spoil(fmt.Errorf("sending an empty nftables batch: %w", err))
+	}
+	if _, err := c.c.Send(Message(unix.NFT_MSG_GETGEN, 0, unix.AF_UNSPEC, nil)); err != nil {
+		return false, c.spoil(fmt.Errorf("reading nftables generation: %w", err))
+	}
+	refused := false
+	for {
+		msgs, err := c.c.Receive()
+		switch {
+		case errors.Is(err, unix.ERESTART) && !refused:
+			refused = true // the answer to GETGEN follows
+			continue
+		case err != nil:
+			return false, c.spoil(fmt.Errorf("settling the nftables ruleset: %w", err))
+		}
+		now, err := generationOf(msgs)
+		if err != nil {
+			return false, c.spoil(err)
+		}
+		return !refused && now == gen, nil
+	}
+}
+
+// emptyCommitIsNothing reports whether the running kernel commits an empty
+// nftables batch without starting a generation (nf_tables_commit returns
+// at once on an empty transaction list from 5.4 at the latest).
+var emptyCommitIsNothing = sync.OnceValue(func() bool {
+	r, err := kernel.Release()
+	if err != nil {
+		return false
+	}
+	v, err := kernel.ParseVersion(r)
+	return err == nil && v.AtLeast(5, 4)
+})

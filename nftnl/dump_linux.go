@@ -175,3 +175,21 @@ func doneError(data []byte) error {
 }
 
 func nlmsgAlign(n int) int { return (n + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1) }
+
+// Repeats reports whether two of xs have one key. A dump that gives a chain
+// or a rule twice was torn by a transaction whose changes the kernel did
+// not flag (Conn.Settle) and must be read again.
+func Repeats[T any, K comparable](xs []T, key func(*T) K) bool {
+	if len(xs) < 2 {
+		return false
+	}
+	seen := make(map[K]bool, len(xs))
+	for i := range xs {
+		k := key(&xs[i])
+		if seen[k] {
+			return true
+		}
+		seen[k] = true
+	}
+	return false
+}

@@ -91,8 +91,10 @@ func (d *nftDump) readReachable(c *nftnl.Conn) (bool, error) {
 	return intr, nil
 }
 
-// readChainRules appends the rules of chain ch to d.rules, in order.
+// readChainRules appends the rules of chain ch to d.rules, in order. A
+// dump that gives one rule twice is torn (see nftDump.torn).
 func (d *nftDump) readChainRules(c *nftnl.Conn, ch Chain, in interner) (bool, error) {
+	start := len(d.rules)
 	intr, err := c.DumpEach(unix.NFT_MSG_GETRULE, nftFamily(ch.Family), []netlink.Attribute{
 		{Type: unix.NFTA_RULE_TABLE, Data: append([]byte(ch.Table), 0)},
 		{Type: unix.NFTA_RULE_CHAIN, Data: append([]byte(ch.Name), 0)},
@@ -112,7 +114,10 @@ func (d *nftDump) readChainRules(c *nftnl.Conn, ch Chain, in interner) (bool, er
 	if err != nil {
 		return false, fmt.Errorf("listing the rules of %s %s %s: %w", ch.Family, ch.Table, ch.Name, err)
 	}
-	return intr, nil
+	if nftnl.Repeats(d.rules[start:], func(r *dumpRule) uint64 { return r.handle }) {
+		d.torn = true
+	}
+	return intr || d.torn, nil
 }
 
 // nftFamily is the nfproto number of a family read from the kernel.

@@ -46,6 +46,11 @@ type nftDump struct {
 	maps []tableKey
 	// cached is true when list came from a ChainCache.
 	cached bool
+	// torn is true when a dump gave one chain, or one rule of a chain,
+	// twice: a transaction linked or unlinked chains or rules while the
+	// dump resumed, which the kernel does not always flag (nftnl.Settle).
+	// A torn read is repeated whatever the commits around it did.
+	torn bool
 }
 
 // readNftDump dumps the chains, then the rules of the chains source NAT can
@@ -72,7 +77,7 @@ func readNftDump(opts ReadOptions) (*nftDump, error) {
 			}
 			return false
 		}
-		return ov.harmless(d, before, after)
+		return !d.torn && ov.harmless(d, before, after)
 	}
 	gen, err := c.ConsistentUnless(func() (bool, error) {
 		d = &nftDump{}
@@ -136,7 +141,8 @@ func (d *nftDump) readChains(c *nftnl.Conn) (bool, error) {
 		return false, fmt.Errorf("listing nftables chains: %w", err)
 	}
 	d.list = newChainList(chains)
-	return intr, nil
+	d.torn = len(d.list.idx) != len(chains) // a chain given twice
+	return intr || d.torn, nil
 }
 
 // decodeChain decodes one NFT_MSG_NEWCHAIN message of a dump.

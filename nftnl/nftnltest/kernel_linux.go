@@ -49,6 +49,10 @@ type Kernel struct {
 	Sets map[string]Set
 	// Refuse makes the next batch fail with this errno (ERESTART: stale).
 	Refuse unix.Errno
+	// TornChains and TornRules make the next that many chain or rule
+	// dumps give their last object twice, as a dump does that resumes
+	// while a transaction links or unlinks chains (nftnl.Conn.Settle).
+	TornChains, TornRules int
 
 	mu      sync.Mutex
 	batches [][]netlink.Message
@@ -137,9 +141,9 @@ func (k *Kernel) answer(m netlink.Message) ([]netlink.Message, error) {
 		a, _ := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_GEN_ID, Data: binary.BigEndian.AppendUint32(nil, k.Gen)}})
 		return reply(m, unix.NFT_MSG_NEWGEN, unix.AF_UNSPEC, a, false), nil
 	case unix.NFT_MSG_GETRULE:
-		out = k.rules(m, fam, filter)
+		out = tear(k.rules(m, fam, filter), &k.TornRules)
 	case unix.NFT_MSG_GETCHAIN:
-		out = k.chains(m, fam)
+		out = tear(k.chains(m, fam), &k.TornChains)
 	case unix.NFT_MSG_GETSET:
 		s, ok := k.Sets[cstr(filter[unix.NFTA_SET_NAME])]
 		if !ok {
@@ -157,6 +161,15 @@ func (k *Kernel) answer(m netlink.Message) ([]netlink.Message, error) {
 	}
 	done := netlink.Message{Header: netlink.Header{Type: netlink.Done, Flags: netlink.Multi, Sequence: m.Header.Sequence}, Data: make([]byte, 4)}
 	return append(out, done), nil
+}
+
+// tear gives the last of out twice while *n > 0, counting *n down.
+func tear(out []netlink.Message, n *int) []netlink.Message {
+	if *n <= 0 || len(out) == 0 {
+		return out
+	}
+	*n--
+	return append(out, out[len(out)-1])
 }
 
 func (k *Kernel) rules(m netlink.Message, fam byte, filter map[uint16][]byte) []netlink.Message {
