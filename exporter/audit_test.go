@@ -62,6 +62,10 @@ func TestFromAuditReport(t *testing.T) {
 	if v := gauge(t, fams, "snatrace_audit_findings", map[string]string{"kind": string(audit.KindNoFullyRandom)}); v < 1 {
 		t.Errorf("no-fully-random findings %v", v)
 	}
+	// An audit that follows no changes (--no-watch) says so.
+	if v := gauge(t, fams, "snatrace_audit_watching", nil); v != 0 {
+		t.Errorf("snatrace_audit_watching %v without a watch, want 0", v)
+	}
 }
 
 func TestFromAuditReportNil(t *testing.T) {

@@ -423,7 +423,7 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	for trigger, n := range e.refreshes {
 		ch <- prometheus.MustNewConstMetric(refreshDesc, prometheus.CounterValue, float64(n), trigger)
 	}
-	if e.watch != nil {
+	if e.audit != nil { // 0 without a watch (--no-watch), as its help says
 		ch <- prometheus.MustNewConstMetric(watchingDesc, prometheus.GaugeValue, b2f(e.watching))
 	}
 	if e.auditEver {
