@@ -17,7 +17,8 @@ import (
 
 // TestAuditFollowsChanges runs the exporter's refresh loop with a safety
 // net of an hour: it re-audits when the SNAT rules change (an nftables
-// commit to the chain of the masquerade, an iptables-legacy write), not
+// commit to the chain of the masquerade, its table made dormant and awake
+// again, an iptables-legacy write), not
 // when kube-proxy-like churn rewrites a chain no source-NAT hook reaches,
 // and the metrics show the new rules within a second.
 func TestAuditFollowsChanges(t *testing.T) {
@@ -51,6 +52,12 @@ func TestAuditFollowsChanges(t *testing.T) {
 	waitFor(t, e, "the fully-random rule", func(m metrics) bool {
 		return m.refreshes["nftables"] >= 1 && m.rules["fully-random"] == 1 && m.rules["none"] == 0
 	})
+	// A dormant table runs none of its chains: its rule goes, and comes
+	// back when the table wakes up.
+	netnstest.Run(t, ns, "", "nft", "add", "table", "ip", "agent", "{ flags dormant; }")
+	waitFor(t, e, "the dormant table", func(m metrics) bool { return m.rules["fully-random"] == 0 })
+	netnstest.Run(t, ns, "", "nft", "add", "table", "ip", "agent") // nft sends flags 0
+	waitFor(t, e, "the table awake", func(m metrics) bool { return m.rules["fully-random"] == 1 })
 	// iptables-legacy sends no events; its writers take the xtables lock.
 	cmd := tool.Command("iptables-legacy", "-w", "-t", "nat", "-A", "POSTROUTING", "-s", "10.245.0.0/16", "-j", "MASQUERADE")
 	cmd.Env = []string{"XTABLES_LOCKFILE=" + a.lockPath}

@@ -17,18 +17,27 @@ type chainList struct {
 	bases    []int             // the base chains (Ruleset.bases)
 	natBases []int             // the chains source NAT starts in (sourceNATHook)
 	ipt      map[tableKey]bool // the tables iptables-nft made (iptablesNftTablesOf)
+	// dormantNAT are the source-NAT base chains of dormant tables (flags
+	// dormant), which the kernel does not run: not in natBases.
+	dormantNAT []int
+	dormant    map[tableKey]bool // the dormant tables (Name "")
 	// last is the Ruleset.Chains last made from the list (view).
 	last atomic.Pointer[chainsView]
 }
 
-// newChainList indexes chains, which it keeps.
-func newChainList(chains []Chain) *chainList {
-	l := &chainList{chains: chains, idx: indexChains(chains), ipt: iptablesNftTablesOf(chains)}
+// newChainList indexes chains, which it keeps; dormant are the tables
+// whose chains the kernel does not run (Name "").
+func newChainList(chains []Chain, dormant map[tableKey]bool) *chainList {
+	l := &chainList{chains: chains, idx: indexChains(chains), ipt: iptablesNftTablesOf(chains), dormant: dormant}
 	for i, c := range chains {
 		if c.Hook != "" {
 			l.bases = append(l.bases, i)
 		}
-		if sourceNATHook(c) {
+		switch {
+		case !sourceNATHook(c):
+		case dormant[tableKey{c.Family, c.Table, ""}]:
+			l.dormantNAT = append(l.dormantNAT, i)
+		default:
 			l.natBases = append(l.natBases, i)
 		}
 	}

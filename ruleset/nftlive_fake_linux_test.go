@@ -4,6 +4,7 @@ package ruleset
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -110,5 +111,32 @@ func TestReadRepeatsATornDump(t *testing.T) {
 		if len(rs.Rules) != 1 || rs.Rules[0].Key() != "nftables ip host-nat post #1" || k.TornChains != 0 || k.TornRules != 0 {
 			t.Errorf("%s: rules %v (torn dumps left: %d chains, %d rules); want host-nat post #1 once", tc.name, rs.Rules, k.TornChains, k.TornRules)
 		}
+	}
+}
+
+// A dormant table's chains do not run: its masquerade is not a rule of
+// the node, and a warning says why it is left out.
+func TestReadSkipsDormantTables(t *testing.T) {
+	ip := byte(unix.NFPROTO_IPV4)
+	k := &nftnltest.Kernel{Gen: 2, Dormant: []string{"spare"},
+		Chains: []nftnltest.Chain{
+			{Family: ip, Table: "spare", Name: "post", Handle: 1, Hook: unix.NF_INET_POST_ROUTING, Priority: 100, Type: "nat"},
+			{Family: ip, Table: "live", Name: "post", Handle: 2, Hook: unix.NF_INET_POST_ROUTING, Priority: 100, Type: "nat"},
+		},
+		Rules: []nftnltest.Rule{
+			{Family: ip, Table: "spare", Chain: "post", Handle: 3, Exprs: []expr.Any{&expr.Masq{}}},
+			{Family: ip, Table: "live", Chain: "post", Handle: 4, Exprs: []expr.Any{&expr.Masq{FullyRandom: true}}},
+		},
+	}
+	rs, err := Read(context.Background(), ReadOptions{Runner: &tool.Fake{Installed: []string{}}, Nftables: []nftnl.Option{nftnl.WithTestDial(k.Func())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs.Rules) != 1 || rs.Rules[0].Key() != "nftables ip live post #1" {
+		t.Errorf("rules %v; want only live post #1", rs.Rules)
+	}
+	want := "nftables table ip spare is dormant (flags dormant): the kernel runs none of its chains, so the source NAT of its chain post is not audited"
+	if !slices.Contains(rs.Warnings, want) {
+		t.Errorf("warnings %q; want %q", rs.Warnings, want)
 	}
 }

@@ -125,6 +125,10 @@ func (d *nftDump) chainList(c *nftnl.Conn, cc *ChainCache) (bool, error) {
 }
 
 func (d *nftDump) readChains(c *nftnl.Conn) (bool, error) {
+	dormant, intrT, err := readDormant(c)
+	if err != nil {
+		return false, err
+	}
 	var chains []Chain
 	intr, err := c.DumpEach(unix.NFT_MSG_GETCHAIN, unix.AF_UNSPEC, nil, func(m netlink.Message) error {
 		if len(m.Data) < 4 {
@@ -140,9 +144,45 @@ func (d *nftDump) readChains(c *nftnl.Conn) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("listing nftables chains: %w", err)
 	}
-	d.list = newChainList(chains)
+	d.list = newChainList(chains, dormant)
 	d.torn = len(d.list.idx) != len(chains) // a chain given twice
-	return intr || d.torn, nil
+	return intr || intrT || d.torn, nil
+}
+
+// readDormant dumps the tables and returns those whose flags say dormant:
+// the kernel runs none of their chains (nf_tables_table_disable).
+func readDormant(c *nftnl.Conn) (map[tableKey]bool, bool, error) {
+	var dormant map[tableKey]bool
+	intr, err := c.DumpEach(unix.NFT_MSG_GETTABLE, unix.AF_UNSPEC, nil, func(m netlink.Message) error {
+		if len(m.Data) < 4 {
+			return nil
+		}
+		var name string
+		var flags uint32
+		err := nftnl.Walk(m.Data[4:], func(typ uint16, v []byte) error {
+			switch {
+			case typ == unix.NFTA_TABLE_NAME:
+				name = nftnl.CString(v)
+			case typ == unix.NFTA_TABLE_FLAGS && len(v) == 4:
+				flags = binary.BigEndian.Uint32(v)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("decoding nftables table: %w", err)
+		}
+		if flags&unix.NFT_TABLE_F_DORMANT != 0 {
+			if dormant == nil {
+				dormant = map[tableKey]bool{}
+			}
+			dormant[tableKey{Family(nftnl.FamilyName(m.Data[0])), name, ""}] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("listing nftables tables: %w", err)
+	}
+	return dormant, intr, nil
 }
 
 // decodeChain decodes one NFT_MSG_NEWCHAIN message of a dump.
@@ -371,6 +411,10 @@ func fromNftDump(d *nftDump) *Ruleset {
 			}
 			rs.Rules = append(rs.Rules, rule)
 		}
+	}
+	for _, i := range l.dormantNAT {
+		c := &l.chains[i]
+		rs.Warnings = append(rs.Warnings, fmt.Sprintf("nftables table %s %s is dormant (flags dormant): the kernel runs none of its chains, so the source NAT of its chain %s is not audited", c.Family, c.Table, c.Name))
 	}
 	rs.Chains = l.view(counts, ipt)
 	rs.bases, rs.basesKnown = l.bases, true

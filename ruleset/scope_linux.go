@@ -19,6 +19,10 @@ func (d *nftDump) scope() *nftScope {
 	for _, m := range d.maps {
 		s.maps[m] = true
 	}
+	for _, i := range d.list.dormantNAT {
+		c := &d.list.chains[i]
+		s.tables[tableKey{c.Family, c.Table, ""}] = true // waking up runs its chains
+	}
 	return s
 }
 
@@ -50,7 +54,8 @@ func (s *nftScope) affects(c nftnl.Commit) bool {
 func (s *nftScope) affectedBy(ev nftnl.Event) bool {
 	fam := Family(nftnl.FamilyName(ev.Family))
 	switch ev.Type {
-	case unix.NFT_MSG_DELTABLE, nftnl.MsgDestroyTable:
+	case unix.NFT_MSG_DELTABLE, nftnl.MsgDestroyTable,
+		unix.NFT_MSG_NEWTABLE: // an existing table's flags: dormant or awake
 		return s.tables[tableKey{fam, ev.Table, ""}]
 	case unix.NFT_MSG_NEWCHAIN, unix.NFT_MSG_DELCHAIN, nftnl.MsgDestroyChain:
 		if s.chains[tableKey{fam, ev.Table, ev.Name}] {

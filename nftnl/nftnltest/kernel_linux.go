@@ -8,6 +8,7 @@
 package nftnltest
 
 import (
+	"slices"
 	"encoding/binary"
 	"fmt"
 	"sync"
@@ -49,6 +50,9 @@ type Kernel struct {
 	Sets map[string]Set
 	// Refuse makes the next batch fail with this errno (ERESTART: stale).
 	Refuse unix.Errno
+	// Dormant names the tables (of any family) whose flags say dormant;
+	// a table dump lists every table that has a chain.
+	Dormant []string
 	// TornChains and TornRules make the next that many chain or rule
 	// dumps give their last object twice, as a dump does that resumes
 	// while a transaction links or unlinks chains (nftnl.Conn.Settle).
@@ -144,6 +148,8 @@ func (k *Kernel) answer(m netlink.Message) ([]netlink.Message, error) {
 		out = tear(k.rules(m, fam, filter), &k.TornRules)
 	case unix.NFT_MSG_GETCHAIN:
 		out = tear(k.chains(m, fam), &k.TornChains)
+	case unix.NFT_MSG_GETTABLE:
+		out = k.tables(m)
 	case unix.NFT_MSG_GETSET:
 		s, ok := k.Sets[cstr(filter[unix.NFTA_SET_NAME])]
 		if !ok {
@@ -220,6 +226,28 @@ func EncodeRule(r Rule, prev uint64) []byte {
 	}
 	b, _ := netlink.MarshalAttributes(a)
 	return b
+}
+
+func (k *Kernel) tables(m netlink.Message) []netlink.Message {
+	var out []netlink.Message
+	seen := map[string]bool{}
+	for _, c := range k.Chains {
+		key := string(c.Family) + c.Table
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		var flags uint32
+		if slices.Contains(k.Dormant, c.Table) {
+			flags = unix.NFT_TABLE_F_DORMANT
+		}
+		b, _ := netlink.MarshalAttributes([]netlink.Attribute{
+			{Type: unix.NFTA_TABLE_NAME, Data: append([]byte(c.Table), 0)},
+			{Type: unix.NFTA_TABLE_FLAGS, Data: binary.BigEndian.AppendUint32(nil, flags)},
+		})
+		out = append(out, reply(m, unix.NFT_MSG_NEWTABLE, c.Family, b, true)...)
+	}
+	return out
 }
 
 func (k *Kernel) chains(m netlink.Message, fam byte) []netlink.Message {
