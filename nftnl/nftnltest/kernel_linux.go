@@ -8,9 +8,9 @@
 package nftnltest
 
 import (
-	"slices"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/google/nftables/expr"
