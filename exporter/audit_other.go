@@ -5,6 +5,7 @@ package exporter
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/snatrace/snatrace/netns"
 )
@@ -17,7 +18,9 @@ func LiveAudit(ns *netns.NS) AuditFunc {
 }
 
 // LiveAuditor needs Linux.
-type LiveAuditor struct{}
+type LiveAuditor struct {
+	LegacyCheckGap time.Duration // as on Linux; unused
+}
 
 // NewLiveAuditor returns an auditor whose every call fails: it needs Linux.
 func NewLiveAuditor(*netns.NS, string) *LiveAuditor { return &LiveAuditor{} }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/snatrace/snatrace/netns"
 	"github.com/snatrace/snatrace/netns/netnstest"
 	"github.com/snatrace/snatrace/tool"
 )
@@ -59,14 +60,32 @@ func TestAuditFollowsChanges(t *testing.T) {
 	netnstest.Run(t, ns, "", "nft", "add", "table", "ip", "agent") // nft sends flags 0
 	waitFor(t, e, "the table awake", func(m metrics) bool { return m.rules["fully-random"] == 1 })
 	// iptables-legacy sends no events; its writers take the xtables lock.
-	cmd := tool.Command("iptables-legacy", "-w", "-t", "nat", "-A", "POSTROUTING", "-s", "10.245.0.0/16", "-j", "MASQUERADE")
-	cmd.Env = []string{"XTABLES_LOCKFILE=" + a.lockPath}
-	if _, err := (tool.Exec{NS: ns}).Run(ctx, cmd); err != nil {
-		t.Fatal(err)
-	}
+	legacy(t, ctx, ns, a.lockPath, "-w", "-t", "nat", "-A", "POSTROUTING", "-s", "10.245.0.0/16", "-j", "MASQUERADE")
 	waitFor(t, e, "the legacy rule", func(m metrics) bool {
 		return m.refreshes["xtables-lock"] >= 1 && m.rules["none"] == 1
 	})
+	// A listing takes the lock too, and changes nothing: no audit.
+	before := gather(t, e).refreshes["xtables-lock"]
+	legacy(t, ctx, ns, a.lockPath, "-w", "-t", "nat", "-nL", "POSTROUTING")
+	time.Sleep(300 * time.Millisecond)
+	if m := gather(t, e); m.refreshes["xtables-lock"] != before {
+		t.Errorf("%v refreshes after an iptables-legacy listing, want %v", m.refreshes["xtables-lock"], before)
+	}
+	// A rule replaced in place keeps the table's size; it still shows.
+	legacy(t, ctx, ns, a.lockPath, "-w", "-t", "nat", "-R", "POSTROUTING", "1", "-s", "10.245.0.0/16", "-j", "MASQUERADE", "--random-fully")
+	waitFor(t, e, "the legacy rule made fully-random", func(m metrics) bool {
+		return m.refreshes["xtables-lock"] > before && m.rules["none"] == 0 && m.rules["fully-random"] == 2
+	})
+}
+
+// legacy runs iptables-legacy in ns with the test's xtables lock.
+func legacy(t *testing.T, ctx context.Context, ns *netns.NS, lock string, args ...string) {
+	t.Helper()
+	cmd := tool.Command("iptables-legacy", args...)
+	cmd.Env = []string{"XTABLES_LOCKFILE=" + lock}
+	if _, err := (tool.Exec{NS: ns}).Run(ctx, cmd); err != nil {
+		t.Fatal(err)
+	}
 }
 
 type metrics struct {
