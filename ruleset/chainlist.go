@@ -20,7 +20,6 @@ type chainList struct {
 	// dormantNAT are the source-NAT base chains of dormant tables (flags
 	// dormant), which the kernel does not run: not in natBases.
 	dormantNAT []int
-	dormant    map[tableKey]bool // the dormant tables (Name "")
 	// last is the Ruleset.Chains last made from the list (view).
 	last atomic.Pointer[chainsView]
 }
@@ -28,7 +27,7 @@ type chainList struct {
 // newChainList indexes chains, which it keeps; dormant are the tables
 // whose chains the kernel does not run (Name "").
 func newChainList(chains []Chain, dormant map[tableKey]bool) *chainList {
-	l := &chainList{chains: chains, idx: indexChains(chains), ipt: iptablesNftTablesOf(chains), dormant: dormant}
+	l := &chainList{chains: chains, idx: indexChains(chains), ipt: iptablesNftTablesOf(chains)}
 	for i, c := range chains {
 		if c.Hook != "" {
 			l.bases = append(l.bases, i)
