@@ -28,7 +28,7 @@ type LiveAuditor struct {
 	ns       *netns.NS
 	lockPath string
 	chains   ruleset.ChainCache
-	last     atomic.Pointer[ruleset.Ruleset] // what the last audit read
+	last     atomic.Pointer[ruleset.Ruleset] // what the last audit read (ScopeOnly)
 	// legacy is the iptables-legacy tables' fingerprint taken before the
 	// last audit read them (xtables.NamespaceFingerprint), while Watch
 	// runs; 0 for none.
@@ -64,7 +64,7 @@ func (a *LiveAuditor) Audit(ctx context.Context) (AuditResult, error) {
 		a.last.Store(nil)
 		return AuditResult{}, fmt.Errorf("reading the SNAT rules: %w", err)
 	}
-	a.last.Store(in.Rules)
+	a.last.Store(in.Rules.ScopeOnly())
 	return FromAuditReport(audit.Run(in)), nil
 }
 

@@ -23,7 +23,9 @@ func (cc *ChainCache) Observe(c nftnl.Commit) {
 		return
 	}
 	if c.ChangesChains() || c.Gen != cc.gen+1 {
-		cc.ok = false
+		// Let the list go now: the next read makes its own, and on a
+		// 300,000-rule node two lists at once are 100 MB.
+		cc.ok, cc.list = false, nil
 		return
 	}
 	cc.gen = c.Gen
@@ -83,5 +85,15 @@ func (cc *ChainCache) remember(l *chainList, gen uint32) {
 	if cc.ok && int32(cc.gen-gen) > 0 {
 		return
 	}
-	cc.list, cc.gen, cc.ok = l, gen, true
+	cc.list, cc.gen, cc.ok, cc.size = l, gen, true, len(l.chains)
+}
+
+// sizeHint is the number of chains the last list held (0 without one).
+func (cc *ChainCache) sizeHint() int {
+	if cc == nil {
+		return 0
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.size
 }

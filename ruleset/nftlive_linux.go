@@ -121,15 +121,17 @@ func (d *nftDump) chainList(c *nftnl.Conn, cc *ChainCache) (bool, error) {
 			return false, nil
 		}
 	}
-	return d.readChains(c)
+	return d.readChains(c, cc.sizeHint())
 }
 
-func (d *nftDump) readChains(c *nftnl.Conn) (bool, error) {
+// readChains dumps the tables and the chains into d.list; size is the
+// number of chains expected (0: unknown).
+func (d *nftDump) readChains(c *nftnl.Conn, size int) (bool, error) {
 	dormant, intrT, err := readDormant(c)
 	if err != nil {
 		return false, err
 	}
-	var chains []Chain
+	chains := make([]Chain, 0, size+size/64)
 	intr, err := c.DumpEach(unix.NFT_MSG_GETCHAIN, unix.AF_UNSPEC, nil, func(m netlink.Message) error {
 		if len(m.Data) < 4 {
 			return nil

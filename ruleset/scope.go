@@ -29,4 +29,18 @@ type ChainCache struct {
 	gen  uint32
 	ok   bool
 	next chan struct{} // closed by the next Observe
+	// size is the number of chains of the last list: a read sizes its
+	// dump's list by it rather than grow it from nothing.
+	size int
+}
+
+// ScopeOnly returns a Ruleset holding only what Affected needs of rs. A
+// watcher keeps it between reads instead of rs, whose chain list on a
+// kube-proxy node holds 100,000 chains: kept, it would live beside the
+// next read's own.
+func (rs *Ruleset) ScopeOnly() *Ruleset {
+	if rs == nil {
+		return nil
+	}
+	return &Ruleset{scope: rs.scope}
 }
