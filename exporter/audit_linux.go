@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,10 +31,14 @@ type LiveAuditor struct {
 	chains   ruleset.ChainCache
 	last     atomic.Pointer[ruleset.Ruleset] // what the last audit read (ScopeOnly)
 	// legacy is the iptables-legacy tables' fingerprint taken before the
-	// last audit read them (xtables.NamespaceFingerprint), while Watch
+	// last audit read them (xtables.Fingerprints), while Watch
 	// runs; 0 for none.
 	legacy   atomic.Uint64
 	watching atomic.Bool
+	tables   xtables.Fingerprints // their memory, while checks come often
+	// reading is held by an audit and by a check of the legacy tables:
+	// one 60 MB read at a time.
+	reading sync.Mutex
 }
 
 // NewLiveAuditor returns the auditor of namespace ns (nil: the exporter's
@@ -55,9 +60,15 @@ func LiveAudit(ns *netns.NS) AuditFunc { return NewLiveAuditor(ns, "").Audit }
 // Audit is an AuditFunc. A read of a 100,000-rule nftables ruleset keeps
 // its chain list for the next one while Watch follows the commits.
 func (a *LiveAuditor) Audit(ctx context.Context) (AuditResult, error) {
+	a.reading.Lock()
+	defer a.reading.Unlock()
 	if a.watching.Load() {
-		// Before the read: a write after it then shows as a change.
+		// Before the read: a write after it then shows as a change. The
+		// checks' tables go back to the system first: the runtime would
+		// not always make their memory the audit's own read of the tables.
 		a.legacy.Store(a.legacyFingerprint())
+		a.tables.Release()
+		debug.FreeOSMemory()
 	}
 	in, err := audit.Live(ctx, audit.LiveOptions{NS: a.ns, Chains: &a.chains})
 	if err != nil {
@@ -97,12 +108,9 @@ func (a *LiveAuditor) Watch(ctx context.Context, wake func(trigger string)) erro
 
 // legacyFingerprint fingerprints the iptables-legacy tables the audit
 // reads; 0 when they cannot be read (then every lock close wakes the
-// audit, which reports the error). The tables' memory (60 MB at 100,000
-// rules) is given back at once, as after an audit (Exporter.refresh):
-// an audit's own read must not come on top of it.
+// audit, which reports the error).
 func (a *LiveAuditor) legacyFingerprint() uint64 {
-	fp, err := xtables.NamespaceFingerprint(a.ns, audit.LegacyTables...)
-	debug.FreeOSMemory()
+	fp, err := a.tables.Of(a.ns, audit.LegacyTables...)
 	if err != nil {
 		return 0
 	}
@@ -110,25 +118,42 @@ func (a *LiveAuditor) legacyFingerprint() uint64 {
 }
 
 // legacyChanged reports whether the iptables-legacy tables the audit reads
-// differ from those the last audit read. Reading them costs what the kernel
-// takes to copy them (0.1-0.2 s at 100,000 rules), not an audit.
+// differ from those the last audit read. Reading them costs the kernel's
+// copy of them into memory kept from the last check (0.1 s at 100,000
+// rules), not an audit's parsing.
 func (a *LiveAuditor) legacyChanged() bool {
+	a.reading.Lock()
+	defer a.reading.Unlock()
 	last := a.legacy.Load()
 	return last == 0 || a.legacyFingerprint() != last
 }
 
+// legacyIdle is how long the checks of followLock keep the tables' memory
+// after the last one, at least.
+const legacyIdle = time.Minute
+
 // followLock checks the iptables-legacy tables after closes of the xtables
 // lock, at most once per LegacyCheckGap (the closes in between are one
-// check), and wakes the audit when they changed.
+// check), and wakes the audit when they changed. The checks keep the
+// tables' memory (60 MB at 100,000 rules) while they come often, and give
+// it back after legacyIdle without one.
 func (a *LiveAuditor) followLock(ctx context.Context, lock <-chan struct{}, wake func(trigger string)) {
 	defer a.watching.Store(false)
+	defer a.tables.Release()
+	idle := time.NewTimer(legacyIdle)
+	defer idle.Stop()
 	var next time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-idle.C:
+			a.tables.Release()
+			debug.FreeOSMemory()
+			continue
 		case <-lock:
 		}
+		idle.Reset(max(legacyIdle, 4*a.LegacyCheckGap))
 		if wait := time.Until(next); wait > 0 {
 			select {
 			case <-ctx.Done():
