@@ -290,3 +290,30 @@ func (n *NS) Enter() error {
 	}
 	return nil
 }
+
+// StillOpens returns an error when spec (as Open takes it) no longer opens
+// the namespace n: its name was deleted, or names another namespace now.
+// A watcher holding n keeps the namespace alive, and would go on reading
+// one that nothing else uses.
+func (n *NS) StillOpens(spec string) error {
+	want, err := n.Inode()
+	if err != nil {
+		return err
+	}
+	now, err := Open(spec)
+	if errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("network namespace %s was deleted", spec)
+	}
+	if err != nil {
+		return err
+	}
+	defer now.Close()
+	got, err := now.Inode()
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("network namespace %s now names another namespace (inode %d, was %d)", spec, got, want)
+	}
+	return nil
+}

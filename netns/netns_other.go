@@ -37,3 +37,6 @@ func (n *NS) Do(fn func() error) error {
 
 // Enter is only available on Linux.
 func (n *NS) Enter() error { return errNotLinux }
+
+// StillOpens is only available on Linux.
+func (n *NS) StillOpens(spec string) error { return errNotLinux }

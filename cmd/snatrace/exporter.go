@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"time"
@@ -132,12 +133,46 @@ func runExporter(cmd *cobra.Command, fl exporterFlags) error {
 	}
 	refreshed := make(chan struct{})
 	go func() { defer close(refreshed); e.Run(ctx) }()
+	gone := make(chan error, 1)
+	if fl.netns != "" {
+		go followNetNS(ctx, ns, fl.netns, gone, cancel)
+	}
 	log.Info("serving metrics", "address", l.Addr().String(), "path", exporter.MetricsPath,
 		"netns", fl.netns, "audit", !fl.noAudit, "conntrack", !fl.auditOnly)
 	err = exporter.Serve(ctx, l, h, fl.webConfig, log)
 	cancel()
 	<-refreshed // the audit uses ns: it must end before ns is closed
+	select {
+	case gerr := <-gone:
+		return gerr
+	default:
+	}
 	return err
+}
+
+// netnsCheck is how often the exporter checks that --netns still names
+// the namespace it watches.
+const netnsCheck = 2 * time.Second
+
+// followNetNS stops the exporter (stop) when spec no longer opens ns: the
+// namespace was deleted or its name reused. The exporter's handle would
+// keep a deleted namespace alive, and its metrics would describe a
+// namespace nothing else uses.
+func followNetNS(ctx context.Context, ns *netns.NS, spec string, gone chan<- error, stop func()) {
+	t := time.NewTicker(netnsCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := ns.StillOpens(spec); err != nil {
+			gone <- fmt.Errorf("%w: stopping", err)
+			stop()
+			return
+		}
+	}
 }
 
 // options are the exporter's options for the flags.
