@@ -34,6 +34,7 @@ type LiveAuditor struct {
 	// last audit read them (xtables.Fingerprints), while Watch
 	// runs; 0 for none.
 	legacy   atomic.Uint64
+	closes   atomic.Uint64 // closes of the xtables lock seen so far
 	watching atomic.Bool
 	tables   xtables.Fingerprints // their memory, while checks come often
 	// reading is held by an audit and by a check of the legacy tables:
@@ -62,18 +63,31 @@ func LiveAudit(ns *netns.NS) AuditFunc { return NewLiveAuditor(ns, "").Audit }
 func (a *LiveAuditor) Audit(ctx context.Context) (AuditResult, error) {
 	a.reading.Lock()
 	defer a.reading.Unlock()
-	if a.watching.Load() {
-		// Before the read: a write after it then shows as a change. The
-		// checks' tables go back to the system first: the runtime would
-		// not always make their memory the audit's own read of the tables.
-		a.legacy.Store(a.legacyFingerprint())
+	watching := a.watching.Load()
+	closes := a.closes.Load()
+	var before uint64
+	if watching {
+		// The legacy tables before and after the read: the fingerprint is
+		// kept only when they did not change meanwhile, so that it is what
+		// the read saw. The checks' tables go back to the system first: the
+		// runtime would not always make their memory the read's own.
+		before = a.legacyFingerprint()
 		a.tables.Release()
 		debug.FreeOSMemory()
 	}
 	in, err := audit.Live(ctx, audit.LiveOptions{NS: a.ns, Chains: &a.chains})
 	if err != nil {
+		a.legacy.Store(0) // the next close re-audits
 		a.last.Store(nil)
 		return AuditResult{}, fmt.Errorf("reading the SNAT rules: %w", err)
+	}
+	if watching {
+		if after := a.legacyFingerprint(); after != before || a.closes.Load() != closes {
+			// Changed, or written and put back, during the read: the
+			// next check re-audits.
+			before = 0
+		}
+		a.legacy.Store(before)
 	}
 	a.last.Store(in.Rules.ScopeOnly())
 	return FromAuditReport(audit.Run(in)), nil
@@ -97,7 +111,9 @@ func (a *LiveAuditor) Watch(ctx context.Context, wake func(trigger string)) erro
 		return err
 	}
 	a.watching.Store(true)
-	go a.followLock(ctx, lock, wake)
+	checks := make(chan struct{}, 1)
+	go a.countCloses(ctx, lock, checks)
+	go a.followLock(ctx, checks, wake)
 	return mon.RunCommits(ctx, func(c nftnl.Commit) {
 		a.chains.Observe(c)
 		if a.last.Load().Affected(c) {
@@ -168,6 +184,25 @@ func (a *LiveAuditor) followLock(ctx context.Context, lock <-chan struct{}, wake
 		next = time.Now().Add(a.LegacyCheckGap)
 		if a.legacyChanged() {
 			wake("xtables-lock")
+		}
+	}
+}
+
+// countCloses counts the closes of the xtables lock as they come and
+// passes them on to followLock (one pending is enough): an audit during
+// which the lock closed cannot trust its fingerprint, even when the tables
+// look the same after it (a rule deleted and put back).
+func (a *LiveAuditor) countCloses(ctx context.Context, lock <-chan struct{}, checks chan<- struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-lock:
+			a.closes.Add(1)
+			select {
+			case checks <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
