@@ -88,7 +88,7 @@ func chainRules(c *nftnl.Conn, k chainKey) ([]rawRule, error) {
 				rules = append(rules, r)
 			}
 		}
-		torn := nftnl.Repeats(rules, func(r *rawRule) uint64 { return r.Handle })
+		torn := nftnl.TornRules(rules, func(r *rawRule) uint64 { return r.Handle }, rawPosition)
 		return intr || torn, nil
 	})
 	if err != nil {

@@ -58,6 +58,17 @@ func parseRawRule(data []byte) (rawRule, error) {
 	return r, nil
 }
 
+// rawPosition is the handle of the rule before r as its dump gave it
+// (NFTA_RULE_POSITION), 0 for none.
+func rawPosition(r *rawRule) uint64 {
+	for _, a := range r.Attrs {
+		if a.Type&attrTypeMask == unix.NFTA_RULE_POSITION && len(a.Data) == 8 {
+			return binary.BigEndian.Uint64(a.Data)
+		}
+	}
+	return 0
+}
+
 const attrTypeMask = nftnl.TypeMask
 
 var cstring = nftnl.CString

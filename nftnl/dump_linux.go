@@ -193,3 +193,26 @@ func Repeats[T any, K comparable](xs []T, key func(*T) K) bool {
 	}
 	return false
 }
+
+// TornRules reports whether a dump of one chain's rules, in the order read,
+// was torn: a rule given twice, or rules skipped. The kernel gives each
+// rule the handle of the active rule before it (NFTA_RULE_POSITION; none
+// for the first), also across the parts of a dump, and an aborted
+// transaction that unlinks rules a dump had counted (nft --check inserts
+// and aborts) makes the next part skip as many, with no generation or
+// NLM_F_DUMP_INTR to tell. A position of 0 after the first rule is not
+// taken as a tear: a kernel that does not carry positions across parts
+// gives none there.
+func TornRules[T any](rules []T, handle, position func(*T) uint64) bool {
+	if Repeats(rules, handle) {
+		return true
+	}
+	var prev uint64
+	for i := range rules {
+		if p := position(&rules[i]); p != prev && (p != 0 || i == 0) {
+			return true
+		}
+		prev = handle(&rules[i])
+	}
+	return false
+}

@@ -28,6 +28,7 @@ type dumpRule struct {
 	family       Family
 	table, chain string
 	handle       uint64
+	position     uint64 // the handle of the rule before it (0: none)
 	jumps        []string
 	// vmaps are the verdict maps the rule looks up: their elements may
 	// jump or go to other chains.
@@ -92,7 +93,7 @@ func (d *nftDump) readReachable(c *nftnl.Conn) (bool, error) {
 }
 
 // readChainRules appends the rules of chain ch to d.rules, in order. A
-// dump that gives one rule twice is torn (see nftDump.torn).
+// dump that gives a rule twice or skips some is torn (nftnl.TornRules).
 func (d *nftDump) readChainRules(c *nftnl.Conn, ch Chain, in interner) (bool, error) {
 	start := len(d.rules)
 	intr, err := c.DumpEach(unix.NFT_MSG_GETRULE, nftFamily(ch.Family), []netlink.Attribute{
@@ -114,7 +115,7 @@ func (d *nftDump) readChainRules(c *nftnl.Conn, ch Chain, in interner) (bool, er
 	if err != nil {
 		return false, fmt.Errorf("listing the rules of %s %s %s: %w", ch.Family, ch.Table, ch.Name, err)
 	}
-	if nftnl.Repeats(d.rules[start:], func(r *dumpRule) uint64 { return r.handle }) {
+	if nftnl.TornRules(d.rules[start:], func(r *dumpRule) uint64 { return r.handle }, func(r *dumpRule) uint64 { return r.position }) {
 		d.torn = true
 	}
 	return intr || d.torn, nil
@@ -156,6 +157,10 @@ func ruleAttrs(data []byte, in interner) (r dumpRule, exprs, udata []byte, err e
 		case unix.NFTA_RULE_HANDLE:
 			if len(v) == 8 {
 				r.handle = binary.BigEndian.Uint64(v)
+			}
+		case unix.NFTA_RULE_POSITION:
+			if len(v) == 8 {
+				r.position = binary.BigEndian.Uint64(v)
 			}
 		case unix.NFTA_RULE_USERDATA:
 			udata = v

@@ -89,27 +89,32 @@ func ifname(s string) []byte {
 	return b
 }
 
-// A dump that gives a chain or a rule twice was torn by a transaction the
-// kernel did not flag, and is read again: the rule is listed once.
+// A dump that gives a chain or a rule twice, or skips a rule, was torn by
+// a transaction the kernel did not flag, and is read again: each rule is
+// listed once.
 func TestReadRepeatsATornDump(t *testing.T) {
 	ip := byte(unix.NFPROTO_IPV4)
 	for _, tc := range []struct {
-		name          string
-		chains, rules int
-	}{{"chain twice", 1, 0}, {"rule twice", 0, 1}, {"both, twice", 2, 2}} {
-		k := &nftnltest.Kernel{Gen: 4, TornChains: tc.chains, TornRules: tc.rules,
+		name                 string
+		chains, rules, skips int
+	}{{"chain twice", 1, 0, 0}, {"rule twice", 0, 1, 0}, {"both, twice", 2, 2, 0}, {"a rule skipped", 0, 0, 1}} {
+		k := &nftnltest.Kernel{Gen: 4, TornChains: tc.chains, TornRules: tc.rules, SkipRules: tc.skips,
 			Chains: []nftnltest.Chain{
 				{Family: ip, Table: "filter", Name: "forward", Handle: 1, Hook: unix.NF_INET_FORWARD, Type: "filter"},
 				{Family: ip, Table: "host-nat", Name: "post", Handle: 2, Hook: unix.NF_INET_POST_ROUTING, Priority: 100, Type: "nat"},
 			},
-			Rules: []nftnltest.Rule{{Family: ip, Table: "host-nat", Chain: "post", Handle: 3, Exprs: []expr.Any{&expr.Masq{}}}},
+			Rules: []nftnltest.Rule{
+				{Family: ip, Table: "host-nat", Chain: "post", Handle: 3, Exprs: []expr.Any{&expr.Masq{}}},
+				{Family: ip, Table: "host-nat", Chain: "post", Handle: 4, Exprs: []expr.Any{&expr.Counter{}}},
+				{Family: ip, Table: "host-nat", Chain: "post", Handle: 5, Exprs: []expr.Any{&expr.Masq{FullyRandom: true}}},
+			},
 		}
 		rs, err := Read(context.Background(), ReadOptions{Runner: &tool.Fake{Installed: []string{}}, Nftables: []nftnl.Option{nftnl.WithTestDial(k.Func())}})
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		if len(rs.Rules) != 1 || rs.Rules[0].Key() != "nftables ip host-nat post #1" || k.TornChains != 0 || k.TornRules != 0 {
-			t.Errorf("%s: rules %v (torn dumps left: %d chains, %d rules); want host-nat post #1 once", tc.name, rs.Rules, k.TornChains, k.TornRules)
+		if len(rs.Rules) != 2 || rs.Rules[0].Key() != "nftables ip host-nat post #1" || rs.Rules[1].Key() != "nftables ip host-nat post #3" || k.TornChains+k.TornRules+k.SkipRules != 0 {
+			t.Errorf("%s: rules %v (torn dumps left: %d chains, %d rules, %d skips); want host-nat post #1 and #3 once", tc.name, rs.Rules, k.TornChains, k.TornRules, k.SkipRules)
 		}
 	}
 }

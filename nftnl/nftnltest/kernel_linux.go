@@ -57,6 +57,10 @@ type Kernel struct {
 	// dumps give their last object twice, as a dump does that resumes
 	// while a transaction links or unlinks chains (nftnl.Conn.Settle).
 	TornChains, TornRules int
+	// SkipRules makes the next that many rule dumps of more than two
+	// rules leave out their second, as a dump does that resumes after an
+	// aborted transaction unlinked rules it had counted.
+	SkipRules int
 
 	mu      sync.Mutex
 	batches [][]netlink.Message
@@ -145,7 +149,7 @@ func (k *Kernel) answer(m netlink.Message) ([]netlink.Message, error) {
 		a, _ := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_GEN_ID, Data: binary.BigEndian.AppendUint32(nil, k.Gen)}})
 		return reply(m, unix.NFT_MSG_NEWGEN, unix.AF_UNSPEC, a, false), nil
 	case unix.NFT_MSG_GETRULE:
-		out = tear(k.rules(m, fam, filter), &k.TornRules)
+		out = skip(tear(k.rules(m, fam, filter), &k.TornRules), &k.SkipRules)
 	case unix.NFT_MSG_GETCHAIN:
 		out = tear(k.chains(m, fam), &k.TornChains)
 	case unix.NFT_MSG_GETTABLE:
@@ -167,6 +171,15 @@ func (k *Kernel) answer(m netlink.Message) ([]netlink.Message, error) {
 	}
 	done := netlink.Message{Header: netlink.Header{Type: netlink.Done, Flags: netlink.Multi, Sequence: m.Header.Sequence}, Data: make([]byte, 4)}
 	return append(out, done), nil
+}
+
+// skip leaves out the second of out while *n > 0, counting *n down.
+func skip(out []netlink.Message, n *int) []netlink.Message {
+	if *n <= 0 || len(out) < 3 {
+		return out
+	}
+	*n--
+	return append(out[:1:1], out[2:]...)
 }
 
 // tear gives the last of out twice while *n > 0, counting *n down.
