@@ -89,6 +89,10 @@ type Spec struct {
 	Inode uint32 // the namespace with this nsfs inode
 }
 
+// ErrGone is StillOpens' error for a namespace that its spec no longer
+// opens.
+var ErrGone = errors.New("gone (deleted, or its process ended)")
+
 // ParseSpec parses the forms every --netns flag accepts:
 //
 //	NAME           a namespace made by `ip netns add NAME` (a file under /run/netns)

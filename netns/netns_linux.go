@@ -291,10 +291,11 @@ func (n *NS) Enter() error {
 	return nil
 }
 
-// StillOpens returns an error when spec (as Open takes it) no longer opens
-// the namespace n: its name was deleted, or names another namespace now.
-// A watcher holding n keeps the namespace alive, and would go on reading
-// one that nothing else uses.
+// StillOpens returns an error wrapping ErrGone when spec (as Open takes
+// it) no longer opens the namespace n: its name or process is gone, or the
+// name opens another namespace now. A watcher holding n keeps the
+// namespace alive, and would go on reading one that nothing else uses.
+// Other errors (the check itself failed) do not wrap ErrGone.
 func (n *NS) StillOpens(spec string) error {
 	want, err := n.Inode()
 	if err != nil {
@@ -302,7 +303,7 @@ func (n *NS) StillOpens(spec string) error {
 	}
 	now, err := Open(spec)
 	if errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("network namespace %s was deleted", spec)
+		return fmt.Errorf("network namespace %s: %w", spec, ErrGone)
 	}
 	if err != nil {
 		return err
@@ -313,7 +314,7 @@ func (n *NS) StillOpens(spec string) error {
 		return err
 	}
 	if got != want {
-		return fmt.Errorf("network namespace %s now names another namespace (inode %d, was %d)", spec, got, want)
+		return fmt.Errorf("network namespace %s opens another namespace now (inode %d, was %d): %w", spec, got, want, ErrGone)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -158,7 +159,13 @@ const netnsCheck = 2 * time.Second
 // namespace was deleted or its name reused. The exporter's handle would
 // keep a deleted namespace alive, and its metrics would describe a
 // namespace nothing else uses.
+//
+// A namespace given by inode number is not followed: the search for it
+// finds the exporter's own handle.
 func followNetNS(ctx context.Context, ns *netns.NS, spec string, gone chan<- error, stop func()) {
+	if s, err := netns.ParseSpec(spec); err != nil || s.Inode != 0 {
+		return
+	}
 	t := time.NewTicker(netnsCheck)
 	defer t.Stop()
 	for {
@@ -167,7 +174,7 @@ func followNetNS(ctx context.Context, ns *netns.NS, spec string, gone chan<- err
 			return
 		case <-t.C:
 		}
-		if err := ns.StillOpens(spec); err != nil {
+		if err := ns.StillOpens(spec); errors.Is(err, netns.ErrGone) {
 			gone <- fmt.Errorf("%w: stopping", err)
 			stop()
 			return

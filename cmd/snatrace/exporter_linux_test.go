@@ -43,7 +43,7 @@ func TestExporterStopsWhenItsNamespaceIsDeleted(t *testing.T) {
 	select {
 	case err := <-done:
 		var ee *exec.ExitError
-		want := "snatrace: network namespace " + name + " was deleted: stopping"
+		want := "snatrace: network namespace " + name + ": gone (deleted, or its process ended): stopping"
 		if !errors.As(err, &ee) || ee.ExitCode() != exitUsage || !strings.Contains(errb.String(), want) {
 			t.Errorf("exporter ended with %v, stderr %q; want exit %d and %q", err, errb.String(), exitUsage, want)
 		}
