@@ -2,6 +2,7 @@ package ruleset
 
 import (
 	"maps"
+	"slices"
 	"sync/atomic"
 
 	"github.com/snatrace/snatrace/natrule"
@@ -18,8 +19,10 @@ type chainList struct {
 	natBases []int             // the chains source NAT starts in (sourceNATHook)
 	ipt      map[tableKey]bool // the tables iptables-nft made (iptablesNftTablesOf)
 	// dormantNAT are the source-NAT base chains of dormant tables (flags
-	// dormant), which the kernel does not run: not in natBases.
-	dormantNAT []int
+	// dormant), which the kernel does not run. No chain of a dormant
+	// table is in chains: nothing downstream (the DNS path, fix) sees them.
+	dormantNAT []Chain
+	dormant    map[tableKey]bool // the dormant tables (Name "")
 	// last is the Ruleset.Chains last made from the list (view).
 	last atomic.Pointer[chainsView]
 }
@@ -27,16 +30,24 @@ type chainList struct {
 // newChainList indexes chains, which it keeps; dormant are the tables
 // whose chains the kernel does not run (Name "").
 func newChainList(chains []Chain, dormant map[tableKey]bool) *chainList {
-	l := &chainList{chains: chains, idx: indexChains(chains), ipt: iptablesNftTablesOf(chains)}
+	l := &chainList{dormant: dormant}
+	if len(dormant) > 0 {
+		chains = slices.DeleteFunc(chains, func(c Chain) bool {
+			if !dormant[tableKey{c.Family, c.Table, ""}] {
+				return false
+			}
+			if sourceNATHook(c) {
+				l.dormantNAT = append(l.dormantNAT, c)
+			}
+			return true
+		})
+	}
+	l.chains, l.idx, l.ipt = chains, indexChains(chains), iptablesNftTablesOf(chains)
 	for i, c := range chains {
 		if c.Hook != "" {
 			l.bases = append(l.bases, i)
 		}
-		switch {
-		case !sourceNATHook(c):
-		case dormant[tableKey{c.Family, c.Table, ""}]:
-			l.dormantNAT = append(l.dormantNAT, i)
-		default:
+		if sourceNATHook(c) {
 			l.natBases = append(l.natBases, i)
 		}
 	}

@@ -146,8 +146,8 @@ func (d *nftDump) readChains(c *nftnl.Conn, size int) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("listing nftables chains: %w", err)
 	}
+	d.torn = nftnl.Repeats(chains, func(c *Chain) tableKey { return tableKey{c.Family, c.Table, c.Name} })
 	d.list = newChainList(chains, dormant)
-	d.torn = len(d.list.idx) != len(chains) // a chain given twice
 	return intr || intrT || d.torn, nil
 }
 
@@ -414,8 +414,7 @@ func fromNftDump(d *nftDump) *Ruleset {
 			rs.Rules = append(rs.Rules, rule)
 		}
 	}
-	for _, i := range l.dormantNAT {
-		c := &l.chains[i]
+	for _, c := range l.dormantNAT {
 		rs.Warnings = append(rs.Warnings, fmt.Sprintf("nftables table %s %s is dormant (flags dormant): the kernel runs none of its chains, so the source NAT of its chain %s is not audited", c.Family, c.Table, c.Name))
 	}
 	rs.Chains = l.view(counts, ipt)

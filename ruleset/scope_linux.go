@@ -19,9 +19,8 @@ func (d *nftDump) scope() *nftScope {
 	for _, m := range d.maps {
 		s.maps[m] = true
 	}
-	for _, i := range d.list.dormantNAT {
-		c := &d.list.chains[i]
-		s.tables[tableKey{c.Family, c.Table, ""}] = true // waking up runs its chains
+	for t := range d.list.dormant {
+		s.tables[t] = true // waking up runs its chains
 	}
 	return s
 }
