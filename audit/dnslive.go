@@ -15,10 +15,6 @@ import (
 // maxDNSChains bounds the chains a live scan lists one by one.
 const maxDNSChains = 64
 
-// LegacyTables are the iptables-legacy tables a live audit reads (of each
-// family): nat for source NAT, raw for the DNS path's NOTRACK rules.
-var LegacyTables = []string{"nat", "raw"}
-
 // ScanDNSLive scans, for the DNS path, only the chains of namespace ns that
 // can hold it, read one by one (tools run through r, inside ns): a
 // whole-ruleset dump (nft list ruleset, iptables-nft-save) takes seconds on
@@ -51,7 +47,7 @@ func ScanDNSLive(ctx context.Context, ns *netns.NS, r tool.Runner, rs *ruleset.R
 		ScanDNS(p, fmt.Sprintf("netlink %s %s %s", c.Family, c.Table, c.Name), strings.Join(ct.Rules, "\n"))
 	}
 	for _, d := range rs.TakeDumps() {
-		texts, err := ruleset.LegacyTexts(ctx, ns, r, d, dnsCandidate, LegacyTables...)
+		texts, err := ruleset.LegacyTexts(ctx, ns, r, d, dnsCandidate, "nat", "raw")
 		if err != nil {
 			warnings = append(warnings, fmt.Sprintf("DNS path: iptables-legacy: %v", err))
 		}

@@ -5,7 +5,6 @@ package exporter
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/snatrace/snatrace/netns"
 )
@@ -18,9 +17,7 @@ func LiveAudit(ns *netns.NS) AuditFunc {
 }
 
 // LiveAuditor needs Linux.
-type LiveAuditor struct {
-	LegacyCheckGap time.Duration // as on Linux; unused
-}
+type LiveAuditor struct{}
 
 // NewLiveAuditor returns an auditor whose every call fails: it needs Linux.
 func NewLiveAuditor(*netns.NS, string) *LiveAuditor { return &LiveAuditor{} }

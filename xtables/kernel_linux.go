@@ -6,12 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"os"
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -368,62 +366,4 @@ func (s *Socket) setsockopt(opt int, buf []byte) error {
 		return errno
 	}
 	return nil
-}
-
-// Fingerprints reads tables for their fingerprints (Table.Fingerprint),
-// keeping each table's memory for the next read of it: a 60 MB table read
-// into fresh memory costs more in page faults than the kernel's copy, and
-// a check repeated every few seconds would pay them each time. Release
-// lets the memory go. It is safe for concurrent use.
-type Fingerprints struct {
-	mu     sync.Mutex
-	tables map[string]*Table // by family and name
-}
-
-// Of hashes the named tables of both families in ns (nil: the caller's
-// namespace): each table's info and its entries without their counters,
-// and which tables exist. It changes when a rule, chain or policy of one
-// of them does, not when traffic moves; like Table.Fingerprint it compares
-// only within one process. It reads every table whole, but parses none.
-func (fp *Fingerprints) Of(ns *netns.NS, names ...string) (uint64, error) {
-	fp.mu.Lock()
-	defer fp.mu.Unlock()
-	if fp.tables == nil {
-		fp.tables = map[string]*Table{}
-	}
-	var h maphash.Hash
-	h.SetSeed(fingerprintSeed)
-	for _, f := range []Family{IPv4, IPv6} {
-		have, err := Tables(ns, f)
-		if err != nil {
-			return 0, err
-		}
-		for _, name := range names {
-			if !slices.Contains(have, name) {
-				continue
-			}
-			key := f.String() + " " + name
-			t, err := ReadTableInto(ns, f, name, fp.tables[key])
-			if errors.Is(err, ErrNoTable) {
-				continue // gone since the listing: as if not listed
-			}
-			if err != nil {
-				return 0, err
-			}
-			fp.tables[key] = t
-			sum, err := t.Fingerprint()
-			if err != nil {
-				return 0, err
-			}
-			fmt.Fprintf(&h, "%s %+v %x\n", key, t.Info, sum)
-		}
-	}
-	return h.Sum64(), nil
-}
-
-// Release lets the kept tables go.
-func (fp *Fingerprints) Release() {
-	fp.mu.Lock()
-	fp.tables = nil
-	fp.mu.Unlock()
 }

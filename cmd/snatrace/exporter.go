@@ -197,7 +197,6 @@ func (fl exporterFlags) options(log *slog.Logger, ns *netns.NS) []exporter.Optio
 	}
 	if !fl.noAudit {
 		a := exporter.NewLiveAuditor(ns, "")
-		a.LegacyCheckGap = fl.auditMinGap
 		opts = append(opts, exporter.WithAudit(a.Audit, fl.auditInterval))
 		if !fl.noWatch {
 			opts = append(opts, exporter.WithAuditWatch(a.Watch, fl.auditMinGap))
